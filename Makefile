@@ -1,0 +1,44 @@
+# The two commands: `make run` (the whole service on this machine) and `make test`.
+# Both bootstrap everything from the package index on a machine that has only Python 3.11+ and make.
+
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.9
+# Prefer a uv already on PATH; otherwise install a pinned one into .tools/ with plain pip.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON := $(shell command -v $(PYTHON))
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test test-fast lint typecheck bench-catalog clean help
+
+help:
+	@echo "make run        start PostgreSQL, NATS, the API on http://127.0.0.1:$${LMS_PORT:-8000} and a worker"
+	@echo "make test       run the whole test suite (fault tests included)"
+	@echo "make test-fast  the suite without the slow fault tests"
+	@echo "make lint       ruff and mypy"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+# The environment is rebuilt only when the lock or the project metadata change.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+run: $(VENV)/.synced
+	$(VENV)/bin/lms dev
+
+test: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check src tests bench piccolo_migrations
+	$(VENV)/bin/ruff format --check src tests bench piccolo_migrations
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Shared pieces of the HTTP edge: base schemas, pagination, the error shape, OpenAPI."""

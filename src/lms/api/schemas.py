@@ -1,0 +1,23 @@
+"""Base Structs for the wire: camelCase field names, keyword-only construction, keyset pages."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+class CamelStruct(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
+    """Every request and response body: snake_case in Python, camelCase on the wire."""
+
+
+class Page(CamelStruct, Generic[T]):
+    """A keyset page: pass `nextCursor` back as `cursor` for the next one; null at the end."""
+
+    items: list[T]
+    next_cursor: str | None = None

@@ -1,0 +1,344 @@
+"""The `lms` command: dev, serve, worker, migrate, create-admin.
+
+Every command resolves PostgreSQL and NATS the same way: DATABASE_URL / NATS_URL when set,
+otherwise the embedded servers under LMS_DATA_DIR (started, or reused when another `lms` process
+already runs them). Operator mistakes end with one `lms: error: ...` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from lms.errors import StartupError
+from lms.observability.logs import configure_logging
+from lms.settings import Settings, load_settings
+
+log = logging.getLogger("lms.cli")
+
+CHILD_STOP_TIMEOUT = 30.0
+
+
+# ---------------------------------------------------------------------------------------------
+# shared resolution of services and secrets
+
+
+@contextlib.contextmanager
+def resolved_services(settings: Settings) -> Iterator[Settings]:
+    """Settings with concrete DATABASE_URL / NATS_URL, starting embedded servers for what is unset."""
+    if settings.database_url and settings.nats_url:
+        yield settings
+        return
+    from lms.embedded import EmbeddedServices
+
+    embedded = EmbeddedServices(settings.data_dir)
+    urls = embedded.acquire()
+    try:
+        yield settings.with_services(
+            database_url=settings.database_url or urls.database_url,
+            nats_url=settings.nats_url or urls.nats_url,
+        )
+    finally:
+        embedded.release()
+
+
+def with_jwt_secret(settings: Settings) -> Settings:
+    """LMS_JWT_SECRET, or a random secret generated once and kept in LMS_DATA_DIR/jwt-secret."""
+    if settings.jwt_secret:
+        if len(settings.jwt_secret) < 32:
+            raise StartupError("LMS_JWT_SECRET must be at least 32 characters")
+        return settings
+    path = settings.data_dir / "jwt-secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    return replace(settings, jwt_secret=path.read_text().strip())
+
+
+def _run(coro: object) -> object:
+    import uvloop
+
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# lms migrate
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from lms.db.migrate import ensure_schema_current, migrate_backward, migrate_forward
+
+    with resolved_services(replace(settings, nats_url=settings.nats_url or "nats://unused")) as s:
+        assert s.database_url
+        if args.check:
+            _run(ensure_schema_current(s.database_url))
+            print("schema is current")
+        elif args.backward:
+            _run(migrate_backward(s.database_url, args.backward))
+            print(f"rolled back {args.backward} migration(s)")
+        else:
+            applied = _run(migrate_forward(s.database_url, quiet=True))
+            assert isinstance(applied, list)
+            for name in applied:
+                print(f"applied {name}")
+            print("schema is current" if not applied else f"{len(applied)} migration(s) applied")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# lms create-admin
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from lms.db.engine import close_pool, start_pool
+    from lms.db.migrate import ensure_schema_current
+    from lms.domain.admin.bootstrap import InvalidAdminInput, create_admin
+
+    async def go(s: Settings) -> str:
+        assert s.database_url
+        await ensure_schema_current(s.database_url)
+        await start_pool(replace(s, db_pool_min=1, db_pool_max=2))
+        try:
+            account = await create_admin(
+                args.email, args.password, full_name=args.full_name, username=args.username
+            )
+        except InvalidAdminInput as exc:
+            raise StartupError(str(exc)) from None
+        except asyncpg.UniqueViolationError:
+            raise StartupError(f"username {args.username!r} belongs to another user") from None
+        finally:
+            await close_pool()
+        verb = "created" if account.created else "updated existing user to"
+        return f"{verb} ADMIN {account.email} (username {account.username}, id {account.user_id})"
+
+    with resolved_services(replace(settings, nats_url=settings.nats_url or "nats://unused")) as s:
+        print(_run(go(s)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# lms serve
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from lms.db.engine import check_connection
+    from lms.db.migrate import ensure_schema_current
+    from lms.netutil import port_is_free
+    from lms.server import build_server
+
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if args.host is not None:
+        settings = replace(settings, host=args.host)
+    with resolved_services(settings) as s:
+        s = with_jwt_secret(s)
+        assert s.database_url
+        _run(check_connection(s.database_url))
+        _run(ensure_schema_current(s.database_url))
+        if not port_is_free(s.host, s.port):
+            raise StartupError(f"port {s.port} on {s.host} is already in use (set LMS_PORT)")
+        server = build_server(s, config_path=args.config, workers=args.workers)
+        # Granian's workers build the app from the environment: hand them the resolved settings.
+        os.environ.update(s.to_environ())
+        server.serve()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# lms worker
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from lms.worker import run_worker
+
+    settings = replace(
+        settings,
+        whisper_device=args.device or settings.whisper_device,
+        whisper_compute_type=args.compute_type or settings.whisper_compute_type,
+    )
+    with resolved_services(settings) as s:
+        _run(run_worker(s, concurrency=args.concurrency))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# lms dev
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `lms dev` dies, even by kill -9 (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    preexec: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
+    return subprocess.Popen(
+        [sys.executable, "-m", "lms", *args], env=env, stdin=subprocess.DEVNULL,
+        preexec_fn=preexec,
+    )  # fmt: skip
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_TIMEOUT
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", name, CHILD_STOP_TIMEOUT)
+            proc.kill()
+            proc.wait()
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from lms.db.migrate import migrate_forward
+    from lms.netutil import port_is_free
+
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    # From here on a Ctrl-C or SIGTERM means "shut down in order", not an exception mid-start.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    if not port_is_free(settings.host, settings.port):
+        raise StartupError(
+            f"port {settings.port} on {settings.host} is already in use (set LMS_PORT)"
+        )
+    with resolved_services(settings) as s:
+        s = with_jwt_secret(s)
+        assert s.database_url
+        applied = _run(migrate_forward(s.database_url, quiet=True))
+        log.info("migrations applied", extra={"applied": applied})
+        env = {**os.environ, **s.to_environ()}
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        exit_code = 0
+        try:
+            if not stop_requested:
+                children["api"] = _spawn(["serve"], env)
+                worker_args = ["worker", "--concurrency", str(args.worker_concurrency)]
+                children["worker"] = _spawn(worker_args, env)
+                log.info(
+                    "lms dev is up: API on http://%s:%s (docs at /schema); Ctrl-C stops everything",
+                    s.host,
+                    s.port,
+                )
+            while not stop_requested:
+                exited = {n: p.returncode for n, p in children.items() if p.poll() is not None}
+                if exited:
+                    log.error("a process exited; stopping", extra={"exited": exited})
+                    exit_code = 1
+                    break
+                time.sleep(0.2)
+        finally:
+            _stop_children(children)
+    log.info("lms dev stopped")
+    return exit_code
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lms",
+        description="LMS backend. Without DATABASE_URL / NATS_URL, commands start (or reuse) "
+        "embedded PostgreSQL and NATS under LMS_DATA_DIR (default .lms/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser(
+        "dev", help="everything on this machine: services, migrations, API and a worker",
+        description="Start embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), "
+        "apply migrations, serve the API on LMS_PORT (default 8000) under Granian and run one "
+        "transcription worker, until Ctrl-C or SIGTERM.",
+    )  # fmt: skip
+    dev.add_argument("--worker-concurrency", type=int, default=1, metavar="N")
+    dev.set_defaults(handler=cmd_dev)
+
+    serve = sub.add_parser(
+        "serve", help="serve the API under Granian (settings from granian.toml)",
+        description="Serve the API under Granian. Server settings come from granian.toml "
+        "(or LMS_GRANIAN_CONFIG); the schema must be current (`lms migrate`).",
+    )  # fmt: skip
+    serve.add_argument("--host", default=None, help="bind address (default LMS_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default LMS_PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="Granian worker processes")
+    serve.add_argument("--config", type=Path, default=None, help="path to granian.toml")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run a transcription worker pulling jobs from NATS JetStream",
+        description="Pull jobs from the NATS JetStream work queue and run them until SIGTERM.",
+    )  # fmt: skip
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="jobs run at once by this process (default 1)")  # fmt: skip
+    worker.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="inference device (default LMS_WHISPER_DEVICE or auto)")  # fmt: skip
+    worker.add_argument("--compute-type", default=None,
+                        help="CTranslate2 compute type, e.g. int8, float16 (default: by device)")  # fmt: skip
+    worker.set_defaults(handler=cmd_worker)
+
+    migrate = sub.add_parser(
+        "migrate", help="apply pending database migrations",
+        description="Apply every pending migration (serialised across processes by an advisory lock).",
+    )  # fmt: skip
+    group = migrate.add_mutually_exclusive_group()
+    group.add_argument(
+        "--check", action="store_true", help="only report whether the schema is current"
+    )
+    group.add_argument("--backward", type=int, metavar="N", help="undo the newest N migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    admin = sub.add_parser(
+        "create-admin", help="create (or promote) a verified ADMIN account, no prompt",
+        description="Create a verified, profile-complete ADMIN, or promote and reset the password of "
+        "the existing account with that email.",
+    )  # fmt: skip
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True, help="at least 10 characters")
+    admin.add_argument("--full-name", default="Administrator")
+    admin.add_argument("--username", default=None, help="default: from the email address")
+    admin.set_defaults(handler=cmd_create_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        return int(args.handler(settings, args))
+    except StartupError as exc:
+        print(f"lms: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The Piccolo engine's lifecycle: point it at the database, check it answers, run its asyncpg pool.
+
+Piccolo queries and our raw hot-path SQL share one asyncpg pool (`pool()`), so a request never
+holds two connections.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import asyncpg
+from piccolo.engine.postgres import PostgresEngine
+
+from lms.errors import StartupError
+from lms.settings import Settings, redact_url
+
+CONNECT_TIMEOUT = 5.0
+# gen_random_uuid() is built in from 13; migrations are tested on 15 and 16.
+MIN_SERVER_VERSION = 13
+
+
+def engine() -> PostgresEngine:
+    from lms.db.piccolo_conf import DB
+
+    return DB
+
+
+def configure(database_url: str) -> PostgresEngine:
+    """Point the engine at `database_url` (before its pool starts)."""
+    db = engine()
+    db.config = {"dsn": database_url}
+    return db
+
+
+def describe(database_url: str) -> str:
+    parts = urlsplit(database_url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects for the raw queries; Piccolo passes JSON as text anyway.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def check_connection(database_url: str) -> None:
+    """Fail with one clear line when PostgreSQL cannot be reached or refuses us."""
+    where = describe(database_url)
+    try:
+        conn = await asyncpg.connect(dsn=database_url, timeout=CONNECT_TIMEOUT)
+    except (TimeoutError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise StartupError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    except asyncpg.PostgresError as exc:
+        raise StartupError(f"PostgreSQL at {where} refused the connection: {exc}") from None
+    except ValueError as exc:  # malformed DSN
+        url = redact_url(database_url)
+        raise StartupError(f"DATABASE_URL {url!r} is not a valid PostgreSQL URL: {exc}") from None
+    try:
+        version = conn.get_server_version()
+    finally:
+        await conn.close()
+    if version.major < MIN_SERVER_VERSION:
+        raise StartupError(
+            f"PostgreSQL at {where} is version {version.major}; lms needs {MIN_SERVER_VERSION} or newer"
+        )
+
+
+async def start_pool(settings: Settings) -> asyncpg.Pool:
+    assert settings.database_url, "database_url must be resolved before the pool starts"
+    await check_connection(settings.database_url)
+    db = configure(settings.database_url)
+    if db.pool is None:
+        db.pool = await asyncpg.create_pool(
+            dsn=settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            init=_init_connection,
+            # Prepared statements are cached per connection; hot queries are planned once.
+            statement_cache_size=256,
+            max_inactive_connection_lifetime=300,
+        )
+    return db.pool
+
+
+async def close_pool() -> None:
+    db = engine()
+    if db.pool is not None:
+        await db.pool.close()
+        db.pool = None
+
+
+def pool() -> asyncpg.Pool:
+    db_pool = engine().pool
+    if db_pool is None:
+        raise RuntimeError("database pool is not started")
+    return db_pool

@@ -1,0 +1,1 @@
+"""Piccolo migrations of the lms app, applied in order by `lms migrate`."""

@@ -1,0 +1,338 @@
+"""Piccolo tables: the whole schema.
+
+Column and table names are the SQL names; the wire uses camelCase (see domain schemas).
+What Piccolo cannot express (CHECK constraints, partial and GIN indexes, generated tsvector
+columns, deferrable uniques) is created by raw SQL in the migrations, next to these columns.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    BigInt,
+    Boolean,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    Numeric,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Role(StrEnum):
+    LEARNER = "LEARNER"
+    CREATOR = "CREATOR"
+    ADMIN = "ADMIN"
+
+
+class CourseStatus(StrEnum):
+    DRAFT = "DRAFT"
+    PENDING = "PENDING"
+    PUBLISHED = "PUBLISHED"
+
+
+class TranscriptStatus(StrEnum):
+    NONE = "NONE"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class ApplicationStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class CertificateStatus(StrEnum):
+    VALID = "VALID"
+    REVOKED = "REVOKED"
+
+
+class OtpChannel(StrEnum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+
+
+class OtpPurpose(StrEnum):
+    VERIFY_EMAIL = "VERIFY_EMAIL"
+    VERIFY_PHONE = "VERIFY_PHONE"
+    RESET_PASSWORD = "RESET_PASSWORD"  # noqa: S105 - a purpose, not a secret
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class User(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    email = Varchar(length=320, unique=True)  # stored lower-cased
+    phone_number = Varchar(length=16, null=True, unique=True)  # E.164
+    name = Varchar(length=100, null=True)
+    username = Varchar(length=50, null=True, unique=True)  # stored lower-cased
+    password_hash = Text(null=True, secret=True)
+    full_name = Varchar(length=200, null=True)
+    country = Varchar(length=100, null=True)
+    state = Varchar(length=100, null=True)
+    zip = Varchar(length=20, null=True)
+    email_verified = Boolean(default=False)
+    phone_verified = Boolean(default=False)
+    is_profile_complete = Boolean(default=False)
+    is_active = Boolean(default=True)
+    role = Varchar(length=16, default=Role.LEARNER.value, choices=Role)
+    # Bumped on role change, deactivation and password reset: access tokens carry it, so a
+    # stale token is refused on the next request rather than at expiry.
+    token_version = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    last_login_at = Timestamptz(null=True, default=None)
+
+
+class Course(Table, tablename="courses"):
+    id = UUID(primary_key=True)
+    title = Varchar(length=200)
+    description = Text(default="")
+    thumbnail_url = Text(null=True)
+    price = Numeric(digits=(10, 2), default=Decimal("0.00"))
+    status = Varchar(length=16, default=CourseStatus.DRAFT.value, choices=CourseStatus)
+    creator = ForeignKey(
+        db_column_name="creator_id", references=User, on_delete=OnDelete.restrict, null=False
+    )
+    review_notes = Text(null=True)
+    # Kept in step with the lessons table in the same transaction, so the catalog never counts.
+    lesson_count = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    submitted_at = Timestamptz(null=True, default=None)
+    published_at = Timestamptz(null=True, default=None)
+
+
+class Lesson(Table, tablename="lessons"):
+    id = UUID(primary_key=True)
+    course = ForeignKey(
+        db_column_name="course_id", references=Course, on_delete=OnDelete.cascade, null=False
+    )
+    title = Varchar(length=200)
+    description = Text(default="")
+    position = Integer()  # `order` on the wire; dense 1..n per course
+    video_url = Text(null=True)
+    video_provider = Varchar(length=16, null=True)  # "local" | "cloudinary" | "external"
+    video_key = Text(null=True)  # storage key / Cloudinary public_id
+    # Every new video bumps this; transcripts and jobs are keyed by (lesson, video_version).
+    video_version = Integer(default=0)
+    duration_seconds = DoublePrecision(null=True)
+    transcript_status = Varchar(
+        length=16, default=TranscriptStatus.NONE.value, choices=TranscriptStatus
+    )
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Enrollment(Table, tablename="enrollments"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    course = ForeignKey(
+        db_column_name="course_id", references=Course, on_delete=OnDelete.cascade, null=False
+    )
+    progress = Numeric(digits=(5, 2), default=Decimal("0.00"))
+    completed = Boolean(default=False)
+    enrolled_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
+
+
+class LessonProgress(Table, tablename="lesson_progress"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    lesson = ForeignKey(
+        db_column_name="lesson_id", references=Lesson, on_delete=OnDelete.cascade, null=False
+    )
+    enrollment = ForeignKey(
+        db_column_name="enrollment_id",
+        references=Enrollment,
+        on_delete=OnDelete.cascade,
+        null=False,
+    )
+    completed = Boolean(default=False)
+    completed_at = Timestamptz(null=True, default=None)
+    position_seconds = DoublePrecision(default=0)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Certificate(Table, tablename="certificates"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.restrict, null=False
+    )
+    course = ForeignKey(
+        db_column_name="course_id", references=Course, on_delete=OnDelete.restrict, null=False
+    )
+    enrollment = ForeignKey(
+        db_column_name="enrollment_id",
+        references=Enrollment,
+        on_delete=OnDelete.restrict,
+        null=False,
+        unique=True,
+    )
+    serial_hash = Varchar(length=64, unique=True)
+    # Snapshots taken at issue: a certificate says what was true when it was earned.
+    learner_name = Text()
+    course_title = Text()
+    status = Varchar(length=16, default=CertificateStatus.VALID.value, choices=CertificateStatus)
+    jws = Text()
+    issued_at = Timestamptz(default=TimestamptzNow())
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_reason = Text(null=True)
+
+
+class CreatorApplication(Table, tablename="creator_applications"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    bio = Text()
+    portfolio_url = Text(null=True)
+    experience_years = Integer(default=0)
+    status = Varchar(length=16, default=ApplicationStatus.PENDING.value, choices=ApplicationStatus)
+    reviewer_notes = Text(null=True)
+    reviewer = ForeignKey(
+        db_column_name="reviewer_id", references=User, on_delete=OnDelete.set_null, null=True
+    )
+    created_at = Timestamptz(default=TimestamptzNow())
+    reviewed_at = Timestamptz(null=True, default=None)
+
+
+class OtpCode(Table, tablename="otp_codes"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    channel = Varchar(length=8, choices=OtpChannel)
+    purpose = Varchar(length=16, choices=OtpPurpose)
+    destination = Varchar(length=320)  # the address or number the code was sent to
+    code_hash = Varchar(length=128, secret=True)
+    attempts = Integer(default=0)
+    max_attempts = Integer(default=5)
+    expires_at = Timestamptz()
+    consumed_at = Timestamptz(null=True, default=None)
+    invalidated_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class RefreshToken(Table, tablename="refresh_tokens"):
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    # Every token of one login shares a family; presenting a rotated token revokes the family.
+    family_id = UUID()
+    token_hash = Varchar(length=64, unique=True, secret=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+    rotated_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+    user_agent = Text(null=True)
+    ip_address = Varchar(length=64, null=True)
+
+
+class TranscriptionJob(Table, tablename="transcription_jobs"):
+    id = UUID(primary_key=True)
+    lesson = ForeignKey(
+        db_column_name="lesson_id", references=Lesson, on_delete=OnDelete.cascade, null=False
+    )
+    video_version = Integer()
+    status = Varchar(length=16, default=JobStatus.QUEUED.value, choices=JobStatus)
+    attempts = Integer(default=0)
+    error = Text(null=True)
+    request_id = Varchar(length=128, null=True)  # the API request that queued it, for tracing
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    published_at = Timestamptz(null=True, default=None)  # last publish to NATS (sweeper uses it)
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+
+
+class Transcript(Table, tablename="transcripts"):
+    id = UUID(primary_key=True)
+    lesson = ForeignKey(
+        db_column_name="lesson_id", references=Lesson, on_delete=OnDelete.cascade, unique=True
+    )
+    video_version = Integer()
+    language = Varchar(length=16, null=True)
+    duration_seconds = DoublePrecision(null=True)
+    text = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class TranscriptSegment(Table, tablename="transcript_segments"):
+    id = UUID(primary_key=True)
+    lesson = ForeignKey(
+        db_column_name="lesson_id", references=Lesson, on_delete=OnDelete.cascade, null=False
+    )
+    seq = Integer()
+    start_seconds = DoublePrecision()
+    end_seconds = DoublePrecision()
+    text = Text()
+    words = JSONB(null=True)  # [{start, end, word, probability}]
+
+
+class AuditEntry(Table, tablename="audit_log"):
+    id = UUID(primary_key=True)
+    actor = ForeignKey(
+        db_column_name="actor_id", references=User, on_delete=OnDelete.set_null, null=True
+    )
+    action = Varchar(length=64)
+    target_type = Varchar(length=32)
+    target_id = Varchar(length=64, null=True)
+    before = JSONB(null=True)
+    after = JSONB(null=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class SystemSettings(Table, tablename="system_settings"):
+    """One row (id = 1) of runtime settings that admins change without a restart."""
+
+    id = Integer(primary_key=True)
+    registration_open = Boolean(default=True)
+    otp_ttl_seconds = Integer(default=600)
+    otp_max_attempts = Integer(default=5)
+    completion_threshold_percent = Numeric(digits=(5, 2), default=Decimal("90.00"))
+    max_upload_bytes = BigInt(default=2 * 1024**3)
+    updated_at = Timestamptz(default=TimestamptzNow())
+    updated_by = ForeignKey(
+        db_column_name="updated_by_id", references=User, on_delete=OnDelete.set_null, null=True
+    )
+
+
+ALL_TABLES: list[type[Table]] = [
+    User,
+    Course,
+    Lesson,
+    Enrollment,
+    LessonProgress,
+    Certificate,
+    CreatorApplication,
+    OtpCode,
+    RefreshToken,
+    TranscriptionJob,
+    Transcript,
+    TranscriptSegment,
+    AuditEntry,
+    SystemSettings,
+]

@@ -1,0 +1,1 @@
+"""Business domains: one package each, one file per layer."""

@@ -1,0 +1,1 @@
+"""Administration: users, review queues, settings, audit, bootstrap."""

@@ -1,0 +1,1 @@
+"""Identity: passwords, tokens, sign-up and login, role guards."""

@@ -1,0 +1,41 @@
+"""Prometheus metrics. With several Granian workers, PROMETHEUS_MULTIPROC_DIR (set by `lms serve`)
+makes every worker write its samples there and /metrics sums them, whichever worker answers."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.multiprocess import MultiProcessCollector
+
+HTTP_REQUESTS = Counter(
+    "lms_http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "lms_http_request_duration_seconds",
+    "Time from request start to the last body byte sent, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return DEFAULT_REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

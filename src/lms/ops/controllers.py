@@ -1,0 +1,60 @@
+"""GET /healthz (the process lives), /readyz (database and NATS answer), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, Request, Response, get
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from lms.api.schemas import CamelStruct
+from lms.broker import BrokerConnection
+from lms.db.engine import pool
+from lms.observability.metrics import render
+
+READY_TIMEOUT = 2.0
+
+
+class Health(CamelStruct):
+    status: str
+
+
+class Readiness(CamelStruct):
+    status: str
+    database: str
+    nats: str
+
+
+async def _database_ok() -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with pool().acquire() as conn:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+    except Exception:
+        return False
+
+
+class OpsController(Controller):
+    tags = ["ops"]
+    opt = {"public": True}
+
+    @get("/healthz", summary="Liveness", cache=False)
+    async def healthz(self) -> Health:
+        return Health(status="ok")
+
+    @get("/readyz", summary="Readiness: PostgreSQL and NATS answer", cache=False)
+    async def readyz(self, request: Request[object, object, object]) -> Response[Readiness]:
+        nats: BrokerConnection = request.app.state.nats
+        database_ok, nats_ok = await asyncio.gather(_database_ok(), nats.ping(READY_TIMEOUT))
+        ready = database_ok and nats_ok
+        body = Readiness(
+            status="ready" if ready else "unavailable",
+            database="ok" if database_ok else "unavailable",
+            nats="ok" if nats_ok else "unavailable",
+        )
+        return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain", include_in_schema=True)
+    async def metrics(self) -> Response[bytes]:
+        payload, content_type = render()
+        return Response(payload, media_type=content_type)

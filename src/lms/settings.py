@@ -1,0 +1,155 @@
+"""Runtime configuration: the only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from lms.errors import StartupError
+
+WhisperDevice = Literal["auto", "cpu", "cuda"]
+LogFormat = Literal["json", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of the service; field docs are the README's configuration table."""
+
+    database_url: str | None = None
+    nats_url: str | None = None
+    cloudinary_url: str | None = None
+    smtp_url: str | None = None
+    email_from: str = "LMS <no-reply@lms.local>"
+    jwt_secret: str | None = None
+    jwt_algorithm: str = "HS256"
+    access_token_ttl_seconds: int = 900
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".lms")
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    jobs_stream: str = "LMS_JOBS"
+    jobs_subject: str = "lms.jobs"
+    whisper_model: str = "default"
+    whisper_device: WhisperDevice = "auto"
+    whisper_compute_type: str = "default"
+    granian_config: Path | None = None
+    public_base_url: str | None = None
+
+    def with_services(self, *, database_url: str, nats_url: str) -> Settings:
+        """A copy pointing at concrete PostgreSQL/NATS URLs (used once embedded services are up)."""
+        return replace(self, database_url=database_url, nats_url=nats_url)
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.host}:{self.port}"
+
+    def to_environ(self) -> dict[str, str]:
+        """The environment variables that reproduce the service URLs in a child process."""
+        env: dict[str, str] = {"LMS_DATA_DIR": str(self.data_dir), "LMS_PORT": str(self.port)}
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        if self.nats_url:
+            env["NATS_URL"] = self.nats_url
+        if self.jwt_secret:
+            env["LMS_JWT_SECRET"] = self.jwt_secret
+        return env
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StartupError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise StartupError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path):
+        wanted = " or ".join(f"{s}://..." for s in schemes)
+        raise StartupError(f"{name} must be a {wanted} URL, got {redact_url(raw)!r}")
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise StartupError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, safe for logs and error lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+_DEFAULTS = Settings()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment, refusing bad values with a one-line StartupError."""
+    env = os.environ if env is None else env
+    origins = tuple(o.strip() for o in env.get("LMS_CORS_ORIGINS", "").split(",") if o.strip())
+    granian_config = env.get("LMS_GRANIAN_CONFIG", "").strip()
+    return Settings(
+        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+        nats_url=_url(env, "NATS_URL", ("nats", "tls")),
+        cloudinary_url=_url(env, "CLOUDINARY_URL", ("cloudinary",)),
+        smtp_url=_url(env, "LMS_SMTP_URL", ("smtp", "smtps")),
+        email_from=env.get("LMS_EMAIL_FROM", "").strip() or _DEFAULTS.email_from,
+        jwt_secret=env.get("LMS_JWT_SECRET") or None,
+        jwt_algorithm=_choice(
+            env, "LMS_JWT_ALGORITHM", "hs256", ("hs256", "hs384", "hs512")
+        ).upper(),
+        access_token_ttl_seconds=_int(env, "LMS_ACCESS_TOKEN_TTL", 900, 30, 86400),
+        host=env.get("LMS_HOST", "").strip() or _DEFAULTS.host,
+        port=_int(env, "LMS_PORT", 8000, 1, 65535),
+        data_dir=Path(env.get("LMS_DATA_DIR", "").strip() or ".lms").expanduser().absolute(),
+        cors_origins=origins,
+        log_level=_choice(
+            env, "LMS_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+        ).upper(),
+        log_format=_choice(env, "LMS_LOG_FORMAT", "json", ("json", "text")),  # type: ignore[arg-type]
+        db_pool_min=_int(env, "LMS_DB_POOL_MIN", 2, 0, 1000),
+        db_pool_max=_int(env, "LMS_DB_POOL_MAX", 10, 1, 1000),
+        jobs_stream=env.get("LMS_JOBS_STREAM", "").strip() or _DEFAULTS.jobs_stream,
+        jobs_subject=env.get("LMS_JOBS_SUBJECT", "").strip() or _DEFAULTS.jobs_subject,
+        whisper_model=env.get("LMS_WHISPER_MODEL", "").strip() or _DEFAULTS.whisper_model,
+        whisper_device=_choice(  # type: ignore[arg-type]
+            env, "LMS_WHISPER_DEVICE", "auto", ("auto", "cpu", "cuda")
+        ),
+        whisper_compute_type=env.get("LMS_WHISPER_COMPUTE_TYPE", "").strip() or "default",
+        granian_config=Path(granian_config) if granian_config else None,
+        public_base_url=env.get("LMS_PUBLIC_BASE_URL", "").strip().rstrip("/") or None,
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

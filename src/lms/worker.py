@@ -1,0 +1,81 @@
+"""`lms worker`: a taskiq receiver pulling jobs from NATS JetStream until SIGTERM/SIGINT.
+
+A stop signal ends prefetching at once and lets the jobs in hand finish; a job that cannot finish
+is not acked and JetStream redelivers it to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from taskiq.acks import AcknowledgeType
+from taskiq.receiver import Receiver
+
+from lms.broker import JobsBroker, make_broker
+from lms.settings import Settings
+
+log = logging.getLogger("lms.worker")
+
+# Modules whose import registers tasks on the broker (each exposes `register(broker)`).
+TASK_MODULES: tuple[str, ...] = ()
+CONNECT_RETRY_SECONDS = 2.0
+
+
+def register_tasks(broker: JobsBroker) -> list[str]:
+    for name in TASK_MODULES:
+        importlib.import_module(name).register(broker)
+    return sorted(broker.get_all_tasks())
+
+
+async def _start_broker(broker: JobsBroker, stop: asyncio.Event) -> bool:
+    """Connect, retrying while NATS is down; False when asked to stop first."""
+    while not stop.is_set():
+        try:
+            await broker.startup()
+        except Exception as exc:
+            log.warning("NATS not reachable yet (%s); retrying", exc or type(exc).__name__)
+            with contextlib.suppress(Exception):  # a half-open client may fail to close
+                await broker.client.close()
+            try:
+                await asyncio.wait_for(stop.wait(), CONNECT_RETRY_SECONDS)
+            except TimeoutError:
+                continue
+        else:
+            return True
+    return False
+
+
+async def run_worker(settings: Settings, concurrency: int = 1) -> None:
+    broker = make_broker(settings)
+    broker.is_worker_process = True
+    tasks = register_tasks(broker)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if not await _start_broker(broker, stop):
+        return
+    log.info(
+        "worker ready",
+        extra={"concurrency": concurrency, "tasks": tasks, "stream": settings.jobs_stream},
+    )
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        receiver = Receiver(
+            broker=broker,
+            executor=executor,
+            run_startup=False,
+            max_async_tasks=concurrency,
+            # Ack only once the result is stored: a worker killed mid-job leaves it unacked,
+            # so JetStream hands it to another worker after ack_wait.
+            ack_type=AcknowledgeType.WHEN_SAVED,
+        )
+        try:
+            await receiver.listen(stop)
+        finally:
+            await broker.shutdown()
+    log.info("worker stopped")
