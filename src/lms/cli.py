@@ -139,7 +139,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from lms.db.engine import check_connection
     from lms.db.migrate import ensure_schema_current
     from lms.netutil import port_is_free
-    from lms.server import build_server
+    from lms.server import build_server, prepare_multiprocess_metrics
 
     if args.port is not None:
         settings = replace(settings, port=args.port)
@@ -153,6 +153,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if not port_is_free(s.host, s.port):
             raise StartupError(f"port {s.port} on {s.host} is already in use (set LMS_PORT)")
         server = build_server(s, config_path=args.config, workers=args.workers)
+        if server.workers > 1:
+            prepare_multiprocess_metrics(s)
         # Granian's workers build the app from the environment: hand them the resolved settings.
         os.environ.update(s.to_environ())
         server.serve()

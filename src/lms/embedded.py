@@ -99,6 +99,15 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
+def _as_user(user: str | None) -> dict[str, object]:
+    """subprocess arguments that drop to `user` entirely: uid, gid and no supplementary groups
+    (keeping root's gid would apply the group bits of root-owned folders, not the "other" bits)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _read_port(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -191,7 +200,7 @@ class EmbeddedPostgres:
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                user=user, start_new_session=True,
+                start_new_session=True, **_as_user(user),  # type: ignore[arg-type]
             )  # fmt: skip
         if not wait_until(self._ready_or_dead(port), START_TIMEOUT):
             raise StartupError(f"embedded PostgreSQL did not start: {_log_tail(self.log_file)}")
@@ -224,7 +233,7 @@ class EmbeddedPostgres:
         result = subprocess.run(
             [str(self.bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            capture_output=True, user=user, check=False,
+            capture_output=True, check=False, **_as_user(user),  # type: ignore[arg-type]
         )  # fmt: skip
         if result.returncode != 0:
             shutil.rmtree(self.pgdata, ignore_errors=True)
@@ -235,7 +244,7 @@ class EmbeddedPostgres:
         result = subprocess.run(
             [str(self.bin_dir() / "createdb"), "-h", "127.0.0.1", "-p", str(port),
              "-U", "postgres", DATABASE_NAME],
-            capture_output=True, user=user, check=False,
+            capture_output=True, check=False, **_as_user(user),  # type: ignore[arg-type]
         )  # fmt: skip
         if result.returncode != 0 and b"already exists" not in result.stderr:
             raise StartupError(f"createdb failed: {result.stderr.decode(errors='replace').strip()}")

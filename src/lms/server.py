@@ -105,8 +105,6 @@ def build_server(
     if "http2" in data:
         kwargs["http2_settings"] = _dataclass_settings(HTTP2Settings, data["http2"], "http2", hint)
     kwargs.setdefault("interface", Interfaces.ASGI)
-    if kwargs.get("workers", 1) > 1:
-        _prepare_multiprocess_metrics(settings)
     return Granian(
         "lms.app:create_app",
         factory=True,
@@ -117,8 +115,9 @@ def build_server(
     )
 
 
-def _prepare_multiprocess_metrics(settings: Settings) -> None:
-    """Give Granian's workers one fresh directory to share Prometheus samples through."""
+def prepare_multiprocess_metrics(settings: Settings) -> None:
+    """Give Granian's workers one fresh directory to share Prometheus samples through (set in
+    this process's environment, which the workers inherit)."""
     metrics_dir = settings.data_dir / "metrics" / str(settings.port)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)

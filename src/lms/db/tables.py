@@ -80,14 +80,14 @@ class JobStatus(StrEnum):
 class User(Table, tablename="users"):
     id = UUID(primary_key=True)
     email = Varchar(length=320, unique=True)  # stored lower-cased
-    phone_number = Varchar(length=16, null=True, unique=True)  # E.164
-    name = Varchar(length=100, null=True)
-    username = Varchar(length=50, null=True, unique=True)  # stored lower-cased
-    password_hash = Text(null=True, secret=True)
-    full_name = Varchar(length=200, null=True)
-    country = Varchar(length=100, null=True)
-    state = Varchar(length=100, null=True)
-    zip = Varchar(length=20, null=True)
+    phone_number = Varchar(length=16, null=True, unique=True, default=None)  # E.164
+    name = Varchar(length=100, null=True, default=None)
+    username = Varchar(length=50, null=True, unique=True, default=None)  # stored lower-cased
+    password_hash = Text(null=True, default=None, secret=True)
+    full_name = Varchar(length=200, null=True, default=None)
+    country = Varchar(length=100, null=True, default=None)
+    state = Varchar(length=100, null=True, default=None)
+    zip = Varchar(length=20, null=True, default=None)
     email_verified = Boolean(default=False)
     phone_verified = Boolean(default=False)
     is_profile_complete = Boolean(default=False)
@@ -105,13 +105,13 @@ class Course(Table, tablename="courses"):
     id = UUID(primary_key=True)
     title = Varchar(length=200)
     description = Text(default="")
-    thumbnail_url = Text(null=True)
+    thumbnail_url = Text(null=True, default=None)
     price = Numeric(digits=(10, 2), default=Decimal("0.00"))
     status = Varchar(length=16, default=CourseStatus.DRAFT.value, choices=CourseStatus)
     creator = ForeignKey(
         db_column_name="creator_id", references=User, on_delete=OnDelete.restrict, null=False
     )
-    review_notes = Text(null=True)
+    review_notes = Text(null=True, default=None)
     # Kept in step with the lessons table in the same transaction, so the catalog never counts.
     lesson_count = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
@@ -128,12 +128,14 @@ class Lesson(Table, tablename="lessons"):
     title = Varchar(length=200)
     description = Text(default="")
     position = Integer()  # `order` on the wire; dense 1..n per course
-    video_url = Text(null=True)
-    video_provider = Varchar(length=16, null=True)  # "local" | "cloudinary" | "external"
-    video_key = Text(null=True)  # storage key / Cloudinary public_id
+    video_url = Text(null=True, default=None)
+    video_provider = Varchar(
+        length=16, null=True, default=None
+    )  # "local" | "cloudinary" | "external"
+    video_key = Text(null=True, default=None)  # storage key / Cloudinary public_id
     # Every new video bumps this; transcripts and jobs are keyed by (lesson, video_version).
     video_version = Integer(default=0)
-    duration_seconds = DoublePrecision(null=True)
+    duration_seconds = DoublePrecision(null=True, default=None)
     transcript_status = Varchar(
         length=16, default=TranscriptStatus.NONE.value, choices=TranscriptStatus
     )
@@ -198,7 +200,7 @@ class Certificate(Table, tablename="certificates"):
     jws = Text()
     issued_at = Timestamptz(default=TimestamptzNow())
     revoked_at = Timestamptz(null=True, default=None)
-    revoked_reason = Text(null=True)
+    revoked_reason = Text(null=True, default=None)
 
 
 class CreatorApplication(Table, tablename="creator_applications"):
@@ -207,10 +209,10 @@ class CreatorApplication(Table, tablename="creator_applications"):
         db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
     )
     bio = Text()
-    portfolio_url = Text(null=True)
+    portfolio_url = Text(null=True, default=None)
     experience_years = Integer(default=0)
     status = Varchar(length=16, default=ApplicationStatus.PENDING.value, choices=ApplicationStatus)
-    reviewer_notes = Text(null=True)
+    reviewer_notes = Text(null=True, default=None)
     reviewer = ForeignKey(
         db_column_name="reviewer_id", references=User, on_delete=OnDelete.set_null, null=True
     )
@@ -247,8 +249,8 @@ class RefreshToken(Table, tablename="refresh_tokens"):
     expires_at = Timestamptz()
     rotated_at = Timestamptz(null=True, default=None)
     revoked_at = Timestamptz(null=True, default=None)
-    user_agent = Text(null=True)
-    ip_address = Varchar(length=64, null=True)
+    user_agent = Text(null=True, default=None)
+    ip_address = Varchar(length=64, null=True, default=None)
 
 
 class TranscriptionJob(Table, tablename="transcription_jobs"):
@@ -259,8 +261,10 @@ class TranscriptionJob(Table, tablename="transcription_jobs"):
     video_version = Integer()
     status = Varchar(length=16, default=JobStatus.QUEUED.value, choices=JobStatus)
     attempts = Integer(default=0)
-    error = Text(null=True)
-    request_id = Varchar(length=128, null=True)  # the API request that queued it, for tracing
+    error = Text(null=True, default=None)
+    request_id = Varchar(
+        length=128, null=True, default=None
+    )  # the API request that queued it, for tracing
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
     published_at = Timestamptz(null=True, default=None)  # last publish to NATS (sweeper uses it)
@@ -274,8 +278,8 @@ class Transcript(Table, tablename="transcripts"):
         db_column_name="lesson_id", references=Lesson, on_delete=OnDelete.cascade, unique=True
     )
     video_version = Integer()
-    language = Varchar(length=16, null=True)
-    duration_seconds = DoublePrecision(null=True)
+    language = Varchar(length=16, null=True, default=None)
+    duration_seconds = DoublePrecision(null=True, default=None)
     text = Text(default="")
     created_at = Timestamptz(default=TimestamptzNow())
 
@@ -289,7 +293,7 @@ class TranscriptSegment(Table, tablename="transcript_segments"):
     start_seconds = DoublePrecision()
     end_seconds = DoublePrecision()
     text = Text()
-    words = JSONB(null=True)  # [{start, end, word, probability}]
+    words = JSONB(null=True, default=None)  # [{start, end, word, probability}]
 
 
 class AuditEntry(Table, tablename="audit_log"):
@@ -299,9 +303,9 @@ class AuditEntry(Table, tablename="audit_log"):
     )
     action = Varchar(length=64)
     target_type = Varchar(length=32)
-    target_id = Varchar(length=64, null=True)
-    before = JSONB(null=True)
-    after = JSONB(null=True)
+    target_id = Varchar(length=64, null=True, default=None)
+    before = JSONB(null=True, default=None)
+    after = JSONB(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

@@ -67,6 +67,7 @@ class RequestContextMiddleware:
                 scope["path"],
                 status,
                 extra={
+                    "request_id": request_id,
                     "method": method,
                     "path": scope["path"],
                     "route": route,

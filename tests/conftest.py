@@ -1,0 +1,223 @@
+"""Test infrastructure: real PostgreSQL and real NATS for every test that touches them.
+
+DATABASE_URL / NATS_URL, when set, name servers to use (CI points them at the machine's
+PostgreSQL 15 and NATS); otherwise the embedded ones are started once for the session under a
+temporary LMS_DATA_DIR. Either way the session gets its own database and its own JetStream
+stream, so parallel runs and a developer's `make run` never see each other's data. Tests are
+isolated by truncating every table before each test that uses the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+
+from lms.db.engine import close_pool, start_pool
+from lms.db.migrate import migrate_forward
+from lms.domain.auth.passwords import hash_password
+from lms.domain.auth.tokens import issue_access_token
+from lms.embedded import EmbeddedServices
+from lms.settings import Settings, load_settings
+
+TEST_PASSWORD = "correct horse battery"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    postgres: str  # any database on the server; tests create their own
+    nats: str
+    embedded: bool
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+    database_url = os.environ.get("DATABASE_URL")
+    nats_url = os.environ.get("NATS_URL")
+    if database_url and nats_url:
+        yield ServerUrls(database_url, nats_url, embedded=False)
+        return
+    data_dir = tmp_path_factory.mktemp("lms-embedded")
+    embedded = EmbeddedServices(data_dir)
+    urls = embedded.acquire()
+    try:
+        yield ServerUrls(database_url or urls.database_url, nats_url or urls.nats_url, True)
+    finally:
+        embedded.release()
+
+
+async def create_database(server_url: str, name: str) -> str:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_urls: ServerUrls) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test session."""
+    name = f"lms_test_{uuid.uuid4().hex[:12]}"
+    url = await create_database(server_urls.postgres, name)
+    await migrate_forward(url, quiet=True)
+    yield url
+    await close_pool()
+    await drop_database(server_urls.postgres, name)
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, server_urls: ServerUrls, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return load_settings(
+        {
+            "DATABASE_URL": database_url,
+            "NATS_URL": server_urls.nats,
+            "LMS_DATA_DIR": str(tmp_path_factory.mktemp("lms-data")),
+            "LMS_JWT_SECRET": secrets.token_urlsafe(48),
+            "LMS_JOBS_STREAM": f"LMS_TEST_{tag}",
+            "LMS_JOBS_SUBJECT": f"lmstest.{tag}",
+            "LMS_CORS_ORIGINS": "https://app.example.test",
+            "LMS_LOG_FORMAT": "json",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def db_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await start_pool(settings)
+    yield pool
+    await close_pool()
+
+
+TRUNCATE_EXCEPT = {"migration", "system_settings"}
+
+
+@pytest.fixture
+async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The pool, on a database emptied before the test (settings back to their defaults)."""
+    async with db_pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+        names = [t["tablename"] for t in tables if t["tablename"] not in TRUNCATE_EXCEPT]
+        await conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+        await conn.execute(
+            "DELETE FROM system_settings; INSERT INTO system_settings (id) VALUES (1)"
+        )
+    yield db_pool
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, db_pool: asyncpg.Pool) -> Litestar:
+    from lms.app import create_app
+
+    return create_app(settings)
+
+
+@contextlib.asynccontextmanager
+async def http_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client calling `app` in this event loop (the pool and NATS connection live here;
+    Litestar's AsyncTestClient would run the app on a loop of its own thread)."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    for hook in app.on_startup:
+        await hook(app)  # type: ignore[call-arg]
+    async with http_client(app) as test_client:
+        yield test_client
+    for hook in app.on_shutdown:
+        await hook(app)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class TestUser:
+    id: uuid.UUID
+    email: str
+    username: str
+    password: str
+    role: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="session")
+async def password_hash() -> str:
+    return await hash_password(TEST_PASSWORD)
+
+
+@pytest.fixture
+def make_user(db: asyncpg.Pool, settings: Settings, password_hash: str):  # type: ignore[no-untyped-def]
+    """Factory: a verified, profile-complete user of `role` with a valid access token."""
+
+    async def make(role: str = "LEARNER", **fields: object) -> TestUser:
+        tag = uuid.uuid4().hex[:8]
+        email = str(fields.pop("email", f"{role.lower()}-{tag}@example.test"))
+        username = str(fields.pop("username", f"{role.lower()}_{tag}"))
+        row = await db.fetchrow(
+            """
+            INSERT INTO users (email, username, password_hash, full_name, name, role,
+                               email_verified, is_profile_complete, is_active)
+            VALUES ($1, $2, $3, $4, $4, $5, true, true, true)
+            RETURNING id, token_version
+            """,
+            email, username, password_hash, f"Test {role.title()} {tag}", role,
+        )  # fmt: skip
+        token = issue_access_token(
+            settings, user_id=row["id"], role=role, token_version=row["token_version"]
+        )
+        return TestUser(row["id"], email, username, TEST_PASSWORD, role, token)
+
+    return make
+
+
+@pytest.fixture
+async def learner(make_user) -> TestUser:  # type: ignore[no-untyped-def]
+    return await make_user("LEARNER")
+
+
+@pytest.fixture
+async def creator(make_user) -> TestUser:  # type: ignore[no-untyped-def]
+    return await make_user("CREATOR")
+
+
+@pytest.fixture
+async def admin(make_user) -> TestUser:  # type: ignore[no-untyped-def]
+    return await make_user("ADMIN")
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent

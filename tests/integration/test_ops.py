@@ -1,0 +1,156 @@
+"""Operational endpoints, the error shape, request ids, CORS and the offline API docs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from dataclasses import replace
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import http_client
+
+from lms.app import create_app
+from lms.observability.logs import JsonFormatter
+
+
+async def test_healthz(client: AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_database_and_nats(client: AsyncClient) -> None:
+    # The app connects to NATS in the background; give it a moment on a cold start.
+    for _ in range(50):
+        response = await client.get("/readyz")
+        if response.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "database": "ok", "nats": "ok"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_readyz_is_503_while_nats_is_unreachable(settings, db_pool) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(replace(settings, nats_url=f"nats://127.0.0.1:{_closed_port()}"))
+    nats = app.state.nats
+    await nats.start()  # the shared pool is already up; only NATS is this app's own
+    try:
+        async with http_client(app) as client:
+            response = await client.get("/readyz")
+            healthz = await client.get("/healthz")
+    finally:
+        await nats.stop()
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "nats": "unavailable"}
+    assert healthz.status_code == 200  # alive, just not ready
+
+
+async def test_request_id_is_generated_and_returned(client: AsyncClient) -> None:
+    first = await client.get("/healthz")
+    second = await client.get("/healthz")
+    assert re.fullmatch(r"[0-9a-f]{32}", first.headers["x-request-id"])
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_a_plain_incoming_request_id_is_kept(client: AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "gateway-42.abc"})
+    assert response.headers["x-request-id"] == "gateway-42.abc"
+
+
+async def test_an_unsafe_incoming_request_id_is_replaced(client: AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "evil id\twith spaces" * 10})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_one_json_log_line_per_request(client: AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="lms.request")
+    response = await client.get("/healthz", headers={"X-Request-ID": "trace-me-1"})
+    lines = [r for r in caplog.records if r.name == "lms.request"]
+    assert len(lines) == 1
+    record = lines[0]
+    assert (record.method, record.path, record.status) == ("GET", "/healthz", 200)  # type: ignore[attr-defined]
+    assert record.duration_ms >= 0  # type: ignore[attr-defined]
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["request_id"] == "trace-me-1" == response.headers["x-request-id"]
+    assert {"method", "path", "status", "duration_ms"} <= entry.keys()
+
+
+async def test_unknown_route_uses_the_error_shape(client: AsyncClient) -> None:
+    response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"status_code": 404, "detail": "Not Found"}
+    assert "x-request-id" in response.headers
+
+
+async def test_wrong_method_uses_the_error_shape(client: AsyncClient) -> None:
+    response = await client.post("/healthz")
+    assert response.status_code == 405
+    body = response.json()
+    assert body["status_code"] == 405 and isinstance(body["detail"], str)
+
+
+async def test_metrics_are_prometheus_text_with_route_templates(client: AsyncClient) -> None:
+    await client.get("/healthz")
+    await client.get("/definitely-missing")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert re.search(r'lms_http_requests_total\{method="GET",route="/healthz",status="200"\} \d', text)
+    # Unknown paths share one label value: a scanner cannot blow up the series count.
+    assert 'route="unmatched"' in text and "definitely-missing" not in text
+    assert "lms_http_request_duration_seconds_bucket" in text
+
+
+async def test_openapi_document(client: AsyncClient) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    assert {"/healthz", "/readyz", "/metrics"} <= set(document["paths"])
+    assert document["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+
+
+async def test_interactive_docs_load_without_internet(client: AsyncClient) -> None:
+    page = await client.get("/schema")
+    assert page.status_code == 200
+    html = page.text
+    assert "SwaggerUIBundle" in html
+    # Every script, stylesheet and icon is served by us: nothing points off-host.
+    referenced = re.findall(r'(?:src|href)=[\'"]([^\'"]+)[\'"]', html)
+    assert referenced, "the docs page should reference its assets"
+    assert all(url.startswith("/") for url in referenced), referenced
+    for url in referenced:
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100
+
+
+async def test_cors_allows_configured_origin(client: AsyncClient) -> None:
+    response = await client.options(
+        "/healthz",
+        headers={
+            "Origin": "https://app.example.test",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization",
+        },
+    )
+    assert response.status_code in (200, 204)
+    assert response.headers["access-control-allow-origin"] == "https://app.example.test"
+    simple = await client.get("/healthz", headers={"Origin": "https://app.example.test"})
+    assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
+
+
+async def test_cors_refuses_other_origins(client: AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in response.headers

@@ -1,0 +1,73 @@
+"""Settings parsing: defaults, validation errors as one clear line, secrets kept out of messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lms.errors import StartupError
+from lms.settings import load_settings, redact_url
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+    assert settings.database_url is None and settings.nats_url is None
+    assert settings.port == 8000 and settings.host == "127.0.0.1"
+    assert settings.data_dir == Path(".lms").absolute()
+    assert settings.whisper_device == "auto"
+    assert settings.cors_origins == ()
+
+
+def test_values_are_read() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://u:p@db:5432/lms",
+            "NATS_URL": "nats://n1:4222,nats://n2:4222",
+            "LMS_PORT": "9000",
+            "LMS_CORS_ORIGINS": "https://a.test, https://b.test ,",
+            "LMS_WHISPER_DEVICE": "CUDA",
+            "LMS_DATA_DIR": "/var/lib/lms",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.cors_origins == ("https://a.test", "https://b.test")
+    assert settings.whisper_device == "cuda"
+    assert settings.data_dir == Path("/var/lib/lms")
+    assert settings.media_dir == Path("/var/lib/lms/media")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LMS_PORT": "eighty"}, "LMS_PORT must be an integer"),
+        ({"LMS_PORT": "70000"}, "LMS_PORT must be between 1 and 65535"),
+        ({"DATABASE_URL": "mysql://root@db/lms"}, "DATABASE_URL must be a postgresql://"),
+        ({"NATS_URL": "http://nats:4222"}, "NATS_URL must be a nats://"),
+        ({"LMS_WHISPER_DEVICE": "tpu"}, "LMS_WHISPER_DEVICE must be one of auto, cpu, cuda"),
+        ({"CLOUDINARY_URL": "https://x"}, "CLOUDINARY_URL must be a cloudinary://"),
+    ],
+)
+def test_bad_values_are_refused_with_one_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(StartupError) as caught:
+        load_settings(env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_passwords_never_appear_in_errors() -> None:
+    with pytest.raises(StartupError) as caught:
+        load_settings({"DATABASE_URL": "mysql://root:hunter2secret@db/lms"})
+    assert "hunter2secret" not in str(caught.value)
+    assert redact_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert redact_url("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_child_environment_round_trips() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://h/db", "NATS_URL": "nats://h:4222"})
+    again = load_settings(settings.to_environ())
+    assert (again.database_url, again.nats_url, again.port) == (
+        settings.database_url,
+        settings.nats_url,
+        settings.port,
+    )
