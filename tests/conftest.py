@@ -130,7 +130,7 @@ async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
         await conn.execute(
             "DELETE FROM system_settings; INSERT INTO system_settings (id) VALUES (1)"
         )
-    yield db_pool
+    return db_pool
 
 
 @pytest.fixture(scope="session")

@@ -148,9 +148,23 @@ class EmbeddedPostgres:
             return None
         return (pid, port) if _pid_runs(pid, "postgres") else None
 
+    def _accepting(self) -> bool:
+        """True once postmaster.pid says "ready": after a crash (kill -9) PostgreSQL listens
+        during recovery but refuses connections until then."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
+
     def running_url(self) -> str | None:
         info = self._postmaster()
-        if info is None or not accepts_connections("127.0.0.1", info[1]):
+        if info is None:
+            return None
+        # Another lms process may have just started it: give recovery and startup time to finish.
+        if not wait_until(lambda: self._accepting() or self._postmaster() is None, START_TIMEOUT):
+            return None
+        if not accepts_connections("127.0.0.1", info[1]):
             return None
         return f"postgresql://postgres@127.0.0.1:{info[1]}/{DATABASE_NAME}"
 
@@ -216,7 +230,7 @@ class EmbeddedPostgres:
             if self._proc.poll() is not None:
                 return True
             info = self._postmaster()
-            return info is not None and accepts_connections("127.0.0.1", port)
+            return info is not None and self._accepting() and accepts_connections("127.0.0.1", port)
 
         return check
 

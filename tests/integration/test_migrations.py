@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -121,7 +122,10 @@ async def conn(db: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 @pytest.mark.parametrize(
     ("sql", "error"),
     [
-        ("INSERT INTO users (email, role) VALUES ('x@y.test', 'SUPERUSER')", asyncpg.CheckViolationError),
+        (
+            "INSERT INTO users (email, role) VALUES ('x@y.test', 'SUPERUSER')",
+            asyncpg.CheckViolationError,
+        ),
         ("INSERT INTO users (email) VALUES ('Upper@Case.test')", asyncpg.CheckViolationError),
         ("INSERT INTO users (email) VALUES ('no-at-sign')", asyncpg.CheckViolationError),
         (
@@ -132,7 +136,9 @@ async def conn(db: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         ("INSERT INTO system_settings (id) VALUES (2)", asyncpg.CheckViolationError),
     ],
 )
-async def test_bad_rows_are_refused(conn: asyncpg.Connection, sql: str, error: type[Exception]) -> None:
+async def test_bad_rows_are_refused(
+    conn: asyncpg.Connection, sql: str, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await conn.execute(sql)
 
@@ -149,13 +155,17 @@ async def test_course_rules(conn: asyncpg.Connection) -> None:
         await _course(conn, uuid.uuid4())
 
 
-async def test_lesson_positions_are_unique_but_swappable_in_one_transaction(conn: asyncpg.Connection) -> None:
+async def test_lesson_positions_are_unique_but_swappable_in_one_transaction(
+    conn: asyncpg.Connection,
+) -> None:
     course = await _course(conn, await _user(conn, "CREATOR"))
     first, second = [
         await conn.fetchval(
             "INSERT INTO lessons (course_id, title, position) VALUES ($1, $2, $3) RETURNING id",
-            course, f"L{n}", n,
-        )  # fmt: skip
+            course,
+            f"L{n}",
+            n,
+        )
         for n in (1, 2)
     ]
     with pytest.raises(asyncpg.UniqueViolationError):
@@ -164,25 +174,36 @@ async def test_lesson_positions_are_unique_but_swappable_in_one_transaction(conn
         await conn.execute("SET CONSTRAINTS lessons_course_position_key DEFERRED")
         await conn.execute("UPDATE lessons SET position = 2 WHERE id = $1", first)
         await conn.execute("UPDATE lessons SET position = 1 WHERE id = $1", second)
-    rows = await conn.fetch("SELECT title FROM lessons WHERE course_id = $1 ORDER BY position", course)
+    rows = await conn.fetch(
+        "SELECT title FROM lessons WHERE course_id = $1 ORDER BY position", course
+    )
     assert [r["title"] for r in rows] == ["L2", "L1"]
 
 
 async def test_one_pending_creator_application_per_user(conn: asyncpg.Connection) -> None:
     user = await _user(conn)
-    insert = "INSERT INTO creator_applications (user_id, bio, status, reviewed_at) VALUES ($1, 'bio', $2, $3)"
-    await conn.execute(insert, user, "REJECTED", None.__class__ and __import__("datetime").datetime.now(__import__("datetime").UTC))
+    insert = (
+        "INSERT INTO creator_applications (user_id, bio, status, reviewed_at)"
+        " VALUES ($1, 'bio', $2, $3)"
+    )
+    await conn.execute(insert, user, "REJECTED", datetime.now(UTC))
     await conn.execute(insert, user, "PENDING", None)
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(insert, user, "PENDING", None)
+    with pytest.raises(asyncpg.CheckViolationError):  # reviewed means a review time
+        await conn.execute(insert, user, "APPROVED", None)
 
 
 async def test_enrollment_is_unique_and_progress_bounded(conn: asyncpg.Connection) -> None:
     course = await _course(conn, await _user(conn, "CREATOR"))
     learner = await _user(conn)
-    await conn.execute("INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)", learner, course)
+    await conn.execute(
+        "INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)", learner, course
+    )
     with pytest.raises(asyncpg.UniqueViolationError):
-        await conn.execute("INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)", learner, course)
+        await conn.execute(
+            "INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)", learner, course
+        )
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute("UPDATE enrollments SET progress = 100.01")
     with pytest.raises(asyncpg.CheckViolationError):  # completed needs completedAt
@@ -202,7 +223,9 @@ async def test_course_search_vector_is_generated_and_weighted(conn: asyncpg.Conn
 
 
 async def test_catalog_and_search_indexes_exist(conn: asyncpg.Connection) -> None:
-    rows = await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+    rows = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+    )
     defs = {r["indexname"]: r["indexdef"] for r in rows}
     assert "published_at DESC, id DESC" in defs["courses_catalog_idx"]
     assert "WHERE" in defs["courses_catalog_idx"]

@@ -11,10 +11,9 @@ from dataclasses import replace
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import http_client
-
 from lms.app import create_app
 from lms.observability.logs import JsonFormatter
+from tests.conftest import http_client
 
 
 async def test_healthz(client: AsyncClient) -> None:
@@ -72,7 +71,9 @@ async def test_an_unsafe_incoming_request_id_is_replaced(client: AsyncClient) ->
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
 
 
-async def test_one_json_log_line_per_request(client: AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_one_json_log_line_per_request(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="lms.request")
     response = await client.get("/healthz", headers={"X-Request-ID": "trace-me-1"})
     lines = [r for r in caplog.records if r.name == "lms.request"]
@@ -106,7 +107,9 @@ async def test_metrics_are_prometheus_text_with_route_templates(client: AsyncCli
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert re.search(r'lms_http_requests_total\{method="GET",route="/healthz",status="200"\} \d', text)
+    assert re.search(
+        r'lms_http_requests_total\{method="GET",route="/healthz",status="200"\} \d', text
+    )
     # Unknown paths share one label value: a scanner cannot blow up the series count.
     assert 'route="unmatched"' in text and "definitely-missing" not in text
     assert "lms_http_request_duration_seconds_bucket" in text

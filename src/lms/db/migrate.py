@@ -11,7 +11,7 @@ from piccolo.apps.migrations.commands.backwards import run_backwards
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
-from lms.db.engine import check_connection, configure
+from lms.db.engine import check_connection, engine
 from lms.errors import StartupError
 
 APP_NAME = "lms"
@@ -40,20 +40,26 @@ async def applied_migrations(database_url: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _migration_lock(database_url: str) -> AsyncIterator[None]:
+async def _migrating(database_url: str) -> AsyncIterator[None]:
+    """Hold the migration lock and point Piccolo's one engine at `database_url`, without its
+    pool (Piccolo's migration runner always uses the global engine; a pool started for another
+    database in this process must not receive the DDL)."""
     conn = await asyncpg.connect(dsn=database_url)
+    db = engine()
+    saved_config, saved_pool = db.config, db.pool
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
+        db.config, db.pool = {"dsn": database_url}, None
         yield
     finally:
+        db.config, db.pool = saved_config, saved_pool
         await conn.close()  # closing the session releases the lock
 
 
 async def migrate_forward(database_url: str, *, quiet: bool = False) -> list[str]:
     """Apply every pending migration; returns the ids applied."""
     await check_connection(database_url)
-    configure(database_url)
-    async with _migration_lock(database_url):
+    async with _migrating(database_url):
         before = set(await applied_migrations(database_url))
         out = io.StringIO()
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
@@ -67,8 +73,7 @@ async def migrate_forward(database_url: str, *, quiet: bool = False) -> list[str
 async def migrate_backward(database_url: str, steps: int) -> None:
     """Undo the newest `steps` migrations (each migration is reversible)."""
     await check_connection(database_url)
-    configure(database_url)
-    async with _migration_lock(database_url):
+    async with _migrating(database_url):
         for _ in range(steps):
             result = await run_backwards(app_name=APP_NAME, migration_id="1", auto_agree=True)
             if not result.success:

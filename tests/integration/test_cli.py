@@ -1,0 +1,135 @@
+"""The `lms` command: help for each subcommand, and operator mistakes as one clear line."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from lms.db.migrate import migrate_forward
+from tests.conftest import ServerUrls, create_database, drop_database
+from tests.helpers import error_lines, run_lms
+
+COMMANDS = ["dev", "serve", "worker", "migrate", "create-admin"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_help() -> None:
+    result = run_lms("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run_lms(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: lms {command}" in result.stdout
+
+
+def test_unreachable_database_is_one_line(server_urls: ServerUrls) -> None:
+    result = run_lms(
+        "migrate",
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_closed_port()}/lms",
+        NATS_URL=server_urls.nats,
+    )
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1, result.stderr
+    assert error_lines(result)[0].startswith(
+        "lms: error: cannot connect to PostgreSQL at 127.0.0.1:"
+    )
+
+
+def test_wrong_database_name_is_one_line(server_urls: ServerUrls) -> None:
+    missing = server_urls.postgres.rsplit("/", 1)[0] + "/no_such_db_" + uuid.uuid4().hex[:6]
+    result = run_lms("serve", DATABASE_URL=missing, NATS_URL=server_urls.nats)
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1, result.stderr
+    assert "refused the connection" in result.stderr and "does not exist" in result.stderr
+
+
+def test_malformed_database_url_is_one_line() -> None:
+    result = run_lms("migrate", DATABASE_URL="mysql://root:topsecret@db/lms")
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "lms: error: DATABASE_URL must be a postgresql://... or postgres://... URL, "
+        "got 'mysql://root:***@db/lms'"
+    ]
+
+
+@pytest.fixture
+async def empty_database(server_urls: ServerUrls) -> AsyncIterator[str]:
+    name = f"lms_cli_{uuid.uuid4().hex[:10]}"
+    url = await create_database(server_urls.postgres, name)
+    yield url
+    await drop_database(server_urls.postgres, name)
+
+
+def test_serve_refuses_an_unmigrated_database(empty_database: str, server_urls: ServerUrls) -> None:
+    result = run_lms("serve", DATABASE_URL=empty_database, NATS_URL=server_urls.nats)
+    assert result.returncode == 2
+    assert len(error_lines(result)) == 1, result.stderr
+    assert "schema is behind" in result.stderr and "run `lms migrate`" in result.stderr
+
+
+async def test_migrate_then_check(empty_database: str, server_urls: ServerUrls) -> None:
+    env = {"DATABASE_URL": empty_database, "NATS_URL": server_urls.nats}
+    check = run_lms("migrate", "--check", **env)
+    assert check.returncode == 2 and "pending" in check.stderr
+    applied = run_lms("migrate", **env)
+    assert applied.returncode == 0, applied.stderr
+    assert "2 migration(s) applied" in applied.stdout
+    assert run_lms("migrate", "--check", **env).stdout.strip() == "schema is current"
+
+
+async def test_serve_refuses_a_port_in_use(empty_database: str, server_urls: ServerUrls) -> None:
+    await migrate_forward(empty_database, quiet=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_lms(
+            "serve", DATABASE_URL=empty_database, NATS_URL=server_urls.nats, LMS_PORT=str(port)
+        )
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"lms: error: port {port} on 127.0.0.1 is already in use (set LMS_PORT)"
+    ]
+
+
+async def test_create_admin(db: asyncpg.Pool, database_url: str, server_urls: ServerUrls) -> None:
+    env = {"DATABASE_URL": database_url, "NATS_URL": server_urls.nats}
+    created = run_lms(
+        "create-admin", "--email", "Root@Example.test", "--password", "s3cret-enough", **env
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created ADMIN root@example.test (username root,")
+    row = await db.fetchrow("SELECT * FROM users WHERE email = 'root@example.test'")
+    assert row["role"] == "ADMIN" and row["email_verified"] and row["is_profile_complete"]
+    assert row["password_hash"].startswith("$argon2id$")
+
+    again = run_lms(
+        "create-admin", "--email", "root@example.test", "--password", "another-secret", **env
+    )
+    assert again.returncode == 0 and again.stdout.startswith("updated existing user to ADMIN")
+    after = await db.fetchrow("SELECT * FROM users WHERE email = 'root@example.test'")
+    assert after["id"] == row["id"] and after["password_hash"] != row["password_hash"]
+    assert after["token_version"] == row["token_version"] + 1
+
+
+def test_create_admin_refuses_a_short_password(database_url: str, server_urls: ServerUrls) -> None:
+    result = run_lms(
+        "create-admin", "--email", "a@b.test", "--password", "short",
+        DATABASE_URL=database_url, NATS_URL=server_urls.nats,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert error_lines(result) == ["lms: error: password must be at least 10 characters"]
