@@ -66,5 +66,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Outermost layer, around CORS and exception handling, so every response gets a request id
     # and a log line, 404s included.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)  # type: ignore[assignment]
     return app

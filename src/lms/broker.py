@@ -138,7 +138,7 @@ class BrokerConnection:
         if not self.connected or not client.is_connected:
             return False
         try:
-            await client.flush(timeout=within)
+            await client.flush(timeout=max(1, round(within)))
         except Exception:
             return False
         return True

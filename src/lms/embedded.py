@@ -99,13 +99,13 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
-def _as_user(user: str | None) -> dict[str, object]:
-    """subprocess arguments that drop to `user` entirely: uid, gid and no supplementary groups
-    (keeping root's gid would apply the group bits of root-owned folders, not the "other" bits)."""
+def _identity(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """(uid, gid, supplementary groups) for subprocess to drop to `user` entirely; keeping root's
+    gid would apply the group bits of root-owned folders instead of their "other" bits."""
     if user is None:
-        return {}
+        return None, None, None
     entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return entry.pw_uid, entry.pw_gid, []
 
 
 def _read_port(path: Path) -> int | None:
@@ -211,10 +211,11 @@ class EmbeddedPostgres:
             "-c", "fsync=on",
         ]  # fmt: skip
         log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", port, self.pgdata)
+        uid, gid, groups = _identity(user)
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                start_new_session=True, **_as_user(user),  # type: ignore[arg-type]
+                start_new_session=True, user=uid, group=gid, extra_groups=groups,
             )  # fmt: skip
         if not wait_until(self._ready_or_dead(port), START_TIMEOUT):
             raise StartupError(f"embedded PostgreSQL did not start: {_log_tail(self.log_file)}")
@@ -244,10 +245,11 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         log.info("initialising embedded PostgreSQL cluster in %s", self.pgdata)
+        uid, gid, groups = _identity(user)
         result = subprocess.run(
             [str(self.bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            capture_output=True, check=False, **_as_user(user),  # type: ignore[arg-type]
+            capture_output=True, check=False, user=uid, group=gid, extra_groups=groups,
         )  # fmt: skip
         if result.returncode != 0:
             shutil.rmtree(self.pgdata, ignore_errors=True)
@@ -255,10 +257,11 @@ class EmbeddedPostgres:
             raise StartupError(f"initdb failed: {' '.join(detail)}")
 
     def _create_database(self, port: int, user: str | None) -> None:
+        uid, gid, groups = _identity(user)
         result = subprocess.run(
             [str(self.bin_dir() / "createdb"), "-h", "127.0.0.1", "-p", str(port),
              "-U", "postgres", DATABASE_NAME],
-            capture_output=True, check=False, **_as_user(user),  # type: ignore[arg-type]
+            capture_output=True, check=False, user=uid, group=gid, extra_groups=groups,
         )  # fmt: skip
         if result.returncode != 0 and b"already exists" not in result.stderr:
             raise StartupError(f"createdb failed: {result.stderr.decode(errors='replace').strip()}")

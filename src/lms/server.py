@@ -19,6 +19,7 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
+from granian.server.common import AbstractServer
 
 from lms.errors import StartupError
 from lms.observability.logs import logging_dict_config
@@ -93,7 +94,7 @@ def _dataclass_settings(cls: type[Any], table: dict[str, Any], name: str, path_h
 
 def build_server(
     settings: Settings, *, config_path: Path | None = None, workers: int | None = None
-) -> Granian:
+) -> AbstractServer[Any]:
     config_path = config_path or settings.granian_config
     data = load_granian_config(config_path)
     hint = str(config_path or DEFAULT_CONFIG)

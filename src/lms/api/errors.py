@@ -7,6 +7,7 @@ database hiccup) does too, with the traceback in the log under the request id an
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -27,7 +28,7 @@ def error_response(
 
 
 def unhandled_exception_handler(
-    request: Request[object, object, object], exc: Exception
+    request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, object]]:
     if isinstance(exc, HTTPException):  # pragma: no cover - Litestar routes these elsewhere
         raise exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
@@ -43,7 +44,7 @@ class OpsController(Controller):
         return Health(status="ok")
 
     @get("/readyz", summary="Readiness: PostgreSQL and NATS answer", cache=False)
-    async def readyz(self, request: Request[object, object, object]) -> Response[Readiness]:
+    async def readyz(self, request: Request[Any, Any, Any]) -> Response[Readiness]:
         nats: BrokerConnection = request.app.state.nats
         database_ok, nats_ok = await asyncio.gather(_database_ok(), nats.ping(READY_TIMEOUT))
         ready = database_ok and nats_ok
