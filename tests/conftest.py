@@ -56,7 +56,8 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls
     embedded = EmbeddedServices(data_dir)
     urls = embedded.acquire()
     try:
-        yield ServerUrls(database_url or urls.database_url, nats_url or urls.nats_url, True)
+        assert urls.database_url and urls.nats_url
+        yield ServerUrls(urls.database_url, urls.nats_url, embedded=True)
     finally:
         embedded.release()
 

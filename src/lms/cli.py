@@ -35,17 +35,21 @@ CHILD_STOP_TIMEOUT = 30.0
 
 
 @contextlib.contextmanager
-def resolved_services(settings: Settings) -> Iterator[Settings]:
-    """Settings with concrete DATABASE_URL / NATS_URL, starting embedded servers for what is unset."""
-    if settings.database_url and settings.nats_url:
+def resolved_services(settings: Settings, *, needs_nats: bool = True) -> Iterator[Settings]:
+    """Settings with concrete service URLs: the configured ones, else embedded servers (started
+    or reused) for exactly what is unset. Commands that never touch NATS pass needs_nats=False."""
+    need_postgres = not settings.database_url
+    need_nats = needs_nats and not settings.nats_url
+    if not need_postgres and not need_nats:
         yield settings
         return
     from lms.embedded import EmbeddedServices
 
-    embedded = EmbeddedServices(settings.data_dir)
+    embedded = EmbeddedServices(settings.data_dir, postgres=need_postgres, nats=need_nats)
     urls = embedded.acquire()
     try:
-        yield settings.with_services(
+        yield replace(
+            settings,
             database_url=settings.database_url or urls.database_url,
             nats_url=settings.nats_url or urls.nats_url,
         )
@@ -81,7 +85,7 @@ def _run(coro: object) -> object:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from lms.db.migrate import ensure_schema_current, migrate_backward, migrate_forward
 
-    with resolved_services(replace(settings, nats_url=settings.nats_url or "nats://unused")) as s:
+    with resolved_services(settings, needs_nats=False) as s:
         assert s.database_url
         if args.check:
             _run(ensure_schema_current(s.database_url))
@@ -126,7 +130,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         verb = "created" if account.created else "updated existing user to"
         return f"{verb} ADMIN {account.email} (username {account.username}, id {account.user_id})"
 
-    with resolved_services(replace(settings, nats_url=settings.nats_url or "nats://unused")) as s:
+    with resolved_services(settings, needs_nats=False) as s:
         print(_run(go(s)))
     return 0
 

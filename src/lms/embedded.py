@@ -41,8 +41,8 @@ STOP_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class ServiceUrls:
-    database_url: str
-    nats_url: str
+    database_url: str | None
+    nats_url: str | None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -379,8 +379,9 @@ def _allow_traverse(path: Path) -> None:
 class EmbeddedServices:
     """Start or reuse the embedded PostgreSQL and NATS of one data dir, reference-counted by flock."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, postgres: bool = True, nats: bool = True) -> None:
         self.data_dir = data_dir.absolute()
+        self.wanted = (postgres, nats)
         self.postgres = EmbeddedPostgres(self.data_dir)
         self.nats = EmbeddedNats(self.data_dir)
         self._hold: int | None = None
@@ -398,7 +399,11 @@ class EmbeddedServices:
             self._hold = os.open(self.data_dir / "embedded.users", os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._hold, fcntl.LOCK_SH)
             try:
-                urls = ServiceUrls(database_url=self.postgres.start(), nats_url=self.nats.start())
+                want_postgres, want_nats = self.wanted
+                urls = ServiceUrls(
+                    database_url=self.postgres.start() if want_postgres else None,
+                    nats_url=self.nats.start() if want_nats else None,
+                )
             except BaseException:
                 self._release_locked()
                 raise
@@ -417,6 +422,7 @@ class EmbeddedServices:
             os.close(mutex)
 
     def _release_locked(self) -> None:
+        # The last holder stops whatever runs for this data dir, whoever started it.
         assert self._hold is not None
         os.close(self._hold)  # closing drops our shared lock
         self._hold = None

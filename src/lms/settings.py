@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -43,10 +43,6 @@ class Settings:
     whisper_compute_type: str = "default"
     granian_config: Path | None = None
     public_base_url: str | None = None
-
-    def with_services(self, *, database_url: str, nats_url: str) -> Settings:
-        """A copy pointing at concrete PostgreSQL/NATS URLs (used once embedded services are up)."""
-        return replace(self, database_url=database_url, nats_url=nats_url)
 
     @property
     def media_dir(self) -> Path:

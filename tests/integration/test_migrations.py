@@ -66,8 +66,9 @@ async def test_migrations_round_trip_on_the_test_server(scratch_database: str) -
 
 
 async def test_migrations_round_trip_on_embedded_postgres_16(tmp_path: Path) -> None:
-    services = EmbeddedServices(tmp_path / "pg16")
+    services = EmbeddedServices(tmp_path / "pg16", nats=False)
     urls = services.acquire()
+    assert urls.database_url and urls.nats_url is None
     try:
         conn = await asyncpg.connect(urls.database_url)
         assert conn.get_server_version().major == 16

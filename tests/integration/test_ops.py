@@ -157,3 +157,15 @@ async def test_cors_allows_configured_origin(client: AsyncClient) -> None:
 async def test_cors_refuses_other_origins(client: AsyncClient) -> None:
     response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_role_fixtures_give_each_role_a_working_token(
+    learner, creator, admin, db, settings
+) -> None:  # type: ignore[no-untyped-def]
+    import jwt
+
+    for user in (learner, creator, admin):
+        claims = jwt.decode(user.token, settings.jwt_secret, algorithms=[settings.jwt_algorithm])
+        assert claims["sub"] == str(user.id) and claims["role"] == user.role
+        row = await db.fetchrow("SELECT role, is_active FROM users WHERE id = $1", user.id)
+        assert row["role"] == user.role and row["is_active"]
