@@ -79,6 +79,15 @@ async def drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
+@pytest.fixture
+async def scratch_database(server_urls: ServerUrls) -> AsyncIterator[str]:
+    """An empty database (no migrations) of its own, dropped after the test."""
+    name = f"lms_scratch_{uuid.uuid4().hex[:10]}"
+    url = await create_database(server_urls.postgres, name)
+    yield url
+    await drop_database(server_urls.postgres, name)
+
+
 @pytest.fixture(scope="session")
 async def database_url(server_urls: ServerUrls) -> AsyncIterator[str]:
     """A fresh, migrated database for this test session."""

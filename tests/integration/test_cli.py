@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from lms.db.migrate import migrate_forward
-from tests.conftest import ServerUrls, create_database, drop_database
+from tests.conftest import ServerUrls
 from tests.helpers import error_lines, run_lms
 
 COMMANDS = ["dev", "serve", "worker", "migrate", "create-admin"]
@@ -66,23 +65,17 @@ def test_malformed_database_url_is_one_line() -> None:
     ]
 
 
-@pytest.fixture
-async def empty_database(server_urls: ServerUrls) -> AsyncIterator[str]:
-    name = f"lms_cli_{uuid.uuid4().hex[:10]}"
-    url = await create_database(server_urls.postgres, name)
-    yield url
-    await drop_database(server_urls.postgres, name)
-
-
-def test_serve_refuses_an_unmigrated_database(empty_database: str, server_urls: ServerUrls) -> None:
-    result = run_lms("serve", DATABASE_URL=empty_database, NATS_URL=server_urls.nats)
+def test_serve_refuses_an_unmigrated_database(
+    scratch_database: str, server_urls: ServerUrls
+) -> None:
+    result = run_lms("serve", DATABASE_URL=scratch_database, NATS_URL=server_urls.nats)
     assert result.returncode == 2
     assert len(error_lines(result)) == 1, result.stderr
     assert "schema is behind" in result.stderr and "run `lms migrate`" in result.stderr
 
 
-async def test_migrate_then_check(empty_database: str, server_urls: ServerUrls) -> None:
-    env = {"DATABASE_URL": empty_database, "NATS_URL": server_urls.nats}
+async def test_migrate_then_check(scratch_database: str, server_urls: ServerUrls) -> None:
+    env = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
     check = run_lms("migrate", "--check", **env)
     assert check.returncode == 2 and "pending" in check.stderr
     applied = run_lms("migrate", **env)
@@ -91,14 +84,14 @@ async def test_migrate_then_check(empty_database: str, server_urls: ServerUrls) 
     assert run_lms("migrate", "--check", **env).stdout.strip() == "schema is current"
 
 
-async def test_serve_refuses_a_port_in_use(empty_database: str, server_urls: ServerUrls) -> None:
-    await migrate_forward(empty_database, quiet=True)
+async def test_serve_refuses_a_port_in_use(scratch_database: str, server_urls: ServerUrls) -> None:
+    await migrate_forward(scratch_database, quiet=True)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         result = run_lms(
-            "serve", DATABASE_URL=empty_database, NATS_URL=server_urls.nats, LMS_PORT=str(port)
+            "serve", DATABASE_URL=scratch_database, NATS_URL=server_urls.nats, LMS_PORT=str(port)
         )
     assert result.returncode == 2
     assert error_lines(result) == [

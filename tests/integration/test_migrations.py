@@ -20,7 +20,6 @@ from lms.db.migrate import (
 )
 from lms.embedded import EmbeddedServices
 from lms.errors import StartupError
-from tests.conftest import ServerUrls, create_database, drop_database
 
 EXPECTED_TABLES = {
     "users", "courses", "lessons", "enrollments", "lesson_progress", "certificates",
@@ -51,14 +50,6 @@ async def _round_trip(url: str) -> None:
 
     assert await migrate_forward(url, quiet=True) == known_migrations()
     assert await _tables(url) == EXPECTED_TABLES
-
-
-@pytest.fixture
-async def scratch_database(server_urls: ServerUrls) -> AsyncIterator[str]:
-    name = f"lms_scratch_{uuid.uuid4().hex[:10]}"
-    url = await create_database(server_urls.postgres, name)
-    yield url
-    await drop_database(server_urls.postgres, name)
 
 
 async def test_migrations_round_trip_on_the_test_server(scratch_database: str) -> None:
