@@ -42,14 +42,9 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "lms-data"
     yield path
     # Whatever happened in the test, leave no server running.
-    for pid_file in (path / "nats.pid",):
-        if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    postmaster = path / "postgres" / "postmaster.pid"
-    if postmaster.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, IndexError):
-            os.kill(int(postmaster.read_text().split()[0]), signal.SIGKILL)
+    for pid in _pids_using(path):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_dev_starts_shares_and_stops_cleanly(data_dir: Path) -> None:
