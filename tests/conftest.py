@@ -28,7 +28,10 @@ from lms.db.migrate import migrate_forward
 from lms.domain.auth.passwords import hash_password
 from lms.domain.auth.tokens import issue_access_token
 from lms.embedded import EmbeddedServices
+from lms.netutil import free_port
 from lms.settings import Settings, load_settings
+from tests.support.sms_provider import SmsProvider, start_sms_provider
+from tests.support.smtp import Mailbox, start_smtp_server
 
 TEST_PASSWORD = "correct horse battery"
 
@@ -99,9 +102,34 @@ async def database_url(server_urls: ServerUrls) -> AsyncIterator[str]:
     await drop_database(server_urls.postgres, name)
 
 
+@dataclass
+class Outside:
+    """The outside world the app talks to: a real SMTP server and an SMS provider, on loopback."""
+
+    mailbox: Mailbox
+    sms: SmsProvider
+    smtp_url: str
+
+
+@pytest.fixture(scope="session")
+def outside() -> Iterator[Outside]:
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    sms = start_sms_provider()
+    try:
+        yield Outside(mailbox, sms, f"smtp://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+        assert sms.server is not None
+        sms.server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def settings(
-    database_url: str, server_urls: ServerUrls, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    server_urls: ServerUrls,
+    tmp_path_factory: pytest.TempPathFactory,
+    outside: Outside,
 ) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return load_settings(
@@ -114,6 +142,9 @@ def settings(
             "LMS_JOBS_SUBJECT": f"lmstest.{tag}",
             "LMS_CORS_ORIGINS": "https://app.example.test",
             "LMS_LOG_FORMAT": "json",
+            "LMS_SMTP_URL": outside.smtp_url,
+            "LMS_SMS_URL": outside.sms.url,
+            "LMS_SMS_FROM": "+15005550006",
         }
     )
 
@@ -167,6 +198,17 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         yield test_client
     for hook in app.on_shutdown:
         await hook(app)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def api(
+    db: asyncpg.Pool, client: httpx.AsyncClient, app: Litestar, outside: Outside
+) -> httpx.AsyncClient:
+    """The client, on an emptied database, with the app's caches and the outside world reset."""
+    await app.state.ctx.system.reload()
+    outside.mailbox.clear()
+    outside.sms.clear()
+    return client
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,31 @@ import logging
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.errors import unhandled_exception_handler
 from lms.api.openapi import docs_assets_router, openapi_config
 from lms.broker import BrokerConnection, make_broker
+from lms.context import AppContext
 from lms.db.engine import close_pool, start_pool
+from lms.domain.admin.controllers import (
+    AdminAuditController,
+    AdminSettingsController,
+    AdminUsersController,
+)
+from lms.domain.admin.system_settings import CHANNEL as SETTINGS_CHANNEL
+from lms.domain.admin.system_settings import SystemSettingsCache
+from lms.domain.auth.authentication import authentication_middleware
+from lms.domain.auth.controllers import AuthController
+from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
+from lms.domain.auth.user_state import UserAuthCache
+from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
+from lms.housekeeping import Housekeeper
+from lms.integrations.mail import make_mailer
+from lms.integrations.sms import make_sms_sender
+from lms.messaging.dispatcher import OutboxDispatcher
+from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
 from lms.observability.middleware import RequestContextMiddleware
 from lms.ops.controllers import OpsController
@@ -32,14 +51,45 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if not logging.getLogger().handlers:
         configure_logging(settings.log_level, settings.log_format)
 
+    if not settings.jwt_secret:
+        raise RuntimeError("create_app needs LMS_JWT_SECRET (lms dev/serve resolve it)")
+
     nats = BrokerConnection(make_broker(settings))
+    ctx = AppContext(
+        settings=settings,
+        users=UserAuthCache(),
+        system=SystemSettingsCache(),
+        listener=ChangeListener(settings.database_url),
+    )
+    ctx.listener.subscribe(
+        USER_AUTH_CHANNEL,
+        Subscriber(ctx.users.invalidate, ctx.users.on_listening, ctx.users.on_not_listening),
+    )
+    ctx.listener.subscribe(
+        SETTINGS_CHANNEL,
+        Subscriber(ctx.system.on_notify, ctx.system.on_listening, ctx.system.on_not_listening),
+    )
+    housekeeper = Housekeeper()
 
     async def start_services(app: Litestar) -> None:
-        await start_pool(settings)
+        db_pool = await start_pool(settings)
+        ctx.outbox = OutboxDispatcher(
+            db_pool,
+            make_mailer(settings.smtp_url, settings.email_from),
+            make_sms_sender(settings.sms_url, settings.sms_from),
+        )
+        ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
+        await ctx.listener.start()
+        ctx.outbox.start()
+        housekeeper.start()
         await nats.start()
 
     async def stop_services(app: Litestar) -> None:
         await nats.stop()
+        await housekeeper.stop()
+        if ctx.outbox is not None:
+            await ctx.outbox.stop()
+        await ctx.listener.stop()
         await close_pool()
 
     cors = (
@@ -54,7 +104,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         else None
     )
     app = Litestar(
-        route_handlers=[OpsController, docs_assets_router()],
+        route_handlers=[
+            OpsController,
+            docs_assets_router(),
+            AuthController,
+            CreatorController,
+            ApplicationReviewController,
+            AdminUsersController,
+            AdminSettingsController,
+            AdminAuditController,
+        ],
+        middleware=[authentication_middleware()],
+        dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},
         on_startup=[start_services],
         on_shutdown=[stop_services],
         cors_config=cors,
@@ -62,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: unhandled_exception_handler},
         # Our JSON logging is configured once per process; Litestar must not install its own.
         logging_config=None,
-        state=State({"settings": settings, "nats": nats, "broker": nats.broker}),
+        state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),
     )
     # Outermost layer, around CORS and exception handling, so every response gets a request id
     # and a log line, 404s included.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ class Settings:
     jwt_secret: str | None = None
     jwt_algorithm: str = "HS256"
     access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 86400
+    sms_url: str | None = None
+    sms_from: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    auth_rate_limit_per_minute: int = 60
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".lms")
@@ -95,6 +101,17 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses or CIDR networks, checked here, kept as text."""
+    items = tuple(i.strip() for i in env.get(name, "").split(",") if i.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise StartupError(f"{name}: {item!r} is not an IP address or network") from None
+    return items
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, safe for logs and error lines."""
     parts = urlsplit(url)
@@ -123,6 +140,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "LMS_JWT_ALGORITHM", "hs256", ("hs256", "hs384", "hs512")
         ).upper(),
         access_token_ttl_seconds=_int(env, "LMS_ACCESS_TOKEN_TTL", 900, 30, 86400),
+        refresh_token_ttl_seconds=_int(
+            env, "LMS_REFRESH_TOKEN_TTL", _DEFAULTS.refresh_token_ttl_seconds, 300, 365 * 86400
+        ),
+        sms_url=_url(env, "LMS_SMS_URL", ("http", "https")),
+        sms_from=env.get("LMS_SMS_FROM", "").strip() or None,
+        trusted_proxies=_networks(env, "LMS_TRUSTED_PROXIES"),
+        auth_rate_limit_per_minute=_int(env, "LMS_AUTH_RATE_LIMIT", 60, 1, 100_000),
         host=env.get("LMS_HOST", "").strip() or _DEFAULTS.host,
         port=_int(env, "LMS_PORT", 8000, 1, 65535),
         data_dir=Path(env.get("LMS_DATA_DIR", "").strip() or ".lms").expanduser().absolute(),

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from lms.db.migrate import migrate_forward
+from lms.db.migrate import known_migrations, migrate_forward
 from tests.conftest import ServerUrls
 from tests.helpers import error_lines, run_lms
 
@@ -80,7 +80,7 @@ async def test_migrate_then_check(scratch_database: str, server_urls: ServerUrls
     assert check.returncode == 2 and "pending" in check.stderr
     applied = run_lms("migrate", **env)
     assert applied.returncode == 0, applied.stderr
-    assert "2 migration(s) applied" in applied.stdout
+    assert f"{len(known_migrations())} migration(s) applied" in applied.stdout
     assert run_lms("migrate", "--check", **env).stdout.strip() == "schema is current"
 
 

@@ -13,6 +13,8 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 ASSETS_PATH = "/schema/assets"
+# `security=` of routes that take an access token (the scheme is declared in openapi_config).
+BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 _FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>"
 
 TAGS = [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, Self, TypeVar
 
 import msgspec
 
@@ -14,6 +15,14 @@ MAX_PAGE_SIZE = 100
 
 class CamelStruct(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
     """Every request and response body: snake_case in Python, camelCase on the wire."""
+
+
+class RowStruct(CamelStruct):
+    """A response built from a database row whose columns are named like the fields."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        return cls(**{field: row[field] for field in cls.__struct_fields__})
 
 
 class Page(CamelStruct, Generic[T]):

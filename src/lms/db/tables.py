@@ -70,6 +70,17 @@ class OtpPurpose(StrEnum):
     RESET_PASSWORD = "RESET_PASSWORD"  # noqa: S105 - a purpose, not a secret
 
 
+class MessageChannel(StrEnum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+
+
+class MessageStatus(StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"  # gave up: past its expiry or out of attempts
+
+
 class JobStatus(StrEnum):
     QUEUED = "QUEUED"
     PROCESSING = "PROCESSING"
@@ -324,6 +335,38 @@ class SystemSettings(Table, tablename="system_settings"):
     )
 
 
+class OutboundMessage(Table, tablename="outbound_messages"):
+    """The outbox: an email or SMS written in the transaction that decided to send it, then
+    delivered (and retried) by a dispatcher in every API process. The body is wiped once sent."""
+
+    id = UUID(primary_key=True)
+    channel = Varchar(length=8, choices=MessageChannel)
+    recipient = Varchar(length=320)
+    subject = Text(default="")
+    body_text = Text(null=True, default=None, secret=True)
+    body_html = Text(null=True, default=None, secret=True)
+    purpose = Varchar(length=32)  # e.g. "otp.verify-email": for logs and metrics
+    status = Varchar(length=8, default=MessageStatus.PENDING.value, choices=MessageStatus)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)  # claimed by a dispatcher until then
+    last_error = Text(null=True, default=None)
+    # Not worth sending after this (an OTP past its expiry); null means retry until max attempts.
+    expires_at = Timestamptz(null=True, default=None)
+    request_id = Varchar(length=128, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    sent_at = Timestamptz(null=True, default=None)
+
+
+class RateLimitCounter(Table, tablename="rate_limit_counters"):
+    """Fixed-window hit counters shared by every API process (an UNLOGGED table: losing the
+    counts in a crash only forgives a few requests)."""
+
+    key = Varchar(length=200, primary_key=True)
+    window_start = Timestamptz(default=TimestamptzNow())
+    hits = Integer(default=0)
+
+
 ALL_TABLES: list[type[Table]] = [
     User,
     Course,
@@ -339,4 +382,6 @@ ALL_TABLES: list[type[Table]] = [
     TranscriptSegment,
     AuditEntry,
     SystemSettings,
+    OutboundMessage,
+    RateLimitCounter,
 ]

@@ -1,0 +1,40 @@
+"""The client's IP address, looking through X-Forwarded-For only when the peer is a proxy we
+were told to trust (LMS_TRUSTED_PROXIES); otherwise a client could pick its own rate-limit key."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cache
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@cache
+def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_ip(connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[str, ...]) -> str:
+    client = connection.scope.get("client")
+    peer = client[0] if client else "unknown"
+    networks = _networks(trusted)
+    if not networks or not _is_trusted(peer, networks):
+        return peer
+    forwarded = connection.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    # The rightmost address a trusted proxy did not add is the client.
+    for hop in reversed(hops):
+        if not _is_trusted(hop, networks):
+            return hop
+    return hops[0] if hops else peer

@@ -1,0 +1,45 @@
+"""Fixed-window rate-limit counters in PostgreSQL, so every API process shares one count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lms.db.queries import Conn
+
+# One statement: start a new window when the old one is over, else count the hit. RETURNING gives
+# the count after this hit and the seconds until the window resets.
+HIT = """
+INSERT INTO rate_limit_counters AS c (key, window_start, hits)
+VALUES ($1, now(), 1)
+ON CONFLICT (key) DO UPDATE SET
+    window_start = CASE WHEN c.window_start <= now() - make_interval(secs => $2)
+                        THEN now() ELSE c.window_start END,
+    hits = CASE WHEN c.window_start <= now() - make_interval(secs => $2)
+                THEN 1 ELSE c.hits + 1 END
+RETURNING hits,
+          extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8 AS reset_in
+"""
+
+UNDO = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE key = $1"
+
+PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - make_interval(secs => $1)"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    count: int
+    reset_in: float  # seconds until this window ends
+
+
+async def hit(conn: Conn, key: str, window_seconds: int) -> Hit:
+    row = await conn.fetchrow(HIT, key, float(window_seconds))
+    assert row is not None
+    return Hit(row["hits"], max(row["reset_in"], 0.0))
+
+
+async def undo(conn: Conn, key: str) -> None:
+    await conn.execute(UNDO, key)
+
+
+async def purge(conn: Conn, older_than_seconds: int) -> str:
+    return str(await conn.execute(PURGE, float(older_than_seconds)))

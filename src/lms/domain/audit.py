@@ -1,0 +1,62 @@
+"""The audit trail: every admin action writes who did what to which object, before and after,
+in the same transaction as the action itself."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from lms.api.pagination import after_position, time_id_page
+from lms.api.schemas import Page, RowStruct
+from lms.db.queries import audit as sql
+
+
+class AuditEntry(RowStruct):
+    id: uuid.UUID
+    actor_id: uuid.UUID | None
+    action: str
+    target_type: str
+    target_id: str | None
+    before: Any
+    after: Any
+    created_at: datetime
+
+
+async def record(
+    conn: asyncpg.Connection,
+    *,
+    actor_id: uuid.UUID | None,
+    action: str,
+    target_type: str,
+    target_id: object,
+    before: object = None,
+    after: object = None,
+) -> None:
+    await sql.insert(
+        conn,
+        actor_id=actor_id,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        # UUIDs, datetimes and Decimals as JSON-friendly builtins (strings).
+        before=msgspec.to_builtins(before),
+        after=msgspec.to_builtins(after),
+    )
+
+
+async def list_entries(
+    conn: asyncpg.Pool,
+    secret: str,
+    *,
+    action: str | None,
+    actor_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[AuditEntry]:
+    after = after_position(secret, "audit", cursor)
+    rows = await sql.list_page(conn, action=action, actor_id=actor_id, after=after, limit=limit + 1)
+    return time_id_page(rows, limit, secret=secret, scope="audit", convert=AuditEntry.from_row)

@@ -1,0 +1,126 @@
+"""/auth and its /user-auth twins: thin handlers over the sign-up, session and recovery services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
+
+from lms.api.client_ip import client_ip
+from lms.api.openapi import BEARER
+from lms.api.rate_limits import per_ip
+from lms.context import Ctx
+from lms.domain.auth import recovery, sessions, signup
+from lms.domain.auth.authentication import PUBLIC, Principal, require_token
+from lms.domain.auth.schemas import (
+    Accepted,
+    CompleteProfileRequest,
+    ForgotPasswordRequest,
+    LoginRequest,
+    PasswordReset,
+    RefreshRequest,
+    RegisterRequest,
+    RegisterResponse,
+    ResendOtpRequest,
+    ResetPasswordRequest,
+    Tokens,
+    User,
+    VerifyEmailRequest,
+    VerifyEmailResponse,
+    VerifyPhoneRequest,
+    VerifyPhoneResponse,
+)
+from lms.domain.auth.sessions import ClientInfo
+from lms.domain.auth.tokens import ACCESS, PROFILE
+
+AnyRequest = Request[Any, Any, Any]
+PUBLIC_OPT = {PUBLIC: True}
+
+
+def _client(request: AnyRequest, ctx: Ctx) -> ClientInfo:
+    agent = request.headers.get("user-agent")
+    return ClientInfo(
+        client_ip(request, ctx.settings.trusted_proxies), agent[:300] if agent else None
+    )
+
+
+class AuthController(Controller):
+    path = "/"
+    tags = ["auth"]
+
+    @post(["/auth/register", "/user-auth/register"], status_code=HTTP_201_CREATED, opt=PUBLIC_OPT,
+          guards=[per_ip("register")], summary="Register with an email; a 6-digit code is mailed")  # fmt: skip
+    async def register(self, ctx: Ctx, data: JSONBody[RegisterRequest]) -> RegisterResponse:
+        return await signup.register(ctx, data)
+
+    @post(["/auth/verify-email", "/user-auth/verify-email-otp"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
+          guards=[per_ip("verify-email")], summary="Verify the email with its code; returns a profile token")  # fmt: skip
+    async def verify_email(
+        self, ctx: Ctx, data: JSONBody[VerifyEmailRequest]
+    ) -> VerifyEmailResponse:
+        return await signup.verify_email(ctx, data)
+
+    @post("/auth/verify-phone", status_code=HTTP_200_OK, opt=PUBLIC_OPT, security=BEARER,
+          guards=[per_ip("verify-phone")], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
+    async def verify_phone(
+        self, request: AnyRequest, ctx: Ctx, data: JSONBody[VerifyPhoneRequest]
+    ) -> VerifyPhoneResponse:
+        principal = await require_token(request, (PROFILE, ACCESS))
+        return await signup.verify_phone(ctx, principal, data)
+
+    @post(["/auth/complete-profile", "/user-auth/complete-profile"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
+          security=BEARER, guards=[per_ip("complete-profile")],
+          summary="Finish sign-up with the profile token; returns tokens, role LEARNER")  # fmt: skip
+    async def complete_profile(
+        self, request: AnyRequest, ctx: Ctx, data: JSONBody[CompleteProfileRequest]
+    ) -> Tokens:
+        principal = await require_token(request, (PROFILE,))
+        return await signup.complete_profile(ctx, principal, data, _client(request, ctx))
+
+    @post(["/auth/login", "/user-auth/login"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
+          guards=[per_ip("login")], summary="Log in with email or username and password")  # fmt: skip
+    async def login(self, request: AnyRequest, ctx: Ctx, data: JSONBody[LoginRequest]) -> Tokens:
+        return await sessions.login(ctx, data, _client(request, ctx))
+
+    @get("/auth/me", security=BEARER, summary="The caller's account")
+    async def me(self, request: Request[Principal, Any, Any]) -> User:
+        return await sessions.me(request.user)
+
+    @post("/auth/refresh", status_code=HTTP_200_OK, opt=PUBLIC_OPT, guards=[per_ip("refresh")],
+          summary="Exchange a refresh token for new tokens (the old one stops working)")  # fmt: skip
+    async def refresh(
+        self, request: AnyRequest, ctx: Ctx, data: JSONBody[RefreshRequest]
+    ) -> Tokens:
+        return await sessions.refresh(ctx, data.refresh_token, _client(request, ctx))
+
+    @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, security=BEARER,
+          summary="End the login the refresh token belongs to")  # fmt: skip
+    async def logout(
+        self, request: Request[Principal, Any, Any], data: JSONBody[RefreshRequest]
+    ) -> None:
+        await sessions.logout(request.user, data.refresh_token)
+
+    @post("/auth/resend-otp", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT, guards=[per_ip("resend-otp")],
+          summary="Send a fresh verification code (accepted whether or not the account exists)")  # fmt: skip
+    async def resend_otp(self, ctx: Ctx, data: JSONBody[ResendOtpRequest]) -> Accepted:
+        await signup.resend_code(ctx, data.email, data.channel)
+        return Accepted()
+
+    @post("/user-auth/forgot-password", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT,
+          guards=[per_ip("forgot-password")], summary="Mail a password-reset code if the account exists")  # fmt: skip
+    async def forgot_password(self, ctx: Ctx, data: JSONBody[ForgotPasswordRequest]) -> Accepted:
+        await recovery.forgot_password(ctx, data.email)
+        return Accepted()
+
+    @post("/user-auth/reset-password", status_code=HTTP_200_OK, opt=PUBLIC_OPT,
+          guards=[per_ip("reset-password")], summary="Set a new password with the mailed code; ends every session")  # fmt: skip
+    async def reset_password(self, ctx: Ctx, data: JSONBody[ResetPasswordRequest]) -> PasswordReset:
+        await recovery.reset_password(ctx, data)
+        return PasswordReset()

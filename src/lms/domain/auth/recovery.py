@@ -1,0 +1,52 @@
+"""Forgotten passwords: a code by email, then a new password that ends every existing session."""
+
+from __future__ import annotations
+
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import refresh_tokens, users
+from lms.db.tables import OtpPurpose
+from lms.domain.auth import otp
+from lms.domain.auth.passwords import hash_password
+from lms.domain.auth.schemas import ResetPasswordRequest
+from lms.domain.auth.signup import check_password, send_email_code, throttle_sends, valid_email
+
+
+async def forgot_password(ctx: AppContext, raw_email: str) -> None:
+    """Always accepted; a code goes out only when the account exists and can log in."""
+    email = valid_email(raw_email)
+    await throttle_sends(email)
+    runtime = await ctx.system.get()
+    async with pool().acquire() as conn, conn.transaction():
+        user = await users.by_email(conn, email, lock=True)
+        if user is None or not user["is_active"] or not user["is_profile_complete"]:
+            return
+        await send_email_code(conn, ctx, runtime, user["id"], email, OtpPurpose.RESET_PASSWORD)
+    if ctx.outbox is not None:
+        ctx.outbox.wake()
+
+
+async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
+    email = valid_email(body.email)
+    user = await users.by_email(pool(), email)
+    check_password(body.new_password, email=email, username=user["username"] if user else None)
+    # Hashed before the transaction so the row lock is not held through argon2.
+    new_hash = await hash_password(body.new_password)
+    async with pool().acquire() as conn, conn.transaction():
+        if user is None:
+            result = otp.OtpCheck(otp.invalid_code())
+        else:
+            result = await otp.check(
+                conn,
+                ctx.secret,
+                user_id=user["id"],
+                purpose=OtpPurpose.RESET_PASSWORD.value,
+                code=body.otp,
+            )
+            if result.ok:
+                # The version bump kills every access token; revoking ends every refresh family.
+                await users.reset_password(conn, user["id"], new_hash)
+                await refresh_tokens.revoke_all_for_user(conn, user["id"])
+    result.raise_if_refused()
+    assert user is not None
+    ctx.users.invalidate(user["id"])

@@ -1,0 +1,249 @@
+"""Sign-up: register, verify the email (and phone) with one-time codes, complete the profile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from litestar.exceptions import ClientException, PermissionDeniedException, ValidationException
+from litestar.status_codes import HTTP_409_CONFLICT
+
+from lms.api.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import otp_codes, users
+from lms.db.tables import OtpChannel, OtpPurpose
+from lms.domain.admin.system_settings import RuntimeSettings
+from lms.domain.auth import otp
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.messages import otp_email, otp_sms
+from lms.domain.auth.passwords import hash_password
+from lms.domain.auth.policy import (
+    normalize_email,
+    normalize_phone,
+    normalize_username,
+    password_problem,
+)
+from lms.domain.auth.schemas import (
+    CompleteProfileRequest,
+    RegisterRequest,
+    RegisterResponse,
+    Tokens,
+    VerifyEmailRequest,
+    VerifyEmailResponse,
+    VerifyPhoneRequest,
+    VerifyPhoneResponse,
+)
+from lms.domain.auth.sessions import ClientInfo, open_session
+from lms.domain.auth.tokens import issue_profile_token
+from lms.messaging.outbox import queue_email, queue_sms
+
+
+def conflict(detail: str) -> ClientException:
+    return ClientException(detail=detail, status_code=HTTP_409_CONFLICT)
+
+
+def valid_email(raw: str) -> str:
+    email = normalize_email(raw)
+    if email is None:
+        raise ValidationException("email is not a valid email address")
+    return email
+
+
+def valid_phone(raw: str) -> str:
+    phone = normalize_phone(raw)
+    if phone is None:
+        raise ValidationException(
+            "phoneNumber must be a valid number in international form, e.g. +14155550123"
+        )
+    return phone
+
+
+def check_password(password: str, *, email: str | None, username: str | None = None) -> None:
+    problem = password_problem(password, email=email, username=username)
+    if problem:
+        raise ValidationException(problem)
+
+
+async def throttle_sends(destination: str) -> None:
+    """Codes to one address or number: one per 30 s and five an hour, whoever asks."""
+    key = account_key("otp-send", destination)
+    await take(key, OTP_SENDS_BURST, "codes requested for this address")
+    await take(key, OTP_SENDS_HOURLY, "codes requested for this address")
+
+
+def _expiry(runtime: RuntimeSettings) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=runtime.otp_ttl_seconds)
+
+
+async def send_email_code(
+    conn: asyncpg.Connection,
+    ctx: AppContext,
+    runtime: RuntimeSettings,
+    user_id: uuid.UUID,
+    email: str,
+    purpose: OtpPurpose,
+) -> None:
+    code = await otp.issue(
+        conn, ctx.secret, user_id=user_id, channel=OtpChannel.EMAIL.value, purpose=purpose.value,
+        destination=email, ttl_seconds=runtime.otp_ttl_seconds, max_attempts=runtime.otp_max_attempts,
+    )  # fmt: skip
+    message = otp_email(email, code, purpose.value, runtime.otp_ttl_seconds)
+    await queue_email(
+        conn, message, purpose=f"otp.{purpose.value.lower()}", expires_at=_expiry(runtime)
+    )
+
+
+async def send_phone_code(
+    conn: asyncpg.Connection,
+    ctx: AppContext,
+    runtime: RuntimeSettings,
+    user_id: uuid.UUID,
+    phone: str,
+) -> None:
+    code = await otp.issue(
+        conn, ctx.secret, user_id=user_id, channel=OtpChannel.SMS.value,
+        purpose=OtpPurpose.VERIFY_PHONE.value, destination=phone,
+        ttl_seconds=runtime.otp_ttl_seconds, max_attempts=runtime.otp_max_attempts,
+    )  # fmt: skip
+    sms = otp_sms(phone, code, runtime.otp_ttl_seconds)
+    await queue_sms(conn, sms, purpose="otp.verify_phone", expires_at=_expiry(runtime))
+
+
+def _sent(ctx: AppContext) -> None:
+    if ctx.outbox is not None:
+        ctx.outbox.wake()
+
+
+async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
+    runtime = await ctx.system.get()
+    if not runtime.registration_open:
+        raise PermissionDeniedException("registration is closed")
+    email = valid_email(body.email)
+    phone = valid_phone(body.phone_number) if body.phone_number else None
+    password_hash = None
+    if body.password is not None:
+        check_password(body.password, email=email)
+        password_hash = await hash_password(body.password)
+    async with pool().acquire() as conn, conn.transaction():
+        row = await users.register(conn, email, password_hash)
+        if row["email_verified"]:
+            raise conflict("an account with this email address already exists")
+        await throttle_sends(email)
+        await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
+        if phone is not None:
+            await throttle_sends(phone)
+            await send_phone_code(conn, ctx, runtime, row["id"], phone)
+    _sent(ctx)
+    return RegisterResponse(user_id=row["id"], email=email)
+
+
+async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
+    """Send a fresh code when there is something to verify; silent otherwise (no enumeration)."""
+    email = valid_email(raw_email)
+    await throttle_sends(email)
+    runtime = await ctx.system.get()
+    async with pool().acquire() as conn, conn.transaction():
+        user = await users.by_email(conn, email, lock=True)
+        if user is None or not user["is_active"]:
+            return
+        if channel == "email":
+            if user["email_verified"] and user["is_profile_complete"]:
+                return
+            await send_email_code(conn, ctx, runtime, user["id"], email, OtpPurpose.VERIFY_EMAIL)
+        else:
+            phone = await otp_codes.pending_destination(
+                conn, user["id"], OtpPurpose.VERIFY_PHONE.value
+            )
+            if phone is None or (user["phone_verified"] and user["phone_number"] == phone):
+                return
+            await throttle_sends(phone)
+            await send_phone_code(conn, ctx, runtime, user["id"], phone)
+    _sent(ctx)
+
+
+async def verify_email(ctx: AppContext, body: VerifyEmailRequest) -> VerifyEmailResponse:
+    email = normalize_email(body.email)
+    async with pool().acquire() as conn, conn.transaction():
+        user = await users.by_email(conn, email, lock=True) if email else None
+        if user is None:
+            result = otp.OtpCheck(otp.invalid_code())
+        else:
+            result = await otp.check(
+                conn,
+                ctx.secret,
+                user_id=user["id"],
+                purpose=OtpPurpose.VERIFY_EMAIL.value,
+                code=body.otp,
+            )
+            if result.ok:
+                await users.mark_email_verified(conn, user["id"])
+    result.raise_if_refused()  # after commit, so a wrong try stays counted
+    assert user is not None
+    if not user["is_active"]:
+        raise PermissionDeniedException("account is deactivated")
+    token = issue_profile_token(
+        ctx.settings, user_id=user["id"], token_version=user["token_version"]
+    )
+    return VerifyEmailResponse(
+        verified=True,
+        profile_token=token,
+        next="login" if user["is_profile_complete"] else "complete-profile",
+    )
+
+
+async def verify_phone(
+    ctx: AppContext, principal: Principal, body: VerifyPhoneRequest
+) -> VerifyPhoneResponse:
+    phone = valid_phone(body.phone_number)
+    owner = await users.phone_owner(pool(), phone)
+    if owner is not None and owner != principal.user_id:
+        raise conflict("this phone number is already verified on another account")
+    try:
+        async with pool().acquire() as conn, conn.transaction():
+            result = await otp.check(
+                conn, ctx.secret, user_id=principal.user_id, purpose=OtpPurpose.VERIFY_PHONE.value,
+                code=body.otp, destination=phone,
+            )  # fmt: skip
+            if result.ok:
+                await users.set_verified_phone(conn, principal.user_id, phone)
+    except asyncpg.UniqueViolationError:
+        raise conflict("this phone number is already verified on another account") from None
+    result.raise_if_refused()
+    return VerifyPhoneResponse(phone_verified=True)
+
+
+async def complete_profile(
+    ctx: AppContext, principal: Principal, body: CompleteProfileRequest, client: ClientInfo
+) -> Tokens:
+    username = normalize_username(body.username)
+    if username is None:
+        raise ValidationException("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
+    current = await users.public_by_id(pool(), principal.user_id)
+    assert current is not None  # authenticate() found it
+    check_password(body.password, email=current["email"], username=username)
+    phone = valid_phone(body.phone_number) if body.phone_number else None
+    runtime = await ctx.system.get()
+    password_hash = await hash_password(body.password)
+    try:
+        async with pool().acquire() as conn, conn.transaction():
+            row = await users.complete_profile(
+                conn, principal.user_id, username=username, password_hash=password_hash,
+                full_name=body.full_name.strip(), name=(body.name or "").strip() or None,
+                country=body.country.strip(), state=body.state.strip(), zip_code=body.zip.strip(),
+            )  # fmt: skip
+            if row is None:
+                if current["is_profile_complete"]:
+                    raise conflict("profile is already complete; log in instead")
+                raise PermissionDeniedException("verify your email address first")
+            if phone is not None and not (
+                current["phone_verified"] and current["phone_number"] == phone
+            ):
+                await throttle_sends(phone)
+                await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
+            tokens = await open_session(conn, ctx, row, client)
+    except asyncpg.UniqueViolationError:
+        raise conflict("username is already taken") from None
+    _sent(ctx)
+    return tokens

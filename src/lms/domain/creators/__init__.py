@@ -1,0 +1,1 @@
+"""Creator applications: learners apply, admins approve (the user becomes CREATOR) or reject."""

@@ -1,0 +1,89 @@
+"""/creator (apply, status) and /admin/applications (the review queue)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from lms.api.openapi import BEARER
+from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
+from lms.api.schemas import Page
+from lms.context import Ctx
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.permissions import Permission, requires
+from lms.domain.creators import services
+from lms.domain.creators.schemas import (
+    ApplicationRequest,
+    ApproveRequest,
+    CreatorApplication,
+    CreatorStatus,
+    RejectRequest,
+)
+
+PrincipalRequest = Request[Principal, Any, Any]
+
+
+class CreatorController(Controller):
+    path = "/creator"
+    tags = ["creators"]
+    security = BEARER
+
+    @post("/apply", status_code=HTTP_201_CREATED, guards=[requires(Permission.APPLY_FOR_CREATOR)],
+          summary="Apply to become a creator (one pending application at a time)")  # fmt: skip
+    async def apply(
+        self, request: PrincipalRequest, data: JSONBody[ApplicationRequest]
+    ) -> CreatorApplication:
+        return await services.apply(request.user, data)
+
+    @get("/status", summary="The caller's newest application, or NONE")
+    async def status(self, request: PrincipalRequest) -> CreatorStatus:
+        return await services.status(request.user)
+
+
+class ApplicationReviewController(Controller):
+    path = "/admin/applications"
+    tags = ["admin"]
+    security = BEARER
+
+    @get(
+        "/",
+        guards=[requires(Permission.REVIEW_APPLICATIONS)],
+        summary="Creator applications, newest first",
+    )
+    async def list_applications(
+        self,
+        ctx: Ctx,
+        status: FromQuery[Literal["PENDING", "APPROVED", "REJECTED"] | None] = None,
+        limit: PageLimit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Page[CreatorApplication]:
+        return await services.list_applications(ctx, status=status, cursor=cursor, limit=limit)
+
+    @post("/{application_id:uuid}/approve", status_code=HTTP_200_OK,
+          guards=[requires(Permission.DECIDE_APPLICATIONS)], summary="Approve: the applicant becomes CREATOR")  # fmt: skip
+    async def approve(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        application_id: FromPath[uuid.UUID],
+        data: JSONBody[ApproveRequest | None] = None,
+    ) -> CreatorApplication:
+        notes = data.notes if data else None
+        return await services.decide(ctx, request.user, application_id, approve=True, notes=notes)
+
+    @post("/{application_id:uuid}/reject", status_code=HTTP_200_OK,
+          guards=[requires(Permission.DECIDE_APPLICATIONS)], summary="Reject with notes for the applicant")  # fmt: skip
+    async def reject(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        application_id: FromPath[uuid.UUID],
+        data: JSONBody[RejectRequest],
+    ) -> CreatorApplication:
+        return await services.decide(
+            ctx, request.user, application_id, approve=False, notes=data.notes
+        )

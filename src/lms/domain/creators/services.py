@@ -1,0 +1,104 @@
+"""Applying to become a creator, and the admin review that decides it."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+import asyncpg
+from litestar.exceptions import NotFoundException, ValidationException
+
+from lms.api.pagination import after_position, time_id_page
+from lms.api.schemas import Page
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import creator_applications as sql
+from lms.db.queries import users
+from lms.db.tables import ApplicationStatus, Role
+from lms.domain import audit
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.messages import application_decision_email
+from lms.domain.auth.signup import conflict
+from lms.domain.creators.schemas import ApplicationRequest, CreatorApplication, CreatorStatus
+from lms.messaging.outbox import queue_email
+
+
+def _portfolio(url: str | None) -> str | None:
+    if url is None or not url.strip():
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationException("portfolioUrl must be an http(s) URL")
+    return url.strip()
+
+
+async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplication:
+    if principal.role != Role.LEARNER:
+        raise conflict(f"you are already a {principal.role}")
+    portfolio = _portfolio(body.portfolio_url)
+    try:
+        row = await sql.insert(
+            pool(), user_id=principal.user_id, bio=body.bio.strip(),
+            portfolio_url=portfolio, experience_years=body.experience_years,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        raise conflict("you already have a pending application") from None
+    return CreatorApplication.from_row(row)
+
+
+async def status(principal: Principal) -> CreatorStatus:
+    row = await sql.newest_for_user(pool(), principal.user_id)
+    if row is None:
+        return CreatorStatus(status="NONE")
+    application = CreatorApplication.from_row(row)
+    return CreatorStatus(status=application.status, application=application)
+
+
+async def list_applications(
+    ctx: AppContext, *, status: str | None, cursor: str | None, limit: int
+) -> Page[CreatorApplication]:
+    after = after_position(ctx.secret, "applications", cursor)
+    rows = await sql.list_page(pool(), status=status, after=after, limit=limit + 1)
+    return time_id_page(
+        rows, limit, secret=ctx.secret, scope="applications", convert=CreatorApplication.from_row
+    )
+
+
+async def decide(
+    ctx: AppContext,
+    reviewer: Principal,
+    application_id: uuid.UUID,
+    *,
+    approve: bool,
+    notes: str | None,
+) -> CreatorApplication:
+    """Approve (the applicant becomes CREATOR) or reject, in one transaction with the audit row and
+    the applicant's email; of two concurrent decisions, exactly one wins."""
+    new_status = ApplicationStatus.APPROVED if approve else ApplicationStatus.REJECTED
+    notes = notes.strip() if notes and notes.strip() else None
+    async with pool().acquire() as conn, conn.transaction():
+        before = await sql.by_id(conn, application_id)
+        if before is None:
+            raise NotFoundException("no such application")
+        row = await sql.decide(
+            conn, application_id, status=new_status.value, reviewer_id=reviewer.user_id, notes=notes
+        )
+        if row is None:
+            raise conflict(f"application is already {before['status']}")
+        promoted = approve and await users.promote_learner_to_creator(conn, row["user_id"])
+        await audit.record(
+            conn, actor_id=reviewer.user_id,
+            action="application.approve" if approve else "application.reject",
+            target_type="creator_application", target_id=application_id,
+            before={"status": before["status"]},
+            after={"status": new_status.value, "notes": notes, "userId": row["user_id"], "roleChanged": promoted},
+        )  # fmt: skip
+        applicant = await users.public_by_id(conn, row["user_id"])
+        if applicant is not None:
+            name = applicant["full_name"] or applicant["username"] or applicant["email"]
+            email = application_decision_email(applicant["email"], name, approve, notes)
+            await queue_email(conn, email, purpose=f"creator.{new_status.value.lower()}")
+    ctx.users.invalidate(row["user_id"])
+    if ctx.outbox is not None:
+        ctx.outbox.wake()
+    return CreatorApplication.from_row(row)

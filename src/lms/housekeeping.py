@@ -1,0 +1,50 @@
+"""Periodic clean-up in each API process: rows whose only purpose has expired (rate-limit windows,
+spent codes, dead refresh tokens, delivered messages). Every statement is idempotent, so several
+processes running it at once do no harm."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from lms.api.rate_limits import WINDOW_LONGEST_SECONDS
+from lms.db.engine import pool
+from lms.db.queries import otp_codes, outbox, rate_limits, refresh_tokens
+
+log = logging.getLogger("lms.housekeeping")
+
+INTERVAL_SECONDS = 600
+DAY = 86400
+
+
+async def sweep_once() -> None:
+    db = pool()
+    await rate_limits.purge(db, WINDOW_LONGEST_SECONDS)
+    await otp_codes.purge_old(db, DAY)
+    await refresh_tokens.purge_expired(db, 7 * DAY)
+    await outbox.purge_settled(db, 30 * DAY)
+
+
+async def run_forever() -> None:
+    while True:
+        await asyncio.sleep(INTERVAL_SECONDS)
+        try:
+            await sweep_once()
+        except Exception as exc:
+            log.warning("housekeeping failed (will retry): %s", exc)
+
+
+class Housekeeper:
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(run_forever(), name="lms-housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

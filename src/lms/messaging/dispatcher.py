@@ -1,0 +1,124 @@
+"""Delivers queued messages: woken by NOTIFY when one is queued, polling as a fallback, retrying
+with exponential backoff when the provider is down, giving up only when a message has expired
+(an OTP past its lifetime) or run out of attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from lms.db.queries import outbox as sql
+from lms.db.tables import MessageChannel
+from lms.integrations.mail import Email, Mailer, PermanentDeliveryError
+from lms.integrations.sms import LogSmsSender, Sms, TwilioSmsSender
+from lms.observability.logs import request_id_var
+
+log = logging.getLogger("lms.outbox")
+
+BATCH = 20
+LEASE_SECONDS = 60  # a dispatcher that dies mid-send frees its messages after this
+POLL_SECONDS = 5.0
+MAX_ATTEMPTS = 12
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 300.0
+
+
+def retry_delay(attempts: int) -> float:
+    return float(min(RETRY_BASE_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS))
+
+
+class OutboxDispatcher:
+    def __init__(
+        self, pool: asyncpg.Pool, mailer: Mailer, sms: TwilioSmsSender | LogSmsSender
+    ) -> None:
+        self.pool = pool
+        self.mailer = mailer
+        self.sms = sms
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self, _payload: str = "") -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lms-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.sms.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delivered = await self.deliver_due()
+                if delivered:
+                    continue  # there may be more
+                wait = await sql.seconds_until_next_due(self.pool)
+                timeout = POLL_SECONDS if wait is None else min(max(wait, 0.05), POLL_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down: keep trying, nothing is lost
+                log.warning("outbox dispatch failed: %s", exc)
+                timeout = POLL_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    async def deliver_due(self) -> int:
+        """Claim and send one batch; the number of messages claimed."""
+        rows = await sql.claim_due(self.pool, limit=BATCH, lease_seconds=LEASE_SECONDS)
+        if rows:
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        token = request_id_var.set(row["request_id"])
+        try:
+            if row["expired"]:
+                await sql.mark_failed(self.pool, row["id"], "expired before it could be delivered")
+                log.warning(
+                    "outbox: %s to %s expired undelivered", row["purpose"], row["recipient"]
+                )
+                return
+            try:
+                await self._send(row)
+            except PermanentDeliveryError as exc:
+                await sql.mark_failed(self.pool, row["id"], str(exc))
+                log.error("outbox: %s to %s refused: %s", row["purpose"], row["recipient"], exc)
+                return
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                if row["attempts"] >= MAX_ATTEMPTS:
+                    await sql.mark_failed(self.pool, row["id"], reason)
+                    log.error(
+                        "outbox: %s to %s failed for good: %s",
+                        row["purpose"],
+                        row["recipient"],
+                        reason,
+                    )
+                else:
+                    delay = retry_delay(row["attempts"])
+                    await sql.mark_retry(self.pool, row["id"], reason, delay)
+                    log.warning(
+                        "outbox: %s to %s failed (attempt %d), retrying in %.0fs: %s",
+                        row["purpose"], row["recipient"], row["attempts"], delay, reason,
+                    )  # fmt: skip
+                return
+            await sql.mark_sent(self.pool, row["id"])
+            log.info("outbox: %s sent to %s", row["purpose"], row["recipient"])
+        finally:
+            request_id_var.reset(token)
+
+    async def _send(self, row: asyncpg.Record) -> None:
+        if row["channel"] == MessageChannel.EMAIL.value:
+            email = Email(row["recipient"], row["subject"], row["body_text"], row["body_html"])
+            await self.mailer.send(email)
+        else:
+            await self.sms.send(Sms(row["recipient"], row["body_text"]))
