@@ -213,6 +213,8 @@ async def api(
 
 @dataclass(frozen=True)
 class TestUser:
+    __test__ = False  # a fixture value, not a test class
+
     id: uuid.UUID
     email: str
     username: str

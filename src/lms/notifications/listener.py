@@ -84,19 +84,26 @@ class ChangeListener:
     async def _run(self) -> None:
         backoff = 0.2
         while True:
+            lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self.database_url, timeout=5)
                 self._conn = conn
+                # Called the moment asyncpg sees the socket close (a server restart, a terminated
+                # backend): subscribers must stop trusting their caches right away.
+                conn.add_termination_listener(lambda _conn: self._lost(lost))
                 for channel in self.subscribers:
                     await conn.add_listener(channel, self._dispatch)
                 self._connected.set()
                 for subscriber in self._all():
                     subscriber.on_up()
                 backoff = 0.2
-                # asyncpg notices a closed socket only when it uses it: ping to find out.
-                while True:
-                    await asyncio.sleep(HEALTH_CHECK_SECONDS)
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_CHECK_TIMEOUT)
+                while not lost.is_set():
+                    # A silently dead peer (no FIN) shows only when we use the socket: ping.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), HEALTH_CHECK_SECONDS)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_CHECK_TIMEOUT)
+                raise ConnectionError("connection closed")
             except asyncio.CancelledError:
                 self._set_down()
                 raise
@@ -107,3 +114,7 @@ class ChangeListener:
                 await self._close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _lost(self, lost: asyncio.Event) -> None:
+        self._set_down()
+        lost.set()

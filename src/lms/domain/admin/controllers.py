@@ -82,7 +82,7 @@ class AdminAuditController(Controller):
         self,
         ctx: Ctx,
         action: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        actor_id: Annotated[uuid.UUID | None, QueryParameter(query="actorId")] = None,
+        actor_id: Annotated[uuid.UUID | None, QueryParameter(name="actorId")] = None,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
     ) -> Page[audit.AuditEntry]:

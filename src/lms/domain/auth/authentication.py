@@ -12,11 +12,13 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import (
     AbstractAuthenticationMiddleware,
     AuthenticationResult,
     DefineMiddleware,
 )
+from litestar.types import Guard
 
 from lms.context import AppContext
 from lms.domain.auth.tokens import ACCESS, InvalidToken, decode_token
@@ -69,6 +71,17 @@ async def require_token(
     if token is None:
         raise unauthorized("missing bearer token")
     return await authenticate(connection.app.state.ctx, token, kinds)
+
+
+def token_of_kind(kinds: tuple[str, ...]) -> Guard:
+    """A guard for public-marked routes taking another kind of token: it authenticates before the
+    body is read (so a stranger gets 401, not a validation error) and sets `request.user`."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        connection.scope["user"] = await require_token(connection, kinds)
+
+    guard.__name__ = f"token_of_kind_{'_or_'.join(kinds)}"
+    return guard
 
 
 async def optional_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:

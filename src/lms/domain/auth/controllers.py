@@ -18,7 +18,7 @@ from lms.api.openapi import BEARER
 from lms.api.rate_limits import per_ip
 from lms.context import Ctx
 from lms.domain.auth import recovery, sessions, signup
-from lms.domain.auth.authentication import PUBLIC, Principal, require_token
+from lms.domain.auth.authentication import PUBLIC, Principal, token_of_kind
 from lms.domain.auth.schemas import (
     Accepted,
     CompleteProfileRequest,
@@ -41,6 +41,7 @@ from lms.domain.auth.sessions import ClientInfo
 from lms.domain.auth.tokens import ACCESS, PROFILE
 
 AnyRequest = Request[Any, Any, Any]
+PrincipalRequest = Request[Principal, Any, Any]
 PUBLIC_OPT = {PUBLIC: True}
 
 
@@ -68,21 +69,19 @@ class AuthController(Controller):
         return await signup.verify_email(ctx, data)
 
     @post("/auth/verify-phone", status_code=HTTP_200_OK, opt=PUBLIC_OPT, security=BEARER,
-          guards=[per_ip("verify-phone")], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
+          guards=[per_ip("verify-phone"), token_of_kind((PROFILE, ACCESS))], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
     async def verify_phone(
-        self, request: AnyRequest, ctx: Ctx, data: JSONBody[VerifyPhoneRequest]
+        self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[VerifyPhoneRequest]
     ) -> VerifyPhoneResponse:
-        principal = await require_token(request, (PROFILE, ACCESS))
-        return await signup.verify_phone(ctx, principal, data)
+        return await signup.verify_phone(ctx, request.user, data)
 
     @post(["/auth/complete-profile", "/user-auth/complete-profile"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
-          security=BEARER, guards=[per_ip("complete-profile")],
+          security=BEARER, guards=[per_ip("complete-profile"), token_of_kind((PROFILE,))],
           summary="Finish sign-up with the profile token; returns tokens, role LEARNER")  # fmt: skip
     async def complete_profile(
-        self, request: AnyRequest, ctx: Ctx, data: JSONBody[CompleteProfileRequest]
+        self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[CompleteProfileRequest]
     ) -> Tokens:
-        principal = await require_token(request, (PROFILE,))
-        return await signup.complete_profile(ctx, principal, data, _client(request, ctx))
+        return await signup.complete_profile(ctx, request.user, data, _client(request, ctx))
 
     @post(["/auth/login", "/user-auth/login"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
           guards=[per_ip("login")], summary="Log in with email or username and password")  # fmt: skip
@@ -90,7 +89,7 @@ class AuthController(Controller):
         return await sessions.login(ctx, data, _client(request, ctx))
 
     @get("/auth/me", security=BEARER, summary="The caller's account")
-    async def me(self, request: Request[Principal, Any, Any]) -> User:
+    async def me(self, request: PrincipalRequest) -> User:
         return await sessions.me(request.user)
 
     @post("/auth/refresh", status_code=HTTP_200_OK, opt=PUBLIC_OPT, guards=[per_ip("refresh")],
@@ -102,9 +101,7 @@ class AuthController(Controller):
 
     @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, security=BEARER,
           summary="End the login the refresh token belongs to")  # fmt: skip
-    async def logout(
-        self, request: Request[Principal, Any, Any], data: JSONBody[RefreshRequest]
-    ) -> None:
+    async def logout(self, request: PrincipalRequest, data: JSONBody[RefreshRequest]) -> None:
         await sessions.logout(request.user, data.refresh_token)
 
     @post("/auth/resend-otp", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT, guards=[per_ip("resend-otp")],

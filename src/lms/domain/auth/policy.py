@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import phonenumbers
+from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from lms.domain.auth.passwords import MIN_PASSWORD_LENGTH
@@ -13,6 +14,10 @@ MAX_PASSWORD_LENGTH = 256  # argon2 takes any length; this bounds the work a req
 # The 30,000 commonest passwords (from the zxcvbn project's leaked-password corpus).
 COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 _TRAILING_DECORATION = "0123456789!@#$%^&*.?_-"
+# zxcvbn's 0-4 guessability score; 3 is "safely unguessable" against an offline attack on a slow
+# hash. Its cost grows with length, and past this many characters length alone is protection.
+MIN_STRENGTH_SCORE = 3
+STRENGTH_CHECKED_CHARS = 64
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,50}$")
@@ -21,7 +26,8 @@ USERNAME = re.compile(r"^[a-z0-9_.-]{3,50}$")
 def password_problem(
     password: str, *, email: str | None = None, username: str | None = None
 ) -> str | None:
-    """Why `password` is refused, or None when it is acceptable."""
+    """Why `password` is refused, or None when it is acceptable (milliseconds of CPU: call it
+    off the event loop)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"password must be at least {MIN_PASSWORD_LENGTH} characters"
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -37,6 +43,11 @@ def password_problem(
         username and len(username) >= 4 and username.lower() in lowered
     ):
         return "password must not contain your email address or username"
+    inputs = [i for i in (email, local, username) if i]
+    estimate = zxcvbn(password[:STRENGTH_CHECKED_CHARS], user_inputs=inputs)
+    if estimate["score"] < MIN_STRENGTH_SCORE:
+        warning = estimate["feedback"].get("warning") or "it would be easy to guess"
+        return f"password is too weak: {warning.rstrip('.').lower()}; a few unrelated words make a strong one"
     return None
 
 

@@ -15,7 +15,7 @@ from lms.domain.auth.signup import check_password, send_email_code, throttle_sen
 async def forgot_password(ctx: AppContext, raw_email: str) -> None:
     """Always accepted; a code goes out only when the account exists and can log in."""
     email = valid_email(raw_email)
-    await throttle_sends(email)
+    await throttle_sends(email, OtpPurpose.RESET_PASSWORD)
     runtime = await ctx.system.get()
     async with pool().acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)
@@ -29,7 +29,9 @@ async def forgot_password(ctx: AppContext, raw_email: str) -> None:
 async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
     email = valid_email(body.email)
     user = await users.by_email(pool(), email)
-    check_password(body.new_password, email=email, username=user["username"] if user else None)
+    await check_password(
+        body.new_password, email=email, username=user["username"] if user else None
+    )
     # Hashed before the transaction so the row lock is not held through argon2.
     new_hash = await hash_password(body.new_password)
     async with pool().acquire() as conn, conn.transaction():

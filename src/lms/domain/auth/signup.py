@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -60,15 +61,15 @@ def valid_phone(raw: str) -> str:
     return phone
 
 
-def check_password(password: str, *, email: str | None, username: str | None = None) -> None:
-    problem = password_problem(password, email=email, username=username)
+async def check_password(password: str, *, email: str | None, username: str | None = None) -> None:
+    problem = await asyncio.to_thread(password_problem, password, email=email, username=username)
     if problem:
         raise ValidationException(problem)
 
 
-async def throttle_sends(destination: str) -> None:
-    """Codes to one address or number: one per 30 s and five an hour, whoever asks."""
-    key = account_key("otp-send", destination)
+async def throttle_sends(destination: str, purpose: OtpPurpose) -> None:
+    """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever asks."""
+    key = account_key(f"otp-send:{purpose.value}", destination)
     await take(key, OTP_SENDS_BURST, "codes requested for this address")
     await take(key, OTP_SENDS_HOURLY, "codes requested for this address")
 
@@ -124,16 +125,16 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     phone = valid_phone(body.phone_number) if body.phone_number else None
     password_hash = None
     if body.password is not None:
-        check_password(body.password, email=email)
+        await check_password(body.password, email=email)
         password_hash = await hash_password(body.password)
     async with pool().acquire() as conn, conn.transaction():
         row = await users.register(conn, email, password_hash)
         if row["email_verified"]:
             raise conflict("an account with this email address already exists")
-        await throttle_sends(email)
+        await throttle_sends(email, OtpPurpose.VERIFY_EMAIL)
         await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
         if phone is not None:
-            await throttle_sends(phone)
+            await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, row["id"], phone)
     _sent(ctx)
     return RegisterResponse(user_id=row["id"], email=email)
@@ -142,7 +143,8 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
 async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
     """Send a fresh code when there is something to verify; silent otherwise (no enumeration)."""
     email = valid_email(raw_email)
-    await throttle_sends(email)
+    purpose = OtpPurpose.VERIFY_EMAIL if channel == "email" else OtpPurpose.VERIFY_PHONE
+    await throttle_sends(email, purpose)
     runtime = await ctx.system.get()
     async with pool().acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)
@@ -158,7 +160,7 @@ async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
             )
             if phone is None or (user["phone_verified"] and user["phone_number"] == phone):
                 return
-            await throttle_sends(phone)
+            await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, user["id"], phone)
     _sent(ctx)
 
@@ -222,7 +224,7 @@ async def complete_profile(
         raise ValidationException("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
     current = await users.public_by_id(pool(), principal.user_id)
     assert current is not None  # authenticate() found it
-    check_password(body.password, email=current["email"], username=username)
+    await check_password(body.password, email=current["email"], username=username)
     phone = valid_phone(body.phone_number) if body.phone_number else None
     runtime = await ctx.system.get()
     password_hash = await hash_password(body.password)
@@ -240,7 +242,7 @@ async def complete_profile(
             if phone is not None and not (
                 current["phone_verified"] and current["phone_number"] == phone
             ):
-                await throttle_sends(phone)
+                await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
                 await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
             tokens = await open_session(conn, ctx, row, client)
     except asyncpg.UniqueViolationError:

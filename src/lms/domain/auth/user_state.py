@@ -8,6 +8,7 @@ missed, so the cache is bypassed and every request reads the row.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from lms.db.queries import users as sql
 
 CHANNEL = "lms_user_auth"
 MAX_ENTRIES = 100_000
+# A backstop: should a notification ever be missed unseen (a half-dead connection between two
+# health checks), no entry outlives this.
+MAX_AGE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,7 @@ class UserAuthState:
     role: str
     is_active: bool
     token_version: int
+    loaded_at: float = 0.0
 
 
 class UserAuthCache:
@@ -36,16 +41,17 @@ class UserAuthCache:
     async def get(self, user_id: uuid.UUID) -> UserAuthState | None:
         if self._trusted:
             hit = self._entries.get(user_id)
-            if hit is not None:
+            if hit is not None and time.monotonic() - hit.loaded_at < MAX_AGE_SECONDS:
                 return hit
         epoch = self._epoch
         row = await sql.auth_state(pool(), user_id)
         if row is None:
             return None
-        state = UserAuthState(row["role"], row["is_active"], row["token_version"])
+        state = UserAuthState(row["role"], row["is_active"], row["token_version"], time.monotonic())
         if self._trusted and epoch == self._epoch:
+            self._entries.pop(user_id, None)  # re-inserted last: the dict stays oldest-first
             if len(self._entries) >= self._max_entries:
-                self._entries.pop(next(iter(self._entries)))  # the oldest entry
+                self._entries.pop(next(iter(self._entries)))
             self._entries[user_id] = state
         return state
 
