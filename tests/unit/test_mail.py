@@ -111,5 +111,5 @@ def test_without_urls_messages_only_go_to_the_log() -> None:
     assert sender.messages_url == (
         "https://api.example.test/base/2010-04-01/Accounts/ACabc/Messages.json"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="account SID and auth token"):
         TwilioSmsSender("https://api.example.test", None)

@@ -69,7 +69,7 @@ def test_the_matrix_matches_the_design_codes() -> None:
 
 
 def test_an_unknown_role_is_not_silently_granted() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="SUPERUSER"):
         has_permission("SUPERUSER", Permission.ENROLL)
 
 

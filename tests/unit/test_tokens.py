@@ -28,7 +28,10 @@ USER_ID = uuid.UUID("0b5c2f9e-3c51-4f0e-9a55-5d1b8f1b9a10")
 
 
 def access(settings: Settings = SETTINGS, version: int = 3) -> str:
-    return issue_access_token(settings, user_id=USER_ID, role="CREATOR", token_version=version)
+    token: str = issue_access_token(
+        settings, user_id=USER_ID, role="CREATOR", token_version=version
+    )
+    return token
 
 
 def test_access_token_round_trip() -> None:
@@ -95,7 +98,7 @@ def test_a_token_from_another_secret_or_algorithm_is_refused() -> None:
     now = int(time.time())
     unsigned = jwt.encode(
         {"sub": str(USER_ID), "ver": 1, "typ": "access", "iat": now, "exp": now + 60},
-        key=None,
+        key="",
         algorithm="none",
     )
     with pytest.raises(InvalidToken):

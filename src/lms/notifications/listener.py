@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class ChangeListener:
                 self._conn = conn
                 # Called the moment asyncpg sees the socket close (a server restart, a terminated
                 # backend): subscribers must stop trusting their caches right away.
-                conn.add_termination_listener(lambda _conn: self._lost(lost))
+                conn.add_termination_listener(functools.partial(self._on_termination, lost))
                 for channel in self.subscribers:
                     await conn.add_listener(channel, self._dispatch)
                 self._connected.set()
@@ -115,6 +116,6 @@ class ChangeListener:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    def _lost(self, lost: asyncio.Event) -> None:
+    def _on_termination(self, lost: asyncio.Event, _conn: object) -> None:
         self._set_down()
         lost.set()

@@ -30,7 +30,12 @@ APPLICATION_FIELDS = {
 
 
 def application(**overrides: Any) -> dict[str, Any]:
-    return {"bio": BIO, "experienceYears": 6, "portfolioUrl": "https://ada.example.test", **overrides}
+    return {
+        "bio": BIO,
+        "experienceYears": 6,
+        "portfolioUrl": "https://ada.example.test",
+        **overrides,
+    }
 
 
 async def apply(api: httpx.AsyncClient, user: TestUser, **overrides: Any) -> dict[str, Any]:
@@ -166,10 +171,7 @@ async def test_concurrent_applies_make_exactly_one_application(
     api: httpx.AsyncClient, learner: TestUser, db: asyncpg.Pool
 ) -> None:
     responses = await asyncio.gather(
-        *(
-            api.post("/creator/apply", json=application(), headers=learner.headers)
-            for _ in range(5)
-        )
+        *(api.post("/creator/apply", json=application(), headers=learner.headers) for _ in range(5))
     )
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
     assert await db.fetchval("SELECT count(*) FROM creator_applications") == 1
@@ -310,7 +312,9 @@ async def test_a_decided_application_cannot_be_decided_again(
     assert (await decide(api, admin, rejected["id"], "reject", "No")).status_code == 200
 
     assert (await decide(api, admin, approved["id"], "approve", None)).status_code == 409
-    assert (await decide(api, admin, approved["id"], "reject", "Changed my mind")).status_code == 409
+    assert (
+        await decide(api, admin, approved["id"], "reject", "Changed my mind")
+    ).status_code == 409
     assert (await decide(api, admin, rejected["id"], "approve", None)).status_code == 409
     assert (await decide(api, admin, rejected["id"], "reject", "Again")).status_code == 409
 
@@ -333,7 +337,9 @@ async def test_rejection_keeps_the_learner_and_allows_a_new_application(
     response = await decide(api, admin, created["id"], "reject", "Show us a sample lesson")
     assert response.status_code == 200, response.text
     rejected = response.json()
-    assert rejected["status"] == "REJECTED" and rejected["reviewerNotes"] == "Show us a sample lesson"
+    assert (
+        rejected["status"] == "REJECTED" and rejected["reviewerNotes"] == "Show us a sample lesson"
+    )
     assert rejected["reviewerId"] == str(admin.id) and rejected["reviewedAt"]
 
     assert await role_of(db, learner) == "LEARNER"
@@ -351,7 +357,9 @@ async def test_rejection_keeps_the_learner_and_allows_a_new_application(
     second = await apply(api, learner)
     assert second["id"] != created["id"] and second["status"] == "PENDING"
     status = await api.get("/creator/status", headers=learner.headers)
-    assert status.json()["status"] == "PENDING" and status.json()["application"]["id"] == second["id"]
+    assert (
+        status.json()["status"] == "PENDING" and status.json()["application"]["id"] == second["id"]
+    )
 
 
 async def test_rejection_needs_notes(

@@ -44,7 +44,7 @@ class SystemSettingsUpdate(CamelStruct, forbid_unknown_fields=True):
     registration_open: bool | UnsetType = UNSET
     otp_ttl_seconds: Annotated[int, Meta(ge=60, le=86400)] | UnsetType = UNSET
     otp_max_attempts: Annotated[int, Meta(ge=1, le=20)] | UnsetType = UNSET
-    completion_threshold_percent: Annotated[float, Meta(gt=0, le=100)] | UnsetType = UNSET
+    completion_threshold_percent: Annotated[float, Meta(ge=0.01, le=100)] | UnsetType = UNSET
     max_upload_bytes: Annotated[int, Meta(ge=1024**2, le=1024**4)] | UnsetType = UNSET
 
     def changes(self) -> dict[str, object]:

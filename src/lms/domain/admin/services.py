@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+import asyncpg
+import msgspec
 from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import UNSET
 
@@ -81,6 +83,13 @@ async def update_user(
     return User.from_row(after)
 
 
+def _as_on_the_wire(row: asyncpg.Record, changed: dict[str, object]) -> dict[str, object]:
+    """The changed settings as the API shows them (camelCase names, numbers), for the audit log."""
+    shown = msgspec.to_builtins(SystemSettingsOut.of(RuntimeSettings.from_row(row)))
+    names = {f.name: f.encode_name for f in msgspec.structs.fields(SystemSettingsOut)}
+    return {names[column]: shown[names[column]] for column in changed}
+
+
 async def get_settings(ctx: AppContext) -> SystemSettingsOut:
     return SystemSettingsOut.of(await ctx.system.get())
 
@@ -96,7 +105,7 @@ async def update_settings(
         after = await settings_sql.update(conn, changes, admin.user_id)
         await audit.record(
             conn, actor_id=admin.user_id, action="settings.update", target_type="system_settings",
-            target_id=1, before={k: before[k] for k in changes}, after={k: after[k] for k in changes},
+            target_id=1, before=_as_on_the_wire(before, changes), after=_as_on_the_wire(after, changes),
         )  # fmt: skip
     value = RuntimeSettings.from_row(after)
     ctx.system.store(value)

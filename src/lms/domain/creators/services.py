@@ -76,6 +76,8 @@ async def decide(
     the applicant's email; of two concurrent decisions, exactly one wins."""
     new_status = ApplicationStatus.APPROVED if approve else ApplicationStatus.REJECTED
     notes = notes.strip() if notes and notes.strip() else None
+    if not approve and notes is None:
+        raise ValidationException("notes are required to reject: tell the applicant why")
     async with pool().acquire() as conn, conn.transaction():
         before = await sql.by_id(conn, application_id)
         if before is None:
