@@ -46,6 +46,12 @@ def test_too_few_distinct_characters_are_refused(password: str) -> None:
     assert password_problem(password) is not None
 
 
+@pytest.mark.parametrize("password", ["abcdefghijkl", "1234567890ab"])
+def test_easily_guessed_patterns_are_refused_though_not_on_the_list(password: str) -> None:
+    problem = password_problem(password)
+    assert problem is not None and "weak" in problem
+
+
 def test_the_email_local_part_and_username_are_refused_inside_the_password() -> None:
     problem = password_problem("xx-adalovelace-93", email="AdaLovelace@example.test")
     assert problem is not None and "email" in problem

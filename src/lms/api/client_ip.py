@@ -31,7 +31,8 @@ def client_ip(connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[str
     networks = _networks(trusted)
     if not networks or not _is_trusted(peer, networks):
         return peer
-    forwarded = connection.headers.get("x-forwarded-for", "")
+    # Repeated header lines are one comma-separated list (RFC 9110 5.3), in order.
+    forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     # The rightmost address a trusted proxy did not add is the client.
     for hop in reversed(hops):

@@ -19,11 +19,15 @@ from tests.conftest import TestUser
 
 
 @pytest.fixture
-async def other_process(settings: Settings, db: asyncpg.Pool) -> AsyncIterator[tuple[UserAuthCache, ChangeListener]]:
+async def other_process(
+    settings: Settings, db: asyncpg.Pool
+) -> AsyncIterator[tuple[UserAuthCache, ChangeListener]]:
     cache = UserAuthCache()
     assert settings.database_url
     listener = ChangeListener(settings.database_url)
-    listener.subscribe(CHANNEL, Subscriber(cache.invalidate, cache.on_listening, cache.on_not_listening))
+    listener.subscribe(
+        CHANNEL, Subscriber(cache.invalidate, cache.on_listening, cache.on_not_listening)
+    )
     await listener.start()
     assert listener.connected
     try:

@@ -76,14 +76,16 @@ async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Toke
     if (body.email is None) == (body.username is None):
         raise ValidationException("give either email or username, with password")
     identifier = (body.email or body.username or "").strip().lower()
-    failures = account_key("login-failures", identifier)
-    # Counted before checking and given back on success, so concurrent guesses cannot slip past.
-    await take(failures, FAILED_LOGINS, "failed logins for this account")
     row = await users.by_login(
         pool(),
         email=identifier if body.email is not None else None,
         username=identifier if body.username is not None else None,
     )
+    # Failures count per account, whether it is named by email or by username; a name that is
+    # no account gets a counter of its own, so probing one costs the same.
+    failures = account_key("login-failures", str(row["id"]) if row is not None else identifier)
+    # Counted before checking and given back on success, so concurrent guesses cannot slip past.
+    await take(failures, FAILED_LOGINS, "failed logins for this account")
     stored = row["password_hash"] if row is not None else None
     password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
     if row is None or stored is None or not password_ok:
