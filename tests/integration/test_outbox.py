@@ -130,6 +130,9 @@ async def test_an_sms_provider_outage_is_retried_until_delivered(
     done = await wait_for_row(db, PHONE, sent)
     assert done["attempts"] >= 2 and done["last_error"] is None and done["body_text"] is None
     assert len(outside.sms.to(PHONE)) == 1
+    metrics = (await api.get("/metrics")).text
+    assert 'lms_outbound_messages_total{channel="SMS",outcome="retry"}' in metrics
+    assert 'lms_outbound_messages_total{channel="SMS",outcome="sent"}' in metrics
 
 
 async def test_an_sms_refused_with_400_fails_for_good_without_retries(

@@ -16,6 +16,7 @@ from litestar.types import Guard
 from lms.api.client_ip import client_ip
 from lms.db.engine import pool
 from lms.db.queries import rate_limits as sql
+from lms.observability.metrics import RATE_LIMITED
 
 WINDOW_LONGEST_SECONDS = 86400  # counters older than any window are purged
 
@@ -45,10 +46,11 @@ def account_key(bucket: str, identifier: str) -> str:
     return f"{bucket}:{digest}"
 
 
-async def take(key: str, limit: Limit, what: str) -> None:
-    """Count one hit against `key`; 429 when it goes over `limit`."""
+async def take(key: str, limit: Limit, what: str, *, label: str) -> None:
+    """Count one hit against `key`; 429 when it goes over `limit` (counted in metrics as `label`)."""
     hit = await sql.hit(pool(), f"{key}:{limit.window_seconds}", limit.window_seconds)
     if hit.count > limit.count:
+        RATE_LIMITED.labels(label).inc()
         raise too_many(hit.reset_in, what)
 
 
@@ -64,7 +66,12 @@ def per_ip(endpoint: str) -> Guard:
         settings = connection.app.state.ctx.settings
         ip = client_ip(connection, settings.trusted_proxies)
         limit = Limit(settings.auth_rate_limit_per_minute, 60)
-        await take(f"ip:{endpoint}:{ip}", limit, f"{endpoint} requests from this address")
+        await take(
+            f"ip:{endpoint}:{ip}",
+            limit,
+            f"{endpoint} requests from this address",
+            label=f"ip:{endpoint}",
+        )
 
     guard.__name__ = f"rate_limit_{endpoint.replace('-', '_')}"
     return guard

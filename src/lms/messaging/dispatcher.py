@@ -15,6 +15,7 @@ from lms.db.tables import MessageChannel
 from lms.integrations.mail import Email, Mailer, PermanentDeliveryError
 from lms.integrations.sms import LogSmsSender, Sms, TwilioSmsSender
 from lms.observability.logs import request_id_var
+from lms.observability.metrics import OUTBOUND_MESSAGES
 
 log = logging.getLogger("lms.outbox")
 
@@ -81,8 +82,10 @@ class OutboxDispatcher:
     async def _deliver(self, row: asyncpg.Record) -> None:
         token = request_id_var.set(row["request_id"])
         try:
+            channel = row["channel"]
             if row["expired"]:
                 await sql.mark_failed(self.pool, row["id"], "expired before it could be delivered")
+                OUTBOUND_MESSAGES.labels(channel, "failed").inc()
                 log.warning(
                     "outbox: %s to %s expired undelivered", row["purpose"], row["recipient"]
                 )
@@ -91,12 +94,14 @@ class OutboxDispatcher:
                 await self._send(row)
             except PermanentDeliveryError as exc:
                 await sql.mark_failed(self.pool, row["id"], str(exc))
+                OUTBOUND_MESSAGES.labels(channel, "failed").inc()
                 log.error("outbox: %s to %s refused: %s", row["purpose"], row["recipient"], exc)
                 return
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
                 if row["attempts"] >= MAX_ATTEMPTS:
                     await sql.mark_failed(self.pool, row["id"], reason)
+                    OUTBOUND_MESSAGES.labels(channel, "failed").inc()
                     log.error(
                         "outbox: %s to %s failed for good: %s",
                         row["purpose"],
@@ -106,12 +111,14 @@ class OutboxDispatcher:
                 else:
                     delay = retry_delay(row["attempts"])
                     await sql.mark_retry(self.pool, row["id"], reason, delay)
+                    OUTBOUND_MESSAGES.labels(channel, "retry").inc()
                     log.warning(
                         "outbox: %s to %s failed (attempt %d), retrying in %.0fs: %s",
                         row["purpose"], row["recipient"], row["attempts"], delay, reason,
                     )  # fmt: skip
                 return
             await sql.mark_sent(self.pool, row["id"])
+            OUTBOUND_MESSAGES.labels(channel, "sent").inc()
             log.info("outbox: %s sent to %s", row["purpose"], row["recipient"])
         finally:
             request_id_var.reset(token)

@@ -27,6 +27,17 @@ HTTP_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+OUTBOUND_MESSAGES = Counter(
+    "lms_outbound_messages_total",
+    "Mail and SMS delivery attempts, by channel and outcome (sent, retry, failed).",
+    ["channel", "outcome"],
+)
+RATE_LIMITED = Counter(
+    "lms_rate_limited_total",
+    "Requests refused with 429, by what was limited.",
+    ["limit"],
+)
+
 
 def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

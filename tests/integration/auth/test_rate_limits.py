@@ -61,6 +61,9 @@ async def test_an_ip_gets_the_configured_number_of_requests_a_minute_per_endpoin
     # The counters are rows in PostgreSQL, shared by every API process.
     assert await hits(db, f"ip:refresh:{CLIENT_IP}:60") == limit + 2
     assert await hits(db, f"ip:login:{CLIENT_IP}:60") == 1
+    # Operators see refusals in /metrics, by limit.
+    metrics = (await api.get("/metrics")).text
+    assert 'lms_rate_limited_total{limit="ip:refresh"}' in metrics
 
 
 async def test_login_and_its_user_auth_twin_share_one_counter(api: httpx.AsyncClient) -> None:
