@@ -10,10 +10,21 @@ import logging
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.exceptions import ClientException, HTTPException
+from litestar.status_codes import (
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 log = logging.getLogger("lms.errors")
+
+
+class ConflictException(ClientException):
+    """409: the request is well formed but clashes with the current state (a duplicate, a
+    lifecycle step taken already)."""
+
+    status_code = HTTP_409_CONFLICT
 
 
 def error_response(

@@ -6,13 +6,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import swagger_ui_bundle
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from lms.api.errors import ConflictException
+
 ASSETS_PATH = "/schema/assets"
+# `raises=` of route handlers: the error responses each one documents.
+BAD = ValidationException  # 400
+UNAUTHORIZED = NotAuthorizedException  # 401
+FORBIDDEN = PermissionDeniedException  # 403
+NOT_FOUND = NotFoundException  # 404
+CONFLICT = ConflictException  # 409
+TOO_MANY = TooManyRequestsException  # 429
+
 # `security=` of routes that take an access token (the scheme is declared in openapi_config).
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 _FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>"

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, get, patch
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from lms.api.openapi import BEARER
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import Page
 from lms.context import Ctx
@@ -29,7 +29,11 @@ class AdminUsersController(Controller):
     security = BEARER
     guards = [requires(Permission.MANAGE_USERS)]
 
-    @get("/", summary="Users, newest first; filter by role and text (email, username, name)")
+    @get(
+        "/",
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        summary="Users, newest first; filter by role and text (email, username, name)",
+    )
     async def list_users(
         self,
         ctx: Ctx,
@@ -42,6 +46,7 @@ class AdminUsersController(Controller):
 
     @patch(
         "/{user_id:uuid}",
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
         summary="Change a user's role or activity (takes effect on their next request)",
     )
     async def update_user(
@@ -60,11 +65,15 @@ class AdminSettingsController(Controller):
     security = BEARER
     guards = [requires(Permission.SYSTEM_SETTINGS)]
 
-    @get("/", summary="Runtime settings")
+    @get("/", raises=[UNAUTHORIZED, FORBIDDEN], summary="Runtime settings")
     async def get_settings(self, ctx: Ctx) -> SystemSettingsOut:
         return await services.get_settings(ctx)
 
-    @patch("/", summary="Change runtime settings (every API process within seconds)")
+    @patch(
+        "/",
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        summary="Change runtime settings (every API process within seconds)",
+    )
     async def update_settings(
         self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[SystemSettingsUpdate]
     ) -> SystemSettingsOut:
@@ -77,7 +86,11 @@ class AdminAuditController(Controller):
     security = BEARER
     guards = [requires(Permission.SYSTEM_SETTINGS)]
 
-    @get("/", summary="The audit log of admin actions, newest first")
+    @get(
+        "/",
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        summary="The audit log of admin actions, newest first",
+    )
     async def list_entries(
         self,
         ctx: Ctx,

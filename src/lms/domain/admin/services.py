@@ -10,6 +10,7 @@ import msgspec
 from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import UNSET
 
+from lms.api.errors import ConflictException
 from lms.api.pagination import after_position, time_id_page
 from lms.api.schemas import Page
 from lms.context import AppContext
@@ -22,7 +23,6 @@ from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, Us
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.schemas import User
-from lms.domain.auth.signup import conflict
 
 _WORD = re.compile(r"[\w@.+-]+", re.UNICODE)
 
@@ -54,7 +54,7 @@ async def update_user(
     if user_id == admin.user_id and (
         (body.role is not UNSET and body.role != Role.ADMIN) or body.is_active is False
     ):
-        raise conflict("admins cannot demote or deactivate themselves")
+        raise ConflictException("admins cannot demote or deactivate themselves")
     async with pool().acquire() as conn, conn.transaction():
         before = await users.lock_for_admin(conn, user_id)
         if before is None:

@@ -14,7 +14,7 @@ from litestar.status_codes import (
 )
 
 from lms.api.client_ip import client_ip
-from lms.api.openapi import BEARER
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, TOO_MANY, UNAUTHORIZED
 from lms.api.rate_limits import per_ip
 from lms.context import Ctx
 from lms.domain.auth import recovery, sessions, signup
@@ -57,19 +57,19 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post(["/auth/register", "/user-auth/register"], status_code=HTTP_201_CREATED, opt=PUBLIC_OPT,
-          guards=[per_ip("register")], summary="Register with an email; a 6-digit code is mailed")  # fmt: skip
+          guards=[per_ip("register")], raises=[BAD, FORBIDDEN, CONFLICT, TOO_MANY], summary="Register with an email; a 6-digit code is mailed")  # fmt: skip
     async def register(self, ctx: Ctx, data: JSONBody[RegisterRequest]) -> RegisterResponse:
         return await signup.register(ctx, data)
 
     @post(["/auth/verify-email", "/user-auth/verify-email-otp"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
-          guards=[per_ip("verify-email")], summary="Verify the email with its code; returns a profile token")  # fmt: skip
+          guards=[per_ip("verify-email")], raises=[BAD, FORBIDDEN, TOO_MANY], summary="Verify the email with its code; returns a profile token")  # fmt: skip
     async def verify_email(
         self, ctx: Ctx, data: JSONBody[VerifyEmailRequest]
     ) -> VerifyEmailResponse:
         return await signup.verify_email(ctx, data)
 
     @post("/auth/verify-phone", status_code=HTTP_200_OK, opt=PUBLIC_OPT, security=BEARER,
-          guards=[per_ip("verify-phone"), token_of_kind((PROFILE, ACCESS))], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
+          guards=[per_ip("verify-phone"), token_of_kind((PROFILE, ACCESS))], raises=[BAD, UNAUTHORIZED, CONFLICT, TOO_MANY], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
     async def verify_phone(
         self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[VerifyPhoneRequest]
     ) -> VerifyPhoneResponse:
@@ -77,47 +77,47 @@ class AuthController(Controller):
 
     @post(["/auth/complete-profile", "/user-auth/complete-profile"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
           security=BEARER, guards=[per_ip("complete-profile"), token_of_kind((PROFILE,))],
-          summary="Finish sign-up with the profile token; returns tokens, role LEARNER")  # fmt: skip
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT, TOO_MANY], summary="Finish sign-up with the profile token; returns tokens, role LEARNER")  # fmt: skip
     async def complete_profile(
         self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[CompleteProfileRequest]
     ) -> Tokens:
         return await signup.complete_profile(ctx, request.user, data, _client(request, ctx))
 
     @post(["/auth/login", "/user-auth/login"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
-          guards=[per_ip("login")], summary="Log in with email or username and password")  # fmt: skip
+          guards=[per_ip("login")], raises=[BAD, UNAUTHORIZED, FORBIDDEN, TOO_MANY], summary="Log in with email or username and password")  # fmt: skip
     async def login(self, request: AnyRequest, ctx: Ctx, data: JSONBody[LoginRequest]) -> Tokens:
         return await sessions.login(ctx, data, _client(request, ctx))
 
-    @get("/auth/me", security=BEARER, summary="The caller's account")
+    @get("/auth/me", security=BEARER, raises=[UNAUTHORIZED], summary="The caller's account")
     async def me(self, request: PrincipalRequest) -> User:
         return await sessions.me(request.user)
 
     @post("/auth/refresh", status_code=HTTP_200_OK, opt=PUBLIC_OPT, guards=[per_ip("refresh")],
-          summary="Exchange a refresh token for new tokens (the old one stops working)")  # fmt: skip
+          raises=[BAD, UNAUTHORIZED, TOO_MANY], summary="Exchange a refresh token for new tokens (the old one stops working)")  # fmt: skip
     async def refresh(
         self, request: AnyRequest, ctx: Ctx, data: JSONBody[RefreshRequest]
     ) -> Tokens:
         return await sessions.refresh(ctx, data.refresh_token, _client(request, ctx))
 
     @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, security=BEARER,
-          summary="End the login the refresh token belongs to")  # fmt: skip
+          raises=[BAD, UNAUTHORIZED], summary="End the login the refresh token belongs to")  # fmt: skip
     async def logout(self, request: PrincipalRequest, data: JSONBody[RefreshRequest]) -> None:
         await sessions.logout(request.user, data.refresh_token)
 
     @post("/auth/resend-otp", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT, guards=[per_ip("resend-otp")],
-          summary="Send a fresh verification code (accepted whether or not the account exists)")  # fmt: skip
+          raises=[BAD, TOO_MANY], summary="Send a fresh verification code (accepted whether or not the account exists)")  # fmt: skip
     async def resend_otp(self, ctx: Ctx, data: JSONBody[ResendOtpRequest]) -> Accepted:
         await signup.resend_code(ctx, data.email, data.channel)
         return Accepted()
 
     @post("/user-auth/forgot-password", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT,
-          guards=[per_ip("forgot-password")], summary="Mail a password-reset code if the account exists")  # fmt: skip
+          guards=[per_ip("forgot-password")], raises=[BAD, TOO_MANY], summary="Mail a password-reset code if the account exists")  # fmt: skip
     async def forgot_password(self, ctx: Ctx, data: JSONBody[ForgotPasswordRequest]) -> Accepted:
         await recovery.forgot_password(ctx, data.email)
         return Accepted()
 
     @post("/user-auth/reset-password", status_code=HTTP_200_OK, opt=PUBLIC_OPT,
-          guards=[per_ip("reset-password")], summary="Set a new password with the mailed code; ends every session")  # fmt: skip
+          guards=[per_ip("reset-password")], raises=[BAD, TOO_MANY], summary="Set a new password with the mailed code; ends every session")  # fmt: skip
     async def reset_password(self, ctx: Ctx, data: JSONBody[ResetPasswordRequest]) -> PasswordReset:
         await recovery.reset_password(ctx, data)
         return PasswordReset()

@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from litestar.exceptions import ClientException, PermissionDeniedException, ValidationException
-from litestar.status_codes import HTTP_409_CONFLICT
+from litestar.exceptions import PermissionDeniedException, ValidationException
 
+from lms.api.errors import ConflictException
 from lms.api.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
 from lms.context import AppContext
 from lms.db.engine import pool
@@ -39,10 +39,6 @@ from lms.domain.auth.schemas import (
 from lms.domain.auth.sessions import ClientInfo, open_session
 from lms.domain.auth.tokens import issue_profile_token
 from lms.messaging.outbox import queue_email, queue_sms
-
-
-def conflict(detail: str) -> ClientException:
-    return ClientException(detail=detail, status_code=HTTP_409_CONFLICT)
 
 
 def valid_email(raw: str) -> str:
@@ -130,7 +126,7 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     async with pool().acquire() as conn, conn.transaction():
         row = await users.register(conn, email, password_hash)
         if row["email_verified"]:
-            raise conflict("an account with this email address already exists")
+            raise ConflictException("an account with this email address already exists")
         await throttle_sends(email, OtpPurpose.VERIFY_EMAIL)
         await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
         if phone is not None:
@@ -201,7 +197,7 @@ async def verify_phone(
     phone = valid_phone(body.phone_number)
     owner = await users.phone_owner(pool(), phone)
     if owner is not None and owner != principal.user_id:
-        raise conflict("this phone number is already verified on another account")
+        raise ConflictException("this phone number is already verified on another account")
     try:
         async with pool().acquire() as conn, conn.transaction():
             result = await otp.check(
@@ -211,7 +207,9 @@ async def verify_phone(
             if result.ok:
                 await users.set_verified_phone(conn, principal.user_id, phone)
     except asyncpg.UniqueViolationError:
-        raise conflict("this phone number is already verified on another account") from None
+        raise ConflictException(
+            "this phone number is already verified on another account"
+        ) from None
     result.raise_if_refused()
     return VerifyPhoneResponse(phone_verified=True)
 
@@ -237,7 +235,7 @@ async def complete_profile(
             )  # fmt: skip
             if row is None:
                 if current["is_profile_complete"]:
-                    raise conflict("profile is already complete; log in instead")
+                    raise ConflictException("profile is already complete; log in instead")
                 raise PermissionDeniedException("verify your email address first")
             if phone is not None and not (
                 current["phone_verified"] and current["phone_number"] == phone
@@ -246,6 +244,6 @@ async def complete_profile(
                 await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
             tokens = await open_session(conn, ctx, row, client)
     except asyncpg.UniqueViolationError:
-        raise conflict("username is already taken") from None
+        raise ConflictException("username is already taken") from None
     _sent(ctx)
     return tokens

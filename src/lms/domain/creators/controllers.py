@@ -9,7 +9,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from lms.api.openapi import BEARER
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import Page
 from lms.context import Ctx
@@ -33,13 +33,13 @@ class CreatorController(Controller):
     security = BEARER
 
     @post("/apply", status_code=HTTP_201_CREATED, guards=[requires(Permission.APPLY_FOR_CREATOR)],
-          summary="Apply to become a creator (one pending application at a time)")  # fmt: skip
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT], summary="Apply to become a creator (one pending application at a time)")  # fmt: skip
     async def apply(
         self, request: PrincipalRequest, data: JSONBody[ApplicationRequest]
     ) -> CreatorApplication:
         return await services.apply(request.user, data)
 
-    @get("/status", summary="The caller's newest application, or NONE")
+    @get("/status", raises=[UNAUTHORIZED], summary="The caller's newest application, or NONE")
     async def status(self, request: PrincipalRequest) -> CreatorStatus:
         return await services.status(request.user)
 
@@ -52,6 +52,7 @@ class ApplicationReviewController(Controller):
     @get(
         "/",
         guards=[requires(Permission.REVIEW_APPLICATIONS)],
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
         summary="Creator applications, newest first",
     )
     async def list_applications(
@@ -64,7 +65,7 @@ class ApplicationReviewController(Controller):
         return await services.list_applications(ctx, status=status, cursor=cursor, limit=limit)
 
     @post("/{application_id:uuid}/approve", status_code=HTTP_200_OK,
-          guards=[requires(Permission.DECIDE_APPLICATIONS)], summary="Approve: the applicant becomes CREATOR")  # fmt: skip
+          guards=[requires(Permission.DECIDE_APPLICATIONS)], raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Approve: the applicant becomes CREATOR")  # fmt: skip
     async def approve(
         self,
         request: PrincipalRequest,
@@ -76,7 +77,7 @@ class ApplicationReviewController(Controller):
         return await services.decide(ctx, request.user, application_id, approve=True, notes=notes)
 
     @post("/{application_id:uuid}/reject", status_code=HTTP_200_OK,
-          guards=[requires(Permission.DECIDE_APPLICATIONS)], summary="Reject with notes for the applicant")  # fmt: skip
+          guards=[requires(Permission.DECIDE_APPLICATIONS)], raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Reject with notes for the applicant")  # fmt: skip
     async def reject(
         self,
         request: PrincipalRequest,

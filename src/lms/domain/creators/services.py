@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from litestar.exceptions import NotFoundException, ValidationException
 
+from lms.api.errors import ConflictException
 from lms.api.pagination import after_position, time_id_page
 from lms.api.schemas import Page
 from lms.context import AppContext
@@ -18,7 +19,6 @@ from lms.db.tables import ApplicationStatus, Role
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.messages import application_decision_email
-from lms.domain.auth.signup import conflict
 from lms.domain.creators.schemas import ApplicationRequest, CreatorApplication, CreatorStatus
 from lms.messaging.outbox import queue_email
 
@@ -34,7 +34,7 @@ def _portfolio(url: str | None) -> str | None:
 
 async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplication:
     if principal.role != Role.LEARNER:
-        raise conflict(f"you are already a {principal.role}")
+        raise ConflictException(f"you are already a {principal.role}")
     portfolio = _portfolio(body.portfolio_url)
     try:
         row = await sql.insert(
@@ -42,7 +42,7 @@ async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplic
             portfolio_url=portfolio, experience_years=body.experience_years,
         )  # fmt: skip
     except asyncpg.UniqueViolationError:
-        raise conflict("you already have a pending application") from None
+        raise ConflictException("you already have a pending application") from None
     return CreatorApplication.from_row(row)
 
 
@@ -86,7 +86,7 @@ async def decide(
             conn, application_id, status=new_status.value, reviewer_id=reviewer.user_id, notes=notes
         )
         if row is None:
-            raise conflict(f"application is already {before['status']}")
+            raise ConflictException(f"application is already {before['status']}")
         promoted = approve and await users.promote_learner_to_creator(conn, row["user_id"])
         await audit.record(
             conn, actor_id=reviewer.user_id,
