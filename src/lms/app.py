@@ -27,6 +27,7 @@ from lms.domain.auth.authentication import authentication_middleware
 from lms.domain.auth.controllers import AuthController
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
+from lms.domain.courses.controllers import AdminCourseController, CourseController, LessonController
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         users=UserAuthCache(),
         system=SystemSettingsCache(),
         listener=ChangeListener(settings.database_url),
+        nats=nats,
     )
     ctx.listener.subscribe(
         USER_AUTH_CHANNEL,
@@ -113,6 +115,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminUsersController,
             AdminSettingsController,
             AdminAuditController,
+            CourseController,
+            LessonController,
+            AdminCourseController,
         ],
         middleware=[authentication_middleware()],
         dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},

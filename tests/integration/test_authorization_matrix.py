@@ -54,7 +54,24 @@ EXPECTED: dict[tuple[str, str], str] = {
     # creator system
     ("POST", "/creator/apply"): ANY_ROLE,  # LEARNER's right; CREATOR/ADMIN get 409 from the service
     ("GET", "/creator/status"): ANY_ROLE,
+    # courses and lessons (ownership on top is checked by the services: 404/403 tests elsewhere)
+    ("GET", "/courses"): PUBLIC,
+    ("GET", "/courses/{course_id:uuid}"): PUBLIC,
+    ("POST", "/courses"): CREATOR,
+    ("PATCH", "/courses/{course_id:uuid}"): CREATOR,
+    ("POST", "/courses/{course_id:uuid}/submit"): CREATOR,
+    ("DELETE", "/courses/{course_id:uuid}"): CREATOR,
+    ("GET", "/courses/{course_id:uuid}/lessons"): PUBLIC,
+    ("POST", "/courses/{course_id:uuid}/lessons"): CREATOR,
+    ("PUT", "/courses/{course_id:uuid}/lessons/order"): CREATOR,
+    ("GET", "/lessons/{lesson_id:uuid}"): PUBLIC,
+    ("PATCH", "/lessons/{lesson_id:uuid}"): CREATOR,
+    ("DELETE", "/lessons/{lesson_id:uuid}"): CREATOR,
+    ("POST", "/lessons/{lesson_id:uuid}/transcribe"): CREATOR,
     # admin
+    ("GET", "/admin/courses"): ADMIN,
+    ("POST", "/admin/courses/{course_id:uuid}/publish"): ADMIN,
+    ("POST", "/admin/courses/{course_id:uuid}/reject"): ADMIN,
     ("GET", "/admin/applications"): ADMIN,
     ("POST", "/admin/applications/{application_id:uuid}/approve"): ADMIN,
     ("POST", "/admin/applications/{application_id:uuid}/reject"): ADMIN,

@@ -48,3 +48,10 @@ def time_id_page(
         last = items[-1]
         next_cursor = encode_cursor(secret, scope, last[time_column].isoformat(), str(last["id"]))
     return Page(items=[convert(r) for r in items], next_cursor=next_cursor)
+
+
+def json_page(items_array: str, next_cursor: str | None) -> str:
+    """A page from an items JSON array already built (by PostgreSQL): no decoding, no re-encoding.
+    Cursors are base64url plus '.', which need no escaping in a JSON string."""
+    cursor = "null" if next_cursor is None else f'"{next_cursor}"'
+    return f'{{"items":{items_array},"nextCursor":{cursor}}}'

@@ -1,0 +1,142 @@
+"""The catalog hot path: GET /courses and GET /courses/:id, JSON built by PostgreSQL.
+
+Each list variant is its own statement (asyncpg prepares and caches it per connection), keyset
+paginated on (published_at, id) or, for a search, (rank, id), and walks an index whatever the
+depth: the cost of a page does not grow with the table. A page is one row: the items as a JSON
+array text, the last item's sort key (for the next cursor) and whether more follow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from lms.db.queries import Conn
+
+
+def iso(column: str) -> str:
+    """A timestamptz as the API writes it (UTC, microseconds, Z), or null."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+SUMMARY_FIELDS = f"""
+    'id', c.id, 'title', c.title, 'description', c.description, 'thumbnailUrl', c.thumbnail_url,
+    'price', to_char(c.price, 'FM9999999990.00'), 'status', c.status,
+    'creator', json_build_object('id', u.id, 'name', coalesce(u.name, u.full_name, u.username)),
+    'lessonCount', c.lesson_count, 'publishedAt', {iso("c.published_at")}"""
+
+LESSON_SUMMARIES = """(
+    SELECT coalesce(json_agg(json_build_object(
+               'id', l.id, 'title', l.title, 'order', l.position,
+               'durationSeconds', l.duration_seconds, 'transcriptStatus', l.transcript_status
+           ) ORDER BY l.position), '[]'::json)
+    FROM lessons l WHERE l.course_id = c.id)"""
+
+COURSE_JSON = f"""json_build_object({SUMMARY_FIELDS},
+    'createdAt', {iso("c.created_at")}, 'updatedAt', {iso("c.updated_at")},
+    'submittedAt', {iso("c.submitted_at")}, 'reviewNotes', c.review_notes,
+    'lessons', {LESSON_SUMMARIES})"""
+
+
+def _page(inner: str) -> str:
+    """Number the (at most limit + 1) rows of `inner` and fold them into one row."""
+    return f"""
+    WITH page AS ({inner}),
+    numbered AS (SELECT *, row_number() OVER (ORDER BY sort_key DESC, id DESC) AS rn FROM page)
+    SELECT coalesce(json_agg(item ORDER BY rn) FILTER (WHERE rn <= $1), '[]'::json)::text AS items,
+           (array_agg(sort_key) FILTER (WHERE rn = $1))[1] AS last_key,
+           (array_agg(id) FILTER (WHERE rn = $1))[1] AS last_id,
+           count(*) > $1 AS more
+    FROM numbered
+    """
+
+
+def _listing(*, after: bool, by_creator: bool) -> str:
+    # $1 limit, then the creator, then the cursor position: the caller passes them in that order.
+    conditions, n = ["c.status = 'PUBLISHED'"], 1
+    if by_creator:
+        n += 1
+        conditions.append(f"c.creator_id = ${n}")
+    if after:
+        conditions.append(f"(c.published_at, c.id) < (${n + 1}::timestamptz, ${n + 2}::uuid)")
+    inner = f"""
+        SELECT c.id, c.published_at AS sort_key, json_build_object({SUMMARY_FIELDS}) AS item
+        FROM courses c JOIN users u ON u.id = c.creator_id
+        WHERE {" AND ".join(conditions)}
+        ORDER BY c.published_at DESC, c.id DESC
+        LIMIT $1 + 1"""
+    return _page(inner)
+
+
+def _search(*, after: bool, by_creator: bool) -> str:
+    # $1 limit, $2 the query text, then the creator, then the cursor position.
+    conditions, n = ["c.status = 'PUBLISHED'", "c.search_vector @@ query"], 2
+    if by_creator:
+        n += 1
+        conditions.append(f"c.creator_id = ${n}")
+    if after:
+        conditions.append(
+            f"(ts_rank_cd(c.search_vector, query), c.id) < (${n + 1}::real, ${n + 2}::uuid)"
+        )
+    inner = f"""
+        SELECT c.id, ts_rank_cd(c.search_vector, query) AS sort_key,
+               json_build_object({SUMMARY_FIELDS}) AS item
+        FROM courses c JOIN users u ON u.id = c.creator_id,
+             websearch_to_tsquery('english', $2) AS query
+        WHERE {" AND ".join(conditions)}
+        ORDER BY sort_key DESC, c.id DESC
+        LIMIT $1 + 1"""
+    return _page(inner)
+
+
+LISTINGS = {(a, b): _listing(after=a, by_creator=b) for a in (False, True) for b in (False, True)}
+SEARCHES = {(a, b): _search(after=a, by_creator=b) for a in (False, True) for b in (False, True)}
+
+
+async def published_page(
+    conn: Conn,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    creator_id: uuid.UUID | None,
+) -> asyncpg.Record:
+    args: list[object] = [limit]
+    if creator_id is not None:
+        args.append(creator_id)
+    if after is not None:
+        args += [after[0], after[1]]
+    row = await conn.fetchrow(LISTINGS[(after is not None, creator_id is not None)], *args)
+    assert row is not None
+    return row
+
+
+async def search_page(
+    conn: Conn,
+    *,
+    query: str,
+    limit: int,
+    after: tuple[float, uuid.UUID] | None,
+    creator_id: uuid.UUID | None,
+) -> asyncpg.Record:
+    args: list[object] = [limit, query]
+    if creator_id is not None:
+        args.append(creator_id)
+    if after is not None:
+        args += [after[0], after[1]]
+    row = await conn.fetchrow(SEARCHES[(after is not None, creator_id is not None)], *args)
+    assert row is not None
+    return row
+
+
+COURSE_BY_ID = f"""
+SELECT {COURSE_JSON}::text AS body, c.status, c.creator_id
+FROM courses c JOIN users u ON u.id = c.creator_id
+WHERE c.id = $1
+"""
+
+
+async def course_json(conn: Conn, course_id: uuid.UUID) -> asyncpg.Record | None:
+    """The Course (any state) as JSON text with its status and owner, for the visibility check."""
+    return await conn.fetchrow(COURSE_BY_ID, course_id)

@@ -1,0 +1,1 @@
+"""Courses and lessons: authoring, the review workflow, video, and the public catalog."""

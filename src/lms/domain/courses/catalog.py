@@ -1,0 +1,113 @@
+"""GET /courses and GET /courses/:id: what every visitor hits. PostgreSQL builds the JSON; Python
+adds the signed cursor, an ETag (a 304 when the client has it already) and caching headers."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from litestar.exceptions import NotFoundException, ValidationException
+
+from lms.api.cursor import decode_cursor, encode_cursor
+from lms.api.pagination import json_page
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import catalog as sql
+from lms.domain.auth.authentication import Principal
+from lms.domain.courses.access import can_see
+
+MAX_QUERY_LENGTH = 200
+# Anonymous catalog answers may be cached by browsers and CDNs for a little while.
+PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
+PRIVATE_CACHE = "private, no-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogBody:
+    body: bytes
+    etag: str
+    cache_control: str
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def _answer(text: str, principal: Principal | None) -> CatalogBody:
+    body = text.encode()
+    return CatalogBody(body, etag_of(body), PRIVATE_CACHE if principal else PUBLIC_CACHE)
+
+
+async def list_courses(
+    ctx: AppContext,
+    principal: Principal | None,
+    *,
+    limit: int,
+    cursor: str | None,
+    q: str | None,
+    creator_id: uuid.UUID | None,
+) -> CatalogBody:
+    query = q.strip() if q else ""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ValidationException(f"q must be at most {MAX_QUERY_LENGTH} characters")
+    # The cursor is bound to what it pages through: it does not work for another query or creator.
+    scope = f"catalog:{query}:{creator_id or ''}"
+    if query:
+        after_rank = None
+        if cursor:
+            rank, last_id = _position(ctx.secret, scope, cursor)
+            if not isinstance(rank, (int, float)) or isinstance(rank, bool):
+                raise ValidationException("malformed cursor")
+            after_rank = (float(rank), last_id)
+        row = await sql.search_page(
+            pool(), query=query, limit=limit, after=after_rank, creator_id=creator_id
+        )
+        next_cursor = (
+            encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
+            if row["more"]
+            else None
+        )
+    else:
+        after_time = None
+        if cursor:
+            at, last_id = _position(ctx.secret, scope, cursor)
+            after_time = (_timestamp(at), last_id)
+        row = await sql.published_page(pool(), limit=limit, after=after_time, creator_id=creator_id)
+        next_cursor = (
+            encode_cursor(ctx.secret, scope, row["last_key"].isoformat(), str(row["last_id"]))
+            if row["more"]
+            else None
+        )
+    return _answer(json_page(row["items"], next_cursor), principal)
+
+
+async def get_course(course_id: uuid.UUID, principal: Principal | None) -> CatalogBody:
+    row = await sql.course_json(pool(), course_id)
+    if row is None or not can_see(principal, row):
+        raise NotFoundException("no such course")
+    return _answer(row["body"], principal)
+
+
+def _position(secret: str, scope: str, cursor: str) -> tuple[object, uuid.UUID]:
+    values = decode_cursor(secret, scope, cursor)
+    try:
+        key, last_id = values
+        return key, uuid.UUID(str(last_id))
+    except (ValueError, TypeError):
+        raise ValidationException("malformed cursor") from None
+
+
+def _timestamp(value: object) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationException("malformed cursor") from None

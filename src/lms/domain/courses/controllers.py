@@ -1,0 +1,229 @@
+"""/courses, /lessons and /admin/courses: thin handlers over the catalog, authoring and lesson
+services. Course bodies are JSON built by PostgreSQL and passed through as bytes; the Structs in
+the signatures document them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+    HTTP_304_NOT_MODIFIED,
+)
+
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
+from lms.api.schemas import CamelStruct, Page
+from lms.context import Ctx
+from lms.domain.auth.authentication import PUBLIC, Principal, optional_principal
+from lms.domain.auth.permissions import Permission, requires
+from lms.domain.courses import authoring, catalog, lessons
+from lms.domain.courses.schemas import (
+    Course,
+    CourseCreate,
+    CourseRejection,
+    CourseSummary,
+    CourseUpdate,
+    Lesson,
+    LessonCreate,
+    LessonOrder,
+    LessonUpdate,
+)
+
+AnyRequest = Request[Any, Any, Any]
+PrincipalRequest = Request[Principal, Any, Any]
+PUBLIC_OPT = {PUBLIC: True}
+
+
+def json_bytes(body: str, status_code: int = HTTP_200_OK) -> Response[Any]:
+    return Response(content=body.encode(), status_code=status_code, media_type="application/json")
+
+
+def catalog_response(answer: catalog.CatalogBody, request: AnyRequest) -> Response[Any]:
+    headers = {"ETag": answer.etag, "Cache-Control": answer.cache_control, "Vary": "Authorization"}
+    if catalog.not_modified(request.headers.get("if-none-match"), answer.etag):
+        return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=answer.body, media_type="application/json", headers=headers)
+
+
+class JobQueued(CamelStruct):
+    job_id: uuid.UUID
+    status: str = "QUEUED"
+
+
+class CourseController(Controller):
+    path = "/courses"
+    tags = ["courses"]
+
+    @get("/", opt=PUBLIC_OPT, raises=[BAD, UNAUTHORIZED],
+         summary="Published courses, newest first; q searches title and description (ranked)")  # fmt: skip
+    async def list_courses(
+        self,
+        request: AnyRequest,
+        ctx: Ctx,
+        limit: PageLimit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        creator_id: Annotated[uuid.UUID | None, QueryParameter(name="creatorId")] = None,
+    ) -> Response[Page[CourseSummary]]:
+        principal = await optional_principal(request)
+        answer = await catalog.list_courses(
+            ctx, principal, limit=limit, cursor=cursor, q=q, creator_id=creator_id
+        )
+        return catalog_response(answer, request)
+
+    @get("/{course_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
+         summary="A course with its lessons: anyone if published, else its creator and admins")  # fmt: skip
+    async def get_course(
+        self, request: AnyRequest, course_id: FromPath[uuid.UUID]
+    ) -> Response[Course]:
+        principal = await optional_principal(request)
+        return catalog_response(await catalog.get_course(course_id, principal), request)
+
+    @post("/", status_code=HTTP_201_CREATED, guards=[requires(Permission.CREATE_COURSES)], security=BEARER,
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN], summary="Create a course (DRAFT)")  # fmt: skip
+    async def create_course(
+        self, request: PrincipalRequest, data: JSONBody[CourseCreate]
+    ) -> Response[Course]:
+        return json_bytes(await authoring.create_course(request.user, data), HTTP_201_CREATED)
+
+    @patch("/{course_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
+           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Edit a DRAFT course")  # fmt: skip
+    async def update_course(
+        self,
+        request: PrincipalRequest,
+        course_id: FromPath[uuid.UUID],
+        data: JSONBody[CourseUpdate],
+    ) -> Response[Course]:
+        return json_bytes(await authoring.update_course(request.user, course_id, data))
+
+    @post("/{course_id:uuid}/submit", status_code=HTTP_200_OK, guards=[requires(Permission.SUBMIT_FOR_REVIEW)],
+          security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+          summary="Submit a DRAFT with lessons for review (PENDING)")  # fmt: skip
+    async def submit_course(
+        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+    ) -> Response[Course]:
+        return json_bytes(await authoring.submit_course(request.user, course_id))
+
+    @delete("/{course_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
+            security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+            summary="Delete a course: its creator while DRAFT, an admin any time")  # fmt: skip
+    async def delete_course(
+        self, request: PrincipalRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+    ) -> None:
+        await authoring.delete_course(ctx, request.user, course_id)
+
+    @get("/{course_id:uuid}/lessons", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
+         summary="The lessons in order (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
+    async def list_lessons(
+        self, request: AnyRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+    ) -> list[Lesson]:
+        return await lessons.list_lessons(ctx, await optional_principal(request), course_id)
+
+    @post("/{course_id:uuid}/lessons", status_code=HTTP_201_CREATED, guards=[requires(Permission.UPLOAD_LESSONS)],
+          security=BEARER, raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+          summary="Add a lesson (optionally with an external video URL) to a DRAFT course")  # fmt: skip
+    async def create_lesson(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        course_id: FromPath[uuid.UUID],
+        data: JSONBody[LessonCreate],
+    ) -> Lesson:
+        return await lessons.create_lesson(ctx, request.user, course_id, data)
+
+    @put("/{course_id:uuid}/lessons/order", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
+         raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+         summary="Reorder every lesson of a DRAFT course at once")  # fmt: skip
+    async def reorder_lessons(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        course_id: FromPath[uuid.UUID],
+        data: JSONBody[LessonOrder],
+    ) -> list[Lesson]:
+        return await lessons.reorder_lessons(ctx, request.user, course_id, data.lesson_ids)
+
+
+class LessonController(Controller):
+    path = "/lessons"
+    tags = ["lessons"]
+
+    @get("/{lesson_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
+         summary="A lesson (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
+    async def get_lesson(
+        self, request: AnyRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+    ) -> Lesson:
+        return await lessons.get_lesson(ctx, await optional_principal(request), lesson_id)
+
+    @patch("/{lesson_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
+           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+           summary="Edit or move a lesson of a DRAFT course (the others shift to keep 1..n)")  # fmt: skip
+    async def update_lesson(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        lesson_id: FromPath[uuid.UUID],
+        data: JSONBody[LessonUpdate],
+    ) -> Lesson:
+        return await lessons.update_lesson(ctx, request.user, lesson_id, data)
+
+    @delete("/{lesson_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
+            security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+            summary="Delete a lesson of a DRAFT course (creator or admin)")  # fmt: skip
+    async def delete_lesson(
+        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+    ) -> None:
+        await lessons.delete_lesson(ctx, request.user, lesson_id)
+
+    @post("/{lesson_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
+          guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
+          raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Queue the lesson's video for transcription again")  # fmt: skip
+    async def transcribe(
+        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+    ) -> JobQueued:
+        return JobQueued(job_id=await lessons.requeue_transcription(ctx, request.user, lesson_id))
+
+
+class AdminCourseController(Controller):
+    path = "/admin/courses"
+    tags = ["admin"]
+    security = BEARER
+    guards = [requires(Permission.PUBLISH_COURSES)]
+
+    @get("/", raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+         summary="Courses in one state (PENDING by default: the review queue), newest first")  # fmt: skip
+    async def list_courses(
+        self,
+        ctx: Ctx,
+        status: FromQuery[Literal["DRAFT", "PENDING", "PUBLISHED"]] = "PENDING",
+        limit: PageLimit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[Page[Course]]:
+        return json_bytes(
+            await authoring.review_list(ctx, status=status, cursor=cursor, limit=limit)
+        )
+
+    @post("/{course_id:uuid}/publish", status_code=HTTP_200_OK, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+          summary="Publish a PENDING course")  # fmt: skip
+    async def publish(
+        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+    ) -> Response[Course]:
+        return json_bytes(await authoring.publish_course(request.user, course_id))
+
+    @post("/{course_id:uuid}/reject", status_code=HTTP_200_OK,
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+          summary="Send a PENDING course back to DRAFT with feedback")  # fmt: skip
+    async def reject(
+        self,
+        request: PrincipalRequest,
+        course_id: FromPath[uuid.UUID],
+        data: JSONBody[CourseRejection],
+    ) -> Response[Course]:
+        return json_bytes(await authoring.reject_course(request.user, course_id, data.feedback))

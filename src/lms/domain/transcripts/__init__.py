@@ -1,0 +1,1 @@
+"""Transcription: jobs, worker tasks, captions, transcript search."""

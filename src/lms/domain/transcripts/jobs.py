@@ -1,0 +1,37 @@
+"""Publishing transcription jobs. The job row is committed with the lesson first; publishing
+happens after commit and may fail (NATS down, the process dying right then): the row stays
+QUEUED with no published_at, and the worker's sweeper publishes it later. Nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from taskiq.kicker import AsyncKicker
+
+from lms.broker import BrokerConnection
+from lms.db.engine import pool
+from lms.db.queries import lessons as sql
+
+log = logging.getLogger("lms.jobs")
+
+TRANSCRIBE_TASK = "lms.transcribe"
+PUBLISH_TIMEOUT_SECONDS = 3.0
+
+
+async def publish(nats: BrokerConnection, job_id: uuid.UUID) -> bool:
+    """Hand the job to NATS; False (logged, left for the sweeper) when that is not possible now."""
+    if not nats.connected:
+        log.warning("NATS unavailable: job %s stays queued in PostgreSQL for the sweeper", job_id)
+        return False
+    try:
+        kicker: AsyncKicker[[str], None] = AsyncKicker(
+            task_name=TRANSCRIBE_TASK, broker=nats.broker, labels={}
+        )
+        await asyncio.wait_for(kicker.kiq(str(job_id)), PUBLISH_TIMEOUT_SECONDS)
+        await sql.mark_published(pool(), job_id)
+    except Exception as exc:
+        log.warning("could not publish job %s (%s); the sweeper will", job_id, exc)
+        return False
+    return True

@@ -1,0 +1,171 @@
+"""The public catalog: published only, newest first, keyset pages with signed cursors, ranked
+full-text search, the creator filter, ETag / 304 and caching headers."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+
+from tests.conftest import TestUser
+from tests.integration.courses.helpers import new_course, published_course
+
+
+async def seed_published(
+    db: asyncpg.Pool, creator: TestUser, count: int, title: str = "Course"
+) -> list[str]:
+    """Published courses straight into the table, one minute apart (newest is the last)."""
+    rows = await db.fetch(
+        """
+        INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
+        SELECT $1, $2 || ' ' || i, 'About ' || $2, 10, 'PUBLISHED', now(), now() - (($3 - i) || ' minutes')::interval
+        FROM generate_series(1, $3) AS i
+        RETURNING id, published_at
+        """,
+        creator.id, title, count,
+    )  # fmt: skip
+    return [str(r["id"]) for r in sorted(rows, key=lambda r: r["published_at"], reverse=True)]
+
+
+async def test_only_published_courses_newest_first(
+    api: httpx.AsyncClient, creator: TestUser, admin: TestUser
+) -> None:
+    await new_course(api, creator, title="A draft")
+    first = await published_course(api, creator, admin, title="First")
+    second = await published_course(api, creator, admin, title="Second")
+    page = await api.get("/courses")
+    assert page.status_code == 200
+    items = page.json()["items"]
+    assert [c["id"] for c in items] == [second["id"], first["id"]] and page.json()[
+        "nextCursor"
+    ] is None
+    summary = items[0]
+    assert set(summary) == {
+        "id", "title", "description", "thumbnailUrl", "price", "status", "creator", "lessonCount", "publishedAt",
+    }  # fmt: skip
+    assert (
+        summary["price"] == "49.99"
+        and summary["lessonCount"] == 1
+        and summary["status"] == "PUBLISHED"
+    )
+    assert summary["creator"] == {"id": str(creator.id), "name": creator_name(summary)}
+
+
+def creator_name(summary: dict[str, object]) -> object:
+    creator = summary["creator"]
+    assert isinstance(creator, dict)
+    return creator["name"]
+
+
+async def test_keyset_pages_cover_everything_once(
+    api: httpx.AsyncClient, creator: TestUser, db: asyncpg.Pool
+) -> None:
+    expected = await seed_published(db, creator, 45)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, object] = {"limit": 20}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await api.get("/courses", params=params)).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+
+
+async def test_bad_cursors_and_limits_are_400(
+    api: httpx.AsyncClient, creator: TestUser, db: asyncpg.Pool
+) -> None:
+    await seed_published(db, creator, 3)
+    cursor = (await api.get("/courses", params={"limit": 1})).json()["nextCursor"]
+    assert cursor
+    body, signature = cursor.split(".")
+    for bad in ("garbage", cursor + "x", body[:-2] + "AA." + signature, "." + signature, "a.b.c"):
+        assert (await api.get("/courses", params={"cursor": bad})).status_code == 400, bad
+    # A cursor is bound to its listing: not valid for a search or another creator.
+    assert (await api.get("/courses", params={"cursor": cursor, "q": "course"})).status_code == 400
+    assert (
+        await api.get("/courses", params={"cursor": cursor, "creatorId": str(creator.id)})
+    ).status_code == 400
+    for limit in (0, 101, -1):
+        assert (await api.get("/courses", params={"limit": limit})).status_code == 400
+    assert (await api.get("/courses", params={"creatorId": "nope"})).status_code == 400
+    assert (await api.get("/courses", params={"q": "x" * 201})).status_code == 400
+
+
+async def test_search_is_ranked_and_pages(
+    api: httpx.AsyncClient, creator: TestUser, db: asyncpg.Pool
+) -> None:
+    await seed_published(db, creator, 5, title="Gardening")
+    in_title = await db.fetchval(
+        """INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
+           VALUES ($1, 'Quantum computing for everyone', 'Qubits and gates', 0, 'PUBLISHED', now(), now() - interval '1 day')
+           RETURNING id""",
+        creator.id,
+    )
+    in_text = await db.fetchval(
+        """INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
+           VALUES ($1, 'Physics', 'A short look at quantum ideas', 0, 'PUBLISHED', now(), now())
+           RETURNING id""",
+        creator.id,
+    )
+    await db.execute(
+        """INSERT INTO courses (creator_id, title, description, price, status)
+           VALUES ($1, 'Quantum draft', 'unpublished', 0, 'DRAFT')""",
+        creator.id,
+    )
+    found = (await api.get("/courses", params={"q": "quantum"})).json()
+    assert [c["id"] for c in found["items"]] == [str(in_title), str(in_text)]
+    first = (await api.get("/courses", params={"q": "quantum", "limit": 1})).json()
+    assert first["items"][0]["id"] == str(in_title)
+    second = (
+        await api.get(
+            "/courses", params={"q": "quantum", "limit": 1, "cursor": first["nextCursor"]}
+        )
+    ).json()
+    assert [c["id"] for c in second["items"]] == [str(in_text)] and second["nextCursor"] is None
+    assert (await api.get("/courses", params={"q": "gardens"})).json()["items"]  # stemming
+    assert (await api.get("/courses", params={"q": "'\"&|!():*"})).status_code == 200
+    assert (await api.get("/courses", params={"q": "nothing-matches-this"})).json() == {
+        "items": [],
+        "nextCursor": None,
+    }
+
+
+async def test_creator_filter(
+    api: httpx.AsyncClient, creator: TestUser, make_user, db: asyncpg.Pool
+) -> None:  # type: ignore[no-untyped-def]
+    other = await make_user("CREATOR")
+    mine = await seed_published(db, creator, 3)
+    await seed_published(db, other, 2)
+    page = (await api.get("/courses", params={"creatorId": str(creator.id), "limit": 2})).json()
+    rest = (
+        await api.get(
+            "/courses", params={"creatorId": str(creator.id), "cursor": page["nextCursor"]}
+        )
+    ).json()
+    assert [c["id"] for c in page["items"] + rest["items"]] == mine
+    assert (await api.get("/courses", params={"creatorId": str(uuid.uuid4())})).json()[
+        "items"
+    ] == []
+
+
+async def test_etag_and_caching_headers(
+    api: httpx.AsyncClient, creator: TestUser, admin: TestUser, learner: TestUser
+) -> None:
+    course = await published_course(api, creator, admin)
+    for url in ("/courses", f"/courses/{course['id']}"):
+        first = await api.get(url)
+        etag = first.headers["ETag"]
+        assert first.headers["Cache-Control"].startswith("public")
+        again = await api.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+        assert (await api.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
+        signed_in = await api.get(url, headers=learner.headers)
+        assert signed_in.headers["Cache-Control"].startswith("private")
+    before = (await api.get("/courses")).headers["ETag"]
+    await published_course(api, creator, admin, title="Another")
+    assert (await api.get("/courses", headers={"If-None-Match": before})).status_code == 200
