@@ -27,11 +27,18 @@ from lms.domain.auth.authentication import authentication_middleware
 from lms.domain.auth.controllers import AuthController
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
-from lms.domain.courses.controllers import AdminCourseController, CourseController, LessonController
+from lms.domain.courses.controllers import (
+    AdminCourseController,
+    CourseController,
+    LessonController,
+    WebhookController,
+)
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
+from lms.domain.media.controllers import MediaController
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
+from lms.integrations.storage import make_storage
 from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
@@ -62,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         system=SystemSettingsCache(),
         listener=ChangeListener(settings.database_url),
         nats=nats,
+        storage=make_storage(settings),
     )
     ctx.listener.subscribe(
         USER_AUTH_CHANNEL,
@@ -118,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CourseController,
             LessonController,
             AdminCourseController,
+            WebhookController,
+            MediaController,
         ],
         middleware=[authentication_middleware()],
         dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},

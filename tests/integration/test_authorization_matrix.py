@@ -19,6 +19,7 @@ PUBLIC = "anyone"
 PROFILE_TOKEN = "profile token only"  # finishing sign-up: the access token does not do
 PROFILE_OR_ACCESS = "profile or access token"
 ANY_ROLE = "LEARNER"  # any signed-in user
+SIGNED_URL = "signed URL"  # authorized by the URL's signature, whoever calls: unsigned is 403
 CREATOR = "CREATOR"
 ADMIN = "ADMIN"
 
@@ -68,6 +69,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PATCH", "/lessons/{lesson_id:uuid}"): CREATOR,
     ("DELETE", "/lessons/{lesson_id:uuid}"): CREATOR,
     ("POST", "/lessons/{lesson_id:uuid}/transcribe"): CREATOR,
+    ("POST", "/courses/{course_id:uuid}/lessons/upload"): CREATOR,
+    ("POST", "/courses/{course_id:uuid}/lessons/upload-signature"): CREATOR,
+    ("POST", "/webhooks/cloudinary"): PUBLIC,  # authorized by Cloudinary's signature
+    ("GET", "/media/{key:path}"): SIGNED_URL,
+    ("HEAD", "/media/{key:path}"): SIGNED_URL,
     # admin
     ("GET", "/admin/courses"): ADMIN,
     ("POST", "/admin/courses/{course_id:uuid}/publish"): ADMIN,
@@ -96,6 +102,7 @@ def app_routes(app: Litestar) -> set[tuple[str, str]]:
 def concrete(path: str) -> str:
     path = re.sub(r"\{[a-z_]+:uuid\}", str(uuid.uuid4()), path)
     path = path.replace("{file_path:path}", "swagger-ui.css")
+    path = path.replace("{key:path}", f"lessons/{uuid.uuid4()}/v1.mp4")
     return path.replace("{path:str}", "swagger")
 
 
@@ -132,6 +139,11 @@ async def test_route_answers_each_caller_as_the_table_says(
 
     anonymous = await call()
     users = {"LEARNER": learner, "CREATOR": creator, "ADMIN": admin}
+    if rule == SIGNED_URL:
+        assert anonymous == 403
+        for user in users.values():
+            assert await call(user.headers) == 403, (method, url, user.role)
+        return
     if rule == PUBLIC:
         assert allowed(anonymous), (method, url, anonymous)
         for user in users.values():

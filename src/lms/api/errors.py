@@ -13,6 +13,7 @@ from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException
 from litestar.status_codes import (
     HTTP_409_CONFLICT,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -25,6 +26,12 @@ class ConflictException(ClientException):
     lifecycle step taken already)."""
 
     status_code = HTTP_409_CONFLICT
+
+
+class UnsupportedMediaTypeException(ClientException):
+    """415: the body is not of a kind this endpoint takes (judged by its bytes, not its label)."""
+
+    status_code = HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 
 def error_response(

@@ -13,13 +13,14 @@ from litestar.exceptions import (
     TooManyRequestsException,
     ValidationException,
 )
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from lms.api.errors import ConflictException
+from lms.api.errors import ConflictException, UnsupportedMediaTypeException
 
 ASSETS_PATH = "/schema/assets"
 # `raises=` of route handlers: the error responses each one documents.
@@ -29,6 +30,9 @@ FORBIDDEN = PermissionDeniedException  # 403
 NOT_FOUND = NotFoundException  # 404
 CONFLICT = ConflictException  # 409
 TOO_MANY = TooManyRequestsException  # 429
+TOO_LARGE = RequestEntityTooLarge  # 413
+UNSUPPORTED = UnsupportedMediaTypeException  # 415
+
 
 # `security=` of routes that take an access token (the scheme is declared in openapi_config).
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]

@@ -13,8 +13,9 @@ COLUMNS = """id, course_id, title, description, position, video_url, video_provi
     video_version, duration_seconds, transcript_status, created_at, updated_at"""
 
 
-async def by_id(conn: Conn, lesson_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {COLUMNS} FROM lessons WHERE id = $1", lesson_id)
+async def by_id(conn: Conn, lesson_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM lessons WHERE id = $1{suffix}", lesson_id)
 
 
 async def of_course(conn: Conn, course_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -16,14 +16,24 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_304_NOT_MODIFIED,
 )
+from msgspec import Meta
 
-from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.openapi import (
+    BAD,
+    BEARER,
+    CONFLICT,
+    FORBIDDEN,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNSUPPORTED,
+)
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct, Page
 from lms.context import Ctx
 from lms.domain.auth.authentication import PUBLIC, Principal, optional_principal
 from lms.domain.auth.permissions import Permission, requires
-from lms.domain.courses import authoring, catalog, lessons
+from lms.domain.courses import authoring, catalog, lessons, video
 from lms.domain.courses.schemas import (
     Course,
     CourseCreate,
@@ -34,6 +44,7 @@ from lms.domain.courses.schemas import (
     LessonCreate,
     LessonOrder,
     LessonUpdate,
+    UploadSignature,
 )
 
 AnyRequest = Request[Any, Any, Any]
@@ -149,6 +160,55 @@ class CourseController(Controller):
         data: JSONBody[LessonOrder],
     ) -> list[Lesson]:
         return await lessons.reorder_lessons(ctx, request.user, course_id, data.lesson_ids)
+
+    @post("/{course_id:uuid}/lessons/upload", status_code=HTTP_201_CREATED,
+          guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
+          # The body is streamed to disk and capped by the runtime maxUploadBytes setting instead.
+          request_max_body_size=None,
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED],
+          summary="Upload a video as a new lesson (multipart: file, title, description?); transcription is queued")  # fmt: skip
+    async def upload_lesson(
+        self, request: PrincipalRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+    ) -> Lesson:
+        return await video.upload_lesson(ctx, request.user, course_id, request)
+
+    @post("/{course_id:uuid}/lessons/upload-signature", status_code=HTTP_200_OK,
+          guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
+          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+          summary="Create a lesson and sign a direct browser upload of its video to Cloudinary")  # fmt: skip
+    async def upload_signature(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        course_id: FromPath[uuid.UUID],
+        data: JSONBody[UploadTitle],
+    ) -> UploadSignature:
+        return await video.upload_signature(ctx, request.user, course_id, data.title)
+
+
+class UploadTitle(CamelStruct, forbid_unknown_fields=True):
+    title: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class WebhookAck(CamelStruct):
+    result: str
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["lessons"]
+
+    @post("/cloudinary", status_code=HTTP_200_OK, opt=PUBLIC_OPT, raises=[BAD, UNAUTHORIZED, CONFLICT],
+          summary="Cloudinary's upload notification (signed): attaches the video and queues transcription")  # fmt: skip
+    async def cloudinary(self, request: AnyRequest, ctx: Ctx) -> WebhookAck:
+        body = await request.body()
+        result = await video.cloudinary_notification(
+            ctx,
+            body,
+            request.headers.get("x-cld-timestamp"),
+            request.headers.get("x-cld-signature"),
+        )
+        return WebhookAck(result=result)
 
 
 class LessonController(Controller):

@@ -1,0 +1,196 @@
+"""Lesson videos: the server-side upload (streamed to disk, checked by its bytes, stored, then the
+lesson, its video and its transcription job committed together), and Cloudinary's
+direct-from-browser path (a signed upload, then a signed notification that attaches the video)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from pathlib import PurePosixPath
+from typing import Any
+
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.status_codes import HTTP_502_BAD_GATEWAY
+
+from lms.api.errors import ConflictException, UnsupportedMediaTypeException
+from lms.api.uploads import receive_upload
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import lessons as sql
+from lms.db.tables import TranscriptStatus
+from lms.domain.auth.authentication import Principal
+from lms.domain.courses.access import require_draft, require_owner, visible_course
+from lms.domain.courses.authoring import valid_title
+from lms.domain.courses.lessons import to_lesson
+from lms.domain.courses.schemas import Lesson, UploadSignature
+from lms.integrations.cloudinary import CloudinaryVideoStorage
+from lms.integrations.media import NotAVideo, VideoInfo, probe_video_async
+from lms.integrations.storage import MEDIA_TYPES, StorageError, StoredVideo
+from lms.observability.logs import request_id_var
+
+log = logging.getLogger("lms.video")
+
+MAX_DESCRIPTION = 20_000
+# Cloudinary public ids we hand out: the lesson id and the video version it will become.
+_PUBLIC_ID = re.compile(r"^lessons/([0-9a-f-]{36})/v(\d+)$")
+
+
+def _extension(info: VideoInfo, filename: str | None) -> str:
+    """A file extension for the stored key: the client's when it names a video type we know,
+    else one from the container PyAV found."""
+    suffix = PurePosixPath(filename or "").suffix.lower()
+    if suffix in MEDIA_TYPES and MEDIA_TYPES[suffix].startswith("video/"):
+        return suffix
+    container = info.container.split(",")
+    for name, ext in (
+        ("mp4", ".mp4"),
+        ("webm", ".webm"),
+        ("matroska", ".mkv"),
+        ("avi", ".avi"),
+        ("mpegts", ".ts"),
+    ):
+        if name in container:
+            return ext
+    return ".mp4"
+
+
+async def _check_can_add_lessons(principal: Principal, course_id: uuid.UUID) -> None:
+    async with pool().acquire() as conn:
+        course = await visible_course(conn, course_id, principal)
+    require_owner(principal, course)
+    require_draft(course)
+
+
+async def upload_lesson(
+    ctx: AppContext, principal: Principal, course_id: uuid.UUID, request: Any
+) -> Lesson:
+    # Refuse before reading a byte of a (possibly huge) body the caller may not send.
+    await _check_can_add_lessons(principal, course_id)
+    assert ctx.storage is not None
+    runtime = await ctx.system.get()
+    upload = await receive_upload(
+        request,
+        max_bytes=runtime.max_upload_bytes,
+        tmp_dir=ctx.settings.data_dir / "tmp" / "uploads",
+    )
+    stored: StoredVideo | None = None
+    try:
+        title = valid_title(upload.fields.get("title", ""))
+        description = upload.fields.get("description", "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            raise ValidationException(f"description must be at most {MAX_DESCRIPTION} characters")
+        if upload.path is None or upload.size == 0:
+            raise ValidationException("a video file is required in the form field 'file'")
+        try:
+            info = await probe_video_async(upload.path)
+        except NotAVideo as exc:
+            raise UnsupportedMediaTypeException(f"not a video: {exc.reason}") from None
+        lesson_id = uuid.uuid4()
+        try:
+            stored = await ctx.storage.save(
+                upload.path, key=f"lessons/{lesson_id}/v1{_extension(info, upload.filename)}"
+            )
+        except StorageError as exc:
+            log.error("video storage failed: %s", exc)
+            raise HTTPException(
+                status_code=HTTP_502_BAD_GATEWAY, detail="video storage is unavailable; try again"
+            ) from None
+        async with pool().acquire() as conn, conn.transaction():
+            course = await visible_course(conn, course_id, principal, lock=True)
+            require_owner(principal, course)
+            require_draft(course)  # it may have been submitted while the video was uploading
+            row = await sql.insert_at(
+                conn, lesson_id=lesson_id, course_id=course_id, position=course["lesson_count"] + 1,
+                title=title, description=description, video_url=stored.url, video_provider=stored.provider,
+                video_key=stored.key, video_version=1, duration_seconds=info.duration_seconds,
+                transcript_status=TranscriptStatus.QUEUED.value,
+            )  # fmt: skip
+            job_id = await sql.queue_transcription(conn, lesson_id, 1, request_id_var.get())
+    except BaseException:
+        # Nothing half-made: a stored video whose lesson did not commit is removed again.
+        if stored is not None:
+            await ctx.delete_videos([stored.key])
+        raise
+    finally:
+        upload.discard()
+    await ctx.publish_job(job_id)
+    return to_lesson(ctx, row, with_video=True)
+
+
+def _cloudinary(ctx: AppContext) -> CloudinaryVideoStorage:
+    if not isinstance(ctx.storage, CloudinaryVideoStorage):
+        raise ConflictException("direct uploads need Cloudinary: CLOUDINARY_URL is not configured")
+    return ctx.storage
+
+
+async def upload_signature(
+    ctx: AppContext, principal: Principal, course_id: uuid.UUID, title: str
+) -> UploadSignature:
+    """Create the lesson (no video yet) and sign a browser upload that will become its video."""
+    storage = _cloudinary(ctx)
+    title = valid_title(title)
+    async with pool().acquire() as conn, conn.transaction():
+        course = await visible_course(conn, course_id, principal, lock=True)
+        require_owner(principal, course)
+        require_draft(course)
+        lesson_id = uuid.uuid4()
+        await sql.insert_at(
+            conn, lesson_id=lesson_id, course_id=course_id, position=course["lesson_count"] + 1,
+            title=title, description="", video_url=None, video_provider=None, video_key=None,
+            video_version=0, duration_seconds=None, transcript_status=TranscriptStatus.NONE.value,
+        )  # fmt: skip
+    direct = storage.direct_upload_params(
+        f"lessons/{lesson_id}/v1",
+        notification_url=f"{ctx.settings.base_url}/webhooks/cloudinary",
+        context={"lesson_id": str(lesson_id)},
+    )
+    return UploadSignature(lesson_id=lesson_id, upload_url=direct.upload_url, params=direct.params)
+
+
+async def cloudinary_notification(
+    ctx: AppContext, body: bytes, timestamp: str | None, signature: str | None
+) -> str:
+    """Attach an uploaded video to its lesson and queue transcription. Idempotent: Cloudinary
+    retries notifications, and a repeat changes nothing. Returns what was done (for the log)."""
+    storage = _cloudinary(ctx)
+    if (
+        not timestamp
+        or not signature
+        or not storage.verify_notification(body, timestamp, signature)
+    ):
+        raise NotAuthorizedException("bad notification signature")
+    try:
+        note = json.loads(body)
+    except ValueError:
+        raise ValidationException("notification body is not JSON") from None
+    if not isinstance(note, dict) or note.get("notification_type") not in ("upload", None):
+        return "ignored: not an upload"
+    match = _PUBLIC_ID.match(str(note.get("public_id", "")))
+    secure_url = note.get("secure_url")
+    if (
+        match is None
+        or not isinstance(secure_url, str)
+        or note.get("resource_type", "video") != "video"
+    ):
+        return "ignored: not one of our lesson videos"
+    lesson_id, version = uuid.UUID(match.group(1)), int(match.group(2))
+    duration = note.get("duration")
+    async with pool().acquire() as conn, conn.transaction():
+        lesson = await sql.by_id(conn, lesson_id, lock=True)  # concurrent retries queue up here
+        if lesson is None:
+            return "ignored: the lesson is gone"
+        if lesson["video_version"] >= version:
+            return "already attached"
+        await sql.update_fields(conn, lesson_id, {
+            "video_url": secure_url, "video_provider": "cloudinary", "video_key": note["public_id"],
+            "video_version": version, "transcript_status": TranscriptStatus.QUEUED.value,
+            "duration_seconds": float(duration) if isinstance(duration, (int, float)) else None,
+        })  # fmt: skip
+        job_id = await sql.queue_transcription(conn, lesson_id, version, request_id_var.get())
+    await ctx.publish_job(job_id)
+    return "attached"
+
+
+__all__ = ["cloudinary_notification", "upload_lesson", "upload_signature"]
