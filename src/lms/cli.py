@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lms.errors import StartupError
 from lms.observability.logs import configure_logging
-from lms.settings import Settings, load_settings
+from lms.settings import get_settings, Settings, load_settings
 
 log = logging.getLogger("lms.cli")
 
@@ -159,8 +159,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         server = build_server(s, config_path=args.config, workers=args.workers)
         if server.workers > 1:
             prepare_multiprocess_metrics(s)
-        # Granian's workers build the app from the environment: hand them the resolved settings.
+        # Granian's workers build the app from the environment: hand them the resolved settings,
+        # and forget the settings read before they were resolved (the workers are forked, and
+        # would inherit that cache: no database URL, no JWT secret).
         os.environ.update(s.to_environ())
+        get_settings.cache_clear()
         server.serve()
     return 0
 

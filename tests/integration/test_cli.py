@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from lms.db.migrate import known_migrations, migrate_forward
 from tests.conftest import ServerUrls
-from tests.helpers import error_lines, run_lms
+from lms.netutil import free_port
+from tests.helpers import child_env, error_lines, run_lms, wait_ready
 
 COMMANDS = ["dev", "serve", "worker", "migrate", "create-admin"]
 
@@ -126,3 +133,28 @@ def test_create_admin_refuses_a_short_password(database_url: str, server_urls: S
     )  # fmt: skip
     assert result.returncode == 2
     assert error_lines(result) == ["lms: error: password must be at least 10 characters"]
+
+
+@pytest.mark.slow
+async def test_serve_hands_its_resolved_settings_to_the_granian_workers(
+    scratch_database: str, server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    """No LMS_JWT_SECRET in the environment: serve generates one into the data dir, and the
+    workers (forked by Granian) must see it rather than a settings cache filled before it."""
+    await migrate_forward(scratch_database, quiet=True)
+    port = free_port()
+    env = child_env(
+        DATABASE_URL=scratch_database, NATS_URL=server_urls.nats, LMS_DATA_DIR=str(tmp_path), LMS_PORT=str(port)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lms", "serve", "--workers", "2"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        ready = await asyncio.to_thread(wait_ready, port, 60)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert ready, output[-3000:]
+    assert "create_app needs" not in output
+    assert (tmp_path / "jwt-secret").exists()
