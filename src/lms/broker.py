@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -21,7 +24,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq import AckableMessage, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq_nats import PullBasedJetStreamBroker
 
 from lms.observability.logs import request_id_var
@@ -30,7 +33,8 @@ from lms.settings import Settings
 log = logging.getLogger("lms.broker")
 
 CONSUMER_NAME = "lms-workers"
-# A job not acked within ACK_WAIT is redelivered; long jobs keep it alive with in-progress acks.
+# A job not acked within ack_wait (LMS_JOBS_ACK_WAIT) is redelivered; long jobs keep it alive
+# with in-progress acks every third of it. After max_deliver deliveries JetStream gives up.
 ACK_WAIT_SECONDS = 60.0
 MAX_DELIVER = 5
 JOB_RETENTION_SECONDS = 7 * 24 * 3600
@@ -55,12 +59,52 @@ class RequestIdMiddleware(TaskiqMiddleware):
 
 
 class JobsBroker(PullBasedJetStreamBroker):
-    """PullBasedJetStreamBroker that only creates the consumer in worker processes: the API
-    publishes and must not register itself as a consumer of the jobs it queues."""
+    """PullBasedJetStreamBroker that only creates the consumer in worker processes (the API
+    publishes and must not consume the jobs it queues), and that keeps every message it holds
+    alive with in-progress acks until it is acked: a transcription may take far longer than
+    ack_wait, yet must not be handed to a second worker while the first is still on it. If the
+    worker dies, the heartbeats stop and JetStream redelivers after ack_wait."""
 
     async def _startup_consumer(self) -> None:
         if self.is_worker_process:
             await super()._startup_consumer()
+
+    @property
+    def ack_wait(self) -> float:
+        config = self.consumer_config
+        return (
+            float(config.ack_wait) if config is not None and config.ack_wait else ACK_WAIT_SECONDS
+        )
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        while True:
+            try:
+                messages = await self.consumer.fetch(
+                    batch=self.pull_consume_batch, timeout=self.pull_consume_timeout
+                )
+            except NatsTimeoutError:
+                continue
+            for message in messages:
+                yield AckableMessage(data=message.data, ack=self._acked_with_heartbeat(message))
+
+    def _acked_with_heartbeat(self, message: Msg) -> Callable[[], Awaitable[None]]:
+        interval = self.ack_wait / 3
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await message.in_progress()
+                except Exception as exc:  # NATS briefly away: the next beat may get through
+                    log.warning("in-progress ack failed: %s", exc)
+
+        beating = asyncio.create_task(heartbeat(), name="jobs-heartbeat")
+
+        async def ack() -> None:
+            beating.cancel()
+            await message.ack()
+
+        return ack
 
 
 def jobs_subject(settings: Settings) -> str:
@@ -89,8 +133,8 @@ def make_broker(settings: Settings, *, replicas: int = 1) -> JobsBroker:
             filter_subject=subject,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_SECONDS,
-            max_deliver=MAX_DELIVER,
+            ack_wait=float(settings.jobs_ack_wait_seconds),
+            max_deliver=settings.jobs_max_deliver,
         ),
         pull_consume_batch=1,
         pull_consume_timeout=5.0,

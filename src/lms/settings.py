@@ -44,6 +44,10 @@ class Settings:
     db_pool_max: int = 10
     jobs_stream: str = "LMS_JOBS"
     jobs_subject: str = "lms.jobs"
+    jobs_ack_wait_seconds: int = 60
+    jobs_max_deliver: int = 5
+    sweep_interval_seconds: int = 30
+    worker_metrics_port: int | None = None
     whisper_model: str = "default"
     whisper_device: WhisperDevice = "auto"
     whisper_compute_type: str = "default"
@@ -159,6 +163,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_max=_int(env, "LMS_DB_POOL_MAX", 10, 1, 1000),
         jobs_stream=env.get("LMS_JOBS_STREAM", "").strip() or _DEFAULTS.jobs_stream,
         jobs_subject=env.get("LMS_JOBS_SUBJECT", "").strip() or _DEFAULTS.jobs_subject,
+        jobs_ack_wait_seconds=_int(env, "LMS_JOBS_ACK_WAIT", 60, 3, 3600),
+        jobs_max_deliver=_int(env, "LMS_JOBS_MAX_DELIVER", 5, 1, 100),
+        sweep_interval_seconds=_int(env, "LMS_SWEEP_INTERVAL", 30, 1, 3600),
+        worker_metrics_port=_int(env, "LMS_WORKER_METRICS_PORT", 0, 0, 65535) or None,
         whisper_model=env.get("LMS_WHISPER_MODEL", "").strip() or _DEFAULTS.whisper_model,
         whisper_device=_choice(  # type: ignore[arg-type]
             env, "LMS_WHISPER_DEVICE", "auto", ("auto", "cpu", "cuda")

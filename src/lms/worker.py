@@ -13,16 +13,22 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client import start_http_server
 from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
 from lms.broker import JobsBroker, make_broker
+from lms.db.engine import close_pool, start_pool
+from lms.domain.transcripts import tasks
+from lms.domain.transcripts.sweeper import sweep_forever
+from lms.integrations.storage import make_storage
+from lms.integrations.whisper import Transcriber, choose_device, resolve_model
 from lms.settings import Settings
 
 log = logging.getLogger("lms.worker")
 
 # Modules whose import registers tasks on the broker (each exposes `register(broker)`).
-TASK_MODULES: tuple[str, ...] = ()
+TASK_MODULES: tuple[str, ...] = ("lms.domain.transcripts.tasks",)
 CONNECT_RETRY_SECONDS = 2.0
 
 
@@ -50,20 +56,42 @@ async def _start_broker(broker: JobsBroker, stop: asyncio.Event) -> bool:
     return False
 
 
+def load_transcriber(settings: Settings, concurrency: int) -> Transcriber:
+    """One Whisper model per process, loaded before the first job is taken."""
+    choice = choose_device(settings.whisper_device, settings.whisper_compute_type)
+    transcriber = Transcriber(
+        resolve_model(settings.whisper_model), choice, num_workers=concurrency
+    )
+    transcriber.load()
+    log.info(
+        "whisper model loaded on %s (%s): %s",
+        choice.device, choice.compute_type, choice.reason,
+        extra={"model": settings.whisper_model, "cpu_threads": choice.cpu_threads},
+    )  # fmt: skip
+    return transcriber
+
+
 async def run_worker(settings: Settings, concurrency: int = 1) -> None:
-    broker = make_broker(settings)
-    broker.is_worker_process = True
-    tasks = register_tasks(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await start_pool(settings)
+    transcriber = await asyncio.to_thread(load_transcriber, settings, concurrency)
+    tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber))
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    broker = make_broker(settings)
+    broker.is_worker_process = True
+    task_names = register_tasks(broker)
     if not await _start_broker(broker, stop):
+        await close_pool()
         return
     log.info(
         "worker ready",
-        extra={"concurrency": concurrency, "tasks": tasks, "stream": settings.jobs_stream},
+        extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
     )
+    sweeping = asyncio.create_task(sweep_forever(settings, broker, stop), name="lms-sweeper")
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         receiver = Receiver(
             broker=broker,
@@ -77,5 +105,8 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
         try:
             await receiver.listen(stop)
         finally:
+            stop.set()
+            await sweeping
             await broker.shutdown()
+            await close_pool()
     log.info("worker stopped")

@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -36,6 +37,37 @@ RATE_LIMITED = Counter(
     "lms_rate_limited_total",
     "Requests refused with 429, by what was limited.",
     ["limit"],
+)
+
+# Transcription, counted by the workers that do it.
+TRANSCRIPTION_OUTCOMES = Counter(
+    "lms_transcription_jobs_finished_total",
+    "Transcription attempts by outcome (done, retry, failed, superseded).",
+    ["outcome"],
+)
+TRANSCRIBED_AUDIO_SECONDS = Counter(
+    "lms_transcribed_audio_seconds_total", "Seconds of audio transcribed."
+)
+TRANSCRIPTION_COMPUTE_SECONDS = Counter(
+    "lms_transcription_compute_seconds_total",
+    "Seconds spent in Whisper; rate(audio) / rate(compute) is the speed in audio seconds per second.",
+)
+TRANSCRIPTION_SPEED = Gauge(
+    "lms_transcription_speed_ratio",
+    "Seconds of audio per second of compute of the last job (the real-time factor).",
+    multiprocess_mode="mostrecent",
+)
+# The queue as the API sees it, refreshed on every scrape of /metrics.
+JOBS_BY_STATUS = Gauge(
+    "lms_transcription_jobs",
+    "Transcription jobs by status (from PostgreSQL).",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_DEPTH = Gauge(
+    "lms_transcription_queue_depth",
+    "Messages waiting in the JetStream consumer plus those delivered and not yet acked.",
+    multiprocess_mode="mostrecent",
 )
 
 

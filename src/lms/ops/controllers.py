@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from lms.api.schemas import CamelStruct
 from lms.broker import BrokerConnection
 from lms.db.engine import pool
+from lms.domain.transcripts.monitoring import refresh_queue_metrics
 from lms.observability.metrics import render
 
 READY_TIMEOUT = 2.0
@@ -56,6 +57,8 @@ class OpsController(Controller):
         return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain", include_in_schema=True)
-    async def metrics(self) -> Response[bytes]:
+    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        settings = request.app.state.settings
+        await refresh_queue_metrics(request.app.state.nats, settings.jobs_stream)
         payload, content_type = render()
         return Response(payload, media_type=content_type)

@@ -1,0 +1,172 @@
+"""SQL for the transcription job lifecycle in workers: claim under a lease, heartbeat, store the
+result idempotently, fail or retry, and the sweeper's re-publishing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from lms.db.queries import Conn
+
+JOB = "id, lesson_id, video_version, status, attempts, error"
+
+
+async def claim(conn: Conn, job_id: uuid.UUID, lease_seconds: float) -> asyncpg.Record | None:
+    """Take the job if it is QUEUED, or PROCESSING by a worker whose lease ran out (it died)."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE transcription_jobs
+        SET status = 'PROCESSING', attempts = attempts + 1, started_at = now(), updated_at = now(),
+            error = NULL
+        WHERE id = $1
+          AND (status = 'QUEUED'
+               OR (status = 'PROCESSING' AND updated_at < now() - make_interval(secs => $2)))
+        RETURNING {JOB}
+        """,
+        job_id, lease_seconds,
+    )  # fmt: skip
+
+
+async def get(conn: Conn, job_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""SELECT {JOB}, extract(epoch FROM now() - updated_at)::float8 AS idle_seconds
+            FROM transcription_jobs WHERE id = $1""",
+        job_id,
+    )
+
+
+async def heartbeat(conn: Conn, job_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE transcription_jobs SET updated_at = now() WHERE id = $1 AND status = 'PROCESSING'",
+        job_id,
+    )
+
+
+async def set_lesson_status(
+    conn: Conn, lesson_id: uuid.UUID, video_version: int, status: str
+) -> None:
+    """Only for the video this job is about: a newer upload has a status of its own."""
+    await conn.execute(
+        """
+        UPDATE lessons SET transcript_status = $3, updated_at = now()
+        WHERE id = $1 AND video_version = $2
+        """,
+        lesson_id, video_version, status,
+    )  # fmt: skip
+
+
+async def lock_lesson_version(conn: Conn, lesson_id: uuid.UUID) -> int | None:
+    version: int | None = await conn.fetchval(
+        "SELECT video_version FROM lessons WHERE id = $1 FOR UPDATE", lesson_id
+    )
+    return version
+
+
+async def store_transcript(
+    conn: Conn,
+    *,
+    lesson_id: uuid.UUID,
+    video_version: int,
+    language: str | None,
+    duration_seconds: float,
+    text: str,
+    segments: Sequence[tuple[int, float, float, str, object]],
+) -> None:
+    """Replace the lesson's transcript: one row per lesson, its segments rewritten, so a job run
+    twice (a redelivery) still leaves exactly one transcript."""
+    await conn.execute(
+        """
+        INSERT INTO transcripts (lesson_id, video_version, language, duration_seconds, text)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (lesson_id) DO UPDATE
+            SET video_version = EXCLUDED.video_version, language = EXCLUDED.language,
+                duration_seconds = EXCLUDED.duration_seconds, text = EXCLUDED.text,
+                created_at = now()
+        """,
+        lesson_id, video_version, language, duration_seconds, text,
+    )  # fmt: skip
+    await conn.execute("DELETE FROM transcript_segments WHERE lesson_id = $1", lesson_id)
+    await conn.executemany(
+        """
+        INSERT INTO transcript_segments (lesson_id, seq, start_seconds, end_seconds, text, words)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        [(lesson_id, *segment) for segment in segments],
+    )
+    await conn.execute(
+        """
+        UPDATE lessons SET transcript_status = 'DONE', updated_at = now(),
+               duration_seconds = coalesce(duration_seconds, $2)
+        WHERE id = $1
+        """,
+        lesson_id, duration_seconds,
+    )  # fmt: skip
+
+
+async def finish(conn: Conn, job_id: uuid.UUID, status: str, error: str | None) -> None:
+    await conn.execute(
+        """
+        UPDATE transcription_jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
+        WHERE id = $1
+        """,
+        job_id, status, error[:4000] if error else None,
+    )  # fmt: skip
+
+
+async def retry_later(conn: Conn, job_id: uuid.UUID, error: str) -> None:
+    """Back to QUEUED and unpublished: the sweeper publishes it again after its pause."""
+    await conn.execute(
+        """
+        UPDATE transcription_jobs SET status = 'QUEUED', error = $2, published_at = NULL,
+               updated_at = now()
+        WHERE id = $1
+        """,
+        job_id, error[:4000],
+    )  # fmt: skip
+
+
+async def due_for_publishing(
+    conn: Conn, *, quiet_seconds: float, republish_after_seconds: float, limit: int = 100
+) -> list[asyncpg.Record]:
+    """QUEUED jobs never published (NATS was down, the API died before publishing, a retry) or
+    published long ago and still waiting (the message was lost), claimed for this sweeper by
+    stamping published_at in the same statement (SKIP LOCKED: sweepers do not collide)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        UPDATE transcription_jobs j SET published_at = now()
+        FROM (
+            SELECT id FROM transcription_jobs
+            WHERE status = 'QUEUED' AND updated_at < now() - make_interval(secs => $1)
+              AND (published_at IS NULL OR published_at < now() - make_interval(secs => $2))
+            ORDER BY created_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE j.id = due.id
+        RETURNING j.id
+        """,
+        quiet_seconds, republish_after_seconds, limit,
+    )  # fmt: skip
+    return rows
+
+
+async def abandoned(conn: Conn, *, stale_seconds: float, limit: int = 100) -> list[asyncpg.Record]:
+    """PROCESSING jobs whose worker stopped heartbeating long ago (it died, and JetStream gave up
+    or lost the message)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {JOB} FROM transcription_jobs
+        WHERE status = 'PROCESSING' AND updated_at < now() - make_interval(secs => $1)
+        ORDER BY updated_at LIMIT $2
+        FOR UPDATE SKIP LOCKED
+        """,
+        stale_seconds, limit,
+    )  # fmt: skip
+    return rows
+
+
+async def counts_by_status(conn: Conn) -> dict[str, int]:
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status")
+    return {r["status"]: r["n"] for r in rows}

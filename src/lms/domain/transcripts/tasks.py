@@ -1,0 +1,207 @@
+"""The `lms.transcribe` task run by workers: claim the job, fetch and decode the media, run
+Whisper, store text and timed segments in one transaction, and record the outcome.
+
+At-most-once in effect, at-least-once underneath: JetStream may deliver a job again (a worker
+died), so the claim is a lease in PostgreSQL (renewed by a heartbeat while the job runs) and the
+write replaces the lesson's transcript rather than adding one. A job that fails is retried by the
+sweeper after a pause, up to LMS_JOBS_MAX_DELIVER attempts, then marked FAILED with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from lms.broker import JobsBroker
+from lms.db.engine import pool
+from lms.db.queries import lessons as lessons_sql
+from lms.db.queries import transcription_jobs as sql
+from lms.db.tables import JobStatus, TranscriptStatus
+from lms.domain.transcripts.jobs import TRANSCRIBE_TASK
+from lms.integrations.storage import LocalVideoStorage, VideoStorage
+from lms.integrations.whisper import Transcriber, TranscriptResult, decode_audio, download
+from lms.observability.metrics import (
+    TRANSCRIBED_AUDIO_SECONDS,
+    TRANSCRIPTION_COMPUTE_SECONDS,
+    TRANSCRIPTION_OUTCOMES,
+    TRANSCRIPTION_SPEED,
+)
+from lms.settings import Settings
+
+log = logging.getLogger("lms.transcribe")
+
+MAX_MEDIA_BYTES = 20 * 1024**3
+
+
+@dataclass
+class WorkerRuntime:
+    """What the task needs, built once per worker process by run_worker."""
+
+    settings: Settings
+    storage: VideoStorage
+    transcriber: Transcriber
+
+    @property
+    def lease_seconds(self) -> float:
+        return float(self.settings.jobs_ack_wait_seconds)
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.settings.data_dir / "tmp" / "worker"
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def install(runtime: WorkerRuntime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def register(broker: JobsBroker) -> None:
+    broker.register_task(transcribe, task_name=TRANSCRIBE_TASK)
+
+
+async def transcribe(job_id: str) -> None:
+    assert _runtime is not None, "run_worker installs the runtime before listening"
+    await run_job(_runtime, uuid.UUID(job_id))
+
+
+async def claim_when_free(job_id: uuid.UUID, lease: float) -> asyncpg.Record | None:
+    """Claim the job; while another worker's lease is live (it heartbeats), wait for it to finish
+    or lapse: a redelivery is either a duplicate (nothing to do) or a dead worker's job."""
+    deadline = time.monotonic() + 3 * lease
+    while True:
+        job = await sql.claim(pool(), job_id, lease)
+        if job is not None:
+            return job
+        current = await sql.get(pool(), job_id)
+        if current is None or current["status"] in (JobStatus.DONE, JobStatus.FAILED):
+            return None
+        if time.monotonic() > deadline:
+            log.warning("job %s is still held by a live worker; leaving it", job_id)
+            return None
+        await asyncio.sleep(min(lease / 3, 2.0))
+
+
+async def run_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
+    job = await claim_when_free(job_id, runtime.lease_seconds)
+    if job is None:
+        return
+    beating = asyncio.create_task(_heartbeat(job_id, runtime.lease_seconds / 3))
+    lesson_id, version = job["lesson_id"], job["video_version"]
+    try:
+        await sql.set_lesson_status(pool(), lesson_id, version, TranscriptStatus.PROCESSING.value)
+        lesson = await lessons_sql.by_id(pool(), lesson_id)
+        if lesson is None or lesson["video_version"] != version:
+            await _finish(job_id, JobStatus.FAILED, "superseded: the lesson has a newer video")
+            return
+        async with media_file(runtime, lesson) as path:
+            audio = await asyncio.to_thread(decode_audio, path)
+        result = await asyncio.to_thread(runtime.transcriber.transcribe, audio)
+        stored = await _store(job_id, lesson_id, version, result)
+        _record(job_id, lesson_id, result, stored)
+    except Exception as exc:
+        await _failed(job, f"{type(exc).__name__}: {exc}", runtime.settings.jobs_max_deliver)
+    finally:
+        beating.cancel()
+
+
+async def _heartbeat(job_id: uuid.UUID, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(Exception):  # the database briefly away: the lease is generous
+            await sql.heartbeat(pool(), job_id)
+
+
+@contextlib.asynccontextmanager
+async def media_file(runtime: WorkerRuntime, lesson: asyncpg.Record) -> AsyncIterator[Path]:
+    """A local file with the lesson's media: the stored file itself, or a download (the audio-only
+    rendition where the store has one) removed afterwards."""
+    provider, key = lesson["video_provider"], lesson["video_key"]
+    if provider == "local":
+        path = LocalVideoStorage(runtime.settings).local_path(key)
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"the stored video {key} is missing")
+        yield path
+        return
+    if provider == "cloudinary":
+        url = runtime.storage.audio_url(key) or runtime.storage.playback_url(key)
+    else:
+        url = lesson["video_url"]
+    runtime.scratch_dir.mkdir(parents=True, exist_ok=True)
+    path = await download(url, runtime.scratch_dir, max_bytes=MAX_MEDIA_BYTES)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _store(
+    job_id: uuid.UUID, lesson_id: uuid.UUID, version: int, result: TranscriptResult
+) -> bool:
+    segments = [
+        (seq, s.start, s.end, s.text.strip(),
+         [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability} for w in s.words])
+        for seq, s in enumerate(result.segments)
+    ]  # fmt: skip
+    async with pool().acquire() as conn, conn.transaction():
+        if await sql.lock_lesson_version(conn, lesson_id) != version:
+            await sql.finish(
+                conn, job_id, JobStatus.FAILED.value, "superseded: the lesson has a newer video"
+            )
+            return False
+        await sql.store_transcript(
+            conn, lesson_id=lesson_id, video_version=version, language=result.language,
+            duration_seconds=result.duration_seconds, text=result.text, segments=segments,
+        )  # fmt: skip
+        await sql.finish(conn, job_id, JobStatus.DONE.value, None)
+    return True
+
+
+async def _finish(job_id: uuid.UUID, status: JobStatus, error: str | None) -> None:
+    await sql.finish(pool(), job_id, status.value, error)
+
+
+def _record(
+    job_id: uuid.UUID, lesson_id: uuid.UUID, result: TranscriptResult, stored: bool
+) -> None:
+    TRANSCRIPTION_OUTCOMES.labels("done" if stored else "superseded").inc()
+    TRANSCRIBED_AUDIO_SECONDS.inc(result.duration_seconds)
+    TRANSCRIPTION_COMPUTE_SECONDS.inc(result.compute_seconds)
+    TRANSCRIPTION_SPEED.set(result.realtime_factor)
+    log.info(
+        "transcribed %.1fs of audio in %.1fs (%.1fx real time)",
+        result.duration_seconds, result.compute_seconds, result.realtime_factor,
+        extra={"job_id": str(job_id), "lesson_id": str(lesson_id), "segments": len(result.segments),
+               "language": result.language, "realtime_factor": round(result.realtime_factor, 2)},
+    )  # fmt: skip
+
+
+async def _failed(job: asyncpg.Record, error: str, max_attempts: int) -> None:
+    job_id, lesson_id, version = job["id"], job["lesson_id"], job["video_version"]
+    async with pool().acquire() as conn, conn.transaction():
+        if job["attempts"] >= max_attempts:
+            await sql.finish(conn, job_id, JobStatus.FAILED.value, error)
+            await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.FAILED.value)
+        else:
+            await sql.retry_later(conn, job_id, error)
+            await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.QUEUED.value)
+    final = job["attempts"] >= max_attempts
+    TRANSCRIPTION_OUTCOMES.labels("failed" if final else "retry").inc()
+    log.error(
+        "job %s failed (attempt %d of %d%s): %s",
+        job_id, job["attempts"], max_attempts, ", giving up" if final else ", will retry", error,
+        extra={"job_id": str(job_id), "lesson_id": str(lesson_id)},
+    )  # fmt: skip
+
+
+__all__ = ["WorkerRuntime", "install", "register", "run_job"]

@@ -1,0 +1,199 @@
+"""Faults, with real processes: a worker killed in the middle of a job (another finishes it and
+exactly one transcript is stored), and NATS stopped before an upload (the job is delivered once
+NATS is back). These tests run their own NATS server and their own `lms` processes, so they can
+stop them; the machine's shared services are never touched."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import av
+import httpx
+import numpy as np
+import pytest
+
+from lms.embedded import EmbeddedNats
+from lms.integrations.whisper import decode_audio
+from lms.netutil import free_port
+from lms.settings import Settings
+from tests.conftest import TestUser
+from tests.helpers import child_env, wait_ready
+from tests.integration.transcripts.worker_support import SPEECH, queued_lesson
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def service_env(settings: Settings, nats_url: str, tag: str) -> dict[str, str]:
+    assert settings.database_url and settings.jwt_secret
+    return child_env(
+        DATABASE_URL=settings.database_url,
+        NATS_URL=nats_url,
+        LMS_DATA_DIR=str(settings.data_dir),
+        LMS_JWT_SECRET=settings.jwt_secret,
+        LMS_JOBS_STREAM=f"FAULTS_{tag}",
+        LMS_JOBS_SUBJECT=f"faults.{tag}",
+        LMS_JOBS_ACK_WAIT="3",
+        LMS_SWEEP_INTERVAL="1",
+        LMS_WHISPER_DEVICE="cpu",
+        LMS_LOG_FORMAT="json",
+    )
+
+
+def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lms", *args], env=env, stdout=out, stderr=out,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def wait_for_status(
+    db: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float
+) -> asyncpg.Record:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        row = await db.fetchrow("SELECT * FROM transcription_jobs WHERE id = $1", job_id)
+        if row is not None and row["status"] == status:
+            return row
+        await asyncio.sleep(0.2)
+    raise AssertionError(
+        f"job {job_id} did not reach {status} within {within}s: {row and dict(row)}"
+    )
+
+
+def long_recording(path: Path, repeats: int) -> Path:
+    """The speech fixture's audio `repeats` times over, as AAC in M4A: a job long enough to kill."""
+    audio = np.tile(decode_audio(SPEECH), repeats)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"  # type: ignore[union-attr]
+        for start in range(0, len(audio), 16000):
+            frame = av.AudioFrame.from_ndarray(
+                audio[None, start : start + 16000], format="flt", layout="mono"
+            )
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):  # type: ignore[union-attr]
+                container.mux(packet)
+        for packet in stream.encode(None):  # type: ignore[union-attr]
+            container.mux(packet)
+    return path
+
+
+async def test_a_killed_workers_job_is_finished_by_another(
+    db: asyncpg.Pool, settings: Settings, creator: TestUser, nats: EmbeddedNats, tmp_path: Path
+) -> None:
+    url = nats.running_url()
+    assert url
+    env = service_env(settings, url, uuid.uuid4().hex[:8])
+    queued = await queued_lesson(
+        db, settings, creator, media=long_recording(tmp_path / "long.m4a", 15)
+    )
+    # Nobody publishes this job: the worker's sweeper finds it QUEUED and unpublished.
+    first = spawn(env, "worker", log=tmp_path / "worker1.log")
+    second = None
+    try:
+        await wait_for_status(db, queued.job_id, "PROCESSING", within=90)
+        await asyncio.sleep(2)
+        os.killpg(first.pid, signal.SIGKILL)  # mid-job: no ack, no clean-up
+        first.wait()
+        assert (
+            await db.fetchval("SELECT status FROM transcription_jobs WHERE id = $1", queued.job_id)
+        ) == "PROCESSING"
+        second = spawn(env, "worker", log=tmp_path / "worker2.log")
+        done = await wait_for_status(db, queued.job_id, "DONE", within=240)
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    assert done["attempts"] == 2
+    assert (
+        await db.fetchval("SELECT count(*) FROM transcripts WHERE lesson_id = $1", queued.lesson_id)
+        == 1
+    )
+    text = await db.fetchval("SELECT text FROM transcripts WHERE lesson_id = $1", queued.lesson_id)
+    assert len(text.split()) > 100
+    seqs = [
+        r["seq"]
+        for r in await db.fetch(
+            "SELECT seq FROM transcript_segments WHERE lesson_id = $1 ORDER BY seq",
+            queued.lesson_id,
+        )
+    ]
+    assert seqs == list(range(len(seqs)))  # one set of segments, not two interleaved
+
+
+async def test_a_job_queued_while_nats_is_down_is_delivered_when_it_returns(
+    db: asyncpg.Pool, settings: Settings, creator: TestUser, nats: EmbeddedNats, tmp_path: Path
+) -> None:
+    url = nats.running_url()
+    assert url
+    env = service_env(settings, url, uuid.uuid4().hex[:8])
+    port = free_port()
+    api = spawn({**env, "LMS_PORT": str(port)}, "serve", "--workers", "1", log=tmp_path / "api.log")
+    worker = None
+    try:
+        assert await asyncio.to_thread(wait_ready, port, 60), (tmp_path / "api.log").read_text()[
+            -2000:
+        ]
+        nats.stop()
+        worker = spawn(env, "worker", log=tmp_path / "worker.log")  # waits for NATS
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=creator.headers, timeout=30
+        ) as client:
+            course = (await client.post("/courses", json={"title": "Outage", "price": 0})).json()
+            uploaded = await client.post(
+                f"/courses/{course['id']}/lessons/upload",
+                files={"file": ("speech.mp4", SPEECH.read_bytes(), "video/mp4")}, data={"title": "Spoken"},
+            )  # fmt: skip
+            assert uploaded.status_code == 201, uploaded.text
+            lesson = uploaded.json()
+            assert lesson["transcriptStatus"] == "QUEUED"
+            job = await db.fetchrow(
+                "SELECT id, published_at FROM transcription_jobs WHERE lesson_id = $1",
+                uuid.UUID(lesson["id"]),
+            )
+            assert job["published_at"] is None  # committed, but NATS could not take it
+            await asyncio.sleep(2)
+            nats.start()  # same port, same store
+            await wait_for_status(db, job["id"], "DONE", within=120)
+            shown = (await client.get(f"/lessons/{lesson['id']}")).json()
+            assert shown["transcriptStatus"] == "DONE"
+    finally:
+        stop(api)
+        if worker is not None:
+            stop(worker)
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM transcripts WHERE lesson_id = $1", uuid.UUID(lesson["id"])
+        )
+        == 1
+    )
