@@ -35,6 +35,7 @@ from lms.domain.courses.controllers import (
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.media.controllers import MediaController
+from lms.domain.transcripts.controllers import TranscriptController
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminCourseController,
             WebhookController,
             MediaController,
+            TranscriptController,
         ],
         middleware=[authentication_middleware()],
         dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},

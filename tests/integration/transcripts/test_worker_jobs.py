@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -25,10 +25,10 @@ from tests.support.wer import word_error_rate
 
 
 @pytest.fixture(scope="module")
-def transcriber() -> Iterator[Transcriber]:
+def transcriber() -> Transcriber:
     model = Transcriber(resolve_model("default"), choose_device("cpu"))
     model.load()
-    yield model
+    return model
 
 
 @pytest.fixture
