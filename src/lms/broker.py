@@ -111,7 +111,7 @@ def jobs_subject(settings: Settings) -> str:
     return f"{settings.jobs_subject}.tasks"
 
 
-def make_broker(settings: Settings, *, replicas: int = 1) -> JobsBroker:
+def make_broker(settings: Settings, *, replicas: int | None = None) -> JobsBroker:
     """A broker for `settings`; the stream and consumer are created (or reused) at startup."""
     assert settings.nats_url, "nats_url must be resolved before the broker is built"
     subject = jobs_subject(settings)
@@ -125,7 +125,8 @@ def make_broker(settings: Settings, *, replicas: int = 1) -> JobsBroker:
             subjects=[f"{settings.jobs_subject}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
-            num_replicas=replicas,
+            # 3 on a three-node JetStream cluster, so losing a node loses no job.
+            num_replicas=replicas or settings.jobs_replicas,
             max_age=JOB_RETENTION_SECONDS,
         ),
         consumer_config=ConsumerConfig(

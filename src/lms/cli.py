@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lms.errors import StartupError
 from lms.observability.logs import configure_logging
-from lms.settings import get_settings, Settings, load_settings
+from lms.settings import Settings, get_settings, load_settings
 
 log = logging.getLogger("lms.cli")
 

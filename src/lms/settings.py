@@ -46,6 +46,7 @@ class Settings:
     jobs_subject: str = "lms.jobs"
     jobs_ack_wait_seconds: int = 60
     jobs_max_deliver: int = 5
+    jobs_replicas: int = 1
     sweep_interval_seconds: int = 30
     worker_metrics_port: int | None = None
     whisper_model: str = "default"
@@ -165,6 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jobs_subject=env.get("LMS_JOBS_SUBJECT", "").strip() or _DEFAULTS.jobs_subject,
         jobs_ack_wait_seconds=_int(env, "LMS_JOBS_ACK_WAIT", 60, 3, 3600),
         jobs_max_deliver=_int(env, "LMS_JOBS_MAX_DELIVER", 5, 1, 100),
+        jobs_replicas=_int(env, "LMS_JOBS_REPLICAS", 1, 1, 5),
         sweep_interval_seconds=_int(env, "LMS_SWEEP_INTERVAL", 30, 1, 3600),
         worker_metrics_port=_int(env, "LMS_WORKER_METRICS_PORT", 0, 0, 65535) or None,
         whisper_model=env.get("LMS_WHISPER_MODEL", "").strip() or _DEFAULTS.whisper_model,

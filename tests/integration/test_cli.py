@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -15,8 +14,8 @@ import asyncpg
 import pytest
 
 from lms.db.migrate import known_migrations, migrate_forward
-from tests.conftest import ServerUrls
 from lms.netutil import free_port
+from tests.conftest import ServerUrls
 from tests.helpers import child_env, error_lines, run_lms, wait_ready
 
 COMMANDS = ["dev", "serve", "worker", "migrate", "create-admin"]
@@ -136,22 +135,21 @@ def test_create_admin_refuses_a_short_password(database_url: str, server_urls: S
 
 
 @pytest.mark.slow
-async def test_serve_hands_its_resolved_settings_to_the_granian_workers(
+def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     scratch_database: str, server_urls: ServerUrls, tmp_path: Path
 ) -> None:
     """No LMS_JWT_SECRET in the environment: serve generates one into the data dir, and the
     workers (forked by Granian) must see it rather than a settings cache filled before it."""
-    await migrate_forward(scratch_database, quiet=True)
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    assert run_lms("migrate", **services).returncode == 0
     port = free_port()
-    env = child_env(
-        DATABASE_URL=scratch_database, NATS_URL=server_urls.nats, LMS_DATA_DIR=str(tmp_path), LMS_PORT=str(port)
-    )
+    env = child_env(**services, LMS_DATA_DIR=str(tmp_path), LMS_PORT=str(port))
     proc = subprocess.Popen(
         [sys.executable, "-m", "lms", "serve", "--workers", "2"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        ready = await asyncio.to_thread(wait_ready, port, 60)
+        ready = wait_ready(port, 60)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=30)[0].decode(errors="replace")
