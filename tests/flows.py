@@ -59,3 +59,20 @@ async def sign_up(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def all_pages(
+    api: httpx.AsyncClient, path: str, headers: dict[str, str], **params: Any
+) -> list[list[dict[str, Any]]]:
+    """Every page of a keyset-paginated list, following nextCursor to the end."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await api.get(path, params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        pages.append(response.json()["items"])
+        cursor = response.json()["nextCursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 20, "pagination does not end"

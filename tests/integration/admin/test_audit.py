@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import TestUser
+from tests.flows import all_pages as walk_pages
 
 ENTRY_FIELDS = {
     "id",
@@ -31,17 +32,7 @@ async def entries(api: httpx.AsyncClient, admin: TestUser, **params: Any) -> lis
 async def all_pages(
     api: httpx.AsyncClient, admin: TestUser, **params: Any
 ) -> list[list[dict[str, Any]]]:
-    pages: list[list[dict[str, Any]]] = []
-    cursor: str | None = None
-    while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = await api.get("/admin/audit", params=query, headers=admin.headers)
-        assert response.status_code == 200, response.text
-        pages.append(response.json()["items"])
-        cursor = response.json()["nextCursor"]
-        if cursor is None:
-            return pages
-        assert len(pages) < 20, "pagination does not end"
+    return await walk_pages(api, "/admin/audit", admin.headers, **params)
 
 
 async def set_role(api: httpx.AsyncClient, admin: TestUser, user: TestUser, role: str) -> None:

@@ -11,6 +11,7 @@ from litestar import Litestar
 
 from lms.api.cursor import encode_cursor
 from tests.conftest import TestUser
+from tests.flows import all_pages as walk_pages
 
 USER_FIELDS = {
     "id",
@@ -45,17 +46,7 @@ async def list_users(
 async def all_pages(
     api: httpx.AsyncClient, admin: TestUser, **params: Any
 ) -> list[list[dict[str, Any]]]:
-    pages: list[list[dict[str, Any]]] = []
-    cursor: str | None = None
-    while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = await api.get("/admin/users", params=query, headers=admin.headers)
-        assert response.status_code == 200, response.text
-        pages.append(response.json()["items"])
-        cursor = response.json()["nextCursor"]
-        if cursor is None:
-            return pages
-        assert len(pages) < 20, "pagination does not end"
+    return await walk_pages(api, "/admin/users", admin.headers, **params)
 
 
 async def patch_user(

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import Outside, TestUser
+from tests.flows import all_pages as walk_pages
 from tests.flows import bearer
 from tests.support.smtp import text_of
 
@@ -56,18 +57,7 @@ async def decide(
 async def all_pages(
     api: httpx.AsyncClient, admin: TestUser, **params: Any
 ) -> list[list[dict[str, Any]]]:
-    """Every page of /admin/applications, following nextCursor to the end."""
-    pages: list[list[dict[str, Any]]] = []
-    cursor: str | None = None
-    while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = await api.get("/admin/applications", params=query, headers=admin.headers)
-        assert response.status_code == 200, response.text
-        pages.append(response.json()["items"])
-        cursor = response.json()["nextCursor"]
-        if cursor is None:
-            return pages
-        assert len(pages) < 20, "pagination does not end"
+    return await walk_pages(api, "/admin/applications", admin.headers, **params)
 
 
 async def role_of(db: asyncpg.Pool, user: TestUser) -> str:
