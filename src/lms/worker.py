@@ -21,8 +21,9 @@ from lms.broker import JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
 from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
+from lms.errors import StartupError
 from lms.integrations.storage import make_storage
-from lms.integrations.whisper import Transcriber, choose_device, resolve_model
+from lms.integrations.whisper import Transcriber, WhisperError, choose_device, resolve_model
 from lms.settings import Settings
 
 log = logging.getLogger("lms.worker")
@@ -57,12 +58,16 @@ async def _start_broker(broker: JobsBroker, stop: asyncio.Event) -> bool:
 
 
 def load_transcriber(settings: Settings, concurrency: int) -> Transcriber:
-    """One Whisper model per process, loaded before the first job is taken."""
-    choice = choose_device(settings.whisper_device, settings.whisper_compute_type)
-    transcriber = Transcriber(
-        resolve_model(settings.whisper_model), choice, num_workers=concurrency
-    )
-    transcriber.load()
+    """One Whisper model per process, loaded before the first job is taken; a device or model
+    that cannot be had is an operator's mistake, reported in one line."""
+    try:
+        choice = choose_device(settings.whisper_device, settings.whisper_compute_type)
+        transcriber = Transcriber(
+            resolve_model(settings.whisper_model), choice, num_workers=concurrency
+        )
+        transcriber.load()
+    except (ValueError, WhisperError) as exc:
+        raise StartupError(str(exc).splitlines()[0]) from None
     log.info(
         "whisper model loaded on %s (%s): %s",
         choice.device, choice.compute_type, choice.reason,
@@ -76,8 +81,8 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await start_pool(settings)
     transcriber = await asyncio.to_thread(load_transcriber, settings, concurrency)
+    await start_pool(settings)
     tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber))
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)

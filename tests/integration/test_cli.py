@@ -156,3 +156,17 @@ def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     assert ready, output[-3000:]
     assert "create_app needs" not in output
     assert (tmp_path / "jwt-secret").exists()
+
+
+def test_worker_refuses_cuda_without_a_gpu_in_one_line(
+    database_url: str, server_urls: ServerUrls
+) -> None:
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("this machine has a GPU")
+    result = run_lms(
+        "worker", "--device", "cuda", DATABASE_URL=database_url, NATS_URL=server_urls.nats
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(error_lines(result)) == 1 and "cuda" in result.stderr.lower(), result.stderr
