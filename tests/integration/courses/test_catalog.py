@@ -7,6 +7,7 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import TestUser
 from tests.integration.courses.helpers import new_course, published_course
@@ -169,3 +170,19 @@ async def test_etag_and_caching_headers(
     before = (await api.get("/courses")).headers["ETag"]
     await published_course(api, creator, admin, title="Another")
     assert (await api.get("/courses", headers={"If-None-Match": before})).status_code == 200
+
+
+async def test_a_search_past_its_time_budget_is_cut_off_with_503(
+    api: httpx.AsyncClient, creator: TestUser, db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lms.domain.courses import catalog
+
+    await seed_published(db, creator, 2000, title="Gardening")
+    # A budget no search over 2,000 matches can meet: the statement is cancelled, not awaited.
+    monkeypatch.setattr(catalog, "SEARCH_TIMEOUT_SECONDS", 0.0005)
+    response = await api.get("/courses", params={"q": "gardening"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    monkeypatch.undo()
+    # The pool is healthy afterwards: the same search answers.
+    again = await api.get("/courses", params={"q": "gardening"})
+    assert again.status_code == 200 and len(again.json()["items"]) == 20

@@ -124,13 +124,17 @@ async def search_page(
     limit: int,
     after: tuple[float, uuid.UUID] | None,
     creator_id: uuid.UUID | None,
+    within: float | None = None,
 ) -> asyncpg.Record:
     args: list[object] = [limit, query]
     if creator_id is not None:
         args.append(creator_id)
     if after is not None:
         args += [after[0], after[1]]
-    row = await conn.fetchrow(SEARCHES[(after is not None, creator_id is not None)], *args)
+    # On expiry asyncpg cancels the statement in PostgreSQL too, and raises TimeoutError.
+    row = await conn.fetchrow(
+        SEARCHES[(after is not None, creator_id is not None)], *args, timeout=within
+    )
     assert row is not None
     return row
 

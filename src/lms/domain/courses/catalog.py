@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
 
 from lms.api.cursor import decode_cursor, encode_cursor
 from lms.api.pagination import json_page
@@ -22,6 +22,7 @@ MAX_QUERY_LENGTH = 200
 # Anonymous catalog answers may be cached by browsers and CDNs for a little while.
 PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
 PRIVATE_CACHE = "private, no-cache"
+SEARCH_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,16 @@ async def list_courses(
             if not isinstance(rank, (int, float)) or isinstance(rank, bool):
                 raise ValidationException("malformed cursor")
             after_rank = (float(rank), last_id)
-        row = await sql.search_page(
-            pool(), query=query, limit=limit, after=after_rank, creator_id=creator_id
-        )
+        try:
+            row = await sql.search_page(
+                pool(), query=query, limit=limit, after=after_rank, creator_id=creator_id,
+                within=SEARCH_TIMEOUT_SECONDS,
+            )  # fmt: skip
+        except TimeoutError:
+            # A query matching much of a huge catalog must not hold a connection for long.
+            raise ServiceUnavailableException(
+                "search took too long; try more specific words", headers={"Retry-After": "1"}
+            ) from None
         next_cursor = (
             encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
             if row["more"]
