@@ -109,3 +109,18 @@ async def check(
         return OtpCheck(invalid_code(f"wrong code; {left} {'try' if left == 1 else 'tries'} left"))
     await sql.consume(conn, row["id"])
     return OtpCheck()
+
+
+async def check_for_user(
+    conn: asyncpg.Connection,
+    secret: str,
+    user: asyncpg.Record | None,
+    *,
+    purpose: str,
+    code: str,
+) -> OtpCheck:
+    """check() for a user looked up by address: no such user is the same plain refusal as a
+    wrong code, so the answer does not say which addresses have accounts."""
+    if user is None:
+        return OtpCheck(invalid_code())
+    return await check(conn, secret, user_id=user["id"], purpose=purpose, code=code)

@@ -9,7 +9,13 @@ from lms.db.tables import OtpPurpose
 from lms.domain.auth import otp
 from lms.domain.auth.passwords import hash_password
 from lms.domain.auth.schemas import ResetPasswordRequest
-from lms.domain.auth.signup import check_password, send_email_code, throttle_sends, valid_email
+from lms.domain.auth.signup import (
+    check_password,
+    send_email_code,
+    throttle_sends,
+    valid_email,
+    wake_outbox,
+)
 
 
 async def forgot_password(ctx: AppContext, raw_email: str) -> None:
@@ -22,8 +28,7 @@ async def forgot_password(ctx: AppContext, raw_email: str) -> None:
         if user is None or not user["is_active"] or not user["is_profile_complete"]:
             return
         await send_email_code(conn, ctx, runtime, user["id"], email, OtpPurpose.RESET_PASSWORD)
-    if ctx.outbox is not None:
-        ctx.outbox.wake()
+    wake_outbox(ctx)
 
 
 async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
@@ -35,20 +40,14 @@ async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
     # Hashed before the transaction so the row lock is not held through argon2.
     new_hash = await hash_password(body.new_password)
     async with pool().acquire() as conn, conn.transaction():
-        if user is None:
-            result = otp.OtpCheck(otp.invalid_code())
-        else:
-            result = await otp.check(
-                conn,
-                ctx.secret,
-                user_id=user["id"],
-                purpose=OtpPurpose.RESET_PASSWORD.value,
-                code=body.otp,
-            )
-            if result.ok:
-                # The version bump kills every access token; revoking ends every refresh family.
-                await users.reset_password(conn, user["id"], new_hash)
-                await refresh_tokens.revoke_all_for_user(conn, user["id"])
+        result = await otp.check_for_user(
+            conn, ctx.secret, user, purpose=OtpPurpose.RESET_PASSWORD.value, code=body.otp
+        )
+        if result.ok:
+            assert user is not None
+            # The version bump kills every access token; revoking ends every refresh family.
+            await users.reset_password(conn, user["id"], new_hash)
+            await refresh_tokens.revoke_all_for_user(conn, user["id"])
     result.raise_if_refused()
     assert user is not None
     ctx.users.invalidate(user["id"])

@@ -108,7 +108,8 @@ async def send_phone_code(
     await queue_sms(conn, sms, purpose="otp.verify_phone", expires_at=_expiry(runtime))
 
 
-def _sent(ctx: AppContext) -> None:
+def wake_outbox(ctx: AppContext) -> None:
+    """After commit: deliver what the transaction queued now rather than at the next poll."""
     if ctx.outbox is not None:
         ctx.outbox.wake()
 
@@ -132,7 +133,7 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
         if phone is not None:
             await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, row["id"], phone)
-    _sent(ctx)
+    wake_outbox(ctx)
     return RegisterResponse(user_id=row["id"], email=email)
 
 
@@ -158,25 +159,19 @@ async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
                 return
             await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, user["id"], phone)
-    _sent(ctx)
+    wake_outbox(ctx)
 
 
 async def verify_email(ctx: AppContext, body: VerifyEmailRequest) -> VerifyEmailResponse:
     email = normalize_email(body.email)
     async with pool().acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True) if email else None
-        if user is None:
-            result = otp.OtpCheck(otp.invalid_code())
-        else:
-            result = await otp.check(
-                conn,
-                ctx.secret,
-                user_id=user["id"],
-                purpose=OtpPurpose.VERIFY_EMAIL.value,
-                code=body.otp,
-            )
-            if result.ok:
-                await users.mark_email_verified(conn, user["id"])
+        result = await otp.check_for_user(
+            conn, ctx.secret, user, purpose=OtpPurpose.VERIFY_EMAIL.value, code=body.otp
+        )
+        if result.ok:
+            assert user is not None
+            await users.mark_email_verified(conn, user["id"])
     result.raise_if_refused()  # after commit, so a wrong try stays counted
     assert user is not None
     if not user["is_active"]:
@@ -245,5 +240,5 @@ async def complete_profile(
             tokens = await open_session(conn, ctx, row, client)
     except asyncpg.UniqueViolationError:
         raise ConflictException("username is already taken") from None
-    _sent(ctx)
+    wake_outbox(ctx)
     return tokens

@@ -19,6 +19,7 @@ from lms.db.tables import ApplicationStatus, Role
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.messages import application_decision_email
+from lms.domain.auth.signup import wake_outbox
 from lms.domain.creators.schemas import ApplicationRequest, CreatorApplication, CreatorStatus
 from lms.messaging.outbox import queue_email
 
@@ -101,6 +102,5 @@ async def decide(
             email = application_decision_email(applicant["email"], name, approve, notes)
             await queue_email(conn, email, purpose=f"creator.{new_status.value.lower()}")
     ctx.users.invalidate(row["user_id"])
-    if ctx.outbox is not None:
-        ctx.outbox.wake()
+    wake_outbox(ctx)
     return CreatorApplication.from_row(row)
