@@ -27,6 +27,7 @@ from lms.db.engine import close_pool, start_pool
 from lms.db.migrate import migrate_forward
 from lms.domain.auth.passwords import hash_password
 from lms.domain.auth.tokens import issue_access_token
+from lms.domain.certificates.keys import new_private_key_pem
 from lms.embedded import EmbeddedServices
 from lms.netutil import free_port
 from lms.settings import Settings, load_settings
@@ -145,6 +146,8 @@ def settings(
             "LMS_SMTP_URL": outside.smtp_url,
             "LMS_SMS_URL": outside.sms.url,
             "LMS_SMS_FROM": "+15005550006",
+            "LMS_CERT_SIGNING_KEY": new_private_key_pem(),
+            "LMS_PUBLIC_BASE_URL": "https://lms.example.test",
         }
     )
 
@@ -156,7 +159,8 @@ async def db_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await close_pool()
 
 
-TRUNCATE_EXCEPT = {"migration", "system_settings"}
+# Kept across tests: the schema's own rows, and the signing key each app registers at startup.
+TRUNCATE_EXCEPT = {"migration", "system_settings", "certificate_signing_keys"}
 
 
 @pytest.fixture

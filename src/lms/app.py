@@ -27,6 +27,14 @@ from lms.domain.auth.authentication import authentication_middleware
 from lms.domain.auth.controllers import AuthController
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
+from lms.domain.certificates import services as certificates
+from lms.domain.certificates.controllers import (
+    AdminCertificateController,
+    CertificateController,
+    EnrollmentCertificateController,
+    JwksController,
+)
+from lms.domain.certificates.keys import load_signing_key
 from lms.domain.courses.controllers import (
     AdminCourseController,
     CourseController,
@@ -34,6 +42,13 @@ from lms.domain.courses.controllers import (
     WebhookController,
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
+from lms.domain.learning.controllers import (
+    AdminEnrollmentController,
+    CreatorDashboardController,
+    EnrollmentController,
+    LessonProgressController,
+    ProgressController,
+)
 from lms.domain.media.controllers import MediaController
 from lms.domain.transcripts.controllers import TranscriptController
 from lms.housekeeping import Housekeeper
@@ -62,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     if not settings.jwt_secret:
         raise RuntimeError("create_app needs LMS_JWT_SECRET (lms dev/serve resolve it)")
+    if not settings.cert_signing_key:
+        raise RuntimeError("create_app needs LMS_CERT_SIGNING_KEY (lms dev/serve resolve it)")
 
     nats = BrokerConnection(make_broker(settings))
     ctx = AppContext(
@@ -71,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         listener=ChangeListener(settings.database_url),
         nats=nats,
         storage=make_storage(settings),
+        signing_key=load_signing_key(settings.cert_signing_key),
     )
     ctx.listener.subscribe(
         USER_AUTH_CHANNEL,
@@ -84,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def start_services(app: Litestar) -> None:
         db_pool = await start_pool(settings)
+        await certificates.register_signing_key(ctx, db_pool)
         ctx.outbox = OutboxDispatcher(
             db_pool,
             make_mailer(settings.smtp_url, settings.email_from),
@@ -130,6 +149,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             WebhookController,
             MediaController,
             TranscriptController,
+            EnrollmentController,
+            ProgressController,
+            LessonProgressController,
+            CreatorDashboardController,
+            AdminEnrollmentController,
+            CertificateController,
+            EnrollmentCertificateController,
+            JwksController,
+            AdminCertificateController,
         ],
         middleware=[authentication_middleware()],
         dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},

@@ -72,6 +72,23 @@ def with_jwt_secret(settings: Settings) -> Settings:
     return replace(settings, jwt_secret=path.read_text().strip())
 
 
+def with_cert_signing_key(settings: Settings) -> Settings:
+    """LMS_CERT_SIGNING_KEY (checked now, so a bad key is one error line at startup), or an
+    Ed25519 key generated once into LMS_DATA_DIR/cert-signing-key.pem."""
+    from lms.domain.certificates.keys import key_file, load_signing_key
+
+    if settings.cert_signing_key:
+        load_signing_key(settings.cert_signing_key)
+        return settings
+    path = key_file(settings.data_dir)
+    return replace(settings, cert_signing_key=path.read_text())
+
+
+def with_secrets(settings: Settings) -> Settings:
+    """The settings with every secret the API needs resolved (given, or generated in dev)."""
+    return with_cert_signing_key(with_jwt_secret(settings))
+
+
 def _run(coro: object) -> object:
     import uvloop
 
@@ -150,7 +167,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.host is not None:
         settings = replace(settings, host=args.host)
     with resolved_services(settings) as s:
-        s = with_jwt_secret(s)
+        s = with_secrets(s)
         assert s.database_url
         _run(check_connection(s.database_url))
         _run(ensure_schema_current(s.database_url))
@@ -238,7 +255,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             f"port {settings.port} on {settings.host} is already in use (set LMS_PORT)"
         )
     with resolved_services(settings) as s:
-        s = with_jwt_secret(s)
+        s = with_secrets(s)
         assert s.database_url
         applied = _run(migrate_forward(s.database_url, quiet=True))
         log.info("migrations applied", extra={"applied": applied})

@@ -18,6 +18,7 @@ from lms.settings import Settings
 
 if TYPE_CHECKING:
     from lms.broker import BrokerConnection
+    from lms.domain.certificates.keys import SigningKey
     from lms.integrations.storage import VideoStorage
 
 log = logging.getLogger("lms.context")
@@ -32,6 +33,7 @@ class AppContext:
     outbox: OutboxDispatcher | None = None  # needs the pool: made at startup
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None
+    signing_key: SigningKey | None = None  # signs certificates (LMS_CERT_SIGNING_KEY)
 
     async def publish_job(self, job_id: uuid.UUID) -> None:
         """After commit: hand a transcription job to NATS (the sweeper covers a failure)."""

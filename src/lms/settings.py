@@ -54,6 +54,9 @@ class Settings:
     whisper_compute_type: str = "default"
     granian_config: Path | None = None
     public_base_url: str | None = None
+    # An Ed25519 private key (PEM text, or the path of a PEM file) that signs certificates.
+    cert_signing_key: str | None = None
+    issuer_name: str = "LMS"  # who issues certificates, as credentials and pages name it
 
     @property
     def media_dir(self) -> Path:
@@ -72,6 +75,8 @@ class Settings:
             env["NATS_URL"] = self.nats_url
         if self.jwt_secret:
             env["LMS_JWT_SECRET"] = self.jwt_secret
+        if self.cert_signing_key:
+            env["LMS_CERT_SIGNING_KEY"] = self.cert_signing_key
         return env
 
 
@@ -115,6 +120,13 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         except ValueError:
             raise StartupError(f"{name}: {item!r} is not an IP address or network") from None
     return items
+
+
+def _text(env: Mapping[str, str], name: str, default: str, max_length: int) -> str:
+    value = " ".join(env.get(name, "").split()) or default
+    if len(value) > max_length:
+        raise StartupError(f"{name} must be at most {max_length} characters")
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -175,7 +187,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         whisper_compute_type=env.get("LMS_WHISPER_COMPUTE_TYPE", "").strip() or "default",
         granian_config=Path(granian_config) if granian_config else None,
-        public_base_url=env.get("LMS_PUBLIC_BASE_URL", "").strip().rstrip("/") or None,
+        public_base_url=(_url(env, "LMS_PUBLIC_BASE_URL", ("http", "https")) or "").rstrip("/")
+        or None,
+        cert_signing_key=env.get("LMS_CERT_SIGNING_KEY", "").strip() or None,
+        issuer_name=_text(env, "LMS_ISSUER_NAME", _DEFAULTS.issuer_name, 200),
     )
 
 

@@ -23,7 +23,7 @@ from lms.errors import StartupError
 
 EXPECTED_TABLES = {
     "users", "courses", "lessons", "enrollments", "lesson_progress", "certificates",
-    "creator_applications", "otp_codes", "refresh_tokens", "transcription_jobs", "transcripts",
+    "certificate_signing_keys", "creator_applications", "otp_codes", "refresh_tokens", "transcription_jobs", "transcripts",
     "transcript_segments", "audit_log", "system_settings", "outbound_messages", "rate_limit_counters",
 }  # fmt: skip
 

@@ -184,7 +184,14 @@ class LessonProgress(Table, tablename="lesson_progress"):
     )
     completed = Boolean(default=False)
     completed_at = Timestamptz(null=True, default=None)
-    position_seconds = DoublePrecision(default=0)
+    position_seconds = DoublePrecision(default=0)  # where to resume
+    # Seconds of the video really watched: the measure of the spans played (a seek forward
+    # covers nothing, watching a span twice counts it once). The spans themselves live in the
+    # `watched` nummultirange column, added by raw SQL (Piccolo has no multirange type).
+    watched_seconds = DoublePrecision(default=0)
+    # Server time of the previous heartbeat: the clock the anti-skip rule compares jumps with.
+    last_heartbeat_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -207,11 +214,22 @@ class Certificate(Table, tablename="certificates"):
     # Snapshots taken at issue: a certificate says what was true when it was earned.
     learner_name = Text()
     course_title = Text()
+    creator_name = Text(null=True, default=None)
     status = Varchar(length=16, default=CertificateStatus.VALID.value, choices=CertificateStatus)
     jws = Text()
     issued_at = Timestamptz(default=TimestamptzNow())
     revoked_at = Timestamptz(null=True, default=None)
     revoked_reason = Text(null=True, default=None)
+
+
+class CertificateSigningKey(Table, tablename="certificate_signing_keys"):
+    """Every public key that has signed certificates, so /.well-known/jwks.json keeps serving old
+    keys after a rotation and old certificates stay verifiable. Each API process registers the
+    key it signs with at startup; the private key never leaves LMS_CERT_SIGNING_KEY."""
+
+    kid = Varchar(length=500, primary_key=True)  # the JWS `kid`: a URI naming this key in the set
+    public_jwk = JSONB()  # {kty: OKP, crv: Ed25519, x}: never a private part
+    created_at = Timestamptz(default=TimestamptzNow())
 
 
 class CreatorApplication(Table, tablename="creator_applications"):
@@ -327,7 +345,9 @@ class SystemSettings(Table, tablename="system_settings"):
     registration_open = Boolean(default=True)
     otp_ttl_seconds = Integer(default=600)
     otp_max_attempts = Integer(default=5)
-    completion_threshold_percent = Numeric(digits=(5, 2), default=Decimal("90.00"))
+    completion_threshold_percent = Numeric(digits=(5, 2), default=Decimal("95.00"))
+    # When true, /complete on a video lesson needs completion_threshold_percent of it watched.
+    require_watch_to_complete = Boolean(default=False)
     max_upload_bytes = BigInt(default=2 * 1024**3)
     updated_at = Timestamptz(default=TimestamptzNow())
     updated_by = ForeignKey(
@@ -374,6 +394,7 @@ ALL_TABLES: list[type[Table]] = [
     Enrollment,
     LessonProgress,
     Certificate,
+    CertificateSigningKey,
     CreatorApplication,
     OtpCode,
     RefreshToken,

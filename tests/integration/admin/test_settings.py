@@ -21,7 +21,8 @@ DEFAULTS = {
     "registrationOpen": True,
     "otpTtlSeconds": 600,
     "otpMaxAttempts": 5,
-    "completionThresholdPercent": 90.0,
+    "completionThresholdPercent": 95.0,
+    "requireWatchToComplete": False,
     "maxUploadBytes": 2147483648,
 }
 
@@ -74,7 +75,7 @@ async def test_a_partial_change_is_saved_and_audited(
         == {"otpTtlSeconds", "completionThresholdPercent"}  # named as on the wire
     )
     assert entry["before"]["otpTtlSeconds"] == 600 and entry["after"]["otpTtlSeconds"] == 900
-    assert entry["before"]["completionThresholdPercent"] == 90.0
+    assert entry["before"]["completionThresholdPercent"] == 95.0
     assert entry["after"]["completionThresholdPercent"] == 75.5
 
 
@@ -84,6 +85,7 @@ async def test_every_setting_accepts_its_limits(api: httpx.AsyncClient, admin: T
         "otpTtlSeconds": 60,
         "otpMaxAttempts": 1,
         "completionThresholdPercent": 0.01,
+        "requireWatchToComplete": True,
         "maxUploadBytes": 1024**2,
     }
     assert values(await change(api, admin, **low)) == low
@@ -92,6 +94,7 @@ async def test_every_setting_accepts_its_limits(api: httpx.AsyncClient, admin: T
         "otpTtlSeconds": 86400,
         "otpMaxAttempts": 20,
         "completionThresholdPercent": 100.0,
+        "requireWatchToComplete": False,
         "maxUploadBytes": 1024**4,
     }
     assert values(await change(api, admin, **high)) == high

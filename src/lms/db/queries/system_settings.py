@@ -7,7 +7,7 @@ import asyncpg
 from lms.db.queries import Conn
 
 COLUMNS = """registration_open, otp_ttl_seconds, otp_max_attempts, completion_threshold_percent,
-    max_upload_bytes, updated_at, updated_by_id"""
+    require_watch_to_complete, max_upload_bytes, updated_at, updated_by_id"""
 
 
 async def read(conn: Conn, *, lock: bool = False) -> asyncpg.Record:

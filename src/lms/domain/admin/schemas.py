@@ -23,6 +23,7 @@ class SystemSettingsOut(CamelStruct):
     otp_ttl_seconds: int
     otp_max_attempts: int
     completion_threshold_percent: float
+    require_watch_to_complete: bool
     max_upload_bytes: int
     updated_at: datetime | None
     updated_by: uuid.UUID | None
@@ -34,6 +35,7 @@ class SystemSettingsOut(CamelStruct):
             otp_ttl_seconds=value.otp_ttl_seconds,
             otp_max_attempts=value.otp_max_attempts,
             completion_threshold_percent=float(value.completion_threshold_percent),
+            require_watch_to_complete=value.require_watch_to_complete,
             max_upload_bytes=value.max_upload_bytes,
             updated_at=value.updated_at,
             updated_by=value.updated_by,
@@ -45,6 +47,7 @@ class SystemSettingsUpdate(CamelStruct, forbid_unknown_fields=True):
     otp_ttl_seconds: Annotated[int, Meta(ge=60, le=86400)] | UnsetType = UNSET
     otp_max_attempts: Annotated[int, Meta(ge=1, le=20)] | UnsetType = UNSET
     completion_threshold_percent: Annotated[float, Meta(ge=0.01, le=100)] | UnsetType = UNSET
+    require_watch_to_complete: bool | UnsetType = UNSET
     max_upload_bytes: Annotated[int, Meta(ge=1024**2, le=1024**4)] | UnsetType = UNSET
 
     def changes(self) -> dict[str, object]:

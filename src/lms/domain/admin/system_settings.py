@@ -1,5 +1,5 @@
 """Runtime settings kept in PostgreSQL (registration open, OTP lifetime and tries, completion
-threshold, upload cap), cached in each API process and reloaded on NOTIFY `lms_system_settings`;
+threshold and whether completing needs watching, upload cap), cached in each API process and reloaded on NOTIFY `lms_system_settings`;
 while the LISTEN connection is down the cache is re-read at most every few seconds instead."""
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class RuntimeSettings:
     otp_ttl_seconds: int
     otp_max_attempts: int
     completion_threshold_percent: Decimal
+    require_watch_to_complete: bool
     max_upload_bytes: int
     updated_at: datetime | None
     updated_by: uuid.UUID | None
@@ -40,6 +41,7 @@ class RuntimeSettings:
             otp_ttl_seconds=row["otp_ttl_seconds"],
             otp_max_attempts=row["otp_max_attempts"],
             completion_threshold_percent=row["completion_threshold_percent"],
+            require_watch_to_complete=row["require_watch_to_complete"],
             max_upload_bytes=row["max_upload_bytes"],
             updated_at=row["updated_at"],
             updated_by=row["updated_by_id"],

@@ -1,0 +1,269 @@
+"""SQL for enrollment, the progress heartbeat and completion: the learner's hot paths.
+
+Raw SQL because these run for every playing video and every finished lesson: each is one
+prepared statement (asyncpg caches it per connection) that does its reading and writing in one
+round trip, with the database's row locks and unique constraints as the arbiters of races, never
+a read in Python followed by a write.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from lms.db.queries import Conn
+from lms.db.queries.catalog import SUMMARY_FIELDS, iso
+
+ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, completed_at"
+
+
+async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncpg.Record | None:
+    """The new enrollment in a PUBLISHED course, or None when the course is not published or the
+    user is enrolled already (the unique (user, course) constraint decides between racers)."""
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO enrollments (user_id, course_id)
+        SELECT $1, c.id FROM courses c WHERE c.id = $2 AND c.status = 'PUBLISHED'
+        ON CONFLICT (user_id, course_id) DO NOTHING
+        RETURNING {ENROLLMENT_COLUMNS}
+        """,
+        user_id, course_id,
+    )  # fmt: skip
+
+
+async def enrollment_in_published(
+    conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        SELECT {", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))}
+        FROM enrollments e JOIN courses c ON c.id = e.course_id
+        WHERE e.user_id = $1 AND e.course_id = $2 AND c.status = 'PUBLISHED'
+        """,
+        user_id, course_id,
+    )  # fmt: skip
+
+
+async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> list[asyncpg.Record]:
+    """Admin bulk enrollment in one set-based statement: (email, status) for each input row in
+    order. A row whose address has no account is NO_SUCH_USER; the first row of an account that
+    was not enrolled is ENROLLED, every other row of it ALREADY_ENROLLED."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        WITH input AS (
+            SELECT t.email, t.n FROM unnest($2::text[]) WITH ORDINALITY AS t(email, n)
+        ), matched AS (
+            SELECT i.n, i.email, u.id AS user_id,
+                   row_number() OVER (PARTITION BY u.id ORDER BY i.n) AS occurrence
+            FROM input i LEFT JOIN users u ON u.email = i.email
+        ), inserted AS (
+            INSERT INTO enrollments (user_id, course_id)
+            SELECT m.user_id, $1 FROM matched m WHERE m.user_id IS NOT NULL AND m.occurrence = 1
+            ON CONFLICT (user_id, course_id) DO NOTHING
+            RETURNING user_id
+        )
+        SELECT m.email,
+               CASE WHEN m.user_id IS NULL THEN 'NO_SUCH_USER'
+                    WHEN m.occurrence = 1 AND ins.user_id IS NOT NULL THEN 'ENROLLED'
+                    ELSE 'ALREADY_ENROLLED' END AS status
+        FROM matched m LEFT JOIN inserted ins ON ins.user_id = m.user_id
+        ORDER BY m.n
+        """,
+        course_id, emails,
+    )  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the heartbeat
+
+# The spans played so far, plus [previous position, new position] when the jump forward fits in
+# the wall-clock time since the previous heartbeat ($3 seconds of slack for network jitter).
+# A seek forward adds nothing; going backwards adds nothing either (the span is watched again
+# only if it is played forward again, and a union counts it once). Positions are rounded to the
+# millisecond so the ranges hold exact decimals.
+_WATCHED_AFTER = """
+    CASE WHEN p.last_heartbeat_at IS NOT NULL
+              AND EXCLUDED.position_seconds > p.position_seconds
+              AND EXCLUDED.position_seconds - p.position_seconds
+                  <= extract(epoch FROM EXCLUDED.last_heartbeat_at - p.last_heartbeat_at)::float8
+                     + $4::float8
+         THEN p.watched + nummultirange(numrange(round(p.position_seconds::numeric, 3),
+                                                 round(EXCLUDED.position_seconds::numeric, 3)))
+         ELSE p.watched END"""
+
+HEARTBEAT = f"""
+WITH target AS (
+    SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id
+    FROM lessons l JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = $2
+    WHERE l.id = $1
+), saved AS (
+    INSERT INTO lesson_progress AS p
+        (user_id, lesson_id, enrollment_id, position_seconds, last_heartbeat_at, updated_at)
+    SELECT $2, t.lesson_id, t.enrollment_id, $3, now(), now()
+    FROM target t
+    WHERE t.duration_seconds IS NULL OR $3 <= t.duration_seconds
+    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
+        watched = {_WATCHED_AFTER},
+        watched_seconds = (SELECT coalesce(sum(upper(r) - lower(r)), 0)
+                           FROM unnest({_WATCHED_AFTER}) AS r)::float8,
+        position_seconds = EXCLUDED.position_seconds,
+        last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+        updated_at = EXCLUDED.updated_at
+    RETURNING p.watched_seconds, p.completed
+)
+SELECT t.duration_seconds, s.watched_seconds, s.completed, s.completed IS NOT NULL AS saved
+FROM target t LEFT JOIN saved s ON true
+"""
+
+
+async def heartbeat(
+    conn: Conn,
+    *,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    position_seconds: float,
+    seek_slack_seconds: float,
+) -> asyncpg.Record | None:
+    """Save the resume position and count the span played since the previous heartbeat.
+
+    None when the lesson does not exist or the user is not enrolled in its course; `saved` is
+    false (and nothing changed) when the position is past the video's known end."""
+    return await conn.fetchrow(HEARTBEAT, lesson_id, user_id, position_seconds, seek_slack_seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# completion
+
+# Step one of completing a lesson: lock the enrollment (so completions of one enrollment queue
+# up and each sees the ones before it) and read what the rules and the certificate need.
+LOCK_FOR_COMPLETION = """
+SELECT e.id AS enrollment_id, e.course_id, e.user_id, e.completed AS course_completed,
+       l.duration_seconds, l.video_version > 0 AS has_video,
+       coalesce(p.completed, false) AS lesson_completed,
+       coalesce(p.watched_seconds, 0) AS watched_seconds,
+       c.title AS course_title,
+       coalesce(cu.name, cu.full_name, cu.username) AS creator_name,
+       coalesce(lu.full_name, lu.name, lu.username) AS learner_name,
+       cert.id AS certificate_id
+FROM lessons l
+JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = $2
+JOIN courses c ON c.id = e.course_id
+JOIN users cu ON cu.id = c.creator_id
+JOIN users lu ON lu.id = e.user_id
+LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
+LEFT JOIN certificates cert ON cert.enrollment_id = e.id
+WHERE l.id = $1
+FOR UPDATE OF e
+"""
+
+# Step two, under that lock: mark the lesson and recompute the enrollment from the rows. The
+# count reads the other lessons' rows and adds this one (whose row the same statement writes, and
+# so cannot see), so progress is always done/total of what is stored, never an increment.
+MARK_COMPLETED = """
+WITH marked AS (
+    INSERT INTO lesson_progress AS p
+        (user_id, lesson_id, enrollment_id, completed, completed_at, updated_at)
+    VALUES ($3, $2, $1, true, now(), now())
+    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE
+        SET completed = true, completed_at = coalesce(p.completed_at, now()), updated_at = now()
+    RETURNING p.lesson_id
+), tally AS (
+    SELECT (SELECT count(*) FROM lesson_progress
+            WHERE enrollment_id = $1 AND completed AND lesson_id <> $2) + 1 AS done,
+           (SELECT count(*) FROM lessons WHERE course_id = $4) AS total
+)
+UPDATE enrollments e
+SET progress = round(100.0 * least(t.done, t.total) / greatest(t.total, 1), 2),
+    completed = e.completed OR t.done >= t.total,
+    completed_at = CASE WHEN e.completed THEN e.completed_at
+                        WHEN t.done >= t.total THEN now() END
+FROM tally t, (SELECT count(*) FROM marked) m
+WHERE e.id = $1
+RETURNING e.progress, e.completed, e.completed_at
+"""
+
+
+async def lock_for_completion(
+    conn: asyncpg.Connection, lesson_id: uuid.UUID, user_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK_FOR_COMPLETION, lesson_id, user_id)
+
+
+async def mark_completed(
+    conn: asyncpg.Connection,
+    *,
+    enrollment_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    course_id: uuid.UUID,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(MARK_COMPLETED, enrollment_id, lesson_id, user_id, course_id)
+    assert row is not None, "the enrollment is locked by this transaction"
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# reading progress
+
+
+async def progress_list_json(conn: Conn, user_id: uuid.UUID) -> str:
+    """GET /progress: the caller's enrollments, newest first, each with its course summary (the
+    catalog's own projection) and certificate id, as one JSON array built by PostgreSQL."""
+    body: str = await conn.fetchval(
+        f"""
+        SELECT coalesce(json_agg(json_build_object(
+                   'enrollment', json_build_object(
+                       'id', e.id, 'courseId', e.course_id, 'userId', e.user_id,
+                       'progress', e.progress::float8, 'completed', e.completed,
+                       'enrolledAt', {iso("e.enrolled_at")},
+                       'completedAt', {iso("e.completed_at")}),
+                   'course', json_build_object({SUMMARY_FIELDS}),
+                   'certificateId', cert.id
+               ) ORDER BY e.enrolled_at DESC, e.id DESC), '[]'::json)::text
+        FROM enrollments e
+        JOIN courses c ON c.id = e.course_id
+        JOIN users u ON u.id = c.creator_id
+        LEFT JOIN certificates cert ON cert.enrollment_id = e.id
+        WHERE e.user_id = $1
+        """,
+        user_id,
+    )
+    return body
+
+
+async def course_progress(
+    conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The caller's enrollment in the course, with its certificate id."""
+    return await conn.fetchrow(
+        """
+        SELECT e.id, e.progress, e.completed, e.completed_at, cert.id AS certificate_id
+        FROM enrollments e LEFT JOIN certificates cert ON cert.enrollment_id = e.id
+        WHERE e.user_id = $1 AND e.course_id = $2
+        """,
+        user_id, course_id,
+    )  # fmt: skip
+
+
+async def lesson_states(
+    conn: Conn, enrollment_id: uuid.UUID, course_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """Every lesson of the course in order, with the enrollment's progress on it (zeros when
+    the learner has not started it)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT l.id AS lesson_id, l.title, l.position, l.duration_seconds,
+               coalesce(p.completed, false) AS completed, p.completed_at,
+               coalesce(p.position_seconds, 0) AS position_seconds,
+               coalesce(p.watched_seconds, 0) AS watched_seconds,
+               p.last_heartbeat_at
+        FROM lessons l
+        LEFT JOIN lesson_progress p ON p.enrollment_id = $1 AND p.lesson_id = l.id
+        WHERE l.course_id = $2
+        ORDER BY l.position
+        """,
+        enrollment_id, course_id,
+    )  # fmt: skip
+    return rows

@@ -1,0 +1,149 @@
+"""Thin handlers for certificates: the learner's own, public verification (JSON or a printable
+page), the PDF, the JWK set that verifies them offline, and admin revocation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
+
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.context import Ctx
+from lms.domain.auth.authentication import PUBLIC, Principal
+from lms.domain.auth.permissions import Permission, requires
+from lms.domain.certificates import html_page, services
+from lms.domain.certificates.schemas import (
+    Certificate,
+    JwkSet,
+    NotVerified,
+    Revocation,
+    Verification,
+)
+
+AnyRequest = Request[Any, Any, Any]
+PrincipalRequest = Request[Principal, Any, Any]
+JSON = "application/json"
+HTML = "text/html"
+PDF = "application/pdf"
+# Revocation must show within a minute, wherever the answer was cached.
+VERIFY_CACHE = "public, max-age=60"
+# The page is self-contained: inline styles and an inline SVG, nothing else may load or run.
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def preferred(request: AnyRequest, offered: list[str]) -> str:
+    return str(request.accept.best_match(offered, default=offered[0]) or offered[0])
+
+
+class CertificateController(Controller):
+    path = "/certificates"
+    tags = ["certificates"]
+
+    @get(
+        "/",
+        security=BEARER,
+        guards=[requires(Permission.DOWNLOAD_CERTIFICATES)],
+        raises=[UNAUTHORIZED, FORBIDDEN],
+        summary="The caller's certificates, newest first",
+    )
+    async def mine(self, request: PrincipalRequest, ctx: Ctx) -> list[Certificate]:
+        return await services.mine(ctx, request.user)
+
+    @get(
+        "/verify/{serial_hash:str}",
+        opt={PUBLIC: True},
+        responses={
+            HTTP_404_NOT_FOUND: ResponseSpec(
+                data_container=NotVerified, description="No certificate has this serial"
+            )
+        },
+        summary="Verify a certificate by its serial: JSON, or a printable page for Accept: "
+        "text/html",
+        description="Anyone may call it. A revoked certificate answers valid false with status "
+        "REVOKED; an unknown serial 404 {valid: false}. No email or user id is disclosed.",
+    )
+    async def verify(
+        self, request: AnyRequest, ctx: Ctx, serial_hash: FromPath[str]
+    ) -> Response[Verification]:
+        answer, view = await services.verify(ctx, serial_hash)
+        status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
+        headers = {"Cache-Control": VERIFY_CACHE, "Vary": "Accept"}
+        if preferred(request, [JSON, HTML]) == HTML:
+            page = html_page.verification_page(view, serial_hash)
+            headers |= {"Content-Security-Policy": PAGE_POLICY, "Referrer-Policy": "no-referrer"}
+            # The page documents itself; the annotation documents the JSON answer.
+            return Response(page, status_code=status, media_type=HTML, headers=headers)  # type: ignore[arg-type]
+        body: Verification | NotVerified = answer or NotVerified(
+            valid=False, status_code=HTTP_404_NOT_FOUND, detail="no certificate has this serial"
+        )
+        return Response(body, status_code=status, media_type=JSON, headers=headers)  # type: ignore[arg-type]
+
+
+class EnrollmentCertificateController(Controller):
+    path = "/enrollments"
+    tags = ["certificates"]
+    security = BEARER
+
+    @get(
+        "/{enrollment_id:uuid}/certificate",
+        guards=[requires(Permission.DOWNLOAD_CERTIFICATES)],
+        raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND],
+        summary="The enrollment's certificate (its learner, admins); Accept: application/pdf "
+        "for a printable PDF",
+        description="404 while the course is not completed, and for anyone else's enrollment.",
+    )
+    async def certificate(
+        self, request: PrincipalRequest, ctx: Ctx, enrollment_id: FromPath[uuid.UUID]
+    ) -> Response[Certificate]:
+        if preferred(request, [JSON, PDF]) == PDF:
+            body, filename = await services.pdf_of_enrollment(ctx, request.user, enrollment_id)
+            headers = {"Content-Disposition": f'inline; filename="{filename}"', "Vary": "Accept"}
+            return Response(body, media_type=PDF, headers=headers)  # type: ignore[arg-type]
+        certificate = await services.of_enrollment(ctx, request.user, enrollment_id)
+        return Response(certificate, headers={"Vary": "Accept"})
+
+
+class JwksController(Controller):
+    path = "/.well-known/jwks.json"
+    tags = ["certificates"]
+
+    @get(
+        "/",
+        opt={PUBLIC: True},
+        summary="The public keys (Ed25519 JWK set) that verify certificates' VC-JWTs offline",
+        description="Every key that ever signed a certificate stays in the set after a "
+        "rotation. Each `kid` is the URI in the JWS header of the certificates it signed.",
+    )
+    async def jwks(self, ctx: Ctx) -> Response[JwkSet]:
+        return Response(
+            await services.jwk_set(ctx), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+
+class AdminCertificateController(Controller):
+    path = "/admin/certificates"
+    tags = ["admin"]
+    security = BEARER
+    guards = [requires(Permission.MANAGE_USERS)]
+
+    @post(
+        "/{certificate_id:uuid}/revoke",
+        status_code=HTTP_200_OK,
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+        summary="Revoke a certificate with a reason (audited); verification then says REVOKED",
+    )
+    async def revoke(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        certificate_id: FromPath[uuid.UUID],
+        data: JSONBody[Revocation],
+    ) -> Certificate:
+        return await services.revoke(ctx, request.user, certificate_id, data.reason)

@@ -1,0 +1,90 @@
+"""Bodies of /certificates, /enrollments/:id/certificate, /admin/certificates and the JWK set."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from lms.api.schemas import CamelStruct
+
+CertificateStatus = Literal["VALID", "REVOKED"]
+
+
+class CertificateCourse(CamelStruct):
+    id: uuid.UUID
+    title: str  # as it was when the certificate was issued
+
+
+class CertificateLearner(CamelStruct):
+    full_name: str  # as it was when the certificate was issued
+
+
+class Certificate(CamelStruct):
+    id: uuid.UUID
+    serial_hash: str
+    issued_at: datetime
+    enrollment_id: uuid.UUID
+    course: CertificateCourse
+    learner: CertificateLearner
+    creator_name: str | None
+    verify_url: str
+    status: CertificateStatus
+    revoked_at: datetime | None
+    jws: Annotated[
+        str,
+        Meta(
+            description="the certificate as an Open Badges 3.0 OpenBadgeCredential in VC-JWT "
+            "form: a compact JWS (alg EdDSA) whose kid names a key of /.well-known/jwks.json"
+        ),
+    ]
+
+
+class VerifiedCertificate(CamelStruct):
+    """What anyone holding the link may see: no email, no user id."""
+
+    serial_hash: str
+    issued_at: datetime
+    learner_name: str
+    course_title: str
+    course_id: uuid.UUID
+    creator_name: str | None
+    status: CertificateStatus
+    revoked_at: datetime | None
+    verify_url: str
+    jws: str
+
+
+class Verification(CamelStruct):
+    valid: bool
+    certificate: VerifiedCertificate
+
+
+class NotVerified(msgspec.Struct, kw_only=True):
+    """404 for a serial that names no certificate, in the usual error shape plus `valid`."""
+
+    valid: bool
+    status_code: int
+    detail: str
+
+
+class Revocation(CamelStruct, forbid_unknown_fields=True):
+    reason: Annotated[
+        str, Meta(min_length=1, max_length=2000, description="why (kept in the audit log)")
+    ]
+
+
+class PublicJwk(CamelStruct):
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    use: str = "sig"
+    alg: str = "EdDSA"
+
+
+class JwkSet(CamelStruct):
+    keys: list[PublicJwk]

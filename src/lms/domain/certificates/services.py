@@ -1,0 +1,208 @@
+"""Certificates: issued once per completed enrollment (inside the completing transaction), read
+by their learner, verified by anyone from the serial, revoked by admins, and the public keys
+that let anyone check them offline."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from litestar.exceptions import NotFoundException, ValidationException
+
+from lms.api.errors import ConflictException
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import certificates as sql
+from lms.db.tables import Role
+from lms.domain import audit
+from lms.domain.auth.authentication import Principal
+from lms.domain.certificates import credential, pdf
+from lms.domain.certificates.keys import SigningKey
+from lms.domain.certificates.schemas import (
+    Certificate,
+    CertificateCourse,
+    CertificateLearner,
+    JwkSet,
+    PublicJwk,
+    Verification,
+    VerifiedCertificate,
+)
+from lms.domain.certificates.view import CertificateView
+
+# 192 bits from the OS's CSPRNG, as 48 hex digits: unguessable, and nothing public derives it.
+SERIAL_BYTES = 24
+SERIAL_PATTERN = re.compile(r"^[0-9a-f]{32,64}$")
+
+
+def new_serial() -> str:
+    return secrets.token_hex(SERIAL_BYTES)
+
+
+def verify_url(ctx: AppContext, serial_hash: str) -> str:
+    return f"{ctx.settings.base_url}/certificates/verify/{serial_hash}"
+
+
+def signing_key(ctx: AppContext) -> SigningKey:
+    assert ctx.signing_key is not None, "create_app loads the signing key"
+    return ctx.signing_key
+
+
+async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record) -> asyncpg.Record:
+    """Issue the certificate of a completed enrollment, inside the transaction that completed
+    it (which holds the enrollment's lock). `facts` is that transaction's locked row: the
+    enrollment, its course and creator, and the learner's name."""
+    achievement = credential.Achievement(
+        certificate_id=uuid.uuid4(), serial_hash=new_serial(),
+        enrollment_id=facts["enrollment_id"], issued_at=datetime.now(UTC).replace(microsecond=0),
+        learner_name=facts["learner_name"], course_id=facts["course_id"],
+        course_title=facts["course_title"],
+    )  # fmt: skip
+    jws = credential.sign(
+        achievement,
+        signing_key(ctx),
+        issuer_url=ctx.settings.base_url,
+        issuer_name=ctx.settings.issuer_name,
+    )
+    row = await sql.insert(
+        conn, certificate_id=achievement.certificate_id, user_id=facts["user_id"],
+        course_id=facts["course_id"], enrollment_id=facts["enrollment_id"],
+        serial_hash=achievement.serial_hash, learner_name=achievement.learner_name,
+        course_title=achievement.course_title, creator_name=facts["creator_name"],
+        jws=jws, issued_at=achievement.issued_at,
+    )  # fmt: skip
+    if row is None:  # issued meanwhile by another transaction: that one stands
+        row = await sql.for_enrollment(conn, facts["enrollment_id"])
+        assert row is not None
+        assert row["id"] is not None
+    return row
+
+
+def to_certificate(ctx: AppContext, row: asyncpg.Record) -> Certificate:
+    return Certificate(
+        id=row["id"], serial_hash=row["serial_hash"], issued_at=row["issued_at"],
+        enrollment_id=row["enrollment_id"],
+        course=CertificateCourse(id=row["course_id"], title=row["course_title"]),
+        learner=CertificateLearner(full_name=row["learner_name"]),
+        creator_name=row["creator_name"], verify_url=verify_url(ctx, row["serial_hash"]),
+        status=row["status"], revoked_at=row["revoked_at"], jws=row["jws"],
+    )  # fmt: skip
+
+
+def to_view(ctx: AppContext, row: asyncpg.Record) -> CertificateView:
+    return CertificateView(
+        serial_hash=row["serial_hash"], learner_name=row["learner_name"],
+        course_title=row["course_title"], creator_name=row["creator_name"],
+        issued_at=row["issued_at"], status=row["status"], revoked_at=row["revoked_at"],
+        verify_url=verify_url(ctx, row["serial_hash"]), issuer_name=ctx.settings.issuer_name,
+        issuer_url=ctx.settings.base_url,
+    )  # fmt: skip
+
+
+async def by_id(ctx: AppContext, certificate_id: uuid.UUID | None) -> Certificate | None:
+    if certificate_id is None:
+        return None
+    row = await sql.by_id(pool(), certificate_id)
+    return None if row is None else to_certificate(ctx, row)
+
+
+async def mine(ctx: AppContext, principal: Principal) -> list[Certificate]:
+    return [to_certificate(ctx, row) for row in await sql.of_user(pool(), principal.user_id)]
+
+
+async def _of_enrollment(principal: Principal, enrollment_id: uuid.UUID) -> asyncpg.Record:
+    """The enrollment's certificate, for its learner and admins; 404 for anyone else (another
+    learner's enrollment is private) and while the course is not completed."""
+    row = await sql.for_enrollment(pool(), enrollment_id)
+    if row is None or (row["owner_id"] != principal.user_id and principal.role != Role.ADMIN):
+        raise NotFoundException("no such enrollment")
+    if row["id"] is None:
+        raise NotFoundException(
+            "no certificate yet: it is issued when every lesson of the course is completed"
+        )
+    return row
+
+
+async def of_enrollment(
+    ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
+) -> Certificate:
+    return to_certificate(ctx, await _of_enrollment(principal, enrollment_id))
+
+
+async def pdf_of_enrollment(
+    ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
+) -> tuple[bytes, str]:
+    """(the certificate as a one-page PDF, a file name). Rendering takes tens of milliseconds
+    of CPU, so it runs in a worker thread, off the event loop."""
+    row = await _of_enrollment(principal, enrollment_id)
+    body = await asyncio.to_thread(pdf.render_pdf, to_view(ctx, row))
+    return body, f"certificate-{row['serial_hash'][:12]}.pdf"
+
+
+async def verify(
+    ctx: AppContext, serial_hash: str
+) -> tuple[Verification | None, CertificateView | None]:
+    """The public verification of a serial: (JSON answer, page view), both None when unknown."""
+    serial = serial_hash.strip().lower()
+    if not SERIAL_PATTERN.match(serial):
+        return None, None
+    row = await sql.by_serial(pool(), serial)
+    if row is None:
+        return None, None
+    answer = Verification(
+        valid=row["status"] == "VALID",
+        certificate=VerifiedCertificate(
+            serial_hash=row["serial_hash"], issued_at=row["issued_at"],
+            learner_name=row["learner_name"], course_title=row["course_title"],
+            course_id=row["course_id"], creator_name=row["creator_name"], status=row["status"],
+            revoked_at=row["revoked_at"], verify_url=verify_url(ctx, row["serial_hash"]),
+            jws=row["jws"],
+        ),
+    )  # fmt: skip
+    return answer, to_view(ctx, row)
+
+
+async def revoke(
+    ctx: AppContext, admin: Principal, certificate_id: uuid.UUID, reason: str
+) -> Certificate:
+    reason = reason.strip()
+    if not reason:
+        raise ValidationException("reason must not be blank: say why the certificate is revoked")
+    async with pool().acquire() as conn, conn.transaction():
+        before = await sql.by_id(conn, certificate_id, lock=True)
+        if before is None:
+            raise NotFoundException("no such certificate")
+        row = await sql.revoke(conn, certificate_id, reason)
+        if row is None:
+            raise ConflictException("the certificate is revoked already")
+        await audit.record(
+            conn, actor_id=admin.user_id, action="certificate.revoke", target_type="certificate",
+            target_id=certificate_id, before={"status": before["status"]},
+            after={"status": row["status"], "reason": reason},
+        )  # fmt: skip
+    return to_certificate(ctx, row)
+
+
+async def register_signing_key(ctx: AppContext, conn: asyncpg.Pool) -> None:
+    """Publish this process's public key in the JWK set (once per key: rotation adds a row)."""
+    key = signing_key(ctx)
+    await sql.register_signing_key(conn, key.kid(ctx.settings.base_url), key.public_jwk)
+
+
+def _jwk(kid: str, public_jwk: dict[str, str]) -> PublicJwk:
+    return PublicJwk(kty=public_jwk["kty"], crv=public_jwk["crv"], x=public_jwk["x"], kid=kid)
+
+
+async def jwk_set(ctx: AppContext) -> JwkSet:
+    """Every key registered by any API process (old ones included), and always this process's
+    own, so what it signs is verifiable whatever happened to the table."""
+    keys = {
+        row["kid"]: _jwk(row["kid"], row["public_jwk"]) for row in await sql.signing_keys(pool())
+    }
+    own = signing_key(ctx)
+    kid = own.kid(ctx.settings.base_url)
+    keys.setdefault(kid, _jwk(kid, own.public_jwk))
+    return JwkSet(keys=list(keys.values()))

@@ -1,0 +1,1 @@
+"""Learning: enrollment, the progress heartbeat, lesson and course completion, dashboards."""

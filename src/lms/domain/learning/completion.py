@@ -1,0 +1,90 @@
+"""Completing a lesson: the one code path behind POST /lessons/:id/complete and a heartbeat that
+crosses the watch threshold.
+
+One transaction: lock the enrollment, check the watch rule, mark the lesson, recompute the
+enrollment's progress from the stored rows, complete it when every lesson is done and issue its
+certificate. The enrollment's row lock queues concurrent completions of one enrollment, so each
+counts the ones before it and exactly one issues the certificate; the unique enrollment_id of
+certificates backs that up.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from litestar.exceptions import NotFoundException
+
+from lms.api.errors import ConflictException
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import certificates as certificate_sql
+from lms.db.queries import learning as sql
+from lms.domain.admin.system_settings import RuntimeSettings
+from lms.domain.certificates import services as certificates
+from lms.domain.learning.schemas import LessonCompletion
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRule:
+    threshold_percent: float
+    required: bool  # requireWatchToComplete
+
+    @classmethod
+    def of(cls, settings: RuntimeSettings) -> WatchRule:
+        return cls(float(settings.completion_threshold_percent), settings.require_watch_to_complete)
+
+    def needed_seconds(self, duration_seconds: float) -> float:
+        return duration_seconds * self.threshold_percent / 100.0
+
+    def reached(self, watched_seconds: float, duration_seconds: float | None) -> bool:
+        """Whether watching alone completes the lesson (needs a known, non-zero length)."""
+        return bool(duration_seconds) and watched_seconds >= self.needed_seconds(
+            duration_seconds or 0.0
+        )
+
+
+def _check_watched(rule: WatchRule, facts: asyncpg.Record) -> None:
+    """With requireWatchToComplete, a video lesson completes only once watched to the threshold.
+    A video whose length is not known yet cannot be measured, and is not held back."""
+    duration = facts["duration_seconds"]
+    if not rule.required or not facts["has_video"] or facts["lesson_completed"] or not duration:
+        return
+    watched = facts["watched_seconds"]
+    if rule.reached(watched, duration):
+        return
+    left = math.ceil(rule.needed_seconds(duration) - watched)
+    raise ConflictException(
+        f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video first: "
+        f"{watched / duration * 100:.1f}% of {duration:.0f} s watched, "
+        f"{rule.threshold_percent:g}% needed"
+    )
+
+
+async def complete_lesson(
+    ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID
+) -> LessonCompletion:
+    rule = WatchRule.of(await ctx.system.get())
+    async with pool().acquire() as conn, conn.transaction():
+        facts = await sql.lock_for_completion(conn, lesson_id, user_id)
+        if facts is None:
+            raise NotFoundException("no such lesson in a course you are enrolled in")
+        _check_watched(rule, facts)
+        state = await sql.mark_completed(
+            conn, enrollment_id=facts["enrollment_id"], lesson_id=lesson_id, user_id=user_id,
+            course_id=facts["course_id"],
+        )  # fmt: skip
+        certificate = None
+        if state["completed"]:
+            if facts["certificate_id"] is None:
+                row = await certificates.issue(ctx, conn, facts)
+            else:  # completed before: the same certificate, every time
+                row = await certificate_sql.by_id(conn, facts["certificate_id"])
+            assert row is not None, "certificates are never deleted"
+            certificate = certificates.to_certificate(ctx, row)
+    return LessonCompletion(
+        lesson_id=lesson_id, completed=True, progress=float(state["progress"]),
+        course_completed=state["completed"], certificate=certificate,
+    )  # fmt: skip

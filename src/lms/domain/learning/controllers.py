@@ -1,0 +1,181 @@
+"""Thin handlers for enrollment, progress, completion, the creator dashboard and admin bulk
+enrollment."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from lms.api.errors import UnsupportedMediaTypeException
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.context import Ctx
+from lms.db.engine import pool
+from lms.db.queries import dashboard as dashboard_sql
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.permissions import Permission, requires
+from lms.domain.learning import enrollments, progress
+from lms.domain.learning.completion import complete_lesson
+from lms.domain.learning.schemas import (
+    BulkEnrollmentRequest,
+    BulkEnrollmentResponse,
+    CourseProgress,
+    CreatorDashboard,
+    Enrollment,
+    Heartbeat,
+    LessonCompletion,
+    ProgressEntry,
+)
+
+PrincipalRequest = Request[Principal, Any, Any]
+LEARNER_ERRORS = [UNAUTHORIZED, FORBIDDEN, NOT_FOUND]
+
+
+def json_text(body: str) -> Response[Any]:
+    return Response(content=body.encode(), media_type="application/json")
+
+
+class EnrollmentController(Controller):
+    path = "/courses"
+    tags = ["learning"]
+    security = BEARER
+
+    @post(
+        "/{course_id:uuid}/enroll",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Permission.ENROLL)],
+        raises=LEARNER_ERRORS,
+        summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
+    )
+    async def enroll(
+        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+    ) -> Response[Enrollment]:
+        enrollment, created = await enrollments.enroll(request.user, course_id)
+        return Response(enrollment, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get(
+        "/{course_id:uuid}/progress",
+        guards=[requires(Permission.TRACK_PROGRESS)],
+        raises=LEARNER_ERRORS,
+        summary="The caller's progress in a course, lesson by lesson (404 when not enrolled)",
+    )
+    async def course_progress(
+        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+    ) -> CourseProgress:
+        return await enrollments.course_progress(request.user, course_id)
+
+
+class ProgressController(Controller):
+    path = "/progress"
+    tags = ["learning"]
+    security = BEARER
+
+    @get(
+        "/",
+        guards=[requires(Permission.TRACK_PROGRESS)],
+        raises=[UNAUTHORIZED, FORBIDDEN],
+        summary="The caller's enrollments, newest first, with course and certificate",
+    )
+    async def list_progress(self, request: PrincipalRequest) -> Response[list[ProgressEntry]]:
+        return json_text(await enrollments.progress_list(request.user))
+
+
+class LessonProgressController(Controller):
+    path = "/lessons"
+    tags = ["learning"]
+    security = BEARER
+
+    @post(
+        "/{lesson_id:uuid}/progress",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires(Permission.TRACK_PROGRESS)],
+        raises=[BAD, *LEARNER_ERRORS],
+        summary="The player's heartbeat: save the resume position, count the seconds watched",
+        description="Send one when playback starts and then every few seconds. A jump forward "
+        "larger than the time since the previous heartbeat (plus 2 s) is a seek: the position "
+        "is saved for resume, the skipped span is not counted as watched. Reaching "
+        "completionThresholdPercent of the video watched completes the lesson as /complete "
+        "does. 400 past the video's end; 404 when not enrolled.",
+    )
+    async def heartbeat(
+        self,
+        request: PrincipalRequest,
+        ctx: Ctx,
+        lesson_id: FromPath[uuid.UUID],
+        data: JSONBody[Heartbeat],
+    ) -> None:
+        await progress.heartbeat(ctx, request.user.user_id, lesson_id, data.position_seconds)
+
+    @post(
+        "/{lesson_id:uuid}/complete",
+        status_code=HTTP_200_OK,
+        guards=[requires(Permission.TRACK_PROGRESS)],
+        raises=[*LEARNER_ERRORS, CONFLICT],
+        summary="Complete a lesson (idempotent); the last one completes the course and issues "
+        "its certificate",
+        description="With the setting requireWatchToComplete, a video lesson watched below "
+        "completionThresholdPercent is 409, saying how much is left.",
+    )
+    async def complete(
+        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+    ) -> LessonCompletion:
+        return await complete_lesson(ctx, request.user.user_id, lesson_id)
+
+
+class CreatorDashboardController(Controller):
+    path = "/creator/dashboard"
+    tags = ["creators"]
+    security = BEARER
+
+    @get(
+        "/",
+        guards=[requires(Permission.VIEW_ANALYTICS)],
+        raises=[UNAUTHORIZED, FORBIDDEN],
+        summary="Enrollments, completions and drop-off per course and lesson of the caller's "
+        "courses",
+    )
+    async def dashboard(self, request: PrincipalRequest) -> Response[CreatorDashboard]:
+        return json_text(await dashboard_sql.creator_dashboard_json(pool(), request.user.user_id))
+
+
+class AdminEnrollmentController(Controller):
+    path = "/admin/courses"
+    tags = ["admin"]
+    security = BEARER
+    guards = [requires(Permission.MANAGE_USERS)]
+
+    @post(
+        "/{course_id:uuid}/enrollments",
+        status_code=HTTP_200_OK,
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+        summary="Enroll many users in a published course by email (JSON {emails} or text/csv)",
+        description='The body is either JSON `{"emails": [...]}` or `text/csv` with one '
+        "address per row (the column headed `email`, else the first). One result per row, "
+        "in order: ENROLLED, ALREADY_ENROLLED or NO_SUCH_USER. Audited.",
+    )
+    async def enroll_many(
+        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+    ) -> BulkEnrollmentResponse:
+        body = await request.body()
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type == "text/csv":
+            emails = enrollments.emails_from_csv(body)
+        elif media_type in ("application/json", ""):
+            emails = decode_bulk_request(body)
+        else:
+            raise UnsupportedMediaTypeException("send application/json {emails} or text/csv")
+        return await enrollments.enroll_many(request.user, course_id, emails)
+
+
+def decode_bulk_request(body: bytes) -> list[str]:
+    try:
+        return msgspec.json.decode(body, type=BulkEnrollmentRequest).emails
+    except msgspec.ValidationError as exc:
+        raise ValidationException(f"invalid body: {exc}") from None
+    except msgspec.DecodeError:
+        raise ValidationException("the body is not valid JSON") from None

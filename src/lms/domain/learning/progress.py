@@ -1,0 +1,40 @@
+"""The progress heartbeat: the highest-traffic write of the system (every playing video sends one
+every few seconds). One prepared statement saves the resume position and counts the span really
+played; only the heartbeat that carries a lesson over the watch threshold does more, completing
+it through the same code path as POST /lessons/:id/complete."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar.exceptions import NotFoundException, ValidationException
+
+from lms.context import AppContext
+from lms.db.engine import pool
+from lms.db.queries import learning as sql
+from lms.domain.learning.completion import WatchRule, complete_lesson
+
+# A jump forward up to the wall-clock time since the previous heartbeat plus this much is
+# playback; more is a seek. The slack absorbs network jitter between heartbeats.
+SEEK_SLACK_SECONDS = 2.0
+
+
+async def heartbeat(
+    ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID, position_seconds: float
+) -> None:
+    row = await sql.heartbeat(
+        pool(), lesson_id=lesson_id, user_id=user_id, position_seconds=position_seconds,
+        seek_slack_seconds=SEEK_SLACK_SECONDS,
+    )  # fmt: skip
+    if row is None:
+        raise NotFoundException("no such lesson in a course you are enrolled in")
+    if not row["saved"]:
+        raise ValidationException(
+            f"positionSeconds {position_seconds:g} is past the end of the video "
+            f"({row['duration_seconds']:g} s)"
+        )
+    if row["completed"]:
+        return
+    rule = WatchRule.of(await ctx.system.get())
+    if rule.reached(row["watched_seconds"], row["duration_seconds"]):
+        await complete_lesson(ctx, user_id, lesson_id)

@@ -1,0 +1,333 @@
+"""Certificates: who reads them, the PDF, public verification (JSON and page), revocation, and
+the VC-JWT checked with an independent JOSE library against the served JWK set."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from joserfc import jws, jwt
+from joserfc.errors import BadSignatureError
+from joserfc.jwk import KeySet, OKPKey
+from litestar import Litestar
+
+from lms.domain.certificates import services as certificate_services
+from lms.domain.certificates.keys import load_signing_key, new_private_key_pem
+from lms.domain.certificates.schemas import Certificate, JwkSet, Verification
+from tests.conftest import TestUser
+from tests.integration.learning.helpers import complete, course_with_lessons, enroll
+from tests.support.documents import pdf_qr_codes, pdf_text, screenshot
+
+# The contract names the JWS algorithm "EdDSA", which RFC 9864 has since deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
+
+BASE_URL = "https://lms.example.test"  # LMS_PUBLIC_BASE_URL in the test settings
+
+
+async def earn(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A course of one lesson, enrolled and completed by `learner`: the certificate."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [None], **fields)
+    await enroll(api, learner, course["id"])
+    certificate = (await complete(api, learner, lessons[0]["id"])).json()["certificate"]
+    assert certificate is not None
+    return dict(certificate)
+
+
+def disclosed(body: str, *users: TestUser) -> list[str]:
+    """Emails and user ids of `users` found in `body`."""
+    return [v for u in users for v in (u.email, str(u.id), u.username) if v.lower() in body.lower()]
+
+
+async def test_the_learner_and_admins_read_the_enrollments_certificate(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    earned = await earn(api, db, learner, creator, admin, title="Category Theory")
+    path = f"/enrollments/{earned['enrollmentId']}/certificate"
+    for user in (learner, admin):
+        response = await api.get(path, headers=user.headers)
+        assert response.status_code == 200, response.text
+        assert msgspec.json.decode(response.content, type=Certificate, strict=True)
+        assert response.json() == earned
+    stranger = await make_user("LEARNER")
+    for user in (stranger, creator):  # another learner's enrollment is private: 404, not 403
+        assert (await api.get(path, headers=user.headers)).status_code == 404
+    assert (
+        await api.get(f"/enrollments/{uuid.uuid4()}/certificate", headers=admin.headers)
+    ).status_code == 404
+    assert (await api.get(path)).status_code == 401
+
+    assert earned["verifyUrl"] == f"{BASE_URL}/certificates/verify/{earned['serialHash']}"
+    assert re.fullmatch(r"[0-9a-f]{48}", earned["serialHash"])  # 192 bits
+
+
+async def test_no_certificate_while_the_course_is_not_completed(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    course, lessons = await course_with_lessons(api, db, creator, admin, [None, None])
+    enrollment = await enroll(api, learner, course["id"])
+    await complete(api, learner, lessons[0]["id"])
+    response = await api.get(
+        f"/enrollments/{enrollment['id']}/certificate", headers=learner.headers
+    )
+    assert response.status_code == 404 and "every lesson" in response.json()["detail"]
+    pdf = await api.get(
+        f"/enrollments/{enrollment['id']}/certificate",
+        headers={**learner.headers, "Accept": "application/pdf"},
+    )
+    assert pdf.status_code == 404
+
+
+async def test_the_pdf_names_the_verify_url_and_its_qr_code_scans_to_it(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    earned = await earn(api, db, learner, creator, admin, title="Compilers from scratch")
+    response = await api.get(
+        f"/enrollments/{earned['enrollmentId']}/certificate",
+        headers={**learner.headers, "Accept": "application/pdf"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"].startswith("inline; filename=")
+    assert response.content.startswith(b"%PDF-")
+    text = " ".join(pdf_text(response.content).split())
+    assert earned["verifyUrl"] in text
+    assert "Compilers from scratch" in text and earned["learner"]["fullName"] in text
+    assert pdf_qr_codes(response.content) == [earned["verifyUrl"]]
+    assert not disclosed(text, learner)
+
+
+async def test_certificates_lists_the_callers_own(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    first = await earn(api, db, learner, creator, admin, title="First")
+    second = await earn(api, db, learner, creator, admin, title="Second")
+    other = await make_user("LEARNER")
+    await earn(api, db, other, creator, admin, title="Someone else's")
+    response = await api.get("/certificates", headers=learner.headers)
+    assert response.status_code == 200
+    listed = msgspec.json.decode(response.content, type=list[Certificate], strict=True)
+    assert {str(c.id) for c in listed} == {first["id"], second["id"]}
+    assert len({c.serial_hash for c in listed}) == 2
+    assert (await api.get("/certificates", headers=creator.headers)).json() == []
+
+
+async def test_anyone_verifies_by_serial_without_seeing_emails_or_ids(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    earned = await earn(api, db, learner, creator, admin, title="Category Theory")
+    response = await api.get(f"/certificates/verify/{earned['serialHash']}")
+    assert response.status_code == 200
+    answer = msgspec.json.decode(response.content, type=Verification, strict=True)
+    assert answer.valid and answer.certificate.status == "VALID"
+    assert answer.certificate.learner_name == earned["learner"]["fullName"]
+    assert answer.certificate.course_title == "Category Theory"
+    assert answer.certificate.creator_name and answer.certificate.creator_name.startswith("Test")
+    assert str(answer.certificate.issued_at.isoformat()).startswith(earned["issuedAt"][:19])
+    assert not disclosed(response.text, learner, creator)
+    assert response.headers["cache-control"] == "public, max-age=60"
+
+
+@pytest.mark.parametrize("serial", ["0" * 48, "not-a-serial", "A" * 3000, "%00", "abc" * 16])
+async def test_an_unknown_serial_is_404_valid_false(
+    api: httpx.AsyncClient, db: asyncpg.Pool, serial: str
+) -> None:
+    response = await api.get(f"/certificates/verify/{serial}")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["valid"] is False and body["status_code"] == 404 and body["detail"]
+    page = await api.get(f"/certificates/verify/{serial}", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "No certificate with this number exists" in page.text
+
+
+async def test_the_verification_page_is_readable_html_for_browsers(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    earned = await earn(api, db, learner, creator, admin, title="Category <Theory> & Practice")
+    browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = await api.get(
+        f"/certificates/verify/{earned['serialHash']}", headers={"Accept": browser_accept}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["vary"] == "Accept"
+    page = response.text
+    assert "Verified" in page and earned["learner"]["fullName"] in page
+    assert "Category &lt;Theory&gt; &amp; Practice" in page and "<Theory>" not in page
+    assert not disclosed(page, learner, creator)
+    pixels = screenshot(page, "certificate-verify-served.png")
+    assert pixels.std() > 10
+
+
+async def test_revocation_shows_on_json_and_page_and_is_audited(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+) -> None:
+    earned = await earn(api, db, learner, creator, admin)
+    path = f"/admin/certificates/{earned['id']}/revoke"
+    for user in (learner, creator):
+        assert (await api.post(path, json={"reason": "x"}, headers=user.headers)).status_code == 403
+    assert (await api.post(path, json={"reason": "   "}, headers=admin.headers)).status_code == 400
+    assert (await api.post(path, json={}, headers=admin.headers)).status_code == 400
+    unknown = f"/admin/certificates/{uuid.uuid4()}/revoke"
+    assert (await api.post(unknown, json={"reason": "x"}, headers=admin.headers)).status_code == 404
+
+    response = await api.post(
+        path, json={"reason": "plagiarised final project"}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "REVOKED" and response.json()["revokedAt"]
+    again = await api.post(path, json={"reason": "twice"}, headers=admin.headers)
+    assert again.status_code == 409
+
+    verified = await api.get(f"/certificates/verify/{earned['serialHash']}")
+    assert verified.status_code == 200
+    assert verified.json()["valid"] is False
+    assert verified.json()["certificate"]["status"] == "REVOKED"
+    assert "plagiarised" not in verified.text  # the reason stays with admins
+    page = await api.get(
+        f"/certificates/verify/{earned['serialHash']}", headers={"Accept": "text/html"}
+    )
+    assert page.status_code == 200 and "Revoked" in page.text and "Verified" not in page.text
+
+    mine = await api.get(
+        f"/enrollments/{earned['enrollmentId']}/certificate", headers=learner.headers
+    )
+    assert mine.json()["status"] == "REVOKED"
+    audit = await api.get("/admin/audit?action=certificate.revoke", headers=admin.headers)
+    [entry] = audit.json()["items"]
+    assert entry["targetId"] == earned["id"] and entry["actorId"] == str(admin.id)
+    assert entry["before"] == {"status": "VALID"}
+    assert entry["after"] == {"status": "REVOKED", "reason": "plagiarised final project"}
+
+
+def _segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    header, payload, _ = token.split(".")
+    decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # noqa: E731
+    return decode(header), decode(payload)
+
+
+async def served_key_set(api: httpx.AsyncClient) -> KeySet:
+    response = await api.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert msgspec.json.decode(response.content, type=JwkSet, strict=True)
+    for key in response.json()["keys"]:
+        assert set(key) == {"kty", "crv", "x", "kid", "use", "alg"}  # never a private "d"
+        assert key["kty"] == "OKP" and key["crv"] == "Ed25519" and key["alg"] == "EdDSA"
+    return KeySet.import_key_set(response.json())
+
+
+async def test_the_credential_verifies_offline_against_the_served_jwk_set(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    earned = await earn(api, db, learner, creator, admin, title="Category Theory")
+    key_set = await served_key_set(api)
+    header, _ = _segments(earned["jws"])
+    assert set(header) == {"alg", "kid", "typ"}  # Open Badges 3.0 allows no other JOSE header
+    assert header["alg"] == "EdDSA" and header["typ"] == "JWT"
+    assert header["kid"].startswith(f"{BASE_URL}/.well-known/jwks.json#")
+
+    token = jwt.decode(earned["jws"], key_set, algorithms=["EdDSA"])
+    claims = token.claims
+    credential_id = f"urn:uuid:{earned['id']}"
+    assert claims["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
+    assert claims["@context"][0] == "https://www.w3.org/ns/credentials/v2"
+    assert claims["id"] == claims["jti"] == credential_id
+    assert claims["issuer"]["id"] == claims["iss"] == BASE_URL
+    assert claims["issuer"]["type"] == ["Profile"] and claims["issuer"]["name"] == "LMS"
+    subject = claims["credentialSubject"]
+    assert subject["id"] == claims["sub"] == f"urn:uuid:{earned['enrollmentId']}"
+    assert subject["type"] == ["AchievementSubject"]
+    assert subject["identifier"] == [
+        {"type": "IdentityObject", "identityType": "name", "hashed": False,
+         "identityHash": earned["learner"]["fullName"]}
+    ]  # fmt: skip
+    achievement = subject["achievement"]
+    assert achievement["name"] == "Category Theory" and achievement["type"] == ["Achievement"]
+    assert achievement["id"] == f"{BASE_URL}/courses/{earned['course']['id']}"
+    assert claims["serialHash"] == earned["serialHash"]
+    assert claims["validFrom"] == earned["issuedAt"]
+    issued_at = datetime.fromisoformat(earned["issuedAt"].replace("Z", "+00:00"))
+    assert claims["nbf"] == int(issued_at.timestamp())
+    assert not disclosed(json.dumps(claims), learner, creator)
+
+
+async def test_a_tampered_or_foreign_credential_is_refused(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    earned = await earn(api, db, learner, creator, admin)
+    key_set = await served_key_set(api)
+    header_b64, _payload_b64, signature = earned["jws"].split(".")
+    _, payload = _segments(earned["jws"])
+    payload["credentialSubject"]["identifier"][0]["identityHash"] = "Mallory"
+    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    with pytest.raises(BadSignatureError):
+        jwt.decode(f"{header_b64}.{forged}.{signature}", key_set, algorithms=["EdDSA"])
+    # Signed by a key that is not the issuer's, under the issuer's kid.
+    header, _ = _segments(earned["jws"])
+    impostor = OKPKey.import_key(new_private_key_pem())
+    foreign = jws.serialize_compact(
+        header, json.dumps(payload).encode(), impostor, algorithms=["EdDSA"]
+    )
+    with pytest.raises(BadSignatureError):
+        jwt.decode(foreign, key_set, algorithms=["EdDSA"])
+
+
+async def test_a_rotated_key_keeps_old_certificates_verifiable(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+) -> None:
+    ctx = app.state.ctx
+    before = await earn(api, db, learner, creator, admin, title="Before the rotation")
+    old_key = ctx.signing_key
+    ctx.signing_key = load_signing_key(new_private_key_pem())  # as after a restart with a new key
+    try:
+        await certificate_services.register_signing_key(ctx, db)
+        after = await earn(api, db, learner, creator, admin, title="After the rotation")
+        key_set = await served_key_set(api)
+        kids = {key["kid"] for key in (await api.get("/.well-known/jwks.json")).json()["keys"]}
+        assert _segments(before["jws"])[0]["kid"] != _segments(after["jws"])[0]["kid"]
+        assert {_segments(c["jws"])[0]["kid"] for c in (before, after)} <= kids
+        for certificate in (before, after):
+            assert jwt.decode(certificate["jws"], key_set, algorithms=["EdDSA"]).claims[
+                "serialHash"
+            ]
+    finally:
+        ctx.signing_key = old_key
+        await db.execute(
+            "DELETE FROM certificate_signing_keys WHERE kid = $1",
+            _segments(after["jws"])[0]["kid"],
+        )
