@@ -30,6 +30,7 @@ run: $(VENV)/.synced
 	$(VENV)/bin/lms dev
 
 test: $(VENV)/.synced
+	@command -v chromium >/dev/null 2>&1 || echo "note: chromium is not installed (apt-get install chromium): the certificate page's browser tests will be skipped"
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced

@@ -11,9 +11,13 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lms.db.migrate import known_migrations, migrate_forward
+from lms.domain.certificates.keys import load_signing_key
 from lms.netutil import free_port
 from tests.conftest import ServerUrls
 from tests.helpers import child_env, error_lines, run_lms, wait_ready
@@ -138,8 +142,9 @@ def test_create_admin_refuses_a_short_password(database_url: str, server_urls: S
 def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     scratch_database: str, server_urls: ServerUrls, tmp_path: Path
 ) -> None:
-    """No LMS_JWT_SECRET in the environment: serve generates one into the data dir, and the
-    workers (forked by Granian) must see it rather than a settings cache filled before it."""
+    """No LMS_JWT_SECRET or LMS_CERT_SIGNING_KEY in the environment: serve generates them into
+    the data dir, and the workers (forked by Granian) must see them rather than a settings cache
+    filled before it; both workers publish the one signing key."""
     services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
     assert run_lms("migrate", **services).returncode == 0
     port = free_port()
@@ -150,12 +155,39 @@ def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     )  # fmt: skip
     try:
         ready = wait_ready(port, 60)
+        keys = [httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json() for _ in "ab"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert ready, output[-3000:]
     assert "create_app needs" not in output
     assert (tmp_path / "jwt-secret").exists()
+    generated = load_signing_key(str(tmp_path / "cert-signing-key.pem"))
+    for answer in keys:
+        assert [k["x"] for k in answer["keys"]] == [generated.public_jwk["x"]]
+
+
+def test_serve_refuses_a_signing_key_that_is_not_ed25519_in_one_line(
+    scratch_database: str, server_urls: ServerUrls
+) -> None:
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    for key, message in [
+        (rsa_pem, "must be an Ed25519 private key"),
+        ("/nonexistent/key.pem", "is neither PEM text nor a readable file"),
+    ]:
+        result = run_lms("serve", LMS_CERT_SIGNING_KEY=key, **services)
+        assert result.returncode == 2, result.stderr[-2000:]
+        [line] = error_lines(result)
+        assert line.startswith("lms: error: LMS_CERT_SIGNING_KEY ") and message in line
 
 
 def test_worker_refuses_cuda_without_a_gpu_in_one_line(

@@ -94,6 +94,32 @@ async def test_racing_completions_of_the_last_two_lessons_issue_one_certificate(
         assert max(r.json()["progress"] for r in responses) == 100
 
 
+async def test_a_first_heartbeat_racing_the_completion_of_its_lesson_is_no_deadlock(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    """The completion locks the enrollment; a heartbeat creating the lesson's row checks its
+    foreign key to that enrollment. Neither may wait on the other in a cycle."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [600.0, 600.0])
+    for _ in range(25):
+        learner = await make_user("LEARNER")
+        await enroll(api, learner, course["id"])
+        responses = await asyncio.gather(
+            *(beat(api, learner, lessons[0]["id"], 5) for _ in range(3)),
+            complete(api, learner, lessons[0]["id"]),
+            *(beat(api, learner, lessons[1]["id"], 5) for _ in range(3)),
+            complete(api, learner, lessons[1]["id"]),
+        )
+        assert sorted(r.status_code for r in responses) == [200] * 2 + [204] * 6, [
+            r.text for r in responses
+        ]
+        state = (await api.get(f"/courses/{course['id']}/progress", headers=learner.headers)).json()
+        assert state["completed"] and [les["positionSeconds"] for les in state["lessons"]] == [5, 5]
+
+
 async def test_progress_is_recomputed_from_the_rows_not_incremented(
     api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
 ) -> None:

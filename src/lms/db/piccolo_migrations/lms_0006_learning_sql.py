@@ -1,6 +1,7 @@
 """Raw SQL for learning: the watched spans of each lesson (a multirange Piccolo cannot declare),
 room for HOT updates on the heartbeat table, range checks, a public-keys-only guard on the signing
-key set, and the new default completion threshold for installations that never changed it.
+key set, a covering index for the creator dashboard, and the new default completion threshold for
+installations that never changed it.
 
 Frozen history: never import application code here.
 """
@@ -40,6 +41,16 @@ STEPS: list[tuple[str, str]] = [
         "ALTER TABLE certificates ADD CONSTRAINT certificates_names_check"
         " CHECK (char_length(learner_name) > 0 AND char_length(course_title) > 0)",
         "ALTER TABLE certificates DROP CONSTRAINT IF EXISTS certificates_names_check",
+    ),
+    # The creator dashboard aggregates a course's enrollments from the index alone.
+    (
+        "CREATE INDEX enrollments_course_stats_idx ON enrollments (course_id)"
+        " INCLUDE (user_id, completed, progress)",
+        "DROP INDEX IF EXISTS enrollments_course_stats_idx",
+    ),
+    (
+        "DROP INDEX IF EXISTS enrollments_course_idx",
+        "CREATE INDEX enrollments_course_idx ON enrollments (course_id)",
     ),
     # The threshold's default moved from 90 to 95 percent: a row no admin ever changed follows.
     (

@@ -19,33 +19,41 @@ CREATOR_DASHBOARD = """
 WITH mine AS (
     SELECT c.id, c.title, c.status, c.lesson_count, c.created_at
     FROM courses c WHERE c.creator_id = $1
-), enrolled AS (
-    SELECT e.course_id, count(*) AS enrollments,
-           count(*) FILTER (WHERE e.completed) AS completions,
-           sum(e.progress) AS progress_sum
-    FROM mine m JOIN enrollments e ON e.course_id = m.id
-    GROUP BY e.course_id
-), lesson_stats AS (
-    SELECT l.id, l.course_id, l.title, l.position,
+), my_enrollments AS MATERIALIZED (
+    SELECT e.course_id, e.user_id, e.completed, e.progress
+    FROM courses c JOIN enrollments e ON e.course_id = c.id
+    WHERE c.creator_id = $1
+), per_course AS (
+    SELECT course_id, count(*) AS enrollments, count(*) FILTER (WHERE completed) AS completions,
+           sum(progress) AS progress_sum
+    FROM my_enrollments GROUP BY course_id
+), per_lesson AS (
+    SELECT l.course_id, l.id, l.title, l.position,
            count(p.lesson_id) AS started,
            count(p.lesson_id) FILTER (WHERE p.completed) AS completed,
            coalesce(avg(p.watched_seconds), 0) AS average_watched
-    FROM mine m
-    JOIN lessons l ON l.course_id = m.id
+    FROM courses c
+    JOIN lessons l ON l.course_id = c.id
     LEFT JOIN lesson_progress p ON p.lesson_id = l.id
+    WHERE c.creator_id = $1
     GROUP BY l.id
+), lessons_json AS (
+    SELECT course_id,
+           json_agg(json_build_object(
+               'id', id, 'title', title, 'order', position,
+               'startedCount', started, 'completedCount', completed,
+               'averageWatchedSeconds', round(average_watched::numeric, 2)::float8
+           ) ORDER BY position) AS lessons
+    FROM per_lesson GROUP BY course_id
 ), course_rows AS (
     SELECT m.id, m.title, m.status, m.lesson_count, m.created_at,
-           coalesce(en.enrollments, 0) AS enrollments,
-           coalesce(en.completions, 0) AS completions,
-           coalesce(en.progress_sum, 0) AS progress_sum,
-           (SELECT coalesce(json_agg(json_build_object(
-                       'id', s.id, 'title', s.title, 'order', s.position,
-                       'startedCount', s.started, 'completedCount', s.completed,
-                       'averageWatchedSeconds', round(s.average_watched::numeric, 2)::float8
-                   ) ORDER BY s.position), '[]'::json)
-            FROM lesson_stats s WHERE s.course_id = m.id) AS lessons
-    FROM mine m LEFT JOIN enrolled en ON en.course_id = m.id
+           coalesce(pc.enrollments, 0) AS enrollments,
+           coalesce(pc.completions, 0) AS completions,
+           coalesce(pc.progress_sum, 0) AS progress_sum,
+           coalesce(lj.lessons, '[]'::json) AS lessons
+    FROM mine m
+    LEFT JOIN per_course pc ON pc.course_id = m.id
+    LEFT JOIN lessons_json lj ON lj.course_id = m.id
 )
 SELECT json_build_object(
     'courses', coalesce((
@@ -58,18 +66,13 @@ SELECT json_build_object(
                    'lessons', r.lessons
                ) ORDER BY r.created_at DESC, r.id DESC)
         FROM course_rows r), '[]'::json),
-    'totals', (
-        SELECT json_build_object(
-                   'courseCount', count(*),
-                   'lessonCount', coalesce(sum(r.lesson_count), 0),
-                   'enrollmentCount', coalesce(sum(r.enrollments), 0),
-                   'completionCount', coalesce(sum(r.completions), 0),
-                   'learnerCount', (SELECT count(DISTINCT e.user_id)
-                                    FROM mine m JOIN enrollments e ON e.course_id = m.id),
-                   'averageProgress',
-                       round(coalesce(sum(r.progress_sum), 0)
-                             / greatest(coalesce(sum(r.enrollments), 0), 1), 2)::float8)
-        FROM course_rows r)
+    'totals', json_build_object(
+        'courseCount', (SELECT count(*) FROM mine),
+        'lessonCount', (SELECT coalesce(sum(lesson_count), 0) FROM mine),
+        'enrollmentCount', (SELECT count(*) FROM my_enrollments),
+        'completionCount', (SELECT count(*) FROM my_enrollments WHERE completed),
+        'learnerCount', (SELECT count(DISTINCT user_id) FROM my_enrollments),
+        'averageProgress', (SELECT coalesce(round(avg(progress), 2), 0)::float8 FROM my_enrollments))
 )::text
 """
 

@@ -60,6 +60,7 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
         ), inserted AS (
             INSERT INTO enrollments (user_id, course_id)
             SELECT m.user_id, $1 FROM matched m WHERE m.user_id IS NOT NULL AND m.occurrence = 1
+            ORDER BY m.user_id  -- one lock order for every writer: no deadlock between them
             ON CONFLICT (user_id, course_id) DO NOTHING
             RETURNING user_id
         )
@@ -137,7 +138,10 @@ async def heartbeat(
 # completion
 
 # Step one of completing a lesson: lock the enrollment (so completions of one enrollment queue
-# up and each sees the ones before it) and read what the rules and the certificate need.
+# up and each sees the ones before it) and read what the rules and the certificate need. NO KEY
+# UPDATE, the lock an UPDATE of non-key columns takes: it queues completions but not the
+# foreign-key checks of heartbeats inserting a lesson's first row, which would otherwise wait on
+# this lock while this transaction waits on their row.
 LOCK_FOR_COMPLETION = """
 SELECT e.id AS enrollment_id, e.course_id, e.user_id, e.completed AS course_completed,
        l.duration_seconds, l.video_version > 0 AS has_video,
@@ -155,7 +159,7 @@ JOIN users lu ON lu.id = e.user_id
 LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
 LEFT JOIN certificates cert ON cert.enrollment_id = e.id
 WHERE l.id = $1
-FOR UPDATE OF e
+FOR NO KEY UPDATE OF e
 """
 
 # Step two, under that lock: mark the lesson and recompute the enrollment from the rows. The

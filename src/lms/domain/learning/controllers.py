@@ -4,16 +4,27 @@ enrollment."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import ValidationException
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from lms.api.errors import UnsupportedMediaTypeException
-from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.openapi import (
+    BAD,
+    BEARER,
+    CONFLICT,
+    FORBIDDEN,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    UNSUPPORTED,
+)
 from lms.context import Ctx
 from lms.db.engine import pool
 from lms.db.queries import dashboard as dashboard_sql
@@ -22,6 +33,7 @@ from lms.domain.auth.permissions import Permission, requires
 from lms.domain.learning import enrollments, progress
 from lms.domain.learning.completion import complete_lesson
 from lms.domain.learning.schemas import (
+    MAX_BULK_ROWS,
     BulkEnrollmentRequest,
     BulkEnrollmentResponse,
     CourseProgress,
@@ -50,6 +62,11 @@ class EnrollmentController(Controller):
         status_code=HTTP_201_CREATED,
         guards=[requires(Permission.ENROLL)],
         raises=LEARNER_ERRORS,
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                Enrollment, description="Enrolled already: the same enrollment"
+            )
+        },
         summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
     )
     async def enroll(
@@ -143,6 +160,36 @@ class CreatorDashboardController(Controller):
         return json_text(await dashboard_sql.creator_dashboard_json(pool(), request.user.user_id))
 
 
+@dataclass
+class BulkEnrollmentOperation(Operation):
+    """The operation's body, which the handler reads itself: JSON {emails} or a CSV file."""
+
+    def __post_init__(self) -> None:
+        emails = Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(type=OpenAPIType.STRING, max_length=320),
+            min_items=1,
+            max_items=MAX_BULK_ROWS,
+        )
+        self.request_body = RequestBody(
+            required=True,
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT, properties={"emails": emails}, required=["emails"]
+                    )
+                ),
+                "text/csv": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.STRING,
+                        description="one address per row: the column headed `email`, else the "
+                        "first column",
+                    )
+                ),
+            },
+        )
+
+
 class AdminEnrollmentController(Controller):
     path = "/admin/courses"
     tags = ["admin"]
@@ -152,7 +199,8 @@ class AdminEnrollmentController(Controller):
     @post(
         "/{course_id:uuid}/enrollments",
         status_code=HTTP_200_OK,
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, UNSUPPORTED],
+        operation_class=BulkEnrollmentOperation,
         summary="Enroll many users in a published course by email (JSON {emails} or text/csv)",
         description='The body is either JSON `{"emails": [...]}` or `text/csv` with one '
         "address per row (the column headed `email`, else the first). One result per row, "

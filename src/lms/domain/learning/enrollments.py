@@ -126,7 +126,11 @@ async def enroll_many(
 ) -> BulkEnrollmentResponse:
     addresses = _normalise(emails)
     async with pool().acquire() as conn, conn.transaction():
-        course = await course_sql.meta(conn, course_id, lock=True)
+        # No lock on the course row: a PUBLISHED course never changes state, and each insert's
+        # foreign-key check holds it against deletion. Locking it FOR UPDATE would deadlock with
+        # a learner enrolling at the same moment (their insert waits on the course row's key lock
+        # while holding the enrollment row this statement waits on).
+        course = await course_sql.meta(conn, course_id)
         if course is None:
             raise NotFoundException("no such course")
         if course["status"] != CourseStatus.PUBLISHED:
