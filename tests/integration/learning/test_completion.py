@@ -218,3 +218,34 @@ async def test_require_watch_lets_an_already_completed_lesson_be_completed_again
     await app.state.ctx.system.reload()
     # ...stays completed, and repeating the call stays a 200.
     assert (await complete(api, learner, lessons[0]["id"])).status_code == 200
+
+
+async def test_writes_racing_the_deletion_of_their_course_are_404_not_500(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    """An admin deletes a course while a learner's heartbeat, completion and a new enrollment
+    wait for its locks: each answers 404, as it would a moment later."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [600.0, 600.0])
+    await enroll(api, learner, course["id"])
+    newcomer = await make_user("LEARNER")
+    async with db.acquire() as conn:
+        deletion = conn.transaction()
+        await deletion.start()
+        await conn.execute("DELETE FROM courses WHERE id = $1", uuid.UUID(course["id"]))
+        waiting = [
+            asyncio.ensure_future(beat(api, learner, lessons[0]["id"], 5)),
+            asyncio.ensure_future(complete(api, learner, lessons[1]["id"])),
+            asyncio.ensure_future(
+                api.post(f"/courses/{course['id']}/enroll", headers=newcomer.headers)
+            ),
+        ]
+        await asyncio.sleep(0.5)  # they are all waiting for the deleting transaction's locks
+        assert not any(task.done() for task in waiting)
+        await deletion.commit()
+    responses = await asyncio.gather(*waiting)
+    assert [r.status_code for r in responses] == [404, 404, 404], [r.text for r in responses]

@@ -26,6 +26,8 @@ from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.certificates import services as certificates
 from lms.domain.learning.schemas import LessonCompletion
 
+NOT_ENROLLED = "no such lesson in a course you are enrolled in"
+
 
 @dataclass(frozen=True, slots=True)
 class WatchRule:
@@ -70,7 +72,7 @@ async def complete_lesson(
     async with pool().acquire() as conn, conn.transaction():
         facts = await sql.lock_for_completion(conn, lesson_id, user_id)
         if facts is None:
-            raise NotFoundException("no such lesson in a course you are enrolled in")
+            raise NotFoundException(NOT_ENROLLED)
         _check_watched(rule, facts)
         state = await sql.mark_completed(
             conn, enrollment_id=facts["enrollment_id"], lesson_id=lesson_id, user_id=user_id,

@@ -17,6 +17,7 @@ from lms.db.queries import learning as sql
 from lms.db.tables import CourseStatus
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
+from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
 from lms.domain.learning.schemas import (
     MAX_BULK_ROWS,
     BulkEnrollmentCounts,
@@ -41,7 +42,8 @@ async def enroll(principal: Principal, course_id: uuid.UUID) -> tuple[Enrollment
     is 404, as for the catalog. Two racing requests both get the one row the unique (user,
     course) constraint let in."""
     async with pool().acquire() as conn:
-        row = await sql.enroll(conn, principal.user_id, course_id)
+        with not_found_if_deleted_meanwhile("no such course"):
+            row = await sql.enroll(conn, principal.user_id, course_id)
         if row is not None:
             return to_enrollment(row), True
         # A separate statement, so it sees a row a concurrent request committed meanwhile.
@@ -138,7 +140,8 @@ async def enroll_many(
                 f"the course is {course['status']}: learners can be enrolled only once it is "
                 "PUBLISHED"
             )
-        rows = await sql.enroll_many(conn, course_id, addresses)
+        with not_found_if_deleted_meanwhile("no such course"):
+            rows = await sql.enroll_many(conn, course_id, addresses)
         tally = Counter(row["status"] for row in rows)
         counts = BulkEnrollmentCounts(
             enrolled=tally["ENROLLED"], already_enrolled=tally["ALREADY_ENROLLED"],

@@ -12,7 +12,8 @@ from litestar.exceptions import NotFoundException, ValidationException
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import learning as sql
-from lms.domain.learning.completion import WatchRule, complete_lesson
+from lms.domain.learning.completion import NOT_ENROLLED, WatchRule, complete_lesson
+from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
 
 # A jump forward up to the wall-clock time since the previous heartbeat plus this much is
 # playback; more is a seek. The slack absorbs network jitter between heartbeats.
@@ -22,12 +23,14 @@ SEEK_SLACK_SECONDS = 2.0
 async def heartbeat(
     ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID, position_seconds: float
 ) -> None:
-    row = await sql.heartbeat(
-        pool(), lesson_id=lesson_id, user_id=user_id, position_seconds=position_seconds,
-        seek_slack_seconds=SEEK_SLACK_SECONDS,
-    )  # fmt: skip
+    with not_found_if_deleted_meanwhile(NOT_ENROLLED):
+        row = await sql.heartbeat(
+            pool(), lesson_id=lesson_id, user_id=user_id,
+            position_seconds=position_seconds + 0.0,  # -0.0 is 0
+            seek_slack_seconds=SEEK_SLACK_SECONDS,
+        )  # fmt: skip
     if row is None:
-        raise NotFoundException("no such lesson in a course you are enrolled in")
+        raise NotFoundException(NOT_ENROLLED)
     if not row["saved"]:
         raise ValidationException(
             f"positionSeconds {position_seconds:g} is past the end of the video "
