@@ -16,6 +16,7 @@ from lms.db.queries import Conn
 from lms.db.queries.catalog import SUMMARY_FIELDS, iso
 
 ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, completed_at"
+ENROLLMENT_COLUMNS_OF_E = ", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))
 
 
 async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncpg.Record | None:
@@ -37,7 +38,7 @@ async def enrollment_in_published(
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"""
-        SELECT {", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))}
+        SELECT {ENROLLMENT_COLUMNS_OF_E}
         FROM enrollments e JOIN courses c ON c.id = e.course_id
         WHERE e.user_id = $1 AND e.course_id = $2 AND c.status = 'PUBLISHED'
         """,

@@ -20,7 +20,7 @@ from lms.db.queries import certificates as sql
 from lms.db.tables import Role
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
-from lms.domain.certificates import credential, pdf
+from lms.domain.certificates import credential
 from lms.domain.certificates.keys import SigningKey
 from lms.domain.certificates.schemas import (
     Certificate,
@@ -138,8 +138,16 @@ async def pdf_of_enrollment(
     """(the certificate as a one-page PDF, a file name). Rendering takes tens of milliseconds
     of CPU, so it runs in a worker thread, off the event loop."""
     row = await _of_enrollment(principal, enrollment_id)
-    body = await asyncio.to_thread(pdf.render_pdf, to_view(ctx, row))
+    body = await asyncio.to_thread(_render_pdf, to_view(ctx, row))
     return body, f"certificate-{row['serial_hash'][:12]}.pdf"
+
+
+def _render_pdf(view: CertificateView) -> bytes:
+    # Imported on first use, in the worker thread: reportlab, Pillow and the fonts add about
+    # 14 MB to a process, which API workers that never print a certificate need not carry.
+    from lms.domain.certificates import pdf
+
+    return pdf.render_pdf(view)
 
 
 async def verify(
