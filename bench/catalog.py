@@ -341,17 +341,18 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
 
 @contextlib.contextmanager
 def resolved_environ() -> Iterator[dict[str, str]]:
-    """This environment plus concrete DATABASE_URL, NATS_URL and LMS_JWT_SECRET, resolved the
-    way `lms dev` does before it starts `lms serve` (embedded servers held while we run).
+    """This environment plus concrete DATABASE_URL, NATS_URL, LMS_JWT_SECRET and
+    LMS_CERT_SIGNING_KEY, resolved the way `lms dev` does before it starts `lms serve` (embedded
+    servers held while we run).
     `lms serve` on its own does not get them to its workers: Granian forks them with settings
     cached before the resolved values were exported, and they exit asking for LMS_JWT_SECRET."""
-    from lms.cli import resolved_services, with_jwt_secret
+    from lms.cli import resolved_services, with_secrets
     from lms.errors import StartupError
     from lms.settings import load_settings
 
     try:
         with resolved_services(load_settings()) as settings:
-            yield {**os.environ, **with_jwt_secret(settings).to_environ()}
+            yield {**os.environ, **with_secrets(settings).to_environ()}
     except StartupError as exc:
         raise BenchError(str(exc)) from None
 

@@ -1,4 +1,5 @@
-"""Seed a catalog-sized dataset (creators, published courses, lessons) fast, with COPY."""
+"""Seed a catalog-sized dataset (creators, published courses, lessons) and its learners
+(enrollments and lesson progress) fast, with COPY."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -29,6 +30,14 @@ BENCH_EMAIL_DOMAIN = "bench.lms.test"
 BENCH_PASSWORD = "correct horse battery staple bench"  # noqa: S105 - a fixture, not a secret
 BATCH_ROWS = 10_000
 PUBLISHED_SPAN = timedelta(days=730)
+# Course popularity for enrollments: weight 1/rank**0.75 over the published courses in a random
+# order, so at 100,000 courses the most popular one has about 3% of the enrollments, the hundredth
+# about 0.1%, and the median course a handful.
+COURSE_POPULARITY_EXPONENT = 0.75
+# Enrollments without a single progress row (enrolled, never pressed play), per enrollment with.
+UNSTARTED_SHARE = 0.1
+ENROLLMENT_CHUNK = 3_000  # enrollments per COPY batch (their ~10,000 progress rows follow)
+UNKNOWN_DURATION = 600.0  # seconds assumed for a lesson whose length is not known
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -142,6 +151,14 @@ LESSON_COLUMNS = (
     "id", "course_id", "title", "description", "position", "video_version", "duration_seconds",
     "transcript_status", "created_at", "updated_at",
 )  # fmt: skip
+ENROLLMENT_COLUMNS = (
+    "id", "user_id", "course_id", "progress", "completed", "enrolled_at", "completed_at",
+)  # fmt: skip
+PROGRESS_COLUMNS = (
+    "id", "user_id", "lesson_id", "enrollment_id", "completed", "completed_at",
+    "position_seconds", "watched_seconds", "watched", "last_heartbeat_at", "created_at",
+    "updated_at",
+)  # fmt: skip
 
 T = TypeVar("T")
 Row = tuple[object, ...]
@@ -170,6 +187,10 @@ class Progress:
         self.tty = stream.isatty()
         self._last_draw = 0.0
         self._last_decile = -1
+
+    def extend(self, n: int) -> None:
+        """Rows that turned out to be needed after the bar started (planned enrollments)."""
+        self.total += n
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -205,6 +226,10 @@ class Progress:
         )
 
 
+class SeedError(Exception):
+    """The options cannot be met (no courses to enroll in, too few learners): one line, exit 2."""
+
+
 @dataclass(frozen=True, slots=True)
 class SeedOptions:
     courses: int
@@ -213,6 +238,8 @@ class SeedOptions:
     seed: int
     run_tag: str
     truncate: bool
+    learners: int = 0
+    progress_rows: int = 0
 
 
 @dataclass(slots=True)
@@ -220,13 +247,50 @@ class SeedResult:
     users: int = 0
     courses: int = 0
     lessons: int = 0
+    learners: int = 0
+    enrollments: int = 0
+    progress_rows: int = 0
     seconds: float = 0.0
     # Courses whose title or description contains each vocabulary word: the search selectivity.
     word_courses: Counter[str] | None = None
+    learning: LearningStats | None = None
 
     @property
     def rows(self) -> int:
-        return self.users + self.courses + self.lessons
+        return (
+            self.users + self.courses + self.lessons + self.learners + self.enrollments
+            + self.progress_rows
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CourseLessons:
+    """A published course as enrollments need it: its lessons in order, with their lengths."""
+
+    course_id: uuid.UUID
+    published_at: datetime
+    lesson_ids: tuple[uuid.UUID, ...]
+    durations: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEnrollment:
+    learner: int  # index into Generator.learner_ids
+    course: int  # index into the course list
+    started: int  # lessons with a progress row: a prefix of the course's lessons
+    last_completed: bool  # whether the last started lesson is completed (else in progress)
+
+
+@dataclass(slots=True)
+class LearningStats:
+    enrollments: int = 0
+    unstarted: int = 0  # enrollments with no progress row
+    courses_completed: int = 0
+    rows_completed: int = 0
+    rows_in_progress: int = 0
+    rows_with_seeks: int = 0  # in-progress rows whose watched spans have a gap (a seek)
+    courses_enrolled: int = 0
+    top_course_enrollments: int = 0
 
 
 class Generator:
@@ -243,7 +307,12 @@ class Generator:
         # Some creators are prolific, most publish a handful: a mild skew, like real catalogs.
         self.creator_weights = zipf_cumulative(options.creators, 0.5)
         self.creator_ids: list[uuid.UUID] = []
+        self.learner_ids: list[uuid.UUID] = []
+        self.learner_joined: list[datetime] = []
         self.word_courses: Counter[str] = Counter()
+        # Learning rows draw from their own generator: adding learners leaves the catalog as it
+        # was for the same --seed.
+        self.learn_rng = random.Random(f"{options.seed}/learning")  # noqa: S311
 
     def new_id(self) -> uuid.UUID:
         return uuid.UUID(int=self.id_rng.getrandbits(128), version=4)
@@ -328,6 +397,193 @@ class Generator:
                     at,
                 )
 
+    def learners(self, password_hash: str) -> Iterator[Row]:
+        """Verified, profile-complete LEARNERs who joined over the past three years."""
+        tag, rng = self.options.run_tag, self.learn_rng
+        for i in range(self.options.learners):
+            user_id = self.new_id()
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            joined = self.now - timedelta(days=rng.uniform(1, 3 * 365))
+            self.learner_ids.append(user_id)
+            self.learner_joined.append(joined)
+            yield (
+                user_id,
+                f"learner{i:06d}.{tag}@{BENCH_EMAIL_DOMAIN}",
+                None,
+                f"bench_{tag}_l{i:06d}",
+                password_hash,
+                f"{first} {last}",
+                "US",
+                rng.choice(STATES),
+                f"{rng.randrange(10_000, 99_999)}",
+                True,
+                False,
+                True,
+                True,
+                "LEARNER",
+                0,
+                joined,
+                joined,
+            )
+
+    def plan_enrollments(
+        self, courses: Sequence[CourseLessons], stats: LearningStats
+    ) -> list[PlannedEnrollment]:
+        """Who enrolls where and how far each got, until the progress rows add up to
+        --progress-rows. Courses draw enrollments with Zipf-like popularity (in a random order,
+        not by age); learners uniformly; a (learner, course) pair at most once."""
+        target, rng = self.options.progress_rows, self.learn_rng
+        n_learners = len(self.learner_ids)
+        if target == 0 or n_learners == 0:
+            return []
+        if not courses:
+            raise SeedError("no PUBLISHED course with lessons to enroll learners in")
+        capacity = n_learners * sum(len(c.lesson_ids) for c in courses)
+        if target > capacity // 2:
+            raise SeedError(
+                f"{target:,} progress rows need more learners or courses "
+                f"({n_learners:,} learners x {len(courses):,} courses hold at most "
+                f"{capacity:,}, and a realistic spread needs twice that)"
+            )
+        order = list(range(len(courses)))
+        rng.shuffle(order)  # popularity rank -> course: independent of age and topic
+        weights = zipf_cumulative(len(order), COURSE_POPULARITY_EXPONENT)
+        total = weights[-1]
+        taken: set[tuple[int, int]] = set()
+        per_course: Counter[int] = Counter()
+        plan: list[PlannedEnrollment] = []
+        rows = 0
+        while rows < target:
+            course = order[bisect.bisect_left(weights, rng.random() * total)]
+            for _ in range(20):  # a popular course may already have this learner: draw again
+                learner = rng.randrange(n_learners)
+                if (learner, course) not in taken:
+                    break
+            else:
+                continue
+            taken.add((learner, course))
+            per_course[course] += 1
+            n_lessons = len(courses[course].lesson_ids)
+            if rng.random() < UNSTARTED_SHARE / (1 + UNSTARTED_SHARE):
+                plan.append(PlannedEnrollment(learner, course, 0, False))
+                stats.unstarted += 1
+                continue
+            # Many learners finish (or nearly finish) a course; the rest stop part-way.
+            started = n_lessons if rng.random() < 0.3 else rng.randint(1, max(n_lessons - 1, 1))
+            started = min(started, target - rows)
+            # A full course is finished 60% of the time; elsewhere the last lesson reached is
+            # usually still playing, sometimes finished with the next one not begun.
+            last_completed = rng.random() < (0.6 if started == n_lessons else 0.3)
+            plan.append(PlannedEnrollment(learner, course, started, last_completed))
+            rows += started
+        stats.courses_enrolled = len(per_course)
+        stats.top_course_enrollments = max(per_course.values(), default=0)
+        return plan
+
+    def learning_rows(
+        self,
+        plan: Sequence[PlannedEnrollment],
+        courses: Sequence[CourseLessons],
+        stats: LearningStats,
+    ) -> tuple[list[Row], list[Row]]:
+        """(enrollment rows, their progress rows) for a chunk of the plan. Each row's numbers
+        agree with what the API would have stored: progress is completed lessons over the
+        course's lessons, the watched spans' measure is watched_seconds, times only increase."""
+        rng = self.learn_rng
+        enrollments: list[Row] = []
+        progress: list[Row] = []
+        for planned in plan:
+            course = courses[planned.course]
+            user_id = self.learner_ids[planned.learner]
+            start = max(course.published_at, self.learner_joined[planned.learner])
+            span = (self.now - start).total_seconds()
+            enrolled_at = start + timedelta(seconds=span * rng.uniform(0.0, 0.9))
+            enrollment_id = self.new_id()
+            left = (self.now - enrolled_at).total_seconds()
+            at = enrolled_at
+            completed = 0
+            last_completion: datetime | None = None
+            for position in range(planned.started):
+                duration = course.durations[position]
+                # Lessons are watched in order, each some time after the previous one.
+                at += timedelta(seconds=left / (planned.started + 1) * rng.uniform(0.3, 1.0))
+                is_completed = position < planned.started - 1 or planned.last_completed
+                progress.append(
+                    self._progress_row(
+                        user_id, course.lesson_ids[position], enrollment_id, duration,
+                        enrolled_at, at, is_completed, stats,
+                    )
+                )  # fmt: skip
+                if is_completed:
+                    completed += 1
+                    last_completion = at
+            n_lessons = len(course.lesson_ids)
+            done = completed == n_lessons
+            stats.courses_completed += done
+            enrollments.append(
+                (
+                    enrollment_id,
+                    user_id,
+                    course.course_id,
+                    percent(completed, n_lessons),
+                    done,
+                    enrolled_at,
+                    last_completion if done else None,
+                )
+            )
+        stats.enrollments += len(enrollments)
+        return enrollments, progress
+
+    def _progress_row(
+        self,
+        user_id: uuid.UUID,
+        lesson_id: uuid.UUID,
+        enrollment_id: uuid.UUID,
+        duration: float,
+        enrolled_at: datetime,
+        at: datetime,
+        completed: bool,
+        stats: LearningStats,
+    ) -> Row:
+        rng = self.learn_rng
+        if completed:
+            # Played from the start to at least the 95% that completes a lesson.
+            end = Decimal(f"{duration * rng.uniform(0.95, 1.0):.3f}")
+            spans = [asyncpg.Range(Decimal(0), end)]
+            position = end
+            stats.rows_completed += 1
+        else:
+            # Paused part-way (never at 95%, which would have completed it); a quarter skipped
+            # a stretch by seeking, which the watched spans leave out.
+            position = Decimal(f"{duration * rng.uniform(0.05, 0.9):.3f}")
+            if rng.random() < 0.25:
+                gap_from = (position * Decimal(rng.uniform(0.2, 0.6))).quantize(MILLI)
+                gap_to = (
+                    gap_from + (position - gap_from) * Decimal(rng.uniform(0.2, 0.6))
+                ).quantize(MILLI)
+                spans = [asyncpg.Range(Decimal(0), gap_from), asyncpg.Range(gap_to, position)]
+                stats.rows_with_seeks += 1
+            else:
+                spans = [asyncpg.Range(Decimal(0), position)]
+            stats.rows_in_progress += 1
+        watched = sum((r.upper - r.lower for r in spans), Decimal(0))
+        # The row appeared with the first heartbeat: after enrolling, before the last one.
+        started_at = max(enrolled_at, at - timedelta(seconds=float(position) + rng.uniform(0, 600)))
+        return (
+            self.new_id(),
+            user_id,
+            lesson_id,
+            enrollment_id,
+            completed,
+            at if completed else None,
+            float(position),
+            float(watched),
+            spans,
+            at,
+            started_at,
+            at,
+        )
+
     def _texts(self) -> tuple[str, str, set[str]]:
         a, b = self.word(), self.word()
         while b == a:
@@ -365,6 +621,37 @@ class Generator:
 
 
 _VOCABULARY_SET = frozenset(VOCABULARY)
+MILLI = Decimal("0.001")
+CENT = Decimal("0.01")
+
+
+def percent(done: int, total: int) -> Decimal:
+    """round(100 * done / total, 2), halves away from zero, as PostgreSQL rounds numerics."""
+    return (Decimal(100 * done) / Decimal(max(total, 1))).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+async def published_courses(conn: asyncpg.Connection) -> list[CourseLessons]:
+    """Every PUBLISHED course with at least one lesson (this run's and any earlier ones)."""
+    rows = await conn.fetch(
+        """
+        SELECT c.id, c.published_at,
+               array_agg(l.id ORDER BY l.position) AS lesson_ids,
+               array_agg(l.duration_seconds ORDER BY l.position) AS durations
+        FROM courses c JOIN lessons l ON l.course_id = c.id
+        WHERE c.status = 'PUBLISHED' AND c.published_at IS NOT NULL
+        GROUP BY c.id
+        ORDER BY c.published_at, c.id
+        """
+    )
+    return [
+        CourseLessons(
+            r["id"],
+            r["published_at"],
+            tuple(r["lesson_ids"]),
+            tuple(UNKNOWN_DURATION if d is None else float(d) for d in r["durations"]),
+        )
+        for r in rows
+    ]
 
 
 async def _hash_password() -> str:
@@ -391,6 +678,7 @@ async def seed(database_url: str, options: SeedOptions) -> SeedResult:
             )
             print(f"truncated courses and lessons; {deleted.split()[-1]} bench users deleted")
         total = options.creators + options.courses * (1 + options.lessons)
+        total += options.learners + options.progress_rows
         progress = Progress(total, "seeding")
         started = time.perf_counter()
         # One transaction: an interrupted seed leaves nothing half-loaded behind.
@@ -409,14 +697,47 @@ async def seed(database_url: str, options: SeedOptions) -> SeedResult:
                     )
                     result.lessons += len(lessons)
                     progress.advance(len(lessons))
+            for learners in batched(gen.learners(password_hash), BATCH_ROWS):
+                await conn.copy_records_to_table("users", records=learners, columns=USER_COLUMNS)
+                result.learners += len(learners)
+                progress.advance(len(learners))
+            if options.progress_rows:
+                await _seed_learning(conn, gen, result, progress)
         progress.close()
         # Fresh statistics, or the planner guesses at the new 100k rows until autovacuum runs.
-        await conn.execute("ANALYZE users; ANALYZE courses; ANALYZE lessons")
+        await conn.execute(
+            "ANALYZE users; ANALYZE courses; ANALYZE lessons; ANALYZE enrollments; "
+            "ANALYZE lesson_progress"
+        )
         result.seconds = time.perf_counter() - started
     finally:
         await conn.close()
     result.word_courses = gen.word_courses
     return result
+
+
+async def _seed_learning(
+    conn: asyncpg.Connection, gen: Generator, result: SeedResult, progress: Progress
+) -> None:
+    """Enrollments and their lesson progress, in the seed's transaction: a chunk of enrollments,
+    then its progress rows (which reference them)."""
+    stats = result.learning = LearningStats()
+    courses = await published_courses(conn)
+    plan = gen.plan_enrollments(courses, stats)
+    progress.extend(len(plan))
+    for chunk in batched(plan, ENROLLMENT_CHUNK):
+        enrollments, rows = gen.learning_rows(chunk, courses, stats)
+        await conn.copy_records_to_table(
+            "enrollments", records=enrollments, columns=ENROLLMENT_COLUMNS
+        )
+        result.enrollments += len(enrollments)
+        progress.advance(len(enrollments))
+        for batch in batched(rows, BATCH_ROWS):
+            await conn.copy_records_to_table(
+                "lesson_progress", records=batch, columns=PROGRESS_COLUMNS
+            )
+            result.progress_rows += len(batch)
+            progress.advance(len(batch))
 
 
 def _run(coro: object) -> object:
@@ -444,23 +765,45 @@ def _print_summary(result: SeedResult, courses: int) -> None:
         picks = [ranked[0], ranked[len(ranked) // 10], ranked[len(ranked) // 2], ranked[-1]]
         shares = ", ".join(f"{w!r} {n / courses:.1%}" for w, n in picks)
         print(f"search selectivity (courses containing the word): {shares}")
+    stats = result.learning
+    if stats and stats.enrollments:
+        print(
+            f"learning: {stats.enrollments:,} enrollments in {stats.courses_enrolled:,} courses "
+            f"(the most popular has {stats.top_course_enrollments:,}), "
+            f"{stats.courses_completed:,} completed, {stats.unstarted:,} never started; "
+            f"{result.progress_rows:,} lesson progress rows: {stats.rows_completed:,} completed, "
+            f"{stats.rows_in_progress:,} in progress ({stats.rows_with_seeks:,} with a seek)"
+        )
     rate = result.rows / result.seconds if result.seconds else 0.0
     print(
         f"seeded {result.rows:,} rows ({result.users:,} creators, {result.courses:,} courses, "
-        f"{result.lessons:,} lessons) in {result.seconds:.1f} s: {rate:,.0f} rows/s"
+        f"{result.lessons:,} lessons, {result.learners:,} learners, "
+        f"{result.enrollments:,} enrollments, {result.progress_rows:,} progress rows) "
+        f"in {result.seconds:.1f} s: {rate:,.0f} rows/s"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.seed",
-        description="Load creators, PUBLISHED courses and their lessons with COPY. The database "
+        description="Load creators, PUBLISHED courses and their lessons, then learners, their "
+        "enrollments and lesson progress, with COPY. The database "
         "is --database-url, else DATABASE_URL, else the embedded PostgreSQL under LMS_DATA_DIR "
         "(the one `make run` uses); pending migrations are applied first.",
     )
     parser.add_argument("--courses", type=int, required=True, help="published courses to add")
     parser.add_argument("--creators", type=int, default=1000, help="creators (default 1000)")
     parser.add_argument("--lessons", type=int, default=5, help="lessons per course (default 5)")
+    parser.add_argument(
+        "--learners", type=int, default=20_000, help="LEARNER accounts (default 20000)"
+    )
+    parser.add_argument(
+        "--progress-rows",
+        type=int,
+        default=None,
+        help="lesson progress rows, with the enrollments they belong to (default 1000000, "
+        "0 with --learners 0)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for the content")
     parser.add_argument(
         "--database-url", default=None, help="postgresql://... (default: see above)"
@@ -482,6 +825,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.courses < 0 or args.creators < 1 or args.lessons < 0:
         print("seed: error: need --courses >= 0, --creators >= 1, --lessons >= 0", file=sys.stderr)
         return 2
+    if args.progress_rows is None:
+        args.progress_rows = 1_000_000 if args.learners else 0
+    if args.learners < 0 or args.progress_rows < 0:
+        print("seed: error: need --learners >= 0 and --progress-rows >= 0", file=sys.stderr)
+        return 2
+    if args.progress_rows and not args.learners:
+        print("seed: error: --progress-rows needs --learners >= 1", file=sys.stderr)
+        return 2
     options = SeedOptions(
         courses=args.courses,
         creators=args.creators,
@@ -489,6 +840,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         run_tag=(args.run_tag or _default_run_tag()).lower(),
         truncate=args.truncate,
+        learners=args.learners,
+        progress_rows=args.progress_rows,
     )
     from lms.errors import StartupError
 
@@ -504,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert url is not None
         result = _run(seed(url, options))
         assert isinstance(result, SeedResult)
-    except StartupError as exc:
+    except (StartupError, SeedError) as exc:
         print(f"seed: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ import re
 import socket
 from dataclasses import replace
 
+import asyncpg
 import pytest
 from httpx import AsyncClient
 
@@ -169,3 +170,20 @@ async def test_role_fixtures_give_each_role_a_working_token(
         assert claims["sub"] == str(user.id) and claims["role"] == user.role
         row = await db.fetchrow("SELECT role, is_active FROM users WHERE id = $1", user.id)
         assert row["role"] == user.role and row["is_active"]
+
+
+async def test_pooled_connections_are_released_without_a_reset_round_trip(
+    api: AsyncClient, db: asyncpg.Pool
+) -> None:
+    """A request costs its own statements only: releasing a pooled connection sends nothing (the
+    default reset would be one more round trip per request, and stays visible as the backend's
+    last query)."""
+    for _ in range(5):
+        assert (await api.get("/readyz")).status_code == 200
+        assert (await api.get("/courses")).status_code == 200
+    resets = await db.fetchval(
+        """SELECT count(*) FROM pg_stat_activity
+           WHERE datname = current_database() AND pid <> pg_backend_pid()
+             AND query LIKE '%pg_advisory_unlock_all%'"""
+    )
+    assert resets == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -87,14 +88,16 @@ def _connection(user: object | None) -> Request[Any, Any, Any]:
     return Request(cast(Any, scope))
 
 
-def test_the_guard_admits_the_role_and_those_above() -> None:
+async def test_the_guard_admits_the_role_and_those_above() -> None:
     guard = requires(Permission.CREATE_COURSES)
     assert guard.__name__ == "requires_create_courses"
+    # A coroutine function: Litestar would run a plain one in a worker thread on every request.
+    assert inspect.iscoroutinefunction(guard)
     for role in ("CREATOR", "ADMIN"):
-        guard(_connection(SimpleNamespace(role=role)), cast(Any, None))
+        await guard(_connection(SimpleNamespace(role=role)), cast(Any, None))  # type: ignore[misc]
     with pytest.raises(PermissionDeniedException) as denied:
-        guard(_connection(SimpleNamespace(role="LEARNER")), cast(Any, None))
+        await guard(_connection(SimpleNamespace(role="LEARNER")), cast(Any, None))  # type: ignore[misc]
     assert denied.value.status_code == 403
     with pytest.raises(NotAuthorizedException) as anonymous:
-        guard(_connection(None), cast(Any, None))
+        await guard(_connection(None), cast(Any, None))  # type: ignore[misc]
     assert anonymous.value.status_code == 401

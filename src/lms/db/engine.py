@@ -80,8 +80,17 @@ async def start_pool(settings: Settings) -> asyncpg.Pool:
             # Prepared statements are cached per connection; hot queries are planned once.
             statement_cache_size=256,
             max_inactive_connection_lifetime=300,
+            reset=_keep_session,
         )
     return db.pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections are not reset. asyncpg's default reset runs `RESET ALL`, `UNLISTEN
+    *`, `CLOSE ALL` and `pg_advisory_unlock_all()` on every release: a second round trip for each
+    one-statement request (the heartbeat's included). Pooled code keeps no session state (no
+    SET, LISTEN, cursors or session locks: those live on connections of their own), and asyncpg
+    still rolls back a transaction left open before this hook runs."""
 
 
 async def close_pool() -> None:

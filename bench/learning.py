@@ -1,0 +1,1527 @@
+"""Load-test the learner's write paths with wrk (the progress heartbeat, lesson completion), then
+check in PostgreSQL that nothing was lost; and time one admin bulk enrollment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from bench.catalog import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    WRK_MISSING,
+    BenchError,
+    _serving,
+    free_port,
+    git_commit,
+    granian_workers,
+    human_bytes,
+    percentiles,
+    resolved_environ,
+    wrk_failures,
+)
+from bench.seed import BENCH_EMAIL_DOMAIN, percent
+
+SCENARIOS = ("heartbeat", "complete", "bulk")
+WRK_SCENARIOS = ("heartbeat", "complete")
+HEARTBEAT_STEP = 5.0  # seconds the player moves on between two heartbeats
+LESSONS_PER_LEARNER = 4  # heartbeat: lessons each learner is playing (one per enrollment)
+COMPLETE_WINDOW = 256  # complete: enrollments worked on side by side, lesson by lesson
+MAX_COMPLETE_PAIRS = 60_000  # complete: (learner, lesson) pairs prepared; the run cycles after
+DRAIN_SECONDS = 10.0  # the most we wait for the server to log requests wrk left in flight
+BULK_ALREADY = 0.05  # bulk: share of addresses already enrolled in the course
+BULK_UNKNOWN = 0.05  # bulk: share of addresses with no account
+ADMIN_EMAIL = f"bench-admin@{BENCH_EMAIL_DOMAIN}"
+ADMIN_USERNAME = "bench_admin"
+ROUTES = {
+    "heartbeat": ("POST /lessons/:id/progress", "/lessons/{lesson_id:uuid}/progress", 204),
+    "complete": ("POST /lessons/:id/complete", "/lessons/{lesson_id:uuid}/complete", 200),
+}
+# Stored positions must equal the sent ones; both are the same decimal text parsed to a double,
+# so they are equal outright. The tolerance only absorbs a different parser's last bit, and is
+# far below the ~5 s between two consecutive heartbeats of one lesson.
+POSITION_TOLERANCE = 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# what the run works on
+
+
+@dataclass
+class Learner:
+    user_id: uuid.UUID
+    token_version: int
+    thread: int = 0  # the wrk thread (1-based) that owns the learner and all its pairs
+    token: str = ""
+
+
+@dataclass
+class Pair:
+    """One (learner, lesson): the unit no two in-flight requests may share."""
+
+    learner: int  # index into the learners list
+    lesson_id: uuid.UUID
+    enrollment_id: uuid.UUID
+    duration: float
+    start_position: float | None  # None: no progress row before the run
+    start_completed: bool = False
+
+
+@dataclass
+class Sent:
+    """What the wrk thread that owned a pair did with it (from the script's done())."""
+
+    sent: int  # requests sent
+    acked: int  # sequence number of the last answered one (sent or sent - 1)
+    last_status: int  # status of the last answered one (0: none answered)
+    last_position: str | None  # heartbeat: the position of the last request, as sent
+    ok_position: str | None  # heartbeat: the position of the last request answered 204
+
+
+@dataclass
+class Workload:
+    learners: list[Learner]
+    pairs: list[Pair]
+    description: str
+    mix: dict[str, int] = field(default_factory=dict)
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn=database_url)
+
+
+async def bench_learners(conn: asyncpg.Connection, count: int, rng: random.Random) -> list[Learner]:
+    """`count` seeded LEARNERs with at least one enrollment, drawn at random."""
+    rows = await conn.fetch(
+        """
+        SELECT u.id, u.token_version FROM users u
+        WHERE u.email LIKE $1 AND u.role = 'LEARNER' AND u.is_active
+          AND EXISTS (SELECT 1 FROM enrollments e WHERE e.user_id = u.id)
+        ORDER BY u.id
+        """,
+        f"%@{BENCH_EMAIL_DOMAIN}",
+    )
+    if not rows:
+        raise BenchError(
+            "no seeded learners with enrollments: run python -m bench.seed with --learners and "
+            "--progress-rows first"
+        )
+    chosen = rng.sample(list(rows), min(count, len(rows)))
+    return [Learner(r["id"], r["token_version"]) for r in chosen]
+
+
+async def heartbeat_workload(conn: asyncpg.Connection, count: int, rng: random.Random) -> Workload:
+    """Each learner plays up to LESSONS_PER_LEARNER lessons, one per enrollment: the lesson the
+    player would resume (the first one not completed), or, in a course already finished, any
+    lesson watched again. They start from the stored resume position (0 when never played)."""
+    learners = await bench_learners(conn, count, rng)
+    rows = await conn.fetch(
+        """
+        SELECT e.user_id, e.id AS enrollment_id, l.id AS lesson_id, l.position,
+               l.duration_seconds, p.position_seconds, coalesce(p.completed, false) AS completed
+        FROM enrollments e
+        JOIN lessons l ON l.course_id = e.course_id
+        LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
+        WHERE e.user_id = ANY($1::uuid[])
+        ORDER BY e.user_id, e.id, l.position
+        """,
+        [learner.user_id for learner in learners],
+    )
+    by_enrollment: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
+    enrollments_of: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for row in rows:
+        if not by_enrollment[row["enrollment_id"]]:
+            enrollments_of[row["user_id"]].append(row["enrollment_id"])
+        by_enrollment[row["enrollment_id"]].append(row)
+    pairs: list[Pair] = []
+    mix: Counter[str] = Counter()
+    for index, learner in enumerate(learners):
+        enrollments = enrollments_of[learner.user_id]
+        for enrollment_id in rng.sample(enrollments, min(LESSONS_PER_LEARNER, len(enrollments))):
+            lessons = by_enrollment[enrollment_id]
+            current = next((r for r in lessons if not r["completed"]), None)
+            if current is None:
+                current, kind = rng.choice(lessons), "rewatch of a completed lesson"
+            elif current["position_seconds"] is None:
+                kind = "lesson not started (the first heartbeat inserts its row)"
+            else:
+                kind = "resume of a lesson in progress"
+            mix[kind] += 1
+            pairs.append(
+                Pair(
+                    learner=index,
+                    lesson_id=current["lesson_id"],
+                    enrollment_id=enrollment_id,
+                    duration=float(current["duration_seconds"] or 600.0),
+                    start_position=current["position_seconds"],
+                    start_completed=current["completed"],
+                )
+            )
+    rng.shuffle(pairs)
+    description = f"{len(learners):,} learners playing {len(pairs):,} lessons: " + ", ".join(
+        f"{n:,} {kind}" for kind, n in mix.most_common()
+    )
+    return Workload(learners, pairs, description, dict(mix))
+
+
+async def complete_workload(conn: asyncpg.Connection, count: int, rng: random.Random) -> Workload:
+    """The learners' lessons not completed yet, in enrollments not completed yet, ordered so
+    that COMPLETE_WINDOW enrollments at a time are worked through lesson by lesson: courses get
+    completed (and certificates issued) all through the run, and two lessons of one enrollment
+    are rarely completed at the same moment (the enrollment's row lock would queue them)."""
+    learners = await bench_learners(conn, count, rng)
+    rows = await conn.fetch(
+        """
+        SELECT e.user_id, e.id AS enrollment_id, l.id AS lesson_id, l.duration_seconds
+        FROM enrollments e
+        JOIN lessons l ON l.course_id = e.course_id
+        LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
+        WHERE e.user_id = ANY($1::uuid[]) AND NOT e.completed
+          AND NOT coalesce(p.completed, false)
+          AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.enrollment_id = e.id)
+        ORDER BY e.id, l.position
+        """,
+        [learner.user_id for learner in learners],
+    )
+    index_of = {learner.user_id: i for i, learner in enumerate(learners)}
+    remaining: dict[uuid.UUID, list[Pair]] = defaultdict(list)
+    for row in rows:
+        remaining[row["enrollment_id"]].append(
+            Pair(
+                learner=index_of[row["user_id"]],
+                lesson_id=row["lesson_id"],
+                enrollment_id=row["enrollment_id"],
+                duration=float(row["duration_seconds"] or 0.0),
+                start_position=None,
+            )
+        )
+    if not remaining:
+        raise BenchError("the chosen learners have no lesson left to complete: seed afresh")
+    enrollments = sorted(remaining)
+    rng.shuffle(enrollments)
+    pairs: list[Pair] = []
+    for start in range(0, len(enrollments), COMPLETE_WINDOW):
+        window = [remaining[e] for e in enrollments[start : start + COMPLETE_WINDOW]]
+        for step in range(max(len(lessons) for lessons in window)):
+            pairs += [lessons[step] for lessons in window if step < len(lessons)]
+        if len(pairs) >= MAX_COMPLETE_PAIRS:
+            break
+    used = {p.enrollment_id for p in pairs}
+    lesson_left = Counter(len(remaining[e]) for e in used)
+    description = (
+        f"{len(learners):,} learners, {len(pairs):,} lessons to complete in {len(used):,} "
+        f"enrollments (lessons left per enrollment: "
+        + ", ".join(f"{k}: {n:,}" for k, n in sorted(lesson_left.items()))
+        + ")"
+    )
+    return Workload(learners, pairs, description, {str(k): n for k, n in lesson_left.items()})
+
+
+def assign_threads(workload: Workload, threads: int) -> None:
+    """Learner i belongs to wrk thread i % threads + 1, and so do all its pairs: one thread's
+    requests never carry another thread's learner."""
+    for index, learner in enumerate(workload.learners):
+        learner.thread = index % threads + 1
+
+
+def mint_tokens(settings: Any, learners: Sequence[Learner]) -> None:
+    from lms.domain.auth.tokens import issue_access_token
+
+    for learner in learners:
+        learner.token = issue_access_token(
+            settings, user_id=learner.user_id, role="LEARNER", token_version=learner.token_version
+        )
+
+
+def write_data(path: Path, workload: Workload) -> None:
+    """T lines (thread, learner, token), then P lines (thread, learner, lesson, duration, start
+    position): a pair's id is its P line's number, in the order the run should use them."""
+    used = {p.learner for p in workload.pairs}
+    with path.open("w") as out:
+        for index, learner in enumerate(workload.learners):
+            if index in used:
+                out.write(f"T\t{learner.thread}\t{index}\t{learner.token}\n")
+        for pair in workload.pairs:
+            learner = workload.learners[pair.learner]
+            start = 0.0 if pair.start_position is None else pair.start_position
+            out.write(
+                f"P\t{learner.thread}\t{pair.learner}\t{pair.lesson_id}\t{pair.duration!r}\t"
+                f"{start!r}\n"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+
+LUA_TEMPLATE = Template("""\
+-- Generated by bench/learning.py: the $scenario scenario. Each wrk thread loads only its own
+-- learners and (learner, lesson) pairs from the data file and goes through them in order; a pair
+-- whose request is still in flight is skipped, so no two in-flight requests carry the same
+-- learner and lesson. done() writes what every pair sent and what came back.
+local data_path = $data_path
+local out_path = $out_path
+local scenario = "$scenario"
+local seed = $seed
+local step = $step
+local expected_status = $expected_status
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("thread_id", next_id)
+  threads[next_id] = thread
+end
+
+-- Per-thread state: globals, so that done() can read them back with thread:get().
+gids = {}         -- local pair index -> pair id (its line number among the data file's P lines)
+sent = {}         -- requests sent for the pair
+acked = {}        -- sequence number of its last answered request (0: none)
+last_status = {}  -- status of its last answered request
+last_pos = {}     -- heartbeat: position of its last request, as sent
+ok_pos = {}       -- heartbeat: position of its last request answered 204
+statuses = {}     -- status -> responses
+unmatched = 0     -- responses without a request id of ours
+stalled = 0       -- request() calls that found every pair in flight (then /readyz is sent)
+course_completed = 0  -- complete: 200s saying the course is completed
+with_certificate = 0  -- complete: 200s carrying a certificate
+
+local heads = {}
+local position = {}
+local duration = {}
+local local_of = {}
+local cursor = 0
+local n = 0
+local idle_request = nil
+-- wrk calls thread 1's request() once before the run only to check that it makes a valid
+-- request, and never sends it: that call must not count as a request sent (set in init(),
+-- once setup() has numbered the thread).
+local checked = true
+
+local function split(line)
+  local fields = {}
+  for value in string.gmatch(line, "[^\\t]+") do fields[#fields + 1] = value end
+  return fields
+end
+
+function init(args)
+  math.randomseed(seed + 7919 * thread_id)
+  checked = thread_id ~= 1
+  local host = wrk.headers["Host"]
+  local tokens = {}
+  local gid = 0
+  local suffix = scenario == "heartbeat" and "/progress" or "/complete"
+  local content_type = scenario == "heartbeat" and "Content-Type: application/json\\r\\n" or ""
+  for line in io.lines(data_path) do
+    local f = split(line)
+    if f[1] == "T" then
+      if tonumber(f[2]) == thread_id then tokens[f[3]] = f[4] end
+    elseif f[1] == "P" then
+      gid = gid + 1
+      if tonumber(f[2]) == thread_id then
+        n = n + 1
+        -- Everything but the request id, its length and the body is formatted once, here.
+        heads[n] = "POST /lessons/" .. f[4] .. suffix .. " HTTP/1.1\\r\\nHost: " .. host ..
+                   "\\r\\nAuthorization: Bearer " .. tokens[f[3]] .. "\\r\\n" .. content_type ..
+                   "X-Request-ID: " .. scenario .. "-" .. gid .. "-"
+        gids[n] = gid
+        local_of[gid] = n
+        duration[n] = tonumber(f[5])
+        position[n] = tonumber(f[6])
+        sent[n] = 0
+        acked[n] = 0
+        last_status[n] = 0
+      end
+    end
+  end
+  idle_request = wrk.format("GET", "/readyz")
+end
+
+local function next_pair()
+  for _ = 1, n do
+    cursor = cursor % n + 1
+    if sent[cursor] == acked[cursor] then return cursor end
+  end
+  return nil
+end
+
+function request()
+  if not checked then
+    checked = true
+    return idle_request
+  end
+  local i = next_pair()
+  if i == nil then
+    stalled = stalled + 1
+    return idle_request
+  end
+  local seq = sent[i] + 1
+  sent[i] = seq
+  if scenario ~= "heartbeat" then
+    return heads[i] .. seq .. "\\r\\nContent-Length: 0\\r\\n\\r\\n"
+  end
+  -- The player moves on by about `step` seconds; near the end it starts the video again.
+  local pos = position[i] + step * (0.9 + 0.2 * math.random())
+  if pos > duration[i] - 2 then pos = math.min(0.5 + 2.5 * math.random(), duration[i]) end
+  local text = string.format("%.3f", pos)
+  position[i] = tonumber(text)
+  last_pos[i] = text
+  local body = '{"positionSeconds":' .. text .. '}'
+  return heads[i] .. seq .. "\\r\\nContent-Length: " .. #body .. "\\r\\n\\r\\n" .. body
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  local rid = headers["x-request-id"] or headers["X-Request-ID"] or headers["X-Request-Id"]
+  local g, seq = nil, nil
+  if rid then g, seq = string.match(rid, "^%a+%-(%d+)%-(%d+)$$") end
+  local i = g and local_of[tonumber(g)]
+  if not i then
+    unmatched = unmatched + 1
+    return
+  end
+  acked[i] = tonumber(seq)
+  last_status[i] = status
+  if status == expected_status then
+    if scenario == "heartbeat" then
+      ok_pos[i] = last_pos[i]
+    else
+      if string.find(body, '"courseCompleted":true', 1, true) then
+        course_completed = course_completed + 1
+      end
+      if string.find(body, '"certificate":{', 1, true) then
+        with_certificate = with_certificate + 1
+      end
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local out = assert(io.open(out_path, "w"))
+  for t, thread in ipairs(threads) do
+    local t_gids, t_sent, t_acked = thread:get("gids"), thread:get("sent"), thread:get("acked")
+    local t_status, t_last, t_ok = thread:get("last_status"), thread:get("last_pos"),
+                                   thread:get("ok_pos")
+    for i, gid in ipairs(t_gids) do
+      if t_sent[i] > 0 then
+        out:write(string.format("P\\t%d\\t%d\\t%d\\t%d\\t%s\\t%s\\n", gid, t_sent[i], t_acked[i],
+                                t_status[i], t_last[i] or "-", t_ok[i] or "-"))
+      end
+    end
+    for status, count in pairs(thread:get("statuses")) do
+      out:write(string.format("S\\t%d\\t%d\\n", status, count))
+    end
+    out:write(string.format("C\\t%d\\t%d\\t%d\\t%d\\t%d\\n", t, thread:get("unmatched"),
+                            thread:get("stalled"), thread:get("course_completed"),
+                            thread:get("with_certificate")))
+  end
+  out:close()
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,' ..
+    '"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d}}\\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+""")
+
+
+def write_script(directory: Path, scenario: str, seed: int) -> tuple[Path, Path, Path]:
+    """(the script, the data file it reads, the file its done() writes)."""
+    data, out = directory / f"{scenario}.tsv", directory / f"{scenario}.sent.tsv"
+    script = directory / f"{scenario}.lua"
+    script.write_text(
+        LUA_TEMPLATE.substitute(
+            scenario=scenario,
+            data_path=json.dumps(str(data)),
+            out_path=json.dumps(str(out)),
+            seed=seed,
+            step=repr(HEARTBEAT_STEP),
+            expected_status=ROUTES[scenario][2],
+        )
+    )
+    return script, data, out
+
+
+@dataclass
+class WrkRun:
+    result: dict[str, Any]
+    output: str
+    sent: dict[int, Sent]  # pair id (0-based) -> what was sent for it
+    statuses: dict[int, int]
+    unmatched: int
+    stalled: int
+    course_completed: int
+    with_certificate: int
+    cpu: dict[str, Any] | None
+
+
+def run_wrk(
+    script: Path,
+    sent_path: Path,
+    url: str,
+    args: argparse.Namespace,
+    sampler: CpuSampler,
+) -> WrkRun:
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+        f"--timeout={args.timeout}s", "-s", str(script), f"{url.rstrip('/')}/",
+    ]  # fmt: skip
+    print(f"running: {' '.join(command)}", file=sys.stderr)
+    sampler.start()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler.watch(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(timeout=args.duration + 120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise BenchError("wrk did not finish within its duration plus 120 s") from None
+    cpu = sampler.stop()
+    output = stdout + stderr
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with status {proc.returncode}: {output.strip()}")
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", stdout, re.MULTILINE)
+    if not match or not sent_path.exists():
+        raise BenchError(f"wrk printed no result line:\n{output}")
+    run = WrkRun(json.loads(match.group(1)), output, {}, Counter(), 0, 0, 0, 0, cpu)
+    for line in sent_path.read_text().splitlines():
+        f = line.split("\t")
+        if f[0] == "P":
+            run.sent[int(f[1]) - 1] = Sent(
+                sent=int(f[2]),
+                acked=int(f[3]),
+                last_status=int(f[4]),
+                last_position=None if f[5] == "-" else f[5],
+                ok_position=None if f[6] == "-" else f[6],
+            )
+        elif f[0] == "S":
+            run.statuses[int(f[1])] += int(f[2])
+        elif f[0] == "C":
+            run.unmatched += int(f[2])
+            run.stalled += int(f[3])
+            run.course_completed += int(f[4])
+            run.with_certificate += int(f[5])
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU: who used the two cores during the run
+
+
+class CpuSampler:
+    """CPU seconds per process group over the wrk run, from /proc (Linux; None elsewhere):
+    PostgreSQL backends of the bench database, PostgreSQL's own background processes, backends
+    of other databases (anything else sharing the server), the API (the process group of the
+    `lms serve` we started), wrk, and the rest of the machine."""
+
+    def __init__(self, database: str | None, api_pid: int | None) -> None:
+        self.database = database
+        self.api_pid = api_pid
+        self.wrk_pid: int | None = None
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._start: dict[int, tuple[str, float]] | None = None
+        self._start_total: tuple[float, float] | None = None
+        self._start_children = 0.0
+        self._started = 0.0
+
+    def watch(self, wrk_pid: int) -> None:
+        self.wrk_pid = wrk_pid
+
+    @staticmethod
+    def _children() -> float:
+        """CPU seconds of our children that have exited: wrk's, once it is reaped (it is gone
+        from /proc by the time the run is measured)."""
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def _group(self, pid: int, comm: str, pgrp: int) -> str | None:
+        if pid == self.wrk_pid or comm == "wrk":
+            return None  # counted from its rusage once it has exited
+        if self.api_pid is not None and pgrp == self.api_pid:
+            return "api"
+        if self.api_pid is None and comm in ("lms", "python", "python3") and self._is_api(pid):
+            return "api"
+        if comm.startswith("postgres"):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                return None
+            if "(" not in cmdline and "[local]" not in cmdline:
+                return "postgres_background"
+            if self.database and f" {self.database} " in cmdline:
+                return "postgres_bench"
+            return "postgres_other_databases"
+        if pid == os.getpid():
+            return "bench"
+        return f"other:{comm}"
+
+    @staticmethod
+    def _is_api(pid: int) -> bool:
+        """With --url: an `lms serve` (or `python -m lms serve`) process or a Granian worker
+        it forked, whoever started it."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        for i, arg in enumerate(argv[:-1]):
+            if (arg == "lms" or arg.endswith("/lms")) and argv[i + 1] == "serve":
+                return True
+        return False
+
+    def _processes(self) -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+            rest = raw[raw.rindex(")") + 2 :].split()
+            pid = int(entry.name)
+            group = self._group(pid, comm, int(rest[2]))
+            if group:
+                found[pid] = (group, (int(rest[11]) + int(rest[12])) / self.ticks)
+        return found
+
+    def _machine(self) -> tuple[float, float]:
+        """(busy, total) CPU seconds of the whole machine since boot."""
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+        total = sum(values) / self.ticks
+        idle = (values[3] + values[4]) / self.ticks
+        return total - idle, total
+
+    def start(self) -> None:
+        try:
+            self._start, self._start_total = self._processes(), self._machine()
+            self._start_children = self._children()
+        except (OSError, ValueError):
+            self._start = None
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any] | None:
+        if self._start is None or self._start_total is None:
+            return None
+        try:
+            end, (busy, total) = self._processes(), self._machine()
+        except (OSError, ValueError):
+            return None
+        wall = time.monotonic() - self._started
+        cpus = os.cpu_count() or 1
+        seconds: Counter[str] = Counter()
+        others: Counter[str] = Counter()
+        for pid, (group, used) in end.items():
+            before = self._start.get(pid)
+            delta = used - (before[1] if before and before[0] == group else 0.0)
+            if group.startswith("other:"):
+                others[group.removeprefix("other:")] += delta
+            else:
+                seconds[group] += delta
+        seconds["wrk"] = self._children() - self._start_children
+        machine_busy = busy - self._start_total[0]
+        # Everything else, kernel threads and processes that exited meanwhile included.
+        seconds["other"] = max(machine_busy - sum(seconds.values()), 0.0)
+        seconds["idle"] = max((total - self._start_total[1]) - machine_busy, 0.0)
+        return {
+            "wall_s": round(wall, 2),
+            "cpus": cpus,
+            "cpu_seconds": {k: round(v, 2) for k, v in seconds.most_common()},
+            "share_of_machine": {
+                k: round(v / (wall * cpus), 3) for k, v in seconds.most_common() if wall > 0
+            },
+            "other_top": {k: round(v, 2) for k, v in others.most_common(5) if v >= 0.01},
+        }
+
+
+def cpu_line(cpu: dict[str, Any] | None) -> str | None:
+    if not cpu:
+        return None
+    share = cpu["share_of_machine"]
+    names = {
+        "postgres_bench": "PostgreSQL (bench backends)",
+        "postgres_background": "PostgreSQL (background: WAL writer, checkpointer...)",
+        "postgres_other_databases": "PostgreSQL (other databases)",
+        "api": "API (Granian workers)",
+        "wrk": "wrk",
+        "bench": "this script",
+        "other": "other processes",
+        "idle": "idle",
+    }
+    parts = [f"{names.get(k, k)} {v:.0%}" for k, v in share.items() if v >= 0.005]
+    line = f"cpu ({cpu['cpus']} cores, {cpu['wall_s']:.0f} s): " + ", ".join(parts)
+    if share.get("other", 0) >= 0.05 and cpu.get("other_top"):
+        top = ", ".join(f"{name} {sec:.1f} s" for name, sec in cpu["other_top"].items())
+        line += f"\n  other processes: {top}"
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# the server's own log (--serve)
+
+
+def read_log(log_path: Path | None, offset: int) -> list[dict[str, Any]]:
+    if log_path is None or not log_path.exists():
+        return []
+    entries = []
+    with log_path.open("rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            try:
+                entries.append(json.loads(raw))
+            except ValueError:
+                entries.append({"level": "error", "msg": raw.decode(errors="replace")[:300]})
+    return entries
+
+
+def server_log_summary(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Statuses and the API's own latency (time in the app, waits for a pooled connection
+    included) per route, and any warning or error lines."""
+    statuses: Counter[str] = Counter()
+    durations: dict[str, list[float]] = defaultdict(list)
+    problems: list[str] = []
+    for entry in entries:
+        if entry.get("logger") == "lms.request":
+            statuses[str(entry.get("status"))] += 1
+            route = f"{entry.get('method')} {entry.get('route')}"
+            durations[route].append(float(entry.get("duration_ms", 0.0)))
+        elif entry.get("level") in ("warning", "error", "critical"):
+            problems.append(f"{entry.get('level')}: {entry.get('msg')}"[:300])
+    return {
+        "requests_logged": sum(statuses.values()),
+        "statuses": dict(statuses),
+        "in_app_ms": {route: percentiles(ms) for route, ms in durations.items()},
+        "warnings_and_errors": problems[:20],
+        "warnings_and_errors_total": len(problems),
+    }
+
+
+def drain(
+    log_path: Path | None, offset: int, request_ids: set[str], served: bool
+) -> dict[str, int]:
+    """Give the server time to finish what wrk left in flight. With --serve, wait until its log
+    has a line for each of those requests (at most DRAIN_SECONDS); else wait 2 s. Returns how the
+    server answered them (status -> count, from its log)."""
+    if not served:
+        time.sleep(2.0)
+        return {}
+    deadline = time.monotonic() + DRAIN_SECONDS
+    time.sleep(0.5)
+    while True:
+        found = {
+            str(e.get("request_id")): e.get("status")
+            for e in read_log(log_path, offset)
+            if e.get("request_id") in request_ids
+        }
+        if len(found) >= len(request_ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    time.sleep(0.5)  # a logged request has committed (the line is written after the handler)
+    outcome = Counter(str(status) for status in found.values())
+    outcome["not logged"] = len(request_ids) - len(found)
+    return {k: v for k, v in outcome.items() if v}
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def same_position(stored: float | None, sent: str | None) -> bool:
+    if stored is None or sent is None:
+        return stored is None and sent is None
+    return abs(stored - float(sent)) <= POSITION_TOLERANCE
+
+
+async def check_heartbeats(
+    conn: asyncpg.Connection,
+    workload: Workload,
+    run: WrkRun,
+    started_at: datetime,
+) -> dict[str, Any]:
+    """For every (learner, lesson) the run touched, the stored resume position must be the last
+    position sent, when that request was answered 204. When wrk stopped with the pair's last
+    request unanswered (in flight), the server may or may not have applied it: then either that
+    position or the one before it (the last answered one, else the position stored before the
+    run) is correct, and which one it was is counted. Anything else is a lost update."""
+    touched = sorted(run.sent)
+    rows = await conn.fetch(
+        """
+        SELECT t.i, p.position_seconds, p.watched_seconds, p.completed,
+               p.completed_at >= $4 AS completed_by_run, l.duration_seconds
+        FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS t(enrollment_id, lesson_id, i)
+        JOIN lessons l ON l.id = t.lesson_id
+        LEFT JOIN lesson_progress p
+               ON p.enrollment_id = t.enrollment_id AND p.lesson_id = t.lesson_id
+        """,
+        [workload.pairs[i].enrollment_id for i in touched],
+        [workload.pairs[i].lesson_id for i in touched],
+        touched,
+        started_at,
+    )
+    stored = {r["i"]: r for r in rows}
+    lost: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+    for i in touched:
+        sent, pair, row = run.sent[i], workload.pairs[i], stored[i]
+        position = row["position_seconds"]
+        before = sent.ok_position
+        if before is None and pair.start_position is not None:
+            before = repr(pair.start_position)
+        answered = sent.acked == sent.sent
+        if sent.acked < sent.sent - 1:
+            counts["overlapping requests (a bug in the script)"] += 1
+        if answered and sent.last_status == 204:
+            ok = same_position(position, sent.last_position)
+            counts["last request answered 204"] += 1
+        elif answered:
+            ok = same_position(position, before)
+            counts["last request answered with an error"] += 1
+        elif same_position(position, sent.last_position):
+            ok = True
+            counts["in flight at the stop, applied"] += 1
+        else:
+            ok = same_position(position, before)
+            counts["in flight at the stop, not applied"] += 1
+        if row["completed_by_run"]:
+            counts["lessons completed by watching (95% reached)"] += 1
+        duration, watched = row["duration_seconds"], row["watched_seconds"]
+        if duration is not None and watched is not None and watched > duration + 1e-6:
+            counts["watched more than the video (inconsistent)"] += 1
+        if not ok:
+            lost.append(
+                {
+                    "lesson_id": str(pair.lesson_id),
+                    "enrollment_id": str(pair.enrollment_id),
+                    "stored": position,
+                    "last_sent": sent.last_position,
+                    "acknowledged_before": before,
+                    "requests": sent.sent,
+                    "answered": sent.acked,
+                    "last_status": sent.last_status,
+                }
+            )
+    return {
+        "pairs_touched": len(touched),
+        "requests_sent": sum(s.sent for s in run.sent.values()),
+        "lost_updates": len(lost),
+        "lost_examples": lost[:10],
+        "outcomes": dict(counts),
+        "in_flight_at_stop": sum(1 for s in run.sent.values() if s.acked < s.sent),
+    }
+
+
+async def check_completions(
+    conn: asyncpg.Connection,
+    workload: Workload,
+    run: WrkRun,
+    started_at: datetime,
+) -> dict[str, Any]:
+    """Every lesson whose completion was answered 200 is stored completed; every enrollment the
+    run touched has progress = round(100 * completed rows / lessons, 2), is completed exactly
+    when all its lessons are, and has exactly one certificate if completed (none otherwise),
+    issued during the run, whose VC-JWT verifies with a published key and names that
+    enrollment. All these enrollments were incomplete and without a certificate before."""
+    touched = sorted(run.sent)
+    pair_rows = await conn.fetch(
+        """
+        SELECT t.i, coalesce(p.completed, false) AS completed
+        FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS t(enrollment_id, lesson_id, i)
+        LEFT JOIN lesson_progress p
+               ON p.enrollment_id = t.enrollment_id AND p.lesson_id = t.lesson_id
+        """,
+        [workload.pairs[i].enrollment_id for i in touched],
+        [workload.pairs[i].lesson_id for i in touched],
+        touched,
+    )
+    completed_pairs = {r["i"] for r in pair_rows if r["completed"]}
+    problems: Counter[str] = Counter()
+    examples: list[str] = []
+    outcomes: Counter[str] = Counter()
+
+    def problem(kind: str, detail: str) -> None:
+        problems[kind] += 1
+        if len(examples) < 10:
+            examples.append(f"{kind}: {detail}")
+
+    for i in touched:
+        sent = run.sent[i]
+        if sent.acked == sent.sent and sent.last_status == 200:
+            outcomes["answered 200"] += 1
+            if i not in completed_pairs:
+                problem("lost completion", f"lesson {workload.pairs[i].lesson_id}")
+        elif sent.acked < sent.sent and sent.sent > 1:
+            # A repeat of a completion already answered 200: idempotent, nothing to tell apart.
+            outcomes["in flight at the stop, a repeat"] += 1
+        elif sent.acked < sent.sent:
+            applied = i in completed_pairs
+            outcomes[f"in flight at the stop, {'applied' if applied else 'not applied'}"] += 1
+        else:
+            outcomes[f"answered {sent.last_status}"] += 1
+
+    enrollment_ids = sorted({workload.pairs[i].enrollment_id for i in touched})
+    rows = await conn.fetch(
+        """
+        SELECT e.id, e.progress, e.completed, e.completed_at,
+               (SELECT count(*) FROM lesson_progress p
+                WHERE p.enrollment_id = e.id AND p.completed) AS done,
+               (SELECT count(*) FROM lessons l WHERE l.course_id = e.course_id) AS total,
+               (SELECT count(*) FROM certificates c WHERE c.enrollment_id = e.id) AS certificates
+        FROM enrollments e WHERE e.id = ANY($1::uuid[])
+        """,
+        enrollment_ids,
+    )
+    for row in rows:
+        expected = percent(row["done"], row["total"])
+        if row["progress"] != expected:
+            problem("wrong progress", f"enrollment {row['id']}: {row['progress']} != {expected}")
+        if row["completed"] != (row["done"] >= row["total"]):
+            problem(
+                "wrong completed flag",
+                f"enrollment {row['id']}: completed={row['completed']} with "
+                f"{row['done']}/{row['total']} lessons",
+            )
+        if row["completed"] and row["completed_at"] < started_at - timedelta(seconds=1):
+            problem("completed before the run", f"enrollment {row['id']}")
+        wanted = 1 if row["completed"] else 0
+        if row["certificates"] != wanted:
+            problem(
+                "wrong certificate count",
+                f"enrollment {row['id']}: {row['certificates']} certificate(s), completed="
+                f"{row['completed']}",
+            )
+    if len(rows) != len(enrollment_ids):
+        problem("missing enrollments", f"{len(enrollment_ids) - len(rows)} not found")
+    certificates = await verify_certificates(conn, enrollment_ids, started_at, problem)
+    return {
+        "pairs_touched": len(touched),
+        "requests_sent": sum(s.sent for s in run.sent.values()),
+        "lessons_completed": len(completed_pairs),
+        "enrollments_touched": len(rows),
+        "courses_completed": sum(1 for r in rows if r["completed"]),
+        "certificates_issued": certificates["issued"],
+        "certificates_verified": certificates["verified"],
+        "responses_course_completed": run.course_completed,
+        "responses_with_certificate": run.with_certificate,
+        "outcomes": dict(outcomes),
+        "in_flight_at_stop": sum(1 for s in run.sent.values() if s.acked < s.sent),
+        "inconsistencies": sum(problems.values()),
+        "inconsistency_kinds": dict(problems),
+        "inconsistency_examples": examples,
+    }
+
+
+async def verify_certificates(
+    conn: asyncpg.Connection,
+    enrollment_ids: Sequence[uuid.UUID],
+    started_at: datetime,
+    problem: Any,
+) -> dict[str, int]:
+    """Check each certificate of these enrollments like an outside verifier would: the JWS
+    signature against the published public key its `kid` names, and its claims."""
+    import jwt
+
+    keys = {
+        r["kid"]: jwt.PyJWK(json.loads(r["public_jwk"]) if isinstance(r["public_jwk"], str)
+                            else dict(r["public_jwk"]), algorithm="EdDSA").key
+        for r in await conn.fetch("SELECT kid, public_jwk FROM certificate_signing_keys")
+    }  # fmt: skip
+    rows = await conn.fetch(
+        "SELECT id, enrollment_id, serial_hash, jws, issued_at FROM certificates "
+        "WHERE enrollment_id = ANY($1::uuid[])",
+        list(enrollment_ids),
+    )
+    verified = 0
+    for row in rows:
+        if row["issued_at"] < started_at - timedelta(seconds=1):
+            problem("certificate issued before the run", f"certificate {row['id']}")
+        try:
+            kid = jwt.get_unverified_header(row["jws"]).get("kid")
+            if kid not in keys:
+                problem("certificate signed by an unpublished key", f"certificate {row['id']}")
+                continue
+            claims = jwt.decode(row["jws"], keys[kid], algorithms=["EdDSA"])
+        except jwt.PyJWTError as exc:
+            problem("certificate does not verify", f"certificate {row['id']}: {exc}")
+            continue
+        if (
+            claims.get("sub") != f"urn:uuid:{row['enrollment_id']}"
+            or claims.get("serialHash") != row["serial_hash"]
+        ):
+            problem("certificate claims do not match", f"certificate {row['id']}")
+            continue
+        verified += 1
+    return {"issued": len(rows), "verified": verified}
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+
+
+def wrk_scenario(
+    scenario: str,
+    args: argparse.Namespace,
+    url: str,
+    database_url: str,
+    settings: Any,
+    workdir: Path,
+    log_path: Path | None,
+    sampler: CpuSampler,
+) -> dict[str, Any]:
+    rng = random.Random(args.seed)  # noqa: S311 - picks benchmark inputs, nothing secret
+    build = heartbeat_workload if scenario == "heartbeat" else complete_workload
+
+    async def prepare() -> Workload:
+        conn = await _connect(database_url)
+        try:
+            return await build(conn, args.learners, rng)
+        finally:
+            await conn.close()
+
+    print(f"{scenario}: choosing learners and lessons ...", file=sys.stderr)
+    workload = asyncio.run(prepare())
+    assign_threads(workload, args.threads)
+    mint_tokens(settings, workload.learners)
+    script, data_path, sent_path = write_script(workdir, scenario, args.seed)
+    write_data(data_path, workload)
+    log_offset = log_path.stat().st_size if log_path and log_path.exists() else 0
+    started_at = datetime.now(UTC)
+    run = run_wrk(script, sent_path, url, args, sampler)
+    unanswered = {f"{scenario}-{i + 1}-{s.sent}" for i, s in run.sent.items() if s.acked < s.sent}
+    in_flight_server = drain(log_path, log_offset, unanswered, log_path is not None)
+
+    async def check() -> dict[str, Any]:
+        conn = await _connect(database_url)
+        try:
+            if scenario == "heartbeat":
+                return await check_heartbeats(conn, workload, run, started_at)
+            return await check_completions(conn, workload, run, started_at)
+        finally:
+            await conn.close()
+
+    checks = asyncio.run(check())
+    checks["in_flight_server_statuses"] = in_flight_server
+    server = server_log_summary(read_log(log_path, log_offset)) if log_path else None
+    failures = wrk_failures(run.result, run.output)
+    expected = ROUTES[scenario][2]
+    wrong = {str(k): v for k, v in run.statuses.items() if k != expected}
+    if wrong:
+        failures.append(f"responses other than {expected}: {wrong}")
+    if run.stalled:
+        failures.append(f"{run.stalled} requests found every learner+lesson in flight")
+    if scenario == "heartbeat" and checks["lost_updates"]:
+        failures.append(f"{checks['lost_updates']} lost updates")
+    if scenario == "complete" and checks["inconsistencies"]:
+        failures.append(
+            f"{checks['inconsistencies']} inconsistencies: {checks['inconsistency_kinds']}"
+        )
+    seconds = run.result["duration_us"] / 1e6
+    lat = run.result["latency_us"]
+    return {
+        "scenario": scenario,
+        "route": ROUTES[scenario][0],
+        "ok": not failures,
+        "failures": failures,
+        "started_at": started_at.isoformat(),
+        "workload": {
+            "description": workload.description,
+            "learners": len(workload.learners),
+            "pairs": len(workload.pairs),
+            "mix": workload.mix,
+        },
+        "figures": {
+            "requests_per_s": round(run.result["requests"] / seconds, 1),
+            "p50_ms": lat["p50"] / 1000,
+            "p90_ms": lat["p90"] / 1000,
+            "p99_ms": lat["p99"] / 1000,
+            "transfer_bytes_per_s": round(run.result["bytes"] / seconds),
+            "requests": run.result["requests"],
+            "bytes": run.result["bytes"],
+            # socket errors and timeouts, plus every answer other than the expected status
+            "errors": sum(n for k, n in run.result["errors"].items() if k != "status")
+            + sum(wrong.values()),
+        },
+        "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
+        "unmatched_responses": run.unmatched,
+        "checks": checks,
+        "cpu": run.cpu,
+        "wrk": run.result,
+        "wrk_output": run.output,
+        "server_log": server,
+    }
+
+
+async def ensure_admin(conn: asyncpg.Connection) -> tuple[uuid.UUID, int]:
+    """The bench admin (a verified, profile-complete ADMIN with a bench address, so --truncate
+    of the seed removes it), created on first use: (id, token version)."""
+    from lms.domain.auth.passwords import hash_password
+
+    row = await conn.fetchrow(
+        "SELECT id, token_version, role FROM users WHERE email = $1", ADMIN_EMAIL
+    )
+    if row is not None and row["role"] == "ADMIN":
+        return row["id"], row["token_version"]
+    password_hash = await hash_password(secrets.token_urlsafe(24))
+    row = await conn.fetchrow(
+        """
+        INSERT INTO users (email, username, password_hash, full_name, country, email_verified,
+                           is_profile_complete, is_active, role)
+        VALUES ($1, $2, $3, 'Bench Admin', 'US', true, true, true, 'ADMIN')
+        ON CONFLICT (email) DO UPDATE SET role = 'ADMIN', is_active = true
+        RETURNING id, token_version
+        """,
+        ADMIN_EMAIL,
+        ADMIN_USERNAME,
+        password_hash,
+    )
+    assert row is not None
+    return row["id"], row["token_version"]
+
+
+@dataclass
+class BulkPlan:
+    course_id: uuid.UUID
+    enrolled_before: int
+    emails: list[str]
+    expected: dict[str, str]  # email -> status
+
+
+async def bulk_plan(conn: asyncpg.Connection, rows: int, rng: random.Random) -> BulkPlan:
+    """A published course with about BULK_ALREADY * rows bench learners enrolled; addresses:
+    that many of them, BULK_UNKNOWN * rows that have no account, the rest seeded learners not
+    enrolled in it; shuffled."""
+    already_n, unknown_n = round(rows * BULK_ALREADY), round(rows * BULK_UNKNOWN)
+    new_n = rows - already_n - unknown_n
+    course = await conn.fetchrow(
+        """
+        SELECT e.course_id, count(*) AS n FROM enrollments e
+        JOIN courses c ON c.id = e.course_id AND c.status = 'PUBLISHED'
+        GROUP BY e.course_id
+        HAVING count(*) >= $1
+        ORDER BY count(*) - $1, e.course_id
+        LIMIT 1
+        """,
+        already_n,
+    )
+    if course is None:
+        raise BenchError(f"no published course has {already_n} enrollments: seed more learners")
+    domain = f"%@{BENCH_EMAIL_DOMAIN}"
+    enrolled = await conn.fetch(
+        "SELECT u.email FROM enrollments e JOIN users u ON u.id = e.user_id "
+        "WHERE e.course_id = $1 AND u.email LIKE $2 AND u.role = 'LEARNER' ORDER BY u.email",
+        course["course_id"],
+        domain,
+    )
+    others = await conn.fetch(
+        "SELECT u.email FROM users u WHERE u.email LIKE $2 AND u.role = 'LEARNER' "
+        "AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.user_id = u.id "
+        "AND e.course_id = $1) ORDER BY u.email",
+        course["course_id"],
+        domain,
+    )
+    if len(enrolled) < already_n or len(others) < new_n:
+        raise BenchError(
+            f"{rows:,} addresses need {new_n:,} learners not enrolled in the course and "
+            f"{already_n:,} enrolled; the database has {len(others):,} and {len(enrolled):,}"
+        )
+    tag = secrets.token_hex(3)
+    expected = {r["email"]: "ALREADY_ENROLLED" for r in rng.sample(list(enrolled), already_n)}
+    expected |= {r["email"]: "ENROLLED" for r in rng.sample(list(others), new_n)}
+    expected |= {
+        f"nobody{i:05d}.{tag}@{BENCH_EMAIL_DOMAIN}": "NO_SUCH_USER" for i in range(unknown_n)
+    }
+    emails = list(expected)
+    rng.shuffle(emails)
+    return BulkPlan(course["course_id"], course["n"], emails, expected)
+
+
+def bulk_scenario(
+    args: argparse.Namespace,
+    url: str,
+    database_url: str,
+    settings: Any,
+    log_path: Path | None,
+) -> dict[str, Any]:
+    from lms.domain.auth.tokens import issue_access_token
+
+    rng = random.Random(args.seed)  # noqa: S311 - picks benchmark inputs, nothing secret
+
+    async def prepare() -> tuple[BulkPlan, uuid.UUID, int]:
+        conn = await _connect(database_url)
+        try:
+            admin_id, version = await ensure_admin(conn)
+            return await bulk_plan(conn, args.bulk_rows, rng), admin_id, version
+        finally:
+            await conn.close()
+
+    print("bulk: choosing the course and the addresses ...", file=sys.stderr)
+    plan, admin_id, version = asyncio.run(prepare())
+    token = issue_access_token(settings, user_id=admin_id, role="ADMIN", token_version=version)
+    log_offset = log_path.stat().st_size if log_path and log_path.exists() else 0
+    request_id = f"bench-bulk-{secrets.token_hex(4)}"
+    body = json.dumps({"emails": plan.emails})
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{url}/admin/courses/{plan.course_id}/enrollments",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "X-Request-ID": request_id,
+        },
+        timeout=300.0,
+    )
+    wall_ms = (time.perf_counter() - started) * 1000
+    failures: list[str] = []
+    counts: dict[str, int] = {}
+    mismatched = 0
+    if response.status_code != 200:
+        failures.append(f"answered {response.status_code}: {response.text[:300]}")
+    else:
+        answer = response.json()
+        counts = answer["counts"]
+        for result in answer["results"]:
+            if plan.expected.get(result["email"]) != result["status"]:
+                mismatched += 1
+        if len(answer["results"]) != len(plan.emails):
+            failures.append(f"{len(answer['results'])} results for {len(plan.emails)} addresses")
+    want = Counter(plan.expected.values())
+    expected_counts = {
+        "enrolled": want["ENROLLED"],
+        "alreadyEnrolled": want["ALREADY_ENROLLED"],
+        "noSuchUser": want["NO_SUCH_USER"],
+    }
+    if counts and counts != expected_counts:
+        failures.append(f"counts {counts}, expected {expected_counts}")
+    if mismatched:
+        failures.append(f"{mismatched} addresses got a status other than expected")
+
+    async def after() -> int:
+        conn = await _connect(database_url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM enrollments WHERE course_id = $1", plan.course_id
+                )
+            )
+        finally:
+            await conn.close()
+
+    enrolled_after = asyncio.run(after())
+    if response.status_code == 200 and enrolled_after != plan.enrolled_before + counts.get(
+        "enrolled", 0
+    ):
+        failures.append(
+            f"the course has {enrolled_after:,} enrollments, expected "
+            f"{plan.enrolled_before + counts.get('enrolled', 0):,}"
+        )
+    in_app = [
+        float(e["duration_ms"])
+        for e in read_log(log_path, log_offset)
+        if e.get("request_id") == request_id and "duration_ms" in e
+    ]
+    return {
+        "scenario": "bulk",
+        "route": "POST /admin/courses/:id/enrollments",
+        "ok": not failures,
+        "failures": failures,
+        "started_at": started_at.isoformat(),
+        "figures": {
+            "wall_ms": round(wall_ms, 1),
+            "in_app_ms": in_app[0] if in_app else None,
+            "rows": len(plan.emails),
+            "request_bytes": len(body),
+            "response_bytes": len(response.content),
+        },
+        "counts": counts,
+        "expected_counts": expected_counts,
+        "checks": {
+            "mismatched_statuses": mismatched,
+            "course_enrollments_before": plan.enrolled_before,
+            "course_enrollments_after": enrolled_after,
+        },
+        "course_id": str(plan.course_id),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+
+
+def print_wrk_scenario(record: dict[str, Any], args: argparse.Namespace) -> None:
+    figures, checks = record["figures"], record["checks"]
+    seconds = record["wrk"]["duration_us"] / 1e6
+    print(
+        f"\n{record['route']} ({record['scenario']}): {args.connections} connections, "
+        f"{args.threads} threads, {seconds:.0f} s; {record['workload']['description']}"
+    )
+    header = f"{'requests/s':>12} {'p50':>10} {'p90':>10} {'p99':>10} {'transfer/s':>14}"
+    print(header)
+    print("-" * len(header))
+    latencies = " ".join(f"{figures[k]:>7.2f} ms" for k in ("p50_ms", "p90_ms", "p99_ms"))
+    transfer = human_bytes(figures["transfer_bytes_per_s"]) + "/s"
+    print(f"{figures['requests_per_s']:>12,.1f} {latencies} {transfer:>14}")
+    errors = f"{figures['errors']:,} errors" if figures["errors"] else "no errors"
+    print(f"{figures['requests']:,} requests, {human_bytes(figures['bytes'])} read, {errors}")
+    flight = checks["in_flight_at_stop"]
+    outcomes = checks["outcomes"]
+    applied = outcomes.get("in flight at the stop, applied", 0)
+    repeats = outcomes.get("in flight at the stop, a repeat", 0)
+    served = checks.get("in_flight_server_statuses") or {}
+    flight_text = (
+        f"{flight} in flight when wrk stopped: {applied} applied by the server, "
+        f"{flight - applied - repeats} not"
+        + (f", {repeats} idempotent repeats" if repeats else "")
+        + (f" (server log: {served})" if served else "")
+    )
+    if record["scenario"] == "heartbeat":
+        print(
+            f"check: {checks['pairs_touched']:,} learner+lessons touched, "
+            f"{checks['lost_updates']} lost updates; {flight_text}"
+        )
+        watched = outcomes.get("lessons completed by watching (95% reached)", 0)
+        if watched:
+            print(f"  {watched} lessons crossed 95% watched and were completed by the heartbeat")
+    else:
+        print(
+            f"check: {checks['lessons_completed']:,} lessons completed, "
+            f"{checks['courses_completed']:,} of {checks['enrollments_touched']:,} enrollments "
+            f"completed, {checks['certificates_issued']:,} certificates issued "
+            f"({checks['certificates_verified']:,} verified), "
+            f"{checks['inconsistencies']} inconsistencies; {flight_text}"
+        )
+    server = record.get("server_log")
+    if server:
+        print(
+            f"server: {server['requests_logged']:,} requests logged, statuses "
+            f"{server['statuses']}, {server['warnings_and_errors_total']} warning/error lines"
+        )
+        for route, stats in server["in_app_ms"].items():
+            print(
+                f"  in-app {route:<42} {stats['n']:>8,}  p50 {stats['p50']:7.2f} ms"
+                f"  p90 {stats['p90']:7.2f} ms  p99 {stats['p99']:7.2f} ms"
+            )
+    line = cpu_line(record.get("cpu"))
+    if line:
+        print(line)
+
+
+def print_bulk(record: dict[str, Any]) -> None:
+    figures, counts = record["figures"], record["counts"]
+    in_app = f" ({figures['in_app_ms']:.0f} ms in the app)" if figures["in_app_ms"] else ""
+    print(
+        f"\n{record['route']} (bulk): {figures['rows']:,} addresses in one request: "
+        f"{figures['wall_ms']:,.0f} ms{in_app}; counts {counts}"
+    )
+
+
+def write_results(record: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"learning-{stamp}.json"
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def database_name(database_url: str) -> str | None:
+    return urlsplit(database_url).path.lstrip("/") or None
+
+
+def api_pid_on(port: int) -> int | None:
+    """The pid of the `lms serve --port PORT` we started (its process group's leader)."""
+    wanted = ["-m", "lms", "serve", "--port", str(port)]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if argv[1:6] == wanted:
+                return int(entry.name)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from lms.settings import load_settings
+
+    started_at = datetime.now(UTC)
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    records: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lms-bench-")))
+        environ = stack.enter_context(resolved_environ())
+        settings = load_settings(environ)
+        if not settings.jwt_secret:
+            raise BenchError("no JWT secret resolved (LMS_JWT_SECRET or LMS_DATA_DIR/jwt-secret)")
+        database_url = environ["DATABASE_URL"]
+        log_path: Path | None = None
+        api_pid = None
+        url = args.url.rstrip("/")
+        if args.serve:
+            log_path = workdir / "serve.log"
+            port = free_port()
+            env = {**environ, "LMS_HOST": "127.0.0.1", "LMS_PORT": str(port)}
+            url = stack.enter_context(_serving(env, port, log_path))
+            api_pid = api_pid_on(port)
+        sampler = CpuSampler(database_name(database_url), api_pid)
+        for scenario in scenarios:
+            if scenario == "bulk":
+                record = bulk_scenario(args, url, database_url, settings, log_path)
+                print_bulk(record)
+            else:
+                record = wrk_scenario(
+                    scenario, args, url, database_url, settings, workdir, log_path, sampler
+                )
+                if record["ok"]:
+                    print_wrk_scenario(record, args)
+                else:
+                    print(record["wrk_output"], file=sys.stderr)
+            records.append(record)
+    failures = [f"{r['scenario']}: {f}" for r in records for f in r["failures"]]
+    saved = write_results(
+        {
+            "benchmark": "learning",
+            "started_at": started_at.isoformat(),
+            "ok": not failures,
+            "failures": failures,
+            "url": "(served by --serve)" if args.serve else url,
+            "served": args.serve,
+            "granian_workers": granian_workers() if args.serve else None,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "git_commit": git_commit(),
+            "params": {
+                "scenario": args.scenario,
+                "duration_s": args.duration,
+                "connections": args.connections,
+                "threads": args.threads,
+                "timeout_s": args.timeout,
+                "learners": args.learners,
+                "bulk_rows": args.bulk_rows,
+                "seed": args.seed,
+                "heartbeat_step_s": HEARTBEAT_STEP,
+            },
+            "dataset": asyncio.run(dataset_size(database_url)),
+            "scenarios": records,
+        }
+    )
+    if failures:
+        raise BenchError(f"the run failed ({'; '.join(failures)}); details in {saved}")
+    print(f"results: {saved.relative_to(REPO_ROOT)}")
+    return 0
+
+
+async def dataset_size(database_url: str) -> dict[str, int] | None:
+    """Row counts at the end of the run, for the record."""
+    try:
+        conn = await _connect(database_url)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        tables = ("users", "courses", "lessons", "enrollments", "lesson_progress", "certificates")
+        return {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}  # noqa: S608
+    finally:
+        await conn.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.learning",
+        description="Load the progress heartbeat or lesson completion of seeded learners with "
+        "wrk, then check in PostgreSQL that no update was lost and every enrollment is "
+        "consistent; or time one admin bulk enrollment. Seed first: python -m bench.seed.",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=[*SCENARIOS, "all"],
+        default="heartbeat",
+        help="heartbeat (default), complete, bulk, or all three in turn",
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
+    parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
+    parser.add_argument("--connections", type=int, default=64, help="open connections (64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--learners", type=int, default=5000, help="seeded learners to act as (default 5000)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=2,
+        metavar="SECONDS",
+        help="wrk's per-request timeout (default 2); a timed-out request fails the run",
+    )
+    parser.add_argument(
+        "--bulk-rows", type=int, default=10_000, help="addresses in the bulk request (10000)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for the choice of learners")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start `lms serve` on a free port with this environment, and stop it afterwards",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.scenario != "bulk" and shutil.which("wrk") is None:
+        print(WRK_MISSING, file=sys.stderr)
+        return 2
+    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
+        print("learning: error: need --duration >= 1 and --connections >= --threads >= 1")
+        return 2
+    if args.learners < 1 or args.bulk_rows < 20:
+        print("learning: error: need --learners >= 1 and --bulk-rows >= 20")
+        return 2
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"learning: error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        hint = "" if args.serve else f" (is the API running at {args.url}? or pass --serve)"
+        print(f"learning: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"learning: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
