@@ -11,8 +11,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from lms.api.errors import unhandled_exception_handler
+from lms.api.errors import domain_error_handler, unhandled_exception_handler
 from lms.api.openapi import docs_assets_router, openapi_config
+from lms.api.security import authentication_middleware
 from lms.broker import BrokerConnection, make_broker
 from lms.context import AppContext
 from lms.db.engine import close_pool, start_pool
@@ -23,7 +24,6 @@ from lms.domain.admin.controllers import (
 )
 from lms.domain.admin.system_settings import CHANNEL as SETTINGS_CHANNEL
 from lms.domain.admin.system_settings import SystemSettingsCache
-from lms.domain.auth.authentication import authentication_middleware
 from lms.domain.auth.controllers import AuthController
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
@@ -42,6 +42,7 @@ from lms.domain.courses.controllers import (
     WebhookController,
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
+from lms.domain.errors import DomainError
 from lms.domain.learning.controllers import (
     AdminEnrollmentController,
     CreatorDashboardController,
@@ -165,7 +166,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[stop_services],
         cors_config=cors,
         openapi_config=openapi_config(VERSION),
-        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: unhandled_exception_handler},
+        exception_handlers={
+            DomainError: domain_error_handler,
+            HTTP_500_INTERNAL_SERVER_ERROR: unhandled_exception_handler,
+        },
         # Our JSON logging is configured once per process; Litestar must not install its own.
         logging_config=None,
         state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),

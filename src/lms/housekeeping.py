@@ -8,9 +8,9 @@ import asyncio
 import contextlib
 import logging
 
-from lms.api.rate_limits import WINDOW_LONGEST_SECONDS
 from lms.db.engine import pool
 from lms.db.queries import otp_codes, outbox, rate_limits, refresh_tokens
+from lms.domain.rate_limits import WINDOW_LONGEST_SECONDS
 
 log = logging.getLogger("lms.housekeeping")
 

@@ -1,4 +1,4 @@
-"""Signed keyset cursors (lms.api.cursor) and the admin search's prefix tsquery builder."""
+"""Signed keyset cursors (lms.domain.paging) and the admin search's prefix tsquery builder."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
-from litestar.exceptions import ValidationException
 
-from lms.api.cursor import decode_cursor, decode_time_id_cursor, encode_cursor
 from lms.domain.admin.services import prefix_tsquery
+from lms.domain.errors import Invalid
+from lms.domain.paging import decode_cursor, decode_time_id_cursor, encode_cursor
 
 SECRET = "cursor-test-secret-" + "k" * 32
 AT = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
@@ -28,10 +28,10 @@ def unb64(text: str) -> bytes:
 
 
 def refused(cursor: str, *, secret: str = SECRET, scope: str = "users") -> None:
-    with pytest.raises(ValidationException) as caught:
+    with pytest.raises(Invalid) as caught:
         decode_cursor(secret, scope, cursor)
     assert caught.value.status_code == 400
-    with pytest.raises(ValidationException):
+    with pytest.raises(Invalid):
         decode_time_id_cursor(secret, scope, cursor)
 
 
@@ -102,7 +102,7 @@ def test_garbage_is_refused(cursor: str) -> None:
 def test_a_signed_cursor_of_the_wrong_shape_is_refused_as_a_time_id_position() -> None:
     for values in ((AT,), (AT, ROW_ID, 3), ("yesterday", ROW_ID), (AT, "not-a-uuid")):
         cursor = encode_cursor(SECRET, "users", *values)
-        with pytest.raises(ValidationException):
+        with pytest.raises(Invalid):
             decode_time_id_cursor(SECRET, "users", cursor)
 
 

@@ -8,16 +8,11 @@ from typing import Any, cast
 
 import pytest
 from litestar import Request
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
+from lms.api.security import requires
 from lms.db.tables import Role
-from lms.domain.auth.permissions import (
-    MINIMUM_ROLE,
-    ROLE_RANK,
-    Permission,
-    has_permission,
-    requires,
-)
+from lms.domain.auth.permissions import MINIMUM_ROLE, ROLE_RANK, Permission, has_permission
+from lms.domain.errors import Forbidden, Unauthenticated
 
 ROLES_LOW_TO_HIGH = [Role.LEARNER, Role.CREATOR, Role.ADMIN]
 
@@ -95,9 +90,9 @@ async def test_the_guard_admits_the_role_and_those_above() -> None:
     assert inspect.iscoroutinefunction(guard)
     for role in ("CREATOR", "ADMIN"):
         await guard(_connection(SimpleNamespace(role=role)), cast(Any, None))  # type: ignore[misc]
-    with pytest.raises(PermissionDeniedException) as denied:
+    with pytest.raises(Forbidden) as denied:
         await guard(_connection(SimpleNamespace(role="LEARNER")), cast(Any, None))  # type: ignore[misc]
     assert denied.value.status_code == 403
-    with pytest.raises(NotAuthorizedException) as anonymous:
+    with pytest.raises(Unauthenticated) as anonymous:
         await guard(_connection(None), cast(Any, None))  # type: ignore[misc]
     assert anonymous.value.status_code == 401

@@ -1,7 +1,10 @@
 """One error shape for every failure: {"status_code": int, "detail": str, "extra"?: ...}.
 
-Litestar already renders HTTPExceptions that way; these handlers make sure the rest (a bug, a
-database hiccup) does too, with the traceback in the log under the request id and never in the body.
+The services refuse with the domain errors of lms.domain.errors; `domain_error_handler` is the one
+place that turns them into HTTP answers (status, detail, Retry-After, WWW-Authenticate). Litestar
+renders its own HTTPExceptions (a body that does not decode) the same way; the last handler makes
+sure the rest (a bug, a database hiccup) does too, with the traceback in the log under the request
+id and never in the body.
 """
 
 from __future__ import annotations
@@ -10,28 +13,12 @@ import logging
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import ClientException, HTTPException
-from litestar.status_codes import (
-    HTTP_409_CONFLICT,
-    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-    HTTP_500_INTERNAL_SERVER_ERROR,
-    HTTP_503_SERVICE_UNAVAILABLE,
-)
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+
+from lms.domain.errors import DomainError, TooMany, Unauthenticated, Unavailable
 
 log = logging.getLogger("lms.errors")
-
-
-class ConflictException(ClientException):
-    """409: the request is well formed but clashes with the current state (a duplicate, a
-    lifecycle step taken already)."""
-
-    status_code = HTTP_409_CONFLICT
-
-
-class UnsupportedMediaTypeException(ClientException):
-    """415: the body is not of a kind this endpoint takes (judged by its bytes, not its label)."""
-
-    status_code = HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 
 def error_response(
@@ -43,6 +30,17 @@ def error_response(
         headers=headers,
         media_type="application/json",
     )
+
+
+def domain_error_handler(
+    request: Request[Any, Any, Any], exc: DomainError
+) -> Response[dict[str, object]]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, (TooMany, Unavailable)):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(exc.status_code, exc.detail, headers or None)
 
 
 def unhandled_exception_handler(

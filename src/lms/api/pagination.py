@@ -1,19 +1,13 @@
-"""Keyset pagination: the `limit`/`cursor` query parameters and turning rows into a page."""
+"""Keyset pagination at the HTTP edge: the `limit` and `cursor` query parameters every list
+takes (lms.domain.paging signs cursors and builds the pages)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import asyncpg
 from litestar.params import QueryParameter
 
-from lms.api.cursor import decode_time_id_cursor, encode_cursor
-from lms.api.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
-
-T = TypeVar("T")
+from lms.api.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 PageLimit = Annotated[
     int,
@@ -24,34 +18,3 @@ PageCursor = Annotated[
     QueryParameter(max_length=512, description="nextCursor of the previous page"),
 ]
 DEFAULT_LIMIT = DEFAULT_PAGE_SIZE
-
-
-def after_position(
-    secret: str, scope: str, cursor: str | None
-) -> tuple[datetime, uuid.UUID] | None:
-    return decode_time_id_cursor(secret, scope, cursor) if cursor else None
-
-
-def time_id_page(
-    rows: Sequence[asyncpg.Record],
-    limit: int,
-    *,
-    secret: str,
-    scope: str,
-    convert: Callable[[asyncpg.Record], T],
-    time_column: str = "created_at",
-) -> Page[T]:
-    """`rows` were fetched with LIMIT limit + 1: the extra row only says another page exists."""
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit and items:
-        last = items[-1]
-        next_cursor = encode_cursor(secret, scope, last[time_column].isoformat(), str(last["id"]))
-    return Page(items=[convert(r) for r in items], next_cursor=next_cursor)
-
-
-def json_page(items_array: str, next_cursor: str | None) -> str:
-    """A page from an items JSON array already built (by PostgreSQL): no decoding, no re-encoding.
-    Cursors are base64url plus '.', which need no escaping in a JSON string."""
-    cursor = "null" if next_cursor is None else f'"{next_cursor}"'
-    return f'{{"items":{items_array},"nextCursor":{cursor}}}'

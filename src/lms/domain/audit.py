@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from lms.api.pagination import after_position, time_id_page
 from lms.api.schemas import Page, RowStruct
 from lms.db.queries import audit as sql
+from lms.domain.paging import after_position, time_id_page
 
 
 class AuditEntry(RowStruct):

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
-from lms.api.cursor import encode_cursor
+from lms.domain.paging import encode_cursor
 from tests.conftest import TestUser
 from tests.flows import all_pages as walk_pages
 

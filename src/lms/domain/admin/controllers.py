@@ -11,13 +11,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import Page
+from lms.api.security import requires
 from lms.context import Ctx
 from lms.db.engine import pool
 from lms.domain import audit
 from lms.domain.admin import services
 from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, UserUpdate
 from lms.domain.auth.authentication import Principal
-from lms.domain.auth.permissions import Permission, requires
+from lms.domain.auth.permissions import Permission
 from lms.domain.auth.schemas import User
 
 PrincipalRequest = Request[Principal, Any, Any]

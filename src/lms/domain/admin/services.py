@@ -7,11 +7,8 @@ import uuid
 
 import asyncpg
 import msgspec
-from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import UNSET
 
-from lms.api.errors import ConflictException
-from lms.api.pagination import after_position, time_id_page
 from lms.api.schemas import Page
 from lms.context import AppContext
 from lms.db.engine import pool
@@ -23,6 +20,8 @@ from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, Us
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.schemas import User
+from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.paging import after_position, time_id_page
 
 _WORD = re.compile(r"[\w@.+-]+", re.UNICODE)
 
@@ -50,15 +49,15 @@ async def update_user(
     ctx: AppContext, admin: Principal, user_id: uuid.UUID, body: UserUpdate
 ) -> User:
     if body.role is UNSET and body.is_active is UNSET:
-        raise ValidationException("give role and/or isActive")
+        raise Invalid("give role and/or isActive")
     if user_id == admin.user_id and (
         (body.role is not UNSET and body.role != Role.ADMIN) or body.is_active is False
     ):
-        raise ConflictException("admins cannot demote or deactivate themselves")
+        raise Conflict("admins cannot demote or deactivate themselves")
     async with pool().acquire() as conn, conn.transaction():
         before = await users.lock_for_admin(conn, user_id)
         if before is None:
-            raise NotFoundException("no such user")
+            raise NotFound("no such user")
         role = before["role"] if body.role is UNSET else body.role
         active = before["is_active"] if body.is_active is UNSET else body.is_active
         deactivating = before["is_active"] and not active
@@ -99,7 +98,7 @@ async def update_settings(
 ) -> SystemSettingsOut:
     changes = body.changes()
     if not changes:
-        raise ValidationException("give at least one setting to change")
+        raise Invalid("give at least one setting to change")
     async with pool().acquire() as conn, conn.transaction():
         before = await settings_sql.read(conn, lock=True)
         after = await settings_sql.update(conn, changes, admin.user_id)

@@ -16,9 +16,10 @@ from litestar.status_codes import (
 from lms.api.client_ip import client_ip
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, TOO_MANY, UNAUTHORIZED
 from lms.api.rate_limits import per_ip
+from lms.api.security import PUBLIC, token_of_kind
 from lms.context import Ctx
 from lms.domain.auth import recovery, sessions, signup
-from lms.domain.auth.authentication import PUBLIC, Principal, token_of_kind
+from lms.domain.auth.authentication import Principal
 from lms.domain.auth.schemas import (
     Accepted,
     CompleteProfileRequest,

@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from litestar.exceptions import HTTPException, ValidationException
 
-from lms.api.rate_limits import OTP_SENDS_BURST, too_many
 from lms.db.queries import otp_codes as sql
+from lms.domain.errors import DomainError, Invalid
+from lms.domain.rate_limits import OTP_SENDS_BURST, too_many
 
 CODE_DIGITS = 6
 
@@ -56,8 +56,8 @@ async def issue(
     return code
 
 
-def invalid_code(detail: str = "invalid or expired code") -> ValidationException:
-    return ValidationException(detail)
+def invalid_code(detail: str = "invalid or expired code") -> Invalid:
+    return Invalid(detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class OtpCheck:
     """The outcome. A refusal is raised by the caller after its transaction commits, so a
     wrong try is counted even though the request fails."""
 
-    error: HTTPException | None = None
+    error: DomainError | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,4 +1,5 @@
-"""The RBAC matrix of the design (LEARNER < CREATOR < ADMIN) as one table, and the guard built on it.
+"""The RBAC matrix of the design (LEARNER < CREATOR < ADMIN) as one table (the route guards that
+apply it are lms.api.security.requires).
 
 Every permission names the least role that holds it; a higher role holds everything below.
 Ownership ("manage own courses") is checked by the services on top of this.
@@ -7,12 +8,6 @@ Ownership ("manage own courses") is checked by the services on top of this.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
-
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
 
 from lms.db.tables import Role
 
@@ -59,21 +54,3 @@ MINIMUM_ROLE: dict[Permission, Role] = {
 
 def has_permission(role: str, permission: Permission) -> bool:
     return ROLE_RANK[Role(role)] >= ROLE_RANK[MINIMUM_ROLE[permission]]
-
-
-def requires(permission: Permission) -> Guard:
-    """A guard admitting callers whose current role holds `permission` (403 otherwise)."""
-
-    # Async although it awaits nothing: Litestar runs a plain function guard in a worker
-    # thread, a thread-pool round trip on every authenticated request (~65 us of CPU).
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = connection.scope.get("user")
-        if principal is None:  # a public route must not carry a permission guard
-            raise NotAuthorizedException("authentication required")
-        if not has_permission(principal.role, permission):
-            raise PermissionDeniedException(
-                f"requires {MINIMUM_ROLE[permission].value}: {permission.value}"
-            )
-
-    guard.__name__ = f"requires_{permission.name.lower()}"
-    return guard

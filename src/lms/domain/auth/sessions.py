@@ -8,16 +8,16 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from litestar.exceptions import PermissionDeniedException, ValidationException
 
-from lms.api.rate_limits import FAILED_LOGINS, account_key, give_back, take
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import refresh_tokens, users
-from lms.domain.auth.authentication import Principal, unauthorized
+from lms.domain.auth.authentication import Principal
 from lms.domain.auth.passwords import hash_password, needs_rehash, verify_password
 from lms.domain.auth.schemas import LoginRequest, Tokens, User
 from lms.domain.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from lms.domain.errors import Forbidden, Invalid, Unauthenticated
+from lms.domain.rate_limits import FAILED_LOGINS, account_key, give_back, take
 
 BAD_CREDENTIALS = "invalid email, username or password"
 
@@ -74,7 +74,7 @@ async def open_session(
 
 async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Tokens:
     if (body.email is None) == (body.username is None):
-        raise ValidationException("give either email or username, with password")
+        raise Invalid("give either email or username, with password")
     identifier = (body.email or body.username or "").strip().lower()
     row = await users.by_login(
         pool(),
@@ -89,14 +89,14 @@ async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Toke
     stored = row["password_hash"] if row is not None else None
     password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
     if row is None or stored is None or not password_ok:
-        raise unauthorized(BAD_CREDENTIALS)
+        raise Unauthenticated(BAD_CREDENTIALS)
     await give_back(failures, FAILED_LOGINS)
     if not row["is_active"]:
-        raise PermissionDeniedException("account is deactivated")
+        raise Forbidden("account is deactivated")
     if not row["email_verified"]:
-        raise PermissionDeniedException("email address is not verified yet")
+        raise Forbidden("email address is not verified yet")
     if not row["is_profile_complete"]:
-        raise PermissionDeniedException("profile is not complete yet")
+        raise Forbidden("profile is not complete yet")
     # Hash parameters were raised since this hash was made: upgrade it while we know the password.
     new_hash = await hash_password(body.password) if needs_rehash(stored) else None
     async with pool().acquire() as conn, conn.transaction():
@@ -109,20 +109,20 @@ async def refresh(ctx: AppContext, refresh_token: str, client: ClientInfo) -> To
     async with pool().acquire() as conn, conn.transaction():
         row = await refresh_tokens.lock_by_hash(conn, hash_refresh_token(refresh_token))
         if row is None:
-            refusal = unauthorized("invalid refresh token")
+            refusal = Unauthenticated("invalid refresh token")
         elif row["revoked_at"] is not None:
-            refusal = unauthorized("refresh token has been revoked")
+            refusal = Unauthenticated("refresh token has been revoked")
         elif row["rotated_at"] is not None:
             # Someone replays a token that was already exchanged: it may be stolen. End the login.
             await refresh_tokens.revoke_family(conn, row["family_id"])
-            refusal = unauthorized("refresh token was already used; this login is revoked")
+            refusal = Unauthenticated("refresh token was already used; this login is revoked")
         elif row["expired"]:
-            refusal = unauthorized("refresh token has expired")
+            refusal = Unauthenticated("refresh token has expired")
         else:
             user = await users.public_by_id(conn, row["user_id"])
             if user is None or not user["is_active"]:
                 await refresh_tokens.revoke_family(conn, row["family_id"])
-                refusal = unauthorized("account is deactivated")
+                refusal = Unauthenticated("account is deactivated")
             else:
                 await refresh_tokens.mark_rotated(conn, row["id"])
                 return await open_session(conn, ctx, user, client, family_id=row["family_id"])
@@ -144,5 +144,5 @@ async def logout(principal: Principal, refresh_token: str) -> None:
 async def me(principal: Principal) -> User:
     row = await users.public_by_id(pool(), principal.user_id)
     if row is None:
-        raise unauthorized("invalid token")
+        raise Unauthenticated("invalid token")
     return User.from_row(row)

@@ -7,10 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from litestar.exceptions import PermissionDeniedException, ValidationException
 
-from lms.api.errors import ConflictException
-from lms.api.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import otp_codes, users
@@ -38,29 +35,29 @@ from lms.domain.auth.schemas import (
 )
 from lms.domain.auth.sessions import ClientInfo, open_session
 from lms.domain.auth.tokens import issue_profile_token
+from lms.domain.errors import Conflict, Forbidden, Invalid
+from lms.domain.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
 from lms.messaging.outbox import queue_email, queue_sms
 
 
 def valid_email(raw: str) -> str:
     email = normalize_email(raw)
     if email is None:
-        raise ValidationException("email is not a valid email address")
+        raise Invalid("email is not a valid email address")
     return email
 
 
 def valid_phone(raw: str) -> str:
     phone = normalize_phone(raw)
     if phone is None:
-        raise ValidationException(
-            "phoneNumber must be a valid number in international form, e.g. +14155550123"
-        )
+        raise Invalid("phoneNumber must be a valid number in international form, e.g. +14155550123")
     return phone
 
 
 async def check_password(password: str, *, email: str | None, username: str | None = None) -> None:
     problem = await asyncio.to_thread(password_problem, password, email=email, username=username)
     if problem:
-        raise ValidationException(problem)
+        raise Invalid(problem)
 
 
 async def throttle_sends(destination: str, purpose: OtpPurpose) -> None:
@@ -117,7 +114,7 @@ def wake_outbox(ctx: AppContext) -> None:
 async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     runtime = await ctx.system.get()
     if not runtime.registration_open:
-        raise PermissionDeniedException("registration is closed")
+        raise Forbidden("registration is closed")
     email = valid_email(body.email)
     phone = valid_phone(body.phone_number) if body.phone_number else None
     password_hash = None
@@ -127,7 +124,7 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     async with pool().acquire() as conn, conn.transaction():
         row = await users.register(conn, email, password_hash)
         if row["email_verified"]:
-            raise ConflictException("an account with this email address already exists")
+            raise Conflict("an account with this email address already exists")
         await throttle_sends(email, OtpPurpose.VERIFY_EMAIL)
         await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
         if phone is not None:
@@ -175,7 +172,7 @@ async def verify_email(ctx: AppContext, body: VerifyEmailRequest) -> VerifyEmail
     result.raise_if_refused()  # after commit, so a wrong try stays counted
     assert user is not None
     if not user["is_active"]:
-        raise PermissionDeniedException("account is deactivated")
+        raise Forbidden("account is deactivated")
     token = issue_profile_token(
         ctx.settings, user_id=user["id"], token_version=user["token_version"]
     )
@@ -192,7 +189,7 @@ async def verify_phone(
     phone = valid_phone(body.phone_number)
     owner = await users.phone_owner(pool(), phone)
     if owner is not None and owner != principal.user_id:
-        raise ConflictException("this phone number is already verified on another account")
+        raise Conflict("this phone number is already verified on another account")
     try:
         async with pool().acquire() as conn, conn.transaction():
             result = await otp.check(
@@ -202,9 +199,7 @@ async def verify_phone(
             if result.ok:
                 await users.set_verified_phone(conn, principal.user_id, phone)
     except asyncpg.UniqueViolationError:
-        raise ConflictException(
-            "this phone number is already verified on another account"
-        ) from None
+        raise Conflict("this phone number is already verified on another account") from None
     result.raise_if_refused()
     return VerifyPhoneResponse(phone_verified=True)
 
@@ -214,7 +209,7 @@ async def complete_profile(
 ) -> Tokens:
     username = normalize_username(body.username)
     if username is None:
-        raise ValidationException("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
+        raise Invalid("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
     current = await users.public_by_id(pool(), principal.user_id)
     assert current is not None  # authenticate() found it
     await check_password(body.password, email=current["email"], username=username)
@@ -230,8 +225,8 @@ async def complete_profile(
             )  # fmt: skip
             if row is None:
                 if current["is_profile_complete"]:
-                    raise ConflictException("profile is already complete; log in instead")
-                raise PermissionDeniedException("verify your email address first")
+                    raise Conflict("profile is already complete; log in instead")
+                raise Forbidden("verify your email address first")
             if phone is not None and not (
                 current["phone_verified"] and current["phone_number"] == phone
             ):
@@ -239,6 +234,6 @@ async def complete_profile(
                 await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
             tokens = await open_session(conn, ctx, row, client)
     except asyncpg.UniqueViolationError:
-        raise ConflictException("username is already taken") from None
+        raise Conflict("username is already taken") from None
     wake_outbox(ctx)
     return tokens

@@ -12,9 +12,10 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.security import PUBLIC, requires
 from lms.context import Ctx
-from lms.domain.auth.authentication import PUBLIC, Principal
-from lms.domain.auth.permissions import Permission, requires
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.permissions import Permission
 from lms.domain.certificates import html_page, services
 from lms.domain.certificates.schemas import (
     Certificate,

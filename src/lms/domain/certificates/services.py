@@ -11,9 +11,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-from litestar.exceptions import NotFoundException, ValidationException
 
-from lms.api.errors import ConflictException
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import certificates as sql
@@ -32,6 +30,7 @@ from lms.domain.certificates.schemas import (
     VerifiedCertificate,
 )
 from lms.domain.certificates.view import CertificateView
+from lms.domain.errors import Conflict, Invalid, NotFound
 
 # 192 bits from the OS's CSPRNG, as 48 hex digits: unguessable, and nothing public derives it.
 SERIAL_BYTES = 24
@@ -118,9 +117,9 @@ async def _of_enrollment(principal: Principal, enrollment_id: uuid.UUID) -> asyn
     learner's enrollment is private) and while the course is not completed."""
     row = await sql.for_enrollment(pool(), enrollment_id)
     if row is None or (row["owner_id"] != principal.user_id and principal.role != Role.ADMIN):
-        raise NotFoundException("no such enrollment")
+        raise NotFound("no such enrollment")
     if row["id"] is None:
-        raise NotFoundException(
+        raise NotFound(
             "no certificate yet: it is issued when every lesson of the course is completed"
         )
     return row
@@ -178,14 +177,14 @@ async def revoke(
 ) -> Certificate:
     reason = reason.strip()
     if not reason:
-        raise ValidationException("reason must not be blank: say why the certificate is revoked")
+        raise Invalid("reason must not be blank: say why the certificate is revoked")
     async with pool().acquire() as conn, conn.transaction():
         before = await sql.by_id(conn, certificate_id, lock=True)
         if before is None:
-            raise NotFoundException("no such certificate")
+            raise NotFound("no such certificate")
         row = await sql.revoke(conn, certificate_id, reason)
         if row is None:
-            raise ConflictException("the certificate is revoked already")
+            raise Conflict("the certificate is revoked already")
         await audit.record(
             conn, actor_id=admin.user_id, action="certificate.revoke", target_type="certificate",
             target_id=certificate_id, before={"status": before["status"]},

@@ -10,13 +10,12 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 
-from lms.api.errors import ConflictException
 from lms.db.queries import Conn
 from lms.db.queries import courses as sql
 from lms.db.tables import CourseStatus, Role
 from lms.domain.auth.authentication import Principal
+from lms.domain.errors import Conflict, Forbidden, NotFound
 
 
 def is_owner(principal: Principal | None, course: asyncpg.Record) -> bool:
@@ -40,22 +39,20 @@ async def visible_course(
 ) -> asyncpg.Record:
     course = await sql.meta(conn, course_id, lock=lock)
     if course is None or not can_see(principal, course):
-        raise NotFoundException("no such course")
+        raise NotFound("no such course")
     return course
 
 
 def require_owner(principal: Principal, course: asyncpg.Record) -> None:
     if not is_owner(principal, course):
-        raise PermissionDeniedException("only the course's creator may do this")
+        raise Forbidden("only the course's creator may do this")
 
 
 def require_manager(principal: Principal, course: asyncpg.Record) -> None:
     if not can_manage(principal, course):
-        raise PermissionDeniedException("only the course's creator or an admin may do this")
+        raise Forbidden("only the course's creator or an admin may do this")
 
 
 def require_draft(course: asyncpg.Record, what: str = "changed") -> None:
     if course["status"] != CourseStatus.DRAFT:
-        raise ConflictException(
-            f"the course is {course['status']}: it can be {what} only as a DRAFT"
-        )
+        raise Conflict(f"the course is {course['status']}: it can be {what} only as a DRAFT")

@@ -8,12 +8,8 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 import asyncpg
-from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import UNSET
 
-from lms.api.cursor import encode_cursor
-from lms.api.errors import ConflictException
-from lms.api.pagination import after_position, json_page
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import courses as sql
@@ -22,14 +18,14 @@ from lms.domain import audit
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import require_draft, require_manager, require_owner, visible_course
 from lms.domain.courses.schemas import CourseCreate, CourseUpdate, parse_price
+from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.paging import after_position, encode_cursor, json_page
 
 
 def valid_price(value: str | float | int) -> Decimal:
     price = parse_price(value)
     if price is None:
-        raise ValidationException(
-            "price must be an amount from 0 to 99999999.99 with at most two decimals"
-        )
+        raise Invalid("price must be an amount from 0 to 99999999.99 with at most two decimals")
     return price
 
 
@@ -38,13 +34,13 @@ def valid_url(value: str | None, field: str) -> str | None:
         return None
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationException(f"{field} must be an http(s) URL")
+        raise Invalid(f"{field} must be an http(s) URL")
     return value.strip()
 
 
 def valid_title(value: str) -> str:
     if not value.strip():
-        raise ValidationException("title must not be blank")
+        raise Invalid("title must not be blank")
     return value.strip()
 
 
@@ -69,7 +65,7 @@ async def update_course(principal: Principal, course_id: uuid.UUID, body: Course
     if body.thumbnail_url is not UNSET:
         values["thumbnail_url"] = valid_url(body.thumbnail_url, "thumbnailUrl")
     if not values:
-        raise ValidationException("give at least one of title, description, price, thumbnailUrl")
+        raise Invalid("give at least one of title, description, price, thumbnailUrl")
     async with pool().acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_manager(principal, course)
@@ -85,9 +81,9 @@ async def submit_course(principal: Principal, course_id: uuid.UUID) -> str:
         if not await sql.submit(conn, course_id, principal.user_id):
             current = await sql.meta(conn, course_id)
             if current is None:
-                raise NotFoundException("no such course")
+                raise NotFound("no such course")
             require_draft(current, "submitted")
-            raise ConflictException("a course needs at least one lesson before it is submitted")
+            raise Conflict("a course needs at least one lesson before it is submitted")
         return await sql.as_json(conn, course_id)
 
 
@@ -108,9 +104,7 @@ async def delete_course(ctx: AppContext, principal: Principal, course_id: uuid.U
                         target_id=course_id, before={"status": course["status"], "title": course["title"]},
                     )  # fmt: skip
         except asyncpg.ForeignKeyViolationError:
-            raise ConflictException(
-                "the course has issued certificates and cannot be deleted"
-            ) from None
+            raise Conflict("the course has issued certificates and cannot be deleted") from None
     await ctx.delete_videos([v["video_key"] for v in videos if v["video_provider"] != "external"])
 
 
@@ -120,7 +114,7 @@ async def publish_course(admin: Principal, course_id: uuid.UUID) -> str:
 
 async def reject_course(admin: Principal, course_id: uuid.UUID, feedback: str) -> str:
     if not feedback.strip():
-        raise ValidationException("feedback must not be blank: tell the creator what to change")
+        raise Invalid("feedback must not be blank: tell the creator what to change")
     return await _review(admin, course_id, publish=False, feedback=feedback.strip())
 
 
@@ -130,14 +124,14 @@ async def _review(
     async with pool().acquire() as conn, conn.transaction():
         course = await sql.meta(conn, course_id)
         if course is None:
-            raise NotFoundException("no such course")
+            raise NotFound("no such course")
         done = (
             await sql.publish(conn, course_id)
             if publish
             else await sql.send_back(conn, course_id, feedback or "")
         )
         if not done:
-            raise ConflictException(
+            raise Conflict(
                 f"the course is {course['status']}: only a PENDING course can be reviewed"
             )
         new_status = CourseStatus.PUBLISHED if publish else CourseStatus.DRAFT

@@ -8,15 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
-
-from lms.api.cursor import decode_cursor, encode_cursor
-from lms.api.pagination import json_page
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import catalog as sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import can_see
+from lms.domain.errors import Invalid, NotFound, Unavailable
+from lms.domain.paging import decode_cursor, encode_cursor, json_page
 
 MAX_QUERY_LENGTH = 200
 # Anonymous catalog answers may be cached by browsers and CDNs for a little while.
@@ -59,7 +57,7 @@ async def list_courses(
 ) -> CatalogBody:
     query = q.strip() if q else ""
     if len(query) > MAX_QUERY_LENGTH:
-        raise ValidationException(f"q must be at most {MAX_QUERY_LENGTH} characters")
+        raise Invalid(f"q must be at most {MAX_QUERY_LENGTH} characters")
     # The cursor is bound to what it pages through: it does not work for another query or creator.
     scope = f"catalog:{query}:{creator_id or ''}"
     if query:
@@ -67,7 +65,7 @@ async def list_courses(
         if cursor:
             rank, last_id = _position(ctx.secret, scope, cursor)
             if not isinstance(rank, (int, float)) or isinstance(rank, bool):
-                raise ValidationException("malformed cursor")
+                raise Invalid("malformed cursor")
             after_rank = (float(rank), last_id)
         try:
             row = await sql.search_page(
@@ -76,9 +74,7 @@ async def list_courses(
             )  # fmt: skip
         except TimeoutError:
             # A query matching much of a huge catalog must not hold a connection for long.
-            raise ServiceUnavailableException(
-                "search took too long; try more specific words", headers={"Retry-After": "1"}
-            ) from None
+            raise Unavailable("search took too long; try more specific words") from None
         next_cursor = (
             encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
             if row["more"]
@@ -101,7 +97,7 @@ async def list_courses(
 async def get_course(course_id: uuid.UUID, principal: Principal | None) -> CatalogBody:
     row = await sql.course_json(pool(), course_id)
     if row is None or not can_see(principal, row):
-        raise NotFoundException("no such course")
+        raise NotFound("no such course")
     return _answer(row["body"], principal)
 
 
@@ -111,11 +107,11 @@ def _position(secret: str, scope: str, cursor: str) -> tuple[object, uuid.UUID]:
         key, last_id = values
         return key, uuid.UUID(str(last_id))
     except (ValueError, TypeError):
-        raise ValidationException("malformed cursor") from None
+        raise Invalid("malformed cursor") from None
 
 
 def _timestamp(value: object) -> datetime:
     try:
         return datetime.fromisoformat(str(value))
     except ValueError:
-        raise ValidationException("malformed cursor") from None
+        raise Invalid("malformed cursor") from None

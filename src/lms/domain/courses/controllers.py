@@ -30,9 +30,10 @@ from lms.api.openapi import (
 )
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct, Page
+from lms.api.security import PUBLIC, optional_principal, requires
 from lms.context import Ctx
-from lms.domain.auth.authentication import PUBLIC, Principal, optional_principal
-from lms.domain.auth.permissions import Permission, requires
+from lms.domain.auth.authentication import Principal
+from lms.domain.auth.permissions import Permission
 from lms.domain.courses import authoring, catalog, lessons, video
 from lms.domain.courses.schemas import (
     Course,

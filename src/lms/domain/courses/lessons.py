@@ -7,10 +7,8 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import UNSET
 
-from lms.api.errors import ConflictException
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import Conn
@@ -26,6 +24,7 @@ from lms.domain.courses.access import (
 )
 from lms.domain.courses.authoring import valid_title, valid_url
 from lms.domain.courses.schemas import Lesson, LessonCreate, LessonUpdate
+from lms.domain.errors import Conflict, Invalid, NotFound
 from lms.observability.logs import request_id_var
 
 
@@ -67,15 +66,15 @@ async def lesson_in_visible_course(
     """(lesson, course), or 404 when either is missing or the course is hidden from the caller."""
     lesson = await sql.by_id(conn, lesson_id)
     if lesson is None:
-        raise NotFoundException("no such lesson")
+        raise NotFound("no such lesson")
     try:
         course = await visible_course(conn, lesson["course_id"], principal, lock=lock)
-    except NotFoundException:
-        raise NotFoundException("no such lesson") from None
+    except NotFound:
+        raise NotFound("no such lesson") from None
     if lock:  # re-read under the course lock: it may have moved meanwhile
         lesson = await sql.by_id(conn, lesson_id)
         if lesson is None:
-            raise NotFoundException("no such lesson")
+            raise NotFound("no such lesson")
     return lesson, course
 
 
@@ -116,7 +115,7 @@ def _insert_position(order: int | None, count: int) -> int:
     if order is None:
         return count + 1
     if not 1 <= order <= count + 1:
-        raise ValidationException(f"order must be between 1 and {count + 1}")
+        raise Invalid(f"order must be between 1 and {count + 1}")
     return order
 
 
@@ -129,7 +128,7 @@ async def update_lesson(
     if body.description is not UNSET:
         values["description"] = body.description.strip()
     if not values and body.order is UNSET:
-        raise ValidationException("give at least one of title, description, order")
+        raise Invalid("give at least one of title, description, order")
     async with pool().acquire() as conn, conn.transaction():
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id, lock=True)
         require_owner(principal, course)
@@ -137,7 +136,7 @@ async def update_lesson(
         await sql.update_fields(conn, lesson_id, values)
         if body.order is not UNSET:
             if not 1 <= body.order <= course["lesson_count"]:
-                raise ValidationException(f"order must be between 1 and {course['lesson_count']}")
+                raise Invalid(f"order must be between 1 and {course['lesson_count']}")
             await sql.move(conn, course["id"], lesson_id, lesson["position"], body.order)
         row = await sql.by_id(conn, lesson_id)
     assert row is not None
@@ -153,7 +152,7 @@ async def reorder_lessons(
         require_draft(course, "reordered")
         current = {r["id"] for r in await sql.of_course(conn, course_id)}
         if len(lesson_ids) != len(set(lesson_ids)) or set(lesson_ids) != current:
-            raise ValidationException("lessonIds must list every lesson of the course exactly once")
+            raise Invalid("lessonIds must list every lesson of the course exactly once")
         await sql.reorder(conn, course_id, lesson_ids)
         rows = await sql.of_course(conn, course_id)
     return [to_lesson(ctx, r, with_video=True) for r in rows]
@@ -176,7 +175,7 @@ async def requeue_transcription(
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id, lock=True)
         require_manager(principal, course)
         if not lesson["video_version"]:
-            raise ConflictException("the lesson has no video to transcribe")
+            raise Conflict("the lesson has no video to transcribe")
         job_id = await sql.queue_transcription(
             conn, lesson_id, lesson["video_version"], request_id_var.get()
         )

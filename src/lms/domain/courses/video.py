@@ -11,10 +11,6 @@ import uuid
 from pathlib import PurePosixPath
 from typing import Any
 
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
-from litestar.status_codes import HTTP_502_BAD_GATEWAY
-
-from lms.api.errors import ConflictException, UnsupportedMediaTypeException
 from lms.api.uploads import receive_upload
 from lms.context import AppContext
 from lms.db.engine import pool
@@ -25,6 +21,13 @@ from lms.domain.courses.access import require_draft, require_owner, visible_cour
 from lms.domain.courses.authoring import valid_title
 from lms.domain.courses.lessons import to_lesson
 from lms.domain.courses.schemas import Lesson, UploadSignature
+from lms.domain.errors import (
+    Conflict,
+    Invalid,
+    Unauthenticated,
+    UnsupportedMedia,
+    UpstreamFailed,
+)
 from lms.integrations.cloudinary import CloudinaryVideoStorage
 from lms.integrations.media import NotAVideo, VideoInfo, probe_video_async
 from lms.integrations.storage import MEDIA_TYPES, StorageError, StoredVideo
@@ -80,13 +83,13 @@ async def upload_lesson(
         title = valid_title(upload.fields.get("title", ""))
         description = upload.fields.get("description", "").strip()
         if len(description) > MAX_DESCRIPTION:
-            raise ValidationException(f"description must be at most {MAX_DESCRIPTION} characters")
+            raise Invalid(f"description must be at most {MAX_DESCRIPTION} characters")
         if upload.path is None or upload.size == 0:
-            raise ValidationException("a video file is required in the form field 'file'")
+            raise Invalid("a video file is required in the form field 'file'")
         try:
             info = await probe_video_async(upload.path)
         except NotAVideo as exc:
-            raise UnsupportedMediaTypeException(f"not a video: {exc.reason}") from None
+            raise UnsupportedMedia(f"not a video: {exc.reason}") from None
         lesson_id = uuid.uuid4()
         try:
             stored = await ctx.storage.save(
@@ -94,9 +97,7 @@ async def upload_lesson(
             )
         except StorageError as exc:
             log.error("video storage failed: %s", exc)
-            raise HTTPException(
-                status_code=HTTP_502_BAD_GATEWAY, detail="video storage is unavailable; try again"
-            ) from None
+            raise UpstreamFailed("video storage is unavailable; try again") from None
         async with pool().acquire() as conn, conn.transaction():
             course = await visible_course(conn, course_id, principal, lock=True)
             require_owner(principal, course)
@@ -121,7 +122,7 @@ async def upload_lesson(
 
 def _cloudinary(ctx: AppContext) -> CloudinaryVideoStorage:
     if not isinstance(ctx.storage, CloudinaryVideoStorage):
-        raise ConflictException("direct uploads need Cloudinary: CLOUDINARY_URL is not configured")
+        raise Conflict("direct uploads need Cloudinary: CLOUDINARY_URL is not configured")
     return ctx.storage
 
 
@@ -160,11 +161,11 @@ async def cloudinary_notification(
         or not signature
         or not storage.verify_notification(body, timestamp, signature)
     ):
-        raise NotAuthorizedException("bad notification signature")
+        raise Unauthenticated("bad notification signature")
     try:
         note = json.loads(body)
     except ValueError:
-        raise ValidationException("notification body is not JSON") from None
+        raise Invalid("notification body is not JSON") from None
     if not isinstance(note, dict) or note.get("notification_type") not in ("upload", None):
         return "ignored: not an upload"
     match = _PUBLIC_ID.match(str(note.get("public_id", "")))

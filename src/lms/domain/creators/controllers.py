@@ -12,9 +12,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import Page
+from lms.api.security import requires
 from lms.context import Ctx
 from lms.domain.auth.authentication import Principal
-from lms.domain.auth.permissions import Permission, requires
+from lms.domain.auth.permissions import Permission
 from lms.domain.creators import services
 from lms.domain.creators.schemas import (
     ApplicationRequest,

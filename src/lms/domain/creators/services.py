@@ -6,10 +6,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import asyncpg
-from litestar.exceptions import NotFoundException, ValidationException
 
-from lms.api.errors import ConflictException
-from lms.api.pagination import after_position, time_id_page
 from lms.api.schemas import Page
 from lms.context import AppContext
 from lms.db.engine import pool
@@ -21,6 +18,8 @@ from lms.domain.auth.authentication import Principal
 from lms.domain.auth.messages import application_decision_email
 from lms.domain.auth.signup import wake_outbox
 from lms.domain.creators.schemas import ApplicationRequest, CreatorApplication, CreatorStatus
+from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.paging import after_position, time_id_page
 from lms.messaging.outbox import queue_email
 
 
@@ -29,13 +28,13 @@ def _portfolio(url: str | None) -> str | None:
         return None
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationException("portfolioUrl must be an http(s) URL")
+        raise Invalid("portfolioUrl must be an http(s) URL")
     return url.strip()
 
 
 async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplication:
     if principal.role != Role.LEARNER:
-        raise ConflictException(f"you are already a {principal.role}")
+        raise Conflict(f"you are already a {principal.role}")
     portfolio = _portfolio(body.portfolio_url)
     try:
         row = await sql.insert(
@@ -43,7 +42,7 @@ async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplic
             portfolio_url=portfolio, experience_years=body.experience_years,
         )  # fmt: skip
     except asyncpg.UniqueViolationError:
-        raise ConflictException("you already have a pending application") from None
+        raise Conflict("you already have a pending application") from None
     return CreatorApplication.from_row(row)
 
 
@@ -78,16 +77,16 @@ async def decide(
     new_status = ApplicationStatus.APPROVED if approve else ApplicationStatus.REJECTED
     notes = notes.strip() if notes and notes.strip() else None
     if not approve and notes is None:
-        raise ValidationException("notes are required to reject: tell the applicant why")
+        raise Invalid("notes are required to reject: tell the applicant why")
     async with pool().acquire() as conn, conn.transaction():
         before = await sql.by_id(conn, application_id)
         if before is None:
-            raise NotFoundException("no such application")
+            raise NotFound("no such application")
         row = await sql.decide(
             conn, application_id, status=new_status.value, reviewer_id=reviewer.user_id, notes=notes
         )
         if row is None:
-            raise ConflictException(f"application is already {before['status']}")
+            raise Conflict(f"application is already {before['status']}")
         promoted = approve and await users.promote_learner_to_creator(conn, row["user_id"])
         await audit.record(
             conn, actor_id=reviewer.user_id,

@@ -15,15 +15,14 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from litestar.exceptions import NotFoundException
 
-from lms.api.errors import ConflictException
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import certificates as certificate_sql
 from lms.db.queries import learning as sql
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.certificates import services as certificates
+from lms.domain.errors import Conflict, NotFound
 from lms.domain.learning.schemas import LessonCompletion
 
 NOT_ENROLLED = "no such lesson in a course you are enrolled in"
@@ -58,7 +57,7 @@ def _check_watched(rule: WatchRule, facts: asyncpg.Record) -> None:
     if rule.reached(watched, duration):
         return
     left = math.ceil(rule.needed_seconds(duration) - watched)
-    raise ConflictException(
+    raise Conflict(
         f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video first: "
         f"{watched / duration * 100:.1f}% of {duration:.0f} s watched, "
         f"{rule.threshold_percent:g}% needed"
@@ -72,7 +71,7 @@ async def complete_lesson(
     async with pool().acquire() as conn, conn.transaction():
         facts = await sql.lock_for_completion(conn, lesson_id, user_id)
         if facts is None:
-            raise NotFoundException(NOT_ENROLLED)
+            raise NotFound(NOT_ENROLLED)
         _check_watched(rule, facts)
         state = await sql.mark_completed(
             conn, enrollment_id=facts["enrollment_id"], lesson_id=lesson_id, user_id=user_id,

@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Iterator
 
 import asyncpg
-from litestar.exceptions import NotFoundException
+
+from lms.domain.errors import NotFound
 
 
 @contextlib.contextmanager
@@ -17,4 +18,4 @@ def not_found_if_deleted_meanwhile(detail: str) -> Iterator[None]:
     try:
         yield
     except asyncpg.ForeignKeyViolationError:
-        raise NotFoundException(detail) from None
+        raise NotFound(detail) from None

@@ -9,13 +9,11 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from lms.api.errors import UnsupportedMediaTypeException
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -25,11 +23,13 @@ from lms.api.openapi import (
     UNAUTHORIZED,
     UNSUPPORTED,
 )
+from lms.api.security import requires
 from lms.context import Ctx
 from lms.db.engine import pool
 from lms.db.queries import dashboard as dashboard_sql
 from lms.domain.auth.authentication import Principal
-from lms.domain.auth.permissions import Permission, requires
+from lms.domain.auth.permissions import Permission
+from lms.domain.errors import Invalid, UnsupportedMedia
 from lms.domain.learning import enrollments, progress
 from lms.domain.learning.completion import complete_lesson
 from lms.domain.learning.schemas import (
@@ -216,7 +216,7 @@ class AdminEnrollmentController(Controller):
         elif media_type in ("application/json", ""):
             emails = decode_bulk_request(body)
         else:
-            raise UnsupportedMediaTypeException("send application/json {emails} or text/csv")
+            raise UnsupportedMedia("send application/json {emails} or text/csv")
         return await enrollments.enroll_many(request.user, course_id, emails)
 
 
@@ -224,6 +224,6 @@ def decode_bulk_request(body: bytes) -> list[str]:
     try:
         return msgspec.json.decode(body, type=BulkEnrollmentRequest).emails
     except msgspec.ValidationError as exc:
-        raise ValidationException(f"invalid body: {exc}") from None
+        raise Invalid(f"invalid body: {exc}") from None
     except msgspec.DecodeError:
-        raise ValidationException("the body is not valid JSON") from None
+        raise Invalid("the body is not valid JSON") from None

@@ -8,15 +8,14 @@ import uuid
 from collections import Counter
 
 import asyncpg
-from litestar.exceptions import NotFoundException, ValidationException
 
-from lms.api.errors import ConflictException
 from lms.db.engine import pool
 from lms.db.queries import courses as course_sql
 from lms.db.queries import learning as sql
 from lms.db.tables import CourseStatus
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
+from lms.domain.errors import Conflict, Invalid, NotFound
 from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
 from lms.domain.learning.schemas import (
     MAX_BULK_ROWS,
@@ -49,7 +48,7 @@ async def enroll(principal: Principal, course_id: uuid.UUID) -> tuple[Enrollment
         # A separate statement, so it sees a row a concurrent request committed meanwhile.
         row = await sql.enrollment_in_published(conn, principal.user_id, course_id)
     if row is None:
-        raise NotFoundException("no such course")
+        raise NotFound("no such course")
     return to_enrollment(row), False
 
 
@@ -65,7 +64,7 @@ async def course_progress(principal: Principal, course_id: uuid.UUID) -> CourseP
     ):
         enrollment = await sql.course_progress(conn, principal.user_id, course_id)
         if enrollment is None:
-            raise NotFoundException("you are not enrolled in this course")
+            raise NotFound("you are not enrolled in this course")
         lessons = await sql.lesson_states(conn, enrollment["id"], course_id)
     return CourseProgress(
         enrollment_id=enrollment["id"], course_id=course_id,
@@ -93,13 +92,13 @@ def emails_from_csv(body: bytes) -> list[str]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ValidationException("the CSV body must be UTF-8 text") from None
+        raise Invalid("the CSV body must be UTF-8 text") from None
     if "\x00" in text:
-        raise ValidationException("the CSV body must be text")
+        raise Invalid("the CSV body must be text")
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     except csv.Error as exc:
-        raise ValidationException(f"the CSV body is malformed: {exc}") from None
+        raise Invalid(f"the CSV body is malformed: {exc}") from None
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
@@ -111,14 +110,14 @@ def emails_from_csv(body: bytes) -> list[str]:
 
 def _normalise(emails: list[str]) -> list[str]:
     if not emails:
-        raise ValidationException("give at least one email address")
+        raise Invalid("give at least one email address")
     if len(emails) > MAX_BULK_ROWS:
-        raise ValidationException(f"at most {MAX_BULK_ROWS} addresses per request")
+        raise Invalid(f"at most {MAX_BULK_ROWS} addresses per request")
     cleaned = []
     for n, email in enumerate(emails, start=1):
         value = email.strip().lower()
         if not value or len(value) > 320 or any(ch < " " for ch in value):
-            raise ValidationException(f"row {n} is not an email address: {email[:80]!r}")
+            raise Invalid(f"row {n} is not an email address: {email[:80]!r}")
         cleaned.append(value)
     return cleaned
 
@@ -134,9 +133,9 @@ async def enroll_many(
         # while holding the enrollment row this statement waits on).
         course = await course_sql.meta(conn, course_id)
         if course is None:
-            raise NotFoundException("no such course")
+            raise NotFound("no such course")
         if course["status"] != CourseStatus.PUBLISHED:
-            raise ConflictException(
+            raise Conflict(
                 f"the course is {course['status']}: learners can be enrolled only once it is "
                 "PUBLISHED"
             )

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import uuid
 
-from litestar.exceptions import NotFoundException, ValidationException
-
 from lms.context import AppContext
 from lms.db.engine import pool
 from lms.db.queries import learning as sql
+from lms.domain.errors import Invalid, NotFound
 from lms.domain.learning.completion import NOT_ENROLLED, WatchRule, complete_lesson
 from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
 
@@ -30,9 +29,9 @@ async def heartbeat(
             seek_slack_seconds=SEEK_SLACK_SECONDS,
         )  # fmt: skip
     if row is None:
-        raise NotFoundException(NOT_ENROLLED)
+        raise NotFound(NOT_ENROLLED)
     if not row["saved"]:
-        raise ValidationException(
+        raise Invalid(
             f"positionSeconds {position_seconds:g} is past the end of the video "
             f"({row['duration_seconds']:g} s)"
         )

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
-from litestar.exceptions import PermissionDeniedException, ValidationException
 
-from lms.api.errors import ConflictException
 from lms.db.engine import pool
 from lms.db.queries import transcripts as sql
 from lms.db.tables import TranscriptStatus
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import visible_course
 from lms.domain.courses.lessons import lesson_in_visible_course, may_watch
+from lms.domain.errors import Conflict, Forbidden, Invalid
 from lms.domain.transcripts.captions import to_srt, to_webvtt
 from lms.domain.transcripts.schemas import SearchHit, SearchResults, Segment, Transcript
 
@@ -64,7 +63,7 @@ async def get_captions(principal: Principal, lesson_id: uuid.UUID, fmt: CaptionF
         lesson, transcript = await _watchable_transcript(conn, principal, lesson_id)
         if transcript is None:
             status = lesson["transcript_status"]
-            raise ConflictException(
+            raise Conflict(
                 "captions are made from the transcript, which is not ready for this lesson's "
                 f"video (transcriptStatus {status}{', of an older video' if status == 'DONE' else ''})"
             )
@@ -77,11 +76,11 @@ async def search_course(principal: Principal, course_id: uuid.UUID, q: str) -> S
     # Control characters are never words, and PostgreSQL text cannot hold a NUL at all.
     q = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in q).strip()
     if not q:
-        raise ValidationException("q must contain at least one word")
+        raise Invalid("q must contain at least one word")
     async with pool().acquire() as conn:
         course = await visible_course(conn, course_id, principal)
         if not await may_watch(conn, principal, course):
-            raise PermissionDeniedException(
+            raise Forbidden(
                 "transcripts are for enrolled learners, the course's creator and admins"
             )
         rows = await sql.search_in_course(conn, course_id, q)
@@ -108,9 +107,7 @@ async def _watchable_transcript(
     may not see the lesson or watch it."""
     lesson, course = await lesson_in_visible_course(conn, principal, lesson_id)
     if not await may_watch(conn, principal, course):
-        raise PermissionDeniedException(
-            "the transcript is for enrolled learners, the course's creator and admins"
-        )
+        raise Forbidden("the transcript is for enrolled learners, the course's creator and admins")
     if lesson["transcript_status"] != TranscriptStatus.DONE:
         return lesson, None
     return lesson, await sql.current_transcript(conn, lesson_id, lesson["video_version"])
