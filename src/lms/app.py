@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def start_services(app: Litestar) -> None:
         db_pool = await start_pool(settings)
+        ctx.db = db_pool
         await certificates.register_signing_key(ctx, db_pool)
         ctx.outbox = OutboxDispatcher(
             db_pool,
@@ -161,7 +162,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminCertificateController,
         ],
         middleware=[authentication_middleware()],
-        dependencies={"ctx": Provide(lambda: ctx, sync_to_thread=False)},
+        dependencies={
+            "ctx": Provide(lambda: ctx, sync_to_thread=False),
+            "db": Provide(lambda: ctx.pool, sync_to_thread=False),
+        },
         on_startup=[start_services],
         on_shutdown=[stop_services],
         cors_config=cors,

@@ -1,4 +1,5 @@
-"""AppContext: the per-process services a request needs, built once by create_app."""
+"""AppContext: the per-process services a request needs, built once by create_app, and the two
+dependencies Litestar's DI gives handlers: the context (`Ctx`) and the connection pool (`Db`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
+import asyncpg
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
-from lms.domain.admin.system_settings import SystemSettingsCache
-from lms.domain.auth.user_state import UserAuthCache
-from lms.messaging.dispatcher import OutboxDispatcher
-from lms.notifications.listener import ChangeListener
 from lms.settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: these modules import this one
     from lms.broker import BrokerConnection
+    from lms.domain.admin.system_settings import SystemSettingsCache
+    from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
     from lms.integrations.storage import VideoStorage
+    from lms.messaging.dispatcher import OutboxDispatcher
+    from lms.notifications.listener import ChangeListener
 
 log = logging.getLogger("lms.context")
 
@@ -34,6 +36,9 @@ class AppContext:
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None
     signing_key: SigningKey | None = None  # signs certificates (LMS_CERT_SIGNING_KEY)
+    # The connection pool, started with the app; handlers get it as the `db` dependency and
+    # hand it to the services, which never reach for a module-level one.
+    db: asyncpg.Pool | None = None
 
     async def publish_job(self, job_id: uuid.UUID) -> None:
         """After commit: hand a transcription job to NATS (the sweeper covers a failure)."""
@@ -58,6 +63,14 @@ class AppContext:
         assert self.settings.jwt_secret, "the JWT secret is resolved before the app is built"
         return self.settings.jwt_secret
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """For the HTTP edge (guards, middleware), which Litestar's DI does not reach."""
+        assert self.db is not None, "the pool starts with the app"
+        return self.db
 
-# How handlers ask for it: `ctx: Ctx` (provided app-wide by create_app; not validated per request).
+
+# How handlers ask for them: `ctx: Ctx`, `db: Db` (provided app-wide by create_app; not
+# validated per request).
 Ctx = Annotated[AppContext, Dependency(kind="named"), SkipValidationMarker()]
+Db = Annotated[asyncpg.Pool, Dependency(kind="named"), SkipValidationMarker()]

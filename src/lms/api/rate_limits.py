@@ -21,6 +21,7 @@ def per_ip(endpoint: str) -> Guard:
         ip = client_ip(connection, settings.trusted_proxies)
         limit = Limit(settings.auth_rate_limit_per_minute, 60)
         await take(
+            connection.app.state.ctx.pool,
             f"ip:{endpoint}:{ip}",
             limit,
             f"{endpoint} requests from this address",

@@ -8,7 +8,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from lms.db.engine import pool
+from lms.db.queries import Conn
 from lms.db.queries import rate_limits as sql
 from lms.domain.errors import TooMany
 from lms.observability.metrics import RATE_LIMITED
@@ -39,15 +39,15 @@ def account_key(bucket: str, identifier: str) -> str:
     return f"{bucket}:{digest}"
 
 
-async def take(key: str, limit: Limit, what: str, *, label: str) -> None:
+async def take(db: Conn, key: str, limit: Limit, what: str, *, label: str) -> None:
     """Count one hit against `key`; TooMany when it goes over `limit` (counted in metrics as
     `label`)."""
-    hit = await sql.hit(pool(), f"{key}:{limit.window_seconds}", limit.window_seconds)
+    hit = await sql.hit(db, f"{key}:{limit.window_seconds}", limit.window_seconds)
     if hit.count > limit.count:
         RATE_LIMITED.labels(label).inc()
         raise too_many(hit.reset_in, what)
 
 
-async def give_back(key: str, limit: Limit) -> None:
+async def give_back(db: Conn, key: str, limit: Limit) -> None:
     """Uncount a hit that turned out not to matter (a login that succeeded)."""
-    await sql.undo(pool(), f"{key}:{limit.window_seconds}")
+    await sql.undo(db, f"{key}:{limit.window_seconds}")

@@ -85,12 +85,14 @@ async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Toke
     # no account gets a counter of its own, so probing one costs the same.
     failures = account_key("login-failures", str(row["id"]) if row is not None else identifier)
     # Counted before checking and given back on success, so concurrent guesses cannot slip past.
-    await take(failures, FAILED_LOGINS, "failed logins for this account", label="login-failures")
+    await take(
+        pool(), failures, FAILED_LOGINS, "failed logins for this account", label="login-failures"
+    )
     stored = row["password_hash"] if row is not None else None
     password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
     if row is None or stored is None or not password_ok:
         raise Unauthenticated(BAD_CREDENTIALS)
-    await give_back(failures, FAILED_LOGINS)
+    await give_back(pool(), failures, FAILED_LOGINS)
     if not row["is_active"]:
         raise Forbidden("account is deactivated")
     if not row["email_verified"]:

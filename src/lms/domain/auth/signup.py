@@ -63,8 +63,8 @@ async def check_password(password: str, *, email: str | None, username: str | No
 async def throttle_sends(destination: str, purpose: OtpPurpose) -> None:
     """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever asks."""
     key = account_key(f"otp-send:{purpose.value}", destination)
-    await take(key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
-    await take(key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
+    await take(pool(), key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
+    await take(pool(), key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
 
 
 def _expiry(runtime: RuntimeSettings) -> datetime:
