@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def start_services(app: Litestar) -> None:
         db_pool = await start_pool(settings)
         ctx.db = db_pool
+        ctx.users.bind(db_pool)
         await certificates.register_signing_key(ctx, db_pool)
         ctx.outbox = OutboxDispatcher(
             db_pool,
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
-        housekeeper.start()
+        housekeeper.start(db_pool)
         await nats.start()
 
     async def stop_services(app: Litestar) -> None:

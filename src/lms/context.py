@@ -45,7 +45,7 @@ class AppContext:
         from lms.domain.transcripts.jobs import publish
 
         if self.nats is not None:
-            await publish(self.nats, job_id)
+            await publish(self.nats, self.pool, job_id)
 
     async def delete_videos(self, keys: list[str]) -> None:
         """After commit: remove stored videos nothing refers to any more. A failure leaves an

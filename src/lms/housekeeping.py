@@ -5,10 +5,11 @@ processes running it at once do no harm."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from lms.db.engine import pool
+import asyncpg
+
+from lms.background import BackgroundTask
 from lms.db.queries import otp_codes, outbox, rate_limits, refresh_tokens
 from lms.domain.rate_limits import WINDOW_LONGEST_SECONDS
 
@@ -18,33 +19,28 @@ INTERVAL_SECONDS = 600
 DAY = 86400
 
 
-async def sweep_once() -> None:
-    db = pool()
+async def sweep_once(db: asyncpg.Pool) -> None:
     await rate_limits.purge(db, WINDOW_LONGEST_SECONDS)
     await otp_codes.purge_old(db, DAY)
     await refresh_tokens.purge_expired(db, 7 * DAY)
     await outbox.purge_settled(db, 30 * DAY)
 
 
-async def run_forever() -> None:
+async def run_forever(db: asyncpg.Pool) -> None:
     while True:
         await asyncio.sleep(INTERVAL_SECONDS)
         try:
-            await sweep_once()
+            await sweep_once(db)
         except Exception as exc:
             log.warning("housekeeping failed (will retry): %s", exc)
 
 
 class Housekeeper:
     def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("lms-housekeeping")
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(run_forever(), name="lms-housekeeping")
+    def start(self, db: asyncpg.Pool) -> None:
+        self._task.start(lambda: run_forever(db))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

@@ -82,8 +82,8 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     transcriber = await asyncio.to_thread(load_transcriber, settings, concurrency)
-    await start_pool(settings)
-    tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber))
+    db = await start_pool(settings)
+    tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber, db))
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     broker = make_broker(settings)
@@ -96,7 +96,7 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
         "worker ready",
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
     )
-    sweeping = asyncio.create_task(sweep_forever(settings, broker, stop), name="lms-sweeper")
+    sweeping = asyncio.create_task(sweep_forever(db, settings, broker, stop), name="lms-sweeper")
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         receiver = Receiver(
             broker=broker,

@@ -42,8 +42,9 @@ def _closed_port() -> int:
 
 async def test_readyz_is_503_while_nats_is_unreachable(settings, db_pool) -> None:  # type: ignore[no-untyped-def]
     app = create_app(replace(settings, nats_url=f"nats://127.0.0.1:{_closed_port()}"))
+    app.state.ctx.db = db_pool  # the shared pool is already up (startup would hand it over)
     nats = app.state.nats
-    await nats.start()  # the shared pool is already up; only NATS is this app's own
+    await nats.start()  # only NATS is this app's own
     try:
         async with http_client(app) as client:
             response = await client.get("/readyz")

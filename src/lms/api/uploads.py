@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,23 +14,12 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
+from lms.domain.files import ReceivedUpload
+
 DEFAULT_MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 32  # a lesson form has a handful of fields; more is abuse, not a form
 # Writes are batched to about 1 MiB: one thread hop per MiB rather than per ASGI message.
 FLUSH_BYTES = 1024 * 1024
-
-
-@dataclass
-class ReceivedUpload:
-    fields: dict[str, str]  # the text fields
-    path: Path | None  # the file part on disk (the caller owns it), None without a file part
-    filename: str | None  # the client's name for it: informational, never trusted
-    size: int  # bytes of the file part
-
-    def discard(self) -> None:
-        """Remove the temp file (idempotent); the caller does this when it does not keep it."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
 
 
 class _TempFile:

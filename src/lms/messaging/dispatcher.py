@@ -10,6 +10,7 @@ import logging
 
 import asyncpg
 
+from lms.background import BackgroundTask
 from lms.db.queries import outbox as sql
 from lms.db.tables import MessageChannel
 from lms.integrations.mail import Email, Mailer, PermanentDeliveryError
@@ -39,20 +40,16 @@ class OutboxDispatcher:
         self.mailer = mailer
         self.sms = sms
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("lms-outbox")
 
     def wake(self, _payload: str = "") -> None:
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lms-outbox")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self.sms.close()
 
     async def _run(self) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from lms.background import BackgroundTask
+
 log = logging.getLogger("lms.notifications")
 
 HEALTH_CHECK_SECONDS = 5.0
@@ -34,7 +36,7 @@ class Subscriber:
 class ChangeListener:
     database_url: str
     subscribers: dict[str, list[Subscriber]] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
+    _task: BackgroundTask = field(default_factory=lambda: BackgroundTask("lms-change-listener"))
     _conn: asyncpg.Connection | None = None
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -47,16 +49,12 @@ class ChangeListener:
 
     async def start(self, wait_seconds: float = 5.0) -> None:
         """Start listening; wait a little for the first connection so caches start warm."""
-        self._task = asyncio.create_task(self._run(), name="lms-change-listener")
+        self._task.start(self._run)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), wait_seconds)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self._close()
 
     async def _close(self) -> None:

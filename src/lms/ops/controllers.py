@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from lms.api.schemas import CamelStruct
 from lms.broker import BrokerConnection
-from lms.db.engine import pool
+from lms.context import Db
 from lms.domain.transcripts.monitoring import refresh_queue_metrics
 from lms.observability.metrics import render
 
@@ -27,10 +28,10 @@ class Readiness(CamelStruct):
     nats: str
 
 
-async def _database_ok() -> bool:
+async def _database_ok(db: asyncpg.Pool) -> bool:
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            async with pool().acquire() as conn:
+            async with db.acquire() as conn:
                 return bool(await conn.fetchval("SELECT 1") == 1)
     except Exception:
         return False
@@ -45,9 +46,9 @@ class OpsController(Controller):
         return Health(status="ok")
 
     @get("/readyz", summary="Readiness: PostgreSQL and NATS answer", cache=False)
-    async def readyz(self, request: Request[Any, Any, Any]) -> Response[Readiness]:
+    async def readyz(self, request: Request[Any, Any, Any], db: Db) -> Response[Readiness]:
         nats: BrokerConnection = request.app.state.nats
-        database_ok, nats_ok = await asyncio.gather(_database_ok(), nats.ping(READY_TIMEOUT))
+        database_ok, nats_ok = await asyncio.gather(_database_ok(db), nats.ping(READY_TIMEOUT))
         ready = database_ok and nats_ok
         body = Readiness(
             status="ready" if ready else "unavailable",
@@ -57,8 +58,8 @@ class OpsController(Controller):
         return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain", include_in_schema=True)
-    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def metrics(self, request: Request[Any, Any, Any], db: Db) -> Response[bytes]:
         settings = request.app.state.settings
-        await refresh_queue_metrics(request.app.state.nats, settings.jobs_stream)
+        await refresh_queue_metrics(db, request.app.state.nats, settings.jobs_stream)
         payload, content_type = render()
         return Response(payload, media_type=content_type)

@@ -23,6 +23,7 @@ async def other_process(
     settings: Settings, db: asyncpg.Pool
 ) -> AsyncIterator[tuple[UserAuthCache, ChangeListener]]:
     cache = UserAuthCache()
+    cache.bind(db)
     assert settings.database_url
     listener = ChangeListener(settings.database_url)
     listener.subscribe(

@@ -32,9 +32,9 @@ def transcriber() -> Transcriber:
 
 
 @pytest.fixture
-def runtime(settings: Settings, transcriber: Transcriber) -> WorkerRuntime:
+def runtime(db: asyncpg.Pool, settings: Settings, transcriber: Transcriber) -> WorkerRuntime:
     fast = dataclasses.replace(settings, jobs_max_deliver=2, jobs_ack_wait_seconds=3)
-    return WorkerRuntime(fast, LocalVideoStorage(fast), transcriber)
+    return WorkerRuntime(fast, LocalVideoStorage(fast), transcriber, db)
 
 
 async def job(db: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
@@ -194,11 +194,11 @@ async def test_the_sweeper_publishes_what_nats_never_got(
         spent.job_id, settings.jobs_max_deliver,
     )  # fmt: skip
     before = await messages(broker, settings.jobs_stream)
-    published = await sweep_once(settings, broker)  # type: ignore[arg-type]
+    published = await sweep_once(db, settings, broker)  # type: ignore[arg-type]
     assert published == 1  # the old unpublished one; the fresh one is left to the API
     assert (await job(db, old.job_id))["published_at"] is not None
     assert (await job(db, fresh.job_id))["published_at"] is None
     assert (await job(db, dead.job_id))["status"] == "QUEUED"  # re-queued, published next pass
     assert (await job(db, spent.job_id))["status"] == "FAILED"
     assert await messages(broker, settings.jobs_stream) == before + 1
-    assert await sweep_once(settings, broker) == 0  # published once, not on every pass  # type: ignore[arg-type]
+    assert await sweep_once(db, settings, broker) == 0  # published once, not on every pass  # type: ignore[arg-type]

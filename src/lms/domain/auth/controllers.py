@@ -17,7 +17,7 @@ from lms.api.client_ip import client_ip
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, TOO_MANY, UNAUTHORIZED
 from lms.api.rate_limits import per_ip
 from lms.api.security import PUBLIC, token_of_kind
-from lms.context import Ctx
+from lms.context import Ctx, Db
 from lms.domain.auth import recovery, sessions, signup
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.schemas import (
@@ -59,30 +59,30 @@ class AuthController(Controller):
 
     @post(["/auth/register", "/user-auth/register"], status_code=HTTP_201_CREATED, opt=PUBLIC_OPT,
           guards=[per_ip("register")], raises=[BAD, FORBIDDEN, CONFLICT, TOO_MANY], summary="Register with an email; a 6-digit code is mailed")  # fmt: skip
-    async def register(self, ctx: Ctx, data: JSONBody[RegisterRequest]) -> RegisterResponse:
-        return await signup.register(ctx, data)
+    async def register(self, ctx: Ctx, db: Db, data: JSONBody[RegisterRequest]) -> RegisterResponse:
+        return await signup.register(db, ctx, data)
 
     @post(["/auth/verify-email", "/user-auth/verify-email-otp"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
           guards=[per_ip("verify-email")], raises=[BAD, FORBIDDEN, TOO_MANY], summary="Verify the email with its code; returns a profile token")  # fmt: skip
     async def verify_email(
-        self, ctx: Ctx, data: JSONBody[VerifyEmailRequest]
+        self, ctx: Ctx, db: Db, data: JSONBody[VerifyEmailRequest]
     ) -> VerifyEmailResponse:
-        return await signup.verify_email(ctx, data)
+        return await signup.verify_email(db, ctx, data)
 
     @post("/auth/verify-phone", status_code=HTTP_200_OK, opt=PUBLIC_OPT, security=BEARER,
           guards=[per_ip("verify-phone"), token_of_kind((PROFILE, ACCESS))], raises=[BAD, UNAUTHORIZED, CONFLICT, TOO_MANY], summary="Verify a phone number with its SMS code (profile or access token)")  # fmt: skip
     async def verify_phone(
-        self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[VerifyPhoneRequest]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, data: JSONBody[VerifyPhoneRequest]
     ) -> VerifyPhoneResponse:
-        return await signup.verify_phone(ctx, request.user, data)
+        return await signup.verify_phone(db, ctx, request.user, data)
 
     @post(["/auth/complete-profile", "/user-auth/complete-profile"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
           security=BEARER, guards=[per_ip("complete-profile"), token_of_kind((PROFILE,))],
           raises=[BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT, TOO_MANY], summary="Finish sign-up with the profile token; returns tokens, role LEARNER")  # fmt: skip
     async def complete_profile(
-        self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[CompleteProfileRequest]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, data: JSONBody[CompleteProfileRequest]
     ) -> Tokens:
-        return await signup.complete_profile(ctx, request.user, data, _client(request, ctx))
+        return await signup.complete_profile(db, ctx, request.user, data, _client(request, ctx))
 
     @post(["/auth/login", "/user-auth/login"], status_code=HTTP_200_OK, opt=PUBLIC_OPT,
           guards=[per_ip("login")], raises=[BAD, UNAUTHORIZED, FORBIDDEN, TOO_MANY], summary="Log in with email or username and password")  # fmt: skip
@@ -107,8 +107,8 @@ class AuthController(Controller):
 
     @post("/auth/resend-otp", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT, guards=[per_ip("resend-otp")],
           raises=[BAD, TOO_MANY], summary="Send a fresh verification code (accepted whether or not the account exists)")  # fmt: skip
-    async def resend_otp(self, ctx: Ctx, data: JSONBody[ResendOtpRequest]) -> Accepted:
-        await signup.resend_code(ctx, data.email, data.channel)
+    async def resend_otp(self, ctx: Ctx, db: Db, data: JSONBody[ResendOtpRequest]) -> Accepted:
+        await signup.resend_code(db, ctx, data.email, data.channel)
         return Accepted()
 
     @post("/user-auth/forgot-password", status_code=HTTP_202_ACCEPTED, opt=PUBLIC_OPT,

@@ -21,7 +21,7 @@ from lms.domain.auth.signup import (
 async def forgot_password(ctx: AppContext, raw_email: str) -> None:
     """Always accepted; a code goes out only when the account exists and can log in."""
     email = valid_email(raw_email)
-    await throttle_sends(email, OtpPurpose.RESET_PASSWORD)
+    await throttle_sends(pool(), email, OtpPurpose.RESET_PASSWORD)
     runtime = await ctx.system.get()
     async with pool().acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import otp_codes, users
 from lms.db.tables import OtpChannel, OtpPurpose
 from lms.domain.admin.system_settings import RuntimeSettings
@@ -60,11 +59,11 @@ async def check_password(password: str, *, email: str | None, username: str | No
         raise Invalid(problem)
 
 
-async def throttle_sends(destination: str, purpose: OtpPurpose) -> None:
+async def throttle_sends(db: asyncpg.Pool, destination: str, purpose: OtpPurpose) -> None:
     """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever asks."""
     key = account_key(f"otp-send:{purpose.value}", destination)
-    await take(pool(), key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
-    await take(pool(), key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
+    await take(db, key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
+    await take(db, key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
 
 
 def _expiry(runtime: RuntimeSettings) -> datetime:
@@ -111,7 +110,7 @@ def wake_outbox(ctx: AppContext) -> None:
         ctx.outbox.wake()
 
 
-async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
+async def register(db: asyncpg.Pool, ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     runtime = await ctx.system.get()
     if not runtime.registration_open:
         raise Forbidden("registration is closed")
@@ -121,26 +120,26 @@ async def register(ctx: AppContext, body: RegisterRequest) -> RegisterResponse:
     if body.password is not None:
         await check_password(body.password, email=email)
         password_hash = await hash_password(body.password)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         row = await users.register(conn, email, password_hash)
         if row["email_verified"]:
             raise Conflict("an account with this email address already exists")
-        await throttle_sends(email, OtpPurpose.VERIFY_EMAIL)
+        await throttle_sends(db, email, OtpPurpose.VERIFY_EMAIL)
         await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
         if phone is not None:
-            await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
+            await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, row["id"], phone)
     wake_outbox(ctx)
     return RegisterResponse(user_id=row["id"], email=email)
 
 
-async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
+async def resend_code(db: asyncpg.Pool, ctx: AppContext, raw_email: str, channel: str) -> None:
     """Send a fresh code when there is something to verify; silent otherwise (no enumeration)."""
     email = valid_email(raw_email)
     purpose = OtpPurpose.VERIFY_EMAIL if channel == "email" else OtpPurpose.VERIFY_PHONE
-    await throttle_sends(email, purpose)
+    await throttle_sends(db, email, purpose)
     runtime = await ctx.system.get()
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)
         if user is None or not user["is_active"]:
             return
@@ -154,14 +153,16 @@ async def resend_code(ctx: AppContext, raw_email: str, channel: str) -> None:
             )
             if phone is None or (user["phone_verified"] and user["phone_number"] == phone):
                 return
-            await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
+            await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
             await send_phone_code(conn, ctx, runtime, user["id"], phone)
     wake_outbox(ctx)
 
 
-async def verify_email(ctx: AppContext, body: VerifyEmailRequest) -> VerifyEmailResponse:
+async def verify_email(
+    db: asyncpg.Pool, ctx: AppContext, body: VerifyEmailRequest
+) -> VerifyEmailResponse:
     email = normalize_email(body.email)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True) if email else None
         result = await otp.check_for_user(
             conn, ctx.secret, user, purpose=OtpPurpose.VERIFY_EMAIL.value, code=body.otp
@@ -184,14 +185,14 @@ async def verify_email(ctx: AppContext, body: VerifyEmailRequest) -> VerifyEmail
 
 
 async def verify_phone(
-    ctx: AppContext, principal: Principal, body: VerifyPhoneRequest
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, body: VerifyPhoneRequest
 ) -> VerifyPhoneResponse:
     phone = valid_phone(body.phone_number)
-    owner = await users.phone_owner(pool(), phone)
+    owner = await users.phone_owner(db, phone)
     if owner is not None and owner != principal.user_id:
         raise Conflict("this phone number is already verified on another account")
     try:
-        async with pool().acquire() as conn, conn.transaction():
+        async with db.acquire() as conn, conn.transaction():
             result = await otp.check(
                 conn, ctx.secret, user_id=principal.user_id, purpose=OtpPurpose.VERIFY_PHONE.value,
                 code=body.otp, destination=phone,
@@ -205,19 +206,23 @@ async def verify_phone(
 
 
 async def complete_profile(
-    ctx: AppContext, principal: Principal, body: CompleteProfileRequest, client: ClientInfo
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    principal: Principal,
+    body: CompleteProfileRequest,
+    client: ClientInfo,
 ) -> Tokens:
     username = normalize_username(body.username)
     if username is None:
         raise Invalid("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
-    current = await users.public_by_id(pool(), principal.user_id)
+    current = await users.public_by_id(db, principal.user_id)
     assert current is not None  # authenticate() found it
     await check_password(body.password, email=current["email"], username=username)
     phone = valid_phone(body.phone_number) if body.phone_number else None
     runtime = await ctx.system.get()
     password_hash = await hash_password(body.password)
     try:
-        async with pool().acquire() as conn, conn.transaction():
+        async with db.acquire() as conn, conn.transaction():
             row = await users.complete_profile(
                 conn, principal.user_id, username=username, password_hash=password_hash,
                 full_name=body.full_name.strip(), name=(body.name or "").strip() or None,
@@ -230,7 +235,7 @@ async def complete_profile(
             if phone is not None and not (
                 current["phone_verified"] and current["phone_number"] == phone
             ):
-                await throttle_sends(phone, OtpPurpose.VERIFY_PHONE)
+                await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
                 await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
             tokens = await open_session(conn, ctx, row, client)
     except asyncpg.UniqueViolationError:

@@ -12,7 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from lms.db.engine import pool
+import asyncpg
+
 from lms.db.queries import users as sql
 
 CHANNEL = "lms_user_auth"
@@ -37,6 +38,11 @@ class UserAuthCache:
         self._trusted = False
         # Bumped by every invalidation: a read that raced one must not store what it read.
         self._epoch = 0
+        self._db: asyncpg.Pool | None = None
+
+    def bind(self, db: asyncpg.Pool) -> None:
+        """The pool to read users from, once the app has started it."""
+        self._db = db
 
     async def get(self, user_id: uuid.UUID) -> UserAuthState | None:
         if self._trusted:
@@ -44,7 +50,8 @@ class UserAuthCache:
             if hit is not None and time.monotonic() - hit.loaded_at < MAX_AGE_SECONDS:
                 return hit
         epoch = self._epoch
-        row = await sql.auth_state(pool(), user_id)
+        assert self._db is not None, "bound to the pool at startup"
+        row = await sql.auth_state(self._db, user_id)
         if row is None:
             return None
         state = UserAuthState(row["role"], row["is_active"], row["token_version"], time.monotonic())

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
 from lms.api.security import PUBLIC, requires
-from lms.context import Ctx
+from lms.context import Ctx, Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.certificates import html_page, services
@@ -54,8 +54,8 @@ class CertificateController(Controller):
         raises=[UNAUTHORIZED, FORBIDDEN],
         summary="The caller's certificates, newest first",
     )
-    async def mine(self, request: PrincipalRequest, ctx: Ctx) -> list[Certificate]:
-        return await services.mine(ctx, request.user)
+    async def mine(self, request: PrincipalRequest, ctx: Ctx, db: Db) -> list[Certificate]:
+        return await services.mine(db, ctx, request.user)
 
     @get(
         "/verify/{serial_hash:str}",
@@ -71,9 +71,9 @@ class CertificateController(Controller):
         "REVOKED; an unknown serial 404 {valid: false}. No email or user id is disclosed.",
     )
     async def verify(
-        self, request: AnyRequest, ctx: Ctx, serial_hash: FromPath[str]
+        self, request: AnyRequest, ctx: Ctx, db: Db, serial_hash: FromPath[str]
     ) -> Response[Verification]:
-        answer, view = await services.verify(ctx, serial_hash)
+        answer, view = await services.verify(db, ctx, serial_hash)
         status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
         headers = {"Cache-Control": VERIFY_CACHE, "Vary": "Accept"}
         if preferred(request, [JSON, HTML]) == HTML:
@@ -101,13 +101,13 @@ class EnrollmentCertificateController(Controller):
         description="404 while the course is not completed, and for anyone else's enrollment.",
     )
     async def certificate(
-        self, request: PrincipalRequest, ctx: Ctx, enrollment_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, enrollment_id: FromPath[uuid.UUID]
     ) -> Response[Certificate]:
         if preferred(request, [JSON, PDF]) == PDF:
-            body, filename = await services.pdf_of_enrollment(ctx, request.user, enrollment_id)
+            body, filename = await services.pdf_of_enrollment(db, ctx, request.user, enrollment_id)
             headers = {"Content-Disposition": f'inline; filename="{filename}"', "Vary": "Accept"}
             return Response(body, media_type=PDF, headers=headers)  # type: ignore[arg-type]
-        certificate = await services.of_enrollment(ctx, request.user, enrollment_id)
+        certificate = await services.of_enrollment(db, ctx, request.user, enrollment_id)
         return Response(certificate, headers={"Vary": "Accept"})
 
 
@@ -122,9 +122,9 @@ class JwksController(Controller):
         description="Every key that ever signed a certificate stays in the set after a "
         "rotation. Each `kid` is the URI in the JWS header of the certificates it signed.",
     )
-    async def jwks(self, ctx: Ctx) -> Response[JwkSet]:
+    async def jwks(self, ctx: Ctx, db: Db) -> Response[JwkSet]:
         return Response(
-            await services.jwk_set(ctx), headers={"Cache-Control": "public, max-age=300"}
+            await services.jwk_set(db, ctx), headers={"Cache-Control": "public, max-age=300"}
         )
 
 
@@ -144,7 +144,8 @@ class AdminCertificateController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         certificate_id: FromPath[uuid.UUID],
         data: JSONBody[Revocation],
     ) -> Certificate:
-        return await services.revoke(ctx, request.user, certificate_id, data.reason)
+        return await services.revoke(db, ctx, request.user, certificate_id, data.reason)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import asyncpg
 
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import certificates as sql
 from lms.db.tables import Role
 from lms.domain import audit
@@ -101,21 +100,25 @@ def to_view(ctx: AppContext, row: asyncpg.Record) -> CertificateView:
     )  # fmt: skip
 
 
-async def by_id(ctx: AppContext, certificate_id: uuid.UUID | None) -> Certificate | None:
+async def by_id(
+    db: asyncpg.Pool, ctx: AppContext, certificate_id: uuid.UUID | None
+) -> Certificate | None:
     if certificate_id is None:
         return None
-    row = await sql.by_id(pool(), certificate_id)
+    row = await sql.by_id(db, certificate_id)
     return None if row is None else to_certificate(ctx, row)
 
 
-async def mine(ctx: AppContext, principal: Principal) -> list[Certificate]:
-    return [to_certificate(ctx, row) for row in await sql.of_user(pool(), principal.user_id)]
+async def mine(db: asyncpg.Pool, ctx: AppContext, principal: Principal) -> list[Certificate]:
+    return [to_certificate(ctx, row) for row in await sql.of_user(db, principal.user_id)]
 
 
-async def _of_enrollment(principal: Principal, enrollment_id: uuid.UUID) -> asyncpg.Record:
+async def _of_enrollment(
+    db: asyncpg.Pool, principal: Principal, enrollment_id: uuid.UUID
+) -> asyncpg.Record:
     """The enrollment's certificate, for its learner and admins; 404 for anyone else (another
     learner's enrollment is private) and while the course is not completed."""
-    row = await sql.for_enrollment(pool(), enrollment_id)
+    row = await sql.for_enrollment(db, enrollment_id)
     if row is None or (row["owner_id"] != principal.user_id and principal.role != Role.ADMIN):
         raise NotFound("no such enrollment")
     if row["id"] is None:
@@ -126,17 +129,17 @@ async def _of_enrollment(principal: Principal, enrollment_id: uuid.UUID) -> asyn
 
 
 async def of_enrollment(
-    ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
 ) -> Certificate:
-    return to_certificate(ctx, await _of_enrollment(principal, enrollment_id))
+    return to_certificate(ctx, await _of_enrollment(db, principal, enrollment_id))
 
 
 async def pdf_of_enrollment(
-    ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, enrollment_id: uuid.UUID
 ) -> tuple[bytes, str]:
     """(the certificate as a one-page PDF, a file name). Rendering takes tens of milliseconds
     of CPU, so it runs in a worker thread, off the event loop."""
-    row = await _of_enrollment(principal, enrollment_id)
+    row = await _of_enrollment(db, principal, enrollment_id)
     body = await asyncio.to_thread(_render_pdf, to_view(ctx, row))
     return body, f"certificate-{row['serial_hash'][:12]}.pdf"
 
@@ -150,13 +153,13 @@ def _render_pdf(view: CertificateView) -> bytes:
 
 
 async def verify(
-    ctx: AppContext, serial_hash: str
+    db: asyncpg.Pool, ctx: AppContext, serial_hash: str
 ) -> tuple[Verification | None, CertificateView | None]:
     """The public verification of a serial: (JSON answer, page view), both None when unknown."""
     serial = serial_hash.strip().lower()
     if not SERIAL_PATTERN.match(serial):
         return None, None
-    row = await sql.by_serial(pool(), serial)
+    row = await sql.by_serial(db, serial)
     if row is None:
         return None, None
     answer = Verification(
@@ -173,12 +176,12 @@ async def verify(
 
 
 async def revoke(
-    ctx: AppContext, admin: Principal, certificate_id: uuid.UUID, reason: str
+    db: asyncpg.Pool, ctx: AppContext, admin: Principal, certificate_id: uuid.UUID, reason: str
 ) -> Certificate:
     reason = reason.strip()
     if not reason:
         raise Invalid("reason must not be blank: say why the certificate is revoked")
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         before = await sql.by_id(conn, certificate_id, lock=True)
         if before is None:
             raise NotFound("no such certificate")
@@ -203,12 +206,10 @@ def _jwk(kid: str, public_jwk: dict[str, str]) -> PublicJwk:
     return PublicJwk(kty=public_jwk["kty"], crv=public_jwk["crv"], x=public_jwk["x"], kid=kid)
 
 
-async def jwk_set(ctx: AppContext) -> JwkSet:
+async def jwk_set(db: asyncpg.Pool, ctx: AppContext) -> JwkSet:
     """Every key registered by any API process (old ones included), and always this process's
     own, so what it signs is verifiable whatever happened to the table."""
-    keys = {
-        row["kid"]: _jwk(row["kid"], row["public_jwk"]) for row in await sql.signing_keys(pool())
-    }
+    keys = {row["kid"]: _jwk(row["kid"], row["public_jwk"]) for row in await sql.signing_keys(db)}
     own = signing_key(ctx)
     kid = own.kid(ctx.settings.base_url)
     keys.setdefault(kid, _jwk(kid, own.public_jwk))

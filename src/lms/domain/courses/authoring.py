@@ -11,7 +11,6 @@ import asyncpg
 from msgspec import UNSET
 
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import courses as sql
 from lms.db.tables import CourseStatus
 from lms.domain import audit
@@ -44,8 +43,8 @@ def valid_title(value: str) -> str:
     return value.strip()
 
 
-async def create_course(principal: Principal, body: CourseCreate) -> str:
-    async with pool().acquire() as conn, conn.transaction():
+async def create_course(db: asyncpg.Pool, principal: Principal, body: CourseCreate) -> str:
+    async with db.acquire() as conn, conn.transaction():
         course_id = await sql.insert(
             conn, creator_id=principal.user_id, title=valid_title(body.title),
             description=body.description.strip(), price=valid_price(body.price),
@@ -54,7 +53,9 @@ async def create_course(principal: Principal, body: CourseCreate) -> str:
         return await sql.as_json(conn, course_id)
 
 
-async def update_course(principal: Principal, course_id: uuid.UUID, body: CourseUpdate) -> str:
+async def update_course(
+    db: asyncpg.Pool, principal: Principal, course_id: uuid.UUID, body: CourseUpdate
+) -> str:
     values: dict[str, object] = {}
     if body.title is not UNSET:
         values["title"] = valid_title(body.title)
@@ -66,7 +67,7 @@ async def update_course(principal: Principal, course_id: uuid.UUID, body: Course
         values["thumbnail_url"] = valid_url(body.thumbnail_url, "thumbnailUrl")
     if not values:
         raise Invalid("give at least one of title, description, price, thumbnailUrl")
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_manager(principal, course)
         require_draft(course, "edited")
@@ -74,8 +75,8 @@ async def update_course(principal: Principal, course_id: uuid.UUID, body: Course
         return await sql.as_json(conn, course_id)
 
 
-async def submit_course(principal: Principal, course_id: uuid.UUID) -> str:
-    async with pool().acquire() as conn, conn.transaction():
+async def submit_course(db: asyncpg.Pool, principal: Principal, course_id: uuid.UUID) -> str:
+    async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal)
         require_owner(principal, course)
         if not await sql.submit(conn, course_id, principal.user_id):
@@ -87,9 +88,11 @@ async def submit_course(principal: Principal, course_id: uuid.UUID) -> str:
         return await sql.as_json(conn, course_id)
 
 
-async def delete_course(ctx: AppContext, principal: Principal, course_id: uuid.UUID) -> None:
+async def delete_course(
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID
+) -> None:
     """The owner deletes a DRAFT; an admin any course without certificates. Videos go after commit."""
-    async with pool().acquire() as conn:
+    async with db.acquire() as conn:
         try:
             async with conn.transaction():
                 course = await visible_course(conn, course_id, principal, lock=True)
@@ -108,20 +111,22 @@ async def delete_course(ctx: AppContext, principal: Principal, course_id: uuid.U
     await ctx.delete_videos([v["video_key"] for v in videos if v["video_provider"] != "external"])
 
 
-async def publish_course(admin: Principal, course_id: uuid.UUID) -> str:
-    return await _review(admin, course_id, publish=True, feedback=None)
+async def publish_course(db: asyncpg.Pool, admin: Principal, course_id: uuid.UUID) -> str:
+    return await _review(db, admin, course_id, publish=True, feedback=None)
 
 
-async def reject_course(admin: Principal, course_id: uuid.UUID, feedback: str) -> str:
+async def reject_course(
+    db: asyncpg.Pool, admin: Principal, course_id: uuid.UUID, feedback: str
+) -> str:
     if not feedback.strip():
         raise Invalid("feedback must not be blank: tell the creator what to change")
-    return await _review(admin, course_id, publish=False, feedback=feedback.strip())
+    return await _review(db, admin, course_id, publish=False, feedback=feedback.strip())
 
 
 async def _review(
-    admin: Principal, course_id: uuid.UUID, *, publish: bool, feedback: str | None
+    db: asyncpg.Pool, admin: Principal, course_id: uuid.UUID, *, publish: bool, feedback: str | None
 ) -> str:
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         course = await sql.meta(conn, course_id)
         if course is None:
             raise NotFound("no such course")
@@ -143,11 +148,13 @@ async def _review(
         return await sql.as_json(conn, course_id)
 
 
-async def review_list(ctx: AppContext, *, status: str, cursor: str | None, limit: int) -> str:
+async def review_list(
+    db: asyncpg.Pool, ctx: AppContext, *, status: str, cursor: str | None, limit: int
+) -> str:
     """A page of full Course bodies, as JSON text."""
     scope = f"admin-courses:{status}"
     after = after_position(ctx.secret, scope, cursor)
-    rows = await sql.review_page(pool(), status=status, after=after, limit=limit + 1)
+    rows = await sql.review_page(db, status=status, after=after, limit=limit + 1)
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

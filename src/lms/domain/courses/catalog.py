@@ -8,8 +8,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import catalog as sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import can_see
@@ -47,6 +48,7 @@ def _answer(text: str, principal: Principal | None) -> CatalogBody:
 
 
 async def list_courses(
+    db: asyncpg.Pool,
     ctx: AppContext,
     principal: Principal | None,
     *,
@@ -69,7 +71,7 @@ async def list_courses(
             after_rank = (float(rank), last_id)
         try:
             row = await sql.search_page(
-                pool(), query=query, limit=limit, after=after_rank, creator_id=creator_id,
+                db, query=query, limit=limit, after=after_rank, creator_id=creator_id,
                 within=SEARCH_TIMEOUT_SECONDS,
             )  # fmt: skip
         except TimeoutError:
@@ -85,7 +87,7 @@ async def list_courses(
         if cursor:
             at, last_id = _position(ctx.secret, scope, cursor)
             after_time = (_timestamp(at), last_id)
-        row = await sql.published_page(pool(), limit=limit, after=after_time, creator_id=creator_id)
+        row = await sql.published_page(db, limit=limit, after=after_time, creator_id=creator_id)
         next_cursor = (
             encode_cursor(ctx.secret, scope, row["last_key"].isoformat(), str(row["last_id"]))
             if row["more"]
@@ -94,8 +96,10 @@ async def list_courses(
     return _answer(json_page(row["items"], next_cursor), principal)
 
 
-async def get_course(course_id: uuid.UUID, principal: Principal | None) -> CatalogBody:
-    row = await sql.course_json(pool(), course_id)
+async def get_course(
+    db: asyncpg.Pool, course_id: uuid.UUID, principal: Principal | None
+) -> CatalogBody:
+    row = await sql.course_json(db, course_id)
     if row is None or not can_see(principal, row):
         raise NotFound("no such course")
     return _answer(row["body"], principal)

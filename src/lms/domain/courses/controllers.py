@@ -31,7 +31,8 @@ from lms.api.openapi import (
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct, Page
 from lms.api.security import PUBLIC, optional_principal, requires
-from lms.context import Ctx
+from lms.api.uploads import receive_upload
+from lms.context import Ctx, Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.courses import authoring, catalog, lessons, video
@@ -79,6 +80,7 @@ class CourseController(Controller):
         self,
         request: AnyRequest,
         ctx: Ctx,
+        db: Db,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
@@ -86,57 +88,58 @@ class CourseController(Controller):
     ) -> Response[Page[CourseSummary]]:
         principal = await optional_principal(request)
         answer = await catalog.list_courses(
-            ctx, principal, limit=limit, cursor=cursor, q=q, creator_id=creator_id
+            db, ctx, principal, limit=limit, cursor=cursor, q=q, creator_id=creator_id
         )
         return catalog_response(answer, request)
 
     @get("/{course_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
          summary="A course with its lessons: anyone if published, else its creator and admins")  # fmt: skip
     async def get_course(
-        self, request: AnyRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: AnyRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
         principal = await optional_principal(request)
-        return catalog_response(await catalog.get_course(course_id, principal), request)
+        return catalog_response(await catalog.get_course(db, course_id, principal), request)
 
     @post("/", status_code=HTTP_201_CREATED, guards=[requires(Permission.CREATE_COURSES)], security=BEARER,
           raises=[BAD, UNAUTHORIZED, FORBIDDEN], summary="Create a course (DRAFT)")  # fmt: skip
     async def create_course(
-        self, request: PrincipalRequest, data: JSONBody[CourseCreate]
+        self, db: Db, request: PrincipalRequest, data: JSONBody[CourseCreate]
     ) -> Response[Course]:
-        return json_bytes(await authoring.create_course(request.user, data), HTTP_201_CREATED)
+        return json_bytes(await authoring.create_course(db, request.user, data), HTTP_201_CREATED)
 
     @patch("/{course_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
            raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Edit a DRAFT course")  # fmt: skip
     async def update_course(
         self,
+        db: Db,
         request: PrincipalRequest,
         course_id: FromPath[uuid.UUID],
         data: JSONBody[CourseUpdate],
     ) -> Response[Course]:
-        return json_bytes(await authoring.update_course(request.user, course_id, data))
+        return json_bytes(await authoring.update_course(db, request.user, course_id, data))
 
     @post("/{course_id:uuid}/submit", status_code=HTTP_200_OK, guards=[requires(Permission.SUBMIT_FOR_REVIEW)],
           security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
           summary="Submit a DRAFT with lessons for review (PENDING)")  # fmt: skip
     async def submit_course(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
-        return json_bytes(await authoring.submit_course(request.user, course_id))
+        return json_bytes(await authoring.submit_course(db, request.user, course_id))
 
     @delete("/{course_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
             security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
             summary="Delete a course: its creator while DRAFT, an admin any time")  # fmt: skip
     async def delete_course(
-        self, request: PrincipalRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> None:
-        await authoring.delete_course(ctx, request.user, course_id)
+        await authoring.delete_course(db, ctx, request.user, course_id)
 
     @get("/{course_id:uuid}/lessons", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
          summary="The lessons in order (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
     async def list_lessons(
-        self, request: AnyRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+        self, request: AnyRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> list[Lesson]:
-        return await lessons.list_lessons(ctx, await optional_principal(request), course_id)
+        return await lessons.list_lessons(db, ctx, await optional_principal(request), course_id)
 
     @post("/{course_id:uuid}/lessons", status_code=HTTP_201_CREATED, guards=[requires(Permission.UPLOAD_LESSONS)],
           security=BEARER, raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
@@ -145,10 +148,11 @@ class CourseController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         course_id: FromPath[uuid.UUID],
         data: JSONBody[LessonCreate],
     ) -> Lesson:
-        return await lessons.create_lesson(ctx, request.user, course_id, data)
+        return await lessons.create_lesson(db, ctx, request.user, course_id, data)
 
     @put("/{course_id:uuid}/lessons/order", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
@@ -157,10 +161,11 @@ class CourseController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         course_id: FromPath[uuid.UUID],
         data: JSONBody[LessonOrder],
     ) -> list[Lesson]:
-        return await lessons.reorder_lessons(ctx, request.user, course_id, data.lesson_ids)
+        return await lessons.reorder_lessons(db, ctx, request.user, course_id, data.lesson_ids)
 
     @post("/{course_id:uuid}/lessons/upload", status_code=HTTP_201_CREATED,
           guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
@@ -169,9 +174,11 @@ class CourseController(Controller):
           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED],
           summary="Upload a video as a new lesson (multipart: file, title, description?); transcription is queued")  # fmt: skip
     async def upload_lesson(
-        self, request: PrincipalRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> Lesson:
-        return await video.upload_lesson(ctx, request.user, course_id, request)
+        limit = await video.upload_limit(db, ctx, request.user, course_id)
+        upload = await receive_upload(request, max_bytes=limit, tmp_dir=video.upload_dir(ctx))
+        return await video.add_uploaded_lesson(db, ctx, request.user, course_id, upload)
 
     @post("/{course_id:uuid}/lessons/upload-signature", status_code=HTTP_200_OK,
           guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
@@ -181,10 +188,11 @@ class CourseController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         course_id: FromPath[uuid.UUID],
         data: JSONBody[UploadTitle],
     ) -> UploadSignature:
-        return await video.upload_signature(ctx, request.user, course_id, data.title)
+        return await video.upload_signature(db, ctx, request.user, course_id, data.title)
 
 
 class UploadTitle(CamelStruct, forbid_unknown_fields=True):
@@ -201,9 +209,10 @@ class WebhookController(Controller):
 
     @post("/cloudinary", status_code=HTTP_200_OK, opt=PUBLIC_OPT, raises=[BAD, UNAUTHORIZED, CONFLICT],
           summary="Cloudinary's upload notification (signed): attaches the video and queues transcription")  # fmt: skip
-    async def cloudinary(self, request: AnyRequest, ctx: Ctx) -> WebhookAck:
+    async def cloudinary(self, request: AnyRequest, ctx: Ctx, db: Db) -> WebhookAck:
         body = await request.body()
         result = await video.cloudinary_notification(
+            db,
             ctx,
             body,
             request.headers.get("x-cld-timestamp"),
@@ -219,9 +228,9 @@ class LessonController(Controller):
     @get("/{lesson_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
          summary="A lesson (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
     async def get_lesson(
-        self, request: AnyRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+        self, request: AnyRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> Lesson:
-        return await lessons.get_lesson(ctx, await optional_principal(request), lesson_id)
+        return await lessons.get_lesson(db, ctx, await optional_principal(request), lesson_id)
 
     @patch("/{lesson_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
            raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
@@ -230,26 +239,29 @@ class LessonController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         lesson_id: FromPath[uuid.UUID],
         data: JSONBody[LessonUpdate],
     ) -> Lesson:
-        return await lessons.update_lesson(ctx, request.user, lesson_id, data)
+        return await lessons.update_lesson(db, ctx, request.user, lesson_id, data)
 
     @delete("/{lesson_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
             security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
             summary="Delete a lesson of a DRAFT course (creator or admin)")  # fmt: skip
     async def delete_lesson(
-        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> None:
-        await lessons.delete_lesson(ctx, request.user, lesson_id)
+        await lessons.delete_lesson(db, ctx, request.user, lesson_id)
 
     @post("/{lesson_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
           guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
           raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Queue the lesson's video for transcription again")  # fmt: skip
     async def transcribe(
-        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> JobQueued:
-        return JobQueued(job_id=await lessons.requeue_transcription(ctx, request.user, lesson_id))
+        return JobQueued(
+            job_id=await lessons.requeue_transcription(db, ctx, request.user, lesson_id)
+        )
 
 
 class AdminCourseController(Controller):
@@ -263,28 +275,30 @@ class AdminCourseController(Controller):
     async def list_courses(
         self,
         ctx: Ctx,
+        db: Db,
         status: FromQuery[Literal["DRAFT", "PENDING", "PUBLISHED"]] = "PENDING",
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
     ) -> Response[Page[Course]]:
         return json_bytes(
-            await authoring.review_list(ctx, status=status, cursor=cursor, limit=limit)
+            await authoring.review_list(db, ctx, status=status, cursor=cursor, limit=limit)
         )
 
     @post("/{course_id:uuid}/publish", status_code=HTTP_200_OK, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
           summary="Publish a PENDING course")  # fmt: skip
     async def publish(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
-        return json_bytes(await authoring.publish_course(request.user, course_id))
+        return json_bytes(await authoring.publish_course(db, request.user, course_id))
 
     @post("/{course_id:uuid}/reject", status_code=HTTP_200_OK,
           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
           summary="Send a PENDING course back to DRAFT with feedback")  # fmt: skip
     async def reject(
         self,
+        db: Db,
         request: PrincipalRequest,
         course_id: FromPath[uuid.UUID],
         data: JSONBody[CourseRejection],
     ) -> Response[Course]:
-        return json_bytes(await authoring.reject_course(request.user, course_id, data.feedback))
+        return json_bytes(await authoring.reject_course(db, request.user, course_id, data.feedback))

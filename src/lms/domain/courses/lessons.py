@@ -10,7 +10,6 @@ import asyncpg
 from msgspec import UNSET
 
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import Conn
 from lms.db.queries import lessons as sql
 from lms.db.tables import TranscriptStatus
@@ -52,9 +51,9 @@ def to_lesson(ctx: AppContext, row: asyncpg.Record, *, with_video: bool) -> Less
 
 
 async def list_lessons(
-    ctx: AppContext, principal: Principal | None, course_id: uuid.UUID
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal | None, course_id: uuid.UUID
 ) -> list[Lesson]:
-    async with pool().acquire() as conn:
+    async with db.acquire() as conn:
         course = await visible_course(conn, course_id, principal)
         watch = await may_watch(conn, principal, course)
         return [to_lesson(ctx, r, with_video=watch) for r in await sql.of_course(conn, course_id)]
@@ -78,17 +77,23 @@ async def lesson_in_visible_course(
     return lesson, course
 
 
-async def get_lesson(ctx: AppContext, principal: Principal | None, lesson_id: uuid.UUID) -> Lesson:
-    async with pool().acquire() as conn:
+async def get_lesson(
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal | None, lesson_id: uuid.UUID
+) -> Lesson:
+    async with db.acquire() as conn:
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id)
         return to_lesson(ctx, lesson, with_video=await may_watch(conn, principal, course))
 
 
 async def create_lesson(
-    ctx: AppContext, principal: Principal, course_id: uuid.UUID, body: LessonCreate
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    principal: Principal,
+    course_id: uuid.UUID,
+    body: LessonCreate,
 ) -> Lesson:
     video_url = valid_url(body.video_url, "videoUrl")
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_owner(principal, course)
         require_draft(course)
@@ -120,7 +125,11 @@ def _insert_position(order: int | None, count: int) -> int:
 
 
 async def update_lesson(
-    ctx: AppContext, principal: Principal, lesson_id: uuid.UUID, body: LessonUpdate
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    principal: Principal,
+    lesson_id: uuid.UUID,
+    body: LessonUpdate,
 ) -> Lesson:
     values: dict[str, object] = {}
     if body.title is not UNSET:
@@ -129,7 +138,7 @@ async def update_lesson(
         values["description"] = body.description.strip()
     if not values and body.order is UNSET:
         raise Invalid("give at least one of title, description, order")
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id, lock=True)
         require_owner(principal, course)
         require_draft(course)
@@ -144,9 +153,13 @@ async def update_lesson(
 
 
 async def reorder_lessons(
-    ctx: AppContext, principal: Principal, course_id: uuid.UUID, lesson_ids: list[uuid.UUID]
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    principal: Principal,
+    course_id: uuid.UUID,
+    lesson_ids: list[uuid.UUID],
 ) -> list[Lesson]:
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_owner(principal, course)
         require_draft(course, "reordered")
@@ -158,8 +171,10 @@ async def reorder_lessons(
     return [to_lesson(ctx, r, with_video=True) for r in rows]
 
 
-async def delete_lesson(ctx: AppContext, principal: Principal, lesson_id: uuid.UUID) -> None:
-    async with pool().acquire() as conn, conn.transaction():
+async def delete_lesson(
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, lesson_id: uuid.UUID
+) -> None:
+    async with db.acquire() as conn, conn.transaction():
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id, lock=True)
         require_manager(principal, course)
         require_draft(course)
@@ -169,9 +184,9 @@ async def delete_lesson(ctx: AppContext, principal: Principal, lesson_id: uuid.U
 
 
 async def requeue_transcription(
-    ctx: AppContext, principal: Principal, lesson_id: uuid.UUID
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, lesson_id: uuid.UUID
 ) -> uuid.UUID:
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         lesson, course = await lesson_in_visible_course(conn, principal, lesson_id, lock=True)
         require_manager(principal, course)
         if not lesson["video_version"]:

@@ -8,12 +8,11 @@ import json
 import logging
 import re
 import uuid
-from pathlib import PurePosixPath
-from typing import Any
+from pathlib import Path, PurePosixPath
 
-from lms.api.uploads import receive_upload
+import asyncpg
+
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import lessons as sql
 from lms.db.tables import TranscriptStatus
 from lms.domain.auth.authentication import Principal
@@ -28,6 +27,7 @@ from lms.domain.errors import (
     UnsupportedMedia,
     UpstreamFailed,
 )
+from lms.domain.files import ReceivedUpload
 from lms.integrations.cloudinary import CloudinaryVideoStorage
 from lms.integrations.media import NotAVideo, VideoInfo, probe_video_async
 from lms.integrations.storage import MEDIA_TYPES, StorageError, StoredVideo
@@ -59,25 +59,34 @@ def _extension(info: VideoInfo, filename: str | None) -> str:
     return ".mp4"
 
 
-async def _check_can_add_lessons(principal: Principal, course_id: uuid.UUID) -> None:
-    async with pool().acquire() as conn:
+def upload_dir(ctx: AppContext) -> Path:
+    """Where uploads are streamed to: on the media file system, so storing one is a rename."""
+    return ctx.settings.data_dir / "tmp" / "uploads"
+
+
+async def upload_limit(
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID
+) -> int:
+    """The most bytes this caller may upload as a lesson of the course now: checked before a
+    byte of a (possibly huge) body is read, so a caller who may not add lessons sends none."""
+    async with db.acquire() as conn:
         course = await visible_course(conn, course_id, principal)
     require_owner(principal, course)
     require_draft(course)
+    return (await ctx.system.get()).max_upload_bytes
 
 
-async def upload_lesson(
-    ctx: AppContext, principal: Principal, course_id: uuid.UUID, request: Any
+async def add_uploaded_lesson(
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    principal: Principal,
+    course_id: uuid.UUID,
+    upload: ReceivedUpload,
 ) -> Lesson:
-    # Refuse before reading a byte of a (possibly huge) body the caller may not send.
-    await _check_can_add_lessons(principal, course_id)
+    """A new lesson from an uploaded form (title, description?, file): the file must be a video;
+    it is stored, and the lesson and its transcription job are committed together. The upload's
+    temp file is consumed either way."""
     assert ctx.storage is not None
-    runtime = await ctx.system.get()
-    upload = await receive_upload(
-        request,
-        max_bytes=runtime.max_upload_bytes,
-        tmp_dir=ctx.settings.data_dir / "tmp" / "uploads",
-    )
     stored: StoredVideo | None = None
     try:
         title = valid_title(upload.fields.get("title", ""))
@@ -98,7 +107,7 @@ async def upload_lesson(
         except StorageError as exc:
             log.error("video storage failed: %s", exc)
             raise UpstreamFailed("video storage is unavailable; try again") from None
-        async with pool().acquire() as conn, conn.transaction():
+        async with db.acquire() as conn, conn.transaction():
             course = await visible_course(conn, course_id, principal, lock=True)
             require_owner(principal, course)
             require_draft(course)  # it may have been submitted while the video was uploading
@@ -127,12 +136,12 @@ def _cloudinary(ctx: AppContext) -> CloudinaryVideoStorage:
 
 
 async def upload_signature(
-    ctx: AppContext, principal: Principal, course_id: uuid.UUID, title: str
+    db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID, title: str
 ) -> UploadSignature:
     """Create the lesson (no video yet) and sign a browser upload that will become its video."""
     storage = _cloudinary(ctx)
     title = valid_title(title)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_owner(principal, course)
         require_draft(course)
@@ -151,7 +160,7 @@ async def upload_signature(
 
 
 async def cloudinary_notification(
-    ctx: AppContext, body: bytes, timestamp: str | None, signature: str | None
+    db: asyncpg.Pool, ctx: AppContext, body: bytes, timestamp: str | None, signature: str | None
 ) -> str:
     """Attach an uploaded video to its lesson and queue transcription. Idempotent: Cloudinary
     retries notifications, and a repeat changes nothing. Returns what was done (for the log)."""
@@ -178,7 +187,7 @@ async def cloudinary_notification(
         return "ignored: not one of our lesson videos"
     lesson_id, version = uuid.UUID(match.group(1)), int(match.group(2))
     duration = note.get("duration")
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         lesson = await sql.by_id(conn, lesson_id, lock=True)  # concurrent retries queue up here
         if lesson is None:
             return "ignored: the lesson is gone"
@@ -194,4 +203,10 @@ async def cloudinary_notification(
     return "attached"
 
 
-__all__ = ["cloudinary_notification", "upload_lesson", "upload_signature"]
+__all__ = [
+    "add_uploaded_lesson",
+    "cloudinary_notification",
+    "upload_dir",
+    "upload_limit",
+    "upload_signature",
+]

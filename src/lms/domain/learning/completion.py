@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import certificates as certificate_sql
 from lms.db.queries import learning as sql
 from lms.domain.admin.system_settings import RuntimeSettings
@@ -65,10 +64,10 @@ def _check_watched(rule: WatchRule, facts: asyncpg.Record) -> None:
 
 
 async def complete_lesson(
-    ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID
+    db: asyncpg.Pool, ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID
 ) -> LessonCompletion:
     rule = WatchRule.of(await ctx.system.get())
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         facts = await sql.lock_for_completion(conn, lesson_id, user_id)
         if facts is None:
             raise NotFound(NOT_ENROLLED)

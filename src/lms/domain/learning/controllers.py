@@ -24,8 +24,7 @@ from lms.api.openapi import (
     UNSUPPORTED,
 )
 from lms.api.security import requires
-from lms.context import Ctx
-from lms.db.engine import pool
+from lms.context import Ctx, Db
 from lms.db.queries import dashboard as dashboard_sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
@@ -70,9 +69,9 @@ class EnrollmentController(Controller):
         summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
     )
     async def enroll(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Enrollment]:
-        enrollment, created = await enrollments.enroll(request.user, course_id)
+        enrollment, created = await enrollments.enroll(db, request.user, course_id)
         return Response(enrollment, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get(
@@ -82,9 +81,9 @@ class EnrollmentController(Controller):
         summary="The caller's progress in a course, lesson by lesson (404 when not enrolled)",
     )
     async def course_progress(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> CourseProgress:
-        return await enrollments.course_progress(request.user, course_id)
+        return await enrollments.course_progress(db, request.user, course_id)
 
 
 class ProgressController(Controller):
@@ -98,8 +97,10 @@ class ProgressController(Controller):
         raises=[UNAUTHORIZED, FORBIDDEN],
         summary="The caller's enrollments, newest first, with course and certificate",
     )
-    async def list_progress(self, request: PrincipalRequest) -> Response[list[ProgressEntry]]:
-        return json_text(await enrollments.progress_list(request.user))
+    async def list_progress(
+        self, db: Db, request: PrincipalRequest
+    ) -> Response[list[ProgressEntry]]:
+        return json_text(await enrollments.progress_list(db, request.user))
 
 
 class LessonProgressController(Controller):
@@ -123,10 +124,11 @@ class LessonProgressController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
+        db: Db,
         lesson_id: FromPath[uuid.UUID],
         data: JSONBody[Heartbeat],
     ) -> None:
-        await progress.heartbeat(ctx, request.user.user_id, lesson_id, data.position_seconds)
+        await progress.heartbeat(db, ctx, request.user.user_id, lesson_id, data.position_seconds)
 
     @post(
         "/{lesson_id:uuid}/complete",
@@ -139,9 +141,9 @@ class LessonProgressController(Controller):
         "completionThresholdPercent is 409, saying how much is left.",
     )
     async def complete(
-        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+        self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> LessonCompletion:
-        return await complete_lesson(ctx, request.user.user_id, lesson_id)
+        return await complete_lesson(db, ctx, request.user.user_id, lesson_id)
 
 
 class CreatorDashboardController(Controller):
@@ -156,8 +158,8 @@ class CreatorDashboardController(Controller):
         summary="Enrollments, completions and drop-off per course and lesson of the caller's "
         "courses",
     )
-    async def dashboard(self, request: PrincipalRequest) -> Response[CreatorDashboard]:
-        return json_text(await dashboard_sql.creator_dashboard_json(pool(), request.user.user_id))
+    async def dashboard(self, request: PrincipalRequest, db: Db) -> Response[CreatorDashboard]:
+        return json_text(await dashboard_sql.creator_dashboard_json(db, request.user.user_id))
 
 
 @dataclass
@@ -207,7 +209,7 @@ class AdminEnrollmentController(Controller):
         "in order: ENROLLED, ALREADY_ENROLLED or NO_SUCH_USER. Audited.",
     )
     async def enroll_many(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> BulkEnrollmentResponse:
         body = await request.body()
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -217,7 +219,7 @@ class AdminEnrollmentController(Controller):
             emails = decode_bulk_request(body)
         else:
             raise UnsupportedMedia("send application/json {emails} or text/csv")
-        return await enrollments.enroll_many(request.user, course_id, emails)
+        return await enrollments.enroll_many(db, request.user, course_id, emails)
 
 
 def decode_bulk_request(body: bytes) -> list[str]:

@@ -9,7 +9,6 @@ from collections import Counter
 
 import asyncpg
 
-from lms.db.engine import pool
 from lms.db.queries import courses as course_sql
 from lms.db.queries import learning as sql
 from lms.db.tables import CourseStatus
@@ -36,11 +35,13 @@ def to_enrollment(row: asyncpg.Record) -> Enrollment:
     )  # fmt: skip
 
 
-async def enroll(principal: Principal, course_id: uuid.UUID) -> tuple[Enrollment, bool]:
+async def enroll(
+    db: asyncpg.Pool, principal: Principal, course_id: uuid.UUID
+) -> tuple[Enrollment, bool]:
     """(the enrollment, whether it is new). Only a PUBLISHED course takes enrollments: any other
     is 404, as for the catalog. Two racing requests both get the one row the unique (user,
     course) constraint let in."""
-    async with pool().acquire() as conn:
+    async with db.acquire() as conn:
         with not_found_if_deleted_meanwhile("no such course"):
             row = await sql.enroll(conn, principal.user_id, course_id)
         if row is not None:
@@ -52,14 +53,16 @@ async def enroll(principal: Principal, course_id: uuid.UUID) -> tuple[Enrollment
     return to_enrollment(row), False
 
 
-async def progress_list(principal: Principal) -> str:
+async def progress_list(db: asyncpg.Pool, principal: Principal) -> str:
     """GET /progress as JSON text (PostgreSQL builds it with the catalog's course summary)."""
-    return await sql.progress_list_json(pool(), principal.user_id)
+    return await sql.progress_list_json(db, principal.user_id)
 
 
-async def course_progress(principal: Principal, course_id: uuid.UUID) -> CourseProgress:
+async def course_progress(
+    db: asyncpg.Pool, principal: Principal, course_id: uuid.UUID
+) -> CourseProgress:
     async with (
-        pool().acquire() as conn,
+        db.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         enrollment = await sql.course_progress(conn, principal.user_id, course_id)
@@ -123,10 +126,10 @@ def _normalise(emails: list[str]) -> list[str]:
 
 
 async def enroll_many(
-    admin: Principal, course_id: uuid.UUID, emails: list[str]
+    db: asyncpg.Pool, admin: Principal, course_id: uuid.UUID, emails: list[str]
 ) -> BulkEnrollmentResponse:
     addresses = _normalise(emails)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         # No lock on the course row: a PUBLISHED course never changes state, and each insert's
         # foreign-key check holds it against deletion. Locking it FOR UPDATE would deadlock with
         # a learner enrolling at the same moment (their insert waits on the course row's key lock

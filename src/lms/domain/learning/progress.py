@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
+
 from lms.context import AppContext
-from lms.db.engine import pool
 from lms.db.queries import learning as sql
 from lms.domain.errors import Invalid, NotFound
 from lms.domain.learning.completion import NOT_ENROLLED, WatchRule, complete_lesson
@@ -20,11 +21,15 @@ SEEK_SLACK_SECONDS = 2.0
 
 
 async def heartbeat(
-    ctx: AppContext, user_id: uuid.UUID, lesson_id: uuid.UUID, position_seconds: float
+    db: asyncpg.Pool,
+    ctx: AppContext,
+    user_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    position_seconds: float,
 ) -> None:
     with not_found_if_deleted_meanwhile(NOT_ENROLLED):
         row = await sql.heartbeat(
-            pool(), lesson_id=lesson_id, user_id=user_id,
+            db, lesson_id=lesson_id, user_id=user_id,
             position_seconds=position_seconds + 0.0,  # -0.0 is 0
             seek_slack_seconds=SEEK_SLACK_SECONDS,
         )  # fmt: skip
@@ -39,4 +44,4 @@ async def heartbeat(
         return
     rule = WatchRule.of(await ctx.system.get())
     if rule.reached(row["watched_seconds"], row["duration_seconds"]):
-        await complete_lesson(ctx, user_id, lesson_id)
+        await complete_lesson(db, ctx, user_id, lesson_id)

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.context import Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.transcripts import services
 from lms.domain.transcripts.schemas import SearchResults, Transcript
@@ -49,33 +50,33 @@ class TranscriptController(Controller):
          description="status is the lesson's transcriptStatus; until it is DONE, language is null, "
          'text "" and segments []. A transcript of an older video of the lesson is not shown.')  # fmt: skip
     async def get_transcript(
-        self, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Transcript:
-        return await services.get_transcript(request.user, lesson_id)
+        return await services.get_transcript(db, request.user, lesson_id)
 
     @get("/lessons/{lesson_id:uuid}/captions.vtt", media_type="text/vtt",
          raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
          summary="WebVTT captions of the lesson (409 until its transcript is DONE)",
          description=CAPTIONS_DESCRIPTION)  # fmt: skip
     async def captions_vtt(
-        self, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Response[bytes]:
-        return captions_response(await services.get_captions(request.user, lesson_id, "vtt"))
+        return captions_response(await services.get_captions(db, request.user, lesson_id, "vtt"))
 
     @get("/lessons/{lesson_id:uuid}/captions.srt", media_type="application/x-subrip; charset=utf-8",
          raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
          summary="SubRip captions of the lesson (409 until its transcript is DONE)",
          description=CAPTIONS_DESCRIPTION)  # fmt: skip
     async def captions_srt(
-        self, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
+        self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Response[bytes]:
-        return captions_response(await services.get_captions(request.user, lesson_id, "srt"))
+        return captions_response(await services.get_captions(db, request.user, lesson_id, "srt"))
 
     @get("/courses/{course_id:uuid}/search", raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND],
          summary="Where in which lesson of the course words are spoken (enrolled learners, the creator, admins)",
          description="Searches the finished transcripts of the course's lessons; at most 100 "
          "segments, by lesson order then time.")  # fmt: skip
     async def search(
-        self, request: PrincipalRequest, course_id: FromPath[uuid.UUID], q: SearchQuery
+        self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID], q: SearchQuery
     ) -> SearchResults:
-        return await services.search_course(request.user, course_id, q)
+        return await services.search_course(db, request.user, course_id, q)

@@ -8,11 +8,11 @@ import asyncio
 import logging
 import uuid
 
+import asyncpg
 from taskiq import AsyncBroker
 from taskiq.kicker import AsyncKicker
 
 from lms.broker import BrokerConnection
-from lms.db.engine import pool
 from lms.db.queries import lessons as sql
 
 log = logging.getLogger("lms.jobs")
@@ -29,14 +29,14 @@ async def kick(broker: AsyncBroker, job_id: uuid.UUID) -> None:
     await kicker.kiq(str(job_id))
 
 
-async def publish(nats: BrokerConnection, job_id: uuid.UUID) -> bool:
+async def publish(nats: BrokerConnection, db: asyncpg.Pool, job_id: uuid.UUID) -> bool:
     """Hand the job to NATS; False (logged, left for the sweeper) when that is not possible now."""
     if not nats.connected or not nats.broker.client.is_connected:
         log.warning("NATS unavailable: job %s stays queued in PostgreSQL for the sweeper", job_id)
         return False
     try:
         await asyncio.wait_for(kick(nats.broker, job_id), PUBLISH_TIMEOUT_SECONDS)
-        await sql.mark_published(pool(), job_id)
+        await sql.mark_published(db, job_id)
     except Exception as exc:
         log.warning("could not publish job %s (%s); the sweeper will", job_id, exc)
         return False

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
+
 from lms.broker import CONSUMER_NAME, BrokerConnection
-from lms.db.engine import pool
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus
 from lms.observability.metrics import JOBS_BY_STATUS, QUEUE_DEPTH
@@ -15,9 +16,9 @@ from lms.observability.metrics import JOBS_BY_STATUS, QUEUE_DEPTH
 TIMEOUT_SECONDS = 1.0
 
 
-async def refresh_queue_metrics(nats: BrokerConnection, stream: str) -> None:
+async def refresh_queue_metrics(db: asyncpg.Pool, nats: BrokerConnection, stream: str) -> None:
     with contextlib.suppress(Exception):  # a scrape must not fail because one source is down
-        counts = await asyncio.wait_for(sql.counts_by_status(pool()), TIMEOUT_SECONDS)
+        counts = await asyncio.wait_for(sql.counts_by_status(db), TIMEOUT_SECONDS)
         for status in JobStatus:
             JOBS_BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
     if not nats.connected:

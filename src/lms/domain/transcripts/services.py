@@ -10,7 +10,6 @@ from typing import Literal
 
 import asyncpg
 
-from lms.db.engine import pool
 from lms.db.queries import transcripts as sql
 from lms.db.tables import TranscriptStatus
 from lms.domain.auth.authentication import Principal
@@ -41,8 +40,10 @@ class Captions:
     media_type: str
 
 
-async def get_transcript(principal: Principal, lesson_id: uuid.UUID) -> Transcript:
-    async with pool().acquire() as conn, _snapshot(conn):
+async def get_transcript(
+    db: asyncpg.Pool, principal: Principal, lesson_id: uuid.UUID
+) -> Transcript:
+    async with db.acquire() as conn, _snapshot(conn):
         lesson, transcript = await _watchable_transcript(conn, principal, lesson_id)
         if transcript is None:
             status = lesson["transcript_status"]
@@ -58,8 +59,10 @@ async def get_transcript(principal: Principal, lesson_id: uuid.UUID) -> Transcri
     )  # fmt: skip
 
 
-async def get_captions(principal: Principal, lesson_id: uuid.UUID, fmt: CaptionFormat) -> Captions:
-    async with pool().acquire() as conn, _snapshot(conn):
+async def get_captions(
+    db: asyncpg.Pool, principal: Principal, lesson_id: uuid.UUID, fmt: CaptionFormat
+) -> Captions:
+    async with db.acquire() as conn, _snapshot(conn):
         lesson, transcript = await _watchable_transcript(conn, principal, lesson_id)
         if transcript is None:
             status = lesson["transcript_status"]
@@ -72,12 +75,14 @@ async def get_captions(principal: Principal, lesson_id: uuid.UUID, fmt: CaptionF
     return Captions(body, f"{slug(lesson['title'])}.{fmt}", MEDIA_TYPES[fmt])
 
 
-async def search_course(principal: Principal, course_id: uuid.UUID, q: str) -> SearchResults:
+async def search_course(
+    db: asyncpg.Pool, principal: Principal, course_id: uuid.UUID, q: str
+) -> SearchResults:
     # Control characters are never words, and PostgreSQL text cannot hold a NUL at all.
     q = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in q).strip()
     if not q:
         raise Invalid("q must contain at least one word")
-    async with pool().acquire() as conn:
+    async with db.acquire() as conn:
         course = await visible_course(conn, course_id, principal)
         if not await may_watch(conn, principal, course):
             raise Forbidden(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
+
 from lms.broker import JobsBroker
-from lms.db.engine import pool
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
 from lms.domain.transcripts.jobs import kick
@@ -23,13 +24,13 @@ log = logging.getLogger("lms.sweeper")
 QUIET_SECONDS = 5.0
 
 
-async def sweep_once(settings: Settings, broker: JobsBroker) -> int:
+async def sweep_once(db: asyncpg.Pool, settings: Settings, broker: JobsBroker) -> int:
     """One pass; the number of jobs (re)published."""
     lease = float(settings.jobs_ack_wait_seconds)
     # A message JetStream holds is redelivered within ack_wait x max_deliver; after that, or if
     # the stream lost it, only we can bring the job back.
     republish_after = lease * (settings.jobs_max_deliver + 1)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         for job in await sql.abandoned(conn, stale_seconds=3 * lease):
             error = "the worker running it stopped (killed or lost) and did not come back"
             if job["attempts"] >= settings.jobs_max_deliver:
@@ -39,7 +40,7 @@ async def sweep_once(settings: Settings, broker: JobsBroker) -> int:
                 )
             else:
                 await sql.retry_later(conn, job["id"], error)
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         due = await sql.due_for_publishing(
             conn, quiet_seconds=QUIET_SECONDS, republish_after_seconds=republish_after
         )
@@ -52,10 +53,12 @@ async def sweep_once(settings: Settings, broker: JobsBroker) -> int:
     return len(due)
 
 
-async def sweep_forever(settings: Settings, broker: JobsBroker, stop: asyncio.Event) -> None:
+async def sweep_forever(
+    db: asyncpg.Pool, settings: Settings, broker: JobsBroker, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         try:
-            await sweep_once(settings, broker)
+            await sweep_once(db, settings, broker)
         except Exception as exc:  # NATS or PostgreSQL away: the next pass retries
             log.warning("sweep failed: %s", exc)
         try:

@@ -21,7 +21,6 @@ from pathlib import Path
 import asyncpg
 
 from lms.broker import JobsBroker
-from lms.db.engine import pool
 from lms.db.queries import lessons as lessons_sql
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
@@ -48,6 +47,7 @@ class WorkerRuntime:
     settings: Settings
     storage: VideoStorage
     transcriber: Transcriber
+    db: asyncpg.Pool
 
     @property
     def lease_seconds(self) -> float:
@@ -75,15 +75,17 @@ async def transcribe(job_id: str) -> None:
     await run_job(_runtime, uuid.UUID(job_id))
 
 
-async def claim_when_free(job_id: uuid.UUID, lease: float) -> asyncpg.Record | None:
+async def claim_when_free(
+    db: asyncpg.Pool, job_id: uuid.UUID, lease: float
+) -> asyncpg.Record | None:
     """Claim the job; while another worker's lease is live (it heartbeats), wait for it to finish
     or lapse: a redelivery is either a duplicate (nothing to do) or a dead worker's job."""
     deadline = time.monotonic() + 3 * lease
     while True:
-        job = await sql.claim(pool(), job_id, lease)
+        job = await sql.claim(db, job_id, lease)
         if job is not None:
             return job
-        current = await sql.get(pool(), job_id)
+        current = await sql.get(db, job_id)
         if current is None or current["status"] in (JobStatus.DONE, JobStatus.FAILED):
             return None
         if time.monotonic() > deadline:
@@ -93,33 +95,34 @@ async def claim_when_free(job_id: uuid.UUID, lease: float) -> asyncpg.Record | N
 
 
 async def run_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
-    job = await claim_when_free(job_id, runtime.lease_seconds)
+    db = runtime.db
+    job = await claim_when_free(db, job_id, runtime.lease_seconds)
     if job is None:
         return
-    beating = asyncio.create_task(_heartbeat(job_id, runtime.lease_seconds / 3))
+    beating = asyncio.create_task(_heartbeat(db, job_id, runtime.lease_seconds / 3))
     lesson_id, version = job["lesson_id"], job["video_version"]
     try:
-        await sql.set_lesson_status(pool(), lesson_id, version, TranscriptStatus.PROCESSING.value)
-        lesson = await lessons_sql.by_id(pool(), lesson_id)
+        await sql.set_lesson_status(db, lesson_id, version, TranscriptStatus.PROCESSING.value)
+        lesson = await lessons_sql.by_id(db, lesson_id)
         if lesson is None or lesson["video_version"] != version:
-            await _finish(job_id, JobStatus.FAILED, "superseded: the lesson has a newer video")
+            await _finish(db, job_id, JobStatus.FAILED, "superseded: the lesson has a newer video")
             return
         async with media_file(runtime, lesson) as path:
             audio = await asyncio.to_thread(decode_audio, path)
         result = await asyncio.to_thread(runtime.transcriber.transcribe, audio)
-        stored = await _store(job_id, lesson_id, version, result)
+        stored = await _store(db, job_id, lesson_id, version, result)
         _record(job_id, lesson_id, result, stored)
     except Exception as exc:
-        await _failed(job, f"{type(exc).__name__}: {exc}", runtime.settings.jobs_max_deliver)
+        await _failed(db, job, f"{type(exc).__name__}: {exc}", runtime.settings.jobs_max_deliver)
     finally:
         beating.cancel()
 
 
-async def _heartbeat(job_id: uuid.UUID, every: float) -> None:
+async def _heartbeat(db: asyncpg.Pool, job_id: uuid.UUID, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         with contextlib.suppress(Exception):  # the database briefly away: the lease is generous
-            await sql.heartbeat(pool(), job_id)
+            await sql.heartbeat(db, job_id)
 
 
 @contextlib.asynccontextmanager
@@ -146,14 +149,18 @@ async def media_file(runtime: WorkerRuntime, lesson: asyncpg.Record) -> AsyncIte
 
 
 async def _store(
-    job_id: uuid.UUID, lesson_id: uuid.UUID, version: int, result: TranscriptResult
+    db: asyncpg.Pool,
+    job_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    version: int,
+    result: TranscriptResult,
 ) -> bool:
     segments = [
         (seq, s.start, s.end, s.text.strip(),
          [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability} for w in s.words])
         for seq, s in enumerate(result.segments)
     ]  # fmt: skip
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         if await sql.lock_lesson_version(conn, lesson_id) != version:
             await sql.finish(
                 conn, job_id, JobStatus.FAILED.value, "superseded: the lesson has a newer video"
@@ -167,8 +174,10 @@ async def _store(
     return True
 
 
-async def _finish(job_id: uuid.UUID, status: JobStatus, error: str | None) -> None:
-    await sql.finish(pool(), job_id, status.value, error)
+async def _finish(
+    db: asyncpg.Pool, job_id: uuid.UUID, status: JobStatus, error: str | None
+) -> None:
+    await sql.finish(db, job_id, status.value, error)
 
 
 def _record(
@@ -186,9 +195,9 @@ def _record(
     )  # fmt: skip
 
 
-async def _failed(job: asyncpg.Record, error: str, max_attempts: int) -> None:
+async def _failed(db: asyncpg.Pool, job: asyncpg.Record, error: str, max_attempts: int) -> None:
     job_id, lesson_id, version = job["id"], job["lesson_id"], job["video_version"]
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         if job["attempts"] >= max_attempts:
             await sql.finish(conn, job_id, JobStatus.FAILED.value, error)
             await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.FAILED.value)
