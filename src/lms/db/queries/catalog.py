@@ -13,31 +13,12 @@ from datetime import datetime
 
 import asyncpg
 
+from lms.db.projection import json_object
 from lms.db.queries import Conn
+from lms.domain.courses.schemas import Course, CourseSummary
 
-
-def iso(column: str) -> str:
-    """A timestamptz as the API writes it (UTC, microseconds, Z), or null."""
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
-SUMMARY_FIELDS = f"""
-    'id', c.id, 'title', c.title, 'description', c.description, 'thumbnailUrl', c.thumbnail_url,
-    'price', to_char(c.price, 'FM9999999990.00'), 'status', c.status,
-    'creator', json_build_object('id', u.id, 'name', coalesce(u.name, u.full_name, u.username)),
-    'lessonCount', c.lesson_count, 'publishedAt', {iso("c.published_at")}"""
-
-LESSON_SUMMARIES = """(
-    SELECT coalesce(json_agg(json_build_object(
-               'id', l.id, 'title', l.title, 'order', l.position,
-               'durationSeconds', l.duration_seconds, 'transcriptStatus', l.transcript_status
-           ) ORDER BY l.position), '[]'::json)
-    FROM lessons l WHERE l.course_id = c.id)"""
-
-COURSE_JSON = f"""json_build_object({SUMMARY_FIELDS},
-    'createdAt', {iso("c.created_at")}, 'updatedAt', {iso("c.updated_at")},
-    'submittedAt', {iso("c.submitted_at")}, 'reviewNotes', c.review_notes,
-    'lessons', {LESSON_SUMMARIES})"""
+COURSE_SUMMARY = json_object(CourseSummary)
+COURSE_JSON = json_object(Course)
 
 
 def _page(inner: str) -> str:
@@ -62,7 +43,7 @@ def _listing(*, after: bool, by_creator: bool) -> str:
     if after:
         conditions.append(f"(c.published_at, c.id) < (${n + 1}::timestamptz, ${n + 2}::uuid)")
     inner = f"""
-        SELECT c.id, c.published_at AS sort_key, json_build_object({SUMMARY_FIELDS}) AS item
+        SELECT c.id, c.published_at AS sort_key, {COURSE_SUMMARY} AS item
         FROM courses c JOIN users u ON u.id = c.creator_id
         WHERE {" AND ".join(conditions)}
         ORDER BY c.published_at DESC, c.id DESC
@@ -83,7 +64,7 @@ def _search(*, after: bool, by_creator: bool) -> str:
     # Rank every match, but build JSON only for the page: ranking a common word's 20,000
     # matches is cheap, building 20,000 JSON objects to throw all but 21 away is not.
     inner = f"""
-        SELECT r.id, r.sort_key, json_build_object({SUMMARY_FIELDS}) AS item
+        SELECT r.id, r.sort_key, {COURSE_SUMMARY} AS item
         FROM (
             SELECT c.id, ts_rank_cd(c.search_vector, query) AS sort_key
             FROM courses c, websearch_to_tsquery('english', $2) AS query

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import uuid
 
+from lms.db.projection import json_object
 from lms.db.queries import Conn
+from lms.domain.learning.schemas import CreatorDashboard, DashboardLesson
 
-CREATOR_DASHBOARD = """
+CREATOR_DASHBOARD = f"""
 WITH mine AS (
     SELECT c.id, c.title, c.status, c.lesson_count, c.created_at
     FROM courses c WHERE c.creator_id = $1
@@ -38,13 +40,8 @@ WITH mine AS (
     WHERE c.creator_id = $1
     GROUP BY l.id
 ), lessons_json AS (
-    SELECT course_id,
-           json_agg(json_build_object(
-               'id', id, 'title', title, 'order', position,
-               'startedCount', started, 'completedCount', completed,
-               'averageWatchedSeconds', round(average_watched::numeric, 2)::float8
-           ) ORDER BY position) AS lessons
-    FROM per_lesson GROUP BY course_id
+    SELECT s.course_id, json_agg({json_object(DashboardLesson)} ORDER BY s.position) AS lessons
+    FROM per_lesson s GROUP BY s.course_id
 ), course_rows AS (
     SELECT m.id, m.title, m.status, m.lesson_count, m.created_at,
            coalesce(pc.enrollments, 0) AS enrollments,
@@ -55,25 +52,7 @@ WITH mine AS (
     LEFT JOIN per_course pc ON pc.course_id = m.id
     LEFT JOIN lessons_json lj ON lj.course_id = m.id
 )
-SELECT json_build_object(
-    'courses', coalesce((
-        SELECT json_agg(json_build_object(
-                   'id', r.id, 'title', r.title, 'status', r.status,
-                   'lessonCount', r.lesson_count, 'enrollmentCount', r.enrollments,
-                   'completionCount', r.completions,
-                   'averageProgress',
-                       round(r.progress_sum / greatest(r.enrollments, 1), 2)::float8,
-                   'lessons', r.lessons
-               ) ORDER BY r.created_at DESC, r.id DESC)
-        FROM course_rows r), '[]'::json),
-    'totals', json_build_object(
-        'courseCount', (SELECT count(*) FROM mine),
-        'lessonCount', (SELECT coalesce(sum(lesson_count), 0) FROM mine),
-        'enrollmentCount', (SELECT count(*) FROM my_enrollments),
-        'completionCount', (SELECT count(*) FROM my_enrollments WHERE completed),
-        'learnerCount', (SELECT count(DISTINCT user_id) FROM my_enrollments),
-        'averageProgress', (SELECT coalesce(round(avg(progress), 2), 0)::float8 FROM my_enrollments))
-)::text
+SELECT {json_object(CreatorDashboard)}::text
 """
 
 

@@ -12,9 +12,11 @@ import uuid
 
 import asyncpg
 
+from lms.db.projection import json_object
 from lms.db.queries import Conn
-from lms.db.queries.catalog import SUMMARY_FIELDS, iso
+from lms.domain.learning.schemas import ProgressEntry
 
+PROGRESS_ENTRY = json_object(ProgressEntry)
 ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, completed_at"
 ENROLLMENT_COLUMNS_OF_E = ", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))
 
@@ -218,15 +220,8 @@ async def progress_list_json(conn: Conn, user_id: uuid.UUID) -> str:
     catalog's own projection) and certificate id, as one JSON array built by PostgreSQL."""
     body: str = await conn.fetchval(
         f"""
-        SELECT coalesce(json_agg(json_build_object(
-                   'enrollment', json_build_object(
-                       'id', e.id, 'courseId', e.course_id, 'userId', e.user_id,
-                       'progress', e.progress::float8, 'completed', e.completed,
-                       'enrolledAt', {iso("e.enrolled_at")},
-                       'completedAt', {iso("e.completed_at")}),
-                   'course', json_build_object({SUMMARY_FIELDS}),
-                   'certificateId', cert.id
-               ) ORDER BY e.enrolled_at DESC, e.id DESC), '[]'::json)::text
+        SELECT coalesce(json_agg({PROGRESS_ENTRY} ORDER BY e.enrolled_at DESC, e.id DESC),
+                        '[]'::json)::text
         FROM enrollments e
         JOIN courses c ON c.id = e.course_id
         JOIN users u ON u.id = c.creator_id

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, UnsetType
 
 from lms.api.schemas import CamelStruct
+from lms.db.projection import json_object, sql
 
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=20_000)]
@@ -42,37 +43,52 @@ def parse_price(value: str | float | int) -> Decimal | None:
     return price.quantize(Decimal("0.01"))
 
 
-class CreatorRef(CamelStruct):
-    id: uuid.UUID
-    name: str | None
+# The course objects are built by PostgreSQL on the hot paths (catalog, course page): each
+# field names its SQL expression (aliases: c = courses, u = the creator's users row, l = lessons)
+# and lms.db.projection writes the JSON from these definitions. They forbid unknown fields so that
+# a test decoding the SQL-built bodies strictly catches any drift.
 
 
-class CourseSummary(CamelStruct):
-    id: uuid.UUID
-    title: str
-    description: str
-    thumbnail_url: str | None
-    price: str
-    status: CourseStatus
+class CreatorRef(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("u.id")]
+    name: Annotated[str | None, sql("coalesce(u.name, u.full_name, u.username)")]
+
+
+class CourseSummary(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("c.id")]
+    title: Annotated[str, sql("c.title")]
+    description: Annotated[str, sql("c.description")]
+    thumbnail_url: Annotated[str | None, sql("c.thumbnail_url")]
+    price: Annotated[
+        str, sql("to_char(c.price, 'FM9999999990.00')"), Meta(description='e.g. "49.99"')
+    ]
+    status: Annotated[CourseStatus, sql("c.status")]
     creator: CreatorRef
-    lesson_count: int
-    published_at: datetime | None
+    lesson_count: Annotated[int, sql("c.lesson_count")]
+    published_at: Annotated[datetime | None, sql("c.published_at")]
 
 
-class LessonSummary(CamelStruct):
-    id: uuid.UUID
-    title: str
-    order: int
-    duration_seconds: float | None
-    transcript_status: TranscriptStatus
+class LessonSummary(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("l.id")]
+    title: Annotated[str, sql("l.title")]
+    order: Annotated[int, sql("l.position")]
+    duration_seconds: Annotated[float | None, sql("l.duration_seconds")]
+    transcript_status: Annotated[TranscriptStatus, sql("l.transcript_status")]
+
+
+# A subquery built from our own Struct: no input ever reaches it.
+LESSON_SUMMARIES_OF_C = (
+    f"(SELECT coalesce(json_agg({json_object(LessonSummary)} ORDER BY l.position), '[]'::json)"  # noqa: S608
+    " FROM lessons l WHERE l.course_id = c.id)"
+)
 
 
 class Course(CourseSummary):
-    created_at: datetime
-    updated_at: datetime
-    submitted_at: datetime | None
-    review_notes: str | None
-    lessons: list[LessonSummary]
+    created_at: Annotated[datetime, sql("c.created_at")]
+    updated_at: Annotated[datetime, sql("c.updated_at")]
+    submitted_at: Annotated[datetime | None, sql("c.submitted_at")]
+    review_notes: Annotated[str | None, sql("c.review_notes")]
+    lessons: Annotated[list[LessonSummary], sql(LESSON_SUMMARIES_OF_C)]
 
 
 class Lesson(LessonSummary):

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct
+from lms.db.projection import json_object, sql
 from lms.domain.certificates.schemas import Certificate
 from lms.domain.courses.schemas import CourseSummary
 
@@ -18,20 +19,24 @@ MAX_BULK_ROWS = 50_000
 Percent = Annotated[float, Meta(ge=0, le=100, description="percent, two decimals")]
 
 
-class Enrollment(CamelStruct):
-    id: uuid.UUID
-    course_id: uuid.UUID
-    user_id: uuid.UUID
-    progress: Percent
-    completed: bool
-    enrolled_at: datetime
-    completed_at: datetime | None
+# Enrollments are listed by PostgreSQL's JSON on GET /progress (aliases: e = enrollments,
+# cert = its certificate, and the course summary's own): fields name their SQL expressions.
 
 
-class ProgressEntry(CamelStruct):
+class Enrollment(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("e.id")]
+    course_id: Annotated[uuid.UUID, sql("e.course_id")]
+    user_id: Annotated[uuid.UUID, sql("e.user_id")]
+    progress: Annotated[float, sql("e.progress::float8"), Meta(ge=0, le=100)]
+    completed: Annotated[bool, sql("e.completed")]
+    enrolled_at: Annotated[datetime, sql("e.enrolled_at")]
+    completed_at: Annotated[datetime | None, sql("e.completed_at")]
+
+
+class ProgressEntry(CamelStruct, forbid_unknown_fields=True):
     enrollment: Enrollment
     course: CourseSummary
-    certificate_id: uuid.UUID | None
+    certificate_id: Annotated[uuid.UUID | None, sql("cert.id")]
 
 
 class LessonState(CamelStruct):
@@ -100,35 +105,54 @@ class BulkEnrollmentResponse(CamelStruct):
     counts: BulkEnrollmentCounts
 
 
-class DashboardLesson(CamelStruct):
-    id: uuid.UUID
-    title: str
-    order: int
-    started_count: int
-    completed_count: int
-    average_watched_seconds: float
+# The creator dashboard is one aggregate statement (lms.db.queries.dashboard): its objects are
+# projected from the statement's CTEs (s = per lesson, r = per course, mine = the creator's
+# courses, my_enrollments = their enrollments).
 
 
-class DashboardCourse(CamelStruct):
-    id: uuid.UUID
-    title: str
-    status: Literal["DRAFT", "PENDING", "PUBLISHED"]
-    lesson_count: int
-    enrollment_count: int
-    completion_count: int
-    average_progress: Percent
-    lessons: list[DashboardLesson]
+class DashboardLesson(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("s.id")]
+    title: Annotated[str, sql("s.title")]
+    order: Annotated[int, sql("s.position")]
+    started_count: Annotated[int, sql("s.started")]
+    completed_count: Annotated[int, sql("s.completed")]
+    average_watched_seconds: Annotated[float, sql("round(s.average_watched::numeric, 2)::float8")]
 
 
-class DashboardTotals(CamelStruct):
-    course_count: int
-    lesson_count: int
-    enrollment_count: int
-    completion_count: int
-    learner_count: int
-    average_progress: Percent
+class DashboardCourse(CamelStruct, forbid_unknown_fields=True):
+    id: Annotated[uuid.UUID, sql("r.id")]
+    title: Annotated[str, sql("r.title")]
+    status: Annotated[Literal["DRAFT", "PENDING", "PUBLISHED"], sql("r.status")]
+    lesson_count: Annotated[int, sql("r.lesson_count")]
+    enrollment_count: Annotated[int, sql("r.enrollments")]
+    completion_count: Annotated[int, sql("r.completions")]
+    average_progress: Annotated[
+        float,
+        sql("round(r.progress_sum / greatest(r.enrollments, 1), 2)::float8"),
+        Meta(ge=0, le=100),
+    ]
+    lessons: Annotated[list[DashboardLesson], sql("r.lessons")]
 
 
-class CreatorDashboard(CamelStruct):
-    courses: list[DashboardCourse]
+class DashboardTotals(CamelStruct, forbid_unknown_fields=True):
+    course_count: Annotated[int, sql("(SELECT count(*) FROM mine)")]
+    lesson_count: Annotated[int, sql("(SELECT coalesce(sum(lesson_count), 0) FROM mine)")]
+    enrollment_count: Annotated[int, sql("(SELECT count(*) FROM my_enrollments)")]
+    completion_count: Annotated[int, sql("(SELECT count(*) FROM my_enrollments WHERE completed)")]
+    learner_count: Annotated[int, sql("(SELECT count(DISTINCT user_id) FROM my_enrollments)")]
+    average_progress: Annotated[
+        float,
+        sql("(SELECT coalesce(round(avg(progress), 2), 0)::float8 FROM my_enrollments)"),
+        Meta(ge=0, le=100),
+    ]
+
+
+class CreatorDashboard(CamelStruct, forbid_unknown_fields=True):
+    courses: Annotated[
+        list[DashboardCourse],
+        sql(
+            f"coalesce((SELECT json_agg({json_object(DashboardCourse)}"  # noqa: S608 - our Struct
+            " ORDER BY r.created_at DESC, r.id DESC) FROM course_rows r), '[]'::json)"
+        ),
+    ]
     totals: DashboardTotals
