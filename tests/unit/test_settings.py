@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,20 @@ def test_child_environment_round_trips() -> None:
         settings.nats_url,
         settings.port,
     )
+
+
+def test_importing_lms_leaves_the_environment_alone() -> None:
+    """Importing the package (and building the app's modules) changes no environment variable:
+    only commands that need one (migrations, for Piccolo) set it for themselves."""
+    script = (
+        "import os; before = dict(os.environ); "
+        "import lms, lms.app, lms.cli, lms.worker, lms.db.engine, lms.db.tables; "
+        "after = dict(os.environ); "
+        "changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)); "
+        "print(','.join(changed))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PICCOLO_CONF"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

@@ -7,6 +7,7 @@ holds two connections.
 from __future__ import annotations
 
 import json
+import os
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -21,6 +22,9 @@ CONNECT_TIMEOUT = 5.0
 MIN_SERVER_VERSION = 14
 
 
+PICCOLO_CONF = "lms.db.piccolo_conf"
+
+
 def engine() -> PostgresEngine:
     from lms.db.piccolo_conf import DB
 
@@ -28,10 +32,21 @@ def engine() -> PostgresEngine:
 
 
 def configure(database_url: str) -> PostgresEngine:
-    """Point the engine at `database_url` (before its pool starts)."""
+    """Point the engine at `database_url` (before its pool starts), and bind every table to it:
+    Piccolo would otherwise look the engine up through the PICCOLO_CONF environment variable."""
+    from lms.db.tables import ALL_TABLES
+
     db = engine()
     db.config = {"dsn": database_url}
+    for table in ALL_TABLES:
+        table._meta.db = db
     return db
+
+
+def piccolo_conf_for_migrations() -> None:
+    """Piccolo's migration runner finds its app registry only through PICCOLO_CONF; set it (for
+    this process) when migrating, rather than whenever `lms` is imported."""
+    os.environ.setdefault("PICCOLO_CONF", PICCOLO_CONF)
 
 
 def describe(database_url: str) -> str:

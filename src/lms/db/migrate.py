@@ -11,7 +11,7 @@ from piccolo.apps.migrations.commands.backwards import run_backwards
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
-from lms.db.engine import check_connection, engine
+from lms.db.engine import check_connection, engine, piccolo_conf_for_migrations
 from lms.errors import StartupError
 
 APP_NAME = "lms"
@@ -21,6 +21,7 @@ _ADVISORY_LOCK_KEY = 0x6C6D735F6D6967  # "lms_mig"
 
 def known_migrations() -> list[str]:
     """Migration ids shipped with this code, oldest first."""
+    piccolo_conf_for_migrations()
     manager = BaseMigrationManager()
     app_config = manager.get_app_config(APP_NAME)
     modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
@@ -44,6 +45,7 @@ async def _migrating(database_url: str) -> AsyncIterator[None]:
     """Hold the migration lock and point Piccolo's one engine at `database_url`, without its
     pool (Piccolo's migration runner always uses the global engine; a pool started for another
     database in this process must not receive the DDL)."""
+    piccolo_conf_for_migrations()
     conn = await asyncpg.connect(dsn=database_url)
     db = engine()
     saved_config, saved_pool = db.config, db.pool
