@@ -55,7 +55,7 @@ from lms.domain.transcripts.controllers import TranscriptController
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
-from lms.integrations.storage import make_storage
+from lms.integrations.storages import make_storage
 from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging

@@ -36,7 +36,6 @@ CONSUMER_NAME = "lms-workers"
 # A job not acked within ack_wait (LMS_JOBS_ACK_WAIT) is redelivered; long jobs keep it alive
 # with in-progress acks every third of it. After max_deliver deliveries JetStream gives up.
 ACK_WAIT_SECONDS = 60.0
-MAX_DELIVER = 5
 JOB_RETENTION_SECONDS = 7 * 24 * 3600
 
 

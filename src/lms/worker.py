@@ -22,7 +22,7 @@ from lms.db.engine import close_pool, start_pool
 from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
-from lms.integrations.storage import make_storage
+from lms.integrations.storages import make_storage
 from lms.integrations.whisper import Transcriber, WhisperError, choose_device, resolve_model
 from lms.settings import Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,12 @@ from typing import Protocol
 
 import asyncpg
 import httpx
+import pytest
 from litestar import Litestar
 
 from lms.integrations.mail import Email, make_mailer
 from lms.integrations.sms import make_sms_sender
-from lms.messaging.dispatcher import BATCH, OutboxDispatcher
+from lms.messaging.dispatcher import BATCH, OutboxDispatcher, masked_recipient
 from lms.messaging.outbox import queue_email
 from lms.settings import Settings
 from tests.flows import bearer, unique_email
@@ -270,3 +272,16 @@ async def test_the_message_carries_the_request_id_of_the_request_that_queued_it(
     assert row is not None and row["request_id"] == "gw-trace.42:abc"
     await outside.mailbox.wait_for(traced)
     await wait_for_row(db, traced, sent)
+
+
+async def test_delivery_logs_name_only_the_mail_domain_or_the_numbers_end(
+    api: httpx.AsyncClient, outside: Outside, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    email = unique_email("privacy")
+    with caplog.at_level(logging.INFO, logger="lms.outbox"):
+        assert (await api.post("/auth/register", json={"email": email})).status_code == 201
+        await wait_for_row(db, email, sent)
+    lines = [r.getMessage() for r in caplog.records if r.name == "lms.outbox"]
+    assert any("sent to …@example.test" in line for line in lines), lines
+    assert not any(email in line or email.split("@")[0] in line for line in lines), lines
+    assert masked_recipient("SMS", PHONE) == "…23"

@@ -23,11 +23,11 @@ from lms.integrations.cloudinary import (
 from lms.integrations.storage import (
     LocalVideoStorage,
     StorageError,
-    make_storage,
     sign_media_path,
     validate_key,
     verify_media_signature,
 )
+from lms.integrations.storages import make_storage
 from lms.settings import Settings
 from tests.support.cloudinary_server import CloudinaryServer, start_cloudinary_server
 

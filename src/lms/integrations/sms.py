@@ -30,6 +30,8 @@ class Sms:
 class SmsSender(Protocol):
     async def send(self, sms: Sms) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class TwilioSmsSender:
     def __init__(self, url: str, sender: str | None) -> None:
@@ -79,5 +81,5 @@ class LogSmsSender:
         return None
 
 
-def make_sms_sender(sms_url: str | None, sender: str | None) -> TwilioSmsSender | LogSmsSender:
+def make_sms_sender(sms_url: str | None, sender: str | None) -> SmsSender:
     return TwilioSmsSender(sms_url, sender) if sms_url else LogSmsSender()

@@ -191,12 +191,3 @@ class LocalVideoStorage:
 
     def local_path(self, key: str) -> Path | None:
         return self.path_for(key)
-
-
-def make_storage(settings: Settings) -> VideoStorage:
-    """Cloudinary when CLOUDINARY_URL is set, else local files."""
-    if settings.cloudinary_url:
-        from lms.integrations.cloudinary import CloudinaryVideoStorage
-
-        return CloudinaryVideoStorage(settings)
-    return LocalVideoStorage(settings)

@@ -14,7 +14,7 @@ from lms.background import BackgroundTask
 from lms.db.queries import outbox as sql
 from lms.db.tables import MessageChannel
 from lms.integrations.mail import Email, Mailer, PermanentDeliveryError
-from lms.integrations.sms import LogSmsSender, Sms, TwilioSmsSender
+from lms.integrations.sms import Sms, SmsSender
 from lms.observability.logs import request_id_var
 from lms.observability.metrics import OUTBOUND_MESSAGES
 
@@ -28,14 +28,24 @@ RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 300.0
 
 
+def masked_recipient(channel: str, recipient: str) -> str:
+    """A recipient as logs may show it: the mail domain, or the number's last two digits (logs
+    are read by more people than the users table, and kept longer)."""
+    if channel == MessageChannel.EMAIL.value:
+        return "…@" + recipient.rpartition("@")[2]
+    return "…" + recipient[-2:]
+
+
+def _masked(row: asyncpg.Record) -> str:
+    return masked_recipient(row["channel"], row["recipient"])
+
+
 def retry_delay(attempts: int) -> float:
     return float(min(RETRY_BASE_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS))
 
 
 class OutboxDispatcher:
-    def __init__(
-        self, pool: asyncpg.Pool, mailer: Mailer, sms: TwilioSmsSender | LogSmsSender
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, mailer: Mailer, sms: SmsSender) -> None:
         self.pool = pool
         self.mailer = mailer
         self.sms = sms
@@ -83,16 +93,14 @@ class OutboxDispatcher:
             if row["expired"]:
                 await sql.mark_failed(self.pool, row["id"], "expired before it could be delivered")
                 OUTBOUND_MESSAGES.labels(channel, "failed").inc()
-                log.warning(
-                    "outbox: %s to %s expired undelivered", row["purpose"], row["recipient"]
-                )
+                log.warning("outbox: %s to %s expired undelivered", row["purpose"], _masked(row))
                 return
             try:
                 await self._send(row)
             except PermanentDeliveryError as exc:
                 await sql.mark_failed(self.pool, row["id"], str(exc))
                 OUTBOUND_MESSAGES.labels(channel, "failed").inc()
-                log.error("outbox: %s to %s refused: %s", row["purpose"], row["recipient"], exc)
+                log.error("outbox: %s to %s refused: %s", row["purpose"], _masked(row), exc)
                 return
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
@@ -102,7 +110,7 @@ class OutboxDispatcher:
                     log.error(
                         "outbox: %s to %s failed for good: %s",
                         row["purpose"],
-                        row["recipient"],
+                        _masked(row),
                         reason,
                     )
                 else:
@@ -111,12 +119,12 @@ class OutboxDispatcher:
                     OUTBOUND_MESSAGES.labels(channel, "retry").inc()
                     log.warning(
                         "outbox: %s to %s failed (attempt %d), retrying in %.0fs: %s",
-                        row["purpose"], row["recipient"], row["attempts"], delay, reason,
+                        row["purpose"], _masked(row), row["attempts"], delay, reason,
                     )  # fmt: skip
                 return
             await sql.mark_sent(self.pool, row["id"])
             OUTBOUND_MESSAGES.labels(channel, "sent").inc()
-            log.info("outbox: %s sent to %s", row["purpose"], row["recipient"])
+            log.info("outbox: %s sent to %s", row["purpose"], _masked(row))
         finally:
             request_id_var.reset(token)
 

@@ -1,0 +1,102 @@
+"""The package's modules import each other without cycles (lazy imports inside functions count;
+imports made only for the type checker do not), and the domain never imports Litestar except in
+its controllers: services know nothing about HTTP."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "lms"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """Modules `path` imports at run time, at module level or inside functions (a lazy import
+    does not hide a cycle); imports under `if TYPE_CHECKING:` are for the type checker only."""
+    found: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if "TYPE_CHECKING" in ast.unparse(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.update(alias.name for alias in node.names)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+
+    Visitor().visit(ast.parse(path.read_text()))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {
+        module_name(p): p for p in PACKAGE.rglob("*.py") if "piccolo_migrations" not in p.parts
+    }
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = {m for m in runtime_imports(path) if m in modules and m != name}
+        edges[name] = targets
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges[node]:
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    assert cycles(graph()) == []
+
+
+def test_the_domain_knows_nothing_about_http() -> None:
+    offenders = sorted(
+        name
+        for name, path in ((module_name(p), p) for p in (PACKAGE / "domain").rglob("*.py"))
+        if path.name != "controllers.py"
+        and any(m == "litestar" or m.startswith(("litestar.", "lms.api.security", "lms.api.uploads"))
+                for m in runtime_imports(path))
+    )  # fmt: skip
+    assert offenders == []
