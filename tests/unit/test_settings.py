@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lms.errors import StartupError
-from lms.settings import load_settings, redact_url
+from lms.settings import Settings, load_settings, markdown_table, redact_url, specs
 
 
 def test_defaults_without_environment() -> None:
@@ -91,3 +91,27 @@ def test_importing_lms_leaves_the_environment_alone() -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_readme_table_is_the_declared_settings() -> None:
+    """Each setting is declared once (lms.settings); the README shows exactly that table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, (
+        "README's settings table is stale: paste python -m lms.settings"
+    )
+    variables = {spec.env for _, spec in specs()}
+    assert len(variables) == len(specs())  # one variable, one setting
+
+
+def test_every_declared_default_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings({})
+    assert defaults == Settings(log_format=defaults.log_format)
+    assert defaults.log_format in ("json", "text")
+
+
+def test_log_format_follows_the_terminal_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert load_settings({}).log_format == "text"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert load_settings({}).log_format == "json"
+    assert load_settings({"LMS_LOG_FORMAT": "TEXT"}).log_format == "text"
