@@ -37,8 +37,8 @@ test-fast: $(VENV)/.synced
 	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
 clean:

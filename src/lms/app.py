@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
-from lms.api.openapi import docs_assets_router, openapi_config
+from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
 from lms.api.security import authentication_middleware
 from lms.broker import BrokerConnection, make_broker
 from lms.context import AppContext
@@ -182,4 +182,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost layer, around CORS and exception handling, so every response gets a request id
     # and a log line, 404s included.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)  # type: ignore[assignment]
+    finish_openapi(app)
     return app

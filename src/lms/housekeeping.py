@@ -22,7 +22,7 @@ DAY = 86400
 async def sweep_once(db: asyncpg.Pool) -> None:
     await rate_limits.purge(db, WINDOW_LONGEST_SECONDS)
     await otp_codes.purge_old(db, DAY)
-    await refresh_tokens.purge_expired(db, 7 * DAY)
+    await refresh_tokens.purge_expired(7 * DAY)  # Piccolo's engine: on the same pool
     await outbox.purge_settled(db, 30 * DAY)
 
 

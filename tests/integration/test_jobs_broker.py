@@ -12,7 +12,7 @@ from nats.js.api import AckPolicy, RetentionPolicy
 from nats.js.errors import NotFoundError
 from taskiq.receiver import Receiver
 
-from lms.broker import ACK_WAIT_SECONDS, CONSUMER_NAME, MAX_DELIVER, make_broker
+from lms.broker import ACK_WAIT_SECONDS, CONSUMER_NAME, make_broker
 from lms.observability.logs import request_id_var
 from lms.settings import Settings
 
@@ -46,7 +46,7 @@ async def test_request_id_travels_from_api_to_worker(settings: Settings) -> None
     consumer = await worker.client.jetstream().consumer_info(settings.jobs_stream, CONSUMER_NAME)
     assert consumer.config.ack_policy == AckPolicy.EXPLICIT
     assert consumer.config.ack_wait == ACK_WAIT_SECONDS
-    assert consumer.config.max_deliver == MAX_DELIVER
+    assert consumer.config.max_deliver == settings.jobs_max_deliver
 
     token = request_id_var.set("req-from-http-123")
     try:

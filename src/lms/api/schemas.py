@@ -26,7 +26,10 @@ class RowStruct(CamelStruct):
 
 
 class Page(CamelStruct, Generic[T]):
-    """A keyset page: pass `nextCursor` back as `cursor` for the next one; null at the end."""
+    """A keyset page: pass `nextCursor` back as `cursor` for the next one; null at the end.
+    Responses use a subclass per item type that declares `items` again (`class UserPage(Page[User])`
+    with `items: list[User]`): Litestar's OpenAPI generator does not resolve a generic base's
+    parameter, and the subclass gives the document a plain name."""
 
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None

@@ -1,7 +1,8 @@
 """The Piccolo engine's lifecycle: point it at the database, check it answers, run its asyncpg pool.
 
-Piccolo queries and our raw hot-path SQL share one asyncpg pool (`pool()`), so a request never
-holds two connections.
+Piccolo's query builder and our raw hot-path SQL share the engine's one asyncpg pool, so a request
+never holds two connections. start_pool() returns it; the app and the worker hand it on (Litestar's
+DI, the worker runtime) rather than code reaching for it from a module.
 """
 
 from __future__ import annotations
@@ -113,10 +114,3 @@ async def close_pool() -> None:
     if db.pool is not None:
         await db.pool.close()
         db.pool = None
-
-
-def pool() -> asyncpg.Pool:
-    db_pool = engine().pool
-    if db_pool is None:
-        raise RuntimeError("database pool is not started")
-    return db_pool

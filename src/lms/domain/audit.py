@@ -26,6 +26,12 @@ class AuditEntry(RowStruct):
     created_at: datetime
 
 
+class AuditEntryPage(Page[AuditEntry]):
+    """A page of the audit log, newest first."""
+
+    items: list[AuditEntry]
+
+
 async def record(
     conn: asyncpg.Connection,
     *,
@@ -36,6 +42,8 @@ async def record(
     before: object = None,
     after: object = None,
 ) -> None:
+    """Write the row on `conn`, in the transaction of the action it records (a raw asyncpg one,
+    or the connection lms.db.builder.transaction() yields)."""
     await sql.insert(
         conn,
         actor_id=actor_id,
@@ -49,14 +57,15 @@ async def record(
 
 
 async def list_entries(
-    conn: asyncpg.Pool,
     secret: str,
     *,
     action: str | None,
     actor_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
-) -> Page[AuditEntry]:
+) -> AuditEntryPage:
     after = after_position(secret, "audit", cursor)
-    rows = await sql.list_page(conn, action=action, actor_id=actor_id, after=after, limit=limit + 1)
-    return time_id_page(rows, limit, secret=secret, scope="audit", convert=AuditEntry.from_row)
+    rows = await sql.list_page(action=action, actor_id=actor_id, after=after, limit=limit + 1)
+    return time_id_page(
+        rows, limit, page=AuditEntryPage, convert=AuditEntry.from_row, secret=secret, scope="audit"
+    )

@@ -12,17 +12,17 @@ import binascii
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import asyncpg
 import msgspec
 
 from lms.api.schemas import Page
 from lms.domain.errors import Invalid
 
-T = TypeVar("T")
+P = TypeVar("P", bound=Page[Any])
+Row = Mapping[str, Any]
 
 _SIGNATURE_BYTES = 12
 
@@ -79,21 +79,22 @@ def after_position(
 
 
 def time_id_page(
-    rows: Sequence[asyncpg.Record],
+    rows: Sequence[Row],
     limit: int,
     *,
+    page: type[P],
+    convert: Callable[[Row], Any],
     secret: str,
     scope: str,
-    convert: Callable[[asyncpg.Record], T],
     time_column: str = "created_at",
-) -> Page[T]:
+) -> P:
     """`rows` were fetched with LIMIT limit + 1: the extra row only says another page exists."""
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit and items:
         last = items[-1]
         next_cursor = encode_cursor(secret, scope, last[time_column].isoformat(), str(last["id"]))
-    return Page(items=[convert(r) for r in items], next_cursor=next_cursor)
+    return page(items=[convert(r) for r in items], next_cursor=next_cursor)
 
 
 def json_page(items_array: str, next_cursor: str | None) -> str:

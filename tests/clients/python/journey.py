@@ -34,12 +34,12 @@ from lms_client.models import (
     Certificate,
     CompleteProfileRequest,
     CourseSummary,
+    CourseSummaryPage,
     Enrollment,
     Heartbeat,
     Lesson,
     LessonCompletion,
     NotVerified,
-    PageCourseSummary,
     RegisterRequest,
     RegisterResponse,
     Tokens,
@@ -124,7 +124,7 @@ def main(base_url: str, email: str) -> None:
     while True:
         page = parsed(
             courses_list_courses.sync_detailed(client=learner, limit=1, cursor=cursor),
-            HTTPStatus.OK, PageCourseSummary, "GET /courses",
+            HTTPStatus.OK, CourseSummaryPage, "GET /courses",
         )  # fmt: skip
         pages.append(page.items)
         if not isinstance(page.next_cursor, str):

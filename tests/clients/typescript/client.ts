@@ -129,7 +129,7 @@ export async function learnerJourney(
   let cursor: string | null | undefined;
   const courses: Schemas["CourseSummary"][] = [];
   do {
-    const page: Schemas["Page_lms.domain.courses.schemas.CourseSummary_"] = await api.call(
+    const page: Schemas["CourseSummaryPage"] = await api.call(
       "get",
       "/courses",
       200,

@@ -1,4 +1,6 @@
-"""Raw SQL for the hot paths, one module per area, run on the engine's asyncpg pool."""
+"""The SQL, one module per area, as named functions the services call. Ordinary queries use
+Piccolo's query builder with its typed columns; hot paths, and what the builder cannot say, are raw
+SQL on the same asyncpg pool, each saying why it is raw."""
 
 from typing import TypeAlias
 

@@ -1,17 +1,23 @@
-"""SQL for the audit log of admin actions."""
+"""Queries on the audit log of admin actions."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-import asyncpg
-
+from lms.db.builder import keyset_before
 from lms.db.queries import Conn
+from lms.db.tables import AuditEntry
 
-COLUMNS = "id, actor_id, action, target_type, target_id, before, after, created_at"
+# What the API shows (`AuditEntry` on the wire); the foreign key comes back as actor_id.
+COLUMNS = (
+    AuditEntry.id, AuditEntry.actor, AuditEntry.action, AuditEntry.target_type,
+    AuditEntry.target_id, AuditEntry.before, AuditEntry.after, AuditEntry.created_at,
+)  # fmt: skip
 
 
+# Raw on the caller's connection: it joins the (mostly raw asyncpg) transaction of the action.
 async def insert(
     conn: Conn,
     *,
@@ -22,6 +28,8 @@ async def insert(
     before: object,
     after: object,
 ) -> None:
+    # `before`/`after` go as Python objects for the pool's jsonb codec; Piccolo's JSONB column
+    # would send them as JSON text, which that codec would encode a second time.
     await conn.execute(
         """
         INSERT INTO audit_log (actor_id, action, target_type, target_id, before, after)
@@ -32,23 +40,23 @@ async def insert(
 
 
 async def list_page(
-    conn: Conn,
     *,
     action: str | None,
     actor_id: uuid.UUID | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[asyncpg.Record]:
-    after_at, after_id = after if after else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""
-        SELECT {COLUMNS} FROM audit_log
-        WHERE ($1::text IS NULL OR action = $1)
-          AND ($2::uuid IS NULL OR actor_id = $2)
-          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
-        ORDER BY created_at DESC, id DESC
-        LIMIT $5
-        """,
-        action, actor_id, after_at, after_id, limit,
-    )  # fmt: skip
-    return rows
+) -> list[dict[str, Any]]:
+    """Newest first, keyset on (created_at, id); before/after come back decoded (the pool's jsonb
+    codec)."""
+    query = (
+        AuditEntry.select(*COLUMNS)
+        .order_by(AuditEntry.created_at, AuditEntry.id, ascending=False)
+        .limit(limit)
+    )
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    if actor_id is not None:
+        query = query.where(AuditEntry.actor == actor_id)
+    if after is not None:
+        query = query.where(keyset_before(AuditEntry.created_at, AuditEntry.id, after))
+    return await query

@@ -1,81 +1,95 @@
-"""SQL for creator applications and their review."""
+"""Queries on creator applications and their review (Piccolo's builder: a cold path)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-import asyncpg
+from lms.db.builder import db_now, keyset_before
+from lms.db.tables import ApplicationStatus, CreatorApplication
 
-from lms.db.queries import Conn
-
-COLUMNS = """id, user_id, bio, portfolio_url, experience_years, status, reviewer_notes,
-    reviewer_id, created_at, reviewed_at"""
+# What the API shows (`CreatorApplication` on the wire); the foreign keys come back as user_id
+# and reviewer_id, their column names.
+COLUMNS = (
+    CreatorApplication.id, CreatorApplication.user, CreatorApplication.bio,
+    CreatorApplication.portfolio_url, CreatorApplication.experience_years,
+    CreatorApplication.status, CreatorApplication.reviewer_notes, CreatorApplication.reviewer,
+    CreatorApplication.created_at, CreatorApplication.reviewed_at,
+)  # fmt: skip
 
 
 async def insert(
-    conn: Conn, *, user_id: uuid.UUID, bio: str, portfolio_url: str | None, experience_years: int
-) -> asyncpg.Record:
-    """Raises UniqueViolationError when the user already has a PENDING one (partial unique index)."""
-    row = await conn.fetchrow(
-        f"""
-        INSERT INTO creator_applications (user_id, bio, portfolio_url, experience_years)
-        VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}
-        """,
-        user_id, bio, portfolio_url, experience_years,
-    )  # fmt: skip
-    assert row is not None
-    return row
+    *, user_id: uuid.UUID, bio: str, portfolio_url: str | None, experience_years: int
+) -> dict[str, Any]:
+    """Raises asyncpg's UniqueViolationError when the user already has a PENDING one: the
+    partial unique index decides, so of two concurrent applications only one gets in."""
+    application = CreatorApplication(
+        {
+            CreatorApplication.user: user_id,
+            CreatorApplication.bio: bio,
+            CreatorApplication.portfolio_url: portfolio_url,
+            CreatorApplication.experience_years: experience_years,
+            CreatorApplication.created_at: db_now(),
+        }
+    )
+    rows = await CreatorApplication.insert(application).returning(*COLUMNS)
+    return dict(rows[0])
 
 
-async def newest_for_user(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"""
-        SELECT {COLUMNS} FROM creator_applications WHERE user_id = $1
-        ORDER BY created_at DESC, id DESC LIMIT 1
-        """,
-        user_id,
+async def newest_for_user(user_id: uuid.UUID) -> dict[str, Any] | None:
+    return (
+        await CreatorApplication.select(*COLUMNS)
+        .where(CreatorApplication.user == user_id)
+        .order_by(CreatorApplication.created_at, CreatorApplication.id, ascending=False)
+        .first()
     )
 
 
-async def by_id(conn: Conn, application_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM creator_applications WHERE id = $1", application_id
+async def by_id(application_id: uuid.UUID) -> dict[str, Any] | None:
+    return (
+        await CreatorApplication.select(*COLUMNS)
+        .where(CreatorApplication.id == application_id)
+        .first()
     )
 
 
 async def decide(
-    conn: Conn,
-    application_id: uuid.UUID,
-    *,
-    status: str,
-    reviewer_id: uuid.UUID,
-    notes: str | None,
-) -> asyncpg.Record | None:
-    """Only a PENDING application can be decided: None when it was not (any more)."""
-    return await conn.fetchrow(
-        f"""
-        UPDATE creator_applications
-        SET status = $2, reviewer_id = $3, reviewer_notes = $4, reviewed_at = now()
-        WHERE id = $1 AND status = 'PENDING'
-        RETURNING {COLUMNS}
-        """,
-        application_id, status, reviewer_id, notes,
-    )  # fmt: skip
+    application_id: uuid.UUID, *, status: str, reviewer_id: uuid.UUID, notes: str | None
+) -> dict[str, Any] | None:
+    """Only a PENDING application can be decided: None when it was not (any more). The condition
+    is in the UPDATE, so of two concurrent decisions exactly one changes the row."""
+    rows = (
+        await CreatorApplication.update(
+            {
+                CreatorApplication.status: status,
+                CreatorApplication.reviewer: reviewer_id,
+                CreatorApplication.reviewer_notes: notes,
+                CreatorApplication.reviewed_at: db_now(),
+            }
+        )
+        .where(
+            (CreatorApplication.id == application_id)
+            & (CreatorApplication.status == ApplicationStatus.PENDING.value)
+        )
+        .returning(*COLUMNS)
+    )
+    return dict(rows[0]) if rows else None
 
 
 async def list_page(
-    conn: Conn, *, status: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[asyncpg.Record]:
-    after_at, after_id = after if after else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""
-        SELECT {COLUMNS} FROM creator_applications
-        WHERE ($1::text IS NULL OR status = $1)
-          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC
-        LIMIT $4
-        """,
-        status, after_at, after_id, limit,
-    )  # fmt: skip
-    return rows
+    *, status: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[dict[str, Any]]:
+    """Newest first, keyset on (created_at, id)."""
+    query = (
+        CreatorApplication.select(*COLUMNS)
+        .order_by(CreatorApplication.created_at, CreatorApplication.id, ascending=False)
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(CreatorApplication.status == status)
+    if after is not None:
+        query = query.where(
+            keyset_before(CreatorApplication.created_at, CreatorApplication.id, after)
+        )
+    return await query

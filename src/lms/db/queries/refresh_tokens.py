@@ -1,16 +1,22 @@
-"""SQL for refresh tokens: one family per login, rotated on every use."""
+"""Queries on refresh tokens (Piccolo's builder): one family per login, rotated on every use.
+
+The locking and revoking ones run inside lms.db.builder.transaction(), which they join through
+Piccolo's context variable."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
+from piccolo.querystring import QueryString
 
-from lms.db.queries import Conn
+from lms.db.builder import db_now, execute_on
+from lms.db.tables import RefreshToken
 
 
 async def insert(
-    conn: Conn,
+    conn: asyncpg.Connection,
     *,
     user_id: uuid.UUID,
     family_id: uuid.UUID,
@@ -19,54 +25,70 @@ async def insert(
     user_agent: str | None,
     ip_address: str | None,
 ) -> None:
-    await conn.execute(
-        """
-        INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, user_agent, ip_address)
-        VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)
-        """,
-        user_id, family_id, token_hash, float(ttl_seconds), user_agent, ip_address,
-    )  # fmt: skip
-
-
-async def lock_by_hash(conn: Conn, token_hash: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """
-        SELECT id, user_id, family_id, rotated_at, revoked_at, expires_at <= now() AS expired
-        FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
-        """,
-        token_hash,
+    """Store a new token, on the caller's connection: sessions open inside sign-up's raw asyncpg
+    transactions as well as inside Piccolo's (where `conn` is the transaction's)."""
+    token = RefreshToken(
+        {
+            RefreshToken.user: user_id,
+            RefreshToken.family_id: family_id,
+            RefreshToken.token_hash: token_hash,
+            RefreshToken.created_at: db_now(),
+            RefreshToken.expires_at: QueryString(
+                "now() + make_interval(secs => {})", float(ttl_seconds)
+            ),
+            RefreshToken.user_agent: user_agent,
+            RefreshToken.ip_address: ip_address,
+        }
     )
+    await execute_on(conn, RefreshToken.insert(token))
 
 
-async def mark_rotated(conn: Conn, token_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1", token_id)
-
-
-async def revoke_family(conn: Conn, family_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-        family_id,
-    )
-
-
-async def revoke_all_for_user(conn: Conn, user_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id,
-    )
-
-
-async def family_of(conn: Conn, token_hash: str, user_id: uuid.UUID) -> uuid.UUID | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
-        token_hash, user_id,
-    )  # fmt: skip
-
-
-async def purge_expired(conn: Conn, grace_seconds: int) -> str:
-    return str(
-        await conn.execute(
-            "DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(secs => $1)",
-            float(grace_seconds),
+async def lock_by_hash(token_hash: str) -> dict[str, Any] | None:
+    """The token (FOR UPDATE, so two refreshes with it take turns) and whether it has expired."""
+    return (
+        await RefreshToken.select(
+            RefreshToken.id,
+            RefreshToken.user,
+            RefreshToken.family_id,
+            RefreshToken.rotated_at,
+            RefreshToken.revoked_at,
+            QueryString("{} <= now()", RefreshToken.expires_at, alias="expired"),
         )
+        .where(RefreshToken.token_hash == token_hash)
+        .lock_rows()
+        .first()
+    )
+
+
+async def mark_rotated(token_id: uuid.UUID) -> None:
+    await RefreshToken.update({RefreshToken.rotated_at: db_now()}).where(
+        RefreshToken.id == token_id
+    )
+
+
+async def revoke_family(family_id: uuid.UUID) -> None:
+    await RefreshToken.update({RefreshToken.revoked_at: db_now()}).where(
+        (RefreshToken.family_id == family_id) & RefreshToken.revoked_at.is_null()
+    )
+
+
+async def revoke_all_for_user(user_id: uuid.UUID) -> None:
+    await RefreshToken.update({RefreshToken.revoked_at: db_now()}).where(
+        (RefreshToken.user == user_id) & RefreshToken.revoked_at.is_null()
+    )
+
+
+async def family_of(token_hash: str, user_id: uuid.UUID) -> uuid.UUID | None:
+    row = (
+        await RefreshToken.select(RefreshToken.family_id)
+        .where((RefreshToken.token_hash == token_hash) & (RefreshToken.user == user_id))
+        .first()
+    )
+    return None if row is None else row["family_id"]
+
+
+async def purge_expired(grace_seconds: int) -> None:
+    await RefreshToken.delete().where(
+        RefreshToken.expires_at
+        < QueryString("now() - make_interval(secs => {})", float(grace_seconds))
     )

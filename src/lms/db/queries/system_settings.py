@@ -1,31 +1,39 @@
-"""SQL for the single row of runtime settings."""
+"""Queries on the single row of runtime settings (Piccolo's builder: a cold path)."""
 
 from __future__ import annotations
 
-import asyncpg
+import uuid
+from typing import Any
 
-from lms.db.queries import Conn
+from piccolo.columns import Column
 
-COLUMNS = """registration_open, otp_ttl_seconds, otp_max_attempts, completion_threshold_percent,
-    require_watch_to_complete, max_upload_bytes, updated_at, updated_by_id"""
+from lms.db.builder import db_now
+from lms.db.tables import SystemSettings
+
+# The settings as RuntimeSettings reads them; the foreign key comes back as updated_by_id.
+COLUMNS = (
+    SystemSettings.registration_open, SystemSettings.otp_ttl_seconds,
+    SystemSettings.otp_max_attempts, SystemSettings.completion_threshold_percent,
+    SystemSettings.require_watch_to_complete, SystemSettings.max_upload_bytes,
+    SystemSettings.updated_at, SystemSettings.updated_by,
+)  # fmt: skip
 
 
-async def read(conn: Conn, *, lock: bool = False) -> asyncpg.Record:
-    suffix = " FOR UPDATE" if lock else ""
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM system_settings WHERE id = 1{suffix}")
+async def read(*, lock: bool = False) -> dict[str, Any]:
+    """The row; with `lock`, FOR UPDATE until the transaction ends (inside
+    lms.db.builder.transaction())."""
+    query = SystemSettings.select(*COLUMNS).where(SystemSettings.id == 1)
+    if lock:
+        query = query.lock_rows()
+    row = await query.first()
     assert row is not None, "the system_settings row is created by migration 0002"
     return row
 
 
-async def update(conn: Conn, values: dict[str, object], actor_id: object) -> asyncpg.Record:
-    # Column names come from our own Struct's fields, never from the client.
-    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(values, start=2))
-    row = await conn.fetchrow(
-        f"""
-        UPDATE system_settings SET {assignments}, updated_at = now(), updated_by_id = $1
-        WHERE id = 1 RETURNING {COLUMNS}
-        """,
-        actor_id, *values.values(),
-    )  # fmt: skip
-    assert row is not None
-    return row
+async def update(values: dict[str, object], actor_id: uuid.UUID) -> dict[str, Any]:
+    """Set `values` (keyed by column name: Piccolo refuses a name that is not a column)."""
+    changes: dict[Column | str, Any] = {name: value for name, value in values.items()}
+    changes[SystemSettings.updated_at] = db_now()
+    changes[SystemSettings.updated_by] = actor_id
+    rows = await SystemSettings.update(changes).where(SystemSettings.id == 1).returning(*COLUMNS)
+    return dict(rows[0])

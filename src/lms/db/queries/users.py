@@ -1,32 +1,48 @@
-"""SQL for users: lookups, sign-up, profile, login bookkeeping, admin listing."""
+"""Queries on users. Sign-up, login and authentication run raw on the caller's asyncpg
+connection (their transactions are raw); the admin's listing and changes and `lms create-admin`
+use Piccolo's builder."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
+from piccolo.query.functions.conditional import Coalesce
+from piccolo.querystring import QueryString
 
+from lms.db.builder import db_now, keyset_before
 from lms.db.queries import Conn
+from lms.db.tables import Role, User
 
-# What the API shows of a user (`User` on the wire); never the password hash.
-PUBLIC_COLUMNS = """id, email, phone_number, name, username, full_name, country, state, zip,
-    email_verified, phone_verified, is_profile_complete, is_active, role,
-    created_at, updated_at, last_login_at"""
+# What the API shows of a user (`User` on the wire); never the password hash. Piccolo's columns,
+# and the same list as SQL text for the raw statements.
+PUBLIC = (
+    User.id, User.email, User.phone_number, User.name, User.username, User.full_name,
+    User.country, User.state, User.zip, User.email_verified, User.phone_verified,
+    User.is_profile_complete, User.is_active, User.role, User.created_at, User.updated_at,
+    User.last_login_at,
+)  # fmt: skip
+PUBLIC_COLUMNS = ", ".join(column._meta.db_column_name for column in PUBLIC)
 
 
+# Raw: read on every miss of the per-process authentication cache (a hot path).
 async def auth_state(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT role, is_active, token_version FROM users WHERE id = $1", user_id
     )
 
 
+# Raw: sign-up reads it on its own asyncpg connection; /auth/me and token refresh on every call.
 async def public_by_id(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {PUBLIC_COLUMNS}, token_version FROM users WHERE id = $1", user_id
     )
 
 
+# Raw: sign-up and recovery lock the row (FOR UPDATE) in their own asyncpg transactions.
 async def by_email(conn: Conn, email: str, *, lock: bool = False) -> asyncpg.Record | None:
     suffix = " FOR UPDATE" if lock else ""
     return await conn.fetchrow(
@@ -35,6 +51,7 @@ async def by_email(conn: Conn, email: str, *, lock: bool = False) -> asyncpg.Rec
     )
 
 
+# Raw: the login lookup, before argon2 (sign-in stays raw with sign-up).
 async def by_login(conn: Conn, *, email: str | None, username: str | None) -> asyncpg.Record | None:
     if email is not None:
         return await by_email(conn, email)
@@ -44,6 +61,7 @@ async def by_login(conn: Conn, *, email: str | None, username: str | None) -> as
     )
 
 
+# Raw: ON CONFLICT DO UPDATE with CASEs, and xmax to tell an insert from an update.
 async def register(conn: Conn, email: str, password_hash: str | None) -> asyncpg.Record:
     """Insert a new unverified user, or return the existing row (keeping a new password for
     one not yet verified). `inserted` says which; `email_verified` whether it may be re-used."""
@@ -62,6 +80,7 @@ async def register(conn: Conn, email: str, password_hash: str | None) -> asyncpg
     return row
 
 
+# Raw: part of sign-up's asyncpg transaction (verify-email).
 async def mark_email_verified(conn: Conn, user_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1 AND NOT email_verified",
@@ -69,6 +88,7 @@ async def mark_email_verified(conn: Conn, user_id: uuid.UUID) -> None:
     )
 
 
+# Raw: sign-up's lookup (verify-phone), on the pool it is handed.
 async def phone_owner(conn: Conn, phone: str) -> uuid.UUID | None:
     owner: uuid.UUID | None = await conn.fetchval(
         "SELECT id FROM users WHERE phone_number = $1 AND phone_verified", phone
@@ -76,6 +96,7 @@ async def phone_owner(conn: Conn, phone: str) -> uuid.UUID | None:
     return owner
 
 
+# Raw: part of sign-up's asyncpg transaction (verify-phone).
 async def set_verified_phone(conn: Conn, user_id: uuid.UUID, phone: str) -> None:
     await conn.execute(
         "UPDATE users SET phone_number = $2, phone_verified = true, updated_at = now() WHERE id = $1",
@@ -83,6 +104,7 @@ async def set_verified_phone(conn: Conn, user_id: uuid.UUID, phone: str) -> None
     )  # fmt: skip
 
 
+# Raw: part of sign-up's asyncpg transaction, a conditional UPDATE ... RETURNING.
 async def complete_profile(
     conn: Conn,
     user_id: uuid.UUID,
@@ -108,6 +130,7 @@ async def complete_profile(
     )  # fmt: skip
 
 
+# Raw: part of login's asyncpg transaction (coalesce keeps the hash unless it is upgraded).
 async def record_login(
     conn: Conn, user_id: uuid.UUID, new_password_hash: str | None
 ) -> asyncpg.Record:
@@ -124,6 +147,7 @@ async def record_login(
     return row
 
 
+# Raw: part of recovery's transaction, on the connection the OTP check runs on.
 async def reset_password(conn: Conn, user_id: uuid.UUID, password_hash: str) -> None:
     """New password; the token version moves so every access token issued before dies now."""
     await conn.execute(
@@ -135,57 +159,118 @@ async def reset_password(conn: Conn, user_id: uuid.UUID, password_hash: str) -> 
     )  # fmt: skip
 
 
-async def lock_for_admin(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {PUBLIC_COLUMNS} FROM users WHERE id = $1 FOR UPDATE", user_id
-    )
-
-
-async def set_role_and_activity(
-    conn: Conn, user_id: uuid.UUID, *, role: str, is_active: bool, bump_version: bool
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        f"""
-        UPDATE users SET role = $2, is_active = $3,
-               token_version = token_version + CASE WHEN $4 THEN 1 ELSE 0 END,
-               updated_at = now()
-        WHERE id = $1
-        RETURNING {PUBLIC_COLUMNS}
-        """,
-        user_id, role, is_active, bump_version,
-    )  # fmt: skip
-    assert row is not None
-    return row
-
-
-async def promote_learner_to_creator(conn: Conn, user_id: uuid.UUID) -> bool:
-    """An approved applicant becomes CREATOR; an ADMIN stays ADMIN."""
-    status = await conn.execute(
-        "UPDATE users SET role = 'CREATOR', updated_at = now() WHERE id = $1 AND role = 'LEARNER'",
-        user_id,
-    )
-    return bool(status == "UPDATE 1")
+# Piccolo from here on: the admin's cold paths. Run the locking ones inside
+# lms.db.builder.transaction(), which they join through Piccolo's context variable.
 
 
 async def list_page(
-    conn: Conn,
     *,
     role: str | None,
     tsquery: str | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[dict[str, Any]]:
     """Newest first, keyset on (created_at, id); `tsquery` is a to_tsquery('simple') string."""
-    after_at, after_id = after if after else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""
-        SELECT {PUBLIC_COLUMNS} FROM users
-        WHERE ($1::text IS NULL OR role = $1)
-          AND ($2::text IS NULL OR search_vector @@ to_tsquery('simple', $2))
-          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
-        ORDER BY created_at DESC, id DESC
-        LIMIT $5
-        """,
-        role, tsquery, after_at, after_id, limit,
-    )  # fmt: skip
-    return rows
+    query = User.select(*PUBLIC).order_by(User.created_at, User.id, ascending=False).limit(limit)
+    if role is not None:
+        query = query.where(User.role == role)
+    if tsquery is not None:
+        # search_vector is generated by the migrations (Piccolo has no tsvector column), with
+        # its GIN index; the query text goes as a parameter.
+        query = query.where(QueryString("search_vector @@ to_tsquery('simple', {})", tsquery))
+    if after is not None:
+        query = query.where(keyset_before(User.created_at, User.id, after))
+    return await query
+
+
+async def lock_for_admin(user_id: uuid.UUID) -> dict[str, Any] | None:
+    """The user as the API shows them, locked (FOR UPDATE) until the transaction ends."""
+    return await User.select(*PUBLIC).where(User.id == user_id).lock_rows().first()
+
+
+async def set_role_and_activity(
+    user_id: uuid.UUID, *, role: str, is_active: bool, bump_version: bool
+) -> dict[str, Any]:
+    values: dict[Column | str, Any] = {
+        User.role: role,
+        User.is_active: is_active,
+        User.updated_at: db_now(),
+    }
+    if bump_version:
+        values[User.token_version] = User.token_version + 1
+    rows = await User.update(values).where(User.id == user_id).returning(*PUBLIC)
+    return dict(rows[0])
+
+
+async def promote_learner_to_creator(user_id: uuid.UUID) -> bool:
+    """An approved applicant becomes CREATOR; an ADMIN stays ADMIN."""
+    promoted = (
+        await User.update({User.role: Role.CREATOR.value, User.updated_at: db_now()})
+        .where((User.id == user_id) & (User.role == Role.LEARNER.value))
+        .returning(User.id)
+    )
+    return bool(promoted)
+
+
+async def addressee(user_id: uuid.UUID) -> dict[str, Any] | None:
+    """What a mail to the user needs: their address and the name to greet them by."""
+    return (
+        await User.select(User.email, User.full_name, User.username)
+        .where(User.id == user_id)
+        .first()
+    )
+
+
+# `lms create-admin`
+
+
+async def lock_by_email(email: str) -> dict[str, Any] | None:
+    return await User.select(User.id, User.username).where(User.email == email).lock_rows().first()
+
+
+async def username_taken(username: str) -> bool:
+    return bool(await User.exists().where(User.username == username))
+
+
+async def make_admin(
+    user_id: uuid.UUID, *, password_hash: str, username: str, full_name: str
+) -> None:
+    """Promote and reset an existing account; the token version moves, so tokens issued for its
+    old role stop working."""
+    await User.update(
+        {
+            User.role: Role.ADMIN.value,
+            User.password_hash: password_hash,
+            User.username: username,
+            User.full_name: Coalesce(User.full_name, full_name),
+            User.email_verified: True,
+            User.is_profile_complete: True,
+            User.is_active: True,
+            User.token_version: User.token_version + 1,
+            User.updated_at: db_now(),
+        }
+    ).where(User.id == user_id)
+
+
+async def insert_admin(
+    *, email: str, username: str, password_hash: str, full_name: str
+) -> uuid.UUID:
+    """A new verified, profile-complete ADMIN."""
+    admin = User(
+        {
+            User.email: email,
+            User.username: username,
+            User.password_hash: password_hash,
+            User.full_name: full_name,
+            User.name: full_name,
+            User.role: Role.ADMIN.value,
+            User.email_verified: True,
+            User.is_profile_complete: True,
+            User.is_active: True,
+            User.created_at: db_now(),
+            User.updated_at: db_now(),
+        }
+    )
+    rows = await User.insert(admin).returning(User.id)
+    user_id: uuid.UUID = rows[0]["id"]
+    return user_id

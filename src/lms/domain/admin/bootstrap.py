@@ -6,7 +6,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from lms.db.engine import pool
+from lms.db.builder import transaction
+from lms.db.queries import users
 from lms.domain.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -46,47 +47,31 @@ def _username_base(email: str) -> str:
 async def create_admin(
     email: str, password: str, *, full_name: str = "Administrator", username: str | None = None
 ) -> AdminAccount:
-    """Insert the admin, or promote and reset the existing account with that email (idempotent)."""
+    """Insert the admin, or promote and reset the existing account with that email (idempotent).
+    Runs on Piccolo's engine: `lms create-admin` starts its pool."""
     email, username = _validate(email, password, username)
     password_hash = await hash_password(password)
-    async with pool().acquire() as conn, conn.transaction():
-        existing = await conn.fetchrow(
-            "SELECT id, username FROM users WHERE email = $1 FOR UPDATE", email
-        )
+    async with transaction():
+        existing = await users.lock_by_email(email)
         chosen = (
             username
             or (existing and existing["username"])
-            or await _free_username(conn, _username_base(email))
+            or await _free_username(_username_base(email))
         )
         if existing:
-            # A role change bumps token_version so tokens issued for the old role stop working.
-            await conn.execute(
-                """
-                UPDATE users SET role = 'ADMIN', password_hash = $2, username = $3,
-                       full_name = coalesce(full_name, $4), email_verified = true,
-                       is_profile_complete = true, is_active = true,
-                       token_version = token_version + 1, updated_at = now()
-                WHERE id = $1
-                """,
-                existing["id"], password_hash, chosen, full_name,
-            )  # fmt: skip
+            await users.make_admin(
+                existing["id"], password_hash=password_hash, username=chosen, full_name=full_name
+            )
             return AdminAccount(existing["id"], email, chosen, created=False)
-        user_id = await conn.fetchval(
-            """
-            INSERT INTO users (email, username, password_hash, full_name, name, role,
-                               email_verified, is_profile_complete, is_active)
-            VALUES ($1, $2, $3, $4, $4, 'ADMIN', true, true, true)
-            RETURNING id
-            """,
-            email, chosen, password_hash, full_name,
-        )  # fmt: skip
+        user_id = await users.insert_admin(
+            email=email, username=chosen, password_hash=password_hash, full_name=full_name
+        )
         return AdminAccount(user_id, email, chosen, created=True)
 
 
-async def _free_username(conn: object, base: str) -> str:
-    fetchval = conn.fetchval  # type: ignore[attr-defined]
+async def _free_username(base: str) -> str:
     candidate, n = base, 1
-    while await fetchval("SELECT 1 FROM users WHERE username = $1", candidate):
+    while await users.username_taken(candidate):
         n += 1
         candidate = f"{base}{n}"
     return candidate

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, patch
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
-from lms.api.schemas import Page
 from lms.api.security import requires
 from lms.context import Ctx
-from lms.db.engine import pool
 from lms.domain import audit
 from lms.domain.admin import services
 from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, UserUpdate
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
-from lms.domain.auth.schemas import User
+from lms.domain.auth.schemas import RoleName, User, UserPage
 
 PrincipalRequest = Request[Principal, Any, Any]
 
@@ -32,22 +30,22 @@ class AdminUsersController(Controller):
 
     @get(
         "/",
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
         summary="Users, newest first; filter by role and text (email, username, name)",
     )
     async def list_users(
         self,
         ctx: Ctx,
-        role: FromQuery[Literal["LEARNER", "CREATOR", "ADMIN"] | None] = None,
+        role: FromQuery[RoleName | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
-    ) -> Page[User]:
+    ) -> UserPage:
         return await services.list_users(ctx, role=role, q=q, cursor=cursor, limit=limit)
 
     @patch(
         "/{user_id:uuid}",
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
         summary="Change a user's role or activity (takes effect on their next request)",
     )
     async def update_user(
@@ -66,13 +64,13 @@ class AdminSettingsController(Controller):
     security = BEARER
     guards = [requires(Permission.SYSTEM_SETTINGS)]
 
-    @get("/", raises=[UNAUTHORIZED, FORBIDDEN], summary="Runtime settings")
+    @get("/", responses=errors(UNAUTHORIZED, FORBIDDEN), summary="Runtime settings")
     async def get_settings(self, ctx: Ctx) -> SystemSettingsOut:
         return await services.get_settings(ctx)
 
     @patch(
         "/",
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
         summary="Change runtime settings (every API process within seconds)",
     )
     async def update_settings(
@@ -89,7 +87,7 @@ class AdminAuditController(Controller):
 
     @get(
         "/",
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
         summary="The audit log of admin actions, newest first",
     )
     async def list_entries(
@@ -99,7 +97,7 @@ class AdminAuditController(Controller):
         actor_id: Annotated[uuid.UUID | None, QueryParameter(name="actorId")] = None,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
-    ) -> Page[audit.AuditEntry]:
+    ) -> audit.AuditEntryPage:
         return await audit.list_entries(
-            pool(), ctx.secret, action=action, actor_id=actor_id, cursor=cursor, limit=limit
+            ctx.secret, action=action, actor_id=actor_id, cursor=cursor, limit=limit
         )

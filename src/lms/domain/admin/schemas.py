@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
 from msgspec import UNSET, Meta, UnsetType
 
 from lms.api.schemas import CamelStruct
 from lms.domain.admin.system_settings import RuntimeSettings
+from lms.domain.auth.schemas import RoleName
 
 
 class UserUpdate(CamelStruct, forbid_unknown_fields=True):
-    role: Literal["LEARNER", "CREATOR", "ADMIN"] | UnsetType = UNSET
+    role: RoleName | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
 
 

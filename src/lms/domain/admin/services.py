@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
-import asyncpg
 import msgspec
 from msgspec import UNSET
 
-from lms.api.schemas import Page
 from lms.context import AppContext
-from lms.db.engine import pool
+from lms.db.builder import transaction
 from lms.db.queries import refresh_tokens, users
 from lms.db.queries import system_settings as settings_sql
 from lms.db.tables import Role
@@ -19,7 +19,7 @@ from lms.domain import audit
 from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, UserUpdate
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.auth.authentication import Principal
-from lms.domain.auth.schemas import User
+from lms.domain.auth.schemas import User, UserPage
 from lms.domain.errors import Conflict, Invalid, NotFound
 from lms.domain.paging import after_position, time_id_page
 
@@ -37,12 +37,12 @@ def prefix_tsquery(text: str | None) -> str | None:
 
 async def list_users(
     ctx: AppContext, *, role: str | None, q: str | None, cursor: str | None, limit: int
-) -> Page[User]:
+) -> UserPage:
     after = after_position(ctx.secret, "users", cursor)
-    rows = await users.list_page(
-        pool(), role=role, tsquery=prefix_tsquery(q), after=after, limit=limit + 1
+    rows = await users.list_page(role=role, tsquery=prefix_tsquery(q), after=after, limit=limit + 1)
+    return time_id_page(
+        rows, limit, page=UserPage, convert=User.from_row, secret=ctx.secret, scope="users"
     )
-    return time_id_page(rows, limit, secret=ctx.secret, scope="users", convert=User.from_row)
 
 
 async def update_user(
@@ -54,18 +54,18 @@ async def update_user(
         (body.role is not UNSET and body.role != Role.ADMIN) or body.is_active is False
     ):
         raise Conflict("admins cannot demote or deactivate themselves")
-    async with pool().acquire() as conn, conn.transaction():
-        before = await users.lock_for_admin(conn, user_id)
+    async with transaction() as conn:
+        before = await users.lock_for_admin(user_id)
         if before is None:
             raise NotFound("no such user")
         role = before["role"] if body.role is UNSET else body.role
         active = before["is_active"] if body.is_active is UNSET else body.is_active
         deactivating = before["is_active"] and not active
         after = await users.set_role_and_activity(
-            conn, user_id, role=role, is_active=active, bump_version=deactivating
+            user_id, role=role, is_active=active, bump_version=deactivating
         )
         if deactivating:
-            await refresh_tokens.revoke_all_for_user(conn, user_id)
+            await refresh_tokens.revoke_all_for_user(user_id)
         if role != before["role"]:
             await audit.record(
                 conn, actor_id=admin.user_id, action="user.role_change", target_type="user",
@@ -82,7 +82,7 @@ async def update_user(
     return User.from_row(after)
 
 
-def _as_on_the_wire(row: asyncpg.Record, changed: dict[str, object]) -> dict[str, object]:
+def _as_on_the_wire(row: Mapping[str, Any], changed: dict[str, object]) -> dict[str, object]:
     """The changed settings as the API shows them (camelCase names, numbers), for the audit log."""
     shown = msgspec.to_builtins(SystemSettingsOut.of(RuntimeSettings.from_row(row)))
     names = {f.name: f.encode_name for f in msgspec.structs.fields(SystemSettingsOut)}
@@ -99,9 +99,9 @@ async def update_settings(
     changes = body.changes()
     if not changes:
         raise Invalid("give at least one setting to change")
-    async with pool().acquire() as conn, conn.transaction():
-        before = await settings_sql.read(conn, lock=True)
-        after = await settings_sql.update(conn, changes, admin.user_id)
+    async with transaction() as conn:
+        before = await settings_sql.read(lock=True)
+        after = await settings_sql.update(changes, admin.user_id)
         await audit.record(
             conn, actor_id=admin.user_id, action="settings.update", target_type="system_settings",
             target_id=1, before=_as_on_the_wire(before, changes), after=_as_on_the_wire(after, changes),

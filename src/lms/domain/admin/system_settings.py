@@ -8,13 +8,12 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-import asyncpg
-
-from lms.db.engine import pool
 from lms.db.queries import system_settings as sql
 
 log = logging.getLogger("lms.settings")
@@ -35,7 +34,7 @@ class RuntimeSettings:
     updated_by: uuid.UUID | None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> RuntimeSettings:
+    def from_row(cls, row: Mapping[str, Any]) -> RuntimeSettings:
         return cls(
             registration_open=row["registration_open"],
             otp_ttl_seconds=row["otp_ttl_seconds"],
@@ -63,7 +62,8 @@ class SystemSettingsCache:
         return self._value
 
     async def reload(self) -> None:
-        self.store(RuntimeSettings.from_row(await sql.read(pool())))
+        # Through Piccolo's engine, which runs on the app's pool: nothing to bind at startup.
+        self.store(RuntimeSettings.from_row(await sql.read()))
 
     def store(self, value: RuntimeSettings) -> None:
         self._value, self._loaded_at = value, time.monotonic()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from lms.context import AppContext
-from lms.db.engine import pool
+from lms.db.builder import transaction
 from lms.db.queries import refresh_tokens, users
 from lms.db.tables import OtpPurpose
 from lms.domain.auth import otp
@@ -18,12 +20,12 @@ from lms.domain.auth.signup import (
 )
 
 
-async def forgot_password(ctx: AppContext, raw_email: str) -> None:
+async def forgot_password(db: asyncpg.Pool, ctx: AppContext, raw_email: str) -> None:
     """Always accepted; a code goes out only when the account exists and can log in."""
     email = valid_email(raw_email)
-    await throttle_sends(pool(), email, OtpPurpose.RESET_PASSWORD)
+    await throttle_sends(db, email, OtpPurpose.RESET_PASSWORD)
     runtime = await ctx.system.get()
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)
         if user is None or not user["is_active"] or not user["is_profile_complete"]:
             return
@@ -31,15 +33,17 @@ async def forgot_password(ctx: AppContext, raw_email: str) -> None:
     wake_outbox(ctx)
 
 
-async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
+async def reset_password(db: asyncpg.Pool, ctx: AppContext, body: ResetPasswordRequest) -> None:
     email = valid_email(body.email)
-    user = await users.by_email(pool(), email)
+    user = await users.by_email(db, email)
     await check_password(
         body.new_password, email=email, username=user["username"] if user else None
     )
     # Hashed before the transaction so the row lock is not held through argon2.
     new_hash = await hash_password(body.new_password)
-    async with pool().acquire() as conn, conn.transaction():
+    # Piccolo's transaction, so the refresh-token revocation joins it; the code check and the new
+    # password are raw statements on its connection.
+    async with transaction() as conn:
         result = await otp.check_for_user(
             conn, ctx.secret, user, purpose=OtpPurpose.RESET_PASSWORD.value, code=body.otp
         )
@@ -47,7 +51,7 @@ async def reset_password(ctx: AppContext, body: ResetPasswordRequest) -> None:
             assert user is not None
             # The version bump kills every access token; revoking ends every refresh family.
             await users.reset_password(conn, user["id"], new_hash)
-            await refresh_tokens.revoke_all_for_user(conn, user["id"])
+            await refresh_tokens.revoke_all_for_user(user["id"])
     result.raise_if_refused()
     assert user is not None
     ctx.users.invalidate(user["id"])

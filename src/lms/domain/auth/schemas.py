@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from lms.api.schemas import CamelStruct, RowStruct
+from lms.api.schemas import CamelStruct, Page, RowStruct
 
 Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
 Text100 = Annotated[str, Meta(min_length=1, max_length=100)]
+RoleName = Literal["LEARNER", "CREATOR", "ADMIN"]
 Otp = Annotated[str, Meta(pattern=r"^[0-9]{6}$", description="the 6-digit code that was sent")]
 Password = Annotated[str, Meta(max_length=256)]
 EmailText = Annotated[str, Meta(max_length=320)]
@@ -32,10 +33,16 @@ class User(RowStruct):
     phone_verified: bool
     is_profile_complete: bool
     is_active: bool
-    role: str
+    role: RoleName
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+
+
+class UserPage(Page[User]):
+    """A page of users, newest first."""
+
+    items: list[User]
 
 
 class Tokens(CamelStruct):
@@ -55,7 +62,7 @@ class RegisterRequest(CamelStruct):
 class RegisterResponse(CamelStruct):
     user_id: uuid.UUID
     email: str
-    next: str = "verify-email"
+    next: Literal["verify-email"] = "verify-email"
 
 
 class VerifyEmailRequest(CamelStruct):

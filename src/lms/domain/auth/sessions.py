@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from lms.context import AppContext
-from lms.db.engine import pool
+from lms.db.builder import transaction
 from lms.db.queries import refresh_tokens, users
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.passwords import hash_password, needs_rehash, verify_password
@@ -49,7 +49,8 @@ async def open_session(
     client: ClientInfo,
     family_id: uuid.UUID | None = None,
 ) -> Tokens:
-    """Tokens for `user` (a row with token_version): a new login family unless one is given."""
+    """Tokens for `user` (a row with token_version): a new login family unless one is given.
+    The token is stored on `conn`, in the caller's transaction (sign-up's raw one, or Piccolo's)."""
     token, token_hash = new_refresh_token()
     await refresh_tokens.insert(
         conn,
@@ -72,12 +73,14 @@ async def open_session(
     )
 
 
-async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Tokens:
+async def login(
+    db: asyncpg.Pool, ctx: AppContext, body: LoginRequest, client: ClientInfo
+) -> Tokens:
     if (body.email is None) == (body.username is None):
         raise Invalid("give either email or username, with password")
     identifier = (body.email or body.username or "").strip().lower()
     row = await users.by_login(
-        pool(),
+        db,
         email=identifier if body.email is not None else None,
         username=identifier if body.username is not None else None,
     )
@@ -86,13 +89,13 @@ async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Toke
     failures = account_key("login-failures", str(row["id"]) if row is not None else identifier)
     # Counted before checking and given back on success, so concurrent guesses cannot slip past.
     await take(
-        pool(), failures, FAILED_LOGINS, "failed logins for this account", label="login-failures"
+        db, failures, FAILED_LOGINS, "failed logins for this account", label="login-failures"
     )
     stored = row["password_hash"] if row is not None else None
     password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
     if row is None or stored is None or not password_ok:
         raise Unauthenticated(BAD_CREDENTIALS)
-    await give_back(pool(), failures, FAILED_LOGINS)
+    await give_back(db, failures, FAILED_LOGINS)
     if not row["is_active"]:
         raise Forbidden("account is deactivated")
     if not row["email_verified"]:
@@ -101,32 +104,32 @@ async def login(ctx: AppContext, body: LoginRequest, client: ClientInfo) -> Toke
         raise Forbidden("profile is not complete yet")
     # Hash parameters were raised since this hash was made: upgrade it while we know the password.
     new_hash = await hash_password(body.password) if needs_rehash(stored) else None
-    async with pool().acquire() as conn, conn.transaction():
+    async with db.acquire() as conn, conn.transaction():
         user = await users.record_login(conn, row["id"], new_hash)
         return await open_session(conn, ctx, user, client)
 
 
 async def refresh(ctx: AppContext, refresh_token: str, client: ClientInfo) -> Tokens:
     refusal: Exception | None = None
-    async with pool().acquire() as conn, conn.transaction():
-        row = await refresh_tokens.lock_by_hash(conn, hash_refresh_token(refresh_token))
+    async with transaction() as conn:
+        row = await refresh_tokens.lock_by_hash(hash_refresh_token(refresh_token))
         if row is None:
             refusal = Unauthenticated("invalid refresh token")
         elif row["revoked_at"] is not None:
             refusal = Unauthenticated("refresh token has been revoked")
         elif row["rotated_at"] is not None:
             # Someone replays a token that was already exchanged: it may be stolen. End the login.
-            await refresh_tokens.revoke_family(conn, row["family_id"])
+            await refresh_tokens.revoke_family(row["family_id"])
             refusal = Unauthenticated("refresh token was already used; this login is revoked")
         elif row["expired"]:
             refusal = Unauthenticated("refresh token has expired")
         else:
             user = await users.public_by_id(conn, row["user_id"])
             if user is None or not user["is_active"]:
-                await refresh_tokens.revoke_family(conn, row["family_id"])
+                await refresh_tokens.revoke_family(row["family_id"])
                 refusal = Unauthenticated("account is deactivated")
             else:
-                await refresh_tokens.mark_rotated(conn, row["id"])
+                await refresh_tokens.mark_rotated(row["id"])
                 return await open_session(conn, ctx, user, client, family_id=row["family_id"])
     # Raised after commit: the revocation above must stick although the request fails.
     assert refusal is not None
@@ -135,16 +138,16 @@ async def refresh(ctx: AppContext, refresh_token: str, client: ClientInfo) -> To
 
 async def logout(principal: Principal, refresh_token: str) -> None:
     """End the login that `refresh_token` belongs to (every token of its family)."""
-    async with pool().acquire() as conn, conn.transaction():
+    async with transaction():
         family = await refresh_tokens.family_of(
-            conn, hash_refresh_token(refresh_token), principal.user_id
+            hash_refresh_token(refresh_token), principal.user_id
         )
         if family is not None:
-            await refresh_tokens.revoke_family(conn, family)
+            await refresh_tokens.revoke_family(family)
 
 
-async def me(principal: Principal) -> User:
-    row = await users.public_by_id(pool(), principal.user_id)
+async def me(db: asyncpg.Pool, principal: Principal) -> User:
+    row = await users.public_by_id(db, principal.user_id)
     if row is None:
         raise Unauthenticated("invalid token")
     return User.from_row(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Literal
@@ -58,15 +59,23 @@ def _register_fonts() -> dict[str, frozenset[int]]:
     return coverage
 
 
-# Registered once, at import: the import lock makes this thread-safe, and rendering (in worker
-# threads) then only reads reportlab's font registry.
+# Registered once, at import (the import lock makes that thread-safe).
 _COVERAGE = _register_fonts()
+# A registered TTFont keeps each open document's glyph subsets in its own mutable state, and
+# reportlab says one font object must not serve two documents at the same time: renders (in worker
+# threads) take turns. That costs no parallelism: reportlab is pure Python and holds the GIL.
+_RENDERING = threading.Lock()
 
 Run = tuple[str, str, bool]  # text, font name, drawn bold by stroking (CID fonts have no bold)
 
 
 def render_pdf(view: CertificateView) -> bytes:
     """The certificate as a one-page landscape A4 PDF. The same view gives the same bytes."""
+    with _RENDERING:
+        return _render(view)
+
+
+def _render(view: CertificateView) -> bytes:
     buffer = io.BytesIO()
     # invariant: fixed creation date and document id, so the output depends on the view alone.
     canvas = Canvas(

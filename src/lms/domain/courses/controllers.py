@@ -24,12 +24,14 @@ from lms.api.openapi import (
     CONFLICT,
     FORBIDDEN,
     NOT_FOUND,
+    OPTIONAL_BEARER,
     TOO_LARGE,
     UNAUTHORIZED,
     UNSUPPORTED,
+    errors,
 )
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
-from lms.api.schemas import CamelStruct, Page
+from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC, optional_principal, requires
 from lms.api.uploads import receive_upload
 from lms.context import Ctx, Db
@@ -39,8 +41,9 @@ from lms.domain.courses import authoring, catalog, lessons, video
 from lms.domain.courses.schemas import (
     Course,
     CourseCreate,
+    CoursePage,
     CourseRejection,
-    CourseSummary,
+    CourseSummaryPage,
     CourseUpdate,
     Lesson,
     LessonCreate,
@@ -74,8 +77,13 @@ class CourseController(Controller):
     path = "/courses"
     tags = ["courses"]
 
-    @get("/", opt=PUBLIC_OPT, raises=[BAD, UNAUTHORIZED],
-         summary="Published courses, newest first; q searches title and description (ranked)")  # fmt: skip
+    @get(
+        "/",
+        opt=PUBLIC_OPT,
+        security=OPTIONAL_BEARER,
+        responses=errors(BAD, UNAUTHORIZED),
+        summary="Published courses, newest first; q searches title and description (ranked)",
+    )
     async def list_courses(
         self,
         request: AnyRequest,
@@ -85,30 +93,46 @@ class CourseController(Controller):
         cursor: PageCursor = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         creator_id: Annotated[uuid.UUID | None, QueryParameter(name="creatorId")] = None,
-    ) -> Response[Page[CourseSummary]]:
+    ) -> Response[CourseSummaryPage]:
         principal = await optional_principal(request)
         answer = await catalog.list_courses(
             db, ctx, principal, limit=limit, cursor=cursor, q=q, creator_id=creator_id
         )
         return catalog_response(answer, request)
 
-    @get("/{course_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
-         summary="A course with its lessons: anyone if published, else its creator and admins")  # fmt: skip
+    @get(
+        "/{course_id:uuid}",
+        opt=PUBLIC_OPT,
+        security=OPTIONAL_BEARER,
+        responses=errors(UNAUTHORIZED, NOT_FOUND),
+        summary="A course with its lessons: anyone if published, else its creator and admins",
+    )
     async def get_course(
         self, db: Db, request: AnyRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
         principal = await optional_principal(request)
         return catalog_response(await catalog.get_course(db, course_id, principal), request)
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[requires(Permission.CREATE_COURSES)], security=BEARER,
-          raises=[BAD, UNAUTHORIZED, FORBIDDEN], summary="Create a course (DRAFT)")  # fmt: skip
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Permission.CREATE_COURSES)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
+        summary="Create a course (DRAFT)",
+    )
     async def create_course(
         self, db: Db, request: PrincipalRequest, data: JSONBody[CourseCreate]
     ) -> Response[Course]:
         return json_bytes(await authoring.create_course(db, request.user, data), HTTP_201_CREATED)
 
-    @patch("/{course_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
-           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Edit a DRAFT course")  # fmt: skip
+    @patch(
+        "/{course_id:uuid}",
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Edit a DRAFT course",
+    )
     async def update_course(
         self,
         db: Db,
@@ -118,32 +142,52 @@ class CourseController(Controller):
     ) -> Response[Course]:
         return json_bytes(await authoring.update_course(db, request.user, course_id, data))
 
-    @post("/{course_id:uuid}/submit", status_code=HTTP_200_OK, guards=[requires(Permission.SUBMIT_FOR_REVIEW)],
-          security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-          summary="Submit a DRAFT with lessons for review (PENDING)")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/submit",
+        status_code=HTTP_200_OK,
+        guards=[requires(Permission.SUBMIT_FOR_REVIEW)],
+        security=BEARER,
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Submit a DRAFT with lessons for review (PENDING)",
+    )
     async def submit_course(
         self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
         return json_bytes(await authoring.submit_course(db, request.user, course_id))
 
-    @delete("/{course_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
-            security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-            summary="Delete a course: its creator while DRAFT, an admin any time")  # fmt: skip
+    @delete(
+        "/{course_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Delete a course: its creator while DRAFT, an admin any time",
+    )
     async def delete_course(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> None:
         await authoring.delete_course(db, ctx, request.user, course_id)
 
-    @get("/{course_id:uuid}/lessons", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
-         summary="The lessons in order (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
+    @get(
+        "/{course_id:uuid}/lessons",
+        opt=PUBLIC_OPT,
+        security=OPTIONAL_BEARER,
+        responses=errors(UNAUTHORIZED, NOT_FOUND),
+        summary="The lessons in order (videoUrl for enrolled learners, the creator and admins)",
+    )
     async def list_lessons(
         self, request: AnyRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> list[Lesson]:
         return await lessons.list_lessons(db, ctx, await optional_principal(request), course_id)
 
-    @post("/{course_id:uuid}/lessons", status_code=HTTP_201_CREATED, guards=[requires(Permission.UPLOAD_LESSONS)],
-          security=BEARER, raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-          summary="Add a lesson (optionally with an external video URL) to a DRAFT course")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/lessons",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Permission.UPLOAD_LESSONS)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Add a lesson (optionally with an external video URL) to a DRAFT course",
+    )
     async def create_lesson(
         self,
         request: PrincipalRequest,
@@ -154,9 +198,13 @@ class CourseController(Controller):
     ) -> Lesson:
         return await lessons.create_lesson(db, ctx, request.user, course_id, data)
 
-    @put("/{course_id:uuid}/lessons/order", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
-         raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-         summary="Reorder every lesson of a DRAFT course at once")  # fmt: skip
+    @put(
+        "/{course_id:uuid}/lessons/order",
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Reorder every lesson of a DRAFT course at once",
+    )
     async def reorder_lessons(
         self,
         request: PrincipalRequest,
@@ -167,12 +215,16 @@ class CourseController(Controller):
     ) -> list[Lesson]:
         return await lessons.reorder_lessons(db, ctx, request.user, course_id, data.lesson_ids)
 
-    @post("/{course_id:uuid}/lessons/upload", status_code=HTTP_201_CREATED,
-          guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
-          # The body is streamed to disk and capped by the runtime maxUploadBytes setting instead.
-          request_max_body_size=None,
-          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED],
-          summary="Upload a video as a new lesson (multipart: file, title, description?); transcription is queued")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/lessons/upload",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Permission.UPLOAD_LESSONS)],
+        security=BEARER,
+        # The body is streamed to disk and capped by the runtime maxUploadBytes setting instead.
+        request_max_body_size=None,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED),
+        summary="Upload a video as a new lesson (multipart: file, title, description?); transcription is queued",
+    )
     async def upload_lesson(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> Lesson:
@@ -180,10 +232,14 @@ class CourseController(Controller):
         upload = await receive_upload(request, max_bytes=limit, tmp_dir=video.upload_dir(ctx))
         return await video.add_uploaded_lesson(db, ctx, request.user, course_id, upload)
 
-    @post("/{course_id:uuid}/lessons/upload-signature", status_code=HTTP_200_OK,
-          guards=[requires(Permission.UPLOAD_LESSONS)], security=BEARER,
-          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-          summary="Create a lesson and sign a direct browser upload of its video to Cloudinary")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/lessons/upload-signature",
+        status_code=HTTP_200_OK,
+        guards=[requires(Permission.UPLOAD_LESSONS)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Create a lesson and sign a direct browser upload of its video to Cloudinary",
+    )
     async def upload_signature(
         self,
         request: PrincipalRequest,
@@ -207,8 +263,13 @@ class WebhookController(Controller):
     path = "/webhooks"
     tags = ["lessons"]
 
-    @post("/cloudinary", status_code=HTTP_200_OK, opt=PUBLIC_OPT, raises=[BAD, UNAUTHORIZED, CONFLICT],
-          summary="Cloudinary's upload notification (signed): attaches the video and queues transcription")  # fmt: skip
+    @post(
+        "/cloudinary",
+        status_code=HTTP_200_OK,
+        opt=PUBLIC_OPT,
+        responses=errors(BAD, UNAUTHORIZED, CONFLICT),
+        summary="Cloudinary's upload notification (signed): attaches the video and queues transcription",
+    )
     async def cloudinary(self, request: AnyRequest, ctx: Ctx, db: Db) -> WebhookAck:
         body = await request.body()
         result = await video.cloudinary_notification(
@@ -225,16 +286,25 @@ class LessonController(Controller):
     path = "/lessons"
     tags = ["lessons"]
 
-    @get("/{lesson_id:uuid}", opt=PUBLIC_OPT, raises=[UNAUTHORIZED, NOT_FOUND],
-         summary="A lesson (videoUrl for enrolled learners, the creator and admins)")  # fmt: skip
+    @get(
+        "/{lesson_id:uuid}",
+        opt=PUBLIC_OPT,
+        security=OPTIONAL_BEARER,
+        responses=errors(UNAUTHORIZED, NOT_FOUND),
+        summary="A lesson (videoUrl for enrolled learners, the creator and admins)",
+    )
     async def get_lesson(
         self, request: AnyRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> Lesson:
         return await lessons.get_lesson(db, ctx, await optional_principal(request), lesson_id)
 
-    @patch("/{lesson_id:uuid}", guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
-           raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-           summary="Edit or move a lesson of a DRAFT course (the others shift to keep 1..n)")  # fmt: skip
+    @patch(
+        "/{lesson_id:uuid}",
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Edit or move a lesson of a DRAFT course (the others shift to keep 1..n)",
+    )
     async def update_lesson(
         self,
         request: PrincipalRequest,
@@ -245,17 +315,27 @@ class LessonController(Controller):
     ) -> Lesson:
         return await lessons.update_lesson(db, ctx, request.user, lesson_id, data)
 
-    @delete("/{lesson_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[requires(Permission.MANAGE_OWN_COURSES)],
-            security=BEARER, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-            summary="Delete a lesson of a DRAFT course (creator or admin)")  # fmt: skip
+    @delete(
+        "/{lesson_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Delete a lesson of a DRAFT course (creator or admin)",
+    )
     async def delete_lesson(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> None:
         await lessons.delete_lesson(db, ctx, request.user, lesson_id)
 
-    @post("/{lesson_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
-          guards=[requires(Permission.MANAGE_OWN_COURSES)], security=BEARER,
-          raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Queue the lesson's video for transcription again")  # fmt: skip
+    @post(
+        "/{lesson_id:uuid}/transcribe",
+        status_code=HTTP_202_ACCEPTED,
+        guards=[requires(Permission.MANAGE_OWN_COURSES)],
+        security=BEARER,
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Queue the lesson's video for transcription again",
+    )
     async def transcribe(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
     ) -> JobQueued:
@@ -270,8 +350,11 @@ class AdminCourseController(Controller):
     security = BEARER
     guards = [requires(Permission.PUBLISH_COURSES)]
 
-    @get("/", raises=[BAD, UNAUTHORIZED, FORBIDDEN],
-         summary="Courses in one state (PENDING by default: the review queue), newest first")  # fmt: skip
+    @get(
+        "/",
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
+        summary="Courses in one state (PENDING by default: the review queue), newest first",
+    )
     async def list_courses(
         self,
         ctx: Ctx,
@@ -279,21 +362,28 @@ class AdminCourseController(Controller):
         status: FromQuery[Literal["DRAFT", "PENDING", "PUBLISHED"]] = "PENDING",
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
-    ) -> Response[Page[Course]]:
+    ) -> Response[CoursePage]:
         return json_bytes(
             await authoring.review_list(db, ctx, status=status, cursor=cursor, limit=limit)
         )
 
-    @post("/{course_id:uuid}/publish", status_code=HTTP_200_OK, raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-          summary="Publish a PENDING course")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/publish",
+        status_code=HTTP_200_OK,
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Publish a PENDING course",
+    )
     async def publish(
         self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
         return json_bytes(await authoring.publish_course(db, request.user, course_id))
 
-    @post("/{course_id:uuid}/reject", status_code=HTTP_200_OK,
-          raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-          summary="Send a PENDING course back to DRAFT with feedback")  # fmt: skip
+    @post(
+        "/{course_id:uuid}/reject",
+        status_code=HTTP_200_OK,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Send a PENDING course back to DRAFT with feedback",
+    )
     async def reject(
         self,
         db: Db,

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
-from lms.api.schemas import CamelStruct
+from lms.api.schemas import CamelStruct, Page
 from lms.db.projection import json_object, sql
 
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -89,6 +89,18 @@ class Course(CourseSummary):
     submitted_at: Annotated[datetime | None, sql("c.submitted_at")]
     review_notes: Annotated[str | None, sql("c.review_notes")]
     lessons: Annotated[list[LessonSummary], sql(LESSON_SUMMARIES_OF_C)]
+
+
+class CourseSummaryPage(Page[CourseSummary]):
+    """A page of the catalog."""
+
+    items: list[CourseSummary]
+
+
+class CoursePage(Page[Course]):
+    """A page of courses with their lessons (the admin's review queue)."""
+
+    items: list[Course]
 
 
 class Lesson(LessonSummary):

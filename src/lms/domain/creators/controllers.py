@@ -9,9 +9,8 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
-from lms.api.schemas import Page
 from lms.api.security import requires
 from lms.context import Ctx
 from lms.domain.auth.authentication import Principal
@@ -21,6 +20,7 @@ from lms.domain.creators.schemas import (
     ApplicationRequest,
     ApproveRequest,
     CreatorApplication,
+    CreatorApplicationPage,
     CreatorStatus,
     RejectRequest,
 )
@@ -33,14 +33,23 @@ class CreatorController(Controller):
     tags = ["creators"]
     security = BEARER
 
-    @post("/apply", status_code=HTTP_201_CREATED, guards=[requires(Permission.APPLY_FOR_CREATOR)],
-          raises=[BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT], summary="Apply to become a creator (one pending application at a time)")  # fmt: skip
+    @post(
+        "/apply",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Permission.APPLY_FOR_CREATOR)],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, CONFLICT),
+        summary="Apply to become a creator (one pending application at a time)",
+    )
     async def apply(
         self, request: PrincipalRequest, data: JSONBody[ApplicationRequest]
     ) -> CreatorApplication:
         return await services.apply(request.user, data)
 
-    @get("/status", raises=[UNAUTHORIZED], summary="The caller's newest application, or NONE")
+    @get(
+        "/status",
+        responses=errors(UNAUTHORIZED),
+        summary="The caller's newest application, or NONE",
+    )
     async def status(self, request: PrincipalRequest) -> CreatorStatus:
         return await services.status(request.user)
 
@@ -53,7 +62,7 @@ class ApplicationReviewController(Controller):
     @get(
         "/",
         guards=[requires(Permission.REVIEW_APPLICATIONS)],
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN),
         summary="Creator applications, newest first",
     )
     async def list_applications(
@@ -62,11 +71,16 @@ class ApplicationReviewController(Controller):
         status: FromQuery[Literal["PENDING", "APPROVED", "REJECTED"] | None] = None,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
-    ) -> Page[CreatorApplication]:
+    ) -> CreatorApplicationPage:
         return await services.list_applications(ctx, status=status, cursor=cursor, limit=limit)
 
-    @post("/{application_id:uuid}/approve", status_code=HTTP_200_OK,
-          guards=[requires(Permission.DECIDE_APPLICATIONS)], raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Approve: the applicant becomes CREATOR")  # fmt: skip
+    @post(
+        "/{application_id:uuid}/approve",
+        status_code=HTTP_200_OK,
+        guards=[requires(Permission.DECIDE_APPLICATIONS)],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Approve: the applicant becomes CREATOR",
+    )
     async def approve(
         self,
         request: PrincipalRequest,
@@ -77,8 +91,13 @@ class ApplicationReviewController(Controller):
         notes = data.notes if data else None
         return await services.decide(ctx, request.user, application_id, approve=True, notes=notes)
 
-    @post("/{application_id:uuid}/reject", status_code=HTTP_200_OK,
-          guards=[requires(Permission.DECIDE_APPLICATIONS)], raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT], summary="Reject with notes for the applicant")  # fmt: skip
+    @post(
+        "/{application_id:uuid}/reject",
+        status_code=HTTP_200_OK,
+        guards=[requires(Permission.DECIDE_APPLICATIONS)],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="Reject with notes for the applicant",
+    )
     async def reject(
         self,
         request: PrincipalRequest,

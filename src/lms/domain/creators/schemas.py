@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from lms.api.schemas import CamelStruct, RowStruct
+from lms.api.schemas import CamelStruct, Page, RowStruct
 
 
 class ApplicationRequest(CamelStruct):
@@ -31,6 +31,12 @@ class CreatorApplication(RowStruct):
     reviewer_id: uuid.UUID | None
     created_at: datetime
     reviewed_at: datetime | None
+
+
+class CreatorApplicationPage(Page[CreatorApplication]):
+    """A page of creator applications, newest first."""
+
+    items: list[CreatorApplication]
 
 
 class CreatorStatus(CamelStruct):

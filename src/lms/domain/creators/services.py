@@ -7,9 +7,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from lms.api.schemas import Page
 from lms.context import AppContext
-from lms.db.engine import pool
+from lms.db.builder import transaction
 from lms.db.queries import creator_applications as sql
 from lms.db.queries import users
 from lms.db.tables import ApplicationStatus, Role
@@ -17,7 +16,12 @@ from lms.domain import audit
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.messages import application_decision_email
 from lms.domain.auth.signup import wake_outbox
-from lms.domain.creators.schemas import ApplicationRequest, CreatorApplication, CreatorStatus
+from lms.domain.creators.schemas import (
+    ApplicationRequest,
+    CreatorApplication,
+    CreatorApplicationPage,
+    CreatorStatus,
+)
 from lms.domain.errors import Conflict, Invalid, NotFound
 from lms.domain.paging import after_position, time_id_page
 from lms.messaging.outbox import queue_email
@@ -38,7 +42,7 @@ async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplic
     portfolio = _portfolio(body.portfolio_url)
     try:
         row = await sql.insert(
-            pool(), user_id=principal.user_id, bio=body.bio.strip(),
+            user_id=principal.user_id, bio=body.bio.strip(),
             portfolio_url=portfolio, experience_years=body.experience_years,
         )  # fmt: skip
     except asyncpg.UniqueViolationError:
@@ -47,7 +51,7 @@ async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplic
 
 
 async def status(principal: Principal) -> CreatorStatus:
-    row = await sql.newest_for_user(pool(), principal.user_id)
+    row = await sql.newest_for_user(principal.user_id)
     if row is None:
         return CreatorStatus(status="NONE")
     application = CreatorApplication.from_row(row)
@@ -56,11 +60,16 @@ async def status(principal: Principal) -> CreatorStatus:
 
 async def list_applications(
     ctx: AppContext, *, status: str | None, cursor: str | None, limit: int
-) -> Page[CreatorApplication]:
+) -> CreatorApplicationPage:
     after = after_position(ctx.secret, "applications", cursor)
-    rows = await sql.list_page(pool(), status=status, after=after, limit=limit + 1)
+    rows = await sql.list_page(status=status, after=after, limit=limit + 1)
     return time_id_page(
-        rows, limit, secret=ctx.secret, scope="applications", convert=CreatorApplication.from_row
+        rows,
+        limit,
+        page=CreatorApplicationPage,
+        convert=CreatorApplication.from_row,
+        secret=ctx.secret,
+        scope="applications",
     )
 
 
@@ -78,16 +87,16 @@ async def decide(
     notes = notes.strip() if notes and notes.strip() else None
     if not approve and notes is None:
         raise Invalid("notes are required to reject: tell the applicant why")
-    async with pool().acquire() as conn, conn.transaction():
-        before = await sql.by_id(conn, application_id)
+    async with transaction() as conn:
+        before = await sql.by_id(application_id)
         if before is None:
             raise NotFound("no such application")
         row = await sql.decide(
-            conn, application_id, status=new_status.value, reviewer_id=reviewer.user_id, notes=notes
+            application_id, status=new_status.value, reviewer_id=reviewer.user_id, notes=notes
         )
         if row is None:
             raise Conflict(f"application is already {before['status']}")
-        promoted = approve and await users.promote_learner_to_creator(conn, row["user_id"])
+        promoted = approve and await users.promote_learner_to_creator(row["user_id"])
         await audit.record(
             conn, actor_id=reviewer.user_id,
             action="application.approve" if approve else "application.reject",
@@ -95,10 +104,11 @@ async def decide(
             before={"status": before["status"]},
             after={"status": new_status.value, "notes": notes, "userId": row["user_id"], "roleChanged": promoted},
         )  # fmt: skip
-        applicant = await users.public_by_id(conn, row["user_id"])
+        applicant = await users.addressee(row["user_id"])
         if applicant is not None:
             name = applicant["full_name"] or applicant["username"] or applicant["email"]
             email = application_decision_email(applicant["email"], name, approve, notes)
+            # The outbox row commits with the decision, on the transaction's connection.
             await queue_email(conn, email, purpose=f"creator.{new_status.value.lower()}")
     ctx.users.invalidate(row["user_id"])
     wake_outbox(ctx)

@@ -22,6 +22,7 @@ from lms.api.openapi import (
     NOT_FOUND,
     UNAUTHORIZED,
     UNSUPPORTED,
+    errors,
 )
 from lms.api.security import requires
 from lms.context import Ctx, Db
@@ -44,7 +45,7 @@ from lms.domain.learning.schemas import (
 )
 
 PrincipalRequest = Request[Principal, Any, Any]
-LEARNER_ERRORS = [UNAUTHORIZED, FORBIDDEN, NOT_FOUND]
+LEARNER_ERRORS = (UNAUTHORIZED, FORBIDDEN, NOT_FOUND)
 
 
 def json_text(body: str) -> Response[Any]:
@@ -60,11 +61,11 @@ class EnrollmentController(Controller):
         "/{course_id:uuid}/enroll",
         status_code=HTTP_201_CREATED,
         guards=[requires(Permission.ENROLL)],
-        raises=LEARNER_ERRORS,
         responses={
+            **errors(*LEARNER_ERRORS),
             HTTP_200_OK: ResponseSpec(
                 Enrollment, description="Enrolled already: the same enrollment"
-            )
+            ),
         },
         summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
     )
@@ -77,7 +78,7 @@ class EnrollmentController(Controller):
     @get(
         "/{course_id:uuid}/progress",
         guards=[requires(Permission.TRACK_PROGRESS)],
-        raises=LEARNER_ERRORS,
+        responses=errors(*LEARNER_ERRORS),
         summary="The caller's progress in a course, lesson by lesson (404 when not enrolled)",
     )
     async def course_progress(
@@ -94,7 +95,7 @@ class ProgressController(Controller):
     @get(
         "/",
         guards=[requires(Permission.TRACK_PROGRESS)],
-        raises=[UNAUTHORIZED, FORBIDDEN],
+        responses=errors(UNAUTHORIZED, FORBIDDEN),
         summary="The caller's enrollments, newest first, with course and certificate",
     )
     async def list_progress(
@@ -112,7 +113,7 @@ class LessonProgressController(Controller):
         "/{lesson_id:uuid}/progress",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires(Permission.TRACK_PROGRESS)],
-        raises=[BAD, *LEARNER_ERRORS],
+        responses=errors(BAD, *LEARNER_ERRORS),
         summary="The player's heartbeat: save the resume position, count the seconds watched",
         description="Send one when playback starts and then every few seconds. A jump forward "
         "larger than the time since the previous heartbeat (plus 2 s) is a seek: the position "
@@ -134,7 +135,7 @@ class LessonProgressController(Controller):
         "/{lesson_id:uuid}/complete",
         status_code=HTTP_200_OK,
         guards=[requires(Permission.TRACK_PROGRESS)],
-        raises=[*LEARNER_ERRORS, CONFLICT],
+        responses=errors(*LEARNER_ERRORS, CONFLICT),
         summary="Complete a lesson (idempotent); the last one completes the course and issues "
         "its certificate",
         description="With the setting requireWatchToComplete, a video lesson watched below "
@@ -154,7 +155,7 @@ class CreatorDashboardController(Controller):
     @get(
         "/",
         guards=[requires(Permission.VIEW_ANALYTICS)],
-        raises=[UNAUTHORIZED, FORBIDDEN],
+        responses=errors(UNAUTHORIZED, FORBIDDEN),
         summary="Enrollments, completions and drop-off per course and lesson of the caller's "
         "courses",
     )
@@ -201,7 +202,7 @@ class AdminEnrollmentController(Controller):
     @post(
         "/{course_id:uuid}/enrollments",
         status_code=HTTP_200_OK,
-        raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, UNSUPPORTED],
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, UNSUPPORTED),
         operation_class=BulkEnrollmentOperation,
         summary="Enroll many users in a published course by email (JSON {emails} or text/csv)",
         description='The body is either JSON `{"emails": [...]}` or `text/csv` with one '

@@ -23,7 +23,7 @@ from litestar.status_codes import (
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
 )
 
-from lms.api.openapi import FORBIDDEN, NOT_FOUND
+from lms.api.openapi import FORBIDDEN, NOT_FOUND, errors
 from lms.integrations.storage import LocalVideoStorage, media_type_for, verify_media_signature
 from lms.settings import Settings
 
@@ -155,7 +155,7 @@ class MediaController(Controller):
         summary="A locally stored video, by signed URL (the videoUrl of a lesson)",
         description="Needs the exp and sig query parameters of the URL the API handed out. "
         "Supports a single HTTP Range (bytes=a-b, bytes=a-, bytes=-n): 206, or 416.",
-        raises=[FORBIDDEN, NOT_FOUND],
+        responses=errors(FORBIDDEN, NOT_FOUND),
     )
     async def fetch_media(
         self,
@@ -175,7 +175,7 @@ class MediaController(Controller):
     @head(
         "/{key:path}",
         summary="Size and type of a locally stored video",
-        raises=[FORBIDDEN, NOT_FOUND],
+        responses=errors(FORBIDDEN, NOT_FOUND),
     )
     async def head_media(
         self,

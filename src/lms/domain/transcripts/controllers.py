@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.context import Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.transcripts import services
@@ -45,37 +45,49 @@ class TranscriptController(Controller):
     tags = ["lessons"]
     security = BEARER
 
-    @get("/lessons/{lesson_id:uuid}/transcript", raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND],
-         summary="The lesson's transcript with timed segments (enrolled learners, the creator, admins)",
-         description="status is the lesson's transcriptStatus; until it is DONE, language is null, "
-         'text "" and segments []. A transcript of an older video of the lesson is not shown.')  # fmt: skip
+    @get(
+        "/lessons/{lesson_id:uuid}/transcript",
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND),
+        summary="The lesson's transcript with timed segments (enrolled learners, the creator, admins)",
+        description="status is the lesson's transcriptStatus; until it is DONE, language is null, "
+        'text "" and segments []. A transcript of an older video of the lesson is not shown.',
+    )
     async def get_transcript(
         self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Transcript:
         return await services.get_transcript(db, request.user, lesson_id)
 
-    @get("/lessons/{lesson_id:uuid}/captions.vtt", media_type="text/vtt",
-         raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-         summary="WebVTT captions of the lesson (409 until its transcript is DONE)",
-         description=CAPTIONS_DESCRIPTION)  # fmt: skip
+    @get(
+        "/lessons/{lesson_id:uuid}/captions.vtt",
+        media_type="text/vtt",
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="WebVTT captions of the lesson (409 until its transcript is DONE)",
+        description=CAPTIONS_DESCRIPTION,
+    )
     async def captions_vtt(
         self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Response[bytes]:
         return captions_response(await services.get_captions(db, request.user, lesson_id, "vtt"))
 
-    @get("/lessons/{lesson_id:uuid}/captions.srt", media_type="application/x-subrip; charset=utf-8",
-         raises=[UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT],
-         summary="SubRip captions of the lesson (409 until its transcript is DONE)",
-         description=CAPTIONS_DESCRIPTION)  # fmt: skip
+    @get(
+        "/lessons/{lesson_id:uuid}/captions.srt",
+        media_type="application/x-subrip",  # the response adds "; charset=utf-8"
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
+        summary="SubRip captions of the lesson (409 until its transcript is DONE)",
+        description=CAPTIONS_DESCRIPTION,
+    )
     async def captions_srt(
         self, db: Db, request: PrincipalRequest, lesson_id: FromPath[uuid.UUID]
     ) -> Response[bytes]:
         return captions_response(await services.get_captions(db, request.user, lesson_id, "srt"))
 
-    @get("/courses/{course_id:uuid}/search", raises=[BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND],
-         summary="Where in which lesson of the course words are spoken (enrolled learners, the creator, admins)",
-         description="Searches the finished transcripts of the course's lessons; at most 100 "
-         "segments, by lesson order then time.")  # fmt: skip
+    @get(
+        "/courses/{course_id:uuid}/search",
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND),
+        summary="Where in which lesson of the course words are spoken (enrolled learners, the creator, admins)",
+        description="Searches the finished transcripts of the course's lessons; at most 100 "
+        "segments, by lesson order then time.",
+    )
     async def search(
         self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID], q: SearchQuery
     ) -> SearchResults:
