@@ -91,14 +91,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         storage=make_storage(settings),
         signing_key=load_signing_key(settings.cert_signing_key),
     )
-    ctx.listener.subscribe(
-        USER_AUTH_CHANNEL,
-        Subscriber(ctx.users.invalidate, ctx.users.on_listening, ctx.users.on_not_listening),
-    )
-    ctx.listener.subscribe(
-        SETTINGS_CHANNEL,
-        Subscriber(ctx.system.on_notify, ctx.system.on_listening, ctx.system.on_not_listening),
-    )
+    ctx.listener.subscribe(USER_AUTH_CHANNEL, ctx.users.subscriber())
+    ctx.listener.subscribe(SETTINGS_CHANNEL, ctx.system.subscriber())
     housekeeper = Housekeeper()
 
     async def start_services(app: Litestar) -> None:

@@ -1,16 +1,14 @@
 """What our Piccolo queries need beside the builder: transactions that raw statements can join,
-the database's clock, keyset bounds, and a built statement run on a connection a caller holds."""
+the database's clock, and a built statement run on a connection a caller holds. (Keyset bounds:
+lms.db.keyset.)"""
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import asyncpg
-from piccolo.columns import Column
 from piccolo.query.base import Query
 from piccolo.querystring import QueryString
 
@@ -31,13 +29,6 @@ def db_now() -> QueryString:
     """`now()` as a value, where Piccolo would put the app's clock: every timestamp comes from the
     database's one clock (the transaction's start), whatever process or host wrote it."""
     return QueryString("now()")
-
-
-def keyset_before(at: Column, row_id: Column, position: tuple[datetime, uuid.UUID]) -> QueryString:
-    """`(at, id) < position`, for pages newest first. A row comparison, so PostgreSQL starts its
-    walk of the (at DESC, id DESC) index at the position; the builder's `at < x OR (at = x AND
-    id < y)` would be a filter over every newer row, and a deep page would cost its depth."""
-    return QueryString("({}, {}) < ({}, {})", at, row_id, *position)
 
 
 async def execute_on(conn: asyncpg.Connection, query: Query[Any, Any]) -> None:

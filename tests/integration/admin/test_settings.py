@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from lms.domain.admin.system_settings import CHANNEL, RuntimeSettings, SystemSettingsCache
-from lms.notifications.listener import ChangeListener, Subscriber
+from lms.notifications.listener import ChangeListener
 from lms.settings import Settings
 from tests.conftest import Outside, TestUser
 from tests.flows import unique_email
@@ -177,9 +177,7 @@ async def test_another_process_hears_the_change(
 ) -> None:
     cache = SystemSettingsCache()
     listener = ChangeListener(settings.database_url)
-    listener.subscribe(
-        CHANNEL, Subscriber(cache.on_notify, cache.on_listening, cache.on_not_listening)
-    )
+    listener.subscribe(CHANNEL, cache.subscriber())
     await listener.start()
     try:
         assert listener.connected

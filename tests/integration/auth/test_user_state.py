@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from lms.domain.auth.user_state import CHANNEL, UserAuthCache, UserAuthState
-from lms.notifications.listener import ChangeListener, Subscriber
+from lms.notifications.listener import ChangeListener
 from lms.settings import Settings
 from tests.conftest import TestUser
 
@@ -26,9 +26,7 @@ async def other_process(
     cache.bind(db)
     assert settings.database_url
     listener = ChangeListener(settings.database_url)
-    listener.subscribe(
-        CHANNEL, Subscriber(cache.invalidate, cache.on_listening, cache.on_not_listening)
-    )
+    listener.subscribe(CHANNEL, cache.subscriber())
     await listener.start()
     assert listener.connected
     try:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from lms.db.builder import keyset_before
+from lms.db import keyset
 from lms.db.queries import Conn
 from lms.db.tables import AuditEntry
 
@@ -58,5 +58,5 @@ async def list_page(
     if actor_id is not None:
         query = query.where(AuditEntry.actor == actor_id)
     if after is not None:
-        query = query.where(keyset_before(AuditEntry.created_at, AuditEntry.id, after))
+        query = query.where(keyset.before(AuditEntry.created_at, AuditEntry.id, after))
     return await query

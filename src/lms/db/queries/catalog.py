@@ -13,6 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
+from lms.db import keyset
 from lms.db.projection import json_object
 from lms.db.queries import Conn
 from lms.domain.courses.schemas import Course, CourseSummary
@@ -41,7 +42,7 @@ def _listing(*, after: bool, by_creator: bool) -> str:
         n += 1
         conditions.append(f"c.creator_id = ${n}")
     if after:
-        conditions.append(f"(c.published_at, c.id) < (${n + 1}::timestamptz, ${n + 2}::uuid)")
+        conditions.append(keyset.before_sql("c.published_at", "c.id", n + 1, "timestamptz"))
     inner = f"""
         SELECT c.id, c.published_at AS sort_key, {COURSE_SUMMARY} AS item
         FROM courses c JOIN users u ON u.id = c.creator_id
@@ -58,9 +59,8 @@ def _search(*, after: bool, by_creator: bool) -> str:
         n += 1
         conditions.append(f"c.creator_id = ${n}")
     if after:
-        conditions.append(
-            f"(ts_rank_cd(c.search_vector, query), c.id) < (${n + 1}::real, ${n + 2}::uuid)"
-        )
+        rank = "ts_rank_cd(c.search_vector, query)"
+        conditions.append(keyset.before_sql(rank, "c.id", n + 1, "real"))
     # Rank every match, but build JSON only for the page: ranking a common word's 20,000
     # matches is cheap, building 20,000 JSON objects to throw all but 21 away is not.
     inner = f"""

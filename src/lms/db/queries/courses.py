@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from lms.db import keyset
 from lms.db.queries import Conn
 from lms.db.queries.catalog import COURSE_JSON
 
@@ -108,17 +109,24 @@ async def as_json(conn: Conn, course_id: uuid.UUID) -> str:
 async def review_page(
     conn: Conn, *, status: str, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[asyncpg.Record]:
-    """The admin's list of courses in one state, newest first, keyset on (created_at, id)."""
-    after_at, after_id = after if after else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""
+    """The admin's list of courses in one state, newest first, keyset on (created_at, id). Raw:
+    the body is built by PostgreSQL from Course's projection, as for the catalog."""
+    rows: list[asyncpg.Record] = await (
+        conn.fetch(REVIEW_PAGE[False], status, limit)
+        if after is None
+        else conn.fetch(REVIEW_PAGE[True], status, limit, *after)
+    )
+    return rows
+
+
+def _review_page(*, after: bool) -> str:
+    bound = f"AND {keyset.before_sql('c.created_at', 'c.id', 3, 'timestamptz')}" if after else ""
+    return f"""
         SELECT c.id, c.created_at, {COURSE_JSON}::text AS body
         FROM courses c JOIN users u ON u.id = c.creator_id
-        WHERE c.status = $1
-          AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2, $3::uuid))
+        WHERE c.status = $1 {bound}
         ORDER BY c.created_at DESC, c.id DESC
-        LIMIT $4
-        """,
-        status, after_at, after_id, limit,
-    )  # fmt: skip
-    return rows
+        LIMIT $2"""
+
+
+REVIEW_PAGE = {after: _review_page(after=after) for after in (False, True)}

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from lms.db.builder import db_now, keyset_before
+from lms.db import keyset
+from lms.db.builder import db_now
 from lms.db.tables import ApplicationStatus, CreatorApplication
 
 # What the API shows (`CreatorApplication` on the wire); the foreign keys come back as user_id
@@ -90,6 +91,6 @@ async def list_page(
         query = query.where(CreatorApplication.status == status)
     if after is not None:
         query = query.where(
-            keyset_before(CreatorApplication.created_at, CreatorApplication.id, after)
+            keyset.before(CreatorApplication.created_at, CreatorApplication.id, after)
         )
     return await query

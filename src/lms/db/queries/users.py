@@ -13,7 +13,8 @@ from piccolo.columns import Column
 from piccolo.query.functions.conditional import Coalesce
 from piccolo.querystring import QueryString
 
-from lms.db.builder import db_now, keyset_before
+from lms.db import keyset
+from lms.db.builder import db_now
 from lms.db.queries import Conn
 from lms.db.tables import Role, User
 
@@ -179,7 +180,7 @@ async def list_page(
         # its GIN index; the query text goes as a parameter.
         query = query.where(QueryString("search_vector @@ to_tsquery('simple', {})", tsquery))
     if after is not None:
-        query = query.where(keyset_before(User.created_at, User.id, after))
+        query = query.where(keyset.before(User.created_at, User.id, after))
     return await query
 
 

@@ -1,12 +1,11 @@
 """Runtime settings kept in PostgreSQL (registration open, OTP lifetime and tries, completion
-threshold and whether completing needs watching, upload cap), cached in each API process and reloaded on NOTIFY `lms_system_settings`;
-while the LISTEN connection is down the cache is re-read at most every few seconds instead."""
+threshold and whether completing needs watching, upload cap), cached in each API process until
+NOTIFY `lms_system_settings` says they changed; while the LISTEN connection is down they are
+re-read at most every few seconds instead."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from lms.db.queries import system_settings as sql
-
-log = logging.getLogger("lms.settings")
+from lms.notifications.cache import NotifiedCache
+from lms.notifications.listener import Subscriber
 
 CHANNEL = "lms_system_settings"
 STALE_AFTER_SECONDS = 2.0
@@ -49,43 +48,32 @@ class RuntimeSettings:
 
 class SystemSettingsCache:
     def __init__(self) -> None:
-        self._value: RuntimeSettings | None = None
-        self._loaded_at = 0.0
-        self._listening = False
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._cache = NotifiedCache[None, RuntimeSettings](
+            self._load,
+            key_of=lambda _payload: None,
+            max_age=math.inf,
+            max_age_unheard=STALE_AFTER_SECONDS,
+            max_entries=1,
+        )
 
     async def get(self) -> RuntimeSettings:
-        fresh = self._listening or time.monotonic() - self._loaded_at < STALE_AFTER_SECONDS
-        if self._value is None or not fresh:
-            await self.reload()
-        assert self._value is not None
-        return self._value
+        value = await self._cache.get(None)
+        assert value is not None, "the settings row always exists (a migration creates it)"
+        return value
 
-    async def reload(self) -> None:
-        # Through Piccolo's engine, which runs on the app's pool: nothing to bind at startup.
-        self.store(RuntimeSettings.from_row(await sql.read()))
+    async def reload(self) -> RuntimeSettings:
+        """Read the row again now (after a change made behind the API's back, as tests do)."""
+        self._cache.invalidate(None)
+        return await self.get()
 
     def store(self, value: RuntimeSettings) -> None:
-        self._value, self._loaded_at = value, time.monotonic()
+        """After this process changed the settings: serve them at once."""
+        self._cache.put(None, value)
 
-    def _reload_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._reload_logged())
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+    def subscriber(self) -> Subscriber:
+        return self._cache.subscriber()
 
-    async def _reload_logged(self) -> None:
-        try:
-            await self.reload()
-        except Exception as exc:  # the next get() retries
-            self._value = None
-            log.warning("could not reload system settings: %s", exc)
-
-    def on_notify(self, _payload: str) -> None:
-        self._reload_soon()
-
-    def on_listening(self) -> None:
-        self._listening = True
-        self._reload_soon()  # anything changed while we were not listening
-
-    def on_not_listening(self) -> None:
-        self._listening = False
+    @staticmethod
+    async def _load(_key: None) -> RuntimeSettings:
+        # Through Piccolo's engine, which runs on the app's pool: nothing to bind at startup.
+        return RuntimeSettings.from_row(await sql.read())
