@@ -10,7 +10,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -27,9 +26,10 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from bench import harness
+from bench.harness import WRK_REPORT_LUA, BenchError, add_load_arguments, run_main
 from bench.seed import VOCABULARY
 
-WRK_MISSING = "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Share of requests per kind: most visitors land on the first page, some page on, a few search.
@@ -47,10 +47,6 @@ TITLE_PHRASES = 6
 SEARCH_PAGES = 3  # pages requested per query: its first page and up to two cursor pages
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 45.0
-
-
-class BenchError(Exception):
-    """A failed precondition or a failed run: printed as one line, exit status 1."""
 
 
 @dataclass
@@ -235,17 +231,7 @@ function request()
 end
 
 function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"duration_us":%%d,"requests":%%d,"bytes":%%d,' ..
-    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d},' ..
-    '"latency_us":{"min":%%d,"mean":%%.1f,"stdev":%%.1f,"max":%%d,' ..
-    '"p50":%%d,"p75":%%d,"p90":%%d,"p99":%%d,"p999":%%d}}\\n',
-    summary.duration, summary.requests, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.min, latency.mean, latency.stdev, latency.max,
-    latency:percentile(50), latency:percentile(75), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
+%(report)s
 end
 """
 
@@ -263,29 +249,22 @@ def write_script(directory: Path, paths: Paths, mix: dict[str, float], seed: int
         if share > 0
     )
     script = directory / "catalog.lua"
-    script.write_text(LUA_TEMPLATE % {"groups": groups, "seed": seed})
+    script.write_text(LUA_TEMPLATE % {"groups": groups, "seed": seed, "report": WRK_REPORT_LUA})
     return script
 
 
 def run_wrk(
     script: Path, url: str, *, threads: int, connections: int, duration: int, timeout: int | None
 ) -> tuple[dict[str, Any], str]:
-    command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-        *([f"--timeout={timeout}s"] if timeout else []),
-        "-s", str(script), f"{url.rstrip('/')}/courses",
-    ]  # fmt: skip
-    print(f"running: {' '.join(command)}", file=sys.stderr)
-    completed = subprocess.run(
-        command, capture_output=True, text=True, check=False, timeout=duration + 120
+    outcome = harness.run_wrk(
+        script,
+        f"{url.rstrip('/')}/courses",
+        threads=threads,
+        connections=connections,
+        duration=duration,
+        timeout=timeout,
     )
-    output = completed.stdout + completed.stderr
-    if completed.returncode != 0:
-        raise BenchError(f"wrk exited with status {completed.returncode}: {output.strip()}")
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", completed.stdout, re.MULTILINE)
-    if not match:
-        raise BenchError(f"wrk printed no result line:\n{output}")
-    return json.loads(match.group(1)), output
+    return outcome.result, outcome.output
 
 
 def wrk_failures(result: dict[str, Any], output: str) -> list[str]:
@@ -395,9 +374,13 @@ def _serving(env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
         # Its own session: a Ctrl-C here reaches us, and we stop the server in order.
         proc = subprocess.Popen(
             [sys.executable, "-m", "lms", "serve", "--port", str(port)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     print(f"started lms serve (pid {proc.pid}) on {url}; log {log_path}", file=sys.stderr)
     try:
@@ -519,8 +502,11 @@ def git_commit() -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if dirty else "")
@@ -650,10 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect GET /courses request paths from a running API (or one started with "
         "--serve), then load it with wrk and report requests/s and latency percentiles.",
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
-    parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
-    parser.add_argument("--connections", type=int, default=64, help="open connections (64)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    add_load_arguments(
+        parser, duration=30, duration_help="seconds of load", connections=64, timeout=None
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the paths and the mix")
     parser.add_argument(
         "--mix",
@@ -662,40 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIRST/DEEP/SEARCH",
         help="relative shares of first pages, deep cursor pages and searches (default 50/30/20)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=int,
-        default=None,
-        metavar="SECONDS",
-        help="wrk's per-request timeout (wrk's default: 2); a timed-out request fails the run",
-    )
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="start `lms serve` on a free port with this environment, and stop it afterwards",
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(WRK_MISSING, file=sys.stderr)
-        return 2
-    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
-        print("catalog: error: need --duration >= 1 and --connections >= --threads >= 1")
-        return 2
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"catalog: error: {exc}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as exc:
-        hint = "" if args.serve else f" (is the API running at {args.url}? or pass --serve)"
-        print(f"catalog: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_main("catalog", build_parser().parse_args(argv), run)
 
 
 if __name__ == "__main__":

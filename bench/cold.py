@@ -11,8 +11,6 @@ import os
 import platform
 import random
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +26,10 @@ from urllib.parse import quote, urlencode
 import asyncpg
 import httpx
 
+from bench import harness
 from bench.catalog import (
     REPO_ROOT,
     RESULTS_DIR,
-    WRK_MISSING,
-    BenchError,
     _serving,
     free_port,
     git_commit,
@@ -41,6 +38,7 @@ from bench.catalog import (
     resolved_environ,
     wrk_failures,
 )
+from bench.harness import WRK_REPORT_LUA, BenchError, add_load_arguments, run_main
 from bench.learning import CpuSampler, api_pid_on, cpu_line, database_name, ensure_admin
 from bench.seed import BENCH_EMAIL_DOMAIN
 
@@ -136,30 +134,68 @@ async def top_up_applications(
             + " for years."
         )
         if rng.random() < 0.33:
-            rows.append((
-                uuid.uuid4(), record["id"], bio, None, rng.randrange(0, 30), "PENDING",
-                None, None, created, None,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    uuid.uuid4(),
+                    record["id"],
+                    bio,
+                    None,
+                    rng.randrange(0, 30),
+                    "PENDING",
+                    None,
+                    None,
+                    created,
+                    None,
+                )
+            )
             continue
         reviewed = created + timedelta(hours=rng.uniform(1, 72))
-        rows.append((
-            uuid.uuid4(), record["id"], bio, None, rng.randrange(0, 30), "REJECTED",
-            "Not yet: show us a sample lesson.", admin_id, created, reviewed,
-        ))  # fmt: skip
+        rows.append(
+            (
+                uuid.uuid4(),
+                record["id"],
+                bio,
+                None,
+                rng.randrange(0, 30),
+                "REJECTED",
+                "Not yet: show us a sample lesson.",
+                admin_id,
+                created,
+                reviewed,
+            )
+        )
         if rng.random() < 0.1 and len(rows) < wanted - have:
             again = min(now, reviewed + timedelta(days=rng.uniform(1, 30)))
-            rows.append((
-                uuid.uuid4(), record["id"], bio + " Now with samples.", "https://example.com/me",
-                rng.randrange(0, 30), "PENDING", None, None, again, None,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    uuid.uuid4(),
+                    record["id"],
+                    bio + " Now with samples.",
+                    "https://example.com/me",
+                    rng.randrange(0, 30),
+                    "PENDING",
+                    None,
+                    None,
+                    again,
+                    None,
+                )
+            )
     await conn.copy_records_to_table(
         "creator_applications",
         records=rows,
         columns=[
-            "id", "user_id", "bio", "portfolio_url", "experience_years", "status",
-            "reviewer_notes", "reviewer_id", "created_at", "reviewed_at",
+            "id",
+            "user_id",
+            "bio",
+            "portfolio_url",
+            "experience_years",
+            "status",
+            "reviewer_notes",
+            "reviewer_id",
+            "created_at",
+            "reviewed_at",
         ],
-    )  # fmt: skip
+    )
     return len(rows)
 
 
@@ -175,16 +211,32 @@ async def top_up_audit(
     for _ in range(wanted - have):
         action = rng.choice(AUDIT_ACTIONS)
         target = action.split(".", 1)[0]
-        rows.append((
-            uuid.uuid4(), admin_id, action, target, str(uuid.uuid4()),
-            json.dumps({"status": "BEFORE"}), json.dumps({"status": "AFTER", "n": rng.randrange(100)}),
-            now - timedelta(seconds=rng.uniform(60, 365 * 86400)),
-        ))  # fmt: skip
+        rows.append(
+            (
+                uuid.uuid4(),
+                admin_id,
+                action,
+                target,
+                str(uuid.uuid4()),
+                json.dumps({"status": "BEFORE"}),
+                json.dumps({"status": "AFTER", "n": rng.randrange(100)}),
+                now - timedelta(seconds=rng.uniform(60, 365 * 86400)),
+            )
+        )
     await conn.copy_records_to_table(
         "audit_log",
         records=rows,
-        columns=["id", "actor_id", "action", "target_type", "target_id", "before", "after", "created_at"],
-    )  # fmt: skip
+        columns=[
+            "id",
+            "actor_id",
+            "action",
+            "target_type",
+            "target_id",
+            "before",
+            "after",
+            "created_at",
+        ],
+    )
     return len(rows)
 
 
@@ -201,18 +253,32 @@ async def make_refresh_tokens(
         token, token_hash = new_refresh_token()
         tokens.append(token)
         user = rng.choice(learners)["id"]
-        rows.append((
-            uuid.uuid4(), user, uuid.uuid4(), token_hash, now, now + timedelta(days=1),
-            "bench.cold", "127.0.0.1",
-        ))  # fmt: skip
+        rows.append(
+            (
+                uuid.uuid4(),
+                user,
+                uuid.uuid4(),
+                token_hash,
+                now,
+                now + timedelta(days=1),
+                "bench.cold",
+                "127.0.0.1",
+            )
+        )
     await conn.copy_records_to_table(
         "refresh_tokens",
         records=rows,
         columns=[
-            "id", "user_id", "family_id", "token_hash", "created_at", "expires_at",
-            "user_agent", "ip_address",
+            "id",
+            "user_id",
+            "family_id",
+            "token_hash",
+            "created_at",
+            "expires_at",
+            "user_agent",
+            "ip_address",
         ],
-    )  # fmt: skip
+    )
     return tokens
 
 
@@ -281,25 +347,61 @@ def scenarios(prepared: Prepared) -> dict[str, Scenario]:
     return {
         s.name: s
         for s in (
-            Scenario("users", "GET", "GET /admin/users (first page)",
-                     ["/admin/users", "/admin/users?limit=20"], bearer=admin),
-            Scenario("users-search", "GET", "GET /admin/users?q= (prefix search)",
-                     [users_path(q=q) for q in USER_QUERIES], bearer=admin),
-            Scenario("audit", "GET", "GET /admin/audit (first page)",
-                     ["/admin/audit", "/admin/audit?action=settings.update"], bearer=admin),
-            Scenario("settings-get", "GET", "GET /admin/settings", ["/admin/settings"],
-                     bearer=admin),
-            Scenario("settings-patch", "PATCH", "PATCH /admin/settings {otpTtlSeconds: 600}",
-                     ["/admin/settings"], body='{"otpTtlSeconds":600}', bearer=admin),
-            Scenario("creator-status", "GET", "GET /creator/status (learners)",
-                     ["/creator/status"], bearer=prepared.learner_tokens),
-            Scenario("applications", "GET", "GET /admin/applications (first page)",
-                     ["/admin/applications", "/admin/applications?status=PENDING"],
-                     bearer=admin),
-            Scenario("refresh", "POST", "POST /auth/refresh (rotation)", ["/auth/refresh"],
-                     refresh_file=prepared.refresh_file),
+            Scenario(
+                "users",
+                "GET",
+                "GET /admin/users (first page)",
+                ["/admin/users", "/admin/users?limit=20"],
+                bearer=admin,
+            ),
+            Scenario(
+                "users-search",
+                "GET",
+                "GET /admin/users?q= (prefix search)",
+                [users_path(q=q) for q in USER_QUERIES],
+                bearer=admin,
+            ),
+            Scenario(
+                "audit",
+                "GET",
+                "GET /admin/audit (first page)",
+                ["/admin/audit", "/admin/audit?action=settings.update"],
+                bearer=admin,
+            ),
+            Scenario(
+                "settings-get", "GET", "GET /admin/settings", ["/admin/settings"], bearer=admin
+            ),
+            Scenario(
+                "settings-patch",
+                "PATCH",
+                "PATCH /admin/settings {otpTtlSeconds: 600}",
+                ["/admin/settings"],
+                body='{"otpTtlSeconds":600}',
+                bearer=admin,
+            ),
+            Scenario(
+                "creator-status",
+                "GET",
+                "GET /creator/status (learners)",
+                ["/creator/status"],
+                bearer=prepared.learner_tokens,
+            ),
+            Scenario(
+                "applications",
+                "GET",
+                "GET /admin/applications (first page)",
+                ["/admin/applications", "/admin/applications?status=PENDING"],
+                bearer=admin,
+            ),
+            Scenario(
+                "refresh",
+                "POST",
+                "POST /auth/refresh (rotation)",
+                ["/auth/refresh"],
+                refresh_file=prepared.refresh_file,
+            ),
         )
-    }  # fmt: skip
+    }
 
 
 def probe(url: str, scenario: Scenario, prepared: Prepared) -> dict[str, float]:
@@ -385,17 +487,7 @@ function request()
 end
 
 function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"duration_us":%%d,"requests":%%d,"bytes":%%d,' ..
-    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d},' ..
-    '"latency_us":{"min":%%d,"mean":%%.1f,"stdev":%%.1f,"max":%%d,' ..
-    '"p50":%%d,"p75":%%d,"p90":%%d,"p99":%%d,"p999":%%d}}\\n',
-    summary.duration, summary.requests, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.min, latency.mean, latency.stdev, latency.max,
-    latency:percentile(50), latency:percentile(75), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
+%(report)s
 end
 """
 
@@ -422,6 +514,7 @@ def write_script(directory: Path, scenario: Scenario, args: argparse.Namespace) 
             "refresh_file": lua(str(scenario.refresh_file or "")),
             "seed": args.seed,
             "threads": args.threads,
+            "report": WRK_REPORT_LUA,
         }
     )
     return script
@@ -431,29 +524,16 @@ def run_wrk(
     script: Path, url: str, args: argparse.Namespace, sampler: CpuSampler
 ) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
     """wrk's result line, its output, and the CPU each kind of process used meanwhile."""
-    command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-        *([f"--timeout={args.timeout}s"] if args.timeout else []),
-        "-s", str(script), url,
-    ]  # fmt: skip
-    print(f"running: {' '.join(command)}", file=sys.stderr)
-    sampler.start()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler.watch(proc.pid)
-    try:
-        stdout, stderr = proc.communicate(timeout=args.duration + 120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise BenchError("wrk did not finish within its duration plus 120 s") from None
-    cpu = sampler.stop()
-    output = stdout + stderr
-    if proc.returncode != 0:
-        raise BenchError(f"wrk exited with status {proc.returncode}: {output.strip()}")
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", stdout, re.MULTILINE)
-    if not match:
-        raise BenchError(f"wrk printed no result line:\n{output}")
-    return json.loads(match.group(1)), output, cpu
+    outcome = harness.run_wrk(
+        script,
+        url,
+        threads=args.threads,
+        connections=args.connections,
+        duration=args.duration,
+        timeout=args.timeout,
+        sampler=sampler,
+    )
+    return outcome.result, outcome.output, outcome.measured
 
 
 def cpu_per_request(cpu: dict[str, Any] | None, requests: int) -> dict[str, float] | None:
@@ -572,7 +652,8 @@ def print_report(records: Sequence[dict[str, Any]], args: argparse.Namespace) ->
         print(
             f"{record['route']:<42} {f['requests_per_s']:>10,.1f} {f['p50_ms']:>7.2f} ms "
             f"{f['p99_ms']:>7.2f} ms {in_app.get('p50', float('nan')):>8.2f} ms "
-            f"{in_app.get('p99', float('nan')):>8.2f} ms {cpu.get('api_ms', float('nan')):>9.3f} ms "
+            f"{in_app.get('p99', float('nan')):>8.2f} ms "
+            f"{cpu.get('api_ms', float('nan')):>9.3f} ms "
             f"{cpu.get('postgres_ms', float('nan')):>8.3f} ms{flag}"
         )
     for record in records:
@@ -691,14 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all, in that order)",
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
-    parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint (15)")
-    parser.add_argument("--connections", type=int, default=32, help="open connections (32)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument(
-        "--timeout", type=int, default=None, metavar="SECONDS",
-        help="wrk's per-request timeout (wrk's default: 2); a timed-out request fails the run",
-    )  # fmt: skip
+    add_load_arguments(
+        parser, duration=15, duration_help="seconds per endpoint", connections=32, timeout=None
+    )
     parser.add_argument(
         "--learners", type=int, default=1000, help="learners asking /creator/status (1000)"
     )
@@ -707,45 +783,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--audit-rows", type=int, default=50_000, help="audit rows to have (50000)")
     parser.add_argument(
-        "--refresh-tokens", type=int, default=0,
+        "--refresh-tokens",
+        type=int,
+        default=0,
         help=f"refresh tokens to prepare (default: {REFRESH_TOKENS_PER_SECOND} per second of load)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the choice of inputs")
     parser.add_argument("--label", default=None, help="in the results file name: cold-LABEL-*.json")
     parser.add_argument("--note", default=None, help="free text kept in the results file")
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="start `lms serve` on a free port with this environment, and stop it afterwards",
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(WRK_MISSING, file=sys.stderr)
-        return 2
-    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
-        print("cold: error: need --duration >= 1 and --connections >= --threads >= 1")
-        return 2
-    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.label):
-        print("cold: error: --label takes letters, digits, '_', '.', '-'")
-        return 2
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"cold: error: {exc}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as exc:
-        hint = "" if args.serve else f" (is the API running at {args.url}? or pass --serve)"
-        print(f"cold: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return 1
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"cold: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    bad_label = args.label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.label)
+    problem = "--label takes letters, digits, '_', '.', '-'" if bad_label else None
+    return run_main("cold", args, run, problem=problem)
 
 
 if __name__ == "__main__":

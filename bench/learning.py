@@ -10,11 +10,8 @@ import json
 import os
 import platform
 import random
-import re
 import resource
 import secrets
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +28,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from bench import harness
 from bench.catalog import (
     REPO_ROOT,
     RESULTS_DIR,
-    WRK_MISSING,
-    BenchError,
     _serving,
     free_port,
     git_commit,
@@ -45,6 +41,7 @@ from bench.catalog import (
     resolved_environ,
     wrk_failures,
 )
+from bench.harness import WRK_REPORT_LUA, BenchError, add_load_arguments, run_main
 from bench.seed import BENCH_EMAIL_DOMAIN, percent
 
 SCENARIOS = ("heartbeat", "complete", "bulk")
@@ -441,17 +438,7 @@ function done(summary, latency, requests)
                             thread:get("with_certificate")))
   end
   out:close()
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,' ..
-    '"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d}}\\n',
-    summary.duration, summary.requests, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.min, latency.mean, latency.stdev, latency.max,
-    latency:percentile(50), latency:percentile(75), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
+$report
 end
 """)
 
@@ -468,6 +455,7 @@ def write_script(directory: Path, scenario: str, seed: int) -> tuple[Path, Path,
             seed=seed,
             step=repr(HEARTBEAT_STEP),
             expected_status=ROUTES[scenario][2],
+            report=WRK_REPORT_LUA,
         )
     )
     return script, data, out
@@ -493,28 +481,18 @@ def run_wrk(
     args: argparse.Namespace,
     sampler: CpuSampler,
 ) -> WrkRun:
-    command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-        f"--timeout={args.timeout}s", "-s", str(script), f"{url.rstrip('/')}/",
-    ]  # fmt: skip
-    print(f"running: {' '.join(command)}", file=sys.stderr)
-    sampler.start()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler.watch(proc.pid)
-    try:
-        stdout, stderr = proc.communicate(timeout=args.duration + 120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise BenchError("wrk did not finish within its duration plus 120 s") from None
-    cpu = sampler.stop()
-    output = stdout + stderr
-    if proc.returncode != 0:
-        raise BenchError(f"wrk exited with status {proc.returncode}: {output.strip()}")
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", stdout, re.MULTILINE)
-    if not match or not sent_path.exists():
-        raise BenchError(f"wrk printed no result line:\n{output}")
-    run = WrkRun(json.loads(match.group(1)), output, {}, Counter(), 0, 0, 0, 0, cpu)
+    outcome = harness.run_wrk(
+        script,
+        f"{url.rstrip('/')}/",
+        threads=args.threads,
+        connections=args.connections,
+        duration=args.duration,
+        timeout=args.timeout,
+        sampler=sampler,
+    )
+    if not sent_path.exists():
+        raise BenchError(f"the wrk script wrote no {sent_path.name}:\n{outcome.output}")
+    run = WrkRun(outcome.result, outcome.output, {}, Counter(), 0, 0, 0, 0, outcome.measured)
     for line in sent_path.read_text().splitlines():
         f = line.split("\t")
         if f[0] == "P":
@@ -952,10 +930,14 @@ async def verify_certificates(
     import jwt
 
     keys = {
-        r["kid"]: jwt.PyJWK(json.loads(r["public_jwk"]) if isinstance(r["public_jwk"], str)
-                            else dict(r["public_jwk"]), algorithm="EdDSA").key
+        r["kid"]: jwt.PyJWK(
+            json.loads(r["public_jwk"])
+            if isinstance(r["public_jwk"], str)
+            else dict(r["public_jwk"]),
+            algorithm="EdDSA",
+        ).key
         for r in await conn.fetch("SELECT kid, public_jwk FROM certificate_signing_keys")
-    }  # fmt: skip
+    }
     rows = await conn.fetch(
         "SELECT id, enrollment_id, serial_hash, jws, issued_at FROM certificates "
         "WHERE enrollment_id = ANY($1::uuid[])",
@@ -1104,7 +1086,8 @@ async def ensure_admin(conn: asyncpg.Connection) -> tuple[uuid.UUID, int]:
         ADMIN_USERNAME,
         password_hash,
     )
-    assert row is not None
+    if row is None:
+        raise RuntimeError("INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row")
     return row["id"], row["token_version"]
 
 
@@ -1470,57 +1453,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="heartbeat",
         help="heartbeat (default), complete, bulk, or all three in turn",
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
-    parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
-    parser.add_argument("--connections", type=int, default=64, help="open connections (64)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument(
-        "--learners", type=int, default=5000, help="seeded learners to act as (default 5000)"
+    add_load_arguments(
+        parser, duration=30, duration_help="seconds of load", connections=64, timeout=2
     )
     parser.add_argument(
-        "--timeout",
-        type=int,
-        default=2,
-        metavar="SECONDS",
-        help="wrk's per-request timeout (default 2); a timed-out request fails the run",
+        "--learners", type=int, default=5000, help="seeded learners to act as (default 5000)"
     )
     parser.add_argument(
         "--bulk-rows", type=int, default=10_000, help="addresses in the bulk request (10000)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for the choice of learners")
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="start `lms serve` on a free port with this environment, and stop it afterwards",
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.scenario != "bulk" and shutil.which("wrk") is None:
-        print(WRK_MISSING, file=sys.stderr)
-        return 2
-    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
-        print("learning: error: need --duration >= 1 and --connections >= --threads >= 1")
-        return 2
-    if args.learners < 1 or args.bulk_rows < 20:
-        print("learning: error: need --learners >= 1 and --bulk-rows >= 20")
-        return 2
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"learning: error: {exc}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as exc:
-        hint = "" if args.serve else f" (is the API running at {args.url}? or pass --serve)"
-        print(f"learning: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return 1
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"learning: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    too_few = args.learners < 1 or args.bulk_rows < 20
+    problem = "need --learners >= 1 and --bulk-rows >= 20" if too_few else None
+    return run_main("learning", args, run, needs_wrk=args.scenario != "bulk", problem=problem)
 
 
 if __name__ == "__main__":

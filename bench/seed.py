@@ -139,26 +139,73 @@ LAST_NAMES = words(
 STATES = ("CA", "NY", "TX", "WA", "IL", "MA", "CO", "OR", "FL", "GA")
 
 USER_COLUMNS = (
-    "id", "email", "name", "username", "password_hash", "full_name", "country", "state", "zip",
-    "email_verified", "phone_verified", "is_profile_complete", "is_active", "role",
-    "token_version", "created_at", "updated_at",
-)  # fmt: skip
-COURSE_COLUMNS = (
-    "id", "title", "description", "thumbnail_url", "price", "status", "creator_id",
-    "lesson_count", "created_at", "updated_at", "submitted_at", "published_at",
-)  # fmt: skip
-LESSON_COLUMNS = (
-    "id", "course_id", "title", "description", "position", "video_version", "duration_seconds",
-    "transcript_status", "created_at", "updated_at",
-)  # fmt: skip
-ENROLLMENT_COLUMNS = (
-    "id", "user_id", "course_id", "progress", "completed", "enrolled_at", "completed_at",
-)  # fmt: skip
-PROGRESS_COLUMNS = (
-    "id", "user_id", "lesson_id", "enrollment_id", "completed", "completed_at",
-    "position_seconds", "watched_seconds", "watched", "last_heartbeat_at", "created_at",
+    "id",
+    "email",
+    "name",
+    "username",
+    "password_hash",
+    "full_name",
+    "country",
+    "state",
+    "zip",
+    "email_verified",
+    "phone_verified",
+    "is_profile_complete",
+    "is_active",
+    "role",
+    "token_version",
+    "created_at",
     "updated_at",
-)  # fmt: skip
+)
+COURSE_COLUMNS = (
+    "id",
+    "title",
+    "description",
+    "thumbnail_url",
+    "price",
+    "status",
+    "creator_id",
+    "lesson_count",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "published_at",
+)
+LESSON_COLUMNS = (
+    "id",
+    "course_id",
+    "title",
+    "description",
+    "position",
+    "video_version",
+    "duration_seconds",
+    "transcript_status",
+    "created_at",
+    "updated_at",
+)
+ENROLLMENT_COLUMNS = (
+    "id",
+    "user_id",
+    "course_id",
+    "progress",
+    "completed",
+    "enrolled_at",
+    "completed_at",
+)
+PROGRESS_COLUMNS = (
+    "id",
+    "user_id",
+    "lesson_id",
+    "enrollment_id",
+    "completed",
+    "completed_at",
+    "position_seconds",
+    "watched_seconds",
+    "watched",
+    "last_heartbeat_at",
+    "created_at",
+    "updated_at",
+)
 
 T = TypeVar("T")
 Row = tuple[object, ...]
@@ -258,9 +305,13 @@ class SeedResult:
     @property
     def rows(self) -> int:
         return (
-            self.users + self.courses + self.lessons + self.learners + self.enrollments
+            self.users
+            + self.courses
+            + self.lessons
+            + self.learners
+            + self.enrollments
             + self.progress_rows
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +430,8 @@ class Generator:
     def lessons(self, courses: Sequence[Row]) -> Iterator[Row]:
         for course in courses:
             course_id, title, created = course[0], str(course[1]), course[8]
-            assert isinstance(created, datetime)
+            if not isinstance(created, datetime):
+                raise RuntimeError("courses() yields created_at as a datetime")
             topic = self._topic_of(title)
             for position in range(1, self.options.lessons + 1):
                 template = LESSON_TITLES[(position - 1) % len(LESSON_TITLES)]
@@ -510,10 +562,16 @@ class Generator:
                 is_completed = position < planned.started - 1 or planned.last_completed
                 progress.append(
                     self._progress_row(
-                        user_id, course.lesson_ids[position], enrollment_id, duration,
-                        enrolled_at, at, is_completed, stats,
+                        user_id,
+                        course.lesson_ids[position],
+                        enrollment_id,
+                        duration,
+                        enrolled_at,
+                        at,
+                        is_completed,
+                        stats,
                     )
-                )  # fmt: skip
+                )
                 if is_completed:
                     completed += 1
                     last_completion = at
@@ -854,9 +912,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             embedded = EmbeddedServices(Path(load_settings().data_dir), nats=False)
             url = embedded.acquire().database_url
-            assert url is not None
+            if url is None:
+                raise RuntimeError("embedded PostgreSQL was asked for, so acquire() gives its URL")
         result = _run(seed(url, options))
-        assert isinstance(result, SeedResult)
+        if not isinstance(result, SeedResult):
+            raise RuntimeError("seed() returns a SeedResult")
     except (StartupError, SeedError) as exc:
         print(f"seed: error: {exc}", file=sys.stderr)
         return 2

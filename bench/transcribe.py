@@ -1,4 +1,5 @@
-"""Seconds of audio per second of compute: the worker's transcription path against bare faster-whisper."""
+"""Seconds of audio per second of compute: the worker's transcription path against bare
+faster-whisper."""
 
 from __future__ import annotations
 

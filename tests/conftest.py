@@ -251,8 +251,12 @@ def make_user(db: asyncpg.Pool, settings: Settings, password_hash: str):  # type
             VALUES ($1, $2, $3, $4, $4, $5, true, true, true)
             RETURNING id, token_version
             """,
-            email, username, password_hash, f"Test {role.title()} {tag}", role,
-        )  # fmt: skip
+            email,
+            username,
+            password_hash,
+            f"Test {role.title()} {tag}",
+            role,
+        )
         token = issue_access_token(
             settings, user_id=row["id"], role=role, token_version=row["token_version"]
         )

@@ -112,7 +112,8 @@ def jobs_subject(settings: Settings) -> str:
 
 def make_broker(settings: Settings, *, replicas: int | None = None) -> JobsBroker:
     """A broker for `settings`; the stream and consumer are created (or reused) at startup."""
-    assert settings.nats_url, "nats_url must be resolved before the broker is built"
+    if not settings.nats_url:
+        raise RuntimeError("nats_url must be resolved before the broker is built")
     subject = jobs_subject(settings)
     broker = JobsBroker(
         servers=[u.strip() for u in settings.nats_url.split(",")],

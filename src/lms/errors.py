@@ -2,4 +2,5 @@
 
 
 class StartupError(Exception):
-    """A problem an operator can fix (bad setting, port in use, schema behind); printed as one line."""
+    """A problem an operator can fix (bad setting, port in use, schema behind); printed as one
+    line."""

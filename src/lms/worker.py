@@ -70,9 +70,11 @@ def load_transcriber(settings: Settings, concurrency: int) -> Transcriber:
         raise StartupError(str(exc).splitlines()[0]) from None
     log.info(
         "whisper model loaded on %s (%s): %s",
-        choice.device, choice.compute_type, choice.reason,
+        choice.device,
+        choice.compute_type,
+        choice.reason,
         extra={"model": settings.whisper_model, "cpu_threads": choice.cpu_threads},
-    )  # fmt: skip
+    )
     return transcriber
 
 

@@ -69,10 +69,16 @@ def concrete(path: str) -> str:
 def test_the_contract_is_read_whole() -> None:
     """The parser found every section's endpoints (a parsing slip must not empty the matrix)."""
     assert len(CONTRACT) >= 60
-    for key in [("POST", "/auth/register"), ("POST", "/user-auth/reset-password"),
-                ("GET", "/courses/:id"), ("POST", "/lessons/:id/progress"),
-                ("GET", "/admin/settings"), ("PATCH", "/admin/settings"),
-                ("GET", "/.well-known/jwks.json"), ("GET", "/metrics")]:  # fmt: skip
+    for key in [
+        ("POST", "/auth/register"),
+        ("POST", "/user-auth/reset-password"),
+        ("GET", "/courses/:id"),
+        ("POST", "/lessons/:id/progress"),
+        ("GET", "/admin/settings"),
+        ("PATCH", "/admin/settings"),
+        ("GET", "/.well-known/jwks.json"),
+        ("GET", "/metrics"),
+    ]:
         assert key in CONTRACT, key
     assert CONTRACT[("POST", "/user-auth/complete-profile")] == PROFILE_TOKEN
     assert CONTRACT[("POST", "/admin/certificates/:id/revoke")] == ADMIN
@@ -95,9 +101,10 @@ def test_every_contract_endpoint_has_a_route(app: Litestar) -> None:
 def test_every_route_is_in_the_contract_or_accounted_for(app: Litestar) -> None:
     known = {(m, path_shape(p)) for m, p in CONTRACT} | set(EXTRA)
     unknown = sorted(
-        f"{m} {p}" for m, p in app_routes(app) if (m, path_shape(p)) not in known
-        and (m, p) not in known
-    )  # fmt: skip
+        f"{m} {p}"
+        for m, p in app_routes(app)
+        if (m, path_shape(p)) not in known and (m, p) not in known
+    )
     assert not unknown, (
         f"routes neither in the contract nor in EXTRA (who may call them?): {unknown}"
     )

@@ -131,9 +131,14 @@ async def test_create_admin(db: asyncpg.Pool, database_url: str, server_urls: Se
 
 def test_create_admin_refuses_a_short_password(database_url: str, server_urls: ServerUrls) -> None:
     result = run_lms(
-        "create-admin", "--email", "a@b.test", "--password", "short",
-        DATABASE_URL=database_url, NATS_URL=server_urls.nats,
-    )  # fmt: skip
+        "create-admin",
+        "--email",
+        "a@b.test",
+        "--password",
+        "short",
+        DATABASE_URL=database_url,
+        NATS_URL=server_urls.nats,
+    )
     assert result.returncode == 2
     assert error_lines(result) == ["lms: error: password must be at least 10 characters"]
 
@@ -150,9 +155,12 @@ def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     port = free_port()
     env = child_env(**services, LMS_DATA_DIR=str(tmp_path), LMS_PORT=str(port))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lms", "serve", "--workers", "2"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "lms", "serve", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         ready = wait_ready(port, 60)
         keys = [httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json() for _ in "ab"]

@@ -59,9 +59,13 @@ def test_dev_starts_shares_and_stops_cleanly(data_dir: Path) -> None:
 
         # Another command with the same data dir reuses the running services...
         admin = run_lms(
-            "create-admin", "--email", "a@b.test", "--password", "long-enough-pw",
+            "create-admin",
+            "--email",
+            "a@b.test",
+            "--password",
+            "long-enough-pw",
             LMS_DATA_DIR=str(data_dir),
-        )  # fmt: skip
+        )
         assert admin.returncode == 0, admin.stderr
         # ...and leaves them running for `lms dev`.
         assert wait_ready(port, 5)

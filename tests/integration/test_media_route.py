@@ -1,4 +1,5 @@
-"""GET/HEAD /media/{key}: signed URLs, byte ranges and refusals, on a tiny app with the controller."""
+"""GET/HEAD /media/{key}: signed URLs, byte ranges and refusals, on a tiny app with the
+controller."""
 
 from __future__ import annotations
 

@@ -22,10 +22,24 @@ from lms.embedded import EmbeddedServices
 from lms.errors import StartupError
 
 EXPECTED_TABLES = {
-    "users", "courses", "lessons", "enrollments", "lesson_progress", "certificates",
-    "certificate_signing_keys", "creator_applications", "otp_codes", "refresh_tokens", "transcription_jobs", "transcripts",
-    "transcript_segments", "audit_log", "system_settings", "outbound_messages", "rate_limit_counters",
-}  # fmt: skip
+    "users",
+    "courses",
+    "lessons",
+    "enrollments",
+    "lesson_progress",
+    "certificates",
+    "certificate_signing_keys",
+    "creator_applications",
+    "otp_codes",
+    "refresh_tokens",
+    "transcription_jobs",
+    "transcripts",
+    "transcript_segments",
+    "audit_log",
+    "system_settings",
+    "outbound_messages",
+    "rate_limit_counters",
+}
 
 
 async def _tables(url: str) -> set[str]:
@@ -79,7 +93,8 @@ async def test_serving_refuses_a_schema_from_newer_code(scratch_database: str) -
     await migrate_forward(scratch_database, quiet=True)
     conn = await asyncpg.connect(scratch_database)
     await conn.execute(
-        "INSERT INTO migration (name, app_name, ran_on) VALUES ('2099-01-01T00:00:00:000000', 'lms', now())"
+        "INSERT INTO migration (name, app_name, ran_on)"
+        " VALUES ('2099-01-01T00:00:00:000000', 'lms', now())"
     )
     await conn.close()
     with pytest.raises(StartupError, match="does not know"):
@@ -207,8 +222,10 @@ async def test_course_search_vector_is_generated_and_weighted(conn: asyncpg.Conn
     creator = await _user(conn, "CREATOR")
     await conn.execute(
         "INSERT INTO courses (title, description, creator_id) VALUES ($1, $2, $3)",
-        "Postgres indexing", "Learn about databases", creator,
-    )  # fmt: skip
+        "Postgres indexing",
+        "Learn about databases",
+        creator,
+    )
     row = await conn.fetchrow(
         "SELECT search_vector @@ websearch_to_tsquery('english', 'indexes') AS hit FROM courses"
     )

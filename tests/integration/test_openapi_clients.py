@@ -44,9 +44,15 @@ class GeneratorWarning(UserWarning):
 def run(command: list[str], cwd: Path, timeout: float, **env: str) -> tuple[int, str]:
     """Exit status and the output (stdout and stderr together) of a tool."""
     result = subprocess.run(
-        command, cwd=cwd, env={**os.environ, **env}, timeout=timeout, check=False,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        command,
+        cwd=cwd,
+        env={**os.environ, **env},
+        timeout=timeout,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return result.returncode, result.stdout
 
 
@@ -94,8 +100,9 @@ async def served_document(client: httpx.AsyncClient) -> bytes:
 def tsc(project: Path) -> tuple[int, str]:
     return run(
         ["npx", "--no", "--", "tsc", "--noEmit", "--pretty", "false", "-p", str(project)],
-        cwd=TYPESCRIPT, timeout=120,
-    )  # fmt: skip
+        cwd=TYPESCRIPT,
+        timeout=120,
+    )
 
 
 def test_typescript_client_compiles_against_generated_types(
@@ -128,8 +135,10 @@ def test_typescript_client_compiles_against_generated_types(
     document.write_bytes(served_document)
     status, output = run(
         ["npx", "--no", "--", "openapi-typescript", str(document), "-o", str(types)],
-        cwd=TYPESCRIPT, timeout=120, NO_COLOR="1",
-    )  # fmt: skip
+        cwd=TYPESCRIPT,
+        timeout=120,
+        NO_COLOR="1",
+    )
     assert status == 0 and types.is_file(), f"openapi-typescript failed:\n{output}"
     surface("openapi-typescript", [line for line in output.splitlines() if "warn" in line.lower()])
 
@@ -202,9 +211,12 @@ def served_lms(
     log = tmp_path / "lms-serve.log"
     with log.open("wb") as sink:  # a file, not a pipe nobody reads that could fill and block it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lms", "serve", "--workers", "1"], env=env,
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "lms", "serve", "--workers", "1"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         ready = False
@@ -252,13 +264,22 @@ def python_client(served_lms: str, generator_python: Path, tmp_path: Path) -> Pa
     (tmp_path / "openapi.json").write_bytes(document.content)
     generated = tmp_path / "generated"
     status, output = run(
-        [str(generator_python.parent / "openapi-python-client"), "generate",
-         "--path", str(tmp_path / "openapi.json"), "--output-path", str(generated / "lms_client"),
-         "--meta", "none", "--overwrite"],
-        cwd=tmp_path, timeout=180,
+        [
+            str(generator_python.parent / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(tmp_path / "openapi.json"),
+            "--output-path",
+            str(generated / "lms_client"),
+            "--meta",
+            "none",
+            "--overwrite",
+        ],
+        cwd=tmp_path,
+        timeout=180,
         # Its post-generation hooks run `ruff`: the one pinned beside it, not whatever is on PATH.
         PATH=f"{generator_python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )  # fmt: skip
+    )
     assert status == 0 and (generated / "lms_client").is_dir(), output
     surface("openapi-python-client", summarise_generator_output(output))
     return generated
@@ -287,11 +308,15 @@ async def test_generated_python_client_signs_up_and_earns_a_certificate(
 
     email = unique_email("generated")
     journey = await asyncio.create_subprocess_exec(
-        str(generator_python), str(PYTHON / "journey.py"), served_lms, email,
+        str(generator_python),
+        str(PYTHON / "journey.py"),
+        served_lms,
+        email,
         env=child_env(PYTHONPATH=str(python_client)),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     assert journey.stdout is not None
     try:
         registered = await asyncio.wait_for(journey.stdout.readline(), 60)

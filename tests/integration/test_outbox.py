@@ -169,8 +169,9 @@ async def test_an_expired_message_is_failed_and_never_sent(
     stale, fresh = unique_email("stale"), unique_email("fresh")
     past = datetime.now(UTC) - timedelta(minutes=1)
     async with db.acquire() as conn, conn.transaction():
-        await queue_email(conn, Email(stale, "Old code", "Your code is 111111."), purpose="test",
-                          expires_at=past)  # fmt: skip
+        await queue_email(
+            conn, Email(stale, "Old code", "Your code is 111111."), purpose="test", expires_at=past
+        )
         await queue_email(
             conn,
             Email(fresh, "New code", "Your code is 222222."),

@@ -26,9 +26,14 @@ async def tokens_of(db: asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record
 async def issue(conn: asyncpg.Connection, user_id: uuid.UUID) -> uuid.UUID:
     family = uuid.uuid4()
     await refresh_tokens.insert(
-        conn, user_id=user_id, family_id=family, token_hash=new_refresh_token()[1],
-        ttl_seconds=3600, user_agent="test", ip_address="127.0.0.1",
-    )  # fmt: skip
+        conn,
+        user_id=user_id,
+        family_id=family,
+        token_hash=new_refresh_token()[1],
+        ttl_seconds=3600,
+        user_agent="test",
+        ip_address="127.0.0.1",
+    )
     return family
 
 
@@ -63,9 +68,12 @@ async def test_raw_statements_join_a_piccolo_transaction(db: asyncpg.Pool, make_
         async with transaction() as conn:
             await refresh_tokens.revoke_all_for_user(user.id)  # Piccolo
             await audit.record(
-                conn, actor_id=admin.id, action="test.revoke", target_type="user",
+                conn,
+                actor_id=admin.id,
+                action="test.revoke",
+                target_type="user",
                 target_id=user.id,
-            )  # fmt: skip
+            )
             raise RuntimeError("after the writes")
 
     with pytest.raises(RuntimeError, match="after the writes"):
@@ -80,9 +88,10 @@ async def test_raw_statements_join_a_piccolo_transaction(db: asyncpg.Pool, make_
             conn, actor_id=admin.id, action="test.revoke", target_type="user", target_id=user.id
         )
         # Both on one connection: the raw read sees the Piccolo write before the commit.
-        assert await conn.fetchval(
-            "SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL"
-        ) == 1  # fmt: skip
+        assert (
+            await conn.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL")
+            == 1
+        )
     [token] = await tokens_of(db, user.id)
     assert token["revoked_at"] is not None
     entry = await db.fetchrow("SELECT actor_id, target_id FROM audit_log")
@@ -99,9 +108,14 @@ async def test_a_token_locked_in_one_transaction_waits_for_it(
     token_hash = new_refresh_token()[1]
     async with db.acquire() as conn, conn.transaction():
         await refresh_tokens.insert(
-            conn, user_id=user.id, family_id=uuid.uuid4(), token_hash=token_hash,
-            ttl_seconds=60, user_agent=None, ip_address=None,
-        )  # fmt: skip
+            conn,
+            user_id=user.id,
+            family_id=uuid.uuid4(),
+            token_hash=token_hash,
+            ttl_seconds=60,
+            user_agent=None,
+            ip_address=None,
+        )
     async with transaction():
         row = await refresh_tokens.lock_by_hash(token_hash)
         assert row is not None and row["user_id"] == user.id and row["expired"] is False
@@ -112,6 +126,9 @@ async def test_a_token_locked_in_one_transaction_waits_for_it(
                     token_hash,
                 )
     async with db.acquire() as other:
-        assert await other.fetchval(
-            "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE NOWAIT", token_hash
-        ) == 1  # fmt: skip
+        assert (
+            await other.fetchval(
+                "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE NOWAIT", token_hash
+            )
+            == 1
+        )

@@ -65,7 +65,8 @@ def multipart_body(fields: dict[str, str], file: bytes | None, filename: str = "
     ]
     if file is not None:
         parts.append(
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"--{BOUNDARY}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             "Content-Type: video/mp4\r\n\r\n".encode()
             + file
             + b"\r\n"

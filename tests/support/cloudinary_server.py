@@ -120,10 +120,13 @@ def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], tuple[st
         if not separator:
             raise ValueError("multipart part without headers")
         disposition = next(
-            (line.split(":", 1)[1] for line in head.decode().split("\r\n")
-             if line.lower().startswith("content-disposition:")),
+            (
+                line.split(":", 1)[1]
+                for line in head.decode().split("\r\n")
+                if line.lower().startswith("content-disposition:")
+            ),
             "",
-        )  # fmt: skip
+        )
         name = re.search(r';\s*name="([^"]*)"', disposition)
         filename = re.search(r';\s*filename="([^"]*)"', disposition)
         if not name:

@@ -1,4 +1,5 @@
-"""The client IP for rate limits (lms.api.client_ip): X-Forwarded-For counts only via trusted proxies."""
+"""The client IP for rate limits (lms.api.client_ip): X-Forwarded-For counts only via trusted
+proxies."""
 
 from __future__ import annotations
 

@@ -96,7 +96,9 @@ def test_the_domain_knows_nothing_about_http() -> None:
         name
         for name, path in ((module_name(p), p) for p in (PACKAGE / "domain").rglob("*.py"))
         if path.name != "controllers.py"
-        and any(m == "litestar" or m.startswith(("litestar.", "lms.api.security", "lms.api.uploads"))
-                for m in runtime_imports(path))
-    )  # fmt: skip
+        and any(
+            m == "litestar" or m.startswith(("litestar.", "lms.api.security", "lms.api.uploads"))
+            for m in runtime_imports(path)
+        )
+    )
     assert offenders == []

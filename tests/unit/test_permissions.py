@@ -1,4 +1,5 @@
-"""The RBAC matrix (lms.domain.auth.permissions): LEARNER < CREATOR < ADMIN, each holding all below."""
+"""The RBAC matrix (lms.domain.auth.permissions): LEARNER < CREATOR < ADMIN, each holding all
+below."""
 
 from __future__ import annotations
 

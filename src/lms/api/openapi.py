@@ -90,9 +90,9 @@ ADMIN_LIST_ERRORS = (BAD, UNAUTHORIZED, FORBIDDEN)  # a filtered, paged list for
 
 
 # `security=` of routes that take an access token (the scheme is declared in openapi_config).
-BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
+BEARER: tuple[dict[str, list[str]], ...] = ({"BearerToken": []},)
 # Public routes whose answer depends on an optional token (the caller's own view).
-OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"BearerToken": []}]
+OPTIONAL_BEARER: tuple[dict[str, list[str]], ...] = ({}, {"BearerToken": []})
 _FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>"
 
 TAGS = [
@@ -114,6 +114,8 @@ def openapi_config(version: str) -> OpenAPIConfig:
         description="Learning-management backend: see the README for the flows and configuration.",
         path="/schema",
         tags=TAGS,
+        # A handler's docstring is its operation's description (unless the route gives one).
+        use_handler_docstrings=True,
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

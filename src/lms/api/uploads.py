@@ -130,7 +130,8 @@ async def receive_upload(
                         elif segment.filename:
                             raise ClientException(detail=f"unexpected file part {segment.name!r}")
                     elif event:
-                        assert segment is not None  # the parser emits a segment before its data
+                        if segment is None:
+                            raise RuntimeError("the parser emits a segment before its data")
                         if segment.name == file_field and sink is not None:
                             size += len(event)
                             await sink.write(event)

@@ -1,1 +1,1 @@
-"""Database: Piccolo tables and migrations, the engine and its asyncpg pool, raw hot-path queries."""
+"""Database: Piccolo tables and migrations, the engine and its asyncpg pool, queries by area."""

@@ -79,12 +79,14 @@ async def check_connection(database_url: str) -> None:
         await conn.close()
     if version.major < MIN_SERVER_VERSION:
         raise StartupError(
-            f"PostgreSQL at {where} is version {version.major}; lms needs {MIN_SERVER_VERSION} or newer"
+            f"PostgreSQL at {where} is version {version.major}; "
+            f"lms needs {MIN_SERVER_VERSION} or newer"
         )
 
 
 async def start_pool(settings: Settings) -> asyncpg.Pool:
-    assert settings.database_url, "database_url must be resolved before the pool starts"
+    if not settings.database_url:
+        raise RuntimeError("database_url must be resolved before the pool starts")
     await check_connection(settings.database_url)
     db = configure(settings.database_url)
     if db.pool is None:

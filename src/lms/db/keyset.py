@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from piccolo.columns import Column
+from piccolo.query.methods.select import Select
 from piccolo.querystring import QueryString
 
 
@@ -25,3 +27,16 @@ def before_sql(sort_key: str, row_id: str, first_param: int, sort_type: str) -> 
 def before(at: Column, row_id: Column, position: tuple[datetime, uuid.UUID]) -> QueryString:
     """For Piccolo's builder: `.where(keyset.before(T.created_at, T.id, position))`."""
     return QueryString("({}, {}) < ({}, {})", at, row_id, *position)
+
+
+def newest_first(
+    query: Select[Any],
+    at: Column,
+    row_id: Column,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Select[Any]:
+    """A page of a Piccolo select, newest first: the `limit` rows after the position `after`
+    (None: the first page)."""
+    query = query.order_by(at, row_id, ascending=False).limit(limit)
+    return query if after is None else query.where(before(at, row_id, after))

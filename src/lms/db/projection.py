@@ -59,7 +59,8 @@ def _nested_struct(field_type: inspect.Type) -> type[msgspec.Struct] | None:
 def json_object(struct: type[msgspec.Struct], **overrides: str) -> str:
     """`json_build_object('key', expression, ...)` for every field of `struct`, in order."""
     info = inspect.type_info(struct)
-    assert isinstance(info, inspect.StructType), struct
+    if not isinstance(info, inspect.StructType):
+        raise RuntimeError(f"json_object() takes a msgspec Struct type, got {struct!r}")
     pairs: list[str] = []
     for field in info.fields:
         expression = overrides.get(field.name) or _expression(field.type)

@@ -1,1 +1,2 @@
-"""Clients for the outside world (mail, SMS, video storage, speech): no HTTP-framework types here."""
+"""Clients for the outside world (mail, SMS, video storage, speech): no HTTP-framework types
+here."""

@@ -1,4 +1,5 @@
-"""Probe an uploaded file with PyAV: is it a video, how long, how big; decided by its bytes alone."""
+"""Probe an uploaded file with PyAV: is it a video, how long, how big; decided by its bytes
+alone."""
 
 from __future__ import annotations
 

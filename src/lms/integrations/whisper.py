@@ -1,4 +1,5 @@
-"""Speech to text with faster-whisper on CTranslate2: model and device choice, decoding, download."""
+"""Speech to text with faster-whisper on CTranslate2: model and device choice, decoding,
+download."""
 
 from __future__ import annotations
 

@@ -119,8 +119,12 @@ class OutboxDispatcher:
                     OUTBOUND_MESSAGES.labels(channel, "retry").inc()
                     log.warning(
                         "outbox: %s to %s failed (attempt %d), retrying in %.0fs: %s",
-                        row["purpose"], _masked(row), row["attempts"], delay, reason,
-                    )  # fmt: skip
+                        row["purpose"],
+                        _masked(row),
+                        row["attempts"],
+                        delay,
+                        reason,
+                    )
                 return
             await sql.mark_sent(self.pool, row["id"])
             OUTBOUND_MESSAGES.labels(channel, "sent").inc()

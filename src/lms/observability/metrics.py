@@ -50,7 +50,8 @@ TRANSCRIBED_AUDIO_SECONDS = Counter(
 )
 TRANSCRIPTION_COMPUTE_SECONDS = Counter(
     "lms_transcription_compute_seconds_total",
-    "Seconds spent in Whisper; rate(audio) / rate(compute) is the speed in audio seconds per second.",
+    "Seconds spent in Whisper; rate(audio) / rate(compute) is the speed in audio seconds per "
+    "second.",
 )
 TRANSCRIPTION_SPEED = Gauge(
     "lms_transcription_speed_ratio",

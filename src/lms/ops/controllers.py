@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from lms.api.schemas import CamelStruct
+from lms.api.security import PUBLIC_OPT
 from lms.broker import BrokerConnection
 from lms.context import Db
 from lms.domain.transcripts.monitoring import refresh_queue_metrics
@@ -38,8 +39,8 @@ async def _database_ok(db: asyncpg.Pool) -> bool:
 
 
 class OpsController(Controller):
-    tags = ["ops"]
-    opt = {"public": True}
+    tags = ("ops",)
+    opt = PUBLIC_OPT
 
     @get("/healthz", summary="Liveness", cache=False)
     async def healthz(self) -> Health:

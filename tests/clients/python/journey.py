@@ -88,8 +88,10 @@ def main(base_url: str, email: str) -> None:
 
     registered = parsed(
         auth_register_register.sync_detailed(client=anonymous, body=RegisterRequest(email=email)),
-        HTTPStatus.CREATED, RegisterResponse, "POST /auth/register",
-    )  # fmt: skip
+        HTTPStatus.CREATED,
+        RegisterResponse,
+        "POST /auth/register",
+    )
     say(step="registered", email=registered.email, userId=str(registered.user_id))
     code = sys.stdin.readline().strip()
 
@@ -97,21 +99,29 @@ def main(base_url: str, email: str) -> None:
         auth_verify_email_verify_email.sync_detailed(
             client=anonymous, body=VerifyEmailRequest(email=email, otp=code)
         ),
-        HTTPStatus.OK, VerifyEmailResponse, "POST /auth/verify-email",
-    )  # fmt: skip
+        HTTPStatus.OK,
+        VerifyEmailResponse,
+        "POST /auth/verify-email",
+    )
     assert verified.next_ == VerifyEmailResponseNext.COMPLETE_PROFILE, verified.next_
 
     profile = CompleteProfileRequest(
-        username=f"ada_{registered.user_id.hex[:8]}", password=PASSWORD,
-        full_name="Ada Lovelace", country="UK", state="London", zip_="NW1",
-    )  # fmt: skip
+        username=f"ada_{registered.user_id.hex[:8]}",
+        password=PASSWORD,
+        full_name="Ada Lovelace",
+        country="UK",
+        state="London",
+        zip_="NW1",
+    )
     tokens = parsed(
         auth_complete_profile_complete_profile.sync_detailed(
             client=AuthenticatedClient(base_url=base_url, token=verified.profile_token),
             body=profile,
         ),
-        HTTPStatus.OK, Tokens, "POST /auth/complete-profile",
-    )  # fmt: skip
+        HTTPStatus.OK,
+        Tokens,
+        "POST /auth/complete-profile",
+    )
     learner = AuthenticatedClient(
         base_url=base_url, token=tokens.access_token, raise_on_unexpected_status=True, timeout=30.0
     )
@@ -124,8 +134,10 @@ def main(base_url: str, email: str) -> None:
     while True:
         page = parsed(
             courses_list_courses.sync_detailed(client=learner, limit=1, cursor=cursor),
-            HTTPStatus.OK, CourseSummaryPage, "GET /courses",
-        )  # fmt: skip
+            HTTPStatus.OK,
+            CourseSummaryPage,
+            "GET /courses",
+        )
         pages.append(page.items)
         if not isinstance(page.next_cursor, str):
             break
@@ -146,17 +158,23 @@ def main(base_url: str, email: str) -> None:
         course = catalog[0]
         enrollment = parsed(
             courses_course_id_enroll_enroll.sync_detailed(course.id, client=learner),
-            HTTPStatus.CREATED, Enrollment, "POST /courses/{course_id}/enroll",
-        )  # fmt: skip
+            HTTPStatus.CREATED,
+            Enrollment,
+            "POST /courses/{course_id}/enroll",
+        )
         again = parsed(
             courses_course_id_enroll_enroll.sync_detailed(course.id, client=learner),
-            HTTPStatus.OK, Enrollment, "POST /courses/{course_id}/enroll (again)",
-        )  # fmt: skip
+            HTTPStatus.OK,
+            Enrollment,
+            "POST /courses/{course_id}/enroll (again)",
+        )
         assert again.id == enrollment.id
         lessons = parsed(
             courses_course_id_lessons_list_lessons.sync_detailed(course.id, client=learner),
-            HTTPStatus.OK, list, "GET /courses/{course_id}/lessons",
-        )  # fmt: skip
+            HTTPStatus.OK,
+            list,
+            "GET /courses/{course_id}/lessons",
+        )
         assert lessons and all(isinstance(lesson, Lesson) for lesson in lessons), lessons
 
         completion: LessonCompletion | None = None
@@ -167,8 +185,10 @@ def main(base_url: str, email: str) -> None:
             assert heartbeat.status_code == HTTPStatus.NO_CONTENT, heartbeat.content
             completion = parsed(
                 lessons_lesson_id_complete_complete.sync_detailed(lesson.id, client=learner),
-                HTTPStatus.OK, LessonCompletion, "POST /lessons/{lesson_id}/complete",
-            )  # fmt: skip
+                HTTPStatus.OK,
+                LessonCompletion,
+                "POST /lessons/{lesson_id}/complete",
+            )
         assert completion is not None and completion.course_completed, completion
         certificate = completion.certificate
         assert isinstance(certificate, Certificate), certificate
@@ -177,12 +197,16 @@ def main(base_url: str, email: str) -> None:
             certificates_verify_serial_hash_verify.sync_detailed(
                 certificate.serial_hash, client=anonymous
             ),
-            HTTPStatus.OK, Verification, "GET /certificates/verify/{serial_hash}",
-        )  # fmt: skip
+            HTTPStatus.OK,
+            Verification,
+            "GET /certificates/verify/{serial_hash}",
+        )
         unknown = parsed(
             certificates_verify_serial_hash_verify.sync_detailed("0" * 64, client=anonymous),
-            HTTPStatus.NOT_FOUND, NotVerified, "GET /certificates/verify/{unknown}",
-        )  # fmt: skip
+            HTTPStatus.NOT_FOUND,
+            NotVerified,
+            "GET /certificates/verify/{unknown}",
+        )
         report |= {
             "enrollmentId": str(enrollment.id),
             "lessons": [lesson.title for lesson in lessons],

@@ -107,8 +107,11 @@ async def test_users_are_found_by_prefixes_of_name_email_and_username(
     for user, email, username, full_name in people:
         await db.execute(
             "UPDATE users SET email = $2, username = $3, full_name = $4, name = $4 WHERE id = $1",
-            user.id, email, username, full_name,
-        )  # fmt: skip
+            user.id,
+            email,
+            username,
+            full_name,
+        )
 
     def ids(items: list[dict[str, Any]]) -> set[str]:
         return {u["id"] for u in items}

@@ -111,7 +111,8 @@ async def test_hits_recorded_by_another_process_count_here(
 
     # A window that began over a minute ago is over: the next request starts a new one.
     await db.execute(
-        "UPDATE rate_limit_counters SET window_start = now() - interval '61 seconds' WHERE key = $1",
+        "UPDATE rate_limit_counters SET window_start = now() - interval '61 seconds'"
+        " WHERE key = $1",
         key,
     )
     assert (await api.post("/auth/resend-otp", json=body)).status_code == 202

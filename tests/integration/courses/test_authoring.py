@@ -197,9 +197,10 @@ async def test_admin_course_list_filters_and_pages(
     )
     assert first.status_code == 200 and len(first.json()["items"]) == 2
     second = await api.get(
-        "/admin/courses", params={"status": "DRAFT", "limit": 2, "cursor": first.json()["nextCursor"]},
+        "/admin/courses",
+        params={"status": "DRAFT", "limit": 2, "cursor": first.json()["nextCursor"]},
         headers=admin.headers,
-    )  # fmt: skip
+    )
     assert len(second.json()["items"]) == 1 and second.json()["nextCursor"] is None
     ids = {c["id"] for c in first.json()["items"] + second.json()["items"]}
     assert len(ids) == 3

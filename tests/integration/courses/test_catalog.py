@@ -19,13 +19,17 @@ async def seed_published(
     """Published courses straight into the table, one minute apart (newest is the last)."""
     rows = await db.fetch(
         """
-        INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
-        SELECT $1, $2 || ' ' || i, 'About ' || $2, 10, 'PUBLISHED', now(), now() - (($3 - i) || ' minutes')::interval
+        INSERT INTO courses
+            (creator_id, title, description, price, status, submitted_at, published_at)
+        SELECT $1, $2 || ' ' || i, 'About ' || $2, 10, 'PUBLISHED', now(),
+               now() - (($3 - i) || ' minutes')::interval
         FROM generate_series(1, $3) AS i
         RETURNING id, published_at
         """,
-        creator.id, title, count,
-    )  # fmt: skip
+        creator.id,
+        title,
+        count,
+    )
     return [str(r["id"]) for r in sorted(rows, key=lambda r: r["published_at"], reverse=True)]
 
 
@@ -43,8 +47,16 @@ async def test_only_published_courses_newest_first(
     ] is None
     summary = items[0]
     assert set(summary) == {
-        "id", "title", "description", "thumbnailUrl", "price", "status", "creator", "lessonCount", "publishedAt",
-    }  # fmt: skip
+        "id",
+        "title",
+        "description",
+        "thumbnailUrl",
+        "price",
+        "status",
+        "creator",
+        "lessonCount",
+        "publishedAt",
+    }
     assert (
         summary["price"] == "49.99"
         and summary["lessonCount"] == 1
@@ -102,13 +114,16 @@ async def test_search_is_ranked_and_pages(
 ) -> None:
     await seed_published(db, creator, 5, title="Gardening")
     in_title = await db.fetchval(
-        """INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
-           VALUES ($1, 'Quantum computing for everyone', 'Qubits and gates', 0, 'PUBLISHED', now(), now() - interval '1 day')
+        """INSERT INTO courses
+               (creator_id, title, description, price, status, submitted_at, published_at)
+           VALUES ($1, 'Quantum computing for everyone', 'Qubits and gates', 0, 'PUBLISHED',
+                   now(), now() - interval '1 day')
            RETURNING id""",
         creator.id,
     )
     in_text = await db.fetchval(
-        """INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at)
+        """INSERT INTO courses
+               (creator_id, title, description, price, status, submitted_at, published_at)
            VALUES ($1, 'Physics', 'A short look at quantum ideas', 0, 'PUBLISHED', now(), now())
            RETURNING id""",
         creator.id,

@@ -40,25 +40,30 @@ async def test_pages_cost_the_same_at_any_depth(db: asyncpg.Pool, creator: TestU
         # 5,000 creators, one of them the test's, sharing 100,000 published courses.
         await conn.execute(
             """
-            INSERT INTO users (email, username, full_name, role, email_verified, is_profile_complete, password_hash)
-            SELECT 'creator' || i || '@example.test', 'creator' || i, 'Creator ' || i, 'CREATOR', true, true, 'x'
+            INSERT INTO users (email, username, full_name, role, email_verified,
+                               is_profile_complete, password_hash)
+            SELECT 'creator' || i || '@example.test', 'creator' || i, 'Creator ' || i, 'CREATOR',
+                   true, true, 'x'
             FROM generate_series(1, 4999) AS i
             """
         )
         await conn.execute(
             """
-            INSERT INTO courses (creator_id, title, description, price, status, submitted_at, published_at, lesson_count)
+            INSERT INTO courses (creator_id, title, description, price, status, submitted_at,
+                                 published_at, lesson_count)
             SELECT CASE WHEN i % 5000 = 0 THEN $1 ELSE creators.ids[1 + i % 4999] END,
                    'Course ' || i, 'Lessons about topic ' || (i % 500), 10, 'PUBLISHED', now(),
                    timestamptz '2026-01-01' + i * interval '1 minute', 3
             FROM generate_series(1, $2) AS i,
                  (SELECT array_agg(id) AS ids FROM users WHERE id <> $1) AS creators
             """,
-            creator.id, COURSES,
-        )  # fmt: skip
+            creator.id,
+            COURSES,
+        )
         await conn.execute("ANALYZE courses; ANALYZE users")
         deep = await conn.fetchrow(
-            "SELECT published_at, id FROM courses ORDER BY published_at DESC, id DESC OFFSET 90000 LIMIT 1"
+            "SELECT published_at, id FROM courses"
+            " ORDER BY published_at DESC, id DESC OFFSET 90000 LIMIT 1"
         )
         for mode in ("force_custom_plan", "force_generic_plan"):
             await conn.execute(f"SET plan_cache_mode = {mode}")

@@ -91,9 +91,11 @@ async def test_a_cloudinary_outage_fails_the_upload_cleanly(
     course = await new_course(api, creator)
     cloud.fail_with = 500
     response = await api.post(
-        f"/courses/{course['id']}/lessons/upload", headers=creator.headers,
-        files={"file": ("intro.mp4", VIDEO.read_bytes(), "video/mp4")}, data={"title": "Intro"},
-    )  # fmt: skip
+        f"/courses/{course['id']}/lessons/upload",
+        headers=creator.headers,
+        files={"file": ("intro.mp4", VIDEO.read_bytes(), "video/mp4")},
+        data={"title": "Intro"},
+    )
     assert response.status_code == 502
     assert await db.fetchval("SELECT count(*) FROM lessons") == 0
     assert await db.fetchval("SELECT count(*) FROM transcription_jobs") == 0

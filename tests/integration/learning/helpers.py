@@ -33,8 +33,9 @@ async def course_with_lessons(
         if duration is not None:
             await db.execute(
                 "UPDATE lessons SET duration_seconds = $2 WHERE id = $1",
-                uuid.UUID(lesson["id"]), duration,
-            )  # fmt: skip
+                uuid.UUID(lesson["id"]),
+                duration,
+            )
         lessons.append(lesson)
     submitted = await api.post(f"/courses/{course['id']}/submit", headers=owner.headers)
     assert submitted.status_code == 200, submitted.text
@@ -60,18 +61,22 @@ async def beat(
 async def wait_seconds(db: asyncpg.Pool, user: TestUser, lesson_id: str, seconds: float) -> None:
     """As if `seconds` of wall-clock time passed since the user's previous heartbeat."""
     await db.execute(
-        """UPDATE lesson_progress SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $3)
+        """UPDATE lesson_progress
+           SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $3)
            WHERE user_id = $1 AND lesson_id = $2""",
-        user.id, uuid.UUID(lesson_id), seconds,
-    )  # fmt: skip
+        user.id,
+        uuid.UUID(lesson_id),
+        seconds,
+    )
 
 
 async def lesson_row(db: asyncpg.Pool, user: TestUser, lesson_id: str) -> asyncpg.Record:
     row = await db.fetchrow(
         """SELECT position_seconds, watched_seconds, watched::text AS spans, completed
            FROM lesson_progress WHERE user_id = $1 AND lesson_id = $2""",
-        user.id, uuid.UUID(lesson_id),
-    )  # fmt: skip
+        user.id,
+        uuid.UUID(lesson_id),
+    )
     assert row is not None
     return row
 

@@ -85,7 +85,8 @@ async def test_json_rows_get_one_result_each_in_order(
     [
         "email\n{a}\n{b}\nghost@example.test\n",  # a header
         "{a}\n\n{b}\r\nghost@example.test",  # no header, blank and CRLF lines
-        '\ufeffName,Email\n"Ada, Countess",{a}\nBob,{b}\nGhost,ghost@example.test\n',  # BOM, quoting
+        # A byte-order mark and a quoted name with a comma.
+        '\ufeffName,Email\n"Ada, Countess",{a}\nBob,{b}\nGhost,ghost@example.test\n',
         "{a},extra,columns\n{b}\nghost@example.test\n",
     ],
     ids=["header", "plain", "named-column", "extra-columns"],

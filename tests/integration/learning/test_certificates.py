@@ -268,9 +268,13 @@ async def test_the_credential_verifies_offline_against_the_served_jwk_set(
     assert subject["id"] == claims["sub"] == f"urn:uuid:{earned['enrollmentId']}"
     assert subject["type"] == ["AchievementSubject"]
     assert subject["identifier"] == [
-        {"type": "IdentityObject", "identityType": "name", "hashed": False,
-         "identityHash": earned["learner"]["fullName"]}
-    ]  # fmt: skip
+        {
+            "type": "IdentityObject",
+            "identityType": "name",
+            "hashed": False,
+            "identityHash": earned["learner"]["fullName"],
+        }
+    ]
     achievement = subject["achievement"]
     assert achievement["name"] == "Category Theory" and achievement["type"] == ["Achievement"]
     assert achievement["id"] == f"{BASE_URL}/courses/{earned['course']['id']}"

@@ -79,8 +79,12 @@ async def test_a_creator_without_courses_sees_zeros_and_learners_are_refused(
         body = (await api.get("/creator/dashboard", headers=user.headers)).json()
         assert body["courses"] == []
         assert body["totals"] == {
-            "courseCount": 0, "lessonCount": 0, "enrollmentCount": 0, "completionCount": 0,
-            "learnerCount": 0, "averageProgress": 0,
-        }  # fmt: skip
+            "courseCount": 0,
+            "lessonCount": 0,
+            "enrollmentCount": 0,
+            "completionCount": 0,
+            "learnerCount": 0,
+            "averageProgress": 0,
+        }
     assert (await api.get("/creator/dashboard", headers=learner.headers)).status_code == 403
     assert (await api.get("/creator/dashboard")).status_code == 401

@@ -34,11 +34,15 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def seed(conn: asyncpg.Connection, creator: TestUser) -> None:
     await conn.execute(
         """
-        INSERT INTO users (email, username, full_name, role, email_verified, is_profile_complete, password_hash)
-        SELECT 'creator' || i || '@example.test', 'creator' || i, 'Creator ' || i, 'CREATOR', true, true, 'x'
+        INSERT INTO users (email, username, full_name, role, email_verified,
+                           is_profile_complete, password_hash)
+        SELECT 'creator' || i || '@example.test', 'creator' || i, 'Creator ' || i, 'CREATOR',
+               true, true, 'x'
         FROM generate_series(1, 100) AS i;
-        INSERT INTO users (email, username, full_name, role, email_verified, is_profile_complete, password_hash)
-        SELECT 'learner' || i || '@example.test', 'learner' || i, 'Learner ' || i, 'LEARNER', true, true, 'x'
+        INSERT INTO users (email, username, full_name, role, email_verified,
+                           is_profile_complete, password_hash)
+        SELECT 'learner' || i || '@example.test', 'learner' || i, 'Learner ' || i, 'LEARNER',
+               true, true, 'x'
         FROM generate_series(1, 20000) AS i
         """
     )
@@ -51,8 +55,11 @@ async def seed(conn: asyncpg.Connection, creator: TestUser) -> None:
         FROM generate_series(1, $2::int + $4::int) AS i,
              (SELECT array_agg(id) AS ids FROM users WHERE role = 'CREATOR' AND id <> $1) AS others;
         """,
-        creator.id, MY_COURSES, LESSONS, OTHER_COURSES,
-    )  # fmt: skip
+        creator.id,
+        MY_COURSES,
+        LESSONS,
+        OTHER_COURSES,
+    )
     await conn.execute(
         """
         INSERT INTO lessons (course_id, title, position, duration_seconds)
@@ -75,8 +82,11 @@ async def seed(conn: asyncpg.Connection, creator: TestUser) -> None:
                          ELSE $1::int + 1 + (l.n + k * 401) % $2::int END
         ON CONFLICT DO NOTHING
         """,
-        MY_COURSES, OTHER_COURSES, PER_LEARNER, MY_SHARE_PERCENT,
-    )  # fmt: skip
+        MY_COURSES,
+        OTHER_COURSES,
+        PER_LEARNER,
+        MY_SHARE_PERCENT,
+    )
     await conn.execute(
         """
         INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, completed, completed_at,

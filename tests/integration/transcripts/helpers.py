@@ -39,12 +39,17 @@ async def store_transcript(
                 language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
                 text = EXCLUDED.text
             """,
-            lid, current if version is None else version, language, duration, text,
-        )  # fmt: skip
+            lid,
+            current if version is None else version,
+            language,
+            duration,
+            text,
+        )
         await conn.execute("DELETE FROM transcript_segments WHERE lesson_id = $1", lid)
         await conn.executemany(
             """
-            INSERT INTO transcript_segments (lesson_id, seq, start_seconds, end_seconds, text, words)
+            INSERT INTO transcript_segments
+                (lesson_id, seq, start_seconds, end_seconds, text, words)
             VALUES ($1, $2, $3, $4, $5, '[]'::jsonb)
             """,
             # Backwards, and with whisper's leading space, so readers must order by seq and trim.
@@ -68,8 +73,9 @@ async def new_video_version(db: asyncpg.Pool, lesson_id: str | uuid.UUID) -> Non
 async def enroll(db: asyncpg.Pool, user: TestUser, course_id: str) -> None:
     await db.execute(
         "INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)",
-        user.id, uuid.UUID(course_id),
-    )  # fmt: skip
+        user.id,
+        uuid.UUID(course_id),
+    )
 
 
 async def course_with_videos(

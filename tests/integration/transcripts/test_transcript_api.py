@@ -112,9 +112,10 @@ async def test_a_lesson_without_video_has_status_none(
         "/courses", json={"title": "T", "description": "", "price": 0}, headers=creator.headers
     )
     lesson = await api.post(
-        f"/courses/{course.json()['id']}/lessons", json={"title": "Text only"},
+        f"/courses/{course.json()['id']}/lessons",
+        json={"title": "Text only"},
         headers=creator.headers,
-    )  # fmt: skip
+    )
     response = await api.get(url(lesson.json()), headers=creator.headers)
     assert response.status_code == 200 and response.json() == {"status": "NONE", **EMPTY}
 

@@ -41,15 +41,23 @@ async def test_finds_the_lessons_and_times_where_words_are_spoken(
     course, (warmup, race) = await course_with_videos(
         api, creator, ["Warm-up", "Race day"], publish_as=admin
     )
-    await store_transcript(db, warmup["id"], [
-        (0.0, 4.0, "Before we start, stretch your legs."),
-        (4.0, 9.5, "A slow run wakes the body up."),
-        (9.5, 14.0, "Garbage collection is not part of running."),
-    ])  # fmt: skip
-    await store_transcript(db, race["id"], [
-        (0.0, 3.0, "Welcome to race day."),
-        (3725.25, 3731.0, "After an hour she runs the last mile."),
-    ])  # fmt: skip
+    await store_transcript(
+        db,
+        warmup["id"],
+        [
+            (0.0, 4.0, "Before we start, stretch your legs."),
+            (4.0, 9.5, "A slow run wakes the body up."),
+            (9.5, 14.0, "Garbage collection is not part of running."),
+        ],
+    )
+    await store_transcript(
+        db,
+        race["id"],
+        [
+            (0.0, 3.0, "Welcome to race day."),
+            (3725.25, 3731.0, "After an hour she runs the last mile."),
+        ],
+    )
     # Another course of the same creator that says the same words: never in this course's results.
     other, (elsewhere,) = await course_with_videos(api, creator, ["Elsewhere"], publish_as=admin)
     await store_transcript(db, elsewhere["id"], [(1.0, 2.0, "Running and running again.")])
@@ -209,8 +217,9 @@ async def test_a_rare_word_is_found_through_the_gin_index(
             FROM l JOIN t ON t.lesson_id = l.id JOIN c ON c.id = l.course_id,
                  generate_series(0, 39) AS s
             """,
-            uuid.UUID(course["id"]), creator.id,
-        )  # fmt: skip
+            uuid.UUID(course["id"]),
+            creator.id,
+        )
         assert await conn.fetchval("SELECT count(*) FROM transcript_segments") == 6000
         # VACUUM also moves the new entries from the GIN index's pending list into the index
         # proper, as autovacuum does in a running system (the planner rightly avoids a long
@@ -221,8 +230,10 @@ async def test_a_rare_word_is_found_through_the_gin_index(
         try:
             raw = await conn.fetchval(
                 f"EXPLAIN (FORMAT JSON) {sql.SEARCH_IN_COURSE}",
-                uuid.UUID(course["id"]), "xylophone", sql.SEARCH_LIMIT,
-            )  # fmt: skip
+                uuid.UUID(course["id"]),
+                "xylophone",
+                sql.SEARCH_LIMIT,
+            )
         finally:
             await conn.execute("RESET plan_cache_mode")
     plan = list(nodes(json.loads(raw)[0]["Plan"]))

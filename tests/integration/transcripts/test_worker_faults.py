@@ -61,9 +61,13 @@ def service_env(settings: Settings, nats_url: str, tag: str) -> dict[str, str]:
 def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "lms", *args], env=env, stdout=out, stderr=out,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "lms", *args],
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -172,8 +176,9 @@ async def test_a_job_queued_while_nats_is_down_is_delivered_when_it_returns(
             course = (await client.post("/courses", json={"title": "Outage", "price": 0})).json()
             uploaded = await client.post(
                 f"/courses/{course['id']}/lessons/upload",
-                files={"file": ("speech.mp4", SPEECH.read_bytes(), "video/mp4")}, data={"title": "Spoken"},
-            )  # fmt: skip
+                files={"file": ("speech.mp4", SPEECH.read_bytes(), "video/mp4")},
+                data={"title": "Spoken"},
+            )
             assert uploaded.status_code == 201, uploaded.text
             lesson = uploaded.json()
             assert lesson["transcriptStatus"] == "QUEUED"

@@ -61,7 +61,8 @@ async def test_a_job_becomes_one_transcript(
     assert word_error_rate(expected, transcript["text"]) < 0.2, transcript["text"]
     assert transcript["language"] == "en" and transcript["video_version"] == 1
     segments = await db.fetch(
-        "SELECT seq, start_seconds, end_seconds, text, words FROM transcript_segments WHERE lesson_id = $1 ORDER BY seq",
+        "SELECT seq, start_seconds, end_seconds, text, words FROM transcript_segments"
+        " WHERE lesson_id = $1 ORDER BY seq",
         queued.lesson_id,
     )
     assert segments and [s["seq"] for s in segments] == list(range(len(segments)))
@@ -141,7 +142,8 @@ async def test_a_job_held_by_a_live_worker_is_left_to_it(
 ) -> None:
     queued = await queued_lesson(db, settings, creator)
     await db.execute(
-        "UPDATE transcription_jobs SET status = 'PROCESSING', attempts = 1, updated_at = now() WHERE id = $1",
+        "UPDATE transcription_jobs SET status = 'PROCESSING', attempts = 1, updated_at = now()"
+        " WHERE id = $1",
         queued.job_id,
     )
 
@@ -191,8 +193,9 @@ async def test_the_sweeper_publishes_what_nats_never_got(
     await db.execute(
         """UPDATE transcription_jobs SET status = 'PROCESSING', attempts = $2,
                   updated_at = now() - interval '1 hour' WHERE id = $1""",
-        spent.job_id, settings.jobs_max_deliver,
-    )  # fmt: skip
+        spent.job_id,
+        settings.jobs_max_deliver,
+    )
     before = await messages(broker, settings.jobs_stream)
     published = await sweep_once(db, settings, broker)  # type: ignore[arg-type]
     assert published == 1  # the old unpublished one; the fresh one is left to the API

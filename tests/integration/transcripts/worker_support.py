@@ -49,8 +49,10 @@ async def queued_lesson(
                              video_version, transcript_status)
         VALUES ($1, $2, 'Spoken', 1, $3, 'local', $3, 1, 'QUEUED')
         """,
-        lesson_id, course_id, key,
-    )  # fmt: skip
+        lesson_id,
+        course_id,
+        key,
+    )
     await db.execute("UPDATE courses SET lesson_count = 1 WHERE id = $1", course_id)
     job_id = await db.fetchval(
         "INSERT INTO transcription_jobs (lesson_id, video_version) VALUES ($1, 1) RETURNING id",

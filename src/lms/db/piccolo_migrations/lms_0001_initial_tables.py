@@ -82,7 +82,11 @@ class User(Table, tablename="users", schema=None):
 
 ID = "2026-11-25T12:48:35:432497"
 VERSION = "1.38.0"
-DESCRIPTION = "Initial tables: users, courses, lessons, enrollments, progress, certificates, creator applications, OTP codes, refresh tokens, transcription jobs, transcripts, audit log, system settings"
+DESCRIPTION = (
+    "Initial tables: users, courses, lessons, enrollments, progress, certificates, creator "
+    "applications, OTP codes, refresh tokens, transcription jobs, transcripts, audit log, system "
+    "settings"
+)
 
 
 async def forwards():

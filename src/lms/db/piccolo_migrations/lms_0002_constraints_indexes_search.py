@@ -34,7 +34,8 @@ def index(name: str, definition: str, unique: bool = False) -> Step:
 
 def generated_tsvector(table: str, column: str, expression: str) -> Step:
     return (
-        f"ALTER TABLE {table} ADD COLUMN {column} tsvector GENERATED ALWAYS AS ({expression}) STORED",
+        f"ALTER TABLE {table} ADD COLUMN {column} tsvector"
+        f" GENERATED ALWAYS AS ({expression}) STORED",
         f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}",
     )
 
@@ -116,7 +117,8 @@ STEPS: list[Step] = [
     ),
     # enrollments
     (
-        "ALTER TABLE enrollments ADD CONSTRAINT enrollments_user_course_key UNIQUE (user_id, course_id)",
+        "ALTER TABLE enrollments"
+        " ADD CONSTRAINT enrollments_user_course_key UNIQUE (user_id, course_id)",
         "ALTER TABLE enrollments DROP CONSTRAINT IF EXISTS enrollments_user_course_key",
     ),
     check("enrollments", "enrollments_progress_check", "progress >= 0 AND progress <= 100"),
@@ -127,7 +129,8 @@ STEPS: list[Step] = [
     (
         "ALTER TABLE lesson_progress ADD CONSTRAINT lesson_progress_enrollment_lesson_key"
         " UNIQUE (enrollment_id, lesson_id)",
-        "ALTER TABLE lesson_progress DROP CONSTRAINT IF EXISTS lesson_progress_enrollment_lesson_key",
+        "ALTER TABLE lesson_progress"
+        " DROP CONSTRAINT IF EXISTS lesson_progress_enrollment_lesson_key",
     ),
     check("lesson_progress", "lesson_progress_position_check", "position_seconds >= 0"),
     check(
@@ -195,7 +198,8 @@ STEPS: list[Step] = [
     (
         "ALTER TABLE transcription_jobs ADD CONSTRAINT transcription_jobs_lesson_version_key"
         " UNIQUE (lesson_id, video_version)",
-        "ALTER TABLE transcription_jobs DROP CONSTRAINT IF EXISTS transcription_jobs_lesson_version_key",
+        "ALTER TABLE transcription_jobs"
+        " DROP CONSTRAINT IF EXISTS transcription_jobs_lesson_version_key",
     ),
     index(
         "transcription_jobs_sweep_idx",
@@ -208,7 +212,8 @@ STEPS: list[Step] = [
     (
         "ALTER TABLE transcript_segments ADD CONSTRAINT transcript_segments_lesson_seq_key"
         " UNIQUE (lesson_id, seq)",
-        "ALTER TABLE transcript_segments DROP CONSTRAINT IF EXISTS transcript_segments_lesson_seq_key",
+        "ALTER TABLE transcript_segments"
+        " DROP CONSTRAINT IF EXISTS transcript_segments_lesson_seq_key",
     ),
     check(
         "transcript_segments",

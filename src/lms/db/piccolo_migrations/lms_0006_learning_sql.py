@@ -17,7 +17,8 @@ STEPS: list[tuple[str, str]] = [
     # The spans of the video a learner really played, in seconds: a union, so watching a span
     # twice counts it once and watched_seconds (its measure) can never exceed the video.
     (
-        "ALTER TABLE lesson_progress ADD COLUMN watched nummultirange NOT NULL DEFAULT nummultirange()",
+        "ALTER TABLE lesson_progress"
+        " ADD COLUMN watched nummultirange NOT NULL DEFAULT nummultirange()",
         "ALTER TABLE lesson_progress DROP COLUMN IF EXISTS watched",
     ),
     (

@@ -6,5 +6,5 @@ from typing import TypeAlias
 
 import asyncpg
 
-# Every query function takes either: a pool for a one-off statement, a connection inside a transaction.
+# A raw query function takes a pool for a one-off statement, a connection inside a transaction.
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool

@@ -12,9 +12,15 @@ from lms.db.tables import AuditEntry
 
 # What the API shows (`AuditEntry` on the wire); the foreign key comes back as actor_id.
 COLUMNS = (
-    AuditEntry.id, AuditEntry.actor, AuditEntry.action, AuditEntry.target_type,
-    AuditEntry.target_id, AuditEntry.before, AuditEntry.after, AuditEntry.created_at,
-)  # fmt: skip
+    AuditEntry.id,
+    AuditEntry.actor,
+    AuditEntry.action,
+    AuditEntry.target_type,
+    AuditEntry.target_id,
+    AuditEntry.before,
+    AuditEntry.after,
+    AuditEntry.created_at,
+)
 
 
 # Raw on the caller's connection: it joins the (mostly raw asyncpg) transaction of the action.
@@ -35,8 +41,13 @@ async def insert(
         INSERT INTO audit_log (actor_id, action, target_type, target_id, before, after)
         VALUES ($1, $2, $3, $4, $5, $6)
         """,
-        actor_id, action, target_type, target_id, before, after,
-    )  # fmt: skip
+        actor_id,
+        action,
+        target_type,
+        target_id,
+        before,
+        after,
+    )
 
 
 async def list_page(
@@ -48,15 +59,9 @@ async def list_page(
 ) -> list[dict[str, Any]]:
     """Newest first, keyset on (created_at, id); before/after come back decoded (the pool's jsonb
     codec)."""
-    query = (
-        AuditEntry.select(*COLUMNS)
-        .order_by(AuditEntry.created_at, AuditEntry.id, ascending=False)
-        .limit(limit)
-    )
+    query = AuditEntry.select(*COLUMNS)
     if action is not None:
         query = query.where(AuditEntry.action == action)
     if actor_id is not None:
         query = query.where(AuditEntry.actor == actor_id)
-    if after is not None:
-        query = query.where(keyset.before(AuditEntry.created_at, AuditEntry.id, after))
-    return await query
+    return await keyset.newest_first(query, AuditEntry.created_at, AuditEntry.id, after, limit)

@@ -17,6 +17,7 @@ from lms.db import keyset
 from lms.db.projection import json_object
 from lms.db.queries import Conn
 from lms.domain.courses.schemas import Course, CourseSummary
+from lms.invariants import present
 
 COURSE_SUMMARY = json_object(CourseSummary)
 COURSE_JSON = json_object(Course)
@@ -94,8 +95,7 @@ async def published_page(
     if after is not None:
         args += [after[0], after[1]]
     row = await conn.fetchrow(LISTINGS[(after is not None, creator_id is not None)], *args)
-    assert row is not None
-    return row
+    return present(row, "an aggregate without GROUP BY returns one row")
 
 
 async def search_page(
@@ -116,8 +116,7 @@ async def search_page(
     row = await conn.fetchrow(
         SEARCHES[(after is not None, creator_id is not None)], *args, timeout=within
     )
-    assert row is not None
-    return row
+    return present(row, "an aggregate without GROUP BY returns one row")
 
 
 COURSE_BY_ID = f"""

@@ -41,9 +41,17 @@ async def insert(
         ON CONFLICT (enrollment_id) DO NOTHING
         RETURNING {COLUMNS}
         """,
-        certificate_id, user_id, course_id, enrollment_id, serial_hash, learner_name,
-        course_title, creator_name, jws, issued_at,
-    )  # fmt: skip
+        certificate_id,
+        user_id,
+        course_id,
+        enrollment_id,
+        serial_hash,
+        learner_name,
+        course_title,
+        creator_name,
+        jws,
+        issued_at,
+    )
 
 
 async def by_id(
@@ -97,8 +105,9 @@ async def revoke(conn: Conn, certificate_id: uuid.UUID, reason: str) -> asyncpg.
         WHERE id = $1 AND status = 'VALID'
         RETURNING {COLUMNS}
         """,
-        certificate_id, reason,
-    )  # fmt: skip
+        certificate_id,
+        reason,
+    )
 
 
 async def register_signing_key(conn: Conn, kid: str, public_jwk: dict[str, str]) -> None:
@@ -107,8 +116,9 @@ async def register_signing_key(conn: Conn, kid: str, public_jwk: dict[str, str])
         INSERT INTO certificate_signing_keys (kid, public_jwk) VALUES ($1, $2)
         ON CONFLICT (kid) DO NOTHING
         """,
-        kid, public_jwk,
-    )  # fmt: skip
+        kid,
+        public_jwk,
+    )
 
 
 async def signing_keys(conn: Conn) -> list[asyncpg.Record]:

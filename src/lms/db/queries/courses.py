@@ -36,8 +36,12 @@ async def insert(
         INSERT INTO courses (creator_id, title, description, price, thumbnail_url)
         VALUES ($1, $2, $3, $4, $5) RETURNING id
         """,
-        creator_id, title, description, price, thumbnail_url,
-    )  # fmt: skip
+        creator_id,
+        title,
+        description,
+        price,
+        thumbnail_url,
+    )
     return course_id
 
 
@@ -46,8 +50,9 @@ async def update_draft(conn: Conn, course_id: uuid.UUID, values: dict[str, objec
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(values, start=2))
     status = await conn.execute(
         f"UPDATE courses SET {assignments}, updated_at = now() WHERE id = $1 AND status = 'DRAFT'",
-        course_id, *values.values(),
-    )  # fmt: skip
+        course_id,
+        *values.values(),
+    )
     return bool(status == "UPDATE 1")
 
 
@@ -57,8 +62,9 @@ async def submit(conn: Conn, course_id: uuid.UUID, owner_id: uuid.UUID) -> bool:
         UPDATE courses SET status = 'PENDING', submitted_at = now(), updated_at = now()
         WHERE id = $1 AND creator_id = $2 AND status = 'DRAFT' AND lesson_count > 0
         """,
-        course_id, owner_id,
-    )  # fmt: skip
+        course_id,
+        owner_id,
+    )
     return bool(status == "UPDATE 1")
 
 
@@ -80,8 +86,9 @@ async def send_back(conn: Conn, course_id: uuid.UUID, feedback: str) -> bool:
         UPDATE courses SET status = 'DRAFT', review_notes = $2, updated_at = now()
         WHERE id = $1 AND status = 'PENDING'
         """,
-        course_id, feedback,
-    )  # fmt: skip
+        course_id,
+        feedback,
+    )
     return bool(status == "UPDATE 1")
 
 
@@ -92,7 +99,8 @@ async def delete(conn: Conn, course_id: uuid.UUID) -> bool:
 
 async def video_keys(conn: Conn, course_id: uuid.UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT video_provider, video_key FROM lessons WHERE course_id = $1 AND video_key IS NOT NULL",
+        "SELECT video_provider, video_key FROM lessons"
+        " WHERE course_id = $1 AND video_key IS NOT NULL",
         course_id,
     )
     return rows
@@ -100,7 +108,8 @@ async def video_keys(conn: Conn, course_id: uuid.UUID) -> list[asyncpg.Record]:
 
 async def as_json(conn: Conn, course_id: uuid.UUID) -> str:
     body: str = await conn.fetchval(
-        f"SELECT {COURSE_JSON}::text FROM courses c JOIN users u ON u.id = c.creator_id WHERE c.id = $1",
+        f"SELECT {COURSE_JSON}::text"
+        " FROM courses c JOIN users u ON u.id = c.creator_id WHERE c.id = $1",
         course_id,
     )
     return body

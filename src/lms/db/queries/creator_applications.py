@@ -13,11 +13,17 @@ from lms.db.tables import ApplicationStatus, CreatorApplication
 # What the API shows (`CreatorApplication` on the wire); the foreign keys come back as user_id
 # and reviewer_id, their column names.
 COLUMNS = (
-    CreatorApplication.id, CreatorApplication.user, CreatorApplication.bio,
-    CreatorApplication.portfolio_url, CreatorApplication.experience_years,
-    CreatorApplication.status, CreatorApplication.reviewer_notes, CreatorApplication.reviewer,
-    CreatorApplication.created_at, CreatorApplication.reviewed_at,
-)  # fmt: skip
+    CreatorApplication.id,
+    CreatorApplication.user,
+    CreatorApplication.bio,
+    CreatorApplication.portfolio_url,
+    CreatorApplication.experience_years,
+    CreatorApplication.status,
+    CreatorApplication.reviewer_notes,
+    CreatorApplication.reviewer,
+    CreatorApplication.created_at,
+    CreatorApplication.reviewed_at,
+)
 
 
 async def insert(
@@ -82,15 +88,8 @@ async def list_page(
     *, status: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[dict[str, Any]]:
     """Newest first, keyset on (created_at, id)."""
-    query = (
-        CreatorApplication.select(*COLUMNS)
-        .order_by(CreatorApplication.created_at, CreatorApplication.id, ascending=False)
-        .limit(limit)
-    )
+    query = CreatorApplication.select(*COLUMNS)
     if status is not None:
         query = query.where(CreatorApplication.status == status)
-    if after is not None:
-        query = query.where(
-            keyset.before(CreatorApplication.created_at, CreatorApplication.id, after)
-        )
-    return await query
+    table = CreatorApplication
+    return await keyset.newest_first(query, table.created_at, table.id, after, limit)

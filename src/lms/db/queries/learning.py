@@ -15,6 +15,7 @@ import asyncpg
 from lms.db.projection import json_object
 from lms.db.queries import Conn
 from lms.domain.learning.schemas import ProgressEntry
+from lms.invariants import present
 
 PROGRESS_ENTRY = json_object(ProgressEntry)
 ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, completed_at"
@@ -31,8 +32,9 @@ async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncp
         ON CONFLICT (user_id, course_id) DO NOTHING
         RETURNING {ENROLLMENT_COLUMNS}
         """,
-        user_id, course_id,
-    )  # fmt: skip
+        user_id,
+        course_id,
+    )
 
 
 async def enrollment_in_published(
@@ -44,8 +46,9 @@ async def enrollment_in_published(
         FROM enrollments e JOIN courses c ON c.id = e.course_id
         WHERE e.user_id = $1 AND e.course_id = $2 AND c.status = 'PUBLISHED'
         """,
-        user_id, course_id,
-    )  # fmt: skip
+        user_id,
+        course_id,
+    )
 
 
 async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> list[asyncpg.Record]:
@@ -74,8 +77,9 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
         FROM matched m LEFT JOIN inserted ins ON ins.user_id = m.user_id
         ORDER BY m.n
         """,
-        course_id, emails,
-    )  # fmt: skip
+        course_id,
+        emails,
+    )
     return rows
 
 
@@ -207,8 +211,7 @@ async def mark_completed(
     course_id: uuid.UUID,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(MARK_COMPLETED, enrollment_id, lesson_id, user_id, course_id)
-    assert row is not None, "the enrollment is locked by this transaction"
-    return row
+    return present(row, "the enrollment is locked by this transaction")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,8 +246,9 @@ async def course_progress(
         FROM enrollments e LEFT JOIN certificates cert ON cert.enrollment_id = e.id
         WHERE e.user_id = $1 AND e.course_id = $2
         """,
-        user_id, course_id,
-    )  # fmt: skip
+        user_id,
+        course_id,
+    )
 
 
 async def lesson_states(
@@ -264,6 +268,7 @@ async def lesson_states(
         WHERE l.course_id = $2
         ORDER BY l.position
         """,
-        enrollment_id, course_id,
-    )  # fmt: skip
+        enrollment_id,
+        course_id,
+    )
     return rows

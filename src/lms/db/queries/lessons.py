@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from lms.db.queries import Conn
+from lms.invariants import present
 
 COLUMNS = """id, course_id, title, description, position, video_url, video_provider, video_key,
     video_version, duration_seconds, transcript_status, created_at, updated_at"""
@@ -55,12 +56,20 @@ async def insert_at(
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         RETURNING {COLUMNS}
         """,
-        lesson_id, course_id, position, title, description, video_url, video_provider, video_key,
-        video_version, duration_seconds, transcript_status,
-    )  # fmt: skip
+        lesson_id,
+        course_id,
+        position,
+        title,
+        description,
+        video_url,
+        video_provider,
+        video_key,
+        video_version,
+        duration_seconds,
+        transcript_status,
+    )
     await _recount(conn, course_id)
-    assert row is not None
-    return row
+    return present(row, "INSERT ... RETURNING returns the row")
 
 
 async def _shift(conn: Conn, course_id: uuid.UUID, *, from_position: int, by: int) -> None:
@@ -69,8 +78,10 @@ async def _shift(conn: Conn, course_id: uuid.UUID, *, from_position: int, by: in
     await conn.execute("SET CONSTRAINTS lessons_course_position_key DEFERRED")
     await conn.execute(
         "UPDATE lessons SET position = position + $3 WHERE course_id = $1 AND position >= $2",
-        course_id, from_position, by,
-    )  # fmt: skip
+        course_id,
+        from_position,
+        by,
+    )
 
 
 async def _recount(conn: Conn, course_id: uuid.UUID) -> None:
@@ -90,8 +101,9 @@ async def update_fields(conn: Conn, lesson_id: uuid.UUID, values: dict[str, obje
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(values, start=2))
     await conn.execute(
         f"UPDATE lessons SET {assignments}, updated_at = now() WHERE id = $1",
-        lesson_id, *values.values(),
-    )  # fmt: skip
+        lesson_id,
+        *values.values(),
+    )
 
 
 async def move(conn: Conn, course_id: uuid.UUID, lesson_id: uuid.UUID, old: int, new: int) -> None:
@@ -103,21 +115,26 @@ async def move(conn: Conn, course_id: uuid.UUID, lesson_id: uuid.UUID, old: int,
         await conn.execute(
             """UPDATE lessons SET position = position + 1
                WHERE course_id = $1 AND position >= $2 AND position < $3""",
-            course_id, new, old,
-        )  # fmt: skip
+            course_id,
+            new,
+            old,
+        )
     else:
         await conn.execute(
             """UPDATE lessons SET position = position - 1
                WHERE course_id = $1 AND position > $2 AND position <= $3""",
-            course_id, old, new,
-        )  # fmt: skip
+            course_id,
+            old,
+            new,
+        )
     await conn.execute(
         "UPDATE lessons SET position = $2, updated_at = now() WHERE id = $1", lesson_id, new
     )
 
 
 async def reorder(conn: Conn, course_id: uuid.UUID, lesson_ids: list[uuid.UUID]) -> None:
-    """Positions 1..n in the order of `lesson_ids` (every lesson of the course, checked by the caller)."""
+    """Positions 1..n in the order of `lesson_ids` (every lesson of the course, checked by the
+    caller)."""
     await conn.execute("SET CONSTRAINTS lessons_course_position_key DEFERRED")
     await conn.execute(
         """
@@ -125,8 +142,9 @@ async def reorder(conn: Conn, course_id: uuid.UUID, lesson_ids: list[uuid.UUID])
         FROM unnest($2::uuid[]) WITH ORDINALITY AS o(id, position)
         WHERE l.id = o.id AND l.course_id = $1 AND l.position <> o.position
         """,
-        course_id, lesson_ids,
-    )  # fmt: skip
+        course_id,
+        lesson_ids,
+    )
 
 
 async def delete(conn: Conn, course_id: uuid.UUID, lesson_id: uuid.UUID, position: int) -> None:
@@ -138,8 +156,9 @@ async def delete(conn: Conn, course_id: uuid.UUID, lesson_id: uuid.UUID, positio
 async def is_enrolled(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> bool:
     found: bool = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2)",
-        user_id, course_id,
-    )  # fmt: skip
+        user_id,
+        course_id,
+    )
     return found
 
 
@@ -156,8 +175,10 @@ async def queue_transcription(
                 request_id = EXCLUDED.request_id, updated_at = now()
         RETURNING id
         """,
-        lesson_id, video_version, request_id,
-    )  # fmt: skip
+        lesson_id,
+        video_version,
+        request_id,
+    )
     return job_id
 
 

@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 
 from lms.db.queries import Conn
+from lms.invariants import present
 
 
 async def supersede(conn: Conn, user_id: uuid.UUID, purpose: str) -> None:
@@ -16,8 +17,9 @@ async def supersede(conn: Conn, user_id: uuid.UUID, purpose: str) -> None:
         UPDATE otp_codes SET invalidated_at = now()
         WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL AND invalidated_at IS NULL
         """,
-        user_id, purpose,
-    )  # fmt: skip
+        user_id,
+        purpose,
+    )
 
 
 async def insert(
@@ -38,8 +40,15 @@ async def insert(
                                max_attempts, expires_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
         """,
-        otp_id, user_id, channel, purpose, destination, code_hash, max_attempts, float(ttl_seconds),
-    )  # fmt: skip
+        otp_id,
+        user_id,
+        channel,
+        purpose,
+        destination,
+        code_hash,
+        max_attempts,
+        float(ttl_seconds),
+    )
 
 
 async def lock_newest(conn: Conn, user_id: uuid.UUID, purpose: str) -> asyncpg.Record | None:
@@ -52,8 +61,9 @@ async def lock_newest(conn: Conn, user_id: uuid.UUID, purpose: str) -> asyncpg.R
         ORDER BY created_at DESC LIMIT 1
         FOR UPDATE
         """,
-        user_id, purpose,
-    )  # fmt: skip
+        user_id,
+        purpose,
+    )
 
 
 async def record_wrong_try(conn: Conn, otp_id: uuid.UUID) -> asyncpg.Record:
@@ -66,8 +76,7 @@ async def record_wrong_try(conn: Conn, otp_id: uuid.UUID) -> asyncpg.Record:
         """,
         otp_id,
     )
-    assert row is not None
-    return row
+    return present(row, "the caller's transaction holds the code's row locked (FOR UPDATE)")
 
 
 async def consume(conn: Conn, otp_id: uuid.UUID) -> None:
@@ -81,8 +90,9 @@ async def pending_destination(conn: Conn, user_id: uuid.UUID, purpose: str) -> s
         SELECT destination FROM otp_codes WHERE user_id = $1 AND purpose = $2
         ORDER BY created_at DESC LIMIT 1
         """,
-        user_id, purpose,
-    )  # fmt: skip
+        user_id,
+        purpose,
+    )
 
 
 async def purge_old(conn: Conn, older_than_seconds: int) -> str:

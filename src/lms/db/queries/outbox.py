@@ -29,8 +29,15 @@ async def enqueue(
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         RETURNING id
         """,
-        channel, recipient, subject, body_text, body_html, purpose, expires_at, request_id,
-    )  # fmt: skip
+        channel,
+        recipient,
+        subject,
+        body_text,
+        body_html,
+        purpose,
+        expires_at,
+        request_id,
+    )
 
 
 async def claim_due(conn: Conn, *, limit: int, lease_seconds: int) -> list[asyncpg.Record]:
@@ -50,10 +57,12 @@ async def claim_due(conn: Conn, *, limit: int, lease_seconds: int) -> list[async
         ) due
         WHERE m.id = due.id
         RETURNING m.id, m.channel, m.recipient, m.subject, m.body_text, m.body_html, m.purpose,
-                  m.attempts, m.request_id, (m.expires_at IS NOT NULL AND m.expires_at <= now()) AS expired
+                  m.attempts, m.request_id,
+                  (m.expires_at IS NOT NULL AND m.expires_at <= now()) AS expired
         """,
-        limit, float(lease_seconds),
-    )  # fmt: skip
+        limit,
+        float(lease_seconds),
+    )
     return rows
 
 
@@ -76,8 +85,10 @@ async def mark_retry(conn: Conn, message_id: uuid.UUID, error: str, delay_second
                next_attempt_at = now() + make_interval(secs => $3)
         WHERE id = $1
         """,
-        message_id, error[:2000], delay_seconds,
-    )  # fmt: skip
+        message_id,
+        error[:2000],
+        delay_seconds,
+    )
 
 
 async def mark_failed(conn: Conn, message_id: uuid.UUID, error: str) -> None:
@@ -87,14 +98,19 @@ async def mark_failed(conn: Conn, message_id: uuid.UUID, error: str) -> None:
                body_text = NULL, body_html = NULL
         WHERE id = $1
         """,
-        message_id, error[:2000],
-    )  # fmt: skip
+        message_id,
+        error[:2000],
+    )
 
 
 async def seconds_until_next_due(conn: Conn) -> float | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         """
-        SELECT greatest(extract(epoch FROM min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) - now()), 0)::float8
+        SELECT greatest(
+                   extract(epoch FROM min(greatest(next_attempt_at,
+                                                   coalesce(locked_until, next_attempt_at)))
+                                      - now()),
+                   0)::float8
         FROM outbound_messages WHERE status = 'PENDING'
         """
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lms.db.queries import Conn
+from lms.invariants import present
 
 # One statement: start a new window when the old one is over, else count the hit. RETURNING gives
 # the count after this hit and the seconds until the window resets.
@@ -32,8 +33,10 @@ class Hit:
 
 
 async def hit(conn: Conn, key: str, window_seconds: int) -> Hit:
-    row = await conn.fetchrow(HIT, key, float(window_seconds))
-    assert row is not None
+    row = present(
+        await conn.fetchrow(HIT, key, float(window_seconds)),
+        "INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row",
+    )
     return Hit(row["hits"], max(row["reset_in"], 0.0))
 
 

@@ -9,14 +9,19 @@ from piccolo.columns import Column
 
 from lms.db.builder import db_now
 from lms.db.tables import SystemSettings
+from lms.invariants import present
 
 # The settings as RuntimeSettings reads them; the foreign key comes back as updated_by_id.
 COLUMNS = (
-    SystemSettings.registration_open, SystemSettings.otp_ttl_seconds,
-    SystemSettings.otp_max_attempts, SystemSettings.completion_threshold_percent,
-    SystemSettings.require_watch_to_complete, SystemSettings.max_upload_bytes,
-    SystemSettings.updated_at, SystemSettings.updated_by,
-)  # fmt: skip
+    SystemSettings.registration_open,
+    SystemSettings.otp_ttl_seconds,
+    SystemSettings.otp_max_attempts,
+    SystemSettings.completion_threshold_percent,
+    SystemSettings.require_watch_to_complete,
+    SystemSettings.max_upload_bytes,
+    SystemSettings.updated_at,
+    SystemSettings.updated_by,
+)
 
 
 async def read(*, lock: bool = False) -> dict[str, Any]:
@@ -26,8 +31,7 @@ async def read(*, lock: bool = False) -> dict[str, Any]:
     if lock:
         query = query.lock_rows()
     row = await query.first()
-    assert row is not None, "the system_settings row is created by migration 0002"
-    return row
+    return present(row, "the system_settings row is created by migration 0002")
 
 
 async def update(values: dict[str, object], actor_id: uuid.UUID) -> dict[str, Any]:

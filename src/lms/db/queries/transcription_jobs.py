@@ -25,8 +25,9 @@ async def claim(conn: Conn, job_id: uuid.UUID, lease_seconds: float) -> asyncpg.
                OR (status = 'PROCESSING' AND updated_at < now() - make_interval(secs => $2)))
         RETURNING {JOB}
         """,
-        job_id, lease_seconds,
-    )  # fmt: skip
+        job_id,
+        lease_seconds,
+    )
 
 
 async def get(conn: Conn, job_id: uuid.UUID) -> asyncpg.Record | None:
@@ -53,8 +54,10 @@ async def set_lesson_status(
         UPDATE lessons SET transcript_status = $3, updated_at = now()
         WHERE id = $1 AND video_version = $2
         """,
-        lesson_id, video_version, status,
-    )  # fmt: skip
+        lesson_id,
+        video_version,
+        status,
+    )
 
 
 async def lock_lesson_version(conn: Conn, lesson_id: uuid.UUID) -> int | None:
@@ -85,8 +88,12 @@ async def store_transcript(
                 duration_seconds = EXCLUDED.duration_seconds, text = EXCLUDED.text,
                 created_at = now()
         """,
-        lesson_id, video_version, language, duration_seconds, text,
-    )  # fmt: skip
+        lesson_id,
+        video_version,
+        language,
+        duration_seconds,
+        text,
+    )
     await conn.execute("DELETE FROM transcript_segments WHERE lesson_id = $1", lesson_id)
     await conn.executemany(
         """
@@ -101,18 +108,22 @@ async def store_transcript(
                duration_seconds = coalesce(duration_seconds, $2)
         WHERE id = $1
         """,
-        lesson_id, duration_seconds,
-    )  # fmt: skip
+        lesson_id,
+        duration_seconds,
+    )
 
 
 async def finish(conn: Conn, job_id: uuid.UUID, status: str, error: str | None) -> None:
     await conn.execute(
         """
-        UPDATE transcription_jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
+        UPDATE transcription_jobs
+        SET status = $2, error = $3, finished_at = now(), updated_at = now()
         WHERE id = $1
         """,
-        job_id, status, error[:4000] if error else None,
-    )  # fmt: skip
+        job_id,
+        status,
+        error[:4000] if error else None,
+    )
 
 
 async def retry_later(conn: Conn, job_id: uuid.UUID, error: str) -> None:
@@ -123,8 +134,9 @@ async def retry_later(conn: Conn, job_id: uuid.UUID, error: str) -> None:
                updated_at = now()
         WHERE id = $1
         """,
-        job_id, error[:4000],
-    )  # fmt: skip
+        job_id,
+        error[:4000],
+    )
 
 
 async def due_for_publishing(
@@ -147,8 +159,10 @@ async def due_for_publishing(
         WHERE j.id = due.id
         RETURNING j.id
         """,
-        quiet_seconds, republish_after_seconds, limit,
-    )  # fmt: skip
+        quiet_seconds,
+        republish_after_seconds,
+        limit,
+    )
     return rows
 
 
@@ -162,8 +176,9 @@ async def abandoned(conn: Conn, *, stale_seconds: float, limit: int = 100) -> li
         ORDER BY updated_at LIMIT $2
         FOR UPDATE SKIP LOCKED
         """,
-        stale_seconds, limit,
-    )  # fmt: skip
+        stale_seconds,
+        limit,
+    )
     return rows
 
 

@@ -8,8 +8,9 @@ import asyncpg
 
 from lms.db.queries import Conn
 
-# A transcript is current when it was made from the lesson's present video (transcripts.video_version
-# = lessons.video_version); an older one is never served or searched, whatever the lesson's status.
+# A transcript is current when it was made from the lesson's present video
+# (transcripts.video_version = lessons.video_version); an older one is never served or searched,
+# whatever the lesson's status.
 SEARCH_LIMIT = 100
 
 
@@ -22,8 +23,9 @@ async def current_transcript(
         SELECT language, duration_seconds, text
         FROM transcripts WHERE lesson_id = $1 AND video_version = $2
         """,
-        lesson_id, video_version,
-    )  # fmt: skip
+        lesson_id,
+        video_version,
+    )
 
 
 async def segments(conn: Conn, lesson_id: uuid.UUID) -> list[asyncpg.Record]:

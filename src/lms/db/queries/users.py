@@ -17,15 +17,29 @@ from lms.db import keyset
 from lms.db.builder import db_now
 from lms.db.queries import Conn
 from lms.db.tables import Role, User
+from lms.invariants import present
 
 # What the API shows of a user (`User` on the wire); never the password hash. Piccolo's columns,
 # and the same list as SQL text for the raw statements.
 PUBLIC = (
-    User.id, User.email, User.phone_number, User.name, User.username, User.full_name,
-    User.country, User.state, User.zip, User.email_verified, User.phone_verified,
-    User.is_profile_complete, User.is_active, User.role, User.created_at, User.updated_at,
+    User.id,
+    User.email,
+    User.phone_number,
+    User.name,
+    User.username,
+    User.full_name,
+    User.country,
+    User.state,
+    User.zip,
+    User.email_verified,
+    User.phone_verified,
+    User.is_profile_complete,
+    User.is_active,
+    User.role,
+    User.created_at,
+    User.updated_at,
     User.last_login_at,
-)  # fmt: skip
+)
 PUBLIC_COLUMNS = ", ".join(column._meta.db_column_name for column in PUBLIC)
 
 
@@ -47,7 +61,8 @@ async def public_by_id(conn: Conn, user_id: uuid.UUID) -> asyncpg.Record | None:
 async def by_email(conn: Conn, email: str, *, lock: bool = False) -> asyncpg.Record | None:
     suffix = " FOR UPDATE" if lock else ""
     return await conn.fetchrow(
-        f"SELECT {PUBLIC_COLUMNS}, password_hash, token_version FROM users WHERE email = $1{suffix}",
+        f"SELECT {PUBLIC_COLUMNS}, password_hash, token_version"
+        f" FROM users WHERE email = $1{suffix}",
         email,
     )
 
@@ -75,16 +90,17 @@ async def register(conn: Conn, email: str, password_hash: str | None) -> asyncpg
                 updated_at = CASE WHEN users.email_verified THEN users.updated_at ELSE now() END
         RETURNING id, email, email_verified, is_profile_complete, (xmax = 0) AS inserted
         """,
-        email, password_hash,
-    )  # fmt: skip
-    assert row is not None
-    return row
+        email,
+        password_hash,
+    )
+    return present(row, "INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row")
 
 
 # Raw: part of sign-up's asyncpg transaction (verify-email).
 async def mark_email_verified(conn: Conn, user_id: uuid.UUID) -> None:
     await conn.execute(
-        "UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1 AND NOT email_verified",
+        "UPDATE users SET email_verified = true, updated_at = now()"
+        " WHERE id = $1 AND NOT email_verified",
         user_id,
     )
 
@@ -100,9 +116,11 @@ async def phone_owner(conn: Conn, phone: str) -> uuid.UUID | None:
 # Raw: part of sign-up's asyncpg transaction (verify-phone).
 async def set_verified_phone(conn: Conn, user_id: uuid.UUID, phone: str) -> None:
     await conn.execute(
-        "UPDATE users SET phone_number = $2, phone_verified = true, updated_at = now() WHERE id = $1",
-        user_id, phone,
-    )  # fmt: skip
+        "UPDATE users SET phone_number = $2, phone_verified = true, updated_at = now()"
+        " WHERE id = $1",
+        user_id,
+        phone,
+    )
 
 
 # Raw: part of sign-up's asyncpg transaction, a conditional UPDATE ... RETURNING.
@@ -127,8 +145,15 @@ async def complete_profile(
         WHERE id = $1 AND NOT is_profile_complete AND email_verified AND is_active
         RETURNING {PUBLIC_COLUMNS}, token_version
         """,
-        user_id, username, password_hash, full_name, name, country, state, zip_code,
-    )  # fmt: skip
+        user_id,
+        username,
+        password_hash,
+        full_name,
+        name,
+        country,
+        state,
+        zip_code,
+    )
 
 
 # Raw: part of login's asyncpg transaction (coalesce keeps the hash unless it is upgraded).
@@ -142,10 +167,10 @@ async def record_login(
         WHERE id = $1
         RETURNING {PUBLIC_COLUMNS}, token_version
         """,
-        user_id, new_password_hash,
-    )  # fmt: skip
-    assert row is not None
-    return row
+        user_id,
+        new_password_hash,
+    )
+    return present(row, "login has just read this user, and users are never deleted")
 
 
 # Raw: part of recovery's transaction, on the connection the OTP check runs on.
@@ -156,8 +181,9 @@ async def reset_password(conn: Conn, user_id: uuid.UUID, password_hash: str) -> 
         UPDATE users SET password_hash = $2, token_version = token_version + 1, updated_at = now()
         WHERE id = $1
         """,
-        user_id, password_hash,
-    )  # fmt: skip
+        user_id,
+        password_hash,
+    )
 
 
 # Piccolo from here on: the admin's cold paths. Run the locking ones inside
@@ -172,16 +198,14 @@ async def list_page(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Newest first, keyset on (created_at, id); `tsquery` is a to_tsquery('simple') string."""
-    query = User.select(*PUBLIC).order_by(User.created_at, User.id, ascending=False).limit(limit)
+    query = User.select(*PUBLIC)
     if role is not None:
         query = query.where(User.role == role)
     if tsquery is not None:
         # search_vector is generated by the migrations (Piccolo has no tsvector column), with
         # its GIN index; the query text goes as a parameter.
         query = query.where(QueryString("search_vector @@ to_tsquery('simple', {})", tsquery))
-    if after is not None:
-        query = query.where(keyset.before(User.created_at, User.id, after))
-    return await query
+    return await keyset.newest_first(query, User.created_at, User.id, after, limit)
 
 
 async def lock_for_admin(user_id: uuid.UUID) -> dict[str, Any] | None:

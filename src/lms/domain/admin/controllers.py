@@ -24,9 +24,9 @@ PrincipalRequest = Request[Principal, Any, Any]
 
 class AdminUsersController(Controller):
     path = "/admin/users"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.MANAGE_USERS)]
+    guards = (requires(Permission.MANAGE_USERS),)
 
     @get(
         "/",
@@ -60,9 +60,9 @@ class AdminUsersController(Controller):
 
 class AdminSettingsController(Controller):
     path = "/admin/settings"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.SYSTEM_SETTINGS)]
+    guards = (requires(Permission.SYSTEM_SETTINGS),)
 
     @get("/", responses=errors(UNAUTHORIZED, FORBIDDEN), summary="Runtime settings")
     async def get_settings(self, ctx: Ctx) -> SystemSettingsOut:
@@ -81,9 +81,9 @@ class AdminSettingsController(Controller):
 
 class AdminAuditController(Controller):
     path = "/admin/audit"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.SYSTEM_SETTINGS)]
+    guards = (requires(Permission.SYSTEM_SETTINGS),)
 
     @get(
         "/",

@@ -1,4 +1,5 @@
-"""Admin actions on users and runtime settings; each writes its audit row in the same transaction."""
+"""Admin actions on users and runtime settings; each writes its audit row in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -68,15 +69,24 @@ async def update_user(
             await refresh_tokens.revoke_all_for_user(user_id)
         if role != before["role"]:
             await audit.record(
-                conn, actor_id=admin.user_id, action="user.role_change", target_type="user",
-                target_id=user_id, before={"role": before["role"]}, after={"role": role},
-            )  # fmt: skip
+                conn,
+                actor_id=admin.user_id,
+                action="user.role_change",
+                target_type="user",
+                target_id=user_id,
+                before={"role": before["role"]},
+                after={"role": role},
+            )
         if active != before["is_active"]:
             await audit.record(
-                conn, actor_id=admin.user_id, action="user.activate" if active else "user.deactivate",
-                target_type="user", target_id=user_id,
-                before={"isActive": before["is_active"]}, after={"isActive": active},
-            )  # fmt: skip
+                conn,
+                actor_id=admin.user_id,
+                action="user.activate" if active else "user.deactivate",
+                target_type="user",
+                target_id=user_id,
+                before={"isActive": before["is_active"]},
+                after={"isActive": active},
+            )
     # Other processes hear it through NOTIFY; this one must not wait for its own echo.
     ctx.users.invalidate(user_id)
     return User.from_row(after)
@@ -103,9 +113,14 @@ async def update_settings(
         before = await settings_sql.read(lock=True)
         after = await settings_sql.update(changes, admin.user_id)
         await audit.record(
-            conn, actor_id=admin.user_id, action="settings.update", target_type="system_settings",
-            target_id=1, before=_as_on_the_wire(before, changes), after=_as_on_the_wire(after, changes),
-        )  # fmt: skip
+            conn,
+            actor_id=admin.user_id,
+            action="settings.update",
+            target_type="system_settings",
+            target_id=1,
+            before=_as_on_the_wire(before, changes),
+            after=_as_on_the_wire(after, changes),
+        )
     value = RuntimeSettings.from_row(after)
     ctx.system.store(value)
     return SystemSettingsOut.of(value)

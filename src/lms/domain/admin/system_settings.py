@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from lms.db.queries import system_settings as sql
+from lms.invariants import present
 from lms.notifications.cache import NotifiedCache
 from lms.notifications.listener import Subscriber
 
@@ -58,8 +59,7 @@ class SystemSettingsCache:
 
     async def get(self) -> RuntimeSettings:
         value = await self._cache.get(None)
-        assert value is not None, "the settings row always exists (a migration creates it)"
-        return value
+        return present(value, "the settings row always exists (a migration creates it)")
 
     async def reload(self) -> RuntimeSettings:
         """Read the row again now (after a change made behind the API's back, as tests do)."""

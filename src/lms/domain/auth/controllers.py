@@ -55,7 +55,7 @@ def _client(request: AnyRequest, ctx: Ctx) -> ClientInfo:
 
 class AuthController(Controller):
     path = "/"
-    tags = ["auth"]
+    tags = ("auth",)
 
     @post(
         ["/auth/register", "/user-auth/register"],

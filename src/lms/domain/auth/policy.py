@@ -47,7 +47,8 @@ def password_problem(
     estimate = zxcvbn(password[:STRENGTH_CHECKED_CHARS], user_inputs=inputs)
     if estimate["score"] < MIN_STRENGTH_SCORE:
         warning = estimate["feedback"].get("warning") or "it would be easy to guess"
-        return f"password is too weak: {warning.rstrip('.').lower()}; a few unrelated words make a strong one"
+        reason = warning.rstrip(".").lower()
+        return f"password is too weak: {reason}; a few unrelated words make a strong one"
     return None
 
 

@@ -18,6 +18,7 @@ from lms.domain.auth.signup import (
     valid_email,
     wake_outbox,
 )
+from lms.invariants import present
 
 
 async def forgot_password(db: asyncpg.Pool, ctx: AppContext, raw_email: str) -> None:
@@ -48,10 +49,10 @@ async def reset_password(db: asyncpg.Pool, ctx: AppContext, body: ResetPasswordR
             conn, ctx.secret, user, purpose=OtpPurpose.RESET_PASSWORD.value, code=body.otp
         )
         if result.ok:
-            assert user is not None
+            user = present(user, "a code checks out only for an existing user")
             # The version bump kills every access token; revoking ends every refresh family.
             await users.reset_password(conn, user["id"], new_hash)
             await refresh_tokens.revoke_all_for_user(user["id"])
     result.raise_if_refused()
-    assert user is not None
+    user = present(user, "a code checks out only for an existing user")
     ctx.users.invalidate(user["id"])

@@ -18,6 +18,7 @@ from lms.domain.auth.schemas import LoginRequest, Tokens, User
 from lms.domain.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
 from lms.domain.errors import Forbidden, Invalid, Unauthenticated
 from lms.domain.rate_limits import FAILED_LOGINS, account_key, give_back, take
+from lms.invariants import present
 
 BAD_CREDENTIALS = "invalid email, username or password"
 
@@ -132,8 +133,7 @@ async def refresh(ctx: AppContext, refresh_token: str, client: ClientInfo) -> To
                 await refresh_tokens.mark_rotated(row["id"])
                 return await open_session(conn, ctx, user, client, family_id=row["family_id"])
     # Raised after commit: the revocation above must stick although the request fails.
-    assert refusal is not None
-    raise refusal
+    raise present(refusal, "every branch that does not return sets a refusal")
 
 
 async def logout(principal: Principal, refresh_token: str) -> None:

@@ -36,6 +36,7 @@ from lms.domain.auth.sessions import ClientInfo, open_session
 from lms.domain.auth.tokens import issue_profile_token
 from lms.domain.errors import Conflict, Forbidden, Invalid
 from lms.domain.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
+from lms.invariants import present
 from lms.messaging.outbox import queue_email, queue_sms
 
 
@@ -60,7 +61,8 @@ async def check_password(password: str, *, email: str | None, username: str | No
 
 
 async def throttle_sends(db: asyncpg.Pool, destination: str, purpose: OtpPurpose) -> None:
-    """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever asks."""
+    """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever
+    asks."""
     key = account_key(f"otp-send:{purpose.value}", destination)
     await take(db, key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
     await take(db, key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
@@ -79,9 +81,15 @@ async def send_email_code(
     purpose: OtpPurpose,
 ) -> None:
     code = await otp.issue(
-        conn, ctx.secret, user_id=user_id, channel=OtpChannel.EMAIL.value, purpose=purpose.value,
-        destination=email, ttl_seconds=runtime.otp_ttl_seconds, max_attempts=runtime.otp_max_attempts,
-    )  # fmt: skip
+        conn,
+        ctx.secret,
+        user_id=user_id,
+        channel=OtpChannel.EMAIL.value,
+        purpose=purpose.value,
+        destination=email,
+        ttl_seconds=runtime.otp_ttl_seconds,
+        max_attempts=runtime.otp_max_attempts,
+    )
     message = otp_email(email, code, purpose.value, runtime.otp_ttl_seconds)
     await queue_email(
         conn, message, purpose=f"otp.{purpose.value.lower()}", expires_at=_expiry(runtime)
@@ -96,10 +104,15 @@ async def send_phone_code(
     phone: str,
 ) -> None:
     code = await otp.issue(
-        conn, ctx.secret, user_id=user_id, channel=OtpChannel.SMS.value,
-        purpose=OtpPurpose.VERIFY_PHONE.value, destination=phone,
-        ttl_seconds=runtime.otp_ttl_seconds, max_attempts=runtime.otp_max_attempts,
-    )  # fmt: skip
+        conn,
+        ctx.secret,
+        user_id=user_id,
+        channel=OtpChannel.SMS.value,
+        purpose=OtpPurpose.VERIFY_PHONE.value,
+        destination=phone,
+        ttl_seconds=runtime.otp_ttl_seconds,
+        max_attempts=runtime.otp_max_attempts,
+    )
     sms = otp_sms(phone, code, runtime.otp_ttl_seconds)
     await queue_sms(conn, sms, purpose="otp.verify_phone", expires_at=_expiry(runtime))
 
@@ -168,10 +181,10 @@ async def verify_email(
             conn, ctx.secret, user, purpose=OtpPurpose.VERIFY_EMAIL.value, code=body.otp
         )
         if result.ok:
-            assert user is not None
+            user = present(user, "a code checks out only for an existing user")
             await users.mark_email_verified(conn, user["id"])
     result.raise_if_refused()  # after commit, so a wrong try stays counted
-    assert user is not None
+    user = present(user, "a code checks out only for an existing user")
     if not user["is_active"]:
         raise Forbidden("account is deactivated")
     token = issue_profile_token(
@@ -194,9 +207,13 @@ async def verify_phone(
     try:
         async with db.acquire() as conn, conn.transaction():
             result = await otp.check(
-                conn, ctx.secret, user_id=principal.user_id, purpose=OtpPurpose.VERIFY_PHONE.value,
-                code=body.otp, destination=phone,
-            )  # fmt: skip
+                conn,
+                ctx.secret,
+                user_id=principal.user_id,
+                purpose=OtpPurpose.VERIFY_PHONE.value,
+                code=body.otp,
+                destination=phone,
+            )
             if result.ok:
                 await users.set_verified_phone(conn, principal.user_id, phone)
     except asyncpg.UniqueViolationError:
@@ -215,8 +232,9 @@ async def complete_profile(
     username = normalize_username(body.username)
     if username is None:
         raise Invalid("username must be 3-50 characters of a-z, 0-9, '_', '.', '-'")
-    current = await users.public_by_id(db, principal.user_id)
-    assert current is not None  # authenticate() found it
+    current = present(
+        await users.public_by_id(db, principal.user_id), "authenticate() found this user"
+    )
     await check_password(body.password, email=current["email"], username=username)
     phone = valid_phone(body.phone_number) if body.phone_number else None
     runtime = await ctx.system.get()
@@ -224,10 +242,16 @@ async def complete_profile(
     try:
         async with db.acquire() as conn, conn.transaction():
             row = await users.complete_profile(
-                conn, principal.user_id, username=username, password_hash=password_hash,
-                full_name=body.full_name.strip(), name=(body.name or "").strip() or None,
-                country=body.country.strip(), state=body.state.strip(), zip_code=body.zip.strip(),
-            )  # fmt: skip
+                conn,
+                principal.user_id,
+                username=username,
+                password_hash=password_hash,
+                full_name=body.full_name.strip(),
+                name=(body.name or "").strip() or None,
+                country=body.country.strip(),
+                state=body.state.strip(),
+                zip_code=body.zip.strip(),
+            )
             if row is None:
                 if current["is_profile_complete"]:
                     raise Conflict("profile is already complete; log in instead")

@@ -35,7 +35,8 @@ class TokenClaims:
 
 
 def _issue(settings: Settings, claims: dict[str, object], ttl: int) -> str:
-    assert settings.jwt_secret, "the JWT secret must be resolved before tokens are issued"
+    if not settings.jwt_secret:
+        raise RuntimeError("the JWT secret must be resolved before tokens are issued")
     now = int(time.time())
     claims |= {"iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
@@ -60,7 +61,8 @@ def issue_profile_token(settings: Settings, *, user_id: uuid.UUID, token_version
 
 
 def decode_token(settings: Settings, token: str, kinds: tuple[str, ...]) -> TokenClaims:
-    assert settings.jwt_secret
+    if not settings.jwt_secret:
+        raise RuntimeError("the JWT secret must be resolved before tokens are decoded")
     try:
         claims = jwt.decode(
             token,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from lms.db.queries import users as sql
+from lms.invariants import present
 from lms.notifications.cache import NotifiedCache
 from lms.notifications.listener import Subscriber
 
@@ -64,8 +65,7 @@ class UserAuthCache:
         return self._cache.subscriber()
 
     async def _load(self, user_id: uuid.UUID) -> UserAuthState | None:
-        assert self._db is not None, "bound to the pool at startup"
-        row = await sql.auth_state(self._db, user_id)
+        row = await sql.auth_state(present(self._db, "bound to the pool at startup"), user_id)
         if row is None:
             return None
         return UserAuthState(row["role"], row["is_active"], row["token_version"])

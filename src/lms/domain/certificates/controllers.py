@@ -45,7 +45,7 @@ def preferred(request: AnyRequest, offered: list[str]) -> str:
 
 class CertificateController(Controller):
     path = "/certificates"
-    tags = ["certificates"]
+    tags = ("certificates",)
 
     @get(
         "/",
@@ -91,7 +91,7 @@ class CertificateController(Controller):
 
 class EnrollmentCertificateController(Controller):
     path = "/enrollments"
-    tags = ["certificates"]
+    tags = ("certificates",)
     security = BEARER
 
     @get(
@@ -115,7 +115,7 @@ class EnrollmentCertificateController(Controller):
 
 class JwksController(Controller):
     path = "/.well-known/jwks.json"
-    tags = ["certificates"]
+    tags = ("certificates",)
 
     @get(
         "/",
@@ -132,9 +132,9 @@ class JwksController(Controller):
 
 class AdminCertificateController(Controller):
     path = "/admin/certificates"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.MANAGE_USERS)]
+    guards = (requires(Permission.MANAGE_USERS),)
 
     @post(
         "/{certificate_id:uuid}/revoke",

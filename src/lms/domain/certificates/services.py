@@ -30,6 +30,7 @@ from lms.domain.certificates.schemas import (
 )
 from lms.domain.certificates.view import CertificateView
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.invariants import present
 
 # 192 bits from the OS's CSPRNG, as 48 hex digits: unguessable, and nothing public derives it.
 SERIAL_BYTES = 24
@@ -45,8 +46,7 @@ def verify_url(ctx: AppContext, serial_hash: str) -> str:
 
 
 def signing_key(ctx: AppContext) -> SigningKey:
-    assert ctx.signing_key is not None, "create_app loads the signing key"
-    return ctx.signing_key
+    return present(ctx.signing_key, "create_app loads the signing key")
 
 
 async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record) -> asyncpg.Record:
@@ -54,11 +54,14 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
     it (which holds the enrollment's lock). `facts` is that transaction's locked row: the
     enrollment, its course and creator, and the learner's name."""
     achievement = credential.Achievement(
-        certificate_id=uuid.uuid4(), serial_hash=new_serial(),
-        enrollment_id=facts["enrollment_id"], issued_at=datetime.now(UTC).replace(microsecond=0),
-        learner_name=facts["learner_name"], course_id=facts["course_id"],
+        certificate_id=uuid.uuid4(),
+        serial_hash=new_serial(),
+        enrollment_id=facts["enrollment_id"],
+        issued_at=datetime.now(UTC).replace(microsecond=0),
+        learner_name=facts["learner_name"],
+        course_id=facts["course_id"],
         course_title=facts["course_title"],
-    )  # fmt: skip
+    )
     jws = credential.sign(
         achievement,
         signing_key(ctx),
@@ -66,38 +69,57 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         issuer_name=ctx.settings.issuer_name,
     )
     row = await sql.insert(
-        conn, certificate_id=achievement.certificate_id, user_id=facts["user_id"],
-        course_id=facts["course_id"], enrollment_id=facts["enrollment_id"],
-        serial_hash=achievement.serial_hash, learner_name=achievement.learner_name,
-        course_title=achievement.course_title, creator_name=facts["creator_name"],
-        jws=jws, issued_at=achievement.issued_at,
-    )  # fmt: skip
+        conn,
+        certificate_id=achievement.certificate_id,
+        user_id=facts["user_id"],
+        course_id=facts["course_id"],
+        enrollment_id=facts["enrollment_id"],
+        serial_hash=achievement.serial_hash,
+        learner_name=achievement.learner_name,
+        course_title=achievement.course_title,
+        creator_name=facts["creator_name"],
+        jws=jws,
+        issued_at=achievement.issued_at,
+    )
     if row is None:  # issued meanwhile by another transaction: that one stands
-        row = await sql.for_enrollment(conn, facts["enrollment_id"])
-        assert row is not None
-        assert row["id"] is not None
+        row = present(
+            await sql.for_enrollment(conn, facts["enrollment_id"]),
+            "this transaction holds the enrollment's lock",
+        )
+        if row["id"] is None:
+            raise RuntimeError("the insert conflicted, so the enrollment has a certificate")
     return row
 
 
 def to_certificate(ctx: AppContext, row: asyncpg.Record) -> Certificate:
     return Certificate(
-        id=row["id"], serial_hash=row["serial_hash"], issued_at=row["issued_at"],
+        id=row["id"],
+        serial_hash=row["serial_hash"],
+        issued_at=row["issued_at"],
         enrollment_id=row["enrollment_id"],
         course=CertificateCourse(id=row["course_id"], title=row["course_title"]),
         learner=CertificateLearner(full_name=row["learner_name"]),
-        creator_name=row["creator_name"], verify_url=verify_url(ctx, row["serial_hash"]),
-        status=row["status"], revoked_at=row["revoked_at"], jws=row["jws"],
-    )  # fmt: skip
+        creator_name=row["creator_name"],
+        verify_url=verify_url(ctx, row["serial_hash"]),
+        status=row["status"],
+        revoked_at=row["revoked_at"],
+        jws=row["jws"],
+    )
 
 
 def to_view(ctx: AppContext, row: asyncpg.Record) -> CertificateView:
     return CertificateView(
-        serial_hash=row["serial_hash"], learner_name=row["learner_name"],
-        course_title=row["course_title"], creator_name=row["creator_name"],
-        issued_at=row["issued_at"], status=row["status"], revoked_at=row["revoked_at"],
-        verify_url=verify_url(ctx, row["serial_hash"]), issuer_name=ctx.settings.issuer_name,
+        serial_hash=row["serial_hash"],
+        learner_name=row["learner_name"],
+        course_title=row["course_title"],
+        creator_name=row["creator_name"],
+        issued_at=row["issued_at"],
+        status=row["status"],
+        revoked_at=row["revoked_at"],
+        verify_url=verify_url(ctx, row["serial_hash"]),
+        issuer_name=ctx.settings.issuer_name,
         issuer_url=ctx.settings.base_url,
-    )  # fmt: skip
+    )
 
 
 async def by_id(
@@ -165,13 +187,18 @@ async def verify(
     answer = Verification(
         valid=row["status"] == "VALID",
         certificate=VerifiedCertificate(
-            serial_hash=row["serial_hash"], issued_at=row["issued_at"],
-            learner_name=row["learner_name"], course_title=row["course_title"],
-            course_id=row["course_id"], creator_name=row["creator_name"], status=row["status"],
-            revoked_at=row["revoked_at"], verify_url=verify_url(ctx, row["serial_hash"]),
+            serial_hash=row["serial_hash"],
+            issued_at=row["issued_at"],
+            learner_name=row["learner_name"],
+            course_title=row["course_title"],
+            course_id=row["course_id"],
+            creator_name=row["creator_name"],
+            status=row["status"],
+            revoked_at=row["revoked_at"],
+            verify_url=verify_url(ctx, row["serial_hash"]),
             jws=row["jws"],
         ),
-    )  # fmt: skip
+    )
     return answer, to_view(ctx, row)
 
 
@@ -189,10 +216,14 @@ async def revoke(
         if row is None:
             raise Conflict("the certificate is revoked already")
         await audit.record(
-            conn, actor_id=admin.user_id, action="certificate.revoke", target_type="certificate",
-            target_id=certificate_id, before={"status": before["status"]},
+            conn,
+            actor_id=admin.user_id,
+            action="certificate.revoke",
+            target_type="certificate",
+            target_id=certificate_id,
+            before={"status": before["status"]},
             after={"status": row["status"], "reason": reason},
-        )  # fmt: skip
+        )
     return to_certificate(ctx, row)
 
 

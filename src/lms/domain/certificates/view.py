@@ -1,4 +1,5 @@
-"""What a certificate shows to the people who check it: the one input of the HTML page and the PDF."""
+"""What a certificate shows to the people who check it: the one input of the HTML page and the
+PDF."""
 
 from __future__ import annotations
 

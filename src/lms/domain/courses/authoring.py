@@ -46,10 +46,13 @@ def valid_title(value: str) -> str:
 async def create_course(db: asyncpg.Pool, principal: Principal, body: CourseCreate) -> str:
     async with db.acquire() as conn, conn.transaction():
         course_id = await sql.insert(
-            conn, creator_id=principal.user_id, title=valid_title(body.title),
-            description=body.description.strip(), price=valid_price(body.price),
+            conn,
+            creator_id=principal.user_id,
+            title=valid_title(body.title),
+            description=body.description.strip(),
+            price=valid_price(body.price),
             thumbnail_url=valid_url(body.thumbnail_url, "thumbnailUrl"),
-        )  # fmt: skip
+        )
         return await sql.as_json(conn, course_id)
 
 
@@ -91,7 +94,8 @@ async def submit_course(db: asyncpg.Pool, principal: Principal, course_id: uuid.
 async def delete_course(
     db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID
 ) -> None:
-    """The owner deletes a DRAFT; an admin any course without certificates. Videos go after commit."""
+    """The owner deletes a DRAFT; an admin any course without certificates. Videos go after
+    commit."""
     async with db.acquire() as conn:
         try:
             async with conn.transaction():
@@ -103,9 +107,13 @@ async def delete_course(
                 await sql.delete(conn, course_id)
                 if principal.role == "ADMIN" and course["creator_id"] != principal.user_id:
                     await audit.record(
-                        conn, actor_id=principal.user_id, action="course.delete", target_type="course",
-                        target_id=course_id, before={"status": course["status"], "title": course["title"]},
-                    )  # fmt: skip
+                        conn,
+                        actor_id=principal.user_id,
+                        action="course.delete",
+                        target_type="course",
+                        target_id=course_id,
+                        before={"status": course["status"], "title": course["title"]},
+                    )
         except asyncpg.ForeignKeyViolationError:
             raise Conflict("the course has issued certificates and cannot be deleted") from None
     await ctx.delete_videos([v["video_key"] for v in videos if v["video_provider"] != "external"])
@@ -141,10 +149,14 @@ async def _review(
             )
         new_status = CourseStatus.PUBLISHED if publish else CourseStatus.DRAFT
         await audit.record(
-            conn, actor_id=admin.user_id, action="course.publish" if publish else "course.reject",
-            target_type="course", target_id=course_id,
-            before={"status": course["status"]}, after={"status": new_status.value, "feedback": feedback},
-        )  # fmt: skip
+            conn,
+            actor_id=admin.user_id,
+            action="course.publish" if publish else "course.reject",
+            target_type="course",
+            target_id=course_id,
+            before={"status": course["status"]},
+            after={"status": new_status.value, "feedback": feedback},
+        )
         return await sql.as_json(conn, course_id)
 
 

@@ -71,9 +71,13 @@ async def list_courses(
             after_rank = (float(rank), last_id)
         try:
             row = await sql.search_page(
-                db, query=query, limit=limit, after=after_rank, creator_id=creator_id,
+                db,
+                query=query,
+                limit=limit,
+                after=after_rank,
+                creator_id=creator_id,
                 within=SEARCH_TIMEOUT_SECONDS,
-            )  # fmt: skip
+            )
         except TimeoutError:
             # A query matching much of a huge catalog must not hold a connection for long.
             raise Unavailable("search took too long; try more specific words") from None

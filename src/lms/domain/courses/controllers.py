@@ -75,7 +75,7 @@ class JobQueued(CamelStruct):
 
 class CourseController(Controller):
     path = "/courses"
-    tags = ["courses"]
+    tags = ("courses",)
 
     @get(
         "/",
@@ -223,11 +223,13 @@ class CourseController(Controller):
         # The body is streamed to disk and capped by the runtime maxUploadBytes setting instead.
         request_max_body_size=None,
         responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED),
-        summary="Upload a video as a new lesson (multipart: file, title, description?); transcription is queued",
+        summary="Upload a video as a new lesson; transcription is queued",
     )
     async def upload_lesson(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, course_id: FromPath[uuid.UUID]
     ) -> Lesson:
+        """multipart/form-data with `file` (the video), `title` and optionally `description`,
+        streamed to disk; the lesson is created with its video and transcription is queued."""
         limit = await video.upload_limit(db, ctx, request.user, course_id)
         upload = await receive_upload(request, max_bytes=limit, tmp_dir=video.upload_dir(ctx))
         return await video.add_uploaded_lesson(db, ctx, request.user, course_id, upload)
@@ -261,16 +263,18 @@ class WebhookAck(CamelStruct):
 
 class WebhookController(Controller):
     path = "/webhooks"
-    tags = ["lessons"]
+    tags = ("lessons",)
 
     @post(
         "/cloudinary",
         status_code=HTTP_200_OK,
         opt=PUBLIC_OPT,
         responses=errors(BAD, UNAUTHORIZED, CONFLICT),
-        summary="Cloudinary's upload notification (signed): attaches the video and queues transcription",
+        summary="Cloudinary's signed upload notification: attach the video, queue transcription",
     )
     async def cloudinary(self, request: AnyRequest, ctx: Ctx, db: Db) -> WebhookAck:
+        """Called by Cloudinary when a direct upload finishes (X-Cld-Signature checked): the video
+        is attached to the lesson named in the upload's context and transcription is queued."""
         body = await request.body()
         result = await video.cloudinary_notification(
             db,
@@ -284,7 +288,7 @@ class WebhookController(Controller):
 
 class LessonController(Controller):
     path = "/lessons"
-    tags = ["lessons"]
+    tags = ("lessons",)
 
     @get(
         "/{lesson_id:uuid}",
@@ -346,9 +350,9 @@ class LessonController(Controller):
 
 class AdminCourseController(Controller):
     path = "/admin/courses"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.PUBLISH_COURSES)]
+    guards = (requires(Permission.PUBLISH_COURSES),)
 
     @get(
         "/",

@@ -24,6 +24,7 @@ from lms.domain.courses.access import (
 from lms.domain.courses.authoring import valid_title, valid_url
 from lms.domain.courses.schemas import Lesson, LessonCreate, LessonUpdate
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.invariants import present
 from lms.observability.logs import request_id_var
 
 
@@ -43,11 +44,17 @@ def to_lesson(ctx: AppContext, row: asyncpg.Record, *, with_video: bool) -> Less
     elif with_video and row["video_key"] and ctx.storage is not None:
         video_url = ctx.storage.playback_url(row["video_key"])
     return Lesson(
-        id=row["id"], title=row["title"], order=row["position"], duration_seconds=row["duration_seconds"],
-        transcript_status=row["transcript_status"], description=row["description"],
-        course_id=row["course_id"], video_url=video_url, created_at=row["created_at"],
+        id=row["id"],
+        title=row["title"],
+        order=row["position"],
+        duration_seconds=row["duration_seconds"],
+        transcript_status=row["transcript_status"],
+        description=row["description"],
+        course_id=row["course_id"],
+        video_url=video_url,
+        created_at=row["created_at"],
         updated_at=row["updated_at"],
-    )  # fmt: skip
+    )
 
 
 async def list_lessons(
@@ -100,12 +107,21 @@ async def create_lesson(
         position = _insert_position(body.order, course["lesson_count"])
         lesson_id = uuid.uuid4()
         row = await sql.insert_at(
-            conn, lesson_id=lesson_id, course_id=course_id, position=position,
-            title=valid_title(body.title), description=body.description.strip(),
-            video_url=video_url, video_provider="external" if video_url else None, video_key=None,
-            video_version=1 if video_url else 0, duration_seconds=None,
-            transcript_status=(TranscriptStatus.QUEUED if video_url else TranscriptStatus.NONE).value,
-        )  # fmt: skip
+            conn,
+            lesson_id=lesson_id,
+            course_id=course_id,
+            position=position,
+            title=valid_title(body.title),
+            description=body.description.strip(),
+            video_url=video_url,
+            video_provider="external" if video_url else None,
+            video_key=None,
+            video_version=1 if video_url else 0,
+            duration_seconds=None,
+            transcript_status=(
+                TranscriptStatus.QUEUED if video_url else TranscriptStatus.NONE
+            ).value,
+        )
         job_id = (
             await sql.queue_transcription(conn, lesson_id, 1, request_id_var.get())
             if video_url
@@ -148,8 +164,7 @@ async def update_lesson(
                 raise Invalid(f"order must be between 1 and {course['lesson_count']}")
             await sql.move(conn, course["id"], lesson_id, lesson["position"], body.order)
         row = await sql.by_id(conn, lesson_id)
-    assert row is not None
-    return to_lesson(ctx, row, with_video=True)
+    return to_lesson(ctx, present(row, "the lesson was locked and updated above"), with_video=True)
 
 
 async def reorder_lessons(

@@ -86,7 +86,8 @@ async def add_uploaded_lesson(
     """A new lesson from an uploaded form (title, description?, file): the file must be a video;
     it is stored, and the lesson and its transcription job are committed together. The upload's
     temp file is consumed either way."""
-    assert ctx.storage is not None
+    if ctx.storage is None:
+        raise RuntimeError("create_app sets up the video storage")
     stored: StoredVideo | None = None
     try:
         title = valid_title(upload.fields.get("title", ""))
@@ -112,11 +113,19 @@ async def add_uploaded_lesson(
             require_owner(principal, course)
             require_draft(course)  # it may have been submitted while the video was uploading
             row = await sql.insert_at(
-                conn, lesson_id=lesson_id, course_id=course_id, position=course["lesson_count"] + 1,
-                title=title, description=description, video_url=stored.url, video_provider=stored.provider,
-                video_key=stored.key, video_version=1, duration_seconds=info.duration_seconds,
+                conn,
+                lesson_id=lesson_id,
+                course_id=course_id,
+                position=course["lesson_count"] + 1,
+                title=title,
+                description=description,
+                video_url=stored.url,
+                video_provider=stored.provider,
+                video_key=stored.key,
+                video_version=1,
+                duration_seconds=info.duration_seconds,
                 transcript_status=TranscriptStatus.QUEUED.value,
-            )  # fmt: skip
+            )
             job_id = await sql.queue_transcription(conn, lesson_id, 1, request_id_var.get())
     except BaseException:
         # Nothing half-made: a stored video whose lesson did not commit is removed again.
@@ -147,10 +156,19 @@ async def upload_signature(
         require_draft(course)
         lesson_id = uuid.uuid4()
         await sql.insert_at(
-            conn, lesson_id=lesson_id, course_id=course_id, position=course["lesson_count"] + 1,
-            title=title, description="", video_url=None, video_provider=None, video_key=None,
-            video_version=0, duration_seconds=None, transcript_status=TranscriptStatus.NONE.value,
-        )  # fmt: skip
+            conn,
+            lesson_id=lesson_id,
+            course_id=course_id,
+            position=course["lesson_count"] + 1,
+            title=title,
+            description="",
+            video_url=None,
+            video_provider=None,
+            video_key=None,
+            video_version=0,
+            duration_seconds=None,
+            transcript_status=TranscriptStatus.NONE.value,
+        )
     direct = storage.direct_upload_params(
         f"lessons/{lesson_id}/v1",
         notification_url=f"{ctx.settings.base_url}/webhooks/cloudinary",
@@ -193,11 +211,18 @@ async def cloudinary_notification(
             return "ignored: the lesson is gone"
         if lesson["video_version"] >= version:
             return "already attached"
-        await sql.update_fields(conn, lesson_id, {
-            "video_url": secure_url, "video_provider": "cloudinary", "video_key": note["public_id"],
-            "video_version": version, "transcript_status": TranscriptStatus.QUEUED.value,
-            "duration_seconds": float(duration) if isinstance(duration, (int, float)) else None,
-        })  # fmt: skip
+        await sql.update_fields(
+            conn,
+            lesson_id,
+            {
+                "video_url": secure_url,
+                "video_provider": "cloudinary",
+                "video_key": note["public_id"],
+                "video_version": version,
+                "transcript_status": TranscriptStatus.QUEUED.value,
+                "duration_seconds": float(duration) if isinstance(duration, (int, float)) else None,
+            },
+        )
         job_id = await sql.queue_transcription(conn, lesson_id, version, request_id_var.get())
     await ctx.publish_job(job_id)
     return "attached"

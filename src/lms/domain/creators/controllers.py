@@ -30,7 +30,7 @@ PrincipalRequest = Request[Principal, Any, Any]
 
 class CreatorController(Controller):
     path = "/creator"
-    tags = ["creators"]
+    tags = ("creators",)
     security = BEARER
 
     @post(
@@ -56,7 +56,7 @@ class CreatorController(Controller):
 
 class ApplicationReviewController(Controller):
     path = "/admin/applications"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
 
     @get(

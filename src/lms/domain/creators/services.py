@@ -42,9 +42,11 @@ async def apply(principal: Principal, body: ApplicationRequest) -> CreatorApplic
     portfolio = _portfolio(body.portfolio_url)
     try:
         row = await sql.insert(
-            user_id=principal.user_id, bio=body.bio.strip(),
-            portfolio_url=portfolio, experience_years=body.experience_years,
-        )  # fmt: skip
+            user_id=principal.user_id,
+            bio=body.bio.strip(),
+            portfolio_url=portfolio,
+            experience_years=body.experience_years,
+        )
     except asyncpg.UniqueViolationError:
         raise Conflict("you already have a pending application") from None
     return CreatorApplication.from_row(row)
@@ -98,12 +100,19 @@ async def decide(
             raise Conflict(f"application is already {before['status']}")
         promoted = approve and await users.promote_learner_to_creator(row["user_id"])
         await audit.record(
-            conn, actor_id=reviewer.user_id,
+            conn,
+            actor_id=reviewer.user_id,
             action="application.approve" if approve else "application.reject",
-            target_type="creator_application", target_id=application_id,
+            target_type="creator_application",
+            target_id=application_id,
             before={"status": before["status"]},
-            after={"status": new_status.value, "notes": notes, "userId": row["user_id"], "roleChanged": promoted},
-        )  # fmt: skip
+            after={
+                "status": new_status.value,
+                "notes": notes,
+                "userId": row["user_id"],
+                "roleChanged": promoted,
+            },
+        )
         applicant = await users.addressee(row["user_id"])
         if applicant is not None:
             name = applicant["full_name"] or applicant["username"] or applicant["email"]

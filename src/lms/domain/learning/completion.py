@@ -23,6 +23,7 @@ from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.certificates import services as certificates
 from lms.domain.errors import Conflict, NotFound
 from lms.domain.learning.schemas import LessonCompletion
+from lms.invariants import present
 
 NOT_ENROLLED = "no such lesson in a course you are enrolled in"
 
@@ -73,18 +74,24 @@ async def complete_lesson(
             raise NotFound(NOT_ENROLLED)
         _check_watched(rule, facts)
         state = await sql.mark_completed(
-            conn, enrollment_id=facts["enrollment_id"], lesson_id=lesson_id, user_id=user_id,
+            conn,
+            enrollment_id=facts["enrollment_id"],
+            lesson_id=lesson_id,
+            user_id=user_id,
             course_id=facts["course_id"],
-        )  # fmt: skip
+        )
         certificate = None
         if state["completed"]:
             if facts["certificate_id"] is None:
                 row = await certificates.issue(ctx, conn, facts)
             else:  # completed before: the same certificate, every time
                 row = await certificate_sql.by_id(conn, facts["certificate_id"])
-            assert row is not None, "certificates are never deleted"
+            row = present(row, "certificates are never deleted")
             certificate = certificates.to_certificate(ctx, row)
     return LessonCompletion(
-        lesson_id=lesson_id, completed=True, progress=float(state["progress"]),
-        course_completed=state["completed"], certificate=certificate,
-    )  # fmt: skip
+        lesson_id=lesson_id,
+        completed=True,
+        progress=float(state["progress"]),
+        course_completed=state["completed"],
+        certificate=certificate,
+    )

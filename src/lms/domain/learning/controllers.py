@@ -54,7 +54,7 @@ def json_text(body: str) -> Response[Any]:
 
 class EnrollmentController(Controller):
     path = "/courses"
-    tags = ["learning"]
+    tags = ("learning",)
     security = BEARER
 
     @post(
@@ -89,7 +89,7 @@ class EnrollmentController(Controller):
 
 class ProgressController(Controller):
     path = "/progress"
-    tags = ["learning"]
+    tags = ("learning",)
     security = BEARER
 
     @get(
@@ -106,7 +106,7 @@ class ProgressController(Controller):
 
 class LessonProgressController(Controller):
     path = "/lessons"
-    tags = ["learning"]
+    tags = ("learning",)
     security = BEARER
 
     @post(
@@ -149,7 +149,7 @@ class LessonProgressController(Controller):
 
 class CreatorDashboardController(Controller):
     path = "/creator/dashboard"
-    tags = ["creators"]
+    tags = ("creators",)
     security = BEARER
 
     @get(
@@ -195,9 +195,9 @@ class BulkEnrollmentOperation(Operation):
 
 class AdminEnrollmentController(Controller):
     path = "/admin/courses"
-    tags = ["admin"]
+    tags = ("admin",)
     security = BEARER
-    guards = [requires(Permission.MANAGE_USERS)]
+    guards = (requires(Permission.MANAGE_USERS),)
 
     @post(
         "/{course_id:uuid}/enrollments",

@@ -29,10 +29,14 @@ from lms.domain.learning.schemas import (
 
 def to_enrollment(row: asyncpg.Record) -> Enrollment:
     return Enrollment(
-        id=row["id"], course_id=row["course_id"], user_id=row["user_id"],
-        progress=float(row["progress"]), completed=row["completed"],
-        enrolled_at=row["enrolled_at"], completed_at=row["completed_at"],
-    )  # fmt: skip
+        id=row["id"],
+        course_id=row["course_id"],
+        user_id=row["user_id"],
+        progress=float(row["progress"]),
+        completed=row["completed"],
+        enrolled_at=row["enrolled_at"],
+        completed_at=row["completed_at"],
+    )
 
 
 async def enroll(
@@ -70,19 +74,26 @@ async def course_progress(
             raise NotFound("you are not enrolled in this course")
         lessons = await sql.lesson_states(conn, enrollment["id"], course_id)
     return CourseProgress(
-        enrollment_id=enrollment["id"], course_id=course_id,
-        progress=float(enrollment["progress"]), completed=enrollment["completed"],
-        completed_at=enrollment["completed_at"], certificate_id=enrollment["certificate_id"],
+        enrollment_id=enrollment["id"],
+        course_id=course_id,
+        progress=float(enrollment["progress"]),
+        completed=enrollment["completed"],
+        completed_at=enrollment["completed_at"],
+        certificate_id=enrollment["certificate_id"],
         lessons=[
             LessonState(
-                lesson_id=r["lesson_id"], title=r["title"], order=r["position"],
-                duration_seconds=r["duration_seconds"], completed=r["completed"],
-                completed_at=r["completed_at"], position_seconds=r["position_seconds"],
+                lesson_id=r["lesson_id"],
+                title=r["title"],
+                order=r["position"],
+                duration_seconds=r["duration_seconds"],
+                completed=r["completed"],
+                completed_at=r["completed_at"],
+                position_seconds=r["position_seconds"],
                 watched_seconds=r["watched_seconds"],
             )
             for r in lessons
         ],
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,15 +157,23 @@ async def enroll_many(
             rows = await sql.enroll_many(conn, course_id, addresses)
         tally = Counter(row["status"] for row in rows)
         counts = BulkEnrollmentCounts(
-            enrolled=tally["ENROLLED"], already_enrolled=tally["ALREADY_ENROLLED"],
+            enrolled=tally["ENROLLED"],
+            already_enrolled=tally["ALREADY_ENROLLED"],
             no_such_user=tally["NO_SUCH_USER"],
-        )  # fmt: skip
+        )
         await audit.record(
-            conn, actor_id=admin.user_id, action="course.bulk_enroll", target_type="course",
-            target_id=course_id, after={"rows": len(rows), "enrolled": counts.enrolled,
-                                        "alreadyEnrolled": counts.already_enrolled,
-                                        "noSuchUser": counts.no_such_user},
-        )  # fmt: skip
+            conn,
+            actor_id=admin.user_id,
+            action="course.bulk_enroll",
+            target_type="course",
+            target_id=course_id,
+            after={
+                "rows": len(rows),
+                "enrolled": counts.enrolled,
+                "alreadyEnrolled": counts.already_enrolled,
+                "noSuchUser": counts.no_such_user,
+            },
+        )
     # Rows come back in input order; each result names the address as it was given.
     results = [
         BulkEnrollmentResult(email=given.strip(), status=row["status"])

@@ -29,10 +29,12 @@ async def heartbeat(
 ) -> None:
     with not_found_if_deleted_meanwhile(NOT_ENROLLED):
         row = await sql.heartbeat(
-            db, lesson_id=lesson_id, user_id=user_id,
+            db,
+            lesson_id=lesson_id,
+            user_id=user_id,
             position_seconds=position_seconds + 0.0,  # -0.0 is 0
             seek_slack_seconds=SEEK_SLACK_SECONDS,
-        )  # fmt: skip
+        )
     if row is None:
         raise NotFound(NOT_ENROLLED)
     if not row["saved"]:

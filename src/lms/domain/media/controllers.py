@@ -24,6 +24,7 @@ from litestar.status_codes import (
 )
 
 from lms.api.openapi import FORBIDDEN, NOT_FOUND, errors
+from lms.api.security import PUBLIC_OPT
 from lms.integrations.storage import LocalVideoStorage, media_type_for, verify_media_signature
 from lms.settings import Settings
 
@@ -146,9 +147,9 @@ async def _chunks(file: io.FileIO, start: int, length: int) -> AsyncIterator[byt
 
 class MediaController(Controller):
     path = "/media"
-    tags = ["lessons"]
+    tags = ("lessons",)
     # No bearer token: a <video> element cannot send one. The URL's signature authorizes.
-    opt = {"public": True}
+    opt = PUBLIC_OPT
 
     @get(
         "/{key:path}",

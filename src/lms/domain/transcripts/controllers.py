@@ -42,14 +42,15 @@ class TranscriptController(Controller):
     # Any signed-in role may ask and the services decide (enrolled, owner, admin), so there is no
     # role guard: only the app's bearer authentication, which answers 401 without a token.
     path = "/"
-    tags = ["lessons"]
+    tags = ("lessons",)
     security = BEARER
 
     @get(
         "/lessons/{lesson_id:uuid}/transcript",
         responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND),
-        summary="The lesson's transcript with timed segments (enrolled learners, the creator, admins)",
-        description="status is the lesson's transcriptStatus; until it is DONE, language is null, "
+        summary="The lesson's transcript with timed segments",
+        description="For enrolled learners, the course's creator and admins. "
+        "status is the lesson's transcriptStatus; until it is DONE, language is null, "
         'text "" and segments []. A transcript of an older video of the lesson is not shown.',
     )
     async def get_transcript(
@@ -84,8 +85,9 @@ class TranscriptController(Controller):
     @get(
         "/courses/{course_id:uuid}/search",
         responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND),
-        summary="Where in which lesson of the course words are spoken (enrolled learners, the creator, admins)",
-        description="Searches the finished transcripts of the course's lessons; at most 100 "
+        summary="Where in which lesson of the course words are spoken",
+        description="For enrolled learners, the course's creator and admins. "
+        "Searches the finished transcripts of the course's lessons; at most 100 "
         "segments, by lesson order then time.",
     )
     async def search(

@@ -49,14 +49,19 @@ async def get_transcript(
             status = lesson["transcript_status"]
             return Transcript(
                 status=TranscriptStatus.NONE.value if status == TranscriptStatus.DONE else status,
-                language=None, text="", duration_seconds=None, segments=[],
-            )  # fmt: skip
+                language=None,
+                text="",
+                duration_seconds=None,
+                segments=[],
+            )
         segments = await sql.segments(conn, lesson_id)
     return Transcript(
-        status=TranscriptStatus.DONE.value, language=transcript["language"],
-        text=transcript["text"], duration_seconds=transcript["duration_seconds"],
+        status=TranscriptStatus.DONE.value,
+        language=transcript["language"],
+        text=transcript["text"],
+        duration_seconds=transcript["duration_seconds"],
         segments=[_segment(row) for row in segments],
-    )  # fmt: skip
+    )
 
 
 async def get_captions(
@@ -66,9 +71,10 @@ async def get_captions(
         lesson, transcript = await _watchable_transcript(conn, principal, lesson_id)
         if transcript is None:
             status = lesson["transcript_status"]
+            older = ", of an older video" if status == "DONE" else ""
             raise Conflict(
                 "captions are made from the transcript, which is not ready for this lesson's "
-                f"video (transcriptStatus {status}{', of an older video' if status == 'DONE' else ''})"
+                f"video (transcriptStatus {status}{older})"
             )
         segments = [_segment(row) for row in await sql.segments(conn, lesson_id)]
     body = to_webvtt(segments) if fmt == "vtt" else to_srt(segments)
@@ -120,9 +126,12 @@ async def _watchable_transcript(
 
 def _hit(row: asyncpg.Record) -> SearchHit:
     return SearchHit(
-        lesson_id=row["lesson_id"], lesson_title=row["lesson_title"], start=row["start_seconds"],
-        end=row["end_seconds"], text=row["text"].strip(),
-    )  # fmt: skip
+        lesson_id=row["lesson_id"],
+        lesson_title=row["lesson_title"],
+        start=row["start_seconds"],
+        end=row["end_seconds"],
+        text=row["text"].strip(),
+    )
 
 
 def _segment(row: asyncpg.Record) -> Segment:

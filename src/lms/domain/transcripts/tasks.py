@@ -27,6 +27,7 @@ from lms.db.tables import JobStatus, TranscriptStatus
 from lms.domain.transcripts.jobs import TRANSCRIBE_TASK
 from lms.integrations.storage import LocalVideoStorage, VideoStorage
 from lms.integrations.whisper import Transcriber, TranscriptResult, decode_audio, download
+from lms.invariants import present
 from lms.observability.metrics import (
     TRANSCRIBED_AUDIO_SECONDS,
     TRANSCRIPTION_COMPUTE_SECONDS,
@@ -71,8 +72,8 @@ def register(broker: JobsBroker) -> None:
 
 
 async def transcribe(job_id: str) -> None:
-    assert _runtime is not None, "run_worker installs the runtime before listening"
-    await run_job(_runtime, uuid.UUID(job_id))
+    runtime = present(_runtime, "run_worker installs the runtime before listening")
+    await run_job(runtime, uuid.UUID(job_id))
 
 
 async def claim_when_free(
@@ -156,10 +157,18 @@ async def _store(
     result: TranscriptResult,
 ) -> bool:
     segments = [
-        (seq, s.start, s.end, s.text.strip(),
-         [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability} for w in s.words])
+        (
+            seq,
+            s.start,
+            s.end,
+            s.text.strip(),
+            [
+                {"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
+                for w in s.words
+            ],
+        )
         for seq, s in enumerate(result.segments)
-    ]  # fmt: skip
+    ]
     async with db.acquire() as conn, conn.transaction():
         if await sql.lock_lesson_version(conn, lesson_id) != version:
             await sql.finish(
@@ -167,9 +176,14 @@ async def _store(
             )
             return False
         await sql.store_transcript(
-            conn, lesson_id=lesson_id, video_version=version, language=result.language,
-            duration_seconds=result.duration_seconds, text=result.text, segments=segments,
-        )  # fmt: skip
+            conn,
+            lesson_id=lesson_id,
+            video_version=version,
+            language=result.language,
+            duration_seconds=result.duration_seconds,
+            text=result.text,
+            segments=segments,
+        )
         await sql.finish(conn, job_id, JobStatus.DONE.value, None)
     return True
 
@@ -189,10 +203,17 @@ def _record(
     TRANSCRIPTION_SPEED.set(result.realtime_factor)
     log.info(
         "transcribed %.1fs of audio in %.1fs (%.1fx real time)",
-        result.duration_seconds, result.compute_seconds, result.realtime_factor,
-        extra={"job_id": str(job_id), "lesson_id": str(lesson_id), "segments": len(result.segments),
-               "language": result.language, "realtime_factor": round(result.realtime_factor, 2)},
-    )  # fmt: skip
+        result.duration_seconds,
+        result.compute_seconds,
+        result.realtime_factor,
+        extra={
+            "job_id": str(job_id),
+            "lesson_id": str(lesson_id),
+            "segments": len(result.segments),
+            "language": result.language,
+            "realtime_factor": round(result.realtime_factor, 2),
+        },
+    )
 
 
 async def _failed(db: asyncpg.Pool, job: asyncpg.Record, error: str, max_attempts: int) -> None:
@@ -208,9 +229,13 @@ async def _failed(db: asyncpg.Pool, job: asyncpg.Record, error: str, max_attempt
     TRANSCRIPTION_OUTCOMES.labels("failed" if final else "retry").inc()
     log.error(
         "job %s failed (attempt %d of %d%s): %s",
-        job_id, job["attempts"], max_attempts, ", giving up" if final else ", will retry", error,
+        job_id,
+        job["attempts"],
+        max_attempts,
+        ", giving up" if final else ", will retry",
+        error,
         extra={"job_id": str(job_id), "lesson_id": str(lesson_id)},
-    )  # fmt: skip
+    )
 
 
 __all__ = ["WorkerRuntime", "install", "register", "run_job"]

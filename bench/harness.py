@@ -1,0 +1,162 @@
+"""What every wrk-driven bench script shares: its load options and its entry point (the checks
+before a run, and one line and an exit status for each way a run can fail)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import httpx
+
+WRK_MISSING = "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
+
+
+class BenchError(Exception):
+    """A run that cannot give a meaningful figure (a failed probe, a server that will not start)."""
+
+
+def add_load_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    duration: int,
+    duration_help: str,
+    connections: int,
+    timeout: int | None,
+) -> None:
+    """--url, --duration, --connections, --threads, --timeout and --serve."""
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
+    parser.add_argument(
+        "--duration", type=int, default=duration, help=f"{duration_help} ({duration})"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=connections, help=f"open connections ({connections})"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    default = "wrk's default: 2" if timeout is None else f"default {timeout}"
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=timeout,
+        metavar="SECONDS",
+        help=f"wrk's per-request timeout ({default}); a timed-out request fails the run",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start `lms serve` on a free port with this environment, and stop it afterwards",
+    )
+
+
+def run_main(
+    name: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    needs_wrk: bool = True,
+    problem: str | None = None,
+) -> int:
+    """Check the load options (and `problem`, a script's own complaint about its arguments), then
+    run; failures print `<name>: error: ...` and give status 1 (2 for bad arguments)."""
+    if needs_wrk and shutil.which("wrk") is None:
+        print(WRK_MISSING, file=sys.stderr)
+        return 2
+    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
+        problem = "need --duration >= 1 and --connections >= --threads >= 1"
+    if problem is not None:
+        print(f"{name}: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        hint = "" if args.serve else f" (is the API running at {args.url}? or pass --serve)"
+        print(f"{name}: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"{name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+# The end of every script's done(): one line with wrk's totals and latency percentiles, as JSON,
+# which run_wrk() reads. Inserted into the scripts' templates as a value (not re-formatted).
+WRK_REPORT_LUA = """\
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,' ..
+    '"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d}}\\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))"""
+
+
+class Sampler(Protocol):
+    """Measures something (CPU use) while wrk runs; `watch` is given wrk's pid."""
+
+    def start(self) -> None: ...
+    def watch(self, pid: int) -> None: ...
+    def stop(self) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class WrkOutcome:
+    result: dict[str, Any]  # the BENCH_RESULT line of WRK_REPORT_LUA
+    output: str  # everything wrk printed
+    measured: dict[str, Any] | None  # what the sampler saw, if one was given
+
+
+def run_wrk(
+    script: Path,
+    url: str,
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    timeout: int | None,
+    sampler: Sampler | None = None,
+) -> WrkOutcome:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        *([f"--timeout={timeout}s"] if timeout else []),
+        "-s",
+        str(script),
+        url,
+    ]
+    print(f"running: {' '.join(command)}", file=sys.stderr)
+    if sampler is not None:
+        sampler.start()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if sampler is not None:
+        sampler.watch(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(timeout=duration + 120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise BenchError("wrk did not finish within its duration plus 120 s") from None
+    measured = sampler.stop() if sampler is not None else None
+    output = stdout + stderr
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with status {proc.returncode}: {output.strip()}")
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", stdout, re.MULTILINE)
+    if not match:
+        raise BenchError(f"wrk printed no result line:\n{output}")
+    return WrkOutcome(json.loads(match.group(1)), output, measured)
