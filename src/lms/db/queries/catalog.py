@@ -4,6 +4,10 @@ Each list variant is its own statement (asyncpg prepares and caches it per conne
 paginated on (published_at, id) or, for a search, (rank, id), and walks an index whatever the
 depth: the cost of a page does not grow with the table. A page is one row: the items as a JSON
 array text, the last item's sort key (for the next cursor) and whether more follow.
+
+Raw because it is the busiest read: the JSON goes from PostgreSQL to the socket without being
+decoded or re-encoded in Python, and the statements are fixed texts asyncpg plans once per
+connection (a builder would rebuild and recompile each on every request).
 """
 
 from __future__ import annotations

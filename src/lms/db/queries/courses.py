@@ -1,5 +1,9 @@
 """SQL for authoring and reviewing courses. Every lifecycle step is one conditional UPDATE, so of
-two concurrent transitions at most one can succeed."""
+two concurrent transitions at most one can succeed.
+
+Raw because the course page is a hot path (its JSON built by PostgreSQL from the Course Struct's
+projection, like the catalog), and authoring runs in raw transactions holding the course row
+lock with the lessons' statements (lessons.py) on the same connection."""
 
 from __future__ import annotations
 

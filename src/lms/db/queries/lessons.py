@@ -1,5 +1,8 @@
 """SQL for lessons. Callers hold the course row lock (courses.meta(lock=True)), so positions stay
-dense 1..n and lesson_count stays true under concurrent edits of one course."""
+dense 1..n and lesson_count stays true under concurrent edits of one course.
+
+Raw because they run on that locked connection, and say what the builder cannot: a reorder is one
+UPDATE from unnest() WITH ORDINALITY, a move shifts the positions after it in one statement."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""SQL for one-time codes: issue (superseding older live ones), look up the newest, spend tries."""
+"""SQL for one-time codes: issue (superseding older live ones), look up the newest, spend tries.
+
+Raw because sign-up and recovery are raw asyncpg transactions these join, and spending a try is
+one UPDATE ... RETURNING that decides under concurrency which request got the last one."""
 
 from __future__ import annotations
 

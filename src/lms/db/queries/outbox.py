@@ -1,4 +1,7 @@
-"""SQL for the outbox of emails and SMS: enqueue in the caller's transaction, claim, settle."""
+"""SQL for the outbox of emails and SMS: enqueue in the caller's transaction, claim, settle.
+
+Raw because enqueueing joins raw transactions (sign-up's), and the claim is FOR UPDATE SKIP LOCKED
+inside a data-modifying UPDATE: several dispatchers take disjoint batches without waiting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Fixed-window rate-limit counters in PostgreSQL, so every API process shares one count."""
+"""Fixed-window rate-limit counters in PostgreSQL, so every API process shares one count.
+
+Raw because a count is taken on every sign-in, sign-up and OTP request: one INSERT ... ON
+CONFLICT DO UPDATE ... RETURNING, a single round trip that is atomic across processes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """SQL for the transcription job lifecycle in workers: claim under a lease, heartbeat, store the
-result idempotently, fail or retry, and the sweeper's re-publishing."""
+result idempotently, fail or retry, and the sweeper's re-publishing.
+
+Raw because the lease is a conditional UPDATE on status and lease expiry (only one worker wins a
+job, even when JetStream redelivers it), and storing a result is a version-guarded transaction."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""SQL that reads transcripts (the worker writes them): one lesson's, and search within a course."""
+"""SQL that reads transcripts (the worker writes them): one lesson's, and search within a course.
+
+Raw because search is full-text (websearch_to_tsquery over the segments' GIN-indexed vectors)
+within the current transcript of each lesson, which Piccolo's builder has no words for."""
 
 from __future__ import annotations
 
