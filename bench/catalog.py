@@ -342,7 +342,14 @@ def served_api(log_path: Path) -> Iterator[tuple[str, str]]:
     stopped (SIGTERM, then SIGKILL to the process group it was started in) on the way out."""
     with resolved_environ() as environ:
         port = free_port()
-        env = {**environ, "LMS_HOST": "127.0.0.1", "LMS_PORT": str(port)}
+        env = {
+            # One load generator is one client: the per-client search limit would answer it 429
+            # within a second. The per-process cap on concurrent searches stays as configured.
+            "LMS_SEARCH_RATE_LIMIT": "1000000",
+            **environ,
+            "LMS_HOST": "127.0.0.1",
+            "LMS_PORT": str(port),
+        }
         with _serving(env, port, log_path) as url:
             yield url, env["DATABASE_URL"]
 

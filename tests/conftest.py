@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,9 @@ from lms.settings import Settings, load_settings
 from tests.support.sms_provider import SmsProvider, start_sms_provider
 from tests.support.smtp import Mailbox, start_smtp_server
 
+# Fixtures shared by tests in several folders.
+pytest_plugins = ["tests.integration.served"]
+
 TEST_PASSWORD = "correct horse battery"
 
 
@@ -50,13 +55,15 @@ class ServerUrls:
 
 
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+def server_urls() -> Iterator[ServerUrls]:
     database_url = os.environ.get("DATABASE_URL")
     nats_url = os.environ.get("NATS_URL")
     if database_url and nats_url:
         yield ServerUrls(database_url, nats_url, embedded=False)
         return
-    data_dir = tmp_path_factory.mktemp("lms-embedded")
+    # Not under pytest's basetemp: a pytest session started meanwhile deletes all but the newest
+    # three basetemps, and with them the data of a PostgreSQL still running for this session.
+    data_dir = Path(tempfile.mkdtemp(prefix="lms-test-embedded-"))
     embedded = EmbeddedServices(data_dir)
     urls = embedded.acquire()
     try:
@@ -64,6 +71,7 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls
         yield ServerUrls(urls.database_url, urls.nats_url, embedded=True)
     finally:
         embedded.release()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def create_database(server_url: str, name: str) -> str:

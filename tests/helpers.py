@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 # Variables that would point a child at someone else's services or change its output.
 _SCRUBBED = ("DATABASE_URL", "NATS_URL", "LMS_", "PROMETHEUS_MULTIPROC_DIR", "CLOUDINARY_URL")
@@ -62,3 +67,19 @@ def processes_using(path: Path) -> list[str]:
         if needle in cmdline and state != "Z":
             found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return found
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy, and return that. A test waits for a
+    positive event this way (a row's state, a message that must arrive) before it asserts that
+    something else did not happen; `within` only bounds how long a broken run hangs."""
+    deadline = time.monotonic() + within
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within}s (last: {last!r})")
+        await asyncio.sleep(every)

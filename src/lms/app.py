@@ -11,8 +11,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from lms.api.allow_header import AllowHeader
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
+from lms.api.input_guard import InputGuard
 from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
+from lms.api.request import LmsRequest
 from lms.api.security import authentication_middleware
 from lms.broker import BrokerConnection, make_broker
 from lms.context import AppContext
@@ -25,6 +28,7 @@ from lms.domain.admin.controllers import (
 from lms.domain.admin.system_settings import CHANNEL as SETTINGS_CHANNEL
 from lms.domain.admin.system_settings import SystemSettingsCache
 from lms.domain.auth.controllers import AuthController
+from lms.domain.auth.passwords import configure_hashing
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
 from lms.domain.certificates import services as certificates
@@ -81,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if not settings.cert_signing_key:
         raise RuntimeError("create_app needs LMS_CERT_SIGNING_KEY (lms dev/serve resolve it)")
 
+    # argon2's own bounded executor in this process (Granian builds the app once per worker).
+    configure_hashing(settings.password_hash_threads, settings.password_hash_queue)
     nats = BrokerConnection(make_broker(settings))
     ctx = AppContext(
         settings=settings,
@@ -156,7 +162,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             JwksController,
             AdminCertificateController,
         ],
-        middleware=[authentication_middleware()],
+        # Bad characters and malformed headers are refused before anything else looks at them;
+        # JSON bodies get the same rules where LmsRequest decodes them.
+        middleware=[InputGuard, AllowHeader, authentication_middleware()],
+        request_class=LmsRequest,
         dependencies={
             "ctx": Provide(lambda: ctx, sync_to_thread=False),
             "db": Provide(lambda: ctx.pool, sync_to_thread=False),

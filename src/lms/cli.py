@@ -28,6 +28,7 @@ from lms.settings import Settings, get_settings, load_settings
 log = logging.getLogger("lms.cli")
 
 CHILD_STOP_TIMEOUT = 30.0
+STDIN_ARGUMENT = "-"  # `--password -`: read it from standard input
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         await start_pool(replace(s, db_pool_min=1, db_pool_max=2))
         try:
             account = await create_admin(
-                args.email, args.password, full_name=args.full_name, username=args.username
+                args.email, password, full_name=args.full_name, username=args.username
             )
         except InvalidAdminInput as exc:
             raise StartupError(str(exc)) from None
@@ -150,9 +151,28 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         verb = "created" if account.created else "updated existing user to"
         return f"{verb} ADMIN {account.email} (username {account.username}, id {account.user_id})"
 
+    password = admin_password(args, settings)
     with resolved_services(settings, needs_nats=False) as s:
         print(_run(go(s)))
     return 0
+
+
+def admin_password(args: argparse.Namespace, settings: Settings) -> str:
+    """From standard input (--password-stdin, --password -), --password (seen by anyone who lists
+    the machine's processes), or LMS_ADMIN_PASSWORD."""
+    if args.password_stdin or args.password == STDIN_ARGUMENT:
+        # One line: what `echo`, a here-string or a secrets manager's pipe gives.
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise StartupError("no password on standard input")
+        return line
+    if args.password is not None:
+        return str(args.password)
+    if settings.admin_password:
+        return settings.admin_password
+    raise StartupError(
+        "give the password on standard input (--password-stdin) or in LMS_ADMIN_PASSWORD"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +189,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = replace(settings, port=args.port)
     if args.host is not None:
         settings = replace(settings, host=args.host)
+    unsent = undelivered_channels(settings)
+    if unsent and settings.environment == "production":
+        raise StartupError(
+            f"LMS_ENV=production needs {' and '.join(unsent)}: without them one-time codes "
+            "are only written to the log"
+        )
     with resolved_services(settings) as s:
         s = with_secrets(s)
         if not s.database_url:
@@ -177,6 +203,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         _run(ensure_schema_current(s.database_url))
         if not port_is_free(s.host, s.port):
             raise StartupError(f"port {s.port} on {s.host} is already in use (set LMS_PORT)")
+        if unsent:
+            # Loud, once, after every refusal (a command that does not start says one line).
+            (log.info if args.dev else log.warning)(
+                "%s unset: one-time codes (sign-up, password reset) are written to the log, "
+                "where whoever reads it can use them; set %s, or LMS_ENV=production to refuse "
+                "to start this way",
+                " and ".join(unsent),
+                "it" if len(unsent) == 1 else "them",
+            )
         server = build_server(s, config_path=args.config, workers=args.workers)
         if server.workers > 1:
             prepare_multiprocess_metrics(s)
@@ -187,6 +222,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         get_settings.cache_clear()
         server.serve()
     return 0
+
+
+def undelivered_channels(settings: Settings) -> list[str]:
+    """The settings whose absence makes codes go to the log instead of to people."""
+    channels = [("LMS_SMTP_URL", settings.smtp_url), ("LMS_SMS_URL", settings.sms_url)]
+    return [name for name, value in channels if not value]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +312,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         exit_code = 0
         try:
             if not stop_requested:
-                children["api"] = _spawn(["serve"], env)
+                children["api"] = _spawn(["serve", "--dev"], env)
                 worker_args = ["worker", "--concurrency", str(args.worker_concurrency)]
                 children["worker"] = _spawn(worker_args, env)
                 log.info(
@@ -324,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default LMS_PORT or 8000)")
     serve.add_argument("--workers", type=int, default=None, help="Granian worker processes")
     serve.add_argument("--config", type=Path, default=None, help="path to granian.toml")
+    # Set by `lms dev`, where codes in the log are the point: the warning becomes a notice.
+    serve.add_argument("--dev", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     worker = sub.add_parser(
@@ -368,10 +411,23 @@ def build_parser() -> argparse.ArgumentParser:
         "create-admin",
         help="create (or promote) a verified ADMIN account, no prompt",
         description="Create a verified, profile-complete ADMIN, or promote and reset the password "
-        "of the existing account with that email.",
+        "of the existing account with that email. The password comes from standard input "
+        "(--password-stdin), --password, or LMS_ADMIN_PASSWORD.",
     )
     admin.add_argument("--email", required=True)
-    admin.add_argument("--password", required=True, help="at least 10 characters")
+    source = admin.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (at least 10 characters) from the first line of standard input",
+    )
+    source.add_argument(
+        "--password",
+        default=None,
+        help="the password, or - to read it from standard input. Given here it is visible to "
+        "other users of this machine (in the process list) and lands in shell history: prefer "
+        "--password-stdin or LMS_ADMIN_PASSWORD",
+    )
     admin.add_argument("--full-name", default="Administrator")
     admin.add_argument("--username", default=None, help="default: from the email address")
     admin.set_defaults(handler=cmd_create_admin)

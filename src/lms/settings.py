@@ -20,9 +20,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from lms.errors import StartupError
+from lms.integrations.fetch_policy import allow_entry
 
 WhisperDevice = Literal["auto", "cpu", "cuda"]
 LogFormat = Literal["json", "text"]
+Environment = Literal["development", "production"]
 Parse = Callable[[str, str], Any]  # (variable name, raw non-blank value) -> value
 
 
@@ -98,6 +100,17 @@ def networks(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
+def fetch_allow_list(name: str, raw: str) -> tuple[str, ...]:
+    """LMS_VIDEO_FETCH_ALLOW: IP networks or host:port endpoints, checked here, kept as text."""
+    items = comma_list(name, raw)
+    for item in items:
+        try:
+            allow_entry(item)
+        except ValueError as exc:
+            raise StartupError(f"{name}: {exc}") from None
+    return items
+
+
 def directory(_name: str, raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
@@ -163,6 +176,14 @@ class Settings:
         doc="embedded PostgreSQL and NATS data, local media, the generated JWT secret and "
         "certificate key",
     )
+    environment: Environment = setting(
+        "LMS_ENV",
+        choice("development", "production"),
+        "development",
+        doc="`production` makes `lms serve` refuse to start while `LMS_SMTP_URL` or `LMS_SMS_URL` "
+        "is unset (one-time codes would only be written to the log, where whoever reads it can "
+        "take over accounts); `development` starts with a warning instead",
+    )
     host: str = setting("LMS_HOST", text(255), "127.0.0.1", doc="the address the API listens on")
     port: int = setting("LMS_PORT", integer(1, 65535), 8000, doc="the port the API listens on")
     granian_config: Path | None = setting(
@@ -198,8 +219,37 @@ class Settings:
         "LMS_AUTH_RATE_LIMIT",
         integer(1, 100_000),
         60,
-        doc="requests a minute one client IP may make to each auth endpoint (shared by all API "
-        "processes)",
+        doc="requests a minute one client (an IPv4 address, or an IPv6 /64) may make to each auth "
+        "endpoint (shared by all API processes)",
+    )
+    password_hash_threads: int = setting(
+        "LMS_PASSWORD_HASH_THREADS",
+        integer(1, 64),
+        2,
+        doc="threads per API process that hash and check passwords (argon2id: 64 MiB and some "
+        "100 ms of CPU each), apart from the thread pool that file I/O uses",
+    )
+    password_hash_queue: int = setting(
+        "LMS_PASSWORD_HASH_QUEUE",
+        integer(0, 10_000),
+        16,
+        doc="sign-ins, sign-ups and resets per API process that may wait for one of those threads; "
+        "past that a request is refused at once with 503 and `Retry-After`",
+    )
+    search_rate_limit_per_minute: int = setting(
+        "LMS_SEARCH_RATE_LIMIT",
+        integer(1, 1_000_000),
+        120,
+        doc="catalog searches (`GET /courses?q=`) a minute one client IP (an IPv6 /64) may make, "
+        "all API processes together; raise it for a load test from one machine",
+    )
+    search_concurrency: int = setting(
+        "LMS_SEARCH_CONCURRENCY",
+        integer(1, 1000),
+        4,
+        doc="catalog searches one API process runs at once; one more is refused at once with 503 "
+        "and `Retry-After`. Keep it below `LMS_DB_POOL_MAX`, so other requests always find a "
+        "connection",
     )
     trusted_proxies: tuple[str, ...] = setting(
         "LMS_TRUSTED_PROXIES",
@@ -208,6 +258,13 @@ class Settings:
         shown="none",
         doc="comma-separated IPs/CIDRs of your load balancers; only from them is "
         "`X-Forwarded-For` believed (rate limits key on the client IP)",
+    )
+    admin_password: str | None = setting(
+        "LMS_ADMIN_PASSWORD",
+        verbatim,
+        shown="none",
+        doc="the password `lms create-admin` sets when given neither `--password` nor "
+        "`--password-stdin`, so it need not appear on a command line",
     )
     cors_origins: tuple[str, ...] = setting(
         "LMS_CORS_ORIGINS",
@@ -241,7 +298,23 @@ class Settings:
         "CLOUDINARY_URL",
         url("cloudinary"),
         shown="unset: local files",
-        doc="`cloudinary://key:secret@cloud` for video storage",
+        doc="`cloudinary://key:secret@cloud` for video storage, delivered only through signed, "
+        "expiring URLs; add `?auth_token[key]=<hex>` (the account's token key) to deliver them "
+        "from the CDN with token authentication, and stream HLS",
+    )
+    max_uploads_per_user: int = setting(
+        "LMS_MAX_UPLOADS_PER_USER",
+        integer(1, 1000),
+        3,
+        doc="video uploads one user may have in flight through the API at once, all API "
+        "processes together; one more is a 429",
+    )
+    max_queued_transcriptions: int = setting(
+        "LMS_MAX_QUEUED_TRANSCRIPTIONS",
+        integer(1, 100_000),
+        20,
+        doc="transcription jobs one creator may have QUEUED or PROCESSING; an upload past it is "
+        "a 429 (a direct upload's video is attached, untranscribed)",
     )
     whisper_model: str = setting(
         "LMS_WHISPER_MODEL",
@@ -262,6 +335,30 @@ class Settings:
         "default",
         shown="by device",
         doc="CTranslate2 compute type (`int8`, `float16`, ...)",
+    )
+    video_fetch_allow: tuple[str, ...] = setting(
+        "LMS_VIDEO_FETCH_ALLOW",
+        fetch_allow_list,
+        (),
+        shown="none",
+        doc="where workers may fetch lesson media besides public addresses on ports 80, 443, "
+        "8080 and 8443: comma-separated networks (`10.2.0.0/16`, any port) or `host:port` "
+        "endpoints (`media.internal:9000`) of a private media server; cloud metadata addresses "
+        "are refused whatever it says",
+    )
+    video_fetch_max_bytes: int = setting(
+        "LMS_VIDEO_FETCH_MAX_BYTES",
+        integer(1024**2, 1024**4),
+        4 * 1024**3,
+        shown="`4294967296` (4 GiB)",
+        doc="the most bytes a worker downloads for one lesson's media (an external `videoUrl`, "
+        "a Cloudinary rendition)",
+    )
+    video_fetch_timeout_seconds: int = setting(
+        "LMS_VIDEO_FETCH_TIMEOUT",
+        integer(10, 86400),
+        1800,
+        doc="seconds one media download may take in all (a 60 s silence ends it sooner)",
     )
     jobs_ack_wait_seconds: int = setting(
         "LMS_JOBS_ACK_WAIT",
@@ -290,6 +387,22 @@ class Settings:
         port_or_unset,
         shown="unset",
         doc="serve a worker's Prometheus metrics on this port",
+    )
+    metrics_token: str | None = setting(
+        "LMS_METRICS_TOKEN",
+        verbatim,
+        shown="unset: no token needed",
+        doc="a secret that `/metrics` (and a worker's metrics port) require as "
+        "`Authorization: Bearer <token>`; set it, or `LMS_METRICS_ALLOW`, wherever the API is "
+        "reachable from outside",
+    )
+    metrics_allow: tuple[str, ...] = setting(
+        "LMS_METRICS_ALLOW",
+        networks,
+        (),
+        shown="unset: any address",
+        doc="comma-separated IPs/CIDRs that may read `/metrics` and a worker's metrics port "
+        "(`10.0.0.0/8`); with `LMS_METRICS_TOKEN` too, a scrape needs both",
     )
     jobs_stream: str = setting(
         "LMS_JOBS_STREAM", text(200), "LMS_JOBS", doc="JetStream stream of the jobs"

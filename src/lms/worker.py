@@ -13,7 +13,6 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import start_http_server
 from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
@@ -24,6 +23,8 @@ from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
 from lms.integrations.storages import make_storage
 from lms.integrations.whisper import Transcriber, WhisperError, choose_device, resolve_model
+from lms.observability.metrics_access import metrics_access
+from lms.observability.metrics_server import serve_metrics
 from lms.settings import Settings
 
 log = logging.getLogger("lms.worker")
@@ -87,7 +88,8 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
     db = await start_pool(settings)
     tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber, db))
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        # Behind the API's rule for /metrics (LMS_METRICS_TOKEN, LMS_METRICS_ALLOW).
+        serve_metrics(settings.host, settings.worker_metrics_port, metrics_access(settings))
     broker = make_broker(settings)
     broker.is_worker_process = True
     task_names = register_tasks(broker)

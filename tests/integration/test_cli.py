@@ -143,6 +143,133 @@ def test_create_admin_refuses_a_short_password(database_url: str, server_urls: S
     assert error_lines(result) == ["lms: error: password must be at least 10 characters"]
 
 
+def create_admin_with(
+    database_url: str, server_urls: ServerUrls, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lms", "create-admin", *args],
+        env=child_env(DATABASE_URL=database_url, NATS_URL=server_urls.nats, **env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_create_admin_takes_the_password_off_the_command_line(
+    api: httpx.AsyncClient, database_url: str, server_urls: ServerUrls
+) -> None:
+    """From standard input (--password-stdin, or --password -) or LMS_ADMIN_PASSWORD, where other
+    users of the machine cannot read it in the process list."""
+    ways = [
+        ("stdin@example.test", ["--password-stdin"], "harbour-violet-lantern\n", {}),
+        ("dash@example.test", ["--password", "-"], "copper-meadow-whistle\r\n", {}),
+        ("env@example.test", [], None, {"LMS_ADMIN_PASSWORD": "quiet-orchard-bicycle"}),
+    ]
+    for email, args, stdin, env in ways:
+        result = create_admin_with(
+            database_url, server_urls, "--email", email, *args, stdin=stdin, **env
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"created ADMIN {email}")
+        password = (stdin or env.get("LMS_ADMIN_PASSWORD", "")).rstrip("\r\n")
+        login = await api.post("/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        assert login.json()["user"]["role"] == "ADMIN"
+
+
+def test_create_admin_needs_a_password_from_somewhere(
+    database_url: str, server_urls: ServerUrls
+) -> None:
+    missing = create_admin_with(database_url, server_urls, "--email", "none@example.test")
+    assert missing.returncode == 2
+    [line] = error_lines(missing)
+    assert line.startswith("lms: error: ") and "--password-stdin" in line
+    empty = create_admin_with(
+        database_url, server_urls, "--email", "none@example.test", "--password-stdin", stdin=""
+    )
+    assert empty.returncode == 2
+    assert error_lines(empty) == ["lms: error: no password on standard input"]
+    both = create_admin_with(
+        database_url,
+        server_urls,
+        "--email",
+        "none@example.test",
+        "--password",
+        "visible-password",
+        "--password-stdin",
+        stdin="hidden-password\n",
+    )
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_create_admin_help_warns_that_a_password_argument_is_visible() -> None:
+    result = run_lms("create-admin", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--password-stdin" in text and "LMS_ADMIN_PASSWORD" in text
+    assert "visible to other users" in text
+
+
+def test_serve_refuses_production_without_mail_and_sms(
+    scratch_database: str, server_urls: ServerUrls
+) -> None:
+    """Unset, LMS_SMTP_URL and LMS_SMS_URL mean one-time codes are written to the log, where
+    whoever reads the log can take over accounts: LMS_ENV=production does not start that way."""
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    for missing in ({}, {"LMS_SMTP_URL": "smtp://127.0.0.1:2525"}):
+        result = run_lms("serve", LMS_ENV="production", **missing, **services)
+        assert result.returncode == 2, result.stderr[-2000:]
+        [line] = error_lines(result)
+        assert line.startswith("lms: error: LMS_ENV=production") and "LMS_SMS_URL" in line
+        assert ("LMS_SMTP_URL" in line) == ("LMS_SMTP_URL" not in missing)
+    # Configured, production goes on to its next check (this database is not migrated).
+    configured = run_lms(
+        "serve",
+        LMS_ENV="production",
+        LMS_SMTP_URL="smtp://127.0.0.1:2525",
+        LMS_SMS_URL="https://AC123:token@127.0.0.1:9",
+        **services,
+    )
+    assert configured.returncode == 2
+    assert "schema is behind" in configured.stderr and "LMS_ENV" not in configured.stderr
+
+
+def test_lms_env_is_development_or_production() -> None:
+    result = run_lms("migrate", LMS_ENV="staging")
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "lms: error: LMS_ENV must be one of development, production, got 'staging'"
+    ]
+
+
+@pytest.mark.slow
+def test_serve_without_mail_or_sms_warns_that_codes_are_logged(
+    scratch_database: str, server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    assert run_lms("migrate", **services).returncode == 0
+    port = free_port()
+    env = child_env(**services, LMS_DATA_DIR=str(tmp_path), LMS_PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lms", "serve", "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        ready = wait_ready(port, 60)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert ready, output[-3000:]
+    warnings = [line for line in output.splitlines() if "written to the log" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert "WARNING" in warnings[0].upper() and "LMS_SMTP_URL" in warnings[0]
+
+
 @pytest.mark.slow
 def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     scratch_database: str, server_urls: ServerUrls, tmp_path: Path

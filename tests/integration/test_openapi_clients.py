@@ -10,10 +10,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +20,9 @@ import asyncpg
 import httpx
 import pytest
 
-from lms.netutil import free_port
-from lms.settings import Settings
-from tests.conftest import Outside, ServerUrls
+from tests.conftest import Outside
 from tests.flows import unique_email
-from tests.helpers import child_env, wait_ready
+from tests.helpers import child_env
 from tests.integration.learning.helpers import course_with_lessons
 from tests.support.smtp import code_in
 
@@ -181,57 +177,6 @@ def generator_python() -> Path:
         cwd=PYTHON,
     )
     return python
-
-
-@pytest.fixture
-def served_lms(
-    db: asyncpg.Pool,
-    database_url: str,
-    server_urls: ServerUrls,
-    settings: Settings,
-    outside: Outside,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """`lms serve` on a free port, on the session's (emptied) database, mailing `outside`."""
-    assert settings.jwt_secret and settings.cert_signing_key and settings.public_base_url
-    port = free_port()
-    env = child_env(
-        DATABASE_URL=database_url,
-        NATS_URL=server_urls.nats,
-        LMS_DATA_DIR=str(tmp_path / "lms-data"),
-        LMS_PORT=str(port),
-        LMS_SMTP_URL=outside.smtp_url,
-        LMS_JWT_SECRET=settings.jwt_secret,
-        # The session's key and public URL: the key row it registers is the one already there.
-        LMS_CERT_SIGNING_KEY=settings.cert_signing_key,
-        LMS_PUBLIC_BASE_URL=settings.public_base_url,
-        LMS_JOBS_STREAM=settings.jobs_stream,
-        LMS_JOBS_SUBJECT=settings.jobs_subject,
-    )
-    log = tmp_path / "lms-serve.log"
-    with log.open("wb") as sink:  # a file, not a pipe nobody reads that could fill and block it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lms", "serve", "--workers", "1"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        ready = False
-        while not ready and proc.poll() is None and time.monotonic() < deadline:
-            ready = wait_ready(port, 1)  # a server that dies at startup fails the test at once
-        assert ready, log.read_text(errors="replace")[-3000:]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # gone already if it died at startup
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def summarise_generator_output(output: str) -> list[str]:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from httpx import AsyncClient
 
 from lms.app import create_app
+from lms.netutil import free_port
 from lms.observability.logs import JsonFormatter
+from lms.observability.metrics_access import metrics_access
+from lms.observability.metrics_server import serve_metrics
+from lms.settings import Settings, load_settings
 from tests.conftest import http_client
 
 
@@ -115,6 +123,86 @@ async def test_metrics_are_prometheus_text_with_route_templates(client: AsyncCli
     # Unknown paths share one label value: a scanner cannot blow up the series count.
     assert 'route="unmatched"' in text and "definitely-missing" not in text
     assert "lms_http_request_duration_seconds_bucket" in text
+
+
+@contextlib.asynccontextmanager
+async def app_with(settings: Settings, db_pool: asyncpg.Pool, **changes: Any) -> AsyncIterator[Any]:
+    """A client of an app built with `changes` to the settings, on the shared pool."""
+    app = create_app(replace(settings, **changes))
+    app.state.ctx.db = db_pool  # the shared pool is already up (startup would hand it over)
+    async with http_client(app) as client:  # the caller is 127.0.0.1
+        yield client
+
+
+TOKEN = "metrics-" + "s3cret" * 6
+
+
+async def test_metrics_with_a_token_want_that_bearer_token(
+    settings: Settings, db_pool: asyncpg.Pool
+) -> None:
+    async with app_with(settings, db_pool, metrics_token=TOKEN) as client:
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}x"})
+        not_bearer = await client.get("/metrics", headers={"Authorization": f"Basic {TOKEN}"})
+        right = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        healthz = await client.get("/healthz")
+    for refused in (missing, wrong, not_bearer):
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert refused.json()["status_code"] == 401
+        assert "lms_http_requests_total" not in refused.text
+    assert right.status_code == 200 and "lms_http_requests_total" in right.text
+    assert healthz.status_code == 200  # only the metrics are closed
+
+
+async def test_metrics_with_an_allow_list_serve_only_those_addresses(
+    settings: Settings, db_pool: asyncpg.Pool
+) -> None:
+    async with app_with(settings, db_pool, metrics_allow=("10.0.0.0/8",)) as client:
+        elsewhere = await client.get("/metrics")
+        with_token = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert elsewhere.status_code == 403 == with_token.status_code, elsewhere.text
+    assert elsewhere.json()["status_code"] == 403 and "lms_" not in elsewhere.text
+    async with app_with(settings, db_pool, metrics_allow=("10.0.0.0/8", "127.0.0.1")) as client:
+        listed = await client.get("/metrics")
+    assert listed.status_code == 200 and "lms_http_requests_total" in listed.text
+
+
+async def test_metrics_with_both_want_the_address_and_the_token(
+    settings: Settings, db_pool: asyncpg.Pool
+) -> None:
+    changes = {"metrics_allow": ("127.0.0.0/8",), "metrics_token": TOKEN}
+    async with app_with(settings, db_pool, **changes) as client:
+        no_token = await client.get("/metrics")
+        both = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert no_token.status_code == 401 and both.status_code == 200
+
+
+def test_a_workers_metrics_port_follows_the_same_rule() -> None:
+    port = free_port()
+    access = metrics_access(replace(load_settings({}), metrics_token=TOKEN))
+    server = serve_metrics("127.0.0.1", port, access)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        missing = httpx.get(url)
+        right = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json() == {
+        "status_code": 401,
+        "detail": "metrics need the bearer token set in LMS_METRICS_TOKEN",
+    }
+    assert right.status_code == 200 and "python_info" in right.text
+    listed_elsewhere = metrics_access(replace(load_settings({}), metrics_allow=("10.0.0.0/8",)))
+    server = serve_metrics("127.0.0.1", port, listed_elsewhere)
+    try:
+        refused = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.status_code == 403
 
 
 async def test_openapi_document(client: AsyncClient) -> None:

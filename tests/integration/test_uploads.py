@@ -6,9 +6,10 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar, Request, post
 from litestar.datastructures import State
@@ -40,6 +41,19 @@ async def upload_handler(
     }
 
 
+class Form(msgspec.Struct):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    description: str = ""
+
+
+@post("/upload-form", request_max_body_size=None)
+async def form_handler(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    tmp_dir: Path = request.app.state.tmp_dir
+    received = await receive_upload(request, max_bytes=LIMIT, tmp_dir=tmp_dir, form=Form)
+    received.discard()
+    return {"fields": received.fields}
+
+
 @pytest.fixture
 def tmp_dir(tmp_path: Path) -> Path:
     return tmp_path / "uploads"  # made by receive_upload on first use
@@ -47,7 +61,7 @@ def tmp_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(tmp_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = Litestar(route_handlers=[upload_handler], state=State({"tmp_dir": tmp_dir}))
+    app = Litestar(route_handlers=[upload_handler, form_handler], state=State({"tmp_dir": tmp_dir}))
     async with http_client(app) as test_client:
         yield test_client
 
@@ -225,3 +239,64 @@ async def test_field_that_is_not_utf8_is_400(client: httpx.AsyncClient, tmp_dir:
     )
     response = await client.post("/upload", content=body, headers=MULTIPART)
     assert response.status_code == 400
+
+
+def part(name: str, value: bytes, content_type: str | None = None) -> bytes:
+    header = f"Content-Type: {content_type}\r\n" if content_type else ""
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n{header}\r\n'.encode()
+        + value
+        + b"\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        part("title", b"In\x00tro"),  # NUL: PostgreSQL text cannot hold it
+        part("title", b"\x1b[31mred"),
+        part("title", "\u0085".encode()),  # a C1 control, in UTF-8
+        part("ti\x01tle", b"Intro"),  # in the field's name
+        part("title", b"Intro", "text/plain; charset=no-such-charset"),
+        part("title", b"\xed\xa0\x80"),  # a lone surrogate, UTF-8 encoded
+    ],
+    ids=["nul", "esc", "c1", "name", "charset", "surrogate"],
+)
+async def test_text_fields_hold_no_control_character(
+    client: httpx.AsyncClient, tmp_dir: Path, body: bytes
+) -> None:
+    body += multipart_body({}, b"video")
+    response = await client.post("/upload", content=body, headers=MULTIPART)
+    assert response.status_code == 400, response.text
+    assert response.json()["status_code"] == 400
+    assert leftovers(tmp_dir) == []
+
+
+async def test_free_text_fields_keep_tabs_and_line_breaks(client: httpx.AsyncClient) -> None:
+    fields = {"title": "Intro", "description": "one\r\n\ttwo"}
+    response = await client.post("/upload", content=multipart_body(fields, b"v"), headers=MULTIPART)
+    assert response.status_code == 201, response.text
+    assert response.json()["fields"] == fields
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [({}, "form"), ({"title": ""}, "title"), ({"title": "t" * 21}, "title")],
+    ids=["missing", "empty", "too-long"],
+)
+async def test_fields_are_checked_against_the_form(
+    client: httpx.AsyncClient, tmp_dir: Path, fields: dict[str, str], key: str
+) -> None:
+    body = multipart_body(fields, b"video")
+    response = await client.post("/upload-form", content=body, headers=MULTIPART)
+    assert response.status_code == 400, response.text
+    extra = response.json()["extra"]
+    assert extra[0]["source"] == "body" and extra[0]["key"] == key, extra
+    assert leftovers(tmp_dir) == []
+
+
+async def test_a_form_that_fits_passes(client: httpx.AsyncClient) -> None:
+    body = multipart_body({"title": "Intro", "extra": "ignored"}, b"video")
+    response = await client.post("/upload-form", content=body, headers=MULTIPART)
+    assert response.status_code == 201, response.text
+    assert response.json()["fields"] == {"title": "Intro", "extra": "ignored"}

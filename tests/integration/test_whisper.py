@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lms.integrations.media import probe_video
+from lms.integrations.safe_fetch import FetchPolicy
 from lms.integrations.whisper import (
     AudioError,
     DownloadError,
@@ -247,15 +248,25 @@ def media_server() -> Iterator[str]:
     server.server_close()
 
 
+def allowed(url: str) -> FetchPolicy:
+    """The test server's own endpoint, allowed: the worker refuses loopback otherwise."""
+    return FetchPolicy.from_entries([urlsplit(url).netloc.rpartition("@")[2]])
+
+
 async def test_download_streams_into_a_file_the_worker_can_decode(
     media_server: str, tmp_path: Path
 ) -> None:
-    path = await download(f"{media_server}/media/speech.mp4?sig=abc", tmp_path, max_bytes=10**6)
+    policy = allowed(media_server)
+    path = await download(
+        f"{media_server}/media/speech.mp4?sig=abc", tmp_path, max_bytes=10**6, policy=policy
+    )
     assert path.parent == tmp_path
-    assert path.suffix == ".mp4"
+    assert path.suffix == ""  # no name taken from the URL: the bytes decide what it is
     assert path.read_bytes() == SPEECH_BYTES
     assert len(decode_audio(path)) > 16_000 * 10
-    redirected = await download(f"{media_server}/redirect", tmp_path, max_bytes=10**6)
+    redirected = await download(
+        f"{media_server}/redirect", tmp_path, max_bytes=10**6, policy=policy
+    )
     assert redirected.read_bytes() == SPEECH_BYTES
     assert _files(tmp_path) == sorted([path, redirected])
 
@@ -273,17 +284,18 @@ async def test_download_failures_leave_nothing_behind(
     media_server: str, tmp_path: Path, path: str, max_bytes: int, message: str
 ) -> None:
     with pytest.raises(DownloadError, match=message):
-        await download(f"{media_server}{path}", tmp_path, max_bytes=max_bytes)
+        await download(
+            f"{media_server}{path}", tmp_path, max_bytes=max_bytes, policy=allowed(media_server)
+        )
     assert _files(tmp_path) == []
 
 
 async def test_download_of_an_unreachable_or_odd_url(tmp_path: Path) -> None:
+    url = f"http://user:secret@127.0.0.1:{free_port()}/x.mp4?token=t"
     with pytest.raises(
         DownloadError, match=r"could not download http://127\.0\.0\.1:\d+/x\.mp4 \(ConnectError"
     ) as caught:
-        await download(
-            f"http://user:secret@127.0.0.1:{free_port()}/x.mp4?token=t", tmp_path, max_bytes=10
-        )
+        await download(url, tmp_path, max_bytes=10, policy=allowed(url))
     assert "secret" not in str(caught.value)
     assert "token" not in str(caught.value)
     with pytest.raises(DownloadError, match="not an http"):
@@ -292,7 +304,11 @@ async def test_download_of_an_unreachable_or_odd_url(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_download_removes_its_file(media_server: str, tmp_path: Path) -> None:
-    task = asyncio.create_task(download(f"{media_server}/slow.mp4", tmp_path, max_bytes=10**6))
+    task = asyncio.create_task(
+        download(
+            f"{media_server}/slow.mp4", tmp_path, max_bytes=10**6, policy=allowed(media_server)
+        )
+    )
     for _ in range(200):
         if _files(tmp_path):
             break

@@ -9,6 +9,7 @@ import pytest
 from litestar import Request
 
 from lms.api.client_ip import client_ip
+from lms.domain.errors import Invalid
 
 TRUSTED = ("10.0.0.0/8",)
 
@@ -56,8 +57,24 @@ def test_an_untrusted_peer_cannot_choose_its_address() -> None:
     assert client_ip(request("203.0.113.7", "198.51.100.1"), TRUSTED) == "203.0.113.7"
 
 
-def test_a_garbage_hop_counts_as_untrusted() -> None:
-    assert client_ip(request("10.1.2.3", "1.2.3.4, not-an-ip"), TRUSTED) == "not-an-ip"
+@pytest.mark.parametrize(
+    "hop",
+    ["not-an-ip", "1.2.3.4\x00", "9" * 300, "fe80::1%" + "x" * 100, "1.2.3.4:80", "[2001:db8::1]"],
+)
+def test_a_client_hop_that_is_no_address_is_a_malformed_header(hop: str) -> None:
+    # It would become a rate-limit key and be stored with the session: refuse it (400) rather
+    # than key on, or store, whatever text the client chose.
+    with pytest.raises(Invalid, match="X-Forwarded-For"):
+        client_ip(request("10.1.2.3", f"1.2.3.4, {hop}"), TRUSTED)
+
+
+def test_garbage_left_of_the_client_is_not_read() -> None:
+    chain = "not-an-ip, \x00, 198.51.100.23, 10.0.0.7"
+    assert client_ip(request("10.1.2.3", chain), TRUSTED) == "198.51.100.23"
+
+
+def test_the_client_address_is_written_the_standard_way() -> None:
+    assert client_ip(request("10.1.2.3", "2001:DB8:0:0::1"), TRUSTED) == "2001:db8::1"
 
 
 def test_single_addresses_and_ipv6_networks_can_be_trusted() -> None:

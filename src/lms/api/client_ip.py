@@ -9,6 +9,8 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
+from lms.domain.errors import Invalid
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -35,7 +37,15 @@ def client_ip(connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[str
     forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     # The rightmost address a trusted proxy did not add is the client.
-    for hop in reversed(hops):
-        if not _is_trusted(hop, networks):
-            return hop
-    return hops[0] if hops else peer
+    nearest = next((hop for hop in reversed(hops) if not _is_trusted(hop, networks)), None)
+    if nearest is None:
+        return hops[0] if hops else peer
+    # It becomes a rate-limit key and is stored with the session: a hop that is not an address
+    # (forged text, a NUL, an IPv6 scope of any length) is a malformed header, not a client.
+    try:
+        address = ipaddress.ip_address(nearest)
+    except ValueError:
+        address = None
+    if address is None or getattr(address, "scope_id", None):
+        raise Invalid("X-Forwarded-For does not name the client by its IP address")
+    return str(address)

@@ -14,7 +14,11 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from lms.domain.errors import DomainError, TooMany, Unauthenticated, Unavailable
 
@@ -53,20 +57,92 @@ def unhandled_exception_handler(
         return error_response(
             HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable", {"Retry-After": "1"}
         )
+    if _is_value_the_database_refused(exc):
+        # Defence in depth: the edge (lms.api.input_guard, lms.api.request and the Structs'
+        # limits) should have refused this input already, so say so loudly, with the traceback.
+        log.warning("input reached the database and was refused: %s", exc, exc_info=exc)
+        return error_response(
+            HTTP_400_BAD_REQUEST,
+            "a value is out of range or holds characters that cannot be stored",
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
 
 
-def _is_database_unavailable(exc: Exception) -> bool:
+def _is_value_the_database_refused(exc: Exception) -> bool:
+    """PostgreSQL's class 22 "data exception" (NUL or invalid text, numeric overflow, a string
+    too long for its column), and asyncpg's refusal to encode an argument (an integer past
+    int8, a lone surrogate): the request's values, not the server, were at fault."""
+    import asyncpg
+    from asyncpg.exceptions import _base
+
+    # Two classes share the name: the server's class 22, and the client's argument refusal,
+    # which asyncpg exports only from its _base module.
+    return isinstance(exc, asyncpg.exceptions.DataError | _base.DataError)
+
+
+def _is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means PostgreSQL cannot be had right now (stopped, restarting, shutting
+    down, the connection dropped, no connection to be had in time): a 503 the client may retry,
+    never a 500. The failure may surface wrapped (raised from, or while handling, the database
+    error; in an exception group), so the whole chain is looked at."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _is_outage(current):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        if current.__context__ is not None and not current.__suppress_context__:
+            pending.append(current.__context__)
+    return False
+
+
+def _is_outage(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(
+    if isinstance(
         exc,
         (
+            # SQLSTATE class 08: the connection failed, was refused or no longer exists.
+            asyncpg.PostgresConnectionError,
+            # 57P01-57P03: terminated by a shutdown or crash, or starting up / shutting down.
+            asyncpg.AdminShutdownError,
+            asyncpg.CrashShutdownError,
             asyncpg.CannotConnectNowError,
-            asyncpg.ConnectionDoesNotExistError,
-            asyncpg.InterfaceError,
-            ConnectionRefusedError,
-            asyncpg.exceptions.AdminShutdownError,
+            # 53300: every connection slot is taken.
+            asyncpg.TooManyConnectionsError,
         ),
-    )
+    ):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A closed connection or pool. asyncpg also hands a connection the server dropped back
+        # to the pool at once, so a request's next statement on it reads "released back to the
+        # pool". Other InterfaceErrors (DataError: a bad query argument; misused transactions)
+        # are bugs and stay 500s.
+        message = str(exc)
+        return any(
+            sign in message for sign in ("is closed", "is closing", "released back to the pool")
+        )
+    if isinstance(exc, asyncpg.InternalClientError):
+        # A pooled connection used in the instant between the server's "terminating connection"
+        # message and the socket closing: its protocol is still consuming that error (state 2).
+        return "another operation (2) is in progress" in str(exc)
+    # Refused, reset or unreachable sockets, and timeouts (connecting, waiting for a pooled
+    # connection), but only when asyncpg raised them: a full disk is not a database outage.
+    return isinstance(exc, OSError) and _raised_in_asyncpg(exc)
+
+
+def _raised_in_asyncpg(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("asyncpg."):
+            return True
+        tb = tb.tb_next
+    return False

@@ -14,6 +14,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIMediaType,
     OpenAPIResponse,
     Operation,
     Reference,
@@ -24,6 +25,7 @@ from litestar.openapi.spec import (
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from lms.api.openapi_constraints import constrain
 from lms.domain.errors import (
     Conflict,
     DomainError,
@@ -146,10 +148,20 @@ def docs_assets_router() -> Router:
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
+# Answers any operation may give, whatever its handler does: the edge refuses a path, query or
+# header holding control characters (lms.api.input_guard), and a request that finds PostgreSQL
+# down or restarting is told to retry.
+_ANY_OPERATION = {
+    "400": "The path, query string or a header holds what the API does not take",
+    "503": "Service temporarily unavailable (the database is restarting): retry after Retry-After",
+}
+
+
 def _finish(document: OpenAPI) -> OpenAPI:
     """What route metadata cannot say: the paths in a stable order (a handler serving two paths
-    keeps them in a set, whose order changes with every process), and the error answers Litestar
-    documents by itself (a 400 wherever a parameter is validated) given our one error schema."""
+    keeps them in a set, whose order changes with every process), the answers every operation
+    may give, and the error answers Litestar documents by itself (a 400 wherever a parameter is
+    validated) given our one error schema."""
     document.paths = dict(sorted((document.paths or {}).items()))
     error = Reference(ref=f"#/components/schemas/{ErrorBody.__name__}")
     for item in document.paths.values():
@@ -157,6 +169,14 @@ def _finish(document: OpenAPI) -> OpenAPI:
             operation: Operation | None = getattr(item, method, None)
             if operation is None or not operation.responses:
                 continue
+            for status, description in _ANY_OPERATION.items():
+                operation.responses.setdefault(
+                    status,
+                    OpenAPIResponse(
+                        description=description,
+                        content={"application/json": OpenAPIMediaType(schema=error)},
+                    ),
+                )
             for status, response in operation.responses.items():
                 if not status.startswith(("4", "5")) or not isinstance(response, OpenAPIResponse):
                     continue
@@ -171,5 +191,6 @@ def _finish(document: OpenAPI) -> OpenAPI:
 
 def finish_openapi(app: Litestar) -> None:
     """Build the app's OpenAPI document now and finish it in place (Litestar keeps and serves
-    that object; every route is registered by then)."""
-    _finish(app.openapi_schema)
+    that object; every route is registered by then), with the input constraints it must state."""
+    document = _finish(app.openapi_schema)
+    constrain(app, document)

@@ -8,12 +8,19 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 from litestar import Request
-from litestar.exceptions import ClientException, HTTPException, InternalServerException
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    InternalServerException,
+    ValidationException,
+)
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
+from lms.api.text import bad_character
 from lms.domain.files import ReceivedUpload
 
 DEFAULT_MAX_FIELD_BYTES = 64 * 1024
@@ -76,6 +83,31 @@ def _client_filename(raw: str | None) -> str | None:
     return PurePosixPath(raw.replace("\\", "/")).name or None
 
 
+def _check_text(fields: dict[str, str]) -> None:
+    """Nothing the API does not store (the rules of JSON bodies: free text keeps tab and line
+    breaks, a field name nothing)."""
+    for name, value in fields.items():
+        bad = bad_character(name, free_text=False) or bad_character(value, free_text=True)
+        if bad is not None:
+            raise ClientException(detail=f"form field {name!r} may not contain {bad}")
+
+
+def check_form(request: Request[Any, Any, Any], fields: dict[str, str], form: type[Any]) -> None:
+    """The text fields against the Struct that declares them (lengths, required fields), with the
+    error shape of a JSON body's validation; then the characters of the fields it declares (a
+    field it does not know is ignored, as in a JSON body that tolerates unknown fields)."""
+    try:
+        known = msgspec.to_builtins(msgspec.convert(fields, form, strict=True))
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at ")
+        key = where.strip("`").removeprefix("$").removeprefix(".") or "form"
+        raise ValidationException(
+            detail=f"Validation failed for {request.method} {request.url.path}",
+            extra=[{"message": message, "key": key, "source": "body"}],
+        ) from None
+    _check_text(known)
+
+
 def _too_large(max_bytes: int) -> RequestEntityTooLarge:
     return RequestEntityTooLarge(detail=f"upload too large: the limit is {max_bytes} bytes")
 
@@ -87,12 +119,14 @@ async def receive_upload(
     tmp_dir: Path,
     file_field: str = "file",
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+    form: type[Any] | None = None,
 ) -> ReceivedUpload:
     """Read a multipart/form-data body chunk by chunk: text fields into `fields`, the part named
     `file_field` into a temp file under `tmp_dir` (put it on the media file system, so storing
     it is a rename). 415 when the body is not multipart/form-data, 400 when it is malformed,
-    413 as soon as more than `max_bytes` arrive (or Content-Length announces more). On every
-    error the temp file is gone; on success the caller owns it (see ReceivedUpload.discard)."""
+    413 as soon as more than `max_bytes` arrive (or Content-Length announces more). `form`, a
+    Struct, declares the text fields (400 when they do not fit it). On every error the temp file
+    is gone; on success the caller owns it (see ReceivedUpload.discard)."""
     media_type, options = request.content_type
     if media_type != "multipart/form-data":
         raise HTTPException(
@@ -146,13 +180,17 @@ async def receive_upload(
                         fields[segment.name or ""] = text.decode(segment.charset or "utf-8")
                 if parser.closed:
                     break  # anything after the closing boundary is epilogue, ignored
+        if form is not None:
+            check_form(request, fields, form)
+        else:
+            _check_text(fields)
         if sink is not None:
             await sink.close()
     except MultipartError as exc:
         if sink is not None:
             sink.remove()
         raise ClientException(detail=f"malformed multipart/form-data: {exc}") from None
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):  # an unknown charset, or bytes not in it
         if sink is not None:
             sink.remove()
         raise ClientException(detail="a form field is not valid text") from None

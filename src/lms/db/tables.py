@@ -387,6 +387,28 @@ class RateLimitCounter(Table, tablename="rate_limit_counters"):
     hits = Integer(default=0)
 
 
+class UploadSlot(Table, tablename="upload_slots"):
+    """A video upload in flight through the API, one row per request: at most
+    LMS_MAX_UPLOADS_PER_USER live rows per user, counted by every API process. The request
+    renews its lease while it reads the body and deletes the row when done; a row whose lease ran
+    out belongs to an upload that died (its process killed) and counts for nothing."""
+
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.cascade, null=False
+    )
+    expires_at = Timestamptz()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class CloudinaryNotification(Table, tablename="cloudinary_notifications"):
+    """Cloudinary notifications already processed, by their signature, so a replay is refused.
+    Only as long as their timestamp would be accepted: older ones are refused for that anyway."""
+
+    signature = Varchar(length=128, primary_key=True)
+    signed_at = Timestamptz()
+
+
 ALL_TABLES: list[type[Table]] = [
     User,
     Course,
@@ -405,4 +427,6 @@ ALL_TABLES: list[type[Table]] = [
     SystemSettings,
     OutboundMessage,
     RateLimitCounter,
+    UploadSlot,
+    CloudinaryNotification,
 ]

@@ -3,8 +3,20 @@
 The account comes from CLOUDINARY_URL (cloudinary://api_key:api_secret@cloud_name[?options]),
 parsed the way the SDK's own Config parses it: the query string sets further options, notably
 `upload_prefix` (the API base, default https://api.cloudinary.com; tests point it at a local
-server) and `signature_algorithm`. Every SDK call gets those settings as keyword options, so
-each instance is independent of the SDK's process-wide `cloudinary.config()`.
+server), `signature_algorithm` and `auth_token[key]` (the account's token key, hex). Every SDK
+call gets those settings as keyword options, so each instance is independent of the SDK's
+process-wide `cloudinary.config()`.
+
+Videos are private: uploaded as `type=authenticated`, which Cloudinary delivers only through a
+signed URL, never at a guessable public address. Viewers get a URL minted for them per request
+that expires (Cloudinary's signed URLs alone never do):
+- with a token key: the CDN URL, signed (s--...--), carrying a `__cld_token__` that expires and
+  whose ACL covers this one video, so it also covers the files of its HLS stream (`sp_auto`);
+- without one (token authentication is an add-on of some plans): the API's private download URL,
+  signed with the API secret and good until its `expires_at`. Cloudinary offers no expiring HLS
+  stream of an authenticated video without tokens, so there is none then.
+What the lesson row keeps is a reference that plays nothing (the unsigned delivery URL), never
+Cloudinary's own `secure_url`, which for an authenticated asset is signed and valid for ever.
 """
 
 from __future__ import annotations
@@ -12,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
+import cloudinary.auth_token
 import cloudinary.exceptions
 import cloudinary.uploader
 import cloudinary.utils
@@ -32,6 +46,20 @@ DEFAULT_CHUNK_SIZE = 20 * 1024 * 1024  # the SDK's own default is 20 MB; keep ch
 REQUEST_TIMEOUT = 600.0  # seconds for one API request (one chunk of an upload)
 PLAYBACK_FORMAT = "mp4"  # H.264/AAC in MP4 plays in every browser, whatever was uploaded
 AUDIO_FORMAT = "mp3"
+# Cloudinary's adaptive streaming: the profile picks the renditions, HLS is the format.
+STREAMING_PROFILE = "auto"
+STREAMING_FORMAT = "m3u8"
+# Delivered only through signed URLs (or tokens): never at a public, guessable address.
+DELIVERY_TYPE = "authenticated"
+LEGACY_DELIVERY_TYPE = "upload"  # public; how videos were stored before
+# The audio rendition the worker transcribes: fetched by us alone, never handed out.
+WORKER_URL_TTL = 3600
+# Cloudinary accepts a signed upload for an hour; a notification we accept for a few minutes,
+# so one captured on the way is soon worthless (and its replay record can be pruned).
+NOTIFICATION_MAX_AGE = 300
+NOTIFICATION_CLOCK_SKEW = 60  # a notification stamped a little ahead of our clock is fine
+
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 _ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _TRUE = {"1", "true", "yes"}
@@ -48,6 +76,7 @@ class CloudinaryAccount:
     signature_algorithm: str = "sha1"
     signature_version: int = 2
     delivery: Mapping[str, Any] = field(default_factory=dict)
+    auth_token_key: str | None = None  # hex; token-based authentication of CDN delivery
 
     @property
     def api_options(self) -> dict[str, Any]:
@@ -65,7 +94,16 @@ class CloudinaryAccount:
 
     @property
     def url_options(self) -> dict[str, Any]:
-        return {"cloud_name": self.cloud_name, "api_secret": self.api_secret, **self.delivery}
+        """Keyword options of cloudinary_url for this account's delivery. auth_token=False keeps
+        the process-wide config's token settings out: tokens are made in _signed_cdn_url."""
+        return {
+            "cloud_name": self.cloud_name,
+            "api_secret": self.api_secret,
+            "signature_algorithm": self.signature_algorithm,
+            "long_url_signature": False,
+            "auth_token": False,
+            **self.delivery,
+        }
 
 
 def parse_cloudinary_url(url: str) -> CloudinaryAccount:
@@ -92,6 +130,9 @@ def parse_cloudinary_url(url: str) -> CloudinaryAccount:
         if flag in query:
             # The SDK keeps "false" as a (truthy) string; read it as the boolean it means.
             delivery[flag] = query[flag].lower() in _TRUE
+    token_key = query.get("auth_token[key]")
+    if token_key is not None and not _HEX.fullmatch(token_key):
+        raise ValueError("CLOUDINARY_URL: auth_token[key] must be the account's token key (hex)")
     return CloudinaryAccount(
         cloud_name=parts.hostname,
         api_key=parts.username,
@@ -100,6 +141,7 @@ def parse_cloudinary_url(url: str) -> CloudinaryAccount:
         signature_algorithm=algorithm,
         signature_version=int(query.get("signature_version", "2")),
         delivery=delivery,
+        auth_token_key=token_key,
     )
 
 
@@ -111,12 +153,11 @@ def public_id_for(key: str) -> str:
     return str(path.with_suffix("")) if path.suffix.lower() in MEDIA_TYPES else key
 
 
-def stored_video(result: Mapping[str, Any]) -> StoredVideo:
-    """The StoredVideo for an upload API answer (or an upload notification's body)."""
-    public_id, secure_url = result.get("public_id"), result.get("secure_url")
-    if not isinstance(public_id, str) or not isinstance(secure_url, str):
-        raise StorageError("Cloudinary's answer lacks public_id or secure_url")
-    return StoredVideo("cloudinary", public_id, secure_url)
+def expiry(ttl_seconds: int, now: float | None = None) -> int:
+    """Unix time `ttl_seconds` from now, rounded up to the minute: a player asking again soon
+    gets the same, cacheable URL."""
+    moment = time.time() if now is None else now
+    return (int(moment) + ttl_seconds + 59) // 60 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +196,34 @@ class CloudinaryVideoStorage:
             )
         )
 
+    def stored_video(self, result: Mapping[str, Any]) -> StoredVideo:
+        """The StoredVideo for an upload API answer (or an upload notification's body); its url
+        is the unsigned delivery URL, a reference that plays nothing."""
+        public_id, version, fmt = (result.get(k) for k in ("public_id", "version", "format"))
+        if not isinstance(public_id, str) or not public_id:
+            raise StorageError("Cloudinary's answer lacks the public_id")
+        url, _ = cloudinary.utils.cloudinary_url(
+            public_id,
+            resource_type="video",
+            type=DELIVERY_TYPE,
+            version=version if isinstance(version, int) else None,
+            format=fmt if isinstance(fmt, str) and fmt else PLAYBACK_FORMAT,
+            **{**self.account.url_options, "sign_url": False},
+        )
+        return StoredVideo("cloudinary", public_id, str(url))
+
     def _upload(self, source: Path, public_id: str) -> StoredVideo:
         try:
             # upload_large sends files under chunk_size in one request and bigger ones in
             # chunk_size parts (Content-Range + X-Unique-Upload-Id), so memory stays bounded.
+            # A public id is used once (a new lesson, a new version): overwrite=False makes sure
+            # nothing ever replaces a stored video under it.
             result = cloudinary.uploader.upload_large(
                 str(source),
                 resource_type="video",
+                type=DELIVERY_TYPE,
                 public_id=public_id,
-                overwrite=True,
+                overwrite=False,
                 chunk_size=self.chunk_size,
                 timeout=self.timeout,
                 **self.account.api_options,
@@ -172,7 +232,7 @@ class CloudinaryVideoStorage:
             raise StorageError(f"Cloudinary upload of {public_id!r} failed: {exc}") from exc
         if not isinstance(result, Mapping):
             raise StorageError(f"Cloudinary upload of {public_id!r} returned nothing")
-        return stored_video(result)
+        return self.stored_video(result)
 
     async def save(self, source: Path, *, key: str) -> StoredVideo:
         public_id = public_id_for(key)
@@ -187,35 +247,93 @@ class CloudinaryVideoStorage:
 
     async def delete(self, key: str) -> None:
         public_id = public_id_for(key)
+        # An asset lives under one delivery type; videos stored before delivery was
+        # authenticated are public ("upload") ones.
+        for kind in (DELIVERY_TYPE, LEGACY_DELIVERY_TYPE):
+            if await self._destroy(public_id, kind):
+                return
+
+    async def _destroy(self, public_id: str, kind: str) -> bool:
+        """Delete the asset of that type; False when there was none."""
         try:
             result = await asyncio.to_thread(
                 cloudinary.uploader.destroy,
                 public_id,
                 resource_type="video",
+                type=kind,
                 invalidate=True,
                 timeout=self.timeout,
                 **self.account.api_options,
             )
         except cloudinary.exceptions.NotFound:
-            return
+            return False
         except Exception as exc:
             raise StorageError(f"Cloudinary delete of {public_id!r} failed: {exc}") from exc
         outcome = result.get("result") if isinstance(result, Mapping) else None
-        if outcome not in ("ok", "not found"):
-            raise StorageError(f"Cloudinary delete of {public_id!r} answered {outcome!r}")
+        if outcome == "ok":
+            return True
+        if outcome == "not found":
+            return False
+        raise StorageError(f"Cloudinary delete of {public_id!r} answered {outcome!r}")
 
-    def _delivery_url(self, key: str, fmt: str) -> str:
+    def _signed_cdn_url(
+        self, key: str, fmt: str, *, expires: int | None, **transformation: str
+    ) -> str:
+        """The CDN URL of the video, signed (s--...--); with a token key, carrying a token that
+        expires at `expires` and whose ACL covers every delivery of this one video (the files
+        of its HLS stream too, which Cloudinary names after the public id)."""
+        public_id = public_id_for(key)
         url, _ = cloudinary.utils.cloudinary_url(
-            public_id_for(key), resource_type="video", format=fmt, **self.account.url_options
+            public_id,
+            resource_type="video",
+            type=DELIVERY_TYPE,
+            format=fmt,
+            sign_url=True,
+            **transformation,
+            **self.account.url_options,
+        )
+        url = str(url)
+        token_key = self.account.auth_token_key
+        if token_key is None or expires is None:
+            return url
+        path = urlsplit(url).path
+        root = path[: path.index(f"/video/{DELIVERY_TYPE}/") + len(f"/video/{DELIVERY_TYPE}/")]
+        acl = f"{root}*/{public_id}*"
+        # The SDK's token: exp~acl~hmac, HMAC-SHA256 under the hex key, as __cld_token__=...
+        token = cloudinary.auth_token.generate(acl=acl, expiration=expires, key=token_key)
+        return f"{url}?{token}"
+
+    def playback_url(self, key: str, *, ttl_seconds: int = 3600) -> str:
+        """A URL that plays the video until about `ttl_seconds` from now, and then no more."""
+        expires = expiry(ttl_seconds)
+        if self.account.auth_token_key is not None:
+            return self._signed_cdn_url(key, PLAYBACK_FORMAT, expires=expires)
+        url = cloudinary.utils.private_download_url(
+            public_id_for(key),
+            PLAYBACK_FORMAT,
+            resource_type="video",
+            type=DELIVERY_TYPE,
+            expires_at=expires,
+            **self.account.api_options,
         )
         return str(url)
 
-    def playback_url(self, key: str, *, ttl_seconds: int = 3600) -> str:
-        # Public delivery ("upload" type): the URL does not expire, so ttl_seconds is moot.
-        return self._delivery_url(key, PLAYBACK_FORMAT)
+    def streaming_url(self, key: str, *, ttl_seconds: int = 3600) -> str | None:
+        """The HLS stream (adaptive bitrate), expiring like playback_url; only with a token key:
+        its playlists and segments are separate requests that only the token's ACL covers."""
+        if self.account.auth_token_key is None:
+            return None
+        return self._signed_cdn_url(
+            key,
+            STREAMING_FORMAT,
+            expires=expiry(ttl_seconds),
+            streaming_profile=STREAMING_PROFILE,
+        )
 
     def audio_url(self, key: str) -> str | None:
-        return self._delivery_url(key, AUDIO_FORMAT)
+        """The audio rendition for transcription: a signed URL (with an expiring token when
+        there is a token key), fetched by the worker and never handed out."""
+        return self._signed_cdn_url(key, AUDIO_FORMAT, expires=expiry(WORKER_URL_TTL))
 
     def local_path(self, key: str) -> Path | None:
         return None
@@ -229,6 +347,10 @@ class CloudinaryVideoStorage:
             "timestamp": str(int(time.time())),
             "public_id": public_id_for(public_id),
             "notification_url": notification_url,
+            # Signed, so the browser cannot change them: a private video, and one that never
+            # replaces another (the same parameters used again leave the first upload alone).
+            "type": DELIVERY_TYPE,
+            "overwrite": "false",
         }
         if context:
             params["context"] = str(cloudinary.utils.encode_context(context))
@@ -244,16 +366,23 @@ class CloudinaryVideoStorage:
         return DirectUpload(self.upload_url, signed)
 
     def verify_notification(
-        self, body: bytes, timestamp: str, signature: str, *, max_age_seconds: int = 7200
+        self,
+        body: bytes,
+        timestamp: str,
+        signature: str,
+        *,
+        max_age_seconds: int = NOTIFICATION_MAX_AGE,
     ) -> bool:
         """Check the X-Cld-Timestamp / X-Cld-Signature headers of a notification: the
-        signature is hex(hash(body + timestamp + api_secret)), and old timestamps are refused
-        (the SDK's verify_notification_signature, on raw bytes and in constant time)."""
+        signature is hex(hash(body + timestamp + api_secret)), and timestamps more than
+        `max_age_seconds` old (or ahead of our clock by more than the skew) are refused (the
+        SDK's verify_notification_signature, on raw bytes and in constant time)."""
         try:
             issued = int(timestamp)
         except ValueError:
             return False
-        if issued < time.time() - max_age_seconds:
+        now = time.time()
+        if not now - max_age_seconds <= issued <= now + NOTIFICATION_CLOCK_SKEW:
             return False
         digest = _ALGORITHMS[self.account.signature_algorithm](
             body + timestamp.encode() + self.account.api_secret.encode()

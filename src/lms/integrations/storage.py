@@ -75,7 +75,13 @@ class VideoStorage(Protocol):
         ...
 
     def playback_url(self, key: str, *, ttl_seconds: int = 3600) -> str:
-        """The URL an authorized viewer plays the video from."""
+        """The URL an authorized viewer plays the video from: minted for each request, it
+        stops working about `ttl_seconds` later."""
+        ...
+
+    def streaming_url(self, key: str, *, ttl_seconds: int = 3600) -> str | None:
+        """An adaptive (HLS) stream of the video, expiring like playback_url, where the store
+        makes one."""
         ...
 
     def audio_url(self, key: str) -> str | None:
@@ -185,6 +191,9 @@ class LocalVideoStorage:
         exp = (int(time.time()) + ttl_seconds + 59) // 60 * 60
         query = urlencode({"exp": exp, "sig": sign_media_path(self._secret, key, exp)})
         return f"{self.base_url}/media/{quote(key)}?{query}"
+
+    def streaming_url(self, key: str, *, ttl_seconds: int = 3600) -> str | None:
+        return None  # the file itself, with byte ranges, is what the /media route serves
 
     def audio_url(self, key: str) -> str | None:
         return None

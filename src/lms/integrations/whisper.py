@@ -6,23 +6,26 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 import av
+import av.container
 import av.error
 import ctranslate2
 import faster_whisper
-import httpx
 import numpy as np
 from numpy.typing import NDArray
+
+from lms.integrations.media import MediaRefused, open_media
+from lms.integrations.safe_fetch import FetchFailed, FetchPolicy, FetchRefused, guarded_get
 
 Device = Literal["cpu", "cuda"]
 Audio = NDArray[np.float32]
@@ -38,11 +41,16 @@ _INT8_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16")
 _FLOAT_TYPES = ("float16", "bfloat16", "float32")
 COMPUTE_TYPES = frozenset({"default", "auto", "int16", *_INT8_TYPES, *_FLOAT_TYPES})
 _DOWNLOAD_CHUNK = 1 << 20
-_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+# Samples resampled at once: one resampler call per ~30 s of audio instead of one per frame.
+_RESAMPLE_BATCH = 500_000
 
 
 class WhisperError(Exception):
     """Base of the transcription errors."""
+
+    # True when trying again cannot help (the media is refused for what it is, not for a
+    # passing failure): the job fails at once instead of being retried.
+    permanent = False
 
 
 class ModelUnavailable(WhisperError):
@@ -53,8 +61,20 @@ class AudioError(WhisperError):
     """The media has no audio that can be transcribed."""
 
 
+class UnsupportedMedia(AudioError):
+    """The media is in a format the service does not read (see lms.integrations.media)."""
+
+    permanent = True
+
+
 class DownloadError(WhisperError):
-    """The media could not be fetched (refused, unreachable, too large)."""
+    """The media could not be fetched (unreachable, too large, too slow)."""
+
+
+class DownloadRefused(DownloadError):
+    """The URL leads somewhere the worker does not fetch from (lms.integrations.fetch_policy)."""
+
+    permanent = True
 
 
 def resolve_model(name: str) -> str:
@@ -344,24 +364,56 @@ class Transcriber:
 
 
 def decode_audio(path: Path) -> Audio:
-    """The first audio stream of a media file as 16 kHz mono float32 samples, or AudioError."""
+    """The first audio stream of a media file as 16 kHz mono float32 samples, or AudioError.
+    Opened under the same rule as an upload's probe (lms.integrations.media.open_media)."""
     try:
-        # Only the header: a file without sound is told so, not "tuple index out of range".
-        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
-            has_audio = bool(container.streams.audio)
-    except OSError:
-        raise  # a missing or unreadable file is our problem, not the uploader's
-    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise AudioError(f"not a media file FFmpeg can read ({exc.__class__.__name__})") from None
-    if not has_audio:
-        raise AudioError("the file has no audio stream")
-    try:
-        samples = faster_whisper.decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+        with open_media(path) as container:
+            if not container.streams.audio:
+                # Said so, rather than "tuple index out of range" from the decoder.
+                raise AudioError("the file has no audio stream")
+            samples = _decode_mono(container)
+    except MediaRefused as exc:
+        raise UnsupportedMedia(exc.reason) from None
     except av.error.FFmpegError as exc:
         raise AudioError(f"the audio stream cannot be decoded ({exc})") from None
     if samples.size == 0:
         raise AudioError("the audio stream holds no samples")
-    return np.asarray(samples, dtype=np.float32)
+    return samples
+
+
+def _decode_mono(container: av.container.InputContainer) -> Audio:
+    """What faster_whisper.decode_audio does, on a container we opened: the first audio stream
+    resampled to 16-bit mono at SAMPLE_RATE in batches, a corrupt frame skipped, then scaled to
+    float32 in [-1, 1)."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    fifo = av.AudioFifo()
+    pieces: list[NDArray[np.int16]] = []
+
+    def resampled(frame: av.AudioFrame | None) -> None:
+        for out in resampler.resample(frame):
+            pieces.append(np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1))
+
+    for frame in _valid_frames(container):
+        frame.pts = None  # the fifo insists on contiguous timestamps; a gap or a jump is fine here
+        fifo.write(frame)
+        if fifo.samples >= _RESAMPLE_BATCH:
+            resampled(fifo.read())
+    if fifo.samples:
+        resampled(fifo.read())
+    resampled(None)  # flush what the resampler holds back
+    pcm = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+    return pcm.astype(np.float32) / 32768.0
+
+
+def _valid_frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:
+    frames = container.decode(audio=0)
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue  # one corrupt packet: the rest of the audio is still worth transcribing
 
 
 def _describe(url: str) -> str:
@@ -375,21 +427,20 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-async def _stream_to(url: str, out: BinaryIO, *, max_bytes: int, stall_seconds: float) -> int:
+async def _stream_to(
+    url: str, out: BinaryIO, *, policy: FetchPolicy, max_bytes: int, stall_seconds: float
+) -> int:
     """GET `url` into `out`; the number of bytes written."""
     received = 0
-    async with (
-        httpx.AsyncClient(follow_redirects=True, timeout=stall_seconds) as client,
-        client.stream("GET", url) as response,
-    ):
-        if response.status_code != 200:
-            raise DownloadError(f"{_describe(url)} answered HTTP {response.status_code}")
+    async with guarded_get(url, policy, stall_seconds=stall_seconds) as response:
+        if response.status != 200:
+            raise DownloadError(f"{_describe(url)} answered HTTP {response.status}")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise DownloadError(
                 f"{_describe(url)} is {declared} bytes, over the {max_bytes} byte limit"
             )
-        async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+        async for chunk in response.chunks:
             received += len(chunk)
             # Counted as it arrives: a missing or lying Content-Length changes nothing.
             if received > max_bytes:
@@ -399,29 +450,49 @@ async def _stream_to(url: str, out: BinaryIO, *, max_bytes: int, stall_seconds: 
 
 
 async def download(
-    url: str, directory: Path, *, max_bytes: int, stall_seconds: float = 60.0
+    url: str,
+    directory: Path,
+    *,
+    max_bytes: int,
+    policy: FetchPolicy | None = None,
+    stall_seconds: float = 60.0,
+    total_seconds: float = 1800.0,
 ) -> Path:
     """Stream an http(s) URL into a new file in `directory` and return its path; the caller
-    deletes it. Nothing is left behind on any error, and more than max_bytes is refused.
-    `stall_seconds` bounds each wait (connecting, every read), not the whole transfer, so a
-    large file on a slow link still arrives."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DownloadError(f"not an http(s) URL: {_describe(url)}")
-    # The suffix is a hint for FFmpeg's probing and for whoever looks at a stuck temp folder.
-    suffix = PurePosixPath(parts.path).suffix
-    fd, name = tempfile.mkstemp(
-        dir=directory, prefix="media-", suffix=suffix if _SUFFIX.fullmatch(suffix) else ""
-    )
+    deletes it. Nothing is left behind on any error. Refused (DownloadRefused) where `policy`
+    (by default: public addresses on web ports only) says no, at the first hop or any redirect.
+    More than max_bytes is refused; `stall_seconds` bounds each wait (resolving, connecting,
+    every read) and `total_seconds` the whole transfer."""
+    policy = policy or FetchPolicy()
+    # No name taken from the URL: FFmpeg picks some demuxers by extension (an .m3u8 playlist
+    # that reads other files), and the bytes alone decide what this is (open_media).
+    fd, name = tempfile.mkstemp(dir=directory, prefix="media-")
     path = Path(name)
+    deadline = asyncio.timeout(total_seconds)
     try:
         with os.fdopen(fd, "wb") as out:
-            received = await _stream_to(url, out, max_bytes=max_bytes, stall_seconds=stall_seconds)
+            async with deadline:
+                received = await _stream_to(
+                    url, out, policy=policy, max_bytes=max_bytes, stall_seconds=stall_seconds
+                )
         if received == 0:
             raise DownloadError(f"{_describe(url)} is empty")
-    except httpx.HTTPError as exc:
+    except FetchRefused as exc:
         _discard(path)
-        raise DownloadError(f"could not download {_describe(url)} ({_first_line(exc)})") from exc
+        raise DownloadRefused(
+            f"refused to fetch {_describe(url)}: {exc}; the worker fetches only public addresses"
+            " on web ports, and what LMS_VIDEO_FETCH_ALLOW lists"
+        ) from None
+    except FetchFailed as exc:
+        _discard(path)
+        raise DownloadError(f"could not download {_describe(url)} ({exc})") from exc
+    except TimeoutError:
+        _discard(path)
+        if not deadline.expired():
+            raise
+        raise DownloadError(
+            f"{_describe(url)} took longer than {total_seconds:g} s to download"
+        ) from None
     except BaseException:
         _discard(path)  # cancellation included: a worker shutting down mid-download
         raise

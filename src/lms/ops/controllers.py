@@ -9,12 +9,16 @@ import asyncpg
 from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from lms.api.client_ip import client_ip
+from lms.api.openapi import FORBIDDEN, UNAUTHORIZED, errors
 from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC_OPT
 from lms.broker import BrokerConnection
 from lms.context import Db
+from lms.domain.errors import Forbidden, Unauthenticated
 from lms.domain.transcripts.monitoring import refresh_queue_metrics
 from lms.observability.metrics import render
+from lms.observability.metrics_access import Verdict, metrics_access
 
 READY_TIMEOUT = 2.0
 
@@ -58,9 +62,24 @@ class OpsController(Controller):
         )
         return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
-    @get("/metrics", summary="Prometheus metrics", media_type="text/plain", include_in_schema=True)
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        description="Open unless LMS_METRICS_ALLOW (the caller's address) or LMS_METRICS_TOKEN "
+        "(`Authorization: Bearer <token>`) restrict it.",
+        media_type="text/plain",
+        include_in_schema=True,
+        responses=errors(UNAUTHORIZED, FORBIDDEN),
+    )
     async def metrics(self, request: Request[Any, Any, Any], db: Db) -> Response[bytes]:
         settings = request.app.state.settings
+        verdict = metrics_access(settings).check(
+            client_ip(request, settings.trusted_proxies), request.headers.get("authorization")
+        )
+        if verdict is Verdict.ADDRESS_REFUSED:
+            raise Forbidden("metrics are not served to this address")
+        if verdict is Verdict.TOKEN_MISSING:
+            raise Unauthenticated("metrics need the bearer token set in LMS_METRICS_TOKEN")
         await refresh_queue_metrics(db, request.app.state.nats, settings.jobs_stream)
         payload, content_type = render()
         return Response(payload, media_type=content_type)

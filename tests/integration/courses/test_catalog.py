@@ -1,15 +1,20 @@
 """The public catalog: published only, newest first, keyset pages with signed cursors, ranked
-full-text search, the creator filter, ETag / 304 and caching headers."""
+full-text search, the creator filter, ETag / 304 and caching headers, and the limits on searches
+(per client, and at once per process)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 
+from lms.settings import Settings
 from tests.conftest import TestUser
+from tests.integration.auth.clients import client_from
 from tests.integration.courses.helpers import new_course, published_course
 
 
@@ -201,3 +206,89 @@ async def test_a_search_past_its_time_budget_is_cut_off_with_503(
     # The pool is healthy afterwards: the same search answers.
     again = await api.get("/courses", params={"q": "gardening"})
     assert again.status_code == 200 and len(again.json()["items"]) == 20
+
+
+async def test_searches_are_rate_limited_per_client(
+    api: httpx.AsyncClient, app: Litestar, creator: TestUser, db: asyncpg.Pool, settings: Settings
+) -> None:
+    await seed_published(db, creator, 3, title="Gardening")
+    limit = settings.search_rate_limit_per_minute
+    for i in range(limit):
+        page = await api.get("/courses", params={"q": f"gardening {i % 3}"})
+        assert page.status_code == 200, (i, page.text)
+    refused = await api.get("/courses", params={"q": "gardening"})
+    assert refused.status_code == 429, refused.text
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["detail"]
+    # Browsing without a search is not limited by it; another client searches on.
+    assert (await api.get("/courses")).status_code == 200
+    async with client_from(app, "198.51.100.31") as other:
+        assert (await other.get("/courses", params={"q": "gardening"})).status_code == 200
+
+
+async def searches_waiting_on_a_lock(db: asyncpg.Pool) -> int:
+    count: int = await db.fetchval(
+        """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock'
+          AND query LIKE '%websearch_to_tsquery%'
+        """
+    )
+    return count
+
+
+async def until_searches_wait(db: asyncpg.Pool, count: int) -> None:
+    """Polls PostgreSQL (nothing in this process can say when a statement starts waiting)."""
+    for _ in range(3000):  # a minute at most: a guard against a hang, not a measurement
+        if await searches_waiting_on_a_lock(db) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} searches never waited on the lock")
+
+
+async def test_searches_past_the_concurrency_cap_wait_briefly_then_are_refused(
+    api: httpx.AsyncClient,
+    creator: TestUser,
+    learner: TestUser,
+    db: asyncpg.Pool,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Searches held up in PostgreSQL (a lock on courses here; an expensive query in life) fill
+    the cap; one more waits SEARCH_WAIT_SECONDS for a slot, never for a pool connection (it never
+    reaches PostgreSQL), and is refused with 503; the pool still serves other requests."""
+    from lms.domain.courses import catalog
+
+    await seed_published(db, creator, 3, title="Gardening")
+    cap = settings.search_concurrency
+    assert cap < settings.db_pool_max
+    # The held searches must outlive the test's steps however slow the machine.
+    monkeypatch.setattr(catalog, "SEARCH_TIMEOUT_SECONDS", 600.0)
+    search = {"q": "gardening"}
+    async with db.acquire() as blocker:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE courses IN ACCESS EXCLUSIVE MODE")
+        held = [asyncio.ensure_future(api.get("/courses", params=search)) for _ in range(cap)]
+        try:
+            await until_searches_wait(db, cap)
+            extra = asyncio.ensure_future(api.get("/courses", params=search))
+            queued = asyncio.ensure_future(until_searches_wait(db, cap + 1))
+            done, _ = await asyncio.wait(
+                {extra, queued}, timeout=60, return_when=asyncio.FIRST_COMPLETED
+            )
+            queued.cancel()
+            assert extra in done, "the search over the cap reached PostgreSQL"
+            refused = extra.result()
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"].isdigit()
+            # Other requests still get a connection while the searches hold theirs.
+            me = await asyncio.wait_for(api.get("/auth/me", headers=learner.headers), 60)
+            assert me.status_code == 200, me.text
+            assert not any(h.done() for h in held)
+        finally:
+            await transaction.rollback()
+        answers = await asyncio.gather(*held)
+    assert [a.status_code for a in answers] == [200] * cap
+    # The cap counts searches in flight, not searches ever made.
+    assert (await api.get("/courses", params=search)).status_code == 200

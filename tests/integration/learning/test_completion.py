@@ -14,6 +14,7 @@ from litestar import Litestar
 
 from lms.domain.learning.schemas import LessonCompletion
 from tests.conftest import TestUser
+from tests.helpers import eventually
 from tests.integration.learning.helpers import (
     beat,
     complete,
@@ -244,7 +245,18 @@ async def test_writes_racing_the_deletion_of_their_course_are_404_not_500(
                 api.post(f"/courses/{course['id']}/enroll", headers=newcomer.headers)
             ),
         ]
-        await asyncio.sleep(0.5)  # they are all waiting for the deleting transaction's locks
+        # Each request's backend queues behind the deleting transaction's locks: seen there,
+        # not assumed after a sleep.
+        blocked_by_deletion = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND $1 = ANY(pg_blocking_pids(pid))"
+        )
+        deleting_pid = await conn.fetchval("SELECT pg_backend_pid()")
+
+        async def all_three_wait() -> bool:
+            return bool(await db.fetchval(blocked_by_deletion, deleting_pid) == 3)
+
+        await eventually(all_three_wait, within=10, what="three requests blocked by the deletion")
         assert not any(task.done() for task in waiting)
         await deletion.commit()
     responses = await asyncio.gather(*waiting)

@@ -133,13 +133,13 @@ async def test_q_is_required_and_bounded(
 ) -> None:
     course, (lesson,) = await course_with_videos(api, creator, ["Intro"])
     await store_transcript(db, lesson["id"], [(0.0, 1.0, "word " * 3)])
-    for q in (None, "", " ", "\t\n", "\x00", "x" * 201):
+    # Control characters are refused at the edge, like in any other parameter.
+    for q in (None, "", " ", "\t\n", "\x00", "\x00word\x1b", "x" * 201):
         response = await search(api, course, creator, q)
         assert response.status_code == 400, (q, response.text)
         assert response.json()["status_code"] == 400
     assert hits(await search(api, course, creator, "word " + "x" * 195)) == []
     assert len(hits(await search(api, course, creator, " word "))) == 1
-    assert len(hits(await search(api, course, creator, "\x00word\x1b"))) == 1
     # Anything else in q is words to look for, never an error.
     for q in ("'; DROP TABLE lessons; --", "a & b | !c", "<script>", '"unclosed', "(()", "-", "\\"):
         assert (await search(api, course, creator, q)).status_code == 200, q

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +23,15 @@ from lms.integrations.whisper import decode_audio
 from lms.netutil import free_port
 from lms.settings import Settings
 from tests.conftest import TestUser
-from tests.helpers import child_env, wait_ready
+from tests.helpers import eventually, wait_ready
+from tests.integration.faults.processes import (
+    json_lines,
+    log_tail,
+    service_env,
+    spawn,
+    stop,
+    wait_for_status,
+)
 from tests.integration.transcripts.worker_support import SPEECH, queued_lesson
 
 pytestmark = pytest.mark.slow
@@ -42,55 +47,13 @@ def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
         server.stop()
 
 
-def service_env(settings: Settings, nats_url: str, tag: str) -> dict[str, str]:
+def fault_env(settings: Settings, nats_url: str) -> dict[str, str]:
     assert settings.database_url and settings.jwt_secret
-    return child_env(
-        DATABASE_URL=settings.database_url,
-        NATS_URL=nats_url,
-        LMS_DATA_DIR=str(settings.data_dir),
-        LMS_JWT_SECRET=settings.jwt_secret,
-        LMS_JOBS_STREAM=f"FAULTS_{tag}",
-        LMS_JOBS_SUBJECT=f"faults.{tag}",
-        LMS_JOBS_ACK_WAIT="3",
-        LMS_SWEEP_INTERVAL="1",
-        LMS_WHISPER_DEVICE="cpu",
-        LMS_LOG_FORMAT="json",
-    )
-
-
-def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lms", *args],
-            env=env,
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-async def wait_for_status(
-    db: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float
-) -> asyncpg.Record:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        row = await db.fetchrow("SELECT * FROM transcription_jobs WHERE id = $1", job_id)
-        if row is not None and row["status"] == status:
-            return row
-        await asyncio.sleep(0.2)
-    raise AssertionError(
-        f"job {job_id} did not reach {status} within {within}s: {row and dict(row)}"
+    return service_env(
+        database_url=settings.database_url,
+        nats_url=nats_url,
+        data_dir=settings.data_dir,
+        jwt_secret=settings.jwt_secret,
     )
 
 
@@ -117,16 +80,29 @@ async def test_a_killed_workers_job_is_finished_by_another(
 ) -> None:
     url = nats.running_url()
     assert url
-    env = service_env(settings, url, uuid.uuid4().hex[:8])
+    env = fault_env(settings, url)
     queued = await queued_lesson(
-        db, settings, creator, media=long_recording(tmp_path / "long.m4a", 15)
+        db, settings, creator, media=long_recording(tmp_path / "long.m4a", 8)
     )
     # Nobody publishes this job: the worker's sweeper finds it QUEUED and unpublished.
     first = spawn(env, "worker", log=tmp_path / "worker1.log")
     second = None
     try:
         await wait_for_status(db, queued.job_id, "PROCESSING", within=90)
-        await asyncio.sleep(2)
+
+        async def running_it() -> bool:
+            """Mid-job: claimed, the lesson marked PROCESSING, and the worker's lease heartbeat
+            has landed since (it is alive inside the job, not merely past the claim)."""
+            return bool(
+                await db.fetchval(
+                    """SELECT j.updated_at > j.started_at AND l.transcript_status = 'PROCESSING'
+                       FROM transcription_jobs j JOIN lessons l ON l.id = j.lesson_id
+                       WHERE j.id = $1 AND j.status = 'PROCESSING'""",
+                    queued.job_id,
+                )
+            )
+
+        await eventually(running_it, within=30, what="the first worker running the job")
         os.killpg(first.pid, signal.SIGKILL)  # mid-job: no ack, no clean-up
         first.wait()
         assert (
@@ -160,14 +136,12 @@ async def test_a_job_queued_while_nats_is_down_is_delivered_when_it_returns(
 ) -> None:
     url = nats.running_url()
     assert url
-    env = service_env(settings, url, uuid.uuid4().hex[:8])
+    env = fault_env(settings, url)
     port = free_port()
     api = spawn({**env, "LMS_PORT": str(port)}, "serve", "--workers", "1", log=tmp_path / "api.log")
     worker = None
     try:
-        assert await asyncio.to_thread(wait_ready, port, 60), (tmp_path / "api.log").read_text()[
-            -2000:
-        ]
+        assert await asyncio.to_thread(wait_ready, port, 60), log_tail(tmp_path / "api.log")
         nats.stop()
         worker = spawn(env, "worker", log=tmp_path / "worker.log")  # waits for NATS
         async with httpx.AsyncClient(
@@ -187,7 +161,19 @@ async def test_a_job_queued_while_nats_is_down_is_delivered_when_it_returns(
                 uuid.UUID(lesson["id"]),
             )
             assert job["published_at"] is None  # committed, but NATS could not take it
-            await asyncio.sleep(2)
+
+            async def worker_waiting_for_nats() -> bool:
+                """The worker is up and trying to reach NATS (its retry, or the client's own
+                reconnect attempts, logged)."""
+                return any(
+                    entry.get("logger") == "nats.aio.client"
+                    or str(entry.get("msg", "")).startswith("NATS not reachable yet")
+                    for entry in json_lines(tmp_path / "worker.log")
+                )
+
+            await eventually(
+                worker_waiting_for_nats, within=60, what="the worker finding NATS down"
+            )
             nats.start()  # same port, same store
             await wait_for_status(db, job["id"], "DONE", within=120)
             shown = (await client.get(f"/lessons/{lesson['id']}")).json()

@@ -10,7 +10,6 @@ import uuid
 import asyncpg
 
 from lms.db.queries import Conn
-from lms.invariants import present
 
 
 async def supersede(conn: Conn, user_id: uuid.UUID, purpose: str) -> None:
@@ -37,11 +36,15 @@ async def insert(
     max_attempts: int,
     ttl_seconds: int,
 ) -> None:
+    """Store the code; nothing when `user_id` names no user. A request for an address without an
+    account runs this same statement with a user id no row has, so it does the work a request
+    for an account does and its timing does not tell them apart."""
     await conn.execute(
         """
         INSERT INTO otp_codes (id, user_id, channel, purpose, destination, code_hash,
                                max_attempts, expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+        SELECT $1, u.id, $3, $4, $5, $6, $7, now() + make_interval(secs => $8)
+        FROM users u WHERE u.id = $2
         """,
         otp_id,
         user_id,
@@ -69,21 +72,37 @@ async def lock_newest(conn: Conn, user_id: uuid.UUID, purpose: str) -> asyncpg.R
     )
 
 
-async def record_wrong_try(conn: Conn, otp_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(
+async def record_wrong_try(conn: Conn, otp_id: uuid.UUID) -> asyncpg.Record | None:
+    """Spend a try of a live code (at the last one it is invalidated): its attempts after this
+    one, or None when `otp_id` is no live code (spent, superseded, or no code at all)."""
+    return await conn.fetchrow(
         """
         UPDATE otp_codes SET attempts = attempts + 1,
                invalidated_at = CASE WHEN attempts + 1 >= max_attempts THEN now() END
-        WHERE id = $1
+        WHERE id = $1 AND consumed_at IS NULL AND invalidated_at IS NULL
         RETURNING attempts, max_attempts
         """,
         otp_id,
     )
-    return present(row, "the caller's transaction holds the code's row locked (FOR UPDATE)")
 
 
 async def consume(conn: Conn, otp_id: uuid.UUID) -> None:
     await conn.execute("UPDATE otp_codes SET consumed_at = now() WHERE id = $1", otp_id)
+
+
+async def consume_if_live(conn: Conn, otp_id: uuid.UUID) -> bool:
+    """Spend a code checked earlier, unless it died meanwhile (used by a concurrent request,
+    superseded by a newer code, expired): the one conditional UPDATE decides which of two
+    requests with the same code wins."""
+    spent = await conn.fetchval(
+        """
+        UPDATE otp_codes SET consumed_at = now()
+        WHERE id = $1 AND consumed_at IS NULL AND invalidated_at IS NULL AND expires_at > now()
+        RETURNING id
+        """,
+        otp_id,
+    )
+    return spent is not None
 
 
 async def pending_destination(conn: Conn, user_id: uuid.UUID, purpose: str) -> str | None:

@@ -26,6 +26,12 @@ RETURNING hits,
 
 UNDO = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE key = $1"
 
+RESTART = """
+INSERT INTO rate_limit_counters AS c (key, window_start, hits)
+VALUES ($1, now(), 0)
+ON CONFLICT (key) DO UPDATE SET window_start = now(), hits = 0
+"""
+
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - make_interval(secs => $1)"
 
 
@@ -45,6 +51,10 @@ async def hit(conn: Conn, key: str, window_seconds: int) -> Hit:
 
 async def undo(conn: Conn, key: str) -> None:
     await conn.execute(UNDO, key)
+
+
+async def restart(conn: Conn, key: str) -> None:
+    await conn.execute(RESTART, key)
 
 
 async def purge(conn: Conn, older_than_seconds: int) -> str:

@@ -188,3 +188,33 @@ async def abandoned(conn: Conn, *, stale_seconds: float, limit: int = 100) -> li
 async def counts_by_status(conn: Conn) -> dict[str, int]:
     rows = await conn.fetch("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status")
     return {r["status"]: r["n"] for r in rows}
+
+
+# Serializes the queueing of one creator's jobs until the transaction ends, so concurrent
+# uploads cannot both count the last free place in the creator's queue.
+LOCK_CREATOR_QUEUE = (
+    "SELECT pg_advisory_xact_lock("
+    "hashtextextended('lms.transcription_queue:' || $1::uuid::text, 0))"
+)
+
+
+async def lock_creator_queue(conn: Conn, creator_id: uuid.UUID) -> None:
+    await conn.execute(LOCK_CREATOR_QUEUE, creator_id)
+
+
+async def waiting_for_creator(conn: Conn, creator_id: uuid.UUID, except_lesson: uuid.UUID) -> int:
+    """Jobs QUEUED or PROCESSING for the creator's lessons other than `except_lesson` (the one
+    being queued: queueing it again does not add a job). Walks the partial index of waiting
+    jobs, which stays as small as the queue."""
+    n: int = await conn.fetchval(
+        """
+        SELECT count(*)
+        FROM transcription_jobs j
+        JOIN lessons l ON l.id = j.lesson_id
+        JOIN courses c ON c.id = l.course_id
+        WHERE j.status IN ('QUEUED', 'PROCESSING') AND c.creator_id = $1 AND j.lesson_id <> $2
+        """,
+        creator_id,
+        except_lesson,
+    )
+    return n

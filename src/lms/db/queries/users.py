@@ -77,6 +77,22 @@ async def by_login(conn: Conn, *, email: str | None, username: str | None) -> as
     )
 
 
+# Raw: sign-in's, on the pool it is handed; only under a flood of failed sign-ins to the account.
+async def login_addresses(conn: Conn, user_id: uuid.UUID) -> list[str]:
+    """The addresses the account's live logins (refresh tokens) were issued or last rotated to:
+    clients that have signed in to it. Bounded: a handful of devices is the common case."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ip_address FROM refresh_tokens
+        WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+          AND ip_address IS NOT NULL
+        LIMIT 100
+        """,
+        user_id,
+    )
+    return [row["ip_address"] for row in rows]
+
+
 # Raw: ON CONFLICT DO UPDATE with CASEs, and xmax to tell an insert from an update.
 async def register(conn: Conn, email: str, password_hash: str | None) -> asyncpg.Record:
     """Insert a new unverified user, or return the existing row (keeping a new password for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from msgspec import UNSET, Meta, UnsetType
 
@@ -15,6 +15,8 @@ from lms.domain.auth.schemas import RoleName
 
 
 class UserUpdate(CamelStruct, forbid_unknown_fields=True):
+    json_schema_extra: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
     role: RoleName | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
 
@@ -44,6 +46,8 @@ class SystemSettingsOut(CamelStruct):
 
 
 class SystemSettingsUpdate(CamelStruct, forbid_unknown_fields=True):
+    json_schema_extra: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
     registration_open: bool | UnsetType = UNSET
     otp_ttl_seconds: Annotated[int, Meta(ge=60, le=86400)] | UnsetType = UNSET
     otp_max_attempts: Annotated[int, Meta(ge=1, le=20)] | UnsetType = UNSET

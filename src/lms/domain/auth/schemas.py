@@ -4,19 +4,68 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct, Page, RowStruct
+from lms.api.text import CONTROLS, LINE_PATTERN, PLAIN_TEXT_PATTERN
+from lms.domain.auth.passwords import MIN_PASSWORD_LENGTH
+from lms.domain.auth.policy import MAX_PASSWORD_LENGTH
 
-Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
-Text100 = Annotated[str, Meta(min_length=1, max_length=100)]
+# The wire forms lms.domain.auth.policy accepts, stated so the OpenAPI document says them: the
+# services still normalise (lower case) and check what a pattern cannot (a number's plan).
+Text200 = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=LINE_PATTERN, examples=["Ada Lovelace"])
+]
+Text100 = Annotated[str, Meta(min_length=1, max_length=100, pattern=LINE_PATTERN)]
 RoleName = Literal["LEARNER", "CREATOR", "ADMIN"]
-Otp = Annotated[str, Meta(pattern=r"^[0-9]{6}$", description="the 6-digit code that was sent")]
-Password = Annotated[str, Meta(max_length=256)]
-EmailText = Annotated[str, Meta(max_length=320)]
-PhoneText = Annotated[str, Meta(max_length=32, description="E.164, e.g. +14155550123")]
+Otp = Annotated[
+    str,
+    Meta(pattern=r"^[0-9]{6}$", description="the 6-digit code that was sent", examples=["042917"]),
+]
+Password = Annotated[
+    str, Meta(max_length=MAX_PASSWORD_LENGTH, examples=["correct horse battery staple"])
+]
+NewPassword = Annotated[
+    str,
+    Meta(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        description=f"at least {MIN_PASSWORD_LENGTH} characters, not a common or guessable "
+        "password, not containing the email address or username",
+        examples=["violet tractor mango harbour"],
+    ),
+]
+EmailText = Annotated[
+    str,
+    Meta(
+        max_length=320,
+        pattern=rf"^[^@\s{CONTROLS}]{{1,64}}@[^@\s{CONTROLS}]+\.[^@\s.{CONTROLS}]{{2,}}$",
+        description="an email address (compared in lower case)",
+        examples=["ada@example.com"],
+    ),
+]
+PhoneText = Annotated[
+    str,
+    Meta(
+        max_length=32,
+        pattern=r"^\+[0-9][0-9 ().-]{5,30}$",
+        description="an international number, E.164 (+14155550123) or grouped "
+        "(+1 (415) 555-0123); it must exist in its country's numbering plan",
+        examples=["+14155550123"],
+    ),
+]
+Username = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=50,
+        pattern=r"^[A-Za-z0-9_.-]{3,50}$",
+        description="3-50 of a-z 0-9 _ . - (compared in lower case)",
+        examples=["ada_lovelace"],
+    ),
+]
 
 
 class User(RowStruct):
@@ -56,7 +105,7 @@ class Tokens(CamelStruct):
 class RegisterRequest(CamelStruct):
     email: EmailText
     phone_number: PhoneText | None = None
-    password: Password | None = None
+    password: NewPassword | None = None
 
 
 class RegisterResponse(CamelStruct):
@@ -86,24 +135,41 @@ class VerifyPhoneResponse(CamelStruct):
 
 
 class CompleteProfileRequest(CamelStruct):
-    username: Annotated[str, Meta(min_length=3, max_length=50, description="3-50 of a-z 0-9 _ . -")]
-    password: Password
+    username: Username
+    password: NewPassword
     full_name: Text200
     country: Text100
     state: Text100
-    zip: Annotated[str, Meta(min_length=1, max_length=20)]
-    name: Annotated[str, Meta(max_length=100)] | None = None
+    zip: Annotated[str, Meta(min_length=1, max_length=20, pattern=LINE_PATTERN)]
+    name: Annotated[str, Meta(max_length=100, pattern=PLAIN_TEXT_PATTERN)] | None = None
     phone_number: PhoneText | None = None
 
 
 class LoginRequest(CamelStruct):
+    """Either `email` or `username` (not both), with the password."""
+
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "oneOf": [
+            {"required": [name], "properties": {name: {"type": "string"}}}
+            for name in ("email", "username")
+        ]
+    }
+
     password: Password
     email: EmailText | None = None
-    username: Annotated[str, Meta(max_length=50)] | None = None
+    username: Username | None = None
 
 
 class RefreshRequest(CamelStruct):
-    refresh_token: Annotated[str, Meta(min_length=1, max_length=200)]
+    refresh_token: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="the refreshToken of the last Tokens",
+        ),
+    ]
 
 
 class ResendOtpRequest(CamelStruct):
@@ -118,7 +184,7 @@ class ForgotPasswordRequest(CamelStruct):
 class ResetPasswordRequest(CamelStruct):
     email: EmailText
     otp: Otp
-    new_password: Password
+    new_password: NewPassword
 
 
 class Accepted(CamelStruct):

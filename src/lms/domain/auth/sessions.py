@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -13,11 +14,19 @@ from lms.context import AppContext
 from lms.db.builder import transaction
 from lms.db.queries import refresh_tokens, users
 from lms.domain.auth.authentication import Principal
+from lms.domain.auth.otp import NO_ONE
 from lms.domain.auth.passwords import hash_password, needs_rehash, verify_password
 from lms.domain.auth.schemas import LoginRequest, Tokens, User
 from lms.domain.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
-from lms.domain.errors import Forbidden, Invalid, Unauthenticated
-from lms.domain.rate_limits import FAILED_LOGINS, account_key, give_back, take
+from lms.domain.errors import Forbidden, Invalid, Unauthenticated, Unavailable
+from lms.domain.rate_limits import (
+    FAILED_LOGINS_PER_ACCOUNT,
+    FAILED_LOGINS_PER_CLIENT,
+    account_key,
+    client_key,
+    give_back,
+    take,
+)
 from lms.invariants import present
 
 BAD_CREDENTIALS = "invalid email, username or password"
@@ -74,6 +83,58 @@ async def open_session(
     )
 
 
+def _failure_keys(
+    row: asyncpg.Record | None, identifier: str, client: ClientInfo
+) -> tuple[str, str]:
+    """(per account and client, per account). An account is the same however it is named (email
+    or username); a name that is no account gets counters of its own, so probing one costs the
+    same. A client is its IPv4 address or IPv6 /64."""
+    account = str(row["id"]) if row is not None else identifier
+    mine = account_key("login-failures", f"{account} from {client_key(client.ip)}")
+    return mine, account_key("login-failures", account)
+
+
+async def count_attempt(
+    db: asyncpg.Pool, row: asyncpg.Record | None, identifier: str, client: ClientInfo
+) -> None:
+    """Count a sign-in attempt as a failure before the password is checked (given back when it
+    is right), so concurrent guesses cannot slip past. A client gets ten in 15 minutes; the
+    account, ten from all clients together, which spares a client that holds a login to the
+    account from its address (it has signed in before): a guesser elsewhere does not lock the
+    owner's own devices out."""
+    mine, everyone = _failure_keys(row, identifier, client)
+    await take(
+        db,
+        mine,
+        FAILED_LOGINS_PER_CLIENT,
+        "failed logins for this account from this address",
+        label="login-failures",
+    )
+
+    async def holds_login() -> bool:
+        # The same statement with or without an account, so the answer's timing does not say.
+        user_id = row["id"] if row is not None else NO_ONE
+        key = client_key(client.ip)
+        return any(client_key(a) == key for a in await users.login_addresses(db, user_id))
+
+    await take(
+        db,
+        everyone,
+        FAILED_LOGINS_PER_ACCOUNT,
+        "failed logins for this account",
+        label="login-failures-account",
+        unless=holds_login,
+    )
+
+
+async def uncount_attempt(
+    db: asyncpg.Pool, row: asyncpg.Record | None, identifier: str, client: ClientInfo
+) -> None:
+    mine, everyone = _failure_keys(row, identifier, client)
+    await give_back(db, mine, FAILED_LOGINS_PER_CLIENT)
+    await give_back(db, everyone, FAILED_LOGINS_PER_ACCOUNT)
+
+
 async def login(
     db: asyncpg.Pool, ctx: AppContext, body: LoginRequest, client: ClientInfo
 ) -> Tokens:
@@ -85,18 +146,16 @@ async def login(
         email=identifier if body.email is not None else None,
         username=identifier if body.username is not None else None,
     )
-    # Failures count per account, whether it is named by email or by username; a name that is
-    # no account gets a counter of its own, so probing one costs the same.
-    failures = account_key("login-failures", str(row["id"]) if row is not None else identifier)
-    # Counted before checking and given back on success, so concurrent guesses cannot slip past.
-    await take(
-        db, failures, FAILED_LOGINS, "failed logins for this account", label="login-failures"
-    )
+    await count_attempt(db, row, identifier, client)
     stored = row["password_hash"] if row is not None else None
-    password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
+    try:
+        password_ok = await verify_password(stored or await _dummy_password_hash(), body.password)
+    except Unavailable:
+        await uncount_attempt(db, row, identifier, client)  # no guess was checked
+        raise
     if row is None or stored is None or not password_ok:
         raise Unauthenticated(BAD_CREDENTIALS)
-    await give_back(db, failures, FAILED_LOGINS)
+    await uncount_attempt(db, row, identifier, client)
     if not row["is_active"]:
         raise Forbidden("account is deactivated")
     if not row["email_verified"]:
@@ -104,7 +163,10 @@ async def login(
     if not row["is_profile_complete"]:
         raise Forbidden("profile is not complete yet")
     # Hash parameters were raised since this hash was made: upgrade it while we know the password.
-    new_hash = await hash_password(body.password) if needs_rehash(stored) else None
+    new_hash = None
+    if needs_rehash(stored):
+        with contextlib.suppress(Unavailable):  # busy: the upgrade waits for another sign-in
+            new_hash = await hash_password(body.password)
     async with db.acquire() as conn, conn.transaction():
         user = await users.record_login(conn, row["id"], new_hash)
         return await open_session(conn, ctx, user, client)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -34,8 +36,8 @@ from lms.domain.auth.schemas import (
 )
 from lms.domain.auth.sessions import ClientInfo, open_session
 from lms.domain.auth.tokens import issue_profile_token
-from lms.domain.errors import Conflict, Forbidden, Invalid
-from lms.domain.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, take
+from lms.domain.errors import Conflict, DomainError, Forbidden, Invalid
+from lms.domain.rate_limits import OTP_SENDS_BURST, OTP_SENDS_HOURLY, account_key, give_back, take
 from lms.invariants import present
 from lms.messaging.outbox import queue_email, queue_sms
 
@@ -60,12 +62,36 @@ async def check_password(password: str, *, email: str | None, username: str | No
         raise Invalid(problem)
 
 
+def _sends_key(destination: str, purpose: OtpPurpose) -> str:
+    return account_key(f"otp-send:{purpose.value}", destination)
+
+
 async def throttle_sends(db: asyncpg.Pool, destination: str, purpose: OtpPurpose) -> None:
     """Codes of one purpose to one address or number: one per 30 s and five an hour, whoever
     asks."""
-    key = account_key(f"otp-send:{purpose.value}", destination)
+    key = _sends_key(destination, purpose)
     await take(db, key, OTP_SENDS_BURST, "codes requested for this address", label="otp-send")
     await take(db, key, OTP_SENDS_HOURLY, "codes requested for this address", label="otp-send")
+
+
+@contextlib.asynccontextmanager
+async def sends_counted(db: asyncpg.Pool, *sends: tuple[str, OtpPurpose]) -> AsyncIterator[None]:
+    """Count the codes a request is about to send against their addresses' limits before it does
+    anything costly (a password hash), and give the counts back when it is refused after all
+    (hashing is busy, a race made the address verified): a refused request does not use up the
+    one code per 30 s its retry needs."""
+    counted: list[tuple[str, OtpPurpose]] = []
+    try:
+        for destination, purpose in sends:
+            await throttle_sends(db, destination, purpose)
+            counted.append((destination, purpose))
+        yield
+    except DomainError:
+        for destination, purpose in counted:
+            key = _sends_key(destination, purpose)
+            await give_back(db, key, OTP_SENDS_BURST)
+            await give_back(db, key, OTP_SENDS_HOURLY)
+        raise
 
 
 def _expiry(runtime: RuntimeSettings) -> datetime:
@@ -76,10 +102,13 @@ async def send_email_code(
     conn: asyncpg.Connection,
     ctx: AppContext,
     runtime: RuntimeSettings,
-    user_id: uuid.UUID,
+    user_id: uuid.UUID | None,
     email: str,
     purpose: OtpPurpose,
 ) -> None:
+    """A code to `email` for the account `user_id`. With no account (or one that may not get
+    this code) the same statements run and no code or mail is written, so the request does the
+    work it would do for an account; either way the address's wrong tries start over."""
     code = await otp.issue(
         conn,
         ctx.secret,
@@ -90,7 +119,10 @@ async def send_email_code(
         ttl_seconds=runtime.otp_ttl_seconds,
         max_attempts=runtime.otp_max_attempts,
     )
+    await otp.restart_tries(conn, purpose.value, email)
     message = otp_email(email, code, purpose.value, runtime.otp_ttl_seconds)
+    if user_id is None:
+        return  # an address without an account is sent nothing
     await queue_email(
         conn, message, purpose=f"otp.{purpose.value.lower()}", expires_at=_expiry(runtime)
     )
@@ -100,9 +132,11 @@ async def send_phone_code(
     conn: asyncpg.Connection,
     ctx: AppContext,
     runtime: RuntimeSettings,
-    user_id: uuid.UUID,
+    user_id: uuid.UUID | None,
     phone: str,
 ) -> None:
+    """A code by SMS to `phone` for the account `user_id`; with none, the same statements run and
+    nothing is written or sent (as send_email_code)."""
     code = await otp.issue(
         conn,
         ctx.secret,
@@ -114,6 +148,8 @@ async def send_phone_code(
         max_attempts=runtime.otp_max_attempts,
     )
     sms = otp_sms(phone, code, runtime.otp_ttl_seconds)
+    if user_id is None:
+        return
     await queue_sms(conn, sms, purpose="otp.verify_phone", expires_at=_expiry(runtime))
 
 
@@ -129,56 +165,82 @@ async def register(db: asyncpg.Pool, ctx: AppContext, body: RegisterRequest) -> 
         raise Forbidden("registration is closed")
     email = valid_email(body.email)
     phone = valid_phone(body.phone_number) if body.phone_number else None
-    password_hash = None
+    # Every refusal before the hash, cheapest first: a request that cannot succeed (a verified
+    # address, a weak password, a rate-limited address) costs no argon2.
+    existing = await users.by_email(db, email)
+    if existing is not None and existing["email_verified"]:
+        raise _already_registered()
     if body.password is not None:
         await check_password(body.password, email=email)
-        password_hash = await hash_password(body.password)
-    async with db.acquire() as conn, conn.transaction():
-        row = await users.register(conn, email, password_hash)
-        if row["email_verified"]:
-            raise Conflict("an account with this email address already exists")
-        await throttle_sends(db, email, OtpPurpose.VERIFY_EMAIL)
-        await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
-        if phone is not None:
-            await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
-            await send_phone_code(conn, ctx, runtime, row["id"], phone)
+    sends = [(email, OtpPurpose.VERIFY_EMAIL)]
+    if phone is not None:
+        sends.append((phone, OtpPurpose.VERIFY_PHONE))
+    async with sends_counted(db, *sends):
+        password_hash = await hash_password(body.password) if body.password is not None else None
+        async with db.acquire() as conn, conn.transaction():
+            row = await users.register(conn, email, password_hash)
+            if row["email_verified"]:  # verified since we looked
+                raise _already_registered()
+            await send_email_code(conn, ctx, runtime, row["id"], email, OtpPurpose.VERIFY_EMAIL)
+            if phone is not None:
+                await send_phone_code(conn, ctx, runtime, row["id"], phone)
     wake_outbox(ctx)
     return RegisterResponse(user_id=row["id"], email=email)
 
 
+def _already_registered() -> Conflict:
+    return Conflict("an account with this email address already exists")
+
+
 async def resend_code(db: asyncpg.Pool, ctx: AppContext, raw_email: str, channel: str) -> None:
-    """Send a fresh code when there is something to verify; silent otherwise (no enumeration)."""
+    """Send a fresh code when there is something to verify. Accepted, and the same work done,
+    whether or not there is: the answer and its timing do not say which addresses have accounts
+    (only the code and its message are written for an account alone)."""
     email = valid_email(raw_email)
     purpose = OtpPurpose.VERIFY_EMAIL if channel == "email" else OtpPurpose.VERIFY_PHONE
     await throttle_sends(db, email, purpose)
     runtime = await ctx.system.get()
     async with db.acquire() as conn, conn.transaction():
         user = await users.by_email(conn, email, lock=True)
-        if user is None or not user["is_active"]:
-            return
+        account = user if user is not None and user["is_active"] else None
         if channel == "email":
-            if user["email_verified"] and user["is_profile_complete"]:
-                return
-            await send_email_code(conn, ctx, runtime, user["id"], email, OtpPurpose.VERIFY_EMAIL)
+            to = None
+            if account is not None and not (
+                account["email_verified"] and account["is_profile_complete"]
+            ):
+                to = account["id"]
+            await send_email_code(conn, ctx, runtime, to, email, OtpPurpose.VERIFY_EMAIL)
         else:
             phone = await otp_codes.pending_destination(
-                conn, user["id"], OtpPurpose.VERIFY_PHONE.value
+                conn, account["id"] if account is not None else otp.NO_ONE, purpose.value
             )
-            if phone is None or (user["phone_verified"] and user["phone_number"] == phone):
-                return
-            await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
-            await send_phone_code(conn, ctx, runtime, user["id"], phone)
+            to = None
+            if account is not None and phone is not None:
+                verified = account["phone_verified"] and account["phone_number"] == phone
+                to = None if verified else account["id"]
+            # With nothing to send, the number's throttle counts against a key of this address's
+            # own, which the address's throttle above always refuses first.
+            number = phone if to is not None and phone is not None else f"none for {email}"
+            await throttle_sends(db, number, OtpPurpose.VERIFY_PHONE)
+            await send_phone_code(conn, ctx, runtime, to, number)
     wake_outbox(ctx)
 
 
 async def verify_email(
     db: asyncpg.Pool, ctx: AppContext, body: VerifyEmailRequest
 ) -> VerifyEmailResponse:
-    email = normalize_email(body.email)
+    email = valid_email(body.email)
+    runtime = await ctx.system.get()
     async with db.acquire() as conn, conn.transaction():
-        user = await users.by_email(conn, email, lock=True) if email else None
-        result = await otp.check_for_user(
-            conn, ctx.secret, user, purpose=OtpPurpose.VERIFY_EMAIL.value, code=body.otp
+        user = await users.by_email(conn, email, lock=True)
+        result = await otp.check_address(
+            conn,
+            ctx.secret,
+            user,
+            purpose=OtpPurpose.VERIFY_EMAIL.value,
+            address=email,
+            code=body.otp,
+            max_attempts=runtime.otp_max_attempts,
         )
         if result.ok:
             user = present(user, "a code checks out only for an existing user")
@@ -235,34 +297,56 @@ async def complete_profile(
     current = present(
         await users.public_by_id(db, principal.user_id), "authenticate() found this user"
     )
+    # Every refusal before the hash (the transaction below checks again, for races).
+    if current["is_profile_complete"]:
+        raise _profile_complete()
+    if not (current["email_verified"] and current["is_active"]):
+        raise _verify_first()
     await check_password(body.password, email=current["email"], username=username)
     phone = valid_phone(body.phone_number) if body.phone_number else None
+    if await users.username_taken(username):
+        raise _username_taken()
     runtime = await ctx.system.get()
-    password_hash = await hash_password(body.password)
-    try:
-        async with db.acquire() as conn, conn.transaction():
-            row = await users.complete_profile(
-                conn,
-                principal.user_id,
-                username=username,
-                password_hash=password_hash,
-                full_name=body.full_name.strip(),
-                name=(body.name or "").strip() or None,
-                country=body.country.strip(),
-                state=body.state.strip(),
-                zip_code=body.zip.strip(),
-            )
-            if row is None:
-                if current["is_profile_complete"]:
-                    raise Conflict("profile is already complete; log in instead")
-                raise Forbidden("verify your email address first")
-            if phone is not None and not (
-                current["phone_verified"] and current["phone_number"] == phone
-            ):
-                await throttle_sends(db, phone, OtpPurpose.VERIFY_PHONE)
-                await send_phone_code(conn, ctx, runtime, principal.user_id, phone)
-            tokens = await open_session(conn, ctx, row, client)
-    except asyncpg.UniqueViolationError:
-        raise Conflict("username is already taken") from None
+    new_phone = phone is not None and not (
+        current["phone_verified"] and current["phone_number"] == phone
+    )
+    sends = [(phone, OtpPurpose.VERIFY_PHONE)] if phone is not None and new_phone else []
+    async with sends_counted(db, *sends):
+        password_hash = await hash_password(body.password)
+        try:
+            async with db.acquire() as conn, conn.transaction():
+                row = await users.complete_profile(
+                    conn,
+                    principal.user_id,
+                    username=username,
+                    password_hash=password_hash,
+                    full_name=body.full_name.strip(),
+                    name=(body.name or "").strip() or None,
+                    country=body.country.strip(),
+                    state=body.state.strip(),
+                    zip_code=body.zip.strip(),
+                )
+                if row is None:  # a concurrent request completed it, or the account changed
+                    state = await users.public_by_id(conn, principal.user_id)
+                    if state is not None and state["is_profile_complete"]:
+                        raise _profile_complete()
+                    raise _verify_first()
+                for number, _ in sends:
+                    await send_phone_code(conn, ctx, runtime, principal.user_id, number)
+                tokens = await open_session(conn, ctx, row, client)
+        except asyncpg.UniqueViolationError:
+            raise _username_taken() from None
     wake_outbox(ctx)
     return tokens
+
+
+def _profile_complete() -> Conflict:
+    return Conflict("profile is already complete; log in instead")
+
+
+def _verify_first() -> Forbidden:
+    return Forbidden("verify your email address first")
+
+
+def _username_taken() -> Conflict:
+    return Conflict("username is already taken")

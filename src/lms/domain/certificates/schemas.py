@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct
+from lms.api.text import WORDS_PATTERN
 
 CertificateStatus = Literal["VALID", "REVOKED"]
 
@@ -73,7 +74,13 @@ class NotVerified(msgspec.Struct, kw_only=True):
 
 class Revocation(CamelStruct, forbid_unknown_fields=True):
     reason: Annotated[
-        str, Meta(min_length=1, max_length=2000, description="why (kept in the audit log)")
+        str,
+        Meta(
+            min_length=1,
+            max_length=2000,
+            pattern=WORDS_PATTERN,
+            description="why (kept in the audit log)",
+        ),
     ]
 
 

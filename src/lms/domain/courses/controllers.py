@@ -16,8 +16,8 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_304_NOT_MODIFIED,
 )
-from msgspec import Meta
 
+from lms.api.client_ip import client_ip
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -30,6 +30,7 @@ from lms.api.openapi import (
     UNSUPPORTED,
     errors,
 )
+from lms.api.openapi_constraints import MULTIPART_FORM
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC, optional_principal, requires
@@ -49,6 +50,8 @@ from lms.domain.courses.schemas import (
     LessonCreate,
     LessonOrder,
     LessonUpdate,
+    LessonUploadForm,
+    Title,
     UploadSignature,
 )
 
@@ -96,7 +99,14 @@ class CourseController(Controller):
     ) -> Response[CourseSummaryPage]:
         principal = await optional_principal(request)
         answer = await catalog.list_courses(
-            db, ctx, principal, limit=limit, cursor=cursor, q=q, creator_id=creator_id
+            db,
+            ctx,
+            principal,
+            limit=limit,
+            cursor=cursor,
+            q=q,
+            creator_id=creator_id,
+            client_ip=client_ip(request, ctx.settings.trusted_proxies),
         )
         return catalog_response(answer, request)
 
@@ -222,6 +232,7 @@ class CourseController(Controller):
         security=BEARER,
         # The body is streamed to disk and capped by the runtime maxUploadBytes setting instead.
         request_max_body_size=None,
+        opt={MULTIPART_FORM: LessonUploadForm},
         responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED),
         summary="Upload a video as a new lesson; transcription is queued",
     )
@@ -231,8 +242,12 @@ class CourseController(Controller):
         """multipart/form-data with `file` (the video), `title` and optionally `description`,
         streamed to disk; the lesson is created with its video and transcription is queued."""
         limit = await video.upload_limit(db, ctx, request.user, course_id)
-        upload = await receive_upload(request, max_bytes=limit, tmp_dir=video.upload_dir(ctx))
-        return await video.add_uploaded_lesson(db, ctx, request.user, course_id, upload)
+        # One of the caller's upload slots, held while the body streams in and is stored.
+        async with video.upload_slot(db, ctx, request.user):
+            upload = await receive_upload(
+                request, max_bytes=limit, tmp_dir=video.upload_dir(ctx), form=LessonUploadForm
+            )
+            return await video.add_uploaded_lesson(db, ctx, request.user, course_id, upload)
 
     @post(
         "/{course_id:uuid}/lessons/upload-signature",
@@ -254,7 +269,7 @@ class CourseController(Controller):
 
 
 class UploadTitle(CamelStruct, forbid_unknown_fields=True):
-    title: Annotated[str, Meta(min_length=1, max_length=200)]
+    title: Title
 
 
 class WebhookAck(CamelStruct):

@@ -24,6 +24,7 @@ from lms.domain.courses.access import (
 from lms.domain.courses.authoring import valid_title, valid_url
 from lms.domain.courses.schemas import Lesson, LessonCreate, LessonUpdate
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
 from lms.invariants import present
 from lms.observability.logs import request_id_var
 
@@ -99,7 +100,7 @@ async def create_lesson(
     course_id: uuid.UUID,
     body: LessonCreate,
 ) -> Lesson:
-    video_url = valid_url(body.video_url, "videoUrl")
+    video_url = valid_video_url(ctx, body.video_url)
     async with db.acquire() as conn, conn.transaction():
         course = await visible_course(conn, course_id, principal, lock=True)
         require_owner(principal, course)
@@ -130,6 +131,20 @@ async def create_lesson(
     if job_id is not None:
         await ctx.publish_job(job_id)
     return to_lesson(ctx, row, with_video=True)
+
+
+def valid_video_url(ctx: AppContext, value: str | None) -> str | None:
+    """An http(s) URL the worker may fetch, as far as the URL alone tells (a literal private or
+    loopback address is refused now, not after a failed job); the worker checks every address
+    it actually connects to."""
+    video_url = valid_url(value, "videoUrl")
+    if video_url is not None:
+        policy = FetchPolicy.from_entries(ctx.settings.video_fetch_allow)
+        try:
+            policy.check_url_early(video_url)
+        except FetchRefused as exc:
+            raise Invalid(f"videoUrl must be a public http(s) URL: {exc}") from None
+    return video_url
 
 
 def _insert_position(order: int | None, count: int) -> int:

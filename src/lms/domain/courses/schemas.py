@@ -3,34 +3,73 @@ by PostgreSQL; these Structs describe them for the OpenAPI document and build th
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
-from lms.api.schemas import CamelStruct, Page
+from lms.api.schemas import HTTP_URL_PATTERN, CamelStruct, Page
+from lms.api.text import WORDS_PATTERN
 from lms.db.projection import json_object, sql
 
-Title = Annotated[str, Meta(min_length=1, max_length=200)]
-Description = Annotated[str, Meta(max_length=20_000)]
-Url = Annotated[str, Meta(max_length=2000, description="an http(s) URL")]
+Title = Annotated[
+    str,
+    Meta(
+        min_length=1, max_length=200, pattern=WORDS_PATTERN, examples=["Python for data analysis"]
+    ),
+]
+Description = Annotated[
+    str, Meta(max_length=20_000, examples=["From lists and loops to pandas, in ten lessons."])
+]
+Url = Annotated[
+    str,
+    Meta(
+        max_length=2000,
+        pattern=HTTP_URL_PATTERN,
+        description="an http(s) URL; blank for none",
+        examples=["https://images.example.com/python.png"],
+    ),
+]
+MAX_PRICE = Decimal("99999999.99")
+# A price as text: what parse_price takes (numbers go by their value).
+PRICE_TEXT = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
 PriceInput = Annotated[
-    str | float | int, Meta(description='a decimal with at most two places, e.g. "49.99" or 49.99')
+    str | float | int,
+    Meta(
+        description='a decimal with at most two places, e.g. "49.99" or 49.99',
+        # A union carries no Meta constraints of its own: its schema is stated here in full.
+        extra_json_schema={
+            "extra": {
+                "one_of": None,
+                "any_of": [
+                    {"type": "string", "pattern": PRICE_TEXT},
+                    {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": float(MAX_PRICE),
+                        "multipleOf": 0.01,
+                    },
+                ],
+            }
+        },
+    ),
 ]
 CourseStatus = Literal["DRAFT", "PENDING", "PUBLISHED"]
 TranscriptStatus = Literal["NONE", "QUEUED", "PROCESSING", "DONE", "FAILED"]
 
-MAX_PRICE = Decimal("99999999.99")
+_PRICE_TEXT = re.compile(PRICE_TEXT)
 
 
 def parse_price(value: str | float | int) -> Decimal | None:
-    """The price as a 2-place Decimal, or None when it is not a valid amount."""
-    if isinstance(value, bool):
+    """The price as a 2-place Decimal, or None when it is not a valid amount: text in the one
+    form the document gives (PRICE_TEXT), or a number."""
+    if isinstance(value, bool) or (isinstance(value, str) and not _PRICE_TEXT.fullmatch(value)):
         return None
     try:
-        price = Decimal(str(value).strip())
+        price = Decimal(str(value))
     except InvalidOperation:
         return None
     if (
@@ -111,6 +150,16 @@ class Lesson(LessonSummary):
     updated_at: datetime
 
 
+# A lesson's 1-based place in its course; the service bounds it by the lesson count, this by the
+# column (int4).
+Position = Annotated[
+    int,
+    Meta(ge=1, le=2**31 - 1, description="1-based; at most the lesson count (+1 when adding)"),
+]
+# Every field of a PATCH is optional, but one of them must be there.
+AT_LEAST_ONE_FIELD: dict[str, Any] = {"minProperties": 1}
+
+
 class CourseCreate(CamelStruct, forbid_unknown_fields=True):
     title: Title
     price: PriceInput
@@ -119,6 +168,8 @@ class CourseCreate(CamelStruct, forbid_unknown_fields=True):
 
 
 class CourseUpdate(CamelStruct, forbid_unknown_fields=True):
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
+
     title: Title | UnsetType = UNSET
     description: Description | UnsetType = UNSET
     price: PriceInput | UnsetType = UNSET
@@ -129,21 +180,38 @@ class LessonCreate(CamelStruct, forbid_unknown_fields=True):
     title: Title
     description: Description = ""
     video_url: Url | None = None
-    order: Annotated[int, Meta(ge=1)] | None = None
+    order: Position | None = None
+
+
+class LessonUploadForm(CamelStruct):
+    """The text fields of the multipart upload of a lesson video (the file part is `file`)."""
+
+    title: Title
+    description: Description = ""
 
 
 class LessonUpdate(CamelStruct, forbid_unknown_fields=True):
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
+
     title: Title | UnsetType = UNSET
     description: Description | UnsetType = UNSET
-    order: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    order: Position | UnsetType = UNSET
 
 
 class LessonOrder(CamelStruct, forbid_unknown_fields=True):
-    lesson_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=1000)]
+    lesson_ids: Annotated[
+        list[uuid.UUID],
+        Meta(
+            min_length=1,
+            max_length=1000,
+            description="every lesson of the course, each once, in the new order",
+            extra_json_schema={"extra": {"unique_items": True}},
+        ),
+    ]
 
 
 class CourseRejection(CamelStruct, forbid_unknown_fields=True):
-    feedback: Annotated[str, Meta(min_length=1, max_length=10_000)]
+    feedback: Annotated[str, Meta(min_length=1, max_length=10_000, pattern=WORDS_PATTERN)]
 
 
 class UploadSignature(CamelStruct):

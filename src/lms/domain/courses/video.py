@@ -1,6 +1,12 @@
 """Lesson videos: the server-side upload (streamed to disk, checked by its bytes, stored, then the
 lesson, its video and its transcription job committed together), and Cloudinary's
-direct-from-browser path (a signed upload, then a signed notification that attaches the video)."""
+direct-from-browser path (a signed upload, then a signed notification that attaches the video).
+
+Limits: uploads in flight per user (upload_slots), transcriptions waiting per creator (checked
+before a byte of the body is read, and again, under the creator's queue lock, in the transaction
+that queues the job). A video is attached only while its course is a DRAFT: what an admin reviews
+and learners watch cannot be swapped afterwards.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,17 @@ from pathlib import Path, PurePosixPath
 import asyncpg
 
 from lms.context import AppContext
+from lms.db.queries import Conn
+from lms.db.queries import cloudinary_notifications as notifications_sql
+from lms.db.queries import courses as courses_sql
 from lms.db.queries import lessons as sql
-from lms.db.tables import TranscriptStatus
+from lms.db.tables import CourseStatus, TranscriptStatus
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import require_draft, require_owner, visible_course
 from lms.domain.courses.authoring import valid_title
 from lms.domain.courses.lessons import to_lesson
 from lms.domain.courses.schemas import Lesson, UploadSignature
+from lms.domain.courses.upload_slots import upload_slot
 from lms.domain.errors import (
     Conflict,
     Invalid,
@@ -28,7 +38,13 @@ from lms.domain.errors import (
     UpstreamFailed,
 )
 from lms.domain.files import ReceivedUpload
-from lms.integrations.cloudinary import CloudinaryVideoStorage
+from lms.domain.transcripts.jobs import has_queue_room, require_queue_room
+from lms.integrations.cloudinary import (
+    DELIVERY_TYPE,
+    NOTIFICATION_CLOCK_SKEW,
+    NOTIFICATION_MAX_AGE,
+    CloudinaryVideoStorage,
+)
 from lms.integrations.media import NotAVideo, VideoInfo, probe_video_async
 from lms.integrations.storage import MEDIA_TYPES, StorageError, StoredVideo
 from lms.observability.logs import request_id_var
@@ -68,11 +84,16 @@ async def upload_limit(
     db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID
 ) -> int:
     """The most bytes this caller may upload as a lesson of the course now: checked before a
-    byte of a (possibly huge) body is read, so a caller who may not add lessons sends none."""
+    byte of a (possibly huge) body is read, so a caller who may not add lessons (or whose
+    transcription queue is full) sends none."""
     async with db.acquire() as conn:
         course = await visible_course(conn, course_id, principal)
-    require_owner(principal, course)
-    require_draft(course)
+        require_owner(principal, course)
+        require_draft(course)
+        # A new lesson has no jobs yet: any id that is no lesson's stands for it.
+        await require_queue_room(
+            conn, course["creator_id"], uuid.uuid4(), ctx.settings.max_queued_transcriptions
+        )
     return (await ctx.system.get()).max_upload_bytes
 
 
@@ -112,6 +133,10 @@ async def add_uploaded_lesson(
             course = await visible_course(conn, course_id, principal, lock=True)
             require_owner(principal, course)
             require_draft(course)  # it may have been submitted while the video was uploading
+            # Other uploads may have filled the queue meanwhile; this one decides under the lock.
+            await require_queue_room(
+                conn, course["creator_id"], lesson_id, ctx.settings.max_queued_transcriptions
+            )
             row = await sql.insert_at(
                 conn,
                 lesson_id=lesson_id,
@@ -155,6 +180,11 @@ async def upload_signature(
         require_owner(principal, course)
         require_draft(course)
         lesson_id = uuid.uuid4()
+        # Refused now rather than after the upload; should the queue fill meanwhile, the video
+        # is still attached, untranscribed (cloudinary_notification).
+        await require_queue_room(
+            conn, course["creator_id"], lesson_id, ctx.settings.max_queued_transcriptions
+        )
         await sql.insert_at(
             conn,
             lesson_id=lesson_id,
@@ -180,8 +210,10 @@ async def upload_signature(
 async def cloudinary_notification(
     db: asyncpg.Pool, ctx: AppContext, body: bytes, timestamp: str | None, signature: str | None
 ) -> str:
-    """Attach an uploaded video to its lesson and queue transcription. Idempotent: Cloudinary
-    retries notifications, and a repeat changes nothing. Returns what was done (for the log)."""
+    """Attach an uploaded video to its lesson and queue transcription, while the course is a
+    DRAFT; later, the video is deleted and the answer is 409. A notification is acted on once
+    (a replay changes nothing), and only within minutes of its timestamp. Returns what was done
+    (for the log)."""
     storage = _cloudinary(ctx)
     if (
         not timestamp
@@ -196,36 +228,81 @@ async def cloudinary_notification(
     if not isinstance(note, dict) or note.get("notification_type") not in ("upload", None):
         return "ignored: not an upload"
     match = _PUBLIC_ID.match(str(note.get("public_id", "")))
-    secure_url = note.get("secure_url")
-    if (
-        match is None
-        or not isinstance(secure_url, str)
-        or note.get("resource_type", "video") != "video"
-    ):
+    if match is None or note.get("resource_type", "video") != "video":
         return "ignored: not one of our lesson videos"
+    if note.get("type") != DELIVERY_TYPE:
+        # Uploaded with parameters signed before delivery was authenticated: a public video is
+        # never attached (nor deleted: a lesson may hold it from before).
+        return "ignored: not an authenticated upload"
+    stored = storage.stored_video(note)
     lesson_id, version = uuid.UUID(match.group(1)), int(match.group(2))
     duration = note.get("duration")
+    refusal: Conflict | None = None
+    job_id: uuid.UUID | None = None
     async with db.acquire() as conn, conn.transaction():
-        lesson = await sql.by_id(conn, lesson_id, lock=True)  # concurrent retries queue up here
-        if lesson is None:
-            return "ignored: the lesson is gone"
-        if lesson["video_version"] >= version:
-            return "already attached"
-        await sql.update_fields(
-            conn,
-            lesson_id,
-            {
-                "video_url": secure_url,
-                "video_provider": "cloudinary",
-                "video_key": note["public_id"],
-                "video_version": version,
-                "transcript_status": TranscriptStatus.QUEUED.value,
-                "duration_seconds": float(duration) if isinstance(duration, (int, float)) else None,
-            },
+        keep = NOTIFICATION_MAX_AGE + NOTIFICATION_CLOCK_SKEW
+        if not await notifications_sql.record(conn, signature, int(timestamp), keep_seconds=keep):
+            return "ignored: already processed"
+        lesson, course = await _lesson_and_course(conn, lesson_id)
+        if lesson is None or course is None:
+            pass  # the lesson was deleted while the video uploaded
+        elif lesson["video_version"] >= version:
+            return "already attached"  # and nothing is deleted: it may be the attached video
+        elif course["status"] != CourseStatus.DRAFT:
+            refusal = Conflict(
+                f"the course is {course['status']}: a video is attached only while it is a DRAFT"
+            )
+        else:
+            queue = await has_queue_room(
+                conn, course["creator_id"], lesson_id, ctx.settings.max_queued_transcriptions
+            )
+            await sql.update_fields(
+                conn,
+                lesson_id,
+                {
+                    "video_url": stored.url,
+                    "video_provider": "cloudinary",
+                    "video_key": stored.key,
+                    "video_version": version,
+                    "transcript_status": (
+                        TranscriptStatus.QUEUED if queue else TranscriptStatus.NONE
+                    ).value,
+                    "duration_seconds": (
+                        float(duration) if isinstance(duration, (int, float)) else None
+                    ),
+                },
+            )
+            if queue:
+                job_id = await sql.queue_transcription(
+                    conn, lesson_id, version, request_id_var.get()
+                )
+    if lesson is None or course is None or refusal is not None:
+        # After commit (the notification is recorded as processed): nothing refers to it.
+        await ctx.delete_videos([stored.key])
+        if refusal is not None:
+            raise refusal
+        return "ignored: the lesson is gone"
+    if job_id is None:
+        log.warning("lesson %s: video attached, transcription not queued (queue full)", lesson_id)
+        return (
+            "attached; transcription not queued: the creator's transcription queue is full "
+            "(POST /lessons/:id/transcribe queues it later)"
         )
-        job_id = await sql.queue_transcription(conn, lesson_id, version, request_id_var.get())
     await ctx.publish_job(job_id)
     return "attached"
+
+
+async def _lesson_and_course(
+    conn: Conn, lesson_id: uuid.UUID
+) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+    """The lesson, locked, and its course, locked first (the order every lesson change takes),
+    so a notification and a submit or lesson edit queue up rather than interleave."""
+    found = await sql.by_id(conn, lesson_id)
+    if found is None:
+        return None, None
+    course = await courses_sql.meta(conn, found["course_id"], lock=True)
+    lesson = await sql.by_id(conn, lesson_id, lock=True)  # re-read under the course lock
+    return lesson, course
 
 
 __all__ = [
@@ -234,4 +311,5 @@ __all__ = [
     "upload_dir",
     "upload_limit",
     "upload_signature",
+    "upload_slot",
 ]

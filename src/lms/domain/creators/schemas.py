@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from lms.api.schemas import CamelStruct, Page, RowStruct
+from lms.api.schemas import HTTP_URL_PATTERN, CamelStruct, Page, RowStruct
+from lms.api.text import WORDS_PATTERN
 
 
 class ApplicationRequest(CamelStruct):
@@ -17,7 +18,17 @@ class ApplicationRequest(CamelStruct):
         Meta(min_length=20, max_length=5000, description="who you are and what you would teach"),
     ]
     experience_years: Annotated[int, Meta(ge=0, le=80)]
-    portfolio_url: Annotated[str, Meta(max_length=500, description="an http(s) URL")] | None = None
+    portfolio_url: (
+        Annotated[
+            str,
+            Meta(
+                max_length=500,
+                pattern=HTTP_URL_PATTERN,
+                description="an http(s) URL; blank for none",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CreatorApplication(RowStruct):
@@ -49,4 +60,12 @@ class ApproveRequest(CamelStruct):
 
 
 class RejectRequest(CamelStruct):
-    notes: Annotated[str, Meta(min_length=1, max_length=5000, description="why, for the applicant")]
+    notes: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=5000,
+            pattern=WORDS_PATTERN,
+            description="why, for the applicant",
+        ),
+    ]

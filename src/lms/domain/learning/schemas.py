@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct
+from lms.api.text import LINE_PATTERN
 from lms.db.projection import json_object, sql
 from lms.domain.certificates.schemas import Certificate
 from lms.domain.courses.schemas import CourseSummary
@@ -70,6 +71,7 @@ class Heartbeat(CamelStruct, forbid_unknown_fields=True):
             le=MAX_POSITION_SECONDS,
             description="the player's current position in seconds; send one when playback "
             "starts and then every few seconds",
+            examples=[42.5],
         ),
     ]
 
@@ -82,7 +84,9 @@ class LessonCompletion(CamelStruct):
     certificate: Certificate | None = None
 
 
-Email = Annotated[str, Meta(max_length=320)]
+# One row of a bulk enrollment: the service trims and lower-cases it; a row that names no user
+# is reported as NO_SUCH_USER, not refused.
+Email = Annotated[str, Meta(max_length=320, pattern=LINE_PATTERN)]
 
 
 class BulkEnrollmentRequest(CamelStruct, forbid_unknown_fields=True):

@@ -11,11 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, head
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.params import FromPath, FromQuery
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -23,14 +24,73 @@ from litestar.status_codes import (
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
 )
 
-from lms.api.openapi import FORBIDDEN, NOT_FOUND, errors
+from lms.api.openapi import FORBIDDEN, NOT_FOUND, ErrorBody, errors
 from lms.api.security import PUBLIC_OPT
 from lms.integrations.storage import LocalVideoStorage, media_type_for, verify_media_signature
 from lms.settings import Settings
 
 CHUNK_BYTES = 256 * 1024
 CACHE_CONTROL = "private, max-age=3600"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# A byte position with more digits than this lies past the end of any file; converting thousands
+# of digits would only burn CPU (and int() refuses past 4300).
+_MAX_DIGITS = 18
+_BEYOND_ANY_FILE = 10**_MAX_DIGITS
+# What the API hands out (lms.integrations.storage): a key of plain path segments, an expiry in
+# unix seconds and a base64url HMAC-SHA256. Anything else cannot verify: 404 for a key, 403 for
+# the rest (checked before comparing, which refuses text that is not ASCII).
+_SEGMENT = "[A-Za-z0-9_-][A-Za-z0-9._-]*"
+KEY_PATTERN = f"^{_SEGMENT}(/{_SEGMENT})*$"
+EXP_PATTERN = "^[0-9]{1,12}$"
+SIG_PATTERN = "^[A-Za-z0-9_-]{43}$"
+_SIG = re.compile(SIG_PATTERN)
+
+MediaKey = Annotated[
+    Path,
+    PathParameter(
+        description="the stored video's key, as in the lesson's videoUrl",
+        schema_extra={"format": None, "pattern": KEY_PATTERN, "max_length": 512},
+    ),
+]
+Expiry = Annotated[
+    str | None,
+    QueryParameter(
+        description="exp of the signed URL (unix seconds)", schema_extra={"pattern": EXP_PATTERN}
+    ),
+]
+Signature = Annotated[
+    str | None,
+    QueryParameter(description="sig of the signed URL", schema_extra={"pattern": SIG_PATTERN}),
+]
+ByteRange = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Range",
+        description="one byte range: bytes=a-b, bytes=a- or bytes=-n (others are ignored)",
+    ),
+]
+
+
+def _answers(body: bool) -> dict[int, ResponseSpec]:
+    """The video (whole or a range) and the refusals, for GET (`body`) and HEAD."""
+    video = {
+        "data_container": bytes if body else None,
+        "media_type": "video/*",
+        "generate_examples": False,
+    }
+    return {
+        HTTP_200_OK: ResponseSpec(description="The whole file", **video),  # type: ignore[arg-type]
+        HTTP_206_PARTIAL_CONTENT: ResponseSpec(
+            description="The range asked for (Content-Range)",
+            **video,  # type: ignore[arg-type]
+        ),
+        **errors(FORBIDDEN, NOT_FOUND),
+        HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE: ResponseSpec(
+            data_container=ErrorBody,
+            description="The Range lies outside the file (Content-Range: bytes */size)",
+            generate_examples=False,
+        ),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +124,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if match is None or not (match[1] or match[2]):
         return None
     if match[1]:
-        start = int(match[1])
-        if match[2] and int(match[2]) < start:
+        start = _position(match[1])
+        if match[2] and _position(match[2]) < start:
             return None  # syntactically invalid: ignore the header
         if start >= size:
             raise _unsatisfiable(size)
-        last = min(int(match[2]), size - 1) if match[2] else size - 1
+        last = min(_position(match[2]), size - 1) if match[2] else size - 1
         return start, last - start + 1
-    suffix = int(match[2])  # bytes=-n: the last n bytes
+    suffix = _position(match[2])  # bytes=-n: the last n bytes
     if suffix == 0 or size == 0:
         raise _unsatisfiable(size)
     return max(size - suffix, 0), min(suffix, size)
+
+
+def _position(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_DIGITS else _BEYOND_ANY_FILE
 
 
 def _unsatisfiable(size: int) -> HTTPException:
@@ -100,7 +165,11 @@ def _open(path: Path) -> tuple[io.FileIO, int]:
 
 
 async def _prepare(
-    request: Request[Any, Any, Any], raw_key: Path, exp: str | None, sig: str | None
+    request: Request[Any, Any, Any],
+    raw_key: Path,
+    exp: str | None,
+    sig: str | None,
+    byte_range: str | None,
 ) -> _Served:
     """Check the signature, open the file and resolve the range; the caller closes the file."""
     settings: Settings = request.app.state.settings
@@ -115,14 +184,16 @@ async def _prepare(
         expires = int(exp)
     except ValueError:
         raise PermissionDeniedException(detail="invalid media URL signature") from None
-    if not verify_media_signature(settings.jwt_secret, key, expires, sig, time.time()):
+    if not _SIG.fullmatch(sig) or not verify_media_signature(
+        settings.jwt_secret, key, expires, sig, time.time()
+    ):
         raise PermissionDeniedException(detail="invalid or expired media URL signature")
     try:
         file, size = await asyncio.to_thread(_open, path)
     except OSError:
         raise NotFoundException(detail="no such media") from None
     try:
-        wanted = parse_range(request.headers.get("range"), size)
+        wanted = parse_range(byte_range, size)
     except HTTPException:
         file.close()
         raise
@@ -156,16 +227,17 @@ class MediaController(Controller):
         summary="A locally stored video, by signed URL (the videoUrl of a lesson)",
         description="Needs the exp and sig query parameters of the URL the API handed out. "
         "Supports a single HTTP Range (bytes=a-b, bytes=a-, bytes=-n): 206, or 416.",
-        responses=errors(FORBIDDEN, NOT_FOUND),
+        responses=_answers(body=True),
     )
     async def fetch_media(
         self,
         request: Request[Any, Any, Any],
-        key: FromPath[Path],
-        exp: FromQuery[str | None] = None,
-        sig: FromQuery[str | None] = None,
+        key: MediaKey,
+        exp: Expiry = None,
+        sig: Signature = None,
+        byte_range: ByteRange = None,
     ) -> Stream:
-        served = await _prepare(request, key, exp, sig)
+        served = await _prepare(request, key, exp, sig, byte_range)
         return Stream(
             _chunks(served.file, served.start, served.length),
             status_code=HTTP_206_PARTIAL_CONTENT if served.partial else HTTP_200_OK,
@@ -176,16 +248,17 @@ class MediaController(Controller):
     @head(
         "/{key:path}",
         summary="Size and type of a locally stored video",
-        responses=errors(FORBIDDEN, NOT_FOUND),
+        responses=_answers(body=False),
     )
     async def head_media(
         self,
         request: Request[Any, Any, Any],
-        key: FromPath[Path],
-        exp: FromQuery[str | None] = None,
-        sig: FromQuery[str | None] = None,
+        key: MediaKey,
+        exp: Expiry = None,
+        sig: Signature = None,
+        byte_range: ByteRange = None,
     ) -> Response[None]:
-        served = await _prepare(request, key, exp, sig)
+        served = await _prepare(request, key, exp, sig, byte_range)
         served.file.close()
         headers = {**served.headers(), "Content-Type": served.media_type}
         return Response(

@@ -13,7 +13,10 @@ from taskiq import AsyncBroker
 from taskiq.kicker import AsyncKicker
 
 from lms.broker import BrokerConnection
+from lms.db.queries import Conn
 from lms.db.queries import lessons as sql
+from lms.db.queries import transcription_jobs as jobs_sql
+from lms.domain.errors import TooMany
 
 log = logging.getLogger("lms.jobs")
 
@@ -41,3 +44,30 @@ async def publish(nats: BrokerConnection, db: asyncpg.Pool, job_id: uuid.UUID) -
         log.warning("could not publish job %s (%s); the sweeper will", job_id, exc)
         return False
     return True
+
+
+# The per-creator limit on waiting jobs (LMS_MAX_QUEUED_TRANSCRIPTIONS), so one account cannot
+# fill the queue. When full, a caller is told to come back after about one short job.
+QUEUE_RETRY_AFTER_SECONDS = 60
+
+
+async def has_queue_room(
+    conn: Conn, creator_id: uuid.UUID, lesson_id: uuid.UUID, limit: int
+) -> bool:
+    """Whether one more job (for `lesson_id`) fits in the creator's queue: fewer than `limit`
+    QUEUED or PROCESSING for their other lessons. Inside the transaction that queues the job,
+    the creator's queue stays locked until commit, so concurrent callers decide one by one."""
+    await jobs_sql.lock_creator_queue(conn, creator_id)
+    return await jobs_sql.waiting_for_creator(conn, creator_id, lesson_id) < limit
+
+
+async def require_queue_room(
+    conn: Conn, creator_id: uuid.UUID, lesson_id: uuid.UUID, limit: int
+) -> None:
+    """has_queue_room, or TooMany (429 with Retry-After)."""
+    if not await has_queue_room(conn, creator_id, lesson_id, limit):
+        raise TooMany(
+            f"{limit} transcriptions are waiting already, the most one creator may have; "
+            "try again once one is done",
+            retry_after=QUEUE_RETRY_AFTER_SECONDS,
+        )

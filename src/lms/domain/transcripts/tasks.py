@@ -25,8 +25,15 @@ from lms.db.queries import lessons as lessons_sql
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
 from lms.domain.transcripts.jobs import TRANSCRIBE_TASK
+from lms.integrations.fetch_policy import FetchPolicy
 from lms.integrations.storage import LocalVideoStorage, VideoStorage
-from lms.integrations.whisper import Transcriber, TranscriptResult, decode_audio, download
+from lms.integrations.whisper import (
+    Transcriber,
+    TranscriptResult,
+    WhisperError,
+    decode_audio,
+    download,
+)
 from lms.invariants import present
 from lms.observability.metrics import (
     TRANSCRIBED_AUDIO_SECONDS,
@@ -37,8 +44,6 @@ from lms.observability.metrics import (
 from lms.settings import Settings
 
 log = logging.getLogger("lms.transcribe")
-
-MAX_MEDIA_BYTES = 20 * 1024**3
 
 
 @dataclass
@@ -57,6 +62,11 @@ class WorkerRuntime:
     @property
     def scratch_dir(self) -> Path:
         return self.settings.data_dir / "tmp" / "worker"
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        """Where media may be downloaded from (lms.integrations.fetch_policy)."""
+        return FetchPolicy.from_entries(self.settings.video_fetch_allow)
 
 
 _runtime: WorkerRuntime | None = None
@@ -114,7 +124,12 @@ async def run_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
         stored = await _store(db, job_id, lesson_id, version, result)
         _record(job_id, lesson_id, result, stored)
     except Exception as exc:
-        await _failed(db, job, f"{type(exc).__name__}: {exc}", runtime.settings.jobs_max_deliver)
+        # Media refused for what it is (a URL into our network, a playlist) fails at once:
+        # another attempt would only be refused again.
+        final = isinstance(exc, WhisperError) and exc.permanent
+        await _failed(
+            db, job, f"{type(exc).__name__}: {exc}", runtime.settings.jobs_max_deliver, final=final
+        )
     finally:
         beating.cancel()
 
@@ -142,7 +157,15 @@ async def media_file(runtime: WorkerRuntime, lesson: asyncpg.Record) -> AsyncIte
     else:
         url = lesson["video_url"]
     runtime.scratch_dir.mkdir(parents=True, exist_ok=True)
-    path = await download(url, runtime.scratch_dir, max_bytes=MAX_MEDIA_BYTES)
+    # Cloudinary's URLs (public, ours) take the same guarded path as a creator's: one way in,
+    # so no caller can forget the guard.
+    path = await download(
+        url,
+        runtime.scratch_dir,
+        policy=runtime.fetch_policy,
+        max_bytes=runtime.settings.video_fetch_max_bytes,
+        total_seconds=runtime.settings.video_fetch_timeout_seconds,
+    )
     try:
         yield path
     finally:
@@ -216,16 +239,18 @@ def _record(
     )
 
 
-async def _failed(db: asyncpg.Pool, job: asyncpg.Record, error: str, max_attempts: int) -> None:
+async def _failed(
+    db: asyncpg.Pool, job: asyncpg.Record, error: str, max_attempts: int, *, final: bool = False
+) -> None:
     job_id, lesson_id, version = job["id"], job["lesson_id"], job["video_version"]
+    final = final or job["attempts"] >= max_attempts
     async with db.acquire() as conn, conn.transaction():
-        if job["attempts"] >= max_attempts:
+        if final:
             await sql.finish(conn, job_id, JobStatus.FAILED.value, error)
             await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.FAILED.value)
         else:
             await sql.retry_later(conn, job_id, error)
             await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.QUEUED.value)
-    final = job["attempts"] >= max_attempts
     TRANSCRIPTION_OUTCOMES.labels("failed" if final else "retry").inc()
     log.error(
         "job %s failed (attempt %d of %d%s): %s",
