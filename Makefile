@@ -9,13 +9,15 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test test-fast lint typecheck bench-catalog clean help
+.PHONY: run test test-fast lint typecheck bench-catalog bench bench-scale clean help
 
 help:
 	@echo "make run        start PostgreSQL, NATS, the API on http://127.0.0.1:$${LMS_PORT:-8000} and a worker"
 	@echo "make test       run the whole test suite (fault tests included)"
 	@echo "make test-fast  the suite without the slow fault tests"
 	@echo "make lint       ruff and mypy"
+	@echo "make bench      every scenario against lms and its peers, wrk + pgbench (BENCH_QUICK=1: under ten minutes)"
+	@echo "make bench-scale  lms's catalog p99 at 10,000 vs 1,000,000 courses"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -40,6 +42,14 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# Benchmarks (bench/README.md): need wrk and pgbench; the peers' environments and the chart's
+# (bench/.report-venv) are installed on first use, never into $(VENV).
+bench: $(VENV)/.synced | $(UV)
+	$(VENV)/bin/python -m bench.suite
+
+bench-scale: $(VENV)/.synced | $(UV)
+	$(VENV)/bin/python -m bench.suite --scale
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,750 @@
+// lms's five hot endpoints on Express 5 + Prisma 7 (driver adapter @prisma/adapter-pg, no Rust
+// query engine), one process per worker through node:cluster. A benchmark peer of lms: see
+// bench/peers/README.md. Prisma's client API wherever it can say the query; raw SQL ($queryRaw)
+// where it cannot: ranked full-text search, row locks, the nummultirange of watched spans.
+"use strict";
+
+const cluster = require("node:cluster");
+const crypto = require("node:crypto");
+const fs = require("node:fs");
+const express = require("express");
+const jwt = require("jsonwebtoken");
+const { blake2bHex } = require("blakejs");
+const { PrismaClient, Prisma } = require("@prisma/client");
+const { PrismaPg } = require("@prisma/adapter-pg");
+
+// ---------------------------------------------------------------------------------------------
+// configuration: the environment variables lms reads, where they overlap
+
+function config() {
+  const env = process.env;
+  for (const name of ["DATABASE_URL", "LMS_JWT_SECRET", "LMS_CERT_SIGNING_KEY"]) {
+    if (!env[name]) throw new Error(`set ${name} (as for lms serve)`);
+  }
+  const host = env.LMS_HOST || "127.0.0.1";
+  const port = Number(argument("--port") || env.LMS_PORT || 8000);
+  let pem = env.LMS_CERT_SIGNING_KEY.trim();
+  if (!pem.includes("-----BEGIN")) pem = fs.readFileSync(pem, "utf8");
+  return {
+    host,
+    port,
+    workers: Number(argument("--workers") || 1),
+    databaseUrl: env.DATABASE_URL,
+    jwtSecret: env.LMS_JWT_SECRET,
+    jwtAlgorithm: env.LMS_JWT_ALGORITHM || "HS256",
+    baseUrl: (env.LMS_PUBLIC_BASE_URL || `http://${host}:${port}`).replace(/\/+$/, ""),
+    issuerName: env.LMS_ISSUER_NAME || "LMS",
+    signingKey: crypto.createPrivateKey(pem),
+    searchRateLimit: Number(env.LMS_SEARCH_RATE_LIMIT || 120),
+    searchConcurrency: Number(env.LMS_SEARCH_CONCURRENCY || 4),
+    poolMax: Number(env.LMS_DB_POOL_MAX || 10),
+  };
+}
+
+function argument(name) {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+const CFG = config();
+const prisma = new PrismaClient({
+  adapter: new PrismaPg({ connectionString: CFG.databaseUrl, max: CFG.poolMax }),
+});
+
+// ---------------------------------------------------------------------------------------------
+// wire helpers
+
+class HttpError extends Error {
+  constructor(status, detail, headers = {}, extra = undefined) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+    this.headers = headers;
+    this.extra = extra;
+  }
+}
+
+const unauthenticated = (detail) => new HttpError(401, detail, { "WWW-Authenticate": "Bearer" });
+const NOT_ENROLLED = "no such lesson in a course you are enrolled in";
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const CURSOR_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const CURSOR_PATTERN_REPR = "'^[A-Za-z0-9_-]+\\\\.[A-Za-z0-9_-]+$'";
+
+function canonicalUuid(text) {
+  const hex = text.replace(/-/g, "").toLowerCase();
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// A number as Python's float repr writes it (lms encodes floats with msgspec): 40 -> "40.0".
+class PyFloat {
+  constructor(value) {
+    this.value = value;
+  }
+}
+function toJson(value) {
+  if (value instanceof PyFloat) {
+    const v = value.value;
+    return Number.isInteger(v) && Math.abs(v) < 1e16 ? v.toFixed(1) : JSON.stringify(v);
+  }
+  if (Array.isArray(value)) return `[${value.map(toJson).join(",")}]`;
+  if (value && typeof value === "object" && !(value instanceof Date)) {
+    return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value === undefined ? null : value);
+}
+
+function sendJson(res, status, text, headers = {}) {
+  // setHeader, not res.set/res.type: Express would add "; charset=utf-8", which lms does not send.
+  res.status(status).set(headers).setHeader("Content-Type", "application/json");
+  res.send(Buffer.from(text));
+}
+
+// Times as lms writes them: the catalog six digits of microseconds (PostgreSQL's to_char),
+// certificates whole seconds. A JS Date holds milliseconds: the last three digits are 000.
+const catalogTime = (d) => (d ? d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") : null);
+const wholeSeconds = (d) => (d ? d.toISOString().replace(/\.\d{3}Z$/, "Z") : null);
+
+// %g of Python: up to six significant digits, no trailing zeros.
+function pyG(x) {
+  if (x === 0) return "0";
+  const exp = Math.floor(Math.log10(Math.abs(x)));
+  if (exp < -4 || exp >= 6) {
+    const [m, e] = x.toExponential(5).split("e");
+    const mant = m.replace(/\.?0+$/, "");
+    const n = Number(e);
+    return `${mant}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
+  }
+  return String(Number(x.toPrecision(6)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// authentication: lms's access JWT, checked against the user's current row
+
+function bearer(req) {
+  const header = req.get("authorization") || "";
+  const space = header.indexOf(" ");
+  const scheme = space < 0 ? header : header.slice(0, space);
+  const token = space < 0 ? "" : header.slice(space + 1).trim();
+  return scheme.toLowerCase() === "bearer" && token ? token : null;
+}
+
+async function userFromToken(token) {
+  let claims;
+  try {
+    claims = jwt.verify(token, CFG.jwtSecret, { algorithms: [CFG.jwtAlgorithm] });
+  } catch (err) {
+    throw unauthenticated(err.name === "TokenExpiredError" ? "token has expired" : "invalid token");
+  }
+  for (const claim of ["exp", "iat", "sub", "typ", "ver"]) {
+    if (claims[claim] === undefined) throw unauthenticated("invalid token");
+  }
+  if (claims.typ !== "access") throw unauthenticated("a access token is required");
+  const version = Number(claims.ver);
+  if (!UUID_RE.test(String(claims.sub)) || !Number.isInteger(version)) {
+    throw unauthenticated("invalid token");
+  }
+  const user = await prisma.user.findUnique({ where: { id: canonicalUuid(String(claims.sub)) } });
+  if (!user) throw unauthenticated("invalid token");
+  if (!user.isActive) throw unauthenticated("account is deactivated");
+  if (user.tokenVersion !== version) throw unauthenticated("token has been revoked; log in again");
+  return user;
+}
+
+async function optionalUser(req) {
+  const token = bearer(req);
+  return token === null ? null : userFromToken(token);
+}
+
+async function requireUser(req, _res, next) {
+  const token = bearer(req);
+  if (token === null) throw unauthenticated("missing bearer token");
+  req.user = await userFromToken(token);
+  next();
+}
+
+// ---------------------------------------------------------------------------------------------
+// keyset cursors, signed as lms signs them
+
+const b64url = (buf) => Buffer.from(buf).toString("base64url");
+const cursorKey = crypto.createHmac("sha256", CFG.jwtSecret).update("lms keyset cursor").digest();
+
+function encodeCursor(scope, ...values) {
+  const payload = Buffer.from(JSON.stringify([scope, ...values]));
+  const signature = crypto.createHmac("sha256", cursorKey).update(payload).digest().subarray(0, 12);
+  return `${b64url(payload)}.${b64url(signature)}`;
+}
+
+function decodeCursor(scope, cursor) {
+  const malformed = new HttpError(400, "malformed cursor");
+  const [body, signature] = cursor.split(".");
+  const payload = Buffer.from(body, "base64url");
+  const expected = crypto.createHmac("sha256", cursorKey).update(payload).digest().subarray(0, 12);
+  const given = Buffer.from(signature, "base64url");
+  if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) throw malformed;
+  let values;
+  try {
+    values = JSON.parse(payload.toString());
+  } catch {
+    throw malformed;
+  }
+  if (!Array.isArray(values) || values[0] !== scope || values.length !== 3) throw malformed;
+  if (!UUID_RE.test(String(values[2]))) throw malformed;
+  return [values[1], canonicalUuid(String(values[2]))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// the catalog
+
+const PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60";
+const PRIVATE_CACHE = "private, no-cache";
+let searchesRunning = 0;
+
+function queryInvalid(req, message, key) {
+  const where = req.originalUrl;
+  return new HttpError(400, `Validation failed for ${req.method} ${where}`, {}, [
+    { message, key, source: "query" },
+  ]);
+}
+
+function catalogParams(req) {
+  const params = new URLSearchParams(req.originalUrl.split("?")[1] || "");
+  const out = { limit: 20, cursor: null, q: null, creatorId: null };
+  if (params.has("limit")) {
+    const text = params.get("limit");
+    if (!/^\s*[+-]?[0-9]+\s*$/.test(text)) throw queryInvalid(req, "Expected `int`, got `str`", "limit");
+    out.limit = Number(text);
+    if (out.limit < 1) throw queryInvalid(req, "Expected `int` >= 1", "limit");
+    if (out.limit > 100) throw queryInvalid(req, "Expected `int` <= 100", "limit");
+  }
+  if (params.has("cursor")) {
+    out.cursor = params.get("cursor");
+    if (out.cursor.length > 512) throw queryInvalid(req, "Expected `str` of length <= 512", "cursor");
+    if (!CURSOR_RE.test(out.cursor)) {
+      throw queryInvalid(req, `Expected \`str\` matching regex ${CURSOR_PATTERN_REPR}`, "cursor");
+    }
+  }
+  if (params.has("q")) {
+    out.q = params.get("q");
+    if ([...out.q].length > 200) throw queryInvalid(req, "Expected `str` of length <= 200", "q");
+  }
+  if (params.has("creatorId")) {
+    const id = params.get("creatorId");
+    if (!UUID_RE.test(id)) throw queryInvalid(req, "Invalid UUID", "creator_id");
+    out.creatorId = canonicalUuid(id);
+  }
+  return out;
+}
+
+function summary(c) {
+  return {
+    id: c.id,
+    title: c.title,
+    description: c.description,
+    thumbnailUrl: c.thumbnailUrl,
+    price: c.price.toFixed(2),
+    status: c.status,
+    creator: { id: c.creator.id, name: c.creator.name ?? c.creator.fullName ?? c.creator.username },
+    lessonCount: c.lessonCount,
+    publishedAt: catalogTime(c.publishedAt),
+  };
+}
+
+function cachedJson(req, res, text, isPrivate) {
+  const tag = `"${blake2b16(Buffer.from(text))}"`;
+  const headers = {
+    ETag: tag,
+    "Cache-Control": isPrivate ? PRIVATE_CACHE : PUBLIC_CACHE,
+    Vary: "Authorization",
+  };
+  const sent = req.get("if-none-match");
+  if (sent) {
+    const candidates = new Set(sent.split(",").map((t) => t.trim().replace(/^W\//, "")));
+    if (candidates.has("*") || candidates.has(tag)) {
+      res.status(304).set(headers).end();
+      return;
+    }
+  }
+  sendJson(res, 200, text, headers);
+}
+
+// BLAKE2b with a 16-byte digest (lms's ETag). OpenSSL (node:crypto) has only BLAKE2b-512, and a
+// 16-byte BLAKE2b is not its truncation: blakejs computes it.
+function blake2b16(body) {
+  return blake2bHex(body, null, 16);
+}
+
+async function countSearch(client) {
+  const key = `ip:search:${client}:60`;
+  const [row] = await prisma.$queryRaw`
+    INSERT INTO rate_limit_counters AS c (key, window_start, hits)
+    VALUES (${key}, now(), 1)
+    ON CONFLICT (key) DO UPDATE SET
+        window_start = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
+                            THEN now() ELSE c.window_start END,
+        hits = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
+                    THEN 1 ELSE c.hits + 1 END
+    RETURNING hits,
+        extract(epoch FROM window_start + make_interval(secs => 60) - now())::float8 AS reset_in`;
+  if (row.hits > CFG.searchRateLimit) {
+    const seconds = Math.max(1, Math.ceil(Math.max(row.reset_in, 0)));
+    throw new HttpError(429, `too many searches from this address; try again in ${seconds} s`, {
+      "Retry-After": String(seconds),
+    });
+  }
+}
+
+function clientKey(ip) {
+  if (!ip) return "unknown";
+  const mapped = ip.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i);
+  return mapped ? mapped[1] : ip; // (IPv6 clients are not folded into their /64 here)
+}
+
+async function listCourses(req, res) {
+  const p = catalogParams(req);
+  const user = await optionalUser(req);
+  const query = p.q ? p.q.trim() : "";
+  const scope = `catalog:${query}:${p.creatorId ?? ""}`;
+  const where = { status: "PUBLISHED", ...(p.creatorId ? { creatorId: p.creatorId } : {}) };
+  let courses;
+  let keys;
+  if (query) {
+    let after = null;
+    if (p.cursor) {
+      const [rank, id] = decodeCursor(scope, p.cursor);
+      if (typeof rank !== "number") throw new HttpError(400, "malformed cursor");
+      after = { rank, id };
+    }
+    await countSearch(clientKey(req.socket.remoteAddress));
+    if (searchesRunning >= CFG.searchConcurrency) {
+      throw new HttpError(503, "too many searches at once; try again in a moment", {
+        "Retry-After": "1",
+      });
+    }
+    searchesRunning += 1;
+    let ranked;
+    try {
+      // Prisma cannot rank: the ids of the page in rank order, then the courses by Prisma.
+      ranked = await prisma.$queryRaw`
+        SELECT c.id::text AS id, ts_rank_cd(c.search_vector, q) AS rank
+        FROM courses c, websearch_to_tsquery('english', ${query}) AS q
+        WHERE c.status = 'PUBLISHED' AND c.search_vector @@ q
+          ${p.creatorId ? Prisma.sql`AND c.creator_id = ${p.creatorId}::uuid` : Prisma.empty}
+          ${after ? Prisma.sql`AND (ts_rank_cd(c.search_vector, q), c.id) < (${after.rank}::real, ${after.id}::uuid)` : Prisma.empty}
+        ORDER BY rank DESC, c.id DESC
+        LIMIT ${p.limit + 1}`;
+    } finally {
+      searchesRunning -= 1;
+    }
+    const found = await prisma.course.findMany({
+      where: { id: { in: ranked.map((r) => r.id) } },
+      include: { creator: true },
+    });
+    const byId = new Map(found.map((c) => [c.id, c]));
+    courses = ranked.map((r) => byId.get(r.id));
+    // A real (float4) widened to a double, as asyncpg hands it to lms.
+    keys = ranked.map((r) => Math.fround(Number(r.rank)));
+  } else {
+    let cursor;
+    if (p.cursor) {
+      const [at, id] = decodeCursor(scope, p.cursor);
+      if (Number.isNaN(Date.parse(String(at)))) throw new HttpError(400, "malformed cursor");
+      cursor = id;
+    }
+    courses = await prisma.course.findMany({
+      where,
+      include: { creator: true },
+      orderBy: [{ publishedAt: "desc" }, { id: "desc" }],
+      take: p.limit + 1,
+      ...(cursor ? { cursor: { id: cursor }, skip: 1 } : {}),
+    });
+    keys = courses.map((c) => c.publishedAt.toISOString().replace(/\.(\d{3})Z$/, ".$1000+00:00"));
+  }
+  let nextCursor = null;
+  if (courses.length > p.limit) {
+    nextCursor = encodeCursor(scope, keys[p.limit - 1], courses[p.limit - 1].id);
+  }
+  const page = { items: courses.slice(0, p.limit).map(summary), nextCursor };
+  cachedJson(req, res, toJson(page), user !== null);
+}
+
+async function getCourse(req, res, next) {
+  if (!UUID_RE.test(req.params.id)) return next();
+  const user = await optionalUser(req);
+  const course = await prisma.course.findUnique({
+    where: { id: canonicalUuid(req.params.id) },
+    include: { creator: true, lessons: { orderBy: { position: "asc" } } },
+  });
+  const visible =
+    course &&
+    (course.status === "PUBLISHED" ||
+      (user && (course.creatorId === user.id || user.role === "ADMIN")));
+  if (!visible) throw new HttpError(404, "no such course");
+  const detail = {
+    ...summary(course),
+    createdAt: catalogTime(course.createdAt),
+    updatedAt: catalogTime(course.updatedAt),
+    submittedAt: catalogTime(course.submittedAt),
+    reviewNotes: course.reviewNotes,
+    lessons: course.lessons.map((l) => ({
+      id: l.id,
+      title: l.title,
+      order: l.position,
+      durationSeconds: l.durationSeconds,
+      transcriptStatus: l.transcriptStatus,
+    })),
+  };
+  cachedJson(req, res, toJson(detail), user !== null);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the heartbeat
+
+const SEEK_SLACK_SECONDS = 2.0;
+
+function bodyInvalid(req, message, key) {
+  return new HttpError(400, `Validation failed for ${req.method} ${req.originalUrl}`, {}, [
+    { message, key, source: "body" },
+  ]);
+}
+
+function jsonType(v) {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "string") return "str";
+  if (typeof v === "boolean") return "bool";
+  if (typeof v === "object") return "object";
+  return "float";
+}
+
+function heartbeatBody(req) {
+  const body = req.body;
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw bodyInvalid(req, `Expected \`object\`, got \`${jsonType(body)}\``, "body");
+  }
+  for (const key of Object.keys(body)) {
+    if (key !== "positionSeconds") throw bodyInvalid(req, `Object contains unknown field \`${key}\``, "body");
+  }
+  if (!("positionSeconds" in body)) {
+    throw bodyInvalid(req, "Object missing required field `positionSeconds`", "body");
+  }
+  const p = body.positionSeconds;
+  if (typeof p !== "number") {
+    throw bodyInvalid(req, `Expected \`float\`, got \`${jsonType(p)}\``, "positionSeconds");
+  }
+  if (p < 0) throw bodyInvalid(req, "Expected `float` >= 0.0", "positionSeconds");
+  if (p > 604800) throw bodyInvalid(req, "Expected `float` <= 604800.0", "positionSeconds");
+  return p;
+}
+
+async function heartbeat(req, res, next) {
+  if (!UUID_RE.test(req.params.id)) return next();
+  const lessonId = canonicalUuid(req.params.id);
+  const position = heartbeatBody(req) + 0;
+  const user = req.user;
+  const lesson = await prisma.lesson.findUnique({
+    where: { id: lessonId },
+    select: { durationSeconds: true, course: { select: { enrollments: { where: { userId: user.id }, select: { id: true } } } } },
+  });
+  const enrollment = lesson?.course.enrollments[0];
+  if (!lesson || !enrollment) throw new HttpError(404, NOT_ENROLLED);
+  const duration = lesson.durationSeconds;
+  if (duration !== null && position > duration) {
+    throw new HttpError(400, `positionSeconds ${pyG(position)} is past the end of the video (${pyG(duration)} s)`);
+  }
+  const state = await prisma.$transaction(async (tx) => {
+    const now = new Date();
+    const [row] = await tx.$queryRaw`
+      SELECT position_seconds, last_heartbeat_at, completed
+      FROM lesson_progress WHERE enrollment_id = ${enrollment.id}::uuid AND lesson_id = ${lessonId}::uuid
+      FOR UPDATE`;
+    if (!row) {
+      await tx.$executeRaw`
+        INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, position_seconds,
+                                     last_heartbeat_at, updated_at)
+        VALUES (${user.id}::uuid, ${lessonId}::uuid, ${enrollment.id}::uuid, ${position}::float8, ${now}, ${now})`;
+      return { completed: false, watched: 0 };
+    }
+    const previous = row.position_seconds;
+    const played =
+      row.last_heartbeat_at !== null &&
+      position > previous &&
+      position - previous <= (now - row.last_heartbeat_at) / 1000 + SEEK_SLACK_SECONDS;
+    // The played span joins the watched ones in SQL: Prisma has no multirange type.
+    const [saved] = await tx.$queryRaw`
+      UPDATE lesson_progress p SET position_seconds = ${position}::float8,
+        last_heartbeat_at = ${now}, updated_at = ${now},
+        watched = CASE WHEN ${played} THEN p.watched + nummultirange(numrange(
+                    round(p.position_seconds::numeric, 3), round(${position}::float8::numeric, 3)))
+                  ELSE p.watched END,
+        watched_seconds = CASE WHEN ${played} THEN (SELECT coalesce(sum(upper(r) - lower(r)), 0)
+                    FROM unnest(p.watched + nummultirange(numrange(
+                      round(p.position_seconds::numeric, 3),
+                      round(${position}::float8::numeric, 3)))) AS r)::float8
+                  ELSE p.watched_seconds END
+      WHERE enrollment_id = ${enrollment.id}::uuid AND lesson_id = ${lessonId}::uuid
+      RETURNING watched_seconds`;
+    const watched = saved.watched_seconds;
+    return { completed: row.completed, watched };
+  });
+  if (!state.completed) {
+    const rule = await prisma.systemSettings.findUnique({ where: { id: 1 } });
+    const threshold = Number(rule.completionThresholdPercent);
+    if (duration && state.watched >= (duration * threshold) / 100) {
+      await completeLesson(user, lessonId);
+    }
+  }
+  res.status(204).end();
+}
+
+// ---------------------------------------------------------------------------------------------
+// completion and certificates
+
+async function completeLesson(user, lessonId) {
+  const rule = await prisma.systemSettings.findUnique({ where: { id: 1 } });
+  const threshold = Number(rule.completionThresholdPercent);
+  return prisma.$transaction(async (tx) => {
+    // Prisma has no row locks: the enrollment is locked with SQL, the rest is Prisma.
+    const [locked] = await tx.$queryRaw`
+      SELECT e.id::text AS id FROM enrollments e JOIN lessons l ON l.course_id = e.course_id
+      WHERE l.id = ${lessonId}::uuid AND e.user_id = ${user.id}::uuid
+      FOR NO KEY UPDATE OF e`;
+    if (!locked) throw new HttpError(404, NOT_ENROLLED);
+    const enrollment = await tx.enrollment.findUnique({
+      where: { id: locked.id },
+      include: { user: true, course: { include: { creator: true } } },
+    });
+    const lesson = await tx.lesson.findUnique({ where: { id: lessonId } });
+    const key = { enrollmentId_lessonId: { enrollmentId: enrollment.id, lessonId } };
+    const progress = await tx.lessonProgress.findUnique({ where: key });
+    const duration = lesson.durationSeconds;
+    if (rule.requireWatchToComplete && lesson.videoVersion > 0 && !progress?.completed && duration) {
+      const watched = progress?.watchedSeconds ?? 0;
+      const needed = (duration * threshold) / 100;
+      if (watched < needed) {
+        const left = Math.ceil(needed - watched);
+        throw new HttpError(
+          409,
+          `watch ${left} more second${left !== 1 ? "s" : ""} of this lesson's video first: ` +
+            `${((watched / duration) * 100).toFixed(1)}% of ${duration.toFixed(0)} s watched, ` +
+            `${pyG(threshold)}% needed`,
+        );
+      }
+    }
+    const now = new Date();
+    if (progress) {
+      await tx.lessonProgress.update({
+        where: key,
+        data: { completed: true, completedAt: progress.completedAt ?? now, updatedAt: now },
+      });
+    } else {
+      await tx.$executeRaw`
+        INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, completed, completed_at, updated_at)
+        VALUES (${user.id}::uuid, ${lessonId}::uuid, ${enrollment.id}::uuid, true, ${now}, ${now})`;
+    }
+    const done = await tx.lessonProgress.count({ where: { enrollmentId: enrollment.id, completed: true } });
+    const total = await tx.lesson.count({ where: { courseId: enrollment.courseId } });
+    const percent = new Prisma.Decimal(100 * Math.min(done, total))
+      .div(Math.max(total, 1))
+      .toDecimalPlaces(2, Prisma.Decimal.ROUND_HALF_UP);
+    const completedNow = !enrollment.completed && done >= total;
+    const updated = await tx.enrollment.update({
+      where: { id: enrollment.id },
+      data: { progress: percent, ...(completedNow ? { completed: true, completedAt: now } : {}) },
+    });
+    let certificate = null;
+    if (updated.completed) {
+      certificate = await tx.certificate.findUnique({ where: { enrollmentId: enrollment.id } });
+      if (!certificate) certificate = await tx.certificate.create({ data: newCertificate(enrollment) });
+    }
+    return {
+      lessonId,
+      completed: true,
+      progress: new PyFloat(Number(updated.progress)),
+      courseCompleted: updated.completed,
+      certificate: certificate && certificateJson(certificate),
+    };
+  });
+}
+
+const publicJwk = crypto.createPublicKey(CFG.signingKey).export({ format: "jwk" });
+const thumbprint = b64url(
+  crypto.createHash("sha256").update(JSON.stringify({ crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x })).digest(),
+);
+const KID = `${CFG.baseUrl}/.well-known/jwks.json#${thumbprint}`;
+
+// JSON as Python's json.dumps writes it for PyJWT (compact, non-ASCII escaped): lms's VC-JWT
+// payload bytes.
+const asciiJson = (v) => JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
+function signCredential({ id, serialHash, enrollmentId, issuedAt, learnerName, courseId, courseTitle }) {
+  const issuer = CFG.baseUrl;
+  const credential = {
+    "@context": ["https://www.w3.org/ns/credentials/v2", "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"],
+    id: `urn:uuid:${id}`,
+    type: ["VerifiableCredential", "OpenBadgeCredential"],
+    name: `Certificate of completion: ${courseTitle}`,
+    issuer: { id: issuer, type: ["Profile"], name: CFG.issuerName, url: issuer },
+    validFrom: wholeSeconds(issuedAt),
+    credentialSubject: {
+      id: `urn:uuid:${enrollmentId}`,
+      type: ["AchievementSubject"],
+      identifier: [{ type: "IdentityObject", identityType: "name", hashed: false, identityHash: learnerName }],
+      achievement: {
+        id: `${issuer}/courses/${courseId}`,
+        type: ["Achievement"],
+        achievementType: "Course",
+        name: courseTitle,
+        description: `Completion of the course ${courseTitle}`,
+        criteria: { narrative: `Completed every lesson of the course ${courseTitle}, as recorded by ${CFG.issuerName}.` },
+      },
+    },
+  };
+  const payload = {
+    ...credential,
+    iss: issuer,
+    jti: credential.id,
+    sub: credential.credentialSubject.id,
+    nbf: Math.floor(issuedAt.getTime() / 1000),
+    serialHash,
+  };
+  const input = `${b64url(asciiJson({ alg: "EdDSA", kid: KID, typ: "JWT" }))}.${b64url(asciiJson(payload))}`;
+  return `${input}.${b64url(crypto.sign(null, Buffer.from(input), CFG.signingKey))}`;
+}
+
+function newCertificate(enrollment) {
+  const course = enrollment.course;
+  const u = enrollment.user;
+  const c = course.creator;
+  const data = {
+    id: crypto.randomUUID(),
+    userId: enrollment.userId,
+    courseId: course.id,
+    enrollmentId: enrollment.id,
+    serialHash: crypto.randomBytes(24).toString("hex"),
+    learnerName: u.fullName ?? u.name ?? u.username,
+    courseTitle: course.title,
+    creatorName: c.name ?? c.fullName ?? c.username,
+    status: "VALID",
+    issuedAt: new Date(Math.floor(Date.now() / 1000) * 1000),
+  };
+  data.jws = signCredential({ ...data, learnerName: data.learnerName, courseId: course.id });
+  return data;
+}
+
+const verifyUrl = (serial) => `${CFG.baseUrl}/certificates/verify/${serial}`;
+
+function certificateJson(c) {
+  return {
+    id: c.id,
+    serialHash: c.serialHash,
+    issuedAt: wholeSeconds(c.issuedAt),
+    enrollmentId: c.enrollmentId,
+    course: { id: c.courseId, title: c.courseTitle },
+    learner: { fullName: c.learnerName },
+    creatorName: c.creatorName,
+    verifyUrl: verifyUrl(c.serialHash),
+    status: c.status,
+    revokedAt: wholeSeconds(c.revokedAt),
+    jws: c.jws,
+  };
+}
+
+async function complete(req, res, next) {
+  if (!UUID_RE.test(req.params.id)) return next();
+  sendJson(res, 200, toJson(await completeLesson(req.user, canonicalUuid(req.params.id))));
+}
+
+const VERIFY_HEADERS = { "Cache-Control": "public, max-age=60", Vary: "Accept" };
+
+async function verify(req, res) {
+  const serial = req.params.serial.trim().toLowerCase();
+  const c = /^[0-9a-f]{32,64}$/.test(serial)
+    ? await prisma.certificate.findUnique({ where: { serialHash: serial } })
+    : null;
+  if (!c) {
+    const body = { valid: false, status_code: 404, detail: "no certificate has this serial" };
+    return sendJson(res, 404, toJson(body), VERIFY_HEADERS);
+  }
+  const answer = {
+    valid: c.status === "VALID",
+    certificate: {
+      serialHash: c.serialHash,
+      issuedAt: wholeSeconds(c.issuedAt),
+      learnerName: c.learnerName,
+      courseTitle: c.courseTitle,
+      courseId: c.courseId,
+      creatorName: c.creatorName,
+      status: c.status,
+      revokedAt: wholeSeconds(c.revokedAt),
+      verifyUrl: verifyUrl(c.serialHash),
+      jws: c.jws,
+    },
+  };
+  sendJson(res, 200, toJson(answer), VERIFY_HEADERS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the app
+
+function buildApp() {
+  const app = express();
+  app.set("etag", false);
+  app.set("x-powered-by", false);
+  app.set("query parser", "simple");
+  // X-Request-ID comes back as sent, as lms answers it: the suite's wrk scripts match responses
+  // to requests by it (bench/suite.py, bench/learning.py).
+  app.use((req, res, next) => {
+    const id = req.headers["x-request-id"];
+    if (id !== undefined) res.setHeader("X-Request-ID", id);
+    next();
+  });
+  app.get("/courses", listCourses);
+  app.get("/courses/:id", getCourse);
+  const json = express.json({ strict: false, type: () => true });
+  app.post("/lessons/:id/progress", requireUser, json, heartbeat);
+  app.post("/lessons/:id/complete", requireUser, complete);
+  app.get("/certificates/verify/:serial", verify);
+  app.get("/healthz", (_req, res) => sendJson(res, 200, '{"status":"ok"}'));
+  app.use((_req, _res) => {
+    throw new HttpError(404, "Not Found");
+  });
+  app.use((err, _req, res, _next) => {
+    if (err instanceof HttpError) {
+      const body = { status_code: err.status, detail: err.detail };
+      if (err.extra) body.extra = err.extra;
+      return sendJson(res, err.status, toJson(body), err.headers);
+    }
+    if (err.type === "entity.parse.failed") {
+      return sendJson(res, 400, toJson({ status_code: 400, detail: `the body is not valid JSON: ${err.message}` }));
+    }
+    console.error(err);
+    sendJson(res, 500, '{"status_code":500,"detail":"Internal Server Error"}');
+  });
+  return app;
+}
+
+async function registerKey() {
+  await prisma.certificateSigningKey.upsert({
+    where: { kid: KID },
+    update: {},
+    create: { kid: KID, publicJwk: { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x } },
+  });
+}
+
+if (cluster.isPrimary && CFG.workers > 1) {
+  for (let i = 0; i < CFG.workers; i += 1) cluster.fork();
+  cluster.on("exit", (worker, code) => console.error(`worker ${worker.process.pid} exited (${code})`));
+} else {
+  registerKey()
+    .then(() => {
+      buildApp().listen(CFG.port, CFG.host, () => {
+        if (cluster.isPrimary || cluster.worker.id === 1) {
+          console.log(`express+prisma peer on http://${CFG.host}:${CFG.port} (${CFG.workers} process(es))`);
+        }
+      });
+    })
+    .catch((err) => {
+      console.error(err);
+      process.exit(1);
+    });
+}

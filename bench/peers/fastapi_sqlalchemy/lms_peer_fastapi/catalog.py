@@ -1,0 +1,218 @@
+"""GET /courses (the catalog: newest first, or ranked full-text search; keyset pages with lms's
+signed cursors) and GET /courses/{id}."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import REAL, case, cast, func, literal_column, select, tuple_
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
+
+from .config import SessionDep, SettingsDep
+from .models import Course, RateLimitCounter, User
+from .schemas import CourseDetail, CoursePage, CourseSummary, CreatorRef, LessonSummary
+from .security import BadCursor, decode_cursor, encode_cursor, optional_user
+
+router = APIRouter()
+
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
+PRIVATE_CACHE = "private, no-cache"
+SEARCH_TIMEOUT_SECONDS = 5.0
+
+
+class SearchSlots:
+    """Searches this process runs at once; one over the cap is refused (503), not queued."""
+
+    running = 0
+
+
+def malformed() -> HTTPException:
+    return HTTPException(400, "malformed cursor")
+
+
+def to_summary(course: Course) -> CourseSummary:
+    return CourseSummary(
+        id=course.id,
+        title=course.title,
+        description=course.description,
+        thumbnail_url=course.thumbnail_url,
+        price=f"{course.price:.2f}",
+        status=course.status,
+        creator=CreatorRef(id=course.creator.id, name=course.creator.display_name),
+        lesson_count=course.lesson_count,
+        published_at=course.published_at,
+    )
+
+
+def to_detail(course: Course) -> CourseDetail:
+    return CourseDetail(
+        **to_summary(course).model_dump(),
+        created_at=course.created_at,
+        updated_at=course.updated_at,
+        submitted_at=course.submitted_at,
+        review_notes=course.review_notes,
+        lessons=[
+            LessonSummary(
+                id=lesson.id,
+                title=lesson.title,
+                order=lesson.position,
+                duration_seconds=lesson.duration_seconds,
+                transcript_status=lesson.transcript_status,
+            )
+            for lesson in course.lessons
+        ],
+    )
+
+
+def cached_json(request: Request, model: BaseModel, private: bool) -> Response:
+    """The body with an ETag (a 304 when the client has it already) and caching headers."""
+    body = model.model_dump_json(by_alias=True).encode()
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": PRIVATE_CACHE if private else PUBLIC_CACHE,
+        "Vary": "Authorization",
+    }
+    sent = request.headers.get("if-none-match")
+    if sent:
+        candidates = {t.strip().removeprefix("W/") for t in sent.split(",")}
+        if "*" in candidates or etag in candidates:
+            return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def count_search(session: Any, client: str, limit: int) -> None:
+    """One hit on this client's per-minute search counter (shared with lms's processes)."""
+    window = func.make_interval(0, 0, 0, 0, 0, 0, 60)
+    expired = RateLimitCounter.window_start <= func.now() - window
+    statement = (
+        insert(RateLimitCounter)
+        .values(key=f"ip:search:{client}:60", window_start=func.now(), hits=1)
+        .on_conflict_do_update(
+            index_elements=[RateLimitCounter.key],
+            set_={
+                "window_start": case((expired, func.now()), else_=RateLimitCounter.window_start),
+                "hits": case((expired, 1), else_=RateLimitCounter.hits + 1),
+            },
+        )
+        .returning(
+            RateLimitCounter.hits,
+            func.extract("epoch", RateLimitCounter.window_start + window - func.now()),
+        )
+    )
+    hits, reset_in = (await session.execute(statement)).one()
+    await session.commit()
+    if hits > limit:
+        seconds = max(1, math.ceil(max(float(reset_in), 0.0)))
+        raise HTTPException(
+            429,
+            f"too many searches from this address; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+@router.get("/courses")
+async def list_courses(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512, pattern=CURSOR_PATTERN)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    creator_id: Annotated[uuid.UUID | None, Query(alias="creatorId")] = None,
+) -> Response:
+    user = await optional_user(request, session, settings)
+    query = q.strip() if q else ""
+    scope = f"catalog:{query}:{creator_id or ''}"
+    statement = (
+        select(Course)
+        .join(Course.creator)
+        .options(contains_eager(Course.creator))
+        .where(Course.status == "PUBLISHED")
+    )
+    if creator_id is not None:
+        statement = statement.where(Course.creator_id == creator_id)
+    position: list[Any] | None = None
+    if cursor:
+        try:
+            position = decode_cursor(settings.jwt_secret, scope, cursor)
+            key, last_id = position
+            last_id = uuid.UUID(str(last_id))
+        except (BadCursor, ValueError, TypeError):
+            raise malformed() from None
+    if query:
+        tsquery = func.websearch_to_tsquery(literal_column("'english'::regconfig"), query)
+        rank = func.ts_rank_cd(Course.search_vector, tsquery)
+        statement = statement.add_columns(rank).where(Course.search_vector.op("@@")(tsquery))
+        if position is not None:
+            if not isinstance(key, int | float) or isinstance(key, bool):
+                raise malformed()
+            statement = statement.where(
+                tuple_(rank, Course.id) < tuple_(cast(float(key), REAL), cast(last_id, UUID))
+            )
+        statement = statement.order_by(rank.desc(), Course.id.desc())
+        client = request.client.host if request.client else "unknown"
+        await count_search(session, client, settings.search_rate_limit)
+        if SearchSlots.running >= settings.search_concurrency:
+            raise HTTPException(
+                503,
+                "too many searches at once; try again in a moment",
+                headers={"Retry-After": "1"},
+            )
+        SearchSlots.running += 1
+        try:
+            rows = (
+                await session.execute(
+                    statement.limit(limit + 1).execution_options(timeout=SEARCH_TIMEOUT_SECONDS)
+                )
+            ).all()
+        finally:
+            SearchSlots.running -= 1
+        courses = [row[0] for row in rows]
+        keys: list[Any] = [row[1] for row in rows]
+    else:
+        if position is not None:
+            try:
+                at = datetime.fromisoformat(str(key))
+            except ValueError:
+                raise malformed() from None
+            statement = statement.where(
+                tuple_(Course.published_at, Course.id) < tuple_(at, last_id)
+            )
+        statement = statement.order_by(Course.published_at.desc(), Course.id.desc())
+        courses = list((await session.scalars(statement.limit(limit + 1))).all())
+        keys = [c.published_at.isoformat() if c.published_at else None for c in courses]
+    next_cursor = None
+    if len(courses) > limit:
+        next_cursor = encode_cursor(
+            settings.jwt_secret, scope, keys[limit - 1], str(courses[limit - 1].id)
+        )
+    page = CoursePage(items=[to_summary(c) for c in courses[:limit]], next_cursor=next_cursor)
+    return cached_json(request, page, user is not None)
+
+
+@router.get("/courses/{course_id:uuid}")
+async def get_course(
+    course_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    user: User | None = await optional_user(request, session, settings)
+    course = await session.scalar(
+        select(Course)
+        .options(joinedload(Course.creator), selectinload(Course.lessons))
+        .where(Course.id == course_id)
+    )
+    visible = course is not None and (
+        course.status == "PUBLISHED"
+        or (user is not None and (course.creator_id == user.id or user.role == "ADMIN"))
+    )
+    if course is None or not visible:
+        raise HTTPException(404, "no such course")
+    return cached_json(request, to_detail(course), user is not None)

@@ -1,0 +1,193 @@
+"""Bearer tokens (lms's access JWTs, checked against the user's current row), the signed keyset
+cursors lms hands out, and the certificates' VC-JWT."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from fastapi import Depends, HTTPException, Request
+
+from .config import SessionDep, Settings, SettingsDep
+from .models import User
+
+# ---------------------------------------------------------------------------------------------
+# authentication
+
+
+def unauthenticated(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def user_from_token(token: str, session: Any, settings: Settings) -> User:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["exp", "iat", "sub", "typ", "ver"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthenticated("token has expired") from None
+    except jwt.InvalidTokenError:
+        raise unauthenticated("invalid token") from None
+    if claims["typ"] != "access":
+        raise unauthenticated("a access token is required")
+    try:
+        user_id, version = uuid.UUID(str(claims["sub"])), int(claims["ver"])
+    except (ValueError, TypeError):
+        raise unauthenticated("invalid token") from None
+    user = await session.get(User, user_id)
+    if user is None:
+        raise unauthenticated("invalid token")
+    if not user.is_active:
+        raise unauthenticated("account is deactivated")
+    if user.token_version != version:
+        raise unauthenticated("token has been revoked; log in again")
+    return user
+
+
+async def optional_user(request: Request, session: Any, settings: Settings) -> User | None:
+    token = bearer_token(request)
+    return None if token is None else await user_from_token(token, session, settings)
+
+
+async def current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    token = bearer_token(request)
+    if token is None:
+        raise unauthenticated("missing bearer token")
+    return await user_from_token(token, session, settings)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+# ---------------------------------------------------------------------------------------------
+# cursors: base64url(JSON [scope, *values]) "." base64url(HMAC-SHA256 truncated to 12 bytes)
+
+
+class BadCursor(Exception):
+    pass
+
+
+def _key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), b"lms keyset cursor", hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def encode_cursor(secret: str, scope: str, *values: object) -> str:
+    payload = json.dumps([scope, *values], separators=(",", ":"), ensure_ascii=False).encode()
+    signature = hmac.new(_key(secret), payload, hashlib.sha256).digest()[:12]
+    return f"{_b64(payload)}.{_b64(signature)}"
+
+
+def decode_cursor(secret: str, scope: str, cursor: str) -> list[Any]:
+    try:
+        body, signature = cursor.split(".", 1)
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except (ValueError, binascii.Error):
+        raise BadCursor from None
+    expected = hmac.new(_key(secret), payload, hashlib.sha256).digest()[:12]
+    if not hmac.compare_digest(given, expected):
+        raise BadCursor
+    values = json.loads(payload)
+    if not isinstance(values, list) or not values or values[0] != scope:
+        raise BadCursor
+    return values[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# certificates: an Open Badges 3.0 credential as a VC-JWT signed with Ed25519
+
+
+def public_jwk(settings: Settings) -> dict[str, str]:
+    raw = settings.signing_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return {"crv": "Ed25519", "kty": "OKP", "x": _b64(raw)}
+
+
+def key_id(settings: Settings) -> str:
+    canonical = json.dumps(public_jwk(settings), sort_keys=True, separators=(",", ":")).encode()
+    return f"{settings.base_url}/.well-known/jwks.json#{_b64(hashlib.sha256(canonical).digest())}"
+
+
+def sign_certificate(
+    settings: Settings,
+    *,
+    certificate_id: uuid.UUID,
+    serial_hash: str,
+    enrollment_id: uuid.UUID,
+    issued_at: datetime,
+    learner_name: str,
+    course_id: uuid.UUID,
+    course_title: str,
+) -> str:
+    issuer, name = settings.base_url, settings.issuer_name
+    valid_from = issued_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    credential: dict[str, Any] = {
+        "@context": [
+            "https://www.w3.org/ns/credentials/v2",
+            "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json",
+        ],
+        "id": f"urn:uuid:{certificate_id}",
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "name": f"Certificate of completion: {course_title}",
+        "issuer": {"id": issuer, "type": ["Profile"], "name": name, "url": issuer},
+        "validFrom": valid_from,
+        "credentialSubject": {
+            "id": f"urn:uuid:{enrollment_id}",
+            "type": ["AchievementSubject"],
+            "identifier": [
+                {
+                    "type": "IdentityObject",
+                    "identityType": "name",
+                    "hashed": False,
+                    "identityHash": learner_name,
+                }
+            ],
+            "achievement": {
+                "id": f"{issuer}/courses/{course_id}",
+                "type": ["Achievement"],
+                "achievementType": "Course",
+                "name": course_title,
+                "description": f"Completion of the course {course_title}",
+                "criteria": {
+                    "narrative": f"Completed every lesson of the course {course_title}, "
+                    f"as recorded by {name}."
+                },
+            },
+        },
+    }
+    payload = {
+        **credential,
+        "iss": issuer,
+        "jti": credential["id"],
+        "sub": credential["credentialSubject"]["id"],
+        "nbf": int(issued_at.timestamp()),
+        "serialHash": serial_hash,
+    }
+    return jwt.encode(
+        payload,
+        settings.signing_key,
+        algorithm="EdDSA",
+        headers={"kid": key_id(settings), "typ": "JWT"},
+    )

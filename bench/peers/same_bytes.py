@@ -1,0 +1,724 @@
+"""Do the peers answer what lms answers? The same requests to lms and to each peer, compared.
+
+    .venv/bin/python -m bench.peers.same_bytes --lms http://127.0.0.1:8000 \\
+        --peer raw=http://127.0.0.1:8001 --peer fastapi=http://127.0.0.1:8002 \\
+        --peer express=http://127.0.0.1:8003
+
+Needs the database and the JWT secret of the servers (DATABASE_URL, LMS_JWT_SECRET, as
+bench.learning --url does): it mints the learners' tokens and prepares the write scenario's rows.
+All servers must run with the same LMS_PUBLIC_BASE_URL and LMS_CERT_SIGNING_KEY (certificates
+name the one and are signed by the other), and a search rate limit that lets some 60 searches a
+minute through from one address (LMS_SEARCH_RATE_LIMIT; lms and peers share the counter table).
+
+Reads (the catalog, course pages, verification, and their common errors) go to every server as
+the same request; a cursor walk sends everyone the cursor lms answered with. Writes (heartbeats
+and completions down to a course completion and its certificate) run as one fixed script on one
+learner's enrollment, which is put back into the same starting state before each server's turn,
+so every server starts from the same rows; afterwards the rows it left are compared too.
+
+For each response: the status, the headers that carry meaning (content-type, cache-control,
+vary, www-authenticate, retry-after; an ETag must be the one lms computes from the body served),
+and the body. A body is IDENTICAL (same bytes), JSON-EQUAL (the same JSON tokens in the same
+order, number and string literals byte for byte; only the whitespace between tokens differs, which
+JSON does not give meaning to: lms's catalog bodies are PostgreSQL's json_build_object text, with
+" : " and ", "), or DIFFERENT.
+
+Normalised, and why: a certificate issued during the run has its own id, serialHash, issuedAt,
+verifyUrl (which holds the serial) and VC-JWT on every server (random serial, issue time). They
+are checked for shape instead (the id a UUID, the serial 48 hex digits, issuedAt whole seconds in
+UTC, verifyUrl naming the serial), and the VC-JWT is checked in full: its header must be lms's
+byte for byte, its signature must verify with the key its kid names, and its payload must be
+lms's byte for byte once the certificate's id, serial and time are put back. In the rows, the
+times PostgreSQL stamps with now() are compared as present or absent, not by value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import calendar
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+
+HEADERS_COMPARED = ("content-type", "cache-control", "vary", "www-authenticate", "retry-after")
+NIL = "00000000-0000-0000-0000-000000000000"
+TOKEN_RE = re.compile(
+    r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|[{}\[\]:,]|\S'
+)
+
+
+def json_tokens(body: bytes) -> list[str] | None:
+    """The JSON tokens of `body` (literals as written), or None when it is not JSON."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        return None
+    return TOKEN_RE.findall(text)
+
+
+def millisecond_tokens(body: bytes) -> list[str] | None:
+    """The tokens with times cut to milliseconds and cursors blanked: to tell a peer whose
+    timestamps have millisecond precision (a JS Date) from one that answers otherwise wrong."""
+    text = re.sub(rb"(\.\d{3})\d{3}Z", rb"\1000Z", body)
+    text = re.sub(rb'"nextCursor":"[^"]*"', b'"nextCursor":"<cursor>"', text)
+    return json_tokens(text)
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Request:
+    name: str
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass
+class Outcome:
+    peer: str
+    name: str
+    verdict: str  # IDENTICAL, JSON-EQUAL, DIFFERENT
+    problems: list[str]
+    lms_status: int | None = None
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing
+
+
+class Normaliser:
+    """Replaces the write-time values of an issued certificate, after checking them."""
+
+    def __init__(self, public_keys: dict[str, Any]) -> None:
+        self.public_keys = public_keys
+
+    def certificate(self, cert: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+        serial = str(cert.get("serialHash", ""))
+        if not re.fullmatch(r"[0-9a-f]{48}", serial):
+            problems.append(f"serialHash {serial!r} is not 48 hex digits")
+        issued = str(cert.get("issuedAt", ""))
+        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", issued):
+            problems.append(f"issuedAt {issued!r} is not whole seconds in UTC")
+        url = str(cert.get("verifyUrl", ""))
+        if not url.endswith(f"/certificates/verify/{serial}"):
+            problems.append(f"verifyUrl {url!r} does not name the serial")
+        cert_id = str(cert.get("id", ""))
+        out = dict(cert)
+        out.update(
+            serialHash="<serial>",
+            issuedAt="<issued>",
+            verifyUrl=url.replace(serial, "<serial>") if serial else url,
+        )
+        if "id" in cert:
+            try:
+                uuid.UUID(cert_id)
+            except ValueError:
+                problems.append(f"certificate id {cert_id!r} is not a UUID")
+            out["id"] = "<id>"
+        out["jws"] = self.jws(str(cert.get("jws", "")), cert_id or None, serial, issued, problems)
+        return out
+
+    def jws(
+        self, token: str, cert_id: str | None, serial: str, issued: str, problems: list[str]
+    ) -> str:
+        """`header.<payload with placeholders>` once the signature verified."""
+        try:
+            head, payload, _ = token.split(".")
+            header = json.loads(b64url_decode(head))
+            key = self.public_keys.get(header.get("kid"))
+            if key is None:
+                problems.append(f"the VC-JWT's kid {header.get('kid')!r} names no registered key")
+            else:
+                jwt.decode(
+                    token,
+                    key,
+                    algorithms=["EdDSA"],
+                    options={
+                        "verify_signature": True,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_aud": False,
+                    },
+                )
+            text = b64url_decode(payload).decode()
+        except (ValueError, jwt.InvalidTokenError) as exc:
+            problems.append(f"the VC-JWT does not verify: {type(exc).__name__}: {exc}")
+            return "<bad jws>"
+        claims = json.loads(text)
+        if claims.get("serialHash") != serial:
+            problems.append("the VC-JWT's serialHash is not the certificate's")
+        nbf = claims.get("nbf")
+        if issued and nbf != calendar.timegm(time.strptime(issued, "%Y-%m-%dT%H:%M:%SZ")):
+            problems.append(f"the VC-JWT's nbf {nbf} is not issuedAt {issued}")
+        text = text.replace(serial, "<serial>").replace(issued, "<issued>")
+        text = re.sub(r'"nbf":\d+', '"nbf":"<nbf>"', text)
+        jti = str(claims.get("jti", ""))
+        if cert_id is not None and jti != f"urn:uuid:{cert_id}":
+            problems.append(f"the VC-JWT's jti {jti!r} is not the certificate's id")
+        if jti.startswith("urn:uuid:"):
+            text = text.replace(jti[len("urn:uuid:") :], "<id>")
+        return head + "." + text
+
+    def body(self, body: bytes, problems: list[str]) -> bytes:
+        """The body with any certificate in it normalised (re-encoded compactly if changed)."""
+        if b'"jws"' not in body:
+            return body
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return body
+        if isinstance(value, dict) and isinstance(value.get("certificate"), dict):
+            value = {**value, "certificate": self.certificate(value["certificate"], problems)}
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def compare(
+    peer: str, name: str, want: Answer, got: Answer, normalise: Normaliser | None
+) -> Outcome:
+    problems: list[str] = []
+    if got.status != want.status:
+        problems.append(f"status {got.status}, lms {want.status}")
+    for header in HEADERS_COMPARED:
+        a, b = want.headers.get(header), got.headers.get(header)
+        if a != b:
+            problems.append(f"{header}: {b!r}, lms {a!r}")
+    if "etag" in want.headers:
+        tag = got.headers.get("etag")
+        if tag is None:
+            problems.append("no ETag")
+        elif got.status == 200 and tag != etag_of(got.body):
+            problems.append(f"ETag {tag} is not the hash of the body served")
+    want_body, got_body = want.body, got.body
+    if normalise is not None:
+        want_body = normalise.body(want_body, [])  # lms's own certificate: the reference
+        got_body = normalise.body(got_body, problems)
+    if want_body == got_body:
+        verdict = "IDENTICAL"
+    elif (tokens := json_tokens(got_body)) is not None and tokens == json_tokens(want_body):
+        verdict = "JSON-EQUAL"
+    else:
+        verdict = "DIFFERENT"
+        if millisecond_tokens(got_body) == millisecond_tokens(want_body) is not None:
+            problems.append(
+                "the same but for the microseconds of timestamps (.123000Z for .123456Z) and "
+                "the cursors, which carry them"
+            )
+        else:
+            problems.append(f"body {got_body[:300]!r}\n         lms {want_body[:300]!r}")
+    if problems and verdict != "DIFFERENT":
+        verdict = "DIFFERENT"
+    return Outcome(peer, name, verdict, problems, want.status)
+
+
+# ---------------------------------------------------------------------------------------------
+# the servers
+
+
+class Servers:
+    def __init__(self, lms: str, peers: dict[str, str]) -> None:
+        self.names = ["lms", *peers]
+        self.clients = {
+            name: httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
+            for name, url in {"lms": lms, **peers}.items()
+        }
+
+    def send(self, name: str, request: Request) -> Answer:
+        response = self.clients[name].request(
+            request.method, request.path, headers=request.headers, content=request.body
+        )
+        return Answer(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+class Report:
+    def __init__(self, peers: Iterable[str]) -> None:
+        self.outcomes: dict[str, list[Outcome]] = {p: [] for p in peers}
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.peer].append(outcome)
+
+    def print(self, show: bool = False) -> int:
+        failed = 0
+        for peer, outcomes in self.outcomes.items():
+            counts: dict[str, int] = {}
+            for o in outcomes:
+                counts[o.verdict] = counts.get(o.verdict, 0) + 1
+            summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            print(f"\n{peer}: {len(outcomes)} checks: {summary}")
+            for o in outcomes:
+                if show and o.verdict != "DIFFERENT":
+                    print(f"  {o.verdict:<10} {o.lms_status or '':>3} {o.name}")
+                if o.verdict == "DIFFERENT":
+                    failed += 1
+                    print(f"  DIFFERENT  {o.lms_status or '':>3} {o.name}")
+                    for problem in o.problems:
+                        print(f"      {problem}")
+        return 1 if failed else 0
+
+
+def same_for_all(
+    servers: Servers, report: Report, request: Request, normalise: Normaliser | None = None
+) -> Answer:
+    """Send `request` to every server, compare each peer with lms; lms's answer."""
+    want = servers.send("lms", request)
+    for peer in servers.names[1:]:
+        report.add(compare(peer, request.name, want, servers.send(peer, request), normalise))
+    return want
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens and fixtures from the database
+
+
+@dataclass
+class Fixtures:
+    learner: uuid.UUID
+    learner_version: int
+    enrollment: uuid.UUID
+    lessons: list[tuple[uuid.UUID, float]]  # the enrolled course's lessons in order
+    foreign_lesson: uuid.UUID  # a lesson of a course the learner is not enrolled in
+    creator: uuid.UUID  # the creator with the most published courses
+    creator_version: int
+    hidden_course: uuid.UUID  # a course of that creator, made PENDING for the run
+    serial: str | None  # a certificate issued before the run, if any
+    public_keys: dict[str, Any]
+
+
+def token(secret: str, algorithm: str, user: uuid.UUID, version: int, **extra: object) -> str:
+    """An access token as lms issues it (lms.domain.auth.tokens)."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": str(user),
+        "role": "LEARNER",
+        "ver": version,
+        "typ": "access",
+        "iat": now,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+    }
+    claims.update(extra)
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+async def fixtures(conn: asyncpg.Connection) -> Fixtures:
+    row = await conn.fetchrow(
+        """
+        SELECT e.id, e.user_id, u.token_version FROM enrollments e
+        JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
+        WHERE u.email LIKE 'learner%@bench.lms.test' AND c.lesson_count = 5
+          AND NOT EXISTS (SELECT 1 FROM lessons l WHERE l.course_id = c.id
+                          AND (l.duration_seconds IS NULL OR l.duration_seconds < 600))
+        ORDER BY e.id LIMIT 1
+        """
+    )
+    if row is None:
+        raise SystemExit("same_bytes: error: no seeded enrollment to play with: run bench.seed")
+    lessons = await conn.fetch(
+        "SELECT l.id, l.duration_seconds FROM lessons l JOIN enrollments e "
+        "ON e.course_id = l.course_id WHERE e.id = $1 ORDER BY l.position",
+        row["id"],
+    )
+    foreign = await conn.fetchval(
+        "SELECT l.id FROM lessons l WHERE NOT EXISTS (SELECT 1 FROM enrollments e "
+        "WHERE e.course_id = l.course_id AND e.user_id = $1) ORDER BY l.id LIMIT 1",
+        row["user_id"],
+    )
+    creator = await conn.fetchrow(
+        "SELECT c.creator_id, u.token_version FROM courses c JOIN users u ON u.id = c.creator_id "
+        "WHERE c.status = 'PUBLISHED' GROUP BY 1, 2 ORDER BY count(*) DESC, 1 LIMIT 1"
+    )
+    hidden = await conn.fetchval(
+        "SELECT id FROM courses WHERE creator_id = $1 ORDER BY published_at LIMIT 1",
+        creator["creator_id"],
+    )
+    serial = await conn.fetchval("SELECT serial_hash FROM certificates ORDER BY issued_at LIMIT 1")
+    keys = {}
+    for key in await conn.fetch(
+        "SELECT kid, public_jwk::text AS jwk FROM certificate_signing_keys"
+    ):
+        keys[key["kid"]] = jwt.PyJWK.from_json(key["jwk"], algorithm="EdDSA").key
+    return Fixtures(
+        learner=row["user_id"],
+        learner_version=row["token_version"],
+        enrollment=row["id"],
+        lessons=[(r["id"], float(r["duration_seconds"])) for r in lessons],
+        foreign_lesson=foreign,
+        creator=creator["creator_id"],
+        creator_version=creator["token_version"],
+        hidden_course=hidden,
+        serial=serial,
+        public_keys=keys,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# reads
+
+
+def walk(
+    servers: Servers, report: Report, name: str, path: str, pages: int
+) -> list[dict[str, Any]]:
+    """Follow lms's nextCursor for up to `pages` pages, every server asked the same."""
+    bodies = []
+    cursor = None
+    for page in range(1, pages + 1):
+        sep = "&" if "?" in path else "?"
+        url = path + (f"{sep}cursor={cursor}" if cursor else "")
+        answer = same_for_all(servers, report, Request(f"{name} page {page}", "GET", url))
+        if answer.status != 200:
+            break
+        body = json.loads(answer.body)
+        bodies.append(body)
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    return bodies
+
+
+def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm: str) -> None:
+    def get(name: str, path: str, **headers: str) -> Answer:
+        return same_for_all(servers, report, Request(name, "GET", path, headers))
+
+    first = get("catalog first page", "/courses")
+    get("catalog limit=1", "/courses?limit=1")
+    get("catalog limit=100", "/courses?limit=100")
+    walk(servers, report, "catalog walk limit=100", "/courses?limit=100", 40)
+    walk(servers, report, "catalog walk limit=7", "/courses?limit=7", 4)
+    walk(servers, report, "creator walk", f"/courses?creatorId={fx.creator}&limit=5", 10)
+    searches = walk(servers, report, "search python", "/courses?q=python", 3)
+    walk(servers, report, "search pair", "/courses?q=python%20docker&limit=5", 3)
+    walk(servers, report, "search phrase", "/courses?q=%22intermediate%20javascript%22", 2)
+    walk(servers, report, "search rare word", "/courses?q=brewing&limit=3", 3)
+    walk(servers, report, "search with creator", f"/courses?q=the&creatorId={fx.creator}", 2)
+    get("search, no match", "/courses?q=zzzqqqxxy")
+    get("search, operators", "/courses?q=python%20-docker%20or%20%22data%22&limit=4")
+    get("search, blank q is the listing", "/courses?q=%20%20&limit=3")
+    # errors of the catalog
+    get("limit=0", "/courses?limit=0")
+    get("limit=101", "/courses?limit=101")
+    get("limit=abc", "/courses?limit=abc")
+    get("limit=1.5", "/courses?limit=1.5")
+    get("cursor not a cursor", "/courses?cursor=xyz")
+    get("cursor forged", "/courses?cursor=abc.def")
+    get("cursor too long", "/courses?cursor=" + "a" * 300 + "." + "b" * 300)
+    if searches and searches[0]["nextCursor"]:
+        get("cursor of a search without q", f"/courses?cursor={searches[0]['nextCursor']}")
+    listing_cursor = json.loads(first.body).get("nextCursor")
+    if listing_cursor:
+        get("cursor of the listing with q", f"/courses?q=python&cursor={listing_cursor}")
+        get(
+            "cursor of the listing by creator",
+            f"/courses?creatorId={fx.creator}&cursor={listing_cursor}",
+        )
+    get("creatorId not a UUID", "/courses?creatorId=nope")
+    get("q too long", "/courses?q=" + "a" * 201)
+    # who is asking
+    learner = token(secret, algorithm, fx.learner, fx.learner_version)
+    get("catalog as a learner", "/courses?limit=3", Authorization=f"Bearer {learner}")
+    get("catalog, garbage token", "/courses?limit=3", Authorization="Bearer garbage")
+    get("catalog, not bearer", "/courses?limit=3", Authorization="Basic abc")
+    expired = token(
+        secret,
+        algorithm,
+        fx.learner,
+        fx.learner_version,
+        iat=int(time.time()) - 2000,
+        exp=int(time.time()) - 1000,
+    )
+    get("catalog, expired token", "/courses?limit=3", Authorization=f"Bearer {expired}")
+    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1)
+    get("catalog, revoked token", "/courses?limit=3", Authorization=f"Bearer {revoked}")
+    profile = token(secret, algorithm, fx.learner, fx.learner_version, typ="profile")
+    get("catalog, profile token", "/courses?limit=3", Authorization=f"Bearer {profile}")
+    # A client revalidates with the ETag the server gave it: each server gets its own.
+    own = Request("catalog If-None-Match its own ETag", "GET", "/courses")
+    tags = {name: servers.send(name, own).headers.get("etag", "") for name in servers.names}
+    answers = {
+        name: servers.send(name, Request(own.name, "GET", "/courses", {"If-None-Match": tag}))
+        for name, tag in tags.items()
+    }
+    for peer in servers.names[1:]:
+        report.add(compare(peer, own.name, answers["lms"], answers[peer], None))
+    # course pages
+    for item in json.loads(first.body)["items"][:3]:
+        get(f"course {item['id'][:8]}", f"/courses/{item['id']}")
+    get("course unknown", f"/courses/{NIL}")
+    get("course not a UUID", "/courses/not-a-uuid")
+    get("course pending, anonymous", f"/courses/{fx.hidden_course}")
+    owner = token(secret, algorithm, fx.creator, fx.creator_version, role="CREATOR")
+    get(
+        "course pending, its creator",
+        f"/courses/{fx.hidden_course}",
+        Authorization=f"Bearer {owner}",
+    )
+    get(
+        "course pending, a learner",
+        f"/courses/{fx.hidden_course}",
+        Authorization=f"Bearer {learner}",
+    )
+    get("no such route", "/nowhere")
+    # verification
+    if fx.serial:
+        get("verify a certificate", f"/certificates/verify/{fx.serial}")
+        get("verify, upper case", f"/certificates/verify/{fx.serial.upper()}")
+    get("verify unknown serial", "/certificates/verify/" + "0" * 48)
+    get("verify malformed serial", "/certificates/verify/abc")
+
+
+# ---------------------------------------------------------------------------------------------
+# writes
+
+
+RESET = [
+    "DELETE FROM certificates WHERE enrollment_id = $1",
+    "DELETE FROM lesson_progress WHERE enrollment_id = $1",
+    "UPDATE enrollments SET progress = 0, completed = false, completed_at = NULL WHERE id = $1",
+]
+# A lesson part-way through, last heartbeat a minute ago; and one at 94% watched.
+SEED_ROW = """
+INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, position_seconds,
+                             watched_seconds, watched, last_heartbeat_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4::float8, $4::float8, nummultirange(numrange(0, $4::numeric)),
+        now() - interval '60 seconds', now() - interval '1 hour', now() - interval '60 seconds')
+"""
+SNAPSHOT = """
+SELECT json_build_object(
+  'enrollment', (SELECT json_build_object('progress', progress, 'completed', completed,
+                 'completedAt', completed_at IS NOT NULL) FROM enrollments WHERE id = $1),
+  'lessons', (SELECT json_agg(json_build_object('lesson', l.position,
+                 'completed', p.completed, 'completedAt', p.completed_at IS NOT NULL,
+                 'position', p.position_seconds, 'watchedSeconds', p.watched_seconds,
+                 'watched', p.watched::text, 'lastHeartbeat', p.last_heartbeat_at IS NOT NULL)
+                 ORDER BY l.position)
+              FROM lesson_progress p JOIN lessons l ON l.id = p.lesson_id
+              WHERE p.enrollment_id = $1),
+  'certificates', (SELECT json_agg(json_build_object('learner', learner_name,
+                 'course', course_title, 'creator', creator_name, 'status', status))
+                 FROM certificates WHERE enrollment_id = $1))::text
+"""
+
+
+async def reset(conn: asyncpg.Connection, fx: Fixtures) -> None:
+    async with conn.transaction():
+        for statement in RESET:
+            await conn.execute(statement, fx.enrollment)
+        (l3, d3), (l4, d4) = fx.lessons[2], fx.lessons[3]
+        await conn.execute(SEED_ROW, fx.learner, l3, fx.enrollment, round(d3 * 0.5, 3))
+        await conn.execute(SEED_ROW, fx.learner, l4, fx.enrollment, round(d4 * 0.94, 3))
+
+
+def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
+    auth = {
+        "Authorization": f"Bearer {token(secret, algorithm, fx.learner, fx.learner_version)}",
+        "Content-Type": "application/json",
+    }
+    (l1, d1), (l2, _), (l3, d3), (l4, d4), (l5, _) = fx.lessons
+
+    def beat(name: str, lesson: object, body: str, headers: dict[str, str] = auth) -> Request:
+        return Request(
+            f"heartbeat: {name}", "POST", f"/lessons/{lesson}/progress", headers, body.encode()
+        )
+
+    def done(name: str, lesson: uuid.UUID) -> Request:
+        return Request(f"complete: {name}", "POST", f"/lessons/{lesson}/complete", auth)
+
+    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1)
+    return [
+        beat("first, inserts the row", l1, '{"positionSeconds": 0}'),
+        beat("playing on", l1, '{"positionSeconds": 1.5}'),
+        beat("a seek forward", l1, '{"positionSeconds": 30}'),
+        beat("playing after the seek", l1, '{"positionSeconds": 31.25}'),
+        beat("past the end", l1, f'{{"positionSeconds": {d1 + 0.5}}}'),
+        beat("negative", l1, '{"positionSeconds": -1}'),
+        beat("over a week", l1, '{"positionSeconds": 604801}'),
+        beat("a string", l1, '{"positionSeconds": "12"}'),
+        beat("missing field", l1, "{}"),
+        beat("unknown field", l1, '{"positionSeconds": 1, "speed": 2}'),
+        beat("not enrolled", fx.foreign_lesson, '{"positionSeconds": 1}'),
+        beat("no such lesson", uuid.UUID(NIL), '{"positionSeconds": 1}'),
+        beat("lesson id not a UUID", "nope", '{"positionSeconds": 1}'),
+        beat("no token", l1, '{"positionSeconds": 1}', {"Content-Type": "application/json"}),
+        beat(
+            "garbage token",
+            l1,
+            '{"positionSeconds": 1}',
+            {"Authorization": "Bearer x.y.z", "Content-Type": "application/json"},
+        ),
+        beat(
+            "revoked token",
+            l1,
+            '{"positionSeconds": 1}',
+            {"Authorization": f"Bearer {revoked}", "Content-Type": "application/json"},
+        ),
+        beat("a minute after the last one", l3, f'{{"positionSeconds": {round(d3 * 0.5, 3) + 5}}}'),
+        beat(
+            "crossing 95% completes",
+            l4,
+            f'{{"positionSeconds": {round(d4 * 0.94, 3) + round(d4 * 0.011, 3)}}}',
+        ),
+        beat("a completed lesson", l4, '{"positionSeconds": 3}'),
+        done("lesson 1", l1),
+        done("lesson 1 again", l1),
+        done("lesson 2", l2),
+        done("lesson 3", l3),
+        done("not enrolled", fx.foreign_lesson),
+        Request("complete: no token", "POST", f"/lessons/{l5}/complete"),
+        done("the last lesson: course completed, certificate", l5),
+        done("the last lesson again: the same certificate", l5),
+        done("lesson 4 after the course", l4),
+    ]
+
+
+async def writes(
+    servers: Servers,
+    report: Report,
+    conn: asyncpg.Connection,
+    fx: Fixtures,
+    secret: str,
+    algorithm: str,
+    normalise: Normaliser,
+) -> None:
+    script = write_script(fx, secret, algorithm)
+    answers: dict[str, list[Answer]] = {}
+    snapshots: dict[str, str] = {}
+    for name in servers.names:
+        await reset(conn, fx)
+        answers[name] = [servers.send(name, request) for request in script]
+        snapshots[name] = await conn.fetchval(SNAPSHOT, fx.enrollment)
+        # Verification of the certificate this server just issued (by this server).
+        last = answers[name][-1]
+        serial = (
+            json.loads(last.body).get("certificate", {}).get("serialHash")
+            if (last.status == 200)
+            else None
+        )
+        verify = Request(
+            "verify the certificate just issued", "GET", f"/certificates/verify/{serial or 'none'}"
+        )
+        answers[name].append(servers.send(name, verify))
+    script.append(Request("verify the certificate just issued", "GET", ""))
+    for peer in servers.names[1:]:
+        for i, request in enumerate(script):
+            report.add(compare(peer, request.name, answers["lms"][i], answers[peer][i], normalise))
+        want, got = json.loads(snapshots["lms"]), json.loads(snapshots[peer])
+        problems = [] if want == got else [f"rows {got}\n         lms {want}"]
+        report.add(
+            Outcome(
+                peer,
+                "rows left by the write script",
+                "IDENTICAL" if not problems else "DIFFERENT",
+                problems,
+            )
+        )
+    await reset(conn, fx)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_peer(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep or not url.startswith("http"):
+        raise argparse.ArgumentTypeError(f"--peer NAME=URL, got {text!r}")
+    return name, url
+
+
+async def run(args: argparse.Namespace) -> int:
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    secret = os.environ.get("LMS_JWT_SECRET")
+    if not database_url or not secret:
+        print(
+            "same_bytes: error: set DATABASE_URL and LMS_JWT_SECRET (the servers' own)",
+            file=sys.stderr,
+        )
+        return 2
+    algorithm = os.environ.get("LMS_JWT_ALGORITHM") or "HS256"
+    peers = dict(args.peer)
+    servers = Servers(args.lms, peers)
+    report = Report(peers)
+    conn = await asyncpg.connect(database_url)
+    try:
+        fx = await fixtures(conn)
+        normalise = Normaliser(fx.public_keys)
+        # One course of the busiest creator is PENDING during the reads (seeded ones are all
+        # PUBLISHED): its page is then for its creator only.
+        await conn.execute("UPDATE courses SET status = 'PENDING' WHERE id = $1", fx.hidden_course)
+        try:
+            reads(servers, report, fx, secret, algorithm)
+        finally:
+            await conn.execute(
+                "UPDATE courses SET status = 'PUBLISHED' WHERE id = $1", fx.hidden_course
+            )
+        if not args.reads_only:
+            await writes(servers, report, conn, fx, secret, algorithm, normalise)
+            # The new keys peers registered are verifiable; reload them for the report.
+    finally:
+        await conn.close()
+        servers.close()
+    return report.print(args.show)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peers.same_bytes",
+        description=(
+            "Send the same requests to lms and to each peer and report any difference in status, "
+            "headers or body."
+        ),
+    )
+    parser.add_argument("--lms", required=True, help="lms's base URL")
+    parser.add_argument(
+        "--peer",
+        type=parse_peer,
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a peer's base URL (repeat)",
+    )
+    parser.add_argument("--database-url", default=None, help="default: DATABASE_URL")
+    parser.add_argument("--show", action="store_true", help="list every check, not only failures")
+    parser.add_argument("--reads-only", action="store_true", help="skip the write script")
+    args = parser.parse_args(argv)
+    if not args.peer:
+        parser.error("give at least one --peer NAME=URL")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

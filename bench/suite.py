@@ -1,0 +1,1657 @@
+"""`make bench`: every scenario, every implementation, one database, one table and one chart.
+
+    .venv/bin/python -m bench.suite                  # the full run (100,000 courses, 30 s runs)
+    BENCH_QUICK=1 .venv/bin/python -m bench.suite    # less data, short runs: under ten minutes
+    .venv/bin/python -m bench.suite --scale          # `make bench-scale`: lms's catalog p99 at
+                                                     # 10,000 and at 1,000,000 courses
+
+One PostgreSQL database (BENCH_DATABASE_URL, default lms_bench_suite on 127.0.0.1:5432, created
+if missing) is seeded by bench.seed. Then, for each implementation in turn (lms as `lms serve`
+runs it with granian.toml, and the peers of bench/peers), each with as many server processes as
+cores, the same pool size (LMS_DB_POOL_MAX), the same secrets and the same wrk settings:
+
+- first (all servers up at once, one process each) bench.peers.same_bytes compares every peer
+  with lms; differences bench/peers/README.md declares as known are reported, any other one
+  keeps that peer out of the measurements and fails the run;
+- then the scenarios under wrk: catalog (bench.catalog's paths and mix), course
+  (GET /courses/:id), heartbeat and complete (bench.learning's workloads and checks, each
+  implementation acting as learners of its own), verify (GET /certificates/verify/:serial of
+  certificates lms issued first);
+- and last pgbench (-M prepared) with each scenario's main SQL as the `postgresql` ceiling.
+
+It writes bench/results/latest.json, latest.md and latest.png (the chart is drawn by
+bench/report_chart.py in bench/.report-venv, created from bench/report-requirements.txt).
+Environment: BENCH_QUICK, BENCH_DURATION (seconds per run), BENCH_CONNECTIONS, BENCH_THREADS,
+BENCH_TIMEOUT, BENCH_POOL, BENCH_WORKERS, BENCH_WARMUP, BENCH_DATABASE_URL, NATS_URL,
+BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS (comma lists), BENCH_REUSE_DATA=1 (skip the seed when the
+database already has the dataset), BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+
+from bench import catalog, harness, learning
+from bench.harness import BenchError
+from bench.seed import BENCH_EMAIL_DOMAIN
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO_ROOT / "bench"
+RESULTS_DIR = BENCH_DIR / "results"
+PEERS_DIR = BENCH_DIR / "peers"
+FASTAPI_DIR = PEERS_DIR / "fastapi_sqlalchemy"
+EXPRESS_DIR = PEERS_DIR / "express_prisma"
+REPORT_VENV = BENCH_DIR / ".report-venv"
+REPORT_REQUIREMENTS = BENCH_DIR / "report-requirements.txt"
+
+IMPLEMENTATIONS = ("lms", "raw-limit", "fastapi-sqlalchemy", "express-prisma")
+SCENARIOS = ("catalog", "course", "heartbeat", "complete", "verify")
+# Run order within one implementation: reads first, writes last (they change the data).
+RUN_ORDER = ("catalog", "course", "verify", "heartbeat", "complete")
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/lms_bench_suite"
+PUBLIC_BASE_URL = "http://bench.lms.test"  # the same for every server: certificates name it
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+KNOWN_DIFFERENCE = "the same but for the microseconds of timestamps"
+# bench/peers/README.md, "Known difference": Prisma reads timestamptz into a JS Date.
+KNOWN_DIFFERENCES = {"express-prisma": (KNOWN_DIFFERENCE,)}
+SAME_BYTES_NAMES = {
+    "raw-limit": "raw-limit",
+    "fastapi-sqlalchemy": "fastapi",
+    "express-prisma": "express",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_list(name: str, allowed: Sequence[str]) -> list[str]:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return list(allowed)
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise BenchError(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(allowed)})")
+    return [v for v in allowed if v in chosen]
+
+
+@dataclass
+class Plan:
+    quick: bool
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    timeout: int
+    workers: int
+    pool: int
+    database_url: str
+    nats_url: str
+    courses: int
+    creators: int
+    learners: int
+    progress_rows: int
+    learners_per_implementation: int
+    certificates: int
+    course_paths: int
+    implementations: list[str]
+    scenarios: list[str]
+    reuse_data: bool
+    note: str
+    seed: int = 1
+
+    @classmethod
+    def from_env(cls) -> Plan:
+        quick = env_flag("BENCH_QUICK")
+        cores = os.cpu_count() or 1
+        return cls(
+            quick=quick,
+            duration=env_int("BENCH_DURATION", 8 if quick else 30),
+            warmup=env_int("BENCH_WARMUP", 2 if quick else 5),
+            connections=env_int("BENCH_CONNECTIONS", 64),
+            threads=env_int("BENCH_THREADS", 2),
+            timeout=env_int("BENCH_TIMEOUT", 10),
+            workers=env_int("BENCH_WORKERS", cores),
+            pool=env_int("BENCH_POOL", 10),
+            database_url=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            nats_url=os.environ.get("NATS_URL") or "nats://127.0.0.1:4222",
+            courses=5_000 if quick else 100_000,
+            creators=200 if quick else 1_000,
+            learners=5_000 if quick else 20_000,
+            progress_rows=60_000 if quick else 1_000_000,
+            learners_per_implementation=800 if quick else 3_500,
+            certificates=300 if quick else 2_000,
+            course_paths=500 if quick else 2_000,
+            implementations=env_list("BENCH_IMPLEMENTATIONS", IMPLEMENTATIONS),
+            scenarios=env_list("BENCH_SCENARIOS", SCENARIOS),
+            reuse_data=env_flag("BENCH_REUSE_DATA"),
+            note=os.environ.get("BENCH_NOTE", "").strip(),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "quick": self.quick,
+            "duration_s": self.duration,
+            "warmup_s": self.warmup,
+            "connections": self.connections,
+            "wrk_threads": self.threads,
+            "wrk_timeout_s": self.timeout,
+            "server_processes": self.workers,
+            "pool_size_per_process": self.pool,
+            "database": database_name(self.database_url),
+            "seed": {
+                "courses": self.courses,
+                "creators": self.creators,
+                "learners": self.learners,
+                "progress_rows": self.progress_rows,
+            },
+            "learners_per_implementation": self.learners_per_implementation,
+            "certificates_issued_for_verify": self.certificates,
+            "course_paths": self.course_paths,
+        }
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+# ---------------------------------------------------------------------------------------------
+# tools and environments
+
+
+def require_tools(plan: Plan) -> None:
+    """wrk and pgbench are needed; node/npm only for express-prisma (skipped without them)."""
+    if shutil.which("wrk") is None:
+        raise BenchError(harness.WRK_MISSING)
+    if shutil.which("pgbench") is None:
+        raise BenchError(
+            "pgbench is not installed: apt-get install postgresql-client (Debian/Ubuntu) or "
+            "brew install libpq"
+        )
+    if "express-prisma" in plan.implementations and (
+        shutil.which("node") is None or shutil.which("npm") is None
+    ):
+        print(
+            "skipping express-prisma: node and npm are not installed "
+            "(apt-get install nodejs npm, Node.js 20 or later)"
+        )
+        plan.implementations.remove("express-prisma")
+
+
+def uv_command() -> str:
+    found = shutil.which("uv")
+    if found:
+        return found
+    local = REPO_ROOT / ".tools" / "bin" / "uv"
+    if local.exists():
+        return str(local)
+    raise BenchError("uv is not installed: `make run` or `make test` installs it into .tools/")
+
+
+def step(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    print(f"  $ {' '.join(command)}  (in {cwd.relative_to(REPO_ROOT)})")
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(
+            f"{' '.join(command)} failed ({done.returncode}): "
+            + (done.stderr or done.stdout).strip()[-800:]
+        )
+
+
+def ensure_fastapi_env() -> None:
+    python = FASTAPI_DIR / ".venv" / "bin" / "python"
+    marker = FASTAPI_DIR / ".venv" / ".requirements-sha256"
+    wanted = hashlib.sha256((FASTAPI_DIR / "requirements.txt").read_bytes()).hexdigest()
+    if python.exists() and marker.exists() and marker.read_text().strip() == wanted:
+        return
+    print("installing fastapi-sqlalchemy's environment (bench/peers/fastapi_sqlalchemy/.venv)")
+    uv = uv_command()
+    if not python.exists():
+        step([uv, "venv", "--python", "3.11", ".venv"], FASTAPI_DIR)
+    step(
+        [uv, "pip", "install", "--python", ".venv/bin/python", "-r", "requirements.txt"],
+        FASTAPI_DIR,
+    )
+    marker.write_text(wanted + "\n")
+
+
+def ensure_express_env() -> None:
+    lock = EXPRESS_DIR / "package-lock.json"
+    marker = EXPRESS_DIR / "node_modules" / ".bench-lock-sha256"
+    wanted = hashlib.sha256(lock.read_bytes()).hexdigest()
+    client = EXPRESS_DIR / "node_modules" / ".prisma" / "client" / "index.js"
+    installed = marker.exists() and marker.read_text().strip() == wanted
+    if installed and client.exists():
+        return
+    print("installing express-prisma's environment (bench/peers/express_prisma/node_modules)")
+    if not installed:
+        step(["npm", "ci", "--no-audit", "--no-fund"], EXPRESS_DIR)
+        marker.write_text(wanted + "\n")
+    # Offline: prisma generate needs no schema engine when this points at any executable.
+    env = {**os.environ, "PRISMA_SCHEMA_ENGINE_BINARY": shutil.which("true") or "/bin/true"}
+    step(["npx", "--no-install", "prisma", "generate"], EXPRESS_DIR, env)
+
+
+def ensure_report_env() -> Path:
+    python = REPORT_VENV / "bin" / "python"
+    marker = REPORT_VENV / ".requirements-sha256"
+    wanted = hashlib.sha256(REPORT_REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and marker.exists() and marker.read_text().strip() == wanted:
+        return python
+    print("installing the chart's environment (bench/.report-venv, matplotlib)")
+    uv = uv_command()
+    if not python.exists():
+        step([uv, "venv", "--python", sys.executable, str(REPORT_VENV)], REPO_ROOT)
+    step(
+        [uv, "pip", "install", "--python", str(python), "-r", str(REPORT_REQUIREMENTS)],
+        REPO_ROOT,
+    )
+    marker.write_text(wanted + "\n")
+    return python
+
+
+# ---------------------------------------------------------------------------------------------
+# the database
+
+
+async def ensure_database(url: str) -> None:
+    name = database_name(url)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise BenchError(f"BENCH_DATABASE_URL names an odd database: {name!r}")
+    conn = await asyncpg.connect(with_database(url, "postgres"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+    finally:
+        await conn.close()
+
+
+async def dataset(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('public.courses') IS NOT NULL"):
+            return {}
+        return {
+            "published_courses": await conn.fetchval(
+                "SELECT count(*) FROM courses WHERE status = 'PUBLISHED'"
+            ),
+            "lessons": await conn.fetchval("SELECT count(*) FROM lessons"),
+            "bench_learners": await conn.fetchval(
+                "SELECT count(*) FROM users WHERE role = 'LEARNER' AND email LIKE $1",
+                f"%@{BENCH_EMAIL_DOMAIN}",
+            ),
+            "enrollments": await conn.fetchval("SELECT count(*) FROM enrollments"),
+            "lesson_progress": await conn.fetchval("SELECT count(*) FROM lesson_progress"),
+            "certificates": await conn.fetchval("SELECT count(*) FROM certificates"),
+        }
+    finally:
+        await conn.close()
+
+
+def seed(url: str, courses: int, creators: int, learners: int, progress_rows: int) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.seed",
+        "--database-url",
+        url,
+        "--courses",
+        str(courses),
+        "--creators",
+        str(creators),
+        "--lessons",
+        "5",
+        "--learners",
+        str(learners),
+        "--progress-rows",
+        str(progress_rows),
+        "--truncate",
+    ]
+    print(
+        f"seeding {database_name(url)}: {courses:,} courses, {learners:,} learners, "
+        f"{progress_rows:,} progress rows ..."
+    )
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"bench.seed failed: {(done.stderr or done.stdout).strip()[-1500:]}")
+    print(f"seeded in {time.monotonic() - started:.0f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+
+def signing_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def server_environ(plan: Plan, data_dir: Path) -> dict[str, str]:
+    """What every server gets: the same database, secrets, base URL, limits and pool size."""
+    return {
+        **os.environ,
+        "DATABASE_URL": plan.database_url,
+        "NATS_URL": plan.nats_url,
+        "LMS_JWT_SECRET": base64.urlsafe_b64encode(secrets.token_bytes(48)).decode(),
+        "LMS_JWT_ALGORITHM": "HS256",
+        "LMS_CERT_SIGNING_KEY": signing_key_pem(),
+        "LMS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "LMS_DATA_DIR": str(data_dir),
+        "LMS_HOST": "127.0.0.1",
+        # One load generator is one client: the per-client search limit would refuse it.
+        "LMS_SEARCH_RATE_LIMIT": "1000000",
+        "LMS_DB_POOL_MIN": "2",
+        "LMS_DB_POOL_MAX": str(plan.pool),
+    }
+
+
+def server_command(name: str, port: int, workers: int) -> tuple[list[str], Path, str]:
+    """(argv, working directory, readiness path) of one implementation."""
+    args = ["--port", str(port), "--workers", str(workers)]
+    if name == "lms":
+        return [sys.executable, "-m", "lms", "serve", *args], REPO_ROOT, "/readyz"
+    if name == "raw-limit":
+        return [sys.executable, "-m", "bench.peers.raw_limit", *args], REPO_ROOT, "/courses?limit=1"
+    if name == "fastapi-sqlalchemy":
+        python = str(FASTAPI_DIR / ".venv" / "bin" / "python")
+        return [python, "-m", "lms_peer_fastapi", *args], FASTAPI_DIR, "/courses?limit=1"
+    if name == "express-prisma":
+        return ["node", "src/server.js", *args], EXPRESS_DIR, "/courses?limit=1"
+    raise ValueError(name)
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextlib.contextmanager
+def serving(name: str, environ: dict[str, str], workers: int, logs: Path) -> Iterator[Server]:
+    """One implementation on a free port, in a session of its own (its workers too: the RSS
+    sampler finds them by session), stopped with SIGTERM to the group, then SIGKILL."""
+    from lms.netutil import free_port
+
+    port = free_port()
+    argv, cwd, ready = server_command(name, port, workers)
+    log_path = logs / f"{name}-{port}.log"
+    env = {**environ, "LMS_PORT": str(port)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-6:]
+                raise BenchError(f"{name} exited ({proc.returncode}): {' | '.join(tail)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + ready, timeout=5.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{name} was not ready within {READY_TIMEOUT:.0f} s ({log_path})")
+            time.sleep(0.3)
+        yield Server(name, url, proc, log_path)
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=STOP_TIMEOUT)
+    # Workers left behind by a supervisor that exited first go too (same process group).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring: CPU (bench.learning's sampler) plus resident memory of the server's processes
+
+
+def session_processes(sid: int) -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, resident KiB) of every process in session `sid`."""
+    found: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+            rest = raw[raw.rindex(")") + 2 :].split()
+            if int(rest[3]) != sid:
+                continue
+            status = (entry / "status").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            found[int(entry.name)] = (int(rest[1]), int(match.group(1)))
+    return found
+
+
+class Measure(learning.CpuSampler):
+    """CPU per process group while wrk runs (bench.learning.CpuSampler), and the resident
+    memory of the server's processes sampled every 0.2 s: the peak of each process."""
+
+    def __init__(self, database: str | None, server_pid: int | None) -> None:
+        super().__init__(database, server_pid)
+        self.server_pid = server_pid
+        self._peaks: dict[int, int] = {}
+        self._total_peak = 0
+        self._leader_children = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rss: dict[str, Any] | None = None
+
+    def _sample(self) -> None:
+        if self.server_pid is None:
+            return
+        processes = session_processes(self.server_pid)
+        for pid, (_, kib) in processes.items():
+            self._peaks[pid] = max(self._peaks.get(pid, 0), kib)
+        self._total_peak = max(self._total_peak, sum(kib for _, kib in processes.values()))
+        self._leader_children = max(
+            self._leader_children,
+            sum(1 for parent, _ in processes.values() if parent == self.server_pid),
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                self._sample()
+
+    def start(self) -> None:
+        super().start()
+        self._peaks, self._total_peak, self._leader_children = {}, 0, 0
+        self._stop.clear()
+        with contextlib.suppress(OSError):
+            self._sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any] | None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(OSError):
+            self._sample()
+        # The API processes: the workers when the leader is a supervisor with children (Granian,
+        # Uvicorn, node:cluster), else the leader itself.
+        workers = {
+            pid: kib
+            for pid, kib in self._peaks.items()
+            if pid != self.server_pid or not self._leader_children
+        }
+        self.rss = {
+            "per_process_peak_mb": round(max(workers.values(), default=0) / 1024, 1),
+            "total_peak_mb": round(self._total_peak / 1024, 1),
+            "processes": len(self._peaks),
+            "worker_peaks_mb": sorted(round(v / 1024, 1) for v in workers.values()),
+        }
+        return super().stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# same bytes
+
+
+def parse_same_bytes(output: str) -> dict[str, dict[str, Any]]:
+    """Per peer: the verdict counts and each DIFFERENT check with its problem lines."""
+    peers: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    diff: dict[str, Any] | None = None
+    for line in output.splitlines():
+        head = re.match(r"^(\S+): (\d+) checks: (.*)$", line)
+        if head:
+            verdicts = {v: int(n) for n, v in re.findall(r"(\d+) ([A-Z-]+)", head.group(3))}
+            current = {"checks": int(head.group(2)), "verdicts": verdicts, "different": []}
+            peers[head.group(1)] = current
+            diff = None
+        elif current is not None and line.startswith("  DIFFERENT"):
+            diff = {"check": line[len("  DIFFERENT") :].strip(), "problems": []}
+            current["different"].append(diff)
+        elif diff is not None and line.startswith("      ") and not line.startswith("         "):
+            diff["problems"].append(line.strip())
+        elif diff is not None and line.startswith("         ") and diff["problems"]:
+            diff["problems"][-1] += " / " + line.strip()
+    return peers
+
+
+def same_bytes_check(plan: Plan, environ: dict[str, str], logs: Path) -> dict[str, dict[str, Any]]:
+    """All implementations up at once (one process each), bench.peers.same_bytes against lms;
+    per peer: counts, known and unexpected differences, and whether it may be measured."""
+    peers = [p for p in plan.implementations if p != "lms"]
+    results: dict[str, dict[str, Any]] = {}
+    if not peers:
+        return results
+    print(f"same bytes: lms against {', '.join(peers)} ...")
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for name in ["lms", *peers]:
+            try:
+                urls[name] = stack.enter_context(serving(name, environ, 1, logs)).url
+            except BenchError as exc:
+                if name == "lms":
+                    raise
+                results[name] = {"ok": False, "error": str(exc)}
+                print(f"  {name}: did not start: {exc}")
+        command = [sys.executable, "-m", "bench.peers.same_bytes", "--lms", urls["lms"]]
+        for name in peers:
+            if name in urls:
+                command += ["--peer", f"{SAME_BYTES_NAMES[name]}={urls[name]}"]
+        if len(command) == 5:
+            return results
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, env=environ, capture_output=True, text=True, check=False
+        )
+    parsed = parse_same_bytes(done.stdout)
+    for name in peers:
+        if name in results:
+            continue
+        found = parsed.get(SAME_BYTES_NAMES[name])
+        if found is None:
+            results[name] = {
+                "ok": False,
+                "error": "same_bytes reported nothing: " + (done.stderr or done.stdout)[-600:],
+            }
+            print(f"  {name}: same_bytes failed: {(done.stderr or done.stdout).strip()[-300:]}")
+            continue
+        known_texts = KNOWN_DIFFERENCES.get(name, ())
+        known, unexpected = [], []
+        for diff in found["different"]:
+            is_known = bool(diff["problems"]) and all(
+                any(p.startswith(k) for k in known_texts) for p in diff["problems"]
+            )
+            (known if is_known else unexpected).append(diff)
+        results[name] = {
+            "ok": not unexpected,
+            "checks": found["checks"],
+            "verdicts": found["verdicts"],
+            "known_differences": len(known),
+            "known_difference": (
+                "timestamps to the millisecond (a JS Date), and the cursors that carry them: "
+                "bench/peers/README.md"
+                if known
+                else None
+            ),
+            "unexpected_differences": len(unexpected),
+            "unexpected_examples": unexpected[:10],
+        }
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(found["verdicts"].items()))
+        line = f"  {name}: {found['checks']} checks: {verdicts}"
+        if known:
+            line += f"; {len(known)} known differences (millisecond timestamps, README)"
+        if unexpected:
+            line += f"; {len(unexpected)} UNEXPECTED differences: not measured"
+            for diff in unexpected[:5]:
+                line += f"\n      {diff['check']}: {'; '.join(diff['problems'])[:300]}"
+        print(line)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads shared by every implementation
+
+
+@dataclass
+class Shared:
+    catalog_paths: catalog.Paths | None = None
+    course_ids: list[uuid.UUID] = field(default_factory=list)
+    serials: list[str] = field(default_factory=list)
+    slices: list[list[uuid.UUID]] = field(default_factory=list)  # [0]: lms's certificates
+
+
+async def prepare_shared(plan: Plan) -> Shared:
+    conn = await asyncpg.connect(plan.database_url)
+    try:
+        ids = await conn.fetch(
+            "SELECT id FROM courses WHERE status = 'PUBLISHED' ORDER BY md5(id::text || $1) "
+            "LIMIT $2",
+            str(plan.seed),
+            plan.course_paths,
+        )
+        learners = [
+            r["id"]
+            for r in await conn.fetch(
+                """
+                SELECT u.id FROM users u
+                WHERE u.email LIKE $1 AND u.role = 'LEARNER' AND u.is_active
+                  AND EXISTS (SELECT 1 FROM enrollments e WHERE e.user_id = u.id)
+                ORDER BY u.id
+                """,
+                f"%@{BENCH_EMAIL_DOMAIN}",
+            )
+        ]
+    finally:
+        await conn.close()
+    if not ids or not learners:
+        raise BenchError("the database has no published courses or no learners: seed it")
+    random.Random(plan.seed).shuffle(learners)  # noqa: S311 - benchmark inputs
+    size = min(plan.learners_per_implementation, len(learners) // (len(IMPLEMENTATIONS) + 1))
+    slices = [learners[i * size : (i + 1) * size] for i in range(len(IMPLEMENTATIONS) + 1)]
+    return Shared(course_ids=[r["id"] for r in ids], slices=slices)
+
+
+def learners_of(slice_ids: list[uuid.UUID]) -> Any:
+    """A stand-in for bench.learning.bench_learners: this implementation's own learners, so that
+    one implementation's heartbeats and completions never change another one's workload."""
+
+    async def chosen(conn: asyncpg.Connection, count: int, rng: random.Random) -> list[Any]:
+        rows = await conn.fetch(
+            "SELECT id, token_version FROM users WHERE id = ANY($1::uuid[]) ORDER BY id",
+            slice_ids,
+        )
+        return [learning.Learner(r["id"], r["token_version"]) for r in rows]
+
+    return chosen
+
+
+def issue_certificates(plan: Plan, url: str, settings: Any, learners: list[uuid.UUID]) -> list[str]:
+    """lms completes every lesson left of `plan.certificates` enrollments (of learners no
+    implementation acts as), so that their certificates exist; their serials."""
+    from lms.domain.auth.tokens import issue_access_token
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(plan.database_url)
+        try:
+            rows = await conn.fetch(
+                """
+                SELECT e.id, e.user_id, u.token_version,
+                       array_agg(l.id ORDER BY l.position) AS lessons
+                FROM enrollments e
+                JOIN users u ON u.id = e.user_id
+                JOIN lessons l ON l.course_id = e.course_id
+                LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
+                WHERE e.user_id = ANY($1::uuid[]) AND NOT e.completed
+                  AND NOT coalesce(p.completed, false)
+                GROUP BY e.id, e.user_id, u.token_version
+                ORDER BY e.id
+                LIMIT $2
+                """,
+                learners,
+                plan.certificates,
+            )
+            gate = asyncio.Semaphore(16)
+            failures: list[str] = []
+
+            async def complete(client: httpx.AsyncClient, row: asyncpg.Record) -> None:
+                token = issue_access_token(
+                    settings,
+                    user_id=row["user_id"],
+                    role="LEARNER",
+                    token_version=row["token_version"],
+                )
+                async with gate:
+                    for lesson in row["lessons"]:
+                        response = await client.post(
+                            f"/lessons/{lesson}/complete",
+                            headers={"Authorization": f"Bearer {token}"},
+                        )
+                        if response.status_code != 200 and len(failures) < 5:
+                            failures.append(f"{response.status_code} {response.text[:200]}")
+
+            async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
+                await asyncio.gather(*(complete(client, row) for row in rows))
+            if failures:
+                raise BenchError(f"lms did not complete lessons: {failures}")
+            serials = await conn.fetch(
+                "SELECT c.serial_hash FROM certificates c WHERE c.enrollment_id = ANY($1::uuid[]) "
+                "ORDER BY c.serial_hash",
+                [r["id"] for r in rows],
+            )
+            return [r["serial_hash"] for r in serials]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def path_script(directory: Path, paths: list[str], seed: int) -> Path:
+    """bench.catalog's wrk script over one list of paths, drawn at random."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return catalog.write_script(directory, catalog.Paths(first=paths), {"first": 1.0}, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Run:
+    scenario: str
+    implementation: str
+    concurrency: int
+    rps: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    errors: int | None
+    rss_mb: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "implementation": self.implementation,
+            "concurrency": self.concurrency,
+            "rps": self.rps,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "errors": self.errors,
+            "rss_mb": self.rss_mb,
+            **self.extra,
+        }
+
+
+def wrk_figures(result: dict[str, Any], output: str) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors): errors are socket errors and timeouts plus every
+    answer that is not 2xx/3xx (wrk's own "Non-2xx or 3xx responses" line)."""
+    seconds = result["duration_us"] / 1e6
+    lat = result["latency_us"]
+    sockets = sum(n for kind, n in result["errors"].items() if kind != "status")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    statuses = int(non_2xx.group(1)) if non_2xx else result["errors"]["status"]
+    rps = round(result["requests"] / seconds, 1) if seconds else 0.0
+    return rps, lat["p50"] / 1000, lat["p99"] / 1000, sockets + statuses
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+
+    def line(self, run: Run) -> None:
+        self.done += 1
+        head = f"[{self.done:>2}/{self.total}] {run.implementation:<18} {run.scenario:<9}"
+        if run.rps is None:
+            print(f"{head} FAILED: {run.extra.get('failure', '')}", flush=True)
+            return
+        rss = f"  rss {run.rss_mb:.0f} MB/process" if run.rss_mb else ""
+        extra = ""
+        if "lost_heartbeats" in run.extra:
+            extra = f"  lost heartbeats {run.extra['lost_heartbeats']}"
+        if "inconsistencies" in run.extra:
+            extra = f"  inconsistencies {run.extra['inconsistencies']}"
+        print(
+            f"{head} c={run.concurrency:<3} {run.rps:>9,.1f} req/s  p50 {run.p50_ms:7.2f} ms  "
+            f"p99 {run.p99_ms:8.2f} ms  errors {run.errors}{rss}{extra}",
+            flush=True,
+        )
+
+
+def measure_paths(
+    plan: Plan,
+    server: Server,
+    scenario: str,
+    script: Path,
+    base: str,
+    sampler: Measure,
+) -> Run:
+    if plan.warmup:
+        harness.run_wrk(
+            script,
+            server.url + base,
+            threads=plan.threads,
+            connections=plan.connections,
+            duration=plan.warmup,
+            timeout=plan.timeout,
+        )
+    outcome = harness.run_wrk(
+        script,
+        server.url + base,
+        threads=plan.threads,
+        connections=plan.connections,
+        duration=plan.duration,
+        timeout=plan.timeout,
+        sampler=sampler,
+    )
+    rps, p50, p99, errors = wrk_figures(outcome.result, outcome.output)
+    rss = sampler.rss or {}
+    return Run(
+        scenario,
+        server.name,
+        plan.connections,
+        rps,
+        p50,
+        p99,
+        errors,
+        rss.get("per_process_peak_mb"),
+        {
+            "rss_total_mb": rss.get("total_peak_mb"),
+            "requests": outcome.result["requests"],
+            "duration_s": round(outcome.result["duration_us"] / 1e6, 2),
+            "p90_ms": outcome.result["latency_us"]["p90"] / 1000,
+            "cpu_share": (outcome.measured or {}).get("share_of_machine"),
+        },
+    )
+
+
+def measure_learning(
+    plan: Plan,
+    server: Server,
+    scenario: str,
+    settings: Any,
+    learners: list[uuid.UUID],
+    workdir: Path,
+    sampler: Measure,
+) -> Run:
+    args = argparse.Namespace(
+        threads=plan.threads,
+        connections=plan.connections,
+        duration=plan.duration,
+        timeout=plan.timeout,
+        learners=len(learners),
+        seed=plan.seed,
+    )
+    directory = workdir / f"{server.name}-{scenario}"
+    directory.mkdir(parents=True, exist_ok=True)
+    # Only lms writes a request log: the others get bench.learning's 2 s drain.
+    log_path = server.log_path if server.name == "lms" else None
+    with mock.patch.object(learning, "bench_learners", learners_of(learners)):
+        record = learning.wrk_scenario(
+            scenario, args, server.url, plan.database_url, settings, directory, log_path, sampler
+        )
+    figures, checks = record["figures"], record["checks"]
+    rss = sampler.rss or {}
+    extra: dict[str, Any] = {
+        "rss_total_mb": rss.get("total_peak_mb"),
+        "requests": figures["requests"],
+        "duration_s": round(record["wrk"]["duration_us"] / 1e6, 2),
+        "p90_ms": figures["p90_ms"],
+        "cpu_share": (record.get("cpu") or {}).get("share_of_machine"),
+        "learners": record["workload"]["learners"],
+        "pairs": record["workload"]["pairs"],
+        "failures": record["failures"],
+    }
+    if scenario == "heartbeat":
+        extra["lost_heartbeats"] = checks["lost_updates"]
+        extra["heartbeat_check"] = {
+            "pairs_touched": checks["pairs_touched"],
+            "in_flight_at_stop": checks["in_flight_at_stop"],
+            "outcomes": checks["outcomes"],
+        }
+    else:
+        extra["inconsistencies"] = checks["inconsistencies"]
+        extra["complete_check"] = {
+            "lessons_completed": checks["lessons_completed"],
+            "courses_completed": checks["courses_completed"],
+            "certificates_issued": checks["certificates_issued"],
+            "certificates_verified": checks["certificates_verified"],
+        }
+    return Run(
+        scenario,
+        server.name,
+        plan.connections,
+        figures["requests_per_s"],
+        figures["p50_ms"],
+        figures["p99_ms"],
+        figures["errors"],
+        rss.get("per_process_peak_mb"),
+        extra,
+    )
+
+
+def measure_implementation(
+    plan: Plan,
+    name: str,
+    environ: dict[str, str],
+    settings: Any,
+    shared: Shared,
+    workdir: Path,
+    progress: Progress,
+) -> list[Run]:
+    runs: list[Run] = []
+    learners = shared.slices[IMPLEMENTATIONS.index(name) + 1]
+    with serving(name, environ, plan.workers, workdir) as server:
+        sampler = Measure(database_name(plan.database_url), server.proc.pid)
+        if name == "lms" and not shared.serials and "verify" in plan.scenarios:
+            shared.serials = issue_certificates(plan, server.url, settings, shared.slices[0])
+            print(f"lms issued {len(shared.serials):,} certificates for the verify scenario")
+        if shared.catalog_paths is None and "catalog" in plan.scenarios:
+            print(f"collecting catalog paths from {name} ...", file=sys.stderr)
+            shared.catalog_paths = catalog.collect_paths(server.url, plan.seed)
+        for scenario in RUN_ORDER:
+            if scenario not in plan.scenarios:
+                continue
+            try:
+                if scenario == "catalog" and shared.catalog_paths is not None:
+                    script = catalog.write_script(
+                        mkdir(workdir / f"{name}-catalog"),
+                        shared.catalog_paths,
+                        catalog.MIX,
+                        plan.seed,
+                    )
+                    run = measure_paths(plan, server, scenario, script, "/courses", sampler)
+                elif scenario == "course":
+                    paths = [f"/courses/{i}" for i in shared.course_ids]
+                    script = path_script(workdir / f"{name}-course", paths, plan.seed)
+                    run = measure_paths(plan, server, scenario, script, "/courses", sampler)
+                elif scenario == "verify":
+                    if not shared.serials:
+                        raise BenchError("no certificates to verify (lms issues them first)")
+                    paths = [f"/certificates/verify/{s}" for s in shared.serials]
+                    script = path_script(workdir / f"{name}-verify", paths, plan.seed)
+                    run = measure_paths(plan, server, scenario, script, "/", sampler)
+                else:
+                    run = measure_learning(
+                        plan, server, scenario, settings, learners, workdir, sampler
+                    )
+            except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+                run = Run(
+                    scenario,
+                    name,
+                    plan.connections,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+                )
+            progress.line(run)
+            runs.append(run)
+    return runs
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# pgbench: PostgreSQL's own ceiling for each scenario's main SQL
+
+
+def pgbench_sql(statement: str, params: dict[int, str]) -> str:
+    """A statement of bench.peers.raw_limit (lms's SQL spelled out) for a pgbench script: each
+    $n replaced, the colons of to_char's format kept away from pgbench's :variables."""
+    text = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], statement)
+    text = text.replace(":MI:SS", "' || chr(58) || 'MI' || chr(58) || 'SS")
+    return " ".join(text.split()) + ";\n"
+
+
+async def pgbench_tables(plan: Plan, shared: Shared, queries: list[str]) -> dict[str, int]:
+    """bench_suite.* lookup tables: pgbench can only draw numbers, so the ids a script uses are
+    looked up by a random row number (a primary-key probe inside the measured statement)."""
+    conn = await asyncpg.connect(plan.database_url)
+    try:
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS bench_suite")
+        for table in ("course_ids", "pairs", "serials"):
+            await conn.execute(f"DROP TABLE IF EXISTS bench_suite.{table}")
+        await conn.execute(
+            "CREATE TABLE bench_suite.course_ids AS "
+            "SELECT row_number() OVER ()::int AS n, id FROM unnest($1::uuid[]) AS id",
+            shared.course_ids,
+        )
+        await conn.execute(
+            """
+            CREATE TABLE bench_suite.pairs AS
+            SELECT row_number() OVER (ORDER BY e.id, l.position)::int AS n, e.user_id,
+                   e.id AS enrollment_id, e.course_id, l.id AS lesson_id
+            FROM enrollments e JOIN lessons l ON l.course_id = e.course_id
+            WHERE e.user_id = ANY($1::uuid[])
+            """,
+            shared.slices[0],
+        )
+        await conn.execute(
+            "CREATE TABLE bench_suite.serials AS SELECT row_number() OVER ()::int AS n, "
+            "serial_hash FROM (SELECT serial_hash FROM certificates ORDER BY serial_hash "
+            "LIMIT 5000) s"
+        )
+        counts = {}
+        for table in ("course_ids", "pairs", "serials"):
+            await conn.execute(f"ALTER TABLE bench_suite.{table} ADD PRIMARY KEY (n)")
+            await conn.execute(f"ANALYZE bench_suite.{table}")
+            counts[table] = await conn.fetchval(f"SELECT count(*) FROM bench_suite.{table}")  # noqa: S608
+        return counts
+    finally:
+        await conn.close()
+
+
+def pgbench_scripts(
+    directory: Path, counts: dict[str, int], words: list[str]
+) -> dict[str, list[str]]:
+    from bench.peers import raw_limit as raw
+
+    def lookup(table: str, column: str) -> str:
+        return f"(SELECT {column} FROM bench_suite.{table} WHERE n = :n)"  # noqa: S608
+
+    def write(name: str, body: str) -> str:
+        path = directory / f"{name}.sql"
+        path.write_text(body)
+        return str(path)
+
+    quoted = ", ".join("'" + w.replace("'", "''") + "'" for w in words)
+    two_years = 2 * 365 * 86400
+    scripts = {
+        "catalog": [
+            write(
+                "catalog-first",
+                "\\set limit 20\n" + pgbench_sql(raw.LISTINGS[(False, False)], {1: ":limit"}),
+            )
+            + "@50",
+            write(
+                "catalog-deep",
+                f"\\set limit 20\n\\set age random(1, {two_years})\n"
+                + pgbench_sql(
+                    raw.LISTINGS[(True, False)],
+                    {
+                        1: ":limit",
+                        2: "(now() - make_interval(secs => :age))",
+                        3: "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+                    },
+                ),
+            )
+            + "@30",
+            write(
+                "catalog-search",
+                f"\\set limit 20\n\\set w random(1, {len(words)})\n"
+                + pgbench_sql(
+                    raw.SEARCHES[(False, False)], {1: ":limit", 2: f"(ARRAY[{quoted}])[:w]"}
+                ),
+            )
+            + "@20",
+        ],
+        "course": [
+            write(
+                "course",
+                f"\\set n random(1, {counts['course_ids']})\n"
+                + pgbench_sql(raw.COURSE_BY_ID, {1: lookup("course_ids", "id")}),
+            )
+        ],
+        "verify": [
+            write(
+                "verify",
+                f"\\set n random(1, {max(counts['serials'], 1)})\n"
+                + pgbench_sql(raw.CERT_BY_SERIAL, {1: lookup("serials", "serial_hash")}),
+            )
+        ],
+        "heartbeat": [
+            write(
+                "heartbeat",
+                f"\\set n random(1, {counts['pairs']})\n\\set pos random(1, 110000) / 1000.0\n"
+                + pgbench_sql(
+                    raw.HEARTBEAT,
+                    {
+                        1: lookup("pairs", "lesson_id"),
+                        2: lookup("pairs", "user_id"),
+                        3: ":pos",
+                        4: "2",
+                    },
+                ),
+            )
+        ],
+        "complete": [
+            write(
+                "complete",
+                f"\\set n random(1, {counts['pairs']})\nBEGIN;\n"
+                + pgbench_sql(
+                    raw.LOCK_FOR_COMPLETION,
+                    {1: lookup("pairs", "lesson_id"), 2: lookup("pairs", "user_id")},
+                )
+                + pgbench_sql(
+                    raw.MARK_COMPLETED,
+                    {
+                        1: lookup("pairs", "enrollment_id"),
+                        2: lookup("pairs", "lesson_id"),
+                        3: lookup("pairs", "user_id"),
+                        4: lookup("pairs", "course_id"),
+                    },
+                )
+                + "COMMIT;\n",
+            )
+        ],
+    }
+    return scripts
+
+
+def run_pgbench(plan: Plan, scenario: str, scripts: list[str], workdir: Path) -> Run:
+    clients = plan.workers * plan.pool  # the connections the API servers may hold at most
+    logs = mkdir(workdir / f"pgbench-{scenario}")
+    command = [
+        "pgbench",
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(plan.threads, clients)),
+        "-T",
+        str(plan.duration),
+        "-l",
+        f"--log-prefix={logs / 'tx'}",
+    ]
+    for script in scripts:
+        command += ["-f", script]
+    command.append(plan.database_url)
+    print(f"running: {' '.join(command[:-1])} <database>", file=sys.stderr)
+    done = subprocess.run(
+        command, cwd=logs, capture_output=True, text=True, check=False, timeout=plan.duration + 120
+    )
+    output = done.stdout + done.stderr
+    tps = re.search(r"^tps = ([\d.]+)", output, re.MULTILINE)
+    if not tps:
+        raise BenchError(f"pgbench printed no tps ({done.returncode}): {output.strip()[-800:]}")
+    latencies: list[int] = []
+    for log in logs.glob("tx*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].isdigit():
+                latencies.append(int(fields[2]))
+    latencies.sort()
+
+    def at(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000, 2)
+
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    aborted = len(re.findall(r"aborted", output))
+    return Run(
+        scenario,
+        "postgresql",
+        clients,
+        round(float(tps.group(1)), 1),
+        at(0.50),
+        at(0.99),
+        (int(failed.group(1)) if failed else 0) + aborted,
+        None,
+        {
+            "transactions": len(latencies),
+            "pgbench_exit": done.returncode,
+            "note": "pgbench -M prepared",
+        },
+    )
+
+
+def measure_postgresql(plan: Plan, shared: Shared, workdir: Path, progress: Progress) -> list[Run]:
+    words = (shared.catalog_paths.queries if shared.catalog_paths else None) or ["python"]
+    counts = asyncio.run(pgbench_tables(plan, shared, words))
+    scripts = pgbench_scripts(mkdir(workdir / "pgbench"), counts, words)
+    runs = []
+    for scenario in RUN_ORDER:
+        if scenario not in plan.scenarios:
+            continue
+        try:
+            if scenario == "verify" and not counts["serials"]:
+                raise BenchError("no certificates to verify")
+            run = run_pgbench(plan, scenario, scripts[scenario], workdir)
+        except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+            run = Run(
+                scenario,
+                "postgresql",
+                plan.workers * plan.pool,
+                None,
+                None,
+                None,
+                None,
+                None,
+                {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+            )
+        progress.line(run)
+        runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine and the reports
+
+
+def command_version(argv: list[str]) -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=20)
+        text = (done.stdout or done.stderr).strip().splitlines()
+        return text[0] if text else None
+    return None
+
+
+def machine(plan: Plan) -> dict[str, Any]:
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu_model = found.group(1).strip() if found else None
+    memory_gb = None
+    with contextlib.suppress(OSError, AttributeError):
+        kib = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        memory_gb = round(int(kib.group(1)) / 1024 / 1024, 1) if kib else None
+
+    async def pg() -> str | None:
+        conn = await asyncpg.connect(plan.database_url)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    granian = None
+    with contextlib.suppress(PackageNotFoundError):
+        granian = version("granian")
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "cpu_model": cpu_model or platform.processor() or None,
+        "platform": platform.platform(),
+        "postgres": asyncio.run(pg()),
+        "python": platform.python_version(),
+        "node": command_version(["node", "--version"]),
+        "wrk": command_version(["wrk", "--version"]),
+        "pgbench": command_version(["pgbench", "--version"]),
+        "granian": granian,
+        "git_commit": catalog.git_commit(),
+    }
+
+
+TARGETS = {"raw-limit": 0.8, "fastapi-sqlalchemy": 3.0, "express-prisma": 2.0}
+SHORT = {"raw-limit": "raw-limit", "fastapi-sqlalchemy": "fastapi", "express-prisma": "express"}
+
+
+def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per scenario: lms's requests/s over each peer's, and lms's p99 over raw-limit's."""
+    by = {(r["scenario"], r["implementation"]): r for r in runs if r.get("rps")}
+    out: dict[str, dict[str, float | None]] = {}
+    for scenario in SCENARIOS:
+        lms = by.get((scenario, "lms"))
+        if not lms:
+            continue
+        row: dict[str, float | None] = {}
+        for peer in TARGETS:
+            other = by.get((scenario, peer))
+            row[f"lms/{SHORT[peer]}"] = round(lms["rps"] / other["rps"], 2) if other else None
+        raw = by.get((scenario, "raw-limit"))
+        row["p99 lms/raw-limit"] = (
+            round(lms["p99_ms"] / raw["p99_ms"], 2) if raw and raw["p99_ms"] else None
+        )
+        pg = by.get((scenario, "postgresql"))
+        row["lms/postgresql"] = round(lms["rps"] / pg["rps"], 2) if pg else None
+        out[scenario] = row
+    return out
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, p = report["machine"], report["params"]
+    lines = [
+        "# `make bench`: latest results",
+        "",
+        f"Measured {report['finished_at']} ({'BENCH_QUICK=1: ' if p['quick'] else ''}"
+        f"{p['duration_s']} s per run, wrk -t{p['wrk_threads']} -c{p['connections']} "
+        f"--timeout {p['wrk_timeout_s']}s, {p['server_processes']} server processes per "
+        f"implementation, pool {p['pool_size_per_process']} per process; pgbench clients = "
+        f"processes x pool).",
+        f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB, PostgreSQL "
+        f"{m['postgres']}, Python {m['python']}, Node.js {m['node'] or 'absent'}; git "
+        f"{m['git_commit']}.",
+        f"Dataset: {fmt(report['dataset'].get('published_courses'))} courses, "
+        f"{fmt(report['dataset'].get('bench_learners'))} learners, "
+        f"{fmt(report['dataset'].get('lesson_progress'))} progress rows (at the start).",
+    ]
+    if report.get("note"):
+        lines += ["", f"**Note:** {report['note']}"]
+    lines += [
+        "",
+        "`rss MB` is the peak resident memory of one API process (the largest worker's); "
+        "`rss total` sums every process of the server (supervisor included). `errors` are "
+        "socket errors and timeouts plus answers other than 2xx/3xx (heartbeat: other than 204, "
+        "complete: other than 200). `postgresql` is pgbench -M prepared running the scenario's "
+        "main SQL (its ceiling).",
+        "",
+        "| scenario | implementation | concurrency | requests/s | p50 ms | p99 ms | errors | "
+        "rss MB | rss total MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {name: i for i, name in enumerate([*IMPLEMENTATIONS, "postgresql"])}
+    runs = sorted(
+        report["runs"],
+        key=lambda r: (SCENARIOS.index(r["scenario"]), order.get(r["implementation"], 99)),
+    )
+    for r in runs:
+        if r["rps"] is None:
+            lines.append(
+                f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | failed: "
+                f"{str(r.get('failure', ''))[:120].replace('|', '/')} | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | {fmt(r['rps'])} | "
+            f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} | "
+            f"{fmt(r['rss_mb'])} | {fmt(r.get('rss_total_mb'))} |"
+        )
+    table = report["ratios"]
+    if table:
+        lines += [
+            "",
+            "## Ratios (same run)",
+            "",
+            "Targets (issue 12): lms >= 0.8 x raw-limit requests/s with p99 <= 1.5 x raw-limit's; "
+            ">= 3 x fastapi; >= 2 x express.",
+            "",
+            "| scenario | lms/raw-limit | p99 lms/raw-limit | lms/fastapi | lms/express | "
+            "lms/postgresql |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+
+        def mark(value: float | None, target: float, higher: bool = True) -> str:
+            if value is None:
+                return "-"
+            ok = value >= target if higher else value <= target
+            return f"{value:.2f} {'ok' if ok else 'MISSED'}"
+
+        for scenario, row in table.items():
+            pg = row["lms/postgresql"]
+            lines.append(
+                f"| {scenario} | {mark(row['lms/raw-limit'], 0.8)} | "
+                f"{mark(row['p99 lms/raw-limit'], 1.5, higher=False)} | "
+                f"{mark(row['lms/fastapi'], 3.0)} | {mark(row['lms/express'], 2.0)} | "
+                f"{'-' if pg is None else f'{pg:.2f}'} |"
+            )
+    lines += ["", "## Checks", ""]
+    for name, check in report["same_bytes"].items():
+        if "error" in check:
+            lines.append(f"- same bytes, {name}: not checked ({check['error'][:200]})")
+            continue
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(check["verdicts"].items()))
+        text = f"- same bytes, {name}: {check['checks']} checks: {verdicts}"
+        if check["known_differences"]:
+            text += (
+                f"; {check['known_differences']} known differences ({check['known_difference']})"
+            )
+        if check["unexpected_differences"]:
+            text += f"; **{check['unexpected_differences']} unexpected: not measured**"
+        lines.append(text)
+    for r in runs:
+        if "lost_heartbeats" in r:
+            lines.append(
+                f"- heartbeat, {r['implementation']}: {r['lost_heartbeats']} lost heartbeats "
+                f"({fmt(r['heartbeat_check']['pairs_touched'])} learner+lessons checked)"
+            )
+        if "inconsistencies" in r:
+            c = r["complete_check"]
+            lines.append(
+                f"- complete, {r['implementation']}: {r['inconsistencies']} inconsistencies, "
+                f"{fmt(c['lessons_completed'])} lessons, {fmt(c['courses_completed'])} courses "
+                f"completed, {fmt(c['certificates_verified'])}/{fmt(c['certificates_issued'])} "
+                "certificates verified"
+            )
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(report["skipped"])]
+    lines += ["", "![requests/s and p99 per scenario and implementation](latest.png)", ""]
+    return "\n".join(lines)
+
+
+def write_reports(report: dict[str, Any]) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / "latest.json"
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (RESULTS_DIR / "latest.md").write_text(markdown(report))
+    try:
+        python = ensure_report_env()
+        step(
+            [
+                str(python),
+                str(BENCH_DIR / "report_chart.py"),
+                str(json_path),
+                str(RESULTS_DIR / "latest.png"),
+            ],
+            REPO_ROOT,
+        )
+        chart = ", latest.png"
+    except BenchError as exc:
+        chart = f" (no chart: {exc})"
+    print(f"results: {json_path.relative_to(REPO_ROOT)}, latest.md{chart}")
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def run_suite(plan: Plan) -> int:
+    from lms.settings import load_settings
+
+    started = datetime.now(UTC)
+    require_tools(plan)
+    skipped: list[str] = []
+    if "fastapi-sqlalchemy" in plan.implementations:
+        try:
+            ensure_fastapi_env()
+        except BenchError as exc:
+            skipped.append(f"fastapi-sqlalchemy: {exc}")
+            plan.implementations.remove("fastapi-sqlalchemy")
+    if "express-prisma" in plan.implementations:
+        try:
+            ensure_express_env()
+        except BenchError as exc:
+            skipped.append(f"express-prisma: {exc}")
+            plan.implementations.remove("express-prisma")
+    for line in skipped:
+        print(f"skipping {line}")
+    asyncio.run(ensure_database(plan.database_url))
+    have = asyncio.run(dataset(plan.database_url))
+    if not (
+        plan.reuse_data
+        and have.get("published_courses") == plan.courses
+        and have.get("bench_learners") == plan.learners
+    ):
+        seed(plan.database_url, plan.courses, plan.creators, plan.learners, plan.progress_rows)
+    data = asyncio.run(dataset(plan.database_url))
+    shared = asyncio.run(prepare_shared(plan))
+    per_impl = len(plan.scenarios)
+    progress = Progress(per_impl * (len(plan.implementations) + 1))
+    runs: list[Run] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="lms-bench-suite-") as tmp:
+        workdir = Path(tmp)
+        environ = server_environ(plan, mkdir(workdir / "data"))
+        settings = load_settings(environ)
+        checks = same_bytes_check(plan, environ, workdir)
+        for name in plan.implementations:
+            check = checks.get(name)
+            if check is not None and not check["ok"]:
+                failed.append(f"{name}: same-bytes check failed")
+                progress.total -= per_impl
+                continue
+            if name != "lms" and "lms" not in plan.implementations and not shared.serials:
+                # verify needs certificates only lms issues: serve it once for that.
+                with serving("lms", environ, plan.workers, workdir) as server:
+                    shared.serials = issue_certificates(
+                        plan, server.url, settings, shared.slices[0]
+                    )
+            print(f"{name}: {plan.workers} processes, pool {plan.pool} each")
+            try:
+                runs += measure_implementation(
+                    plan, name, environ, settings, shared, workdir, progress
+                )
+            except BenchError as exc:
+                failed.append(f"{name}: {exc}")
+                print(f"{name}: FAILED: {exc}")
+        runs += measure_postgresql(plan, shared, workdir, progress)
+    records = [r.record() for r in runs]
+    for r in records:
+        if r["rps"] is None:
+            failed.append(f"{r['implementation']} {r['scenario']}: {r.get('failure')}")
+        if r.get("lost_heartbeats"):
+            failed.append(f"{r['implementation']}: {r['lost_heartbeats']} lost heartbeats")
+    report = {
+        "machine": machine(plan),
+        "runs": records,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": plan.public(),
+        "dataset": data,
+        "same_bytes": checks,
+        "ratios": ratios(records),
+        "failures": failed,
+        "skipped": skipped,
+        "note": plan.note,
+        "rss_mb": "peak resident memory of one API process (the largest worker's), sampled "
+        "every 0.2 s during the run; rss_total_mb sums every process of the server",
+    }
+    write_reports(report)
+    if failed:
+        print("FAILED: " + "; ".join(failed))
+        return 1
+    return 0
+
+
+def run_scale(plan: Plan) -> int:
+    """lms's catalog at two catalog sizes, in a database of its own (<name>_scale): its p99 at
+    the larger size must be within 1.3 x its p99 at the smaller one."""
+    sizes = [int(s) for s in (os.environ.get("BENCH_SCALE_SIZES") or "10000,1000000").split(",")]
+    require_tools(plan)
+    plan.database_url = with_database(
+        plan.database_url, database_name(plan.database_url) + "_scale"
+    )
+    asyncio.run(ensure_database(plan.database_url))
+    runs: list[dict[str, Any]] = []
+    for size in sizes:
+        seed(plan.database_url, size, max(size // 100, 10), 0, 0)
+        with tempfile.TemporaryDirectory(prefix="lms-bench-scale-") as tmp:
+            workdir = Path(tmp)
+            environ = server_environ(plan, mkdir(workdir / "data"))
+            with serving("lms", environ, plan.workers, workdir) as server:
+                paths = catalog.collect_paths(server.url, plan.seed)
+                script = catalog.write_script(workdir, paths, catalog.MIX, plan.seed)
+                sampler = Measure(database_name(plan.database_url), server.proc.pid)
+                run = measure_paths(plan, server, "catalog", script, "/courses", sampler)
+        record = {**run.record(), "courses": size}
+        runs.append(record)
+        print(
+            f"catalog at {size:>9,} courses: {run.rps:,.1f} req/s  p50 {run.p50_ms:.2f} ms  "
+            f"p99 {run.p99_ms:.2f} ms  errors {run.errors}",
+            flush=True,
+        )
+    ratio = round(runs[-1]["p99_ms"] / runs[0]["p99_ms"], 2) if runs[0]["p99_ms"] else None
+    report = {
+        "machine": machine(plan),
+        "runs": runs,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": plan.public(),
+        "p99_ratio": ratio,
+        "target": 1.3,
+        "note": plan.note,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "scale-latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    verdict = "ok" if ratio is not None and ratio <= 1.3 else "MISSED"
+    lines = [
+        "# `make bench-scale`: lms's catalog p99 against the catalog's size",
+        "",
+        "| courses | requests/s | p50 ms | p99 ms | errors | rss MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['courses']:,} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+            f"{fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} | {fmt(r['rss_mb'])} |"
+            for r in runs
+        ),
+        "",
+        f"p99 ratio {sizes[-1]:,} / {sizes[0]:,}: {ratio} (target <= 1.3: {verdict})",
+        "",
+    ]
+    (RESULTS_DIR / "scale-latest.md").write_text("\n".join(lines))
+    print(f"p99 ratio: {ratio} ({verdict}); results: bench/results/scale-latest.{{json,md}}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.suite",
+        description="Run every benchmark scenario against lms and its peers (make bench); "
+        "settings come from the environment (BENCH_QUICK=1 for the short run).",
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="lms's catalog p99 at 10,000 vs 1,000,000 courses"
+    )
+    args = parser.parse_args(argv)
+    try:
+        plan = Plan.from_env()
+        return run_scale(plan) if args.scale else run_suite(plan)
+    except BenchError as exc:
+        print(f"bench.suite: error: {exc}", file=sys.stderr)
+    except (OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+        print(f"bench.suite: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
