@@ -293,7 +293,9 @@ def test_serve_hands_its_resolved_settings_to_the_granian_workers(
         keys = [httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json() for _ in "ab"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+        # A worker still starting when SIGTERM comes (a slow machine: the other one answered)
+        # is killed by Granian after its own 30 s grace period: wait past that.
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
     assert ready, output[-3000:]
     assert "create_app needs" not in output
     assert (tmp_path / "jwt-secret").exists()

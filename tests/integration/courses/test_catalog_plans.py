@@ -34,7 +34,11 @@ def check_page(report: dict[str, Any], what: str) -> None:
     plan = report["Plan"]
     found = list(nodes(plan))
     types = {n["Node Type"] for n in found}
-    assert "Seq Scan" not in types and "Sort" not in types, (what, types)
+    assert "Seq Scan" not in types, (what, types)
+    # The order comes from the index walk. PostgreSQL 16 may still sort the page itself (the
+    # ordered json_agg and row_number over it): a Sort of the page's rows, never of the catalog.
+    sorts = [n for n in found if n["Node Type"] in ("Sort", "Incremental Sort")]
+    assert all(rows_read(n) <= PAGE + 1 for n in sorts), (what, sorts)
     on_courses = [n for n in found if n.get("Relation Name") == "courses"]
     assert len(on_courses) == 1 and on_courses[0]["Node Type"] == "Index Scan", (what, on_courses)
     assert on_courses[0]["Index Name"] in ("courses_catalog_idx", "courses_creator_catalog_idx")
