@@ -22,6 +22,7 @@ from lms.api.security import authentication_middleware
 from lms.broker import BrokerConnection, make_broker
 from lms.context import AppContext
 from lms.db.engine import close_pool, start_pool
+from lms.db.replicas import ReadReplicas
 from lms.domain.admin.controllers import (
     AdminAuditController,
     AdminSettingsController,
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def start_services(app: Litestar) -> None:
         db_pool = await start_pool(settings)
         ctx.db = db_pool
+        ctx.replicas = ReadReplicas(settings, db_pool)
+        await ctx.replicas.start()
         ctx.users.bind(db_pool)
         await certificates.register_signing_key(ctx, db_pool)
         ctx.outbox = OutboxDispatcher(
@@ -132,6 +135,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if ctx.outbox is not None:
             await ctx.outbox.stop()
         await ctx.listener.stop()
+        if ctx.replicas is not None:
+            await ctx.replicas.stop()
         await close_pool()
 
     cors = (

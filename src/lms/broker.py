@@ -15,6 +15,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import (
+    ConnectionReconnectingError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
@@ -24,6 +30,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.errors import ServiceUnavailableError
 from taskiq import AckableMessage, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq_nats import PullBasedJetStreamBroker
 
@@ -37,6 +44,17 @@ CONSUMER_NAME = "lms-workers"
 # with in-progress acks every third of it. After max_deliver deliveries JetStream gives up.
 ACK_WAIT_SECONDS = 60.0
 JOB_RETENTION_SECONDS = 7 * 24 * 3600
+# A pull that JetStream cannot serve right now: no consumer leader while a cluster elects one after
+# losing a node (503, no responders), or the client between servers. The worker waits and pulls
+# again, as it does while NATS is down; anything else still ends the worker.
+UNAVAILABLE_FOR_NOW = (
+    ServiceUnavailableError,
+    NoRespondersError,
+    ConnectionReconnectingError,
+    StaleConnectionError,
+    OutboundBufferLimitError,
+)
+PULL_RETRY_SECONDS = 1.0
 
 
 class RequestIdMiddleware(TaskiqMiddleware):
@@ -76,6 +94,7 @@ class JobsBroker(PullBasedJetStreamBroker):
         )
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        unavailable = False
         while True:
             try:
                 messages = await self.consumer.fetch(
@@ -83,6 +102,15 @@ class JobsBroker(PullBasedJetStreamBroker):
                 )
             except NatsTimeoutError:
                 continue
+            except UNAVAILABLE_FOR_NOW as exc:
+                if not unavailable:
+                    log.warning("jobs consumer unavailable (%r); pulling again", exc)
+                unavailable = True
+                await asyncio.sleep(PULL_RETRY_SECONDS)
+                continue
+            if unavailable:
+                log.info("jobs consumer available again")
+                unavailable = False
             for message in messages:
                 yield AckableMessage(data=message.data, ack=self._acked_with_heartbeat(message))
 

@@ -17,6 +17,7 @@ from lms.settings import Settings
 
 if TYPE_CHECKING:  # types only: these modules import this one
     from lms.broker import BrokerConnection
+    from lms.db.replicas import ReadReplicas
     from lms.domain.admin.system_settings import SystemSettingsCache
     from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
@@ -40,6 +41,9 @@ class AppContext:
     # The connection pool, started with the app; handlers get it as the `db` dependency and
     # hand it to the services, which never reach for a module-level one.
     db: asyncpg.Pool | None = None
+    # The read replicas (LMS_DATABASE_REPLICA_URLS; none: every read goes to the primary), started
+    # with the pool. Only a handler that asks for them reads them: see replica_reads().
+    replicas: ReadReplicas | None = None
 
     async def publish_job(self, job_id: uuid.UUID) -> None:
         """After commit: hand a transcription job to NATS (the sweeper covers a failure)."""
@@ -64,6 +68,12 @@ class AppContext:
         if not self.settings.jwt_secret:
             raise RuntimeError("the JWT secret is resolved before the app is built")
         return self.settings.jwt_secret
+
+    def replica_reads(self) -> ReadReplicas:
+        """For a read that may be up to LMS_REPLICA_MAX_LAG seconds stale: a healthy read
+        replica's answer, else the primary's. Never for a write, nor for a read that must see
+        what the caller has just written (their drafts, their progress): those take `db`."""
+        return present(self.replicas, "the read replicas start with the pool")
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -89,6 +89,12 @@ def comma_list(_name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def postgres_urls(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of PostgreSQL URLs, each checked as DATABASE_URL is."""
+    check = url("postgresql", "postgres")
+    return tuple(check(name, item) for item in comma_list(name, raw))
+
+
 def networks(name: str, raw: str) -> tuple[str, ...]:
     """A comma-separated list of IP addresses or CIDR networks, checked here, kept as text."""
     items = comma_list(name, raw)
@@ -161,6 +167,24 @@ class Settings:
         url("postgresql", "postgres"),
         shown="unset: embedded PostgreSQL",
         doc="`postgresql://user:pass@host:port/db`",
+    )
+    database_replica_urls: tuple[str, ...] = setting(
+        "LMS_DATABASE_REPLICA_URLS",
+        postgres_urls,
+        (),
+        shown="none: the primary serves every read",
+        doc="comma-separated URLs of PostgreSQL streaming replicas of `DATABASE_URL` "
+        "(`postgresql://user:pass@replica1:5432/db,...`): anonymous catalog pages and searches, "
+        "anonymous course pages and certificate verification read from a healthy one (in turn); "
+        "writes, and reads that must see the caller's own writes, stay on the primary",
+    )
+    replica_max_lag_seconds: int = setting(
+        "LMS_REPLICA_MAX_LAG",
+        integer(1, 3600),
+        5,
+        doc="seconds a replica may lag behind the primary; one further behind, unreachable or "
+        "not in recovery is skipped (the primary serves) until it is healthy again, checked "
+        "every second",
     )
     nats_url: str | None = setting(
         "NATS_URL",

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import ctranslate2
+import faster_whisper
+import numpy as np
 import pytest
 
+from lms import cli
+from lms.integrations import whisper
 from lms.integrations.whisper import (
     DeviceChoice,
     ModelUnavailable,
+    Transcriber,
     choose_device,
     resolve_model,
     usable_cpus,
@@ -141,3 +148,109 @@ def test_word_error_rate() -> None:
     assert word_error_rate("a small green tree", "a small red tree") == 0.25  # one substitution
     assert word_error_rate("a tree", "a tall tree grows") == 1.0  # two insertions
     assert word_error_rate("don't stop", "dont stop") == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# A GPU host without what CTranslate2 needs: the operator's one line names what is missing.
+# CTranslate2 is made to fail as it does there (its exact message); what is tested is ours.
+
+CUBLAS_MISSING = "Library libcublas.so.12 is not found or cannot be loaded"
+
+
+def _cuda_driver_loads() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+class _GpuModelWithoutCublas:
+    """faster_whisper.WhisperModel on a GPU host without cuBLAS: the model loads (its weights go
+    to the GPU through the CUDA runtime), and the first matrix product fails."""
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        self.model = SimpleNamespace(n_mels=80)
+        self.feature_extractor = SimpleNamespace(nb_max_frames=3000)
+
+    def encode(self, features: np.ndarray) -> None:
+        assert features.shape == (80, 3000)
+        raise RuntimeError(CUBLAS_MISSING)
+
+
+def _refuse_at_construction(*_args: object, **_kwargs: object) -> None:
+    raise RuntimeError(CUBLAS_MISSING)
+
+
+def _cuda_transcriber() -> Transcriber:
+    return Transcriber("default", choose_device("cuda", cuda_devices=1))
+
+
+@pytest.mark.parametrize("whisper_model", [_GpuModelWithoutCublas, _refuse_at_construction])
+def test_a_missing_cublas_is_named_with_the_way_to_get_it(
+    whisper_model: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faster_whisper, "WhisperModel", whisper_model)
+    with pytest.raises(ModelUnavailable) as caught:
+        _cuda_transcriber().load()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "libcublas.so.12 (cuBLAS for CUDA 12) is not found or cannot be loaded" in message
+    assert "docker build --target gpu" in message
+    assert "nvidia-cublas-cu12" in message
+    assert "LD_LIBRARY_PATH" in message
+
+
+def test_a_missing_cudnn_is_named_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What CTranslate2 builds with cuDNN (4.5 to 4.6.2) say when it is missing.
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("Library libcudnn_ops.so.9 is not found or cannot be loaded")
+
+    monkeypatch.setattr(faster_whisper, "WhisperModel", refuse)
+    with pytest.raises(ModelUnavailable, match=r"libcudnn_ops\.so\.9 \(cuDNN 9 for CUDA 12\)"):
+        _cuda_transcriber().load()
+
+
+def test_other_cuda_errors_keep_ctranslate2s_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("CUDA failed with error out of memory\nmore detail")
+
+    monkeypatch.setattr(faster_whisper, "WhisperModel", refuse)
+    with pytest.raises(ModelUnavailable) as caught:
+        _cuda_transcriber().load()
+    assert str(caught.value).endswith("RuntimeError: CUDA failed with error out of memory")
+
+
+def test_the_warm_up_runs_on_the_real_model() -> None:
+    # The call that makes CTranslate2 load cuBLAS at start, here on the CPU: the real model takes
+    # the silent window it is given.
+    model = faster_whisper.WhisperModel(resolve_model("default"), device="cpu", cpu_threads=1)
+    whisper._use_cuda_now(model)
+
+
+def test_lms_worker_device_cuda_names_the_missing_library(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole command: `lms worker --device cuda` on a host with a GPU and no cuBLAS stops
+    # before it connects to anything (the model is loaded first), with one line and status 2.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://lms@127.0.0.1:9/lms")
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:9")
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+    monkeypatch.setattr(faster_whisper, "WhisperModel", _GpuModelWithoutCublas)
+    assert cli.main(["worker", "--device", "cuda"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("lms: error: cannot load Whisper model ")
+    assert " on cuda (float16): " in lines[0]
+    assert "libcublas.so.12 (cuBLAS for CUDA 12)" in lines[0]
+    assert "--target gpu" in lines[0]
+
+
+def test_no_cuda_device_names_the_driver_library_when_it_is_missing() -> None:
+    with pytest.raises(ValueError, match="use auto or cpu") as caught:
+        choose_device("cuda", cuda_devices=0)
+    if _cuda_driver_loads():
+        assert "libcuda.so.1 loads but no GPU is visible" in str(caught.value)
+    else:
+        assert "the NVIDIA driver library libcuda.so.1 is not found" in str(caught.value)
+        assert "--gpus all" in str(caught.value)

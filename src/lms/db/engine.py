@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -90,17 +91,24 @@ async def start_pool(settings: Settings) -> asyncpg.Pool:
     await check_connection(settings.database_url)
     db = configure(settings.database_url)
     if db.pool is None:
-        db.pool = await asyncpg.create_pool(
-            dsn=settings.database_url,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            init=_init_connection,
-            # Prepared statements are cached per connection; hot queries are planned once.
-            statement_cache_size=256,
-            max_inactive_connection_lifetime=300,
-            reset=_keep_session,
-        )
+        db.pool = await open_pool(settings.database_url, settings)
     return db.pool
+
+
+async def open_pool(dsn: str, settings: Settings, **connect: Any) -> asyncpg.Pool:
+    """An asyncpg pool of LMS_DB_POOL_MIN..MAX connections to `dsn`, set up as every pooled
+    connection is (the primary's, a read replica's); `connect` adds connection arguments."""
+    return await asyncpg.create_pool(
+        dsn=dsn,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        init=_init_connection,
+        # Prepared statements are cached per connection; hot queries are planned once.
+        statement_cache_size=256,
+        max_inactive_connection_lifetime=300,
+        reset=_keep_session,
+        **connect,
+    )
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

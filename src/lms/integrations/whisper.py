@@ -4,8 +4,10 @@ download."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -43,6 +45,26 @@ COMPUTE_TYPES = frozenset({"default", "auto", "int16", *_INT8_TYPES, *_FLOAT_TYP
 _DOWNLOAD_CHUNK = 1 << 20
 # Samples resampled at once: one resampler call per ~30 s of audio instead of one per frame.
 _RESAMPLE_BATCH = 500_000
+
+
+# How to get what CTranslate2 needs on a GPU at run time, for the error that names it missing.
+GPU_IMAGE_HINT = "run the gpu image (docker build --target gpu)"
+_CUDA_LIBRARIES = {
+    "libcublas": (
+        "cuBLAS for CUDA 12",
+        f"{GPU_IMAGE_HINT}, or install nvidia-cublas-cu12 (uv sync --group gpu) and put its"
+        " nvidia/cublas/lib folder on LD_LIBRARY_PATH",
+    ),
+    "libcudnn": (
+        "cuDNN 9 for CUDA 12",
+        "this CTranslate2 build wants cuDNN, which the gpu image does not carry: install"
+        " nvidia-cudnn-cu12 9.x and put its nvidia/cudnn/lib folder on LD_LIBRARY_PATH",
+    ),
+}
+# CTranslate2 loads cuBLAS (and its other CUDA libraries) with dlopen on first use and says so
+# when it cannot: "Library libcublas.so.12 is not found or cannot be loaded".
+_MISSING_LIBRARY = re.compile(r"Library (\S+) is not found or cannot be loaded")
+_CUDA_DRIVER = "libcuda.so.1"
 
 
 class WhisperError(Exception):
@@ -144,8 +166,8 @@ def choose_device(
         cuda_devices = int(ctranslate2.get_cuda_device_count())
     if requested == "cuda" and cuda_devices < 1:
         raise ValueError(
-            "Whisper device cuda was requested but CTranslate2 sees no CUDA device (no NVIDIA GPU,"
-            " driver or CUDA 12 libraries); use auto or cpu"
+            "Whisper device cuda was requested but CTranslate2 sees no CUDA device:"
+            f" {_no_device()}; use auto or cpu"
         )
     device: Device = "cpu" if requested == "cpu" or cuda_devices < 1 else "cuda"
     if device == "cuda":
@@ -166,6 +188,50 @@ def choose_device(
     chosen = default_type if compute_type == "default" else compute_type
     origin = "requested" if compute_type != "default" else f"default for {device}"
     return DeviceChoice(device, chosen, threads, f"{requested}: {why}; {chosen} ({origin})")
+
+
+def _cuda_driver_loads() -> bool:
+    try:
+        ctypes.CDLL(_CUDA_DRIVER)
+    except OSError:
+        return False
+    return True
+
+
+def _no_device() -> str:
+    """Why CTranslate2 sees no GPU: the driver library is missing, or no device is visible."""
+    if not _cuda_driver_loads():
+        return (
+            f"the NVIDIA driver library {_CUDA_DRIVER} is not found (run on a host with an NVIDIA"
+            " GPU and its driver; in a container, give it the GPU: docker run --gpus all, the"
+            " compose gpu profile, nvidia.com/gpu on Kubernetes)"
+        )
+    return f"{_CUDA_DRIVER} loads but no GPU is visible (check CUDA_VISIBLE_DEVICES, nvidia-smi)"
+
+
+def cuda_failure(exc: BaseException) -> str | None:
+    """The operator's explanation of a CTranslate2 error on CUDA that needs something installed
+    (a CUDA library it could not load, a driver too old for CUDA 12), or None for another."""
+    message = str(exc)
+    found = _MISSING_LIBRARY.search(message)
+    if found is not None:
+        library = found.group(1)
+        missing = f"the CUDA library {library}"
+        for prefix, (what, remedy) in _CUDA_LIBRARIES.items():
+            if library.startswith(prefix):
+                return f"{missing} ({what}) is not found or cannot be loaded: {remedy}"
+        return f"{missing} is not found or cannot be loaded ({GPU_IMAGE_HINT})"
+    if "driver version is insufficient" in message:
+        return "the NVIDIA driver is too old for CUDA 12: upgrade the host's driver"
+    return None
+
+
+def _use_cuda_now(model: Any) -> None:
+    """Run the encoder once on a silent 30 s window. CTranslate2 loads cuBLAS at the first
+    matrix product, not with the model: without this, a GPU host missing it would start, take
+    a job and fail it, instead of refusing to start with the library's name."""
+    extractor = model.feature_extractor
+    model.encode(np.zeros((model.model.n_mels, extractor.nb_max_frames), dtype=np.float32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,18 +353,22 @@ class Transcriber:
             # share the cores between them rather than oversubscribe them.
             threads = max(1, threads // self.num_workers)
         try:
-            return faster_whisper.WhisperModel(
+            model = faster_whisper.WhisperModel(
                 path,
                 device=self.choice.device,
                 compute_type=self.choice.compute_type,
                 cpu_threads=threads,
                 num_workers=self.num_workers,
             )
+            if self.choice.device == "cuda":
+                _use_cuda_now(model)
         except (RuntimeError, ValueError, OSError) as exc:
+            why = cuda_failure(exc) if self.choice.device == "cuda" else None
             raise ModelUnavailable(
                 f"cannot load Whisper model {self.model_name} on {self.choice.device}"
-                f" ({self.choice.compute_type}): {_first_line(exc)}"
+                f" ({self.choice.compute_type}): {why or _first_line(exc)}"
             ) from exc
+        return model
 
     @property
     def is_multilingual(self) -> bool:

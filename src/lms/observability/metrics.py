@@ -39,6 +39,30 @@ RATE_LIMITED = Counter(
     ["limit"],
 )
 
+# PostgreSQL read replicas (LMS_DATABASE_REPLICA_URLS), as each API process's health check sees
+# them; `replica` is host:port/database, never a password.
+REPLICA_HEALTHY = Gauge(
+    "lms_db_replica_healthy",
+    "1 while the replica answers, is in recovery and lags at most LMS_REPLICA_MAX_LAG, else 0 "
+    "(its reads go to the primary).",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
+REPLICA_LAG = Gauge(
+    "lms_db_replica_lag_seconds",
+    "How far the replica's data is behind the primary's (0 when it has replayed all it "
+    "received; NaN while it cannot be reached).",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
+ROUTED_READS = Counter(
+    "lms_db_routed_reads_total",
+    "Reads that may be a moment stale (anonymous catalog, course page, certificate "
+    "verification), by where they ran: replica, or primary (no healthy replica, none "
+    "configured, or the replica failed mid-read).",
+    ["target"],
+)
+
 # Transcription, counted by the workers that do it.
 TRANSCRIPTION_OUTCOMES = Counter(
     "lms_transcription_jobs_finished_total",

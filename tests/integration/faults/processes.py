@@ -3,18 +3,24 @@ they can stop and restart those servers; the machine's shared services are never
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from tests.helpers import child_env, eventually
+from tests.integration.transcripts.worker_support import SPEECH
 
 
 def service_env(
@@ -91,3 +97,90 @@ async def wait_for_status(
         return row if row is not None and row["status"] == status else None
 
     return await eventually(reached, within=within, what=f"job {job_id} reaching {status}")
+
+
+@dataclass
+class Uploads:
+    lessons: list[uuid.UUID] = field(default_factory=list)  # acknowledged with a 201
+    refused: list[str] = field(default_factory=list)
+    # (when it was sent, on time.monotonic(); how long the answer took), one per answered upload
+    timings: list[tuple[float, float]] = field(default_factory=list)
+
+    def since(self, mark: int) -> int:
+        return len(self.lessons) - mark
+
+    async def reached(self, after: int, count: int) -> bool:
+        """`count` uploads acknowledged since `after` did, or one refused (the test then fails on
+        it rather than waiting out its patience)."""
+        return self.since(after) >= count or bool(self.refused)
+
+    def slowest(self, since: float, until: float = float("inf")) -> float:
+        """The longest an upload sent between `since` and `until` (time.monotonic()) waited for
+        its answer."""
+        return max((took for sent, took in self.timings if since <= sent < until), default=0.0)
+
+
+async def uploader(
+    client: httpx.AsyncClient, headers: dict[str, str], uploads: Uploads, pause: float = 0.2
+) -> None:
+    """One creator uploading a short spoken lesson to a course of their own, `pause` seconds
+    after each answer, until cancelled."""
+    course = await client.post("/courses", json={"title": "Outage", "price": 0}, headers=headers)
+    assert course.status_code == 201, course.text
+    url = f"/courses/{course.json()['id']}/lessons/upload"
+    media = SPEECH.read_bytes()
+    n = 0
+    while True:
+        n += 1
+        sent = time.monotonic()
+        try:
+            response = await client.post(
+                url,
+                files={"file": ("speech.mp4", media, "video/mp4")},
+                data={"title": f"Spoken {n}"},
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            uploads.refused.append(f"{type(exc).__name__}: {exc}")
+        else:
+            uploads.timings.append((sent, time.monotonic() - sent))
+            if response.status_code == 201 and response.json()["transcriptStatus"] == "QUEUED":
+                uploads.lessons.append(uuid.UUID(response.json()["id"]))
+            else:
+                uploads.refused.append(f"{response.status_code} {response.text[:300]}")
+        await asyncio.sleep(pause)
+
+
+async def logged(path: Path, message: str) -> bool:
+    """Whether the child's JSON log has a line whose message is `message`."""
+    return any(entry.get("msg") == message for entry in json_lines(path))
+
+
+async def every_job_done(db: asyncpg.Pool, within: float) -> list[asyncpg.Record]:
+    """Every job in the database DONE: the acknowledged uploads' and any whose answer a stopped
+    load never read."""
+
+    async def all_done() -> list[asyncpg.Record] | None:
+        jobs = await db.fetch("SELECT id, lesson_id, status, attempts FROM transcription_jobs")
+        return jobs if all(j["status"] == "DONE" for j in jobs) else None
+
+    return await eventually(all_done, within=within, what="every job transcribed", every=0.5)
+
+
+async def assert_each_job_ran_once(
+    db: asyncpg.Pool, jobs: list[asyncpg.Record], worker_logs: list[Path]
+) -> None:
+    """Claimed once (no second run), one transcript per lesson, and one "transcribed" log line
+    per job across the workers' logs."""
+    assert [j for j in jobs if j["attempts"] != 1] == []
+    transcripts = await db.fetch("SELECT lesson_id FROM transcripts")
+    assert sorted(t["lesson_id"] for t in transcripts) == sorted(j["lesson_id"] for j in jobs)
+    transcribed = Counter(
+        entry.get("job_id")
+        for log in worker_logs
+        for entry in json_lines(log)
+        if entry.get("msg", "").startswith("transcribed ")
+    )
+    assert transcribed == Counter({str(j["id"]): 1 for j in jobs}), "\n".join(
+        log_tail(log) for log in worker_logs
+    )

@@ -7,10 +7,7 @@ transcript per lesson, one "transcribed" log line per job in the worker's log.""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -23,26 +20,19 @@ from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.helpers import eventually, wait_ready
 from tests.integration.faults.processes import (
-    json_lines,
+    Uploads,
+    assert_each_job_ran_once,
+    every_job_done,
     log_tail,
     service_env,
     spawn,
     stop,
+    uploader,
 )
-from tests.integration.transcripts.worker_support import SPEECH
 
 pytestmark = pytest.mark.slow
 
 UPLOADERS = 2  # each a creator with a course of their own
-
-
-@dataclass
-class Uploads:
-    lessons: list[uuid.UUID] = field(default_factory=list)  # acknowledged with a 201
-    refused: list[str] = field(default_factory=list)
-
-    def since(self, mark: int) -> int:
-        return len(self.lessons) - mark
 
 
 @pytest.fixture
@@ -53,31 +43,6 @@ def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
         yield server
     finally:
         server.stop()
-
-
-async def uploader(client: httpx.AsyncClient, headers: dict[str, str], uploads: Uploads) -> None:
-    course = await client.post("/courses", json={"title": "Outage", "price": 0}, headers=headers)
-    assert course.status_code == 201, course.text
-    url = f"/courses/{course.json()['id']}/lessons/upload"
-    media = SPEECH.read_bytes()
-    n = 0
-    while True:
-        n += 1
-        try:
-            response = await client.post(
-                url,
-                files={"file": ("speech.mp4", media, "video/mp4")},
-                data={"title": f"Spoken {n}"},
-                headers=headers,
-            )
-        except httpx.HTTPError as exc:
-            uploads.refused.append(f"{type(exc).__name__}: {exc}")
-        else:
-            if response.status_code == 201 and response.json()["transcriptStatus"] == "QUEUED":
-                uploads.lessons.append(uuid.UUID(response.json()["id"]))
-            else:
-                uploads.refused.append(f"{response.status_code} {response.text[:300]}")
-        await asyncio.sleep(0.2)
 
 
 async def test_uploads_ride_out_a_nats_restart_and_every_job_runs_once(
@@ -113,10 +78,9 @@ async def test_uploads_ride_out_a_nats_restart_and_every_job_runs_once(
                 for creator in creators
             ]
 
-            async def uploaded(after: int, count: int) -> bool:
-                return uploads.since(after) >= count or bool(uploads.refused)
-
-            await eventually(lambda: uploaded(0, 2), within=30, what="uploads before the outage")
+            await eventually(
+                lambda: uploads.reached(0, 2), within=30, what="uploads before the outage"
+            )
 
             await asyncio.to_thread(nats.stop)
             stopped_at = len(uploads.lessons)
@@ -129,7 +93,7 @@ async def test_uploads_ride_out_a_nats_restart_and_every_job_runs_once(
             report = await eventually(nats_reported_down, within=10, what="/readyz naming NATS")
             assert report == {"status": "unavailable", "database": "ok", "nats": "unavailable"}
             await eventually(
-                lambda: uploaded(stopped_at, 3), within=30, what="uploads during the outage"
+                lambda: uploads.reached(stopped_at, 3), within=30, what="uploads during the outage"
             )
             during = uploads.lessons[stopped_at:]
             assert await db.fetchval(
@@ -141,7 +105,7 @@ async def test_uploads_ride_out_a_nats_restart_and_every_job_runs_once(
             await asyncio.to_thread(nats.start)  # same port, same store
             restarted_at = len(uploads.lessons)
             await eventually(
-                lambda: uploaded(restarted_at, 2), within=30, what="uploads after the outage"
+                lambda: uploads.reached(restarted_at, 2), within=30, what="uploads after the outage"
             )
 
             async def ready_again() -> bool:
@@ -154,24 +118,11 @@ async def test_uploads_ride_out_a_nats_restart_and_every_job_runs_once(
             await asyncio.gather(*load, return_exceptions=True)
         assert not uploads.refused, uploads.refused[:10]
 
-        # Every job, the acknowledged uploads' and any whose answer the stopped load never read.
-        async def all_done() -> list[asyncpg.Record] | None:
-            jobs = await db.fetch("SELECT id, lesson_id, status, attempts FROM transcription_jobs")
-            return jobs if all(j["status"] == "DONE" for j in jobs) else None
-
         try:
-            jobs = await eventually(all_done, within=120, what="every job transcribed", every=0.5)
+            jobs = await every_job_done(db, within=120)
         finally:
             stop(api)
             stop(worker)
 
     assert set(uploads.lessons) <= {j["lesson_id"] for j in jobs}
-    assert [j for j in jobs if j["attempts"] != 1] == []  # claimed once: no second run
-    transcripts = await db.fetch("SELECT lesson_id FROM transcripts")
-    assert sorted(t["lesson_id"] for t in transcripts) == sorted(j["lesson_id"] for j in jobs)
-    transcribed = Counter(
-        entry.get("job_id")
-        for entry in json_lines(worker_log)
-        if entry.get("msg", "").startswith("transcribed ")
-    )
-    assert transcribed == Counter({str(j["id"]): 1 for j in jobs}), log_tail(worker_log)
+    await assert_each_job_ran_once(db, jobs, [worker_log])

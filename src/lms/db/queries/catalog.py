@@ -5,6 +5,9 @@ paginated on (published_at, id) or, for a search, (rank, id), and walks an index
 depth: the cost of a page does not grow with the table. A page is one row: the items as a JSON
 array text, the last item's sort key (for the next cursor) and whether more follow.
 
+Every function here only reads, and may be given the read replicas (`ReadConn`): the callers
+choose them for anonymous visitors (lms.domain.courses.controllers).
+
 Raw because it is the busiest read: the JSON goes from PostgreSQL to the socket without being
 decoded or re-encoded in Python, and the statements are fixed texts asyncpg plans once per
 connection (a builder would rebuild and recompile each on every request).
@@ -19,7 +22,7 @@ import asyncpg
 
 from lms.db import keyset
 from lms.db.projection import json_object
-from lms.db.queries import Conn
+from lms.db.queries import ReadConn
 from lms.domain.courses.schemas import Course, CourseSummary
 from lms.invariants import present
 
@@ -87,7 +90,7 @@ SEARCHES = {(a, b): _search(after=a, by_creator=b) for a in (False, True) for b 
 
 
 async def published_page(
-    conn: Conn,
+    conn: ReadConn,
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
@@ -103,7 +106,7 @@ async def published_page(
 
 
 async def search_page(
-    conn: Conn,
+    conn: ReadConn,
     *,
     query: str,
     limit: int,
@@ -130,6 +133,6 @@ WHERE c.id = $1
 """
 
 
-async def course_json(conn: Conn, course_id: uuid.UUID) -> asyncpg.Record | None:
+async def course_json(conn: ReadConn, course_id: uuid.UUID) -> asyncpg.Record | None:
     """The Course (any state) as JSON text with its status and owner, for the visibility check."""
     return await conn.fetchrow(COURSE_BY_ID, course_id)

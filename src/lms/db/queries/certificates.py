@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from lms.db.queries import Conn
+from lms.db.queries import Conn, ReadConn
 
 COLUMNS = """id, user_id, course_id, enrollment_id, serial_hash, learner_name, course_title,
     creator_name, status, jws, issued_at, revoked_at"""
@@ -85,7 +85,7 @@ async def of_user(conn: Conn, user_id: uuid.UUID) -> list[asyncpg.Record]:
     return rows
 
 
-async def by_serial(conn: Conn, serial_hash: str) -> asyncpg.Record | None:
+async def by_serial(conn: ReadConn, serial_hash: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """
         SELECT serial_hash, learner_name, course_title, creator_name, course_id, status,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from lms.context import AppContext
+from lms.db.queries import ReadConn
 from lms.db.queries import certificates as sql
 from lms.db.tables import Role
 from lms.domain import audit
@@ -175,13 +176,15 @@ def _render_pdf(view: CertificateView) -> bytes:
 
 
 async def verify(
-    db: asyncpg.Pool, ctx: AppContext, serial_hash: str
+    reads: ReadConn, ctx: AppContext, serial_hash: str
 ) -> tuple[Verification | None, CertificateView | None]:
-    """The public verification of a serial: (JSON answer, page view), both None when unknown."""
+    """The public verification of a serial: (JSON answer, page view), both None when unknown.
+    `reads` may be the read replicas: a certificate issued or revoked a moment ago may take up
+    to LMS_REPLICA_MAX_LAG seconds to show."""
     serial = serial_hash.strip().lower()
     if not SERIAL_PATTERN.match(serial):
         return None, None
-    row = await sql.by_serial(db, serial)
+    row = await sql.by_serial(reads, serial)
     if row is None:
         return None, None
     answer = Verification(

@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from lms.context import AppContext
+from lms.db.queries import ReadConn
 from lms.db.queries import catalog as sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import can_see
@@ -115,6 +116,7 @@ def _answer(text: str, principal: Principal | None) -> CatalogBody:
 
 async def list_courses(
     db: asyncpg.Pool,
+    reads: ReadConn,
     ctx: AppContext,
     principal: Principal | None,
     *,
@@ -124,7 +126,9 @@ async def list_courses(
     creator_id: uuid.UUID | None,
     client_ip: str | None,
 ) -> CatalogBody:
-    """A page of the catalog; `client_ip` is who asks (a search counts against its limit)."""
+    """A page of the catalog, read from `reads` (the read replicas for an anonymous caller, else
+    the primary); `client_ip` is who asks: a search counts against its limit, a write that goes
+    to `db`, the primary, whoever asks."""
     query = q.strip() if q else ""
     if len(query) > MAX_QUERY_LENGTH:
         raise Invalid(f"q must be at most {MAX_QUERY_LENGTH} characters")
@@ -154,7 +158,7 @@ async def list_courses(
         ):
             try:
                 row = await sql.search_page(
-                    db,
+                    reads,
                     query=query,
                     limit=limit,
                     after=after_rank,
@@ -174,7 +178,7 @@ async def list_courses(
         if cursor:
             at, last_id = _position(ctx.secret, scope, cursor)
             after_time = (_timestamp(at), last_id)
-        row = await sql.published_page(db, limit=limit, after=after_time, creator_id=creator_id)
+        row = await sql.published_page(reads, limit=limit, after=after_time, creator_id=creator_id)
         next_cursor = (
             encode_cursor(ctx.secret, scope, row["last_key"].isoformat(), str(row["last_id"]))
             if row["more"]
@@ -184,9 +188,12 @@ async def list_courses(
 
 
 async def get_course(
-    db: asyncpg.Pool, course_id: uuid.UUID, principal: Principal | None
+    reads: ReadConn, course_id: uuid.UUID, principal: Principal | None
 ) -> CatalogBody:
-    row = await sql.course_json(db, course_id)
+    """The course page from `reads`: the read replicas serve an anonymous caller, who sees only
+    published courses; the primary serves a signed-in one, who may be looking at their own
+    draft as they have just changed it."""
+    row = await sql.course_json(reads, course_id)
     if row is None or not can_see(principal, row):
         raise NotFound("no such course")
     return _answer(row["body"], principal)

@@ -100,6 +100,9 @@ class CourseController(Controller):
         principal = await optional_principal(request)
         answer = await catalog.list_courses(
             db,
+            # Anonymous visitors' pages may be a moment stale: a read replica serves them. A
+            # signed-in caller reads the primary. A search's rate-limit count is a write: `db`.
+            ctx.replica_reads() if principal is None else db,
             ctx,
             principal,
             limit=limit,
@@ -118,10 +121,13 @@ class CourseController(Controller):
         summary="A course with its lessons: anyone if published, else its creator and admins",
     )
     async def get_course(
-        self, db: Db, request: AnyRequest, course_id: FromPath[uuid.UUID]
+        self, ctx: Ctx, db: Db, request: AnyRequest, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
         principal = await optional_principal(request)
-        return catalog_response(await catalog.get_course(db, course_id, principal), request)
+        # Anonymous visitors see published courses only, a moment stale is fine: a read replica.
+        # Owners and admins may be looking at the draft they have just changed: the primary.
+        reads = ctx.replica_reads() if principal is None else db
+        return catalog_response(await catalog.get_course(reads, course_id, principal), request)
 
     @post(
         "/",
