@@ -1032,8 +1032,8 @@ def mkdir(path: Path) -> Path:
 
 
 def pgbench_sql(statement: str, params: dict[int, str]) -> str:
-    """A statement of bench.peers.raw_limit (lms's SQL spelled out) for a pgbench script: each
-    $n replaced, the colons of to_char's format kept away from pgbench's :variables."""
+    """A statement raw-limit runs (lms's own, imported from lms.db.queries) for a pgbench script:
+    each $n replaced, the colons of to_char's format kept away from pgbench's :variables."""
     text = re.sub(r"\$(\d+)", lambda m: params[int(m.group(1))], statement)
     text = text.replace(":MI:SS", "' || chr(58) || 'MI' || chr(58) || 'SS")
     return " ".join(text.split()) + ";\n"

@@ -3,9 +3,15 @@
 The same work as lms per request (the token check against the user's current state, the same
 SQL on asyncpg, PostgreSQL building the catalog's JSON, msgspec for the rest) and nothing else:
 no routing table, no middleware stack, no dependency injection, no request logging or metrics.
-It imports from `lms` only pure helpers that define the wire format: cursor signing
-(`lms.domain.paging`), the body decoder and its error messages (`lms.api.json_body`), the
-certificate key and VC-JWT (`lms.domain.certificates.keys`, `.credential`).
+It imports from `lms` what needs no framework: the SQL itself (`lms.db.queries.{catalog,
+learning,certificates,rate_limits,users}`, constants or the query functions), the token check
+(`lms.domain.auth.tokens.decode_token`), the wire Structs (`lms.domain.{learning,certificates}.
+schemas`), cursor signing and the page text (`lms.domain.paging`), the rate-limit client key
+(`lms.domain.rate_limits.client_key`), the body decoder and its error messages
+(`lms.api.json_body`), the certificate key and VC-JWT (`lms.domain.certificates.keys`,
+`.credential`). Nothing that imports Litestar: what lms keeps only in such modules (the HTTP
+wording of authentication, the cache headers, the watch rule, the certificate services) is
+copied here and says so.
 
     .venv/bin/python -m bench.peers.raw_limit --port 8001 --workers 2
 
@@ -16,7 +22,6 @@ LMS_SEARCH_CONCURRENCY, LMS_DB_POOL_MIN, LMS_DB_POOL_MAX.
 
 from __future__ import annotations
 
-# ruff: noqa: S608 - SQL texts built from this module's own constants; values go as $n parameters
 import argparse
 import asyncio
 import contextlib
@@ -29,22 +34,38 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-import jwt
 import msgspec
 
 from lms.api.json_body import FieldError
 from lms.api.json_body import decode as decode_body
+from lms.db.queries import catalog as catalog_sql
+from lms.db.queries import certificates as certificate_sql
+from lms.db.queries import learning as learning_sql
+from lms.db.queries import rate_limits as rate_limit_sql
+from lms.db.queries import users as user_sql
+from lms.domain.auth.tokens import ACCESS, InvalidToken, decode_token
 from lms.domain.certificates import credential
 from lms.domain.certificates.keys import SigningKey, load_signing_key
+from lms.domain.certificates.schemas import (
+    Certificate,
+    CertificateCourse,
+    CertificateLearner,
+    NotVerified,
+    Verification,
+    VerifiedCertificate,
+)
 from lms.domain.errors import Invalid
-from lms.domain.paging import decode_cursor, encode_cursor
+from lms.domain.learning.schemas import Heartbeat, LessonCompletion
+from lms.domain.paging import decode_cursor, encode_cursor, json_page
+from lms.domain.rate_limits import client_key
+from lms.settings import Settings
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -66,6 +87,8 @@ class Config:
     pool_min: int
     pool_max: int
     signing_key: SigningKey
+    # what lms.domain.auth.tokens.decode_token reads: the JWT secret and algorithm
+    token_settings: Settings
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -80,10 +103,11 @@ class Config:
         if missing:
             raise SystemExit(f"raw_limit: error: set {', '.join(missing)} (as for lms serve)")
         host, port = get("LMS_HOST", "127.0.0.1"), get("LMS_PORT", "8000")
+        jwt_secret, jwt_algorithm = env["LMS_JWT_SECRET"], get("LMS_JWT_ALGORITHM", "HS256")
         return cls(
             database_url=env["DATABASE_URL"],
-            jwt_secret=env["LMS_JWT_SECRET"],
-            jwt_algorithm=get("LMS_JWT_ALGORITHM", "HS256"),
+            jwt_secret=jwt_secret,
+            jwt_algorithm=jwt_algorithm,
             base_url=get("LMS_PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
             issuer_name=get("LMS_ISSUER_NAME", "LMS"),
             search_rate_limit=int(get("LMS_SEARCH_RATE_LIMIT", "120")),
@@ -91,262 +115,64 @@ class Config:
             pool_min=int(get("LMS_DB_POOL_MIN", "2")),
             pool_max=int(get("LMS_DB_POOL_MAX", "10")),
             signing_key=load_signing_key(env["LMS_CERT_SIGNING_KEY"]),
+            token_settings=Settings(jwt_secret=jwt_secret, jwt_algorithm=jwt_algorithm),
         )
 
 
 # ---------------------------------------------------------------------------------------------
-# SQL: the statements lms runs on these paths (src/lms/db/queries/{catalog,learning,
-# certificates,rate_limits}.py), spelled out
+# SQL: lms's own statements on these paths, imported from lms.db.queries (so "the same SQL" holds
+# by construction), plus the two this process must run differently (below). bench.suite's pgbench
+# scripts read LISTINGS, SEARCHES, COURSE_BY_ID, CERT_BY_SERIAL, HEARTBEAT, LOCK_FOR_COMPLETION
+# and MARK_COMPLETED from this module.
+
+LISTINGS = catalog_sql.LISTINGS
+SEARCHES = catalog_sql.SEARCHES
+COURSE_BY_ID = catalog_sql.COURSE_BY_ID
+RATE_HIT = rate_limit_sql.HIT
+HEARTBEAT = learning_sql.HEARTBEAT
+LOCK_FOR_COMPLETION = learning_sql.LOCK_FOR_COMPLETION
+MARK_COMPLETED = learning_sql.MARK_COMPLETED
 
 
-def iso(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+def _statement_of(query: Callable[..., Coroutine[Any, Any, object]], *args: object) -> str:
+    """The text an lms query function sends, for a statement lms keeps inside a function body:
+    the function is run against a connection that records the statement instead of running it."""
+
+    class Recorder:
+        statement = ""
+
+        async def fetchrow(self, statement: str, *_args: object) -> None:
+            self.statement = statement
+
+    recorder = Recorder()
+    with contextlib.suppress(StopIteration):
+        query(recorder, *args).send(None)
+    if not recorder.statement:
+        raise RuntimeError(f"{query.__qualname__} sent no statement through fetchrow")
+    return recorder.statement
 
 
-COURSE_SUMMARY = (
-    "json_build_object('id', c.id, 'title', c.title, 'description', c.description, "
-    "'thumbnailUrl', c.thumbnail_url, 'price', to_char(c.price, 'FM9999999990.00'), "
-    "'status', c.status, 'creator', json_build_object('id', u.id, "
-    "'name', coalesce(u.name, u.full_name, u.username)), 'lessonCount', c.lesson_count, "
-    f"'publishedAt', {iso('c.published_at')})"
-)
-LESSON_SUMMARIES = (
-    "(SELECT coalesce(json_agg(json_build_object('id', l.id, 'title', l.title, "
-    "'order', l.position, 'durationSeconds', l.duration_seconds, "
-    "'transcriptStatus', l.transcript_status) ORDER BY l.position), '[]'::json) "
-    "FROM lessons l WHERE l.course_id = c.id)"
-)
-COURSE = (
-    "json_build_object('id', c.id, 'title', c.title, 'description', c.description, "
-    "'thumbnailUrl', c.thumbnail_url, 'price', to_char(c.price, 'FM9999999990.00'), "
-    "'status', c.status, 'creator', json_build_object('id', u.id, "
-    "'name', coalesce(u.name, u.full_name, u.username)), 'lessonCount', c.lesson_count, "
-    f"'publishedAt', {iso('c.published_at')}, 'createdAt', {iso('c.created_at')}, "
-    f"'updatedAt', {iso('c.updated_at')}, 'submittedAt', {iso('c.submitted_at')}, "
-    f"'reviewNotes', c.review_notes, 'lessons', {LESSON_SUMMARIES})"
-)
+# For bench.suite's pgbench script (verify answers through certificate_sql.by_serial itself).
+CERT_BY_SERIAL = _statement_of(certificate_sql.by_serial, "")
 
-
-def _page(inner: str) -> str:
-    return f"""
-    WITH page AS ({inner}),
-    numbered AS (SELECT *, row_number() OVER (ORDER BY sort_key DESC, id DESC) AS rn FROM page)
-    SELECT coalesce(json_agg(item ORDER BY rn) FILTER (WHERE rn <= $1), '[]'::json)::text AS items,
-           (array_agg(sort_key) FILTER (WHERE rn = $1))[1] AS last_key,
-           (array_agg(id) FILTER (WHERE rn = $1))[1] AS last_id,
-           count(*) > $1 AS more
-    FROM numbered"""
-
-
-def _listing(after: bool, by_creator: bool) -> str:
-    where, n = ["c.status = 'PUBLISHED'"], 1
-    if by_creator:
-        n += 1
-        where.append(f"c.creator_id = ${n}")
-    if after:
-        where.append(f"(c.published_at, c.id) < (${n + 1}::timestamptz, ${n + 2}::uuid)")
-    return _page(
-        f"SELECT c.id, c.published_at AS sort_key, {COURSE_SUMMARY} AS item "
-        "FROM courses c JOIN users u ON u.id = c.creator_id "
-        f"WHERE {' AND '.join(where)} ORDER BY c.published_at DESC, c.id DESC LIMIT $1 + 1"
-    )
-
-
-def _search(after: bool, by_creator: bool) -> str:
-    where, n = ["c.status = 'PUBLISHED'", "c.search_vector @@ query"], 2
-    if by_creator:
-        n += 1
-        where.append(f"c.creator_id = ${n}")
-    if after:
-        where.append(
-            f"(ts_rank_cd(c.search_vector, query), c.id) < (${n + 1}::real, ${n + 2}::uuid)"
-        )
-    return _page(
-        f"SELECT r.id, r.sort_key, {COURSE_SUMMARY} AS item FROM ("
-        "SELECT c.id, ts_rank_cd(c.search_vector, query) AS sort_key "
-        "FROM courses c, websearch_to_tsquery('english', $2) AS query "
-        f"WHERE {' AND '.join(where)} ORDER BY sort_key DESC, c.id DESC LIMIT $1 + 1"
-        ") r JOIN courses c ON c.id = r.id JOIN users u ON u.id = c.creator_id"
-    )
-
-
-LISTINGS = {(a, b): _listing(a, b) for a in (False, True) for b in (False, True)}
-SEARCHES = {(a, b): _search(a, b) for a in (False, True) for b in (False, True)}
-COURSE_BY_ID = (
-    f"SELECT {COURSE}::text AS body, c.status, c.creator_id "
-    "FROM courses c JOIN users u ON u.id = c.creator_id WHERE c.id = $1"
-)
-AUTH_STATE = "SELECT role, is_active, token_version FROM users WHERE id = $1"
+# Local on purpose. lms reads the settings row through Piccolo's builder (lms.db.queries.
+# system_settings.read: every column, on Piccolo's engine), which this process does not start;
+# these are the two columns the learning paths use, on the asyncpg pool.
 SYSTEM_SETTINGS = (
     "SELECT completion_threshold_percent, require_watch_to_complete FROM system_settings "
     "WHERE id = 1"
 )
-RATE_HIT = """
-INSERT INTO rate_limit_counters AS c (key, window_start, hits)
-VALUES ($1, now(), 1)
-ON CONFLICT (key) DO UPDATE SET
-    window_start = CASE WHEN c.window_start <= now() - make_interval(secs => $2)
-                        THEN now() ELSE c.window_start END,
-    hits = CASE WHEN c.window_start <= now() - make_interval(secs => $2)
-                THEN 1 ELSE c.hits + 1 END
-RETURNING hits,
-          extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8 AS reset_in
-"""
-_WATCHED_AFTER = """
-    CASE WHEN p.last_heartbeat_at IS NOT NULL
-              AND EXCLUDED.position_seconds > p.position_seconds
-              AND EXCLUDED.position_seconds - p.position_seconds
-                  <= extract(epoch FROM EXCLUDED.last_heartbeat_at - p.last_heartbeat_at)::float8
-                     + $4::float8
-         THEN p.watched + nummultirange(numrange(round(p.position_seconds::numeric, 3),
-                                                 round(EXCLUDED.position_seconds::numeric, 3)))
-         ELSE p.watched END"""
-HEARTBEAT = f"""
-WITH target AS (
-    SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id
-    FROM lessons l JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = $2
-    WHERE l.id = $1
-), saved AS (
-    INSERT INTO lesson_progress AS p
-        (user_id, lesson_id, enrollment_id, position_seconds, last_heartbeat_at, updated_at)
-    SELECT $2, t.lesson_id, t.enrollment_id, $3, now(), now()
-    FROM target t
-    WHERE t.duration_seconds IS NULL OR $3 <= t.duration_seconds
-    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
-        watched = {_WATCHED_AFTER},
-        watched_seconds = (SELECT coalesce(sum(upper(r) - lower(r)), 0)
-                           FROM unnest({_WATCHED_AFTER}) AS r)::float8,
-        position_seconds = EXCLUDED.position_seconds,
-        last_heartbeat_at = EXCLUDED.last_heartbeat_at,
-        updated_at = EXCLUDED.updated_at
-    RETURNING p.watched_seconds, p.completed
-)
-SELECT t.duration_seconds, s.watched_seconds, s.completed, s.completed IS NOT NULL AS saved
-FROM target t LEFT JOIN saved s ON true
-"""
-LOCK_FOR_COMPLETION = """
-SELECT e.id AS enrollment_id, e.course_id, e.user_id, e.completed AS course_completed,
-       l.duration_seconds, l.video_version > 0 AS has_video,
-       coalesce(p.completed, false) AS lesson_completed,
-       coalesce(p.watched_seconds, 0) AS watched_seconds,
-       c.title AS course_title,
-       coalesce(cu.name, cu.full_name, cu.username) AS creator_name,
-       coalesce(lu.full_name, lu.name, lu.username) AS learner_name,
-       cert.id AS certificate_id
-FROM lessons l
-JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = $2
-JOIN courses c ON c.id = e.course_id
-JOIN users cu ON cu.id = c.creator_id
-JOIN users lu ON lu.id = e.user_id
-LEFT JOIN lesson_progress p ON p.enrollment_id = e.id AND p.lesson_id = l.id
-LEFT JOIN certificates cert ON cert.enrollment_id = e.id
-WHERE l.id = $1
-FOR NO KEY UPDATE OF e
-"""
-MARK_COMPLETED = """
-WITH marked AS (
-    INSERT INTO lesson_progress AS p
-        (user_id, lesson_id, enrollment_id, completed, completed_at, updated_at)
-    VALUES ($3, $2, $1, true, now(), now())
-    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE
-        SET completed = true, completed_at = coalesce(p.completed_at, now()), updated_at = now()
-    RETURNING p.lesson_id
-), tally AS (
-    SELECT (SELECT count(*) FROM lesson_progress
-            WHERE enrollment_id = $1 AND completed AND lesson_id <> $2) + 1 AS done,
-           (SELECT count(*) FROM lessons WHERE course_id = $4) AS total
-)
-UPDATE enrollments e
-SET progress = round(100.0 * least(t.done, t.total) / greatest(t.total, 1), 2),
-    completed = e.completed OR t.done >= t.total,
-    completed_at = CASE WHEN e.completed THEN e.completed_at
-                        WHEN t.done >= t.total THEN now() END
-FROM tally t, (SELECT count(*) FROM marked) m
-WHERE e.id = $1
-RETURNING e.progress, e.completed, e.completed_at
-"""
-CERT_COLUMNS = (
-    "id, user_id, course_id, enrollment_id, serial_hash, learner_name, course_title, "
-    "creator_name, status, jws, issued_at, revoked_at"
-)
-CERT_INSERT = f"""
-INSERT INTO certificates (id, user_id, course_id, enrollment_id, serial_hash, learner_name,
-                          course_title, creator_name, jws, issued_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (enrollment_id) DO NOTHING
-RETURNING {CERT_COLUMNS}
-"""
-CERT_BY_ID = f"SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1"
-CERT_OF_ENROLLMENT = f"SELECT {CERT_COLUMNS} FROM certificates WHERE enrollment_id = $1"
-CERT_BY_SERIAL = """
-SELECT serial_hash, learner_name, course_title, creator_name, course_id, status,
-       issued_at, revoked_at, jws
-FROM certificates WHERE serial_hash = $1
-"""
+# Local on purpose: lms.db.queries.certificates.register_signing_key passes the JWK as a dict
+# through the jsonb codec lms's pool installs on every connection (lms.db.engine); this pool
+# installs none, so the JWK goes as JSON text with a cast. Run once, at startup.
 REGISTER_KEY = """
 INSERT INTO certificate_signing_keys (kid, public_jwk) VALUES ($1, $2::jsonb)
 ON CONFLICT (kid) DO NOTHING
 """
 
 # ---------------------------------------------------------------------------------------------
-# wire objects (msgspec, camelCase: the Structs of lms.domain.{learning,certificates}.schemas)
-
-
-class Camel(msgspec.Struct, rename="camel", kw_only=True):
-    pass
-
-
-class Heartbeat(Camel, forbid_unknown_fields=True):
-    position_seconds: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
-
-
-class CertificateCourse(Camel):
-    id: uuid.UUID
-    title: str
-
-
-class CertificateLearner(Camel):
-    full_name: str
-
-
-class Certificate(Camel):
-    id: uuid.UUID
-    serial_hash: str
-    issued_at: datetime
-    enrollment_id: uuid.UUID
-    course: CertificateCourse
-    learner: CertificateLearner
-    creator_name: str | None
-    verify_url: str
-    status: str
-    revoked_at: datetime | None
-    jws: str
-
-
-class LessonCompletion(Camel):
-    lesson_id: uuid.UUID
-    completed: bool
-    progress: float
-    course_completed: bool
-    certificate: Certificate | None = None
-
-
-class VerifiedCertificate(Camel):
-    serial_hash: str
-    issued_at: datetime
-    learner_name: str
-    course_title: str
-    course_id: uuid.UUID
-    creator_name: str | None
-    status: str
-    revoked_at: datetime | None
-    verify_url: str
-    jws: str
-
-
-class Verification(Camel):
-    valid: bool
-    certificate: VerifiedCertificate
+# wire objects: lms's own Structs (lms.domain.{learning,certificates}.schemas, imported above);
+# these two are the shape of Litestar's validation error, which lms does not declare
 
 
 class ValidationItem(msgspec.Struct):
@@ -361,13 +187,10 @@ class ValidationFailed(msgspec.Struct):
     extra: list[ValidationItem]
 
 
-class NotVerified(msgspec.Struct):
-    valid: bool
-    status_code: int
-    detail: str
-
-
 ENCODER = msgspec.json.Encoder()
+# Copies of lms's values: the modules that define them (lms.domain.learning.{completion,progress},
+# lms.domain.certificates.services, lms.domain.courses.catalog) import lms.context, which imports
+# Litestar, and this process stays free of it.
 NOT_ENROLLED = "no such lesson in a course you are enrolled in"
 SERIAL_PATTERN = re.compile(r"^[0-9a-f]{32,64}$")
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
@@ -503,7 +326,7 @@ class State:
         now = time.monotonic()
         if hit is not None and self.listening and now - hit.loaded_at < USER_CACHE_MAX_AGE:
             return hit
-        row = await self.db.fetchrow(AUTH_STATE, user_id)
+        row = await user_sql.auth_state(self.db, user_id)
         if row is None:
             return None
         state = UserState(row["role"], row["is_active"], row["token_version"], now)
@@ -524,7 +347,8 @@ class State:
 
 
 # ---------------------------------------------------------------------------------------------
-# authentication: lms.domain.auth.{tokens,authentication}
+# authentication: lms's token check (lms.domain.auth.tokens), then the user's current state and
+# the 401 wording of lms.domain.auth.authentication, copied (it imports Litestar via lms.context)
 
 
 async def authenticate(state: State, headers: dict[bytes, bytes]) -> tuple[uuid.UUID, str] | None:
@@ -533,24 +357,11 @@ async def authenticate(state: State, headers: dict[bytes, bytes]) -> tuple[uuid.
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None
-    config = state.config
     try:
-        claims = jwt.decode(
-            token,
-            config.jwt_secret,
-            algorithms=[config.jwt_algorithm],
-            options={"require": ["exp", "iat", "sub", "typ", "ver"]},
-        )
-    except jwt.ExpiredSignatureError:
-        raise unauthenticated("token has expired") from None
-    except jwt.InvalidTokenError:
-        raise unauthenticated("invalid token") from None
-    if claims["typ"] != "access":
-        raise unauthenticated("a access token is required")
-    try:
-        user_id, version = uuid.UUID(str(claims["sub"])), int(claims["ver"])
-    except (ValueError, TypeError):
-        raise unauthenticated("invalid token") from None
+        claims = decode_token(state.config.token_settings, token, (ACCESS,))
+    except InvalidToken as exc:
+        raise unauthenticated(str(exc)) from None
+    user_id, version = claims.user_id, claims.token_version
     user = await state.user(user_id)
     if user is None:
         raise unauthenticated("invalid token")
@@ -569,7 +380,8 @@ async def require_user(state: State, headers: dict[bytes, bytes]) -> uuid.UUID:
 
 
 # ---------------------------------------------------------------------------------------------
-# the catalog
+# the catalog: the ETag and 304 rule of lms.domain.courses.catalog, copied (it imports Litestar
+# via lms.context); the query parameters as Litestar checks lms's handler signature
 
 
 def etag_of(body: bytes) -> str:
@@ -581,22 +393,6 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
         return False
     candidates = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
     return "*" in candidates or etag in candidates
-
-
-def client_key(ip: str | None) -> str:
-    import ipaddress
-
-    if ip is None:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return ip.strip()[:64] or "unknown"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(address), 64), strict=False))
-    return str(address)
 
 
 def query_params(raw: bytes) -> dict[str, str]:
@@ -711,12 +507,14 @@ async def list_courses(state: State, params: dict[str, str], client: str | None)
         if row["more"]
         else None
     )
-    cursor_json = "null" if next_cursor is None else f'"{next_cursor}"'
-    return f'{{"items":{row["items"]},"nextCursor":{cursor_json}}}'
+    page: str = json_page(row["items"], next_cursor)
+    return page
 
 
 # ---------------------------------------------------------------------------------------------
-# learning: the heartbeat and completion (lms.domain.learning.{progress,completion})
+# learning: the heartbeat and completion (lms.domain.learning.{progress,completion}) and the
+# certificate's issue (lms.domain.certificates.services): their steps and the watch rule are
+# copied, as those modules take lms.context.AppContext (Litestar); the SQL is lms's own
 
 
 def needed_seconds(threshold: float, duration: float) -> float:
@@ -785,21 +583,21 @@ async def issue_certificate(
         issuer_url=config.base_url,
         issuer_name=config.issuer_name,
     )
-    row = await conn.fetchrow(
-        CERT_INSERT,
-        achievement.certificate_id,
-        facts["user_id"],
-        facts["course_id"],
-        facts["enrollment_id"],
-        achievement.serial_hash,
-        achievement.learner_name,
-        achievement.course_title,
-        facts["creator_name"],
-        jws,
-        achievement.issued_at,
+    row = await certificate_sql.insert(
+        conn,
+        certificate_id=achievement.certificate_id,
+        user_id=facts["user_id"],
+        course_id=facts["course_id"],
+        enrollment_id=facts["enrollment_id"],
+        serial_hash=achievement.serial_hash,
+        learner_name=achievement.learner_name,
+        course_title=achievement.course_title,
+        creator_name=facts["creator_name"],
+        jws=jws,
+        issued_at=achievement.issued_at,
     )
     if row is None:  # issued meanwhile by another transaction: that one stands
-        row = await conn.fetchrow(CERT_OF_ENROLLMENT, facts["enrollment_id"])
+        row = await certificate_sql.for_enrollment(conn, facts["enrollment_id"])
     return row
 
 
@@ -831,7 +629,7 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
             if facts["certificate_id"] is None:
                 row = await issue_certificate(state, conn, facts)
             else:
-                row = await conn.fetchrow(CERT_BY_ID, facts["certificate_id"])
+                row = await certificate_sql.by_id(conn, facts["certificate_id"])
             certificate = to_certificate(state, row)
     progress: Decimal = done["progress"]
     return ENCODER.encode(
@@ -847,7 +645,9 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
 
 async def verify(state: State, serial_hash: str) -> tuple[int, bytes]:
     serial = serial_hash.strip().lower()
-    row = await state.db.fetchrow(CERT_BY_SERIAL, serial) if SERIAL_PATTERN.match(serial) else None
+    row = (
+        await certificate_sql.by_serial(state.db, serial) if SERIAL_PATTERN.match(serial) else None
+    )
     if row is None:
         return 404, ENCODER.encode(
             NotVerified(valid=False, status_code=404, detail="no certificate has this serial")
