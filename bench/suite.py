@@ -1348,6 +1348,64 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def sorted_runs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    order = {name: i for i, name in enumerate([*IMPLEMENTATIONS, "postgresql"])}
+    return sorted(
+        report["runs"],
+        key=lambda r: (SCENARIOS.index(r["scenario"]), order.get(r["implementation"], 99)),
+    )
+
+
+def results_table(report: dict[str, Any]) -> list[str]:
+    """Every run as a Markdown table (latest.md, and the README's performance section)."""
+    lines = [
+        "| scenario | implementation | concurrency | requests/s | p50 ms | p99 ms | errors | "
+        "rss MB | rss total MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted_runs(report):
+        if r["rps"] is None:
+            lines.append(
+                f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | failed: "
+                f"{str(r.get('failure', ''))[:120].replace('|', '/')} | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | {fmt(r['rps'])} | "
+            f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} | "
+            f"{fmt(r['rss_mb'])} | {fmt(r.get('rss_total_mb'))} |"
+        )
+    return lines
+
+
+def ratios_table(report: dict[str, Any]) -> list[str]:
+    """lms against each peer and the targets of issue 12, per scenario, as a Markdown table."""
+    lines = [
+        "Targets (issue 12): lms >= 0.8 x raw-limit requests/s with p99 <= 1.5 x raw-limit's; "
+        ">= 3 x fastapi; >= 2 x express.",
+        "",
+        "| scenario | lms/raw-limit | p99 lms/raw-limit | lms/fastapi | lms/express | "
+        "lms/postgresql |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def mark(value: float | None, target: float, higher: bool = True) -> str:
+        if value is None:
+            return "-"
+        ok = value >= target if higher else value <= target
+        return f"{value:.2f} {'ok' if ok else 'MISSED'}"
+
+    for scenario, row in report["ratios"].items():
+        pg = row["lms/postgresql"]
+        lines.append(
+            f"| {scenario} | {mark(row['lms/raw-limit'], 0.8)} | "
+            f"{mark(row['p99 lms/raw-limit'], 1.5, higher=False)} | "
+            f"{mark(row['lms/fastapi'], 3.0)} | {mark(row['lms/express'], 2.0)} | "
+            f"{'-' if pg is None else f'{pg:.2f}'} |"
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, p = report["machine"], report["params"]
     lines = [
@@ -1375,55 +1433,11 @@ def markdown(report: dict[str, Any]) -> str:
         "complete: other than 200). `postgresql` is pgbench -M prepared running the scenario's "
         "main SQL (its ceiling).",
         "",
-        "| scenario | implementation | concurrency | requests/s | p50 ms | p99 ms | errors | "
-        "rss MB | rss total MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    order = {name: i for i, name in enumerate([*IMPLEMENTATIONS, "postgresql"])}
-    runs = sorted(
-        report["runs"],
-        key=lambda r: (SCENARIOS.index(r["scenario"]), order.get(r["implementation"], 99)),
-    )
-    for r in runs:
-        if r["rps"] is None:
-            lines.append(
-                f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | failed: "
-                f"{str(r.get('failure', ''))[:120].replace('|', '/')} | | | | | |"
-            )
-            continue
-        lines.append(
-            f"| {r['scenario']} | {r['implementation']} | {r['concurrency']} | {fmt(r['rps'])} | "
-            f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} | "
-            f"{fmt(r['rss_mb'])} | {fmt(r.get('rss_total_mb'))} |"
-        )
-    table = report["ratios"]
-    if table:
-        lines += [
-            "",
-            "## Ratios (same run)",
-            "",
-            "Targets (issue 12): lms >= 0.8 x raw-limit requests/s with p99 <= 1.5 x raw-limit's; "
-            ">= 3 x fastapi; >= 2 x express.",
-            "",
-            "| scenario | lms/raw-limit | p99 lms/raw-limit | lms/fastapi | lms/express | "
-            "lms/postgresql |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-
-        def mark(value: float | None, target: float, higher: bool = True) -> str:
-            if value is None:
-                return "-"
-            ok = value >= target if higher else value <= target
-            return f"{value:.2f} {'ok' if ok else 'MISSED'}"
-
-        for scenario, row in table.items():
-            pg = row["lms/postgresql"]
-            lines.append(
-                f"| {scenario} | {mark(row['lms/raw-limit'], 0.8)} | "
-                f"{mark(row['p99 lms/raw-limit'], 1.5, higher=False)} | "
-                f"{mark(row['lms/fastapi'], 3.0)} | {mark(row['lms/express'], 2.0)} | "
-                f"{'-' if pg is None else f'{pg:.2f}'} |"
-            )
+    lines += results_table(report)
+    if report["ratios"]:
+        lines += ["", "## Ratios (same run)", "", *ratios_table(report)]
+    runs = sorted_runs(report)
     lines += ["", "## Checks", ""]
     for name, check in report["same_bytes"].items():
         if "error" in check:
@@ -1640,7 +1654,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scale", action="store_true", help="lms's catalog p99 at 10,000 vs 1,000,000 courses"
     )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="print the README's tables from bench/results/latest.json (runs nothing)",
+    )
     args = parser.parse_args(argv)
+    if args.readme:
+        report = json.loads((RESULTS_DIR / "latest.json").read_text())
+        print("\n".join([*results_table(report), "", *ratios_table(report)]))
+        return 0
     try:
         plan = Plan.from_env()
         return run_scale(plan) if args.scale else run_suite(plan)
