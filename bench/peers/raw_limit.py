@@ -7,7 +7,8 @@ It imports from `lms` what needs no framework: the SQL itself (`lms.db.queries.{
 learning,certificates,rate_limits,users}`, constants or the query functions), the token check
 (`lms.domain.auth.tokens.decode_token`), the wire Structs (`lms.domain.{learning,certificates}.
 schemas`), cursor signing and the page text (`lms.domain.paging`), the rate-limit client key
-(`lms.domain.rate_limits.client_key`), the body decoder and its error messages
+(`lms.domain.rate_limits.client_key`), the per-process search cap and its wait in line
+(`lms.domain.courses.search_slots`), the body decoder and its error messages
 (`lms.api.json_body`), the certificate key and VC-JWT (`lms.domain.certificates.keys`,
 `.credential`). Nothing that imports Litestar: what lms keeps only in such modules (the HTTP
 wording of authentication, the cache headers, the watch rule, the certificate services) is
@@ -61,7 +62,8 @@ from lms.domain.certificates.schemas import (
     Verification,
     VerifiedCertificate,
 )
-from lms.domain.errors import Invalid
+from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
+from lms.domain.errors import Invalid, Unavailable
 from lms.domain.learning.schemas import Heartbeat, LessonCompletion
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
 from lms.domain.rate_limits import client_key
@@ -241,7 +243,8 @@ class State:
         self.settings: tuple[float, bool] | None = None  # threshold percent, require watching
         self.settings_loaded_at = 0.0
         self.listening = False
-        self.searches = 0
+        # lms's own per-process cap and its short wait in line (lms.domain.courses.search_slots).
+        self.searches = SearchSlots()
         self.cursor_key = config.jwt_secret
         self._listener: asyncio.Task[None] | None = None
 
@@ -473,25 +476,22 @@ async def list_courses(state: State, params: dict[str, str], client: str | None)
                 raise Invalid("malformed cursor")
             args += [float(rank), last_id]
         await search_slot_hit(state, client)
-        if state.searches >= state.config.search_concurrency:
-            raise HttpError(
-                503,
-                "too many searches at once; try again in a moment",
-                [(b"retry-after", b"1")],
-            )
-        state.searches += 1
+        cap = state.config.search_concurrency
         try:
-            row = await state.db.fetchrow(
-                SEARCHES[(bool(cursor), creator_id is not None)],
-                *args,
-                timeout=SEARCH_TIMEOUT_SECONDS,
-            )
+            async with state.searches.take(
+                cap, wait=SEARCH_WAIT_SECONDS, line=cap * SEARCH_LINE_PER_SLOT
+            ):
+                row = await state.db.fetchrow(
+                    SEARCHES[(bool(cursor), creator_id is not None)],
+                    *args,
+                    timeout=SEARCH_TIMEOUT_SECONDS,
+                )
+        except Unavailable as exc:  # no slot freed within the wait
+            raise HttpError(503, exc.detail, [(b"retry-after", b"1")]) from None
         except TimeoutError:
             raise HttpError(
                 503, "search took too long; try more specific words", [(b"retry-after", b"1")]
             ) from None
-        finally:
-            state.searches -= 1
         last_key: object = row["last_key"]
     else:
         if cursor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import logging
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.allow_header import AllowHeader
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
+from lms.api.hot_lane import HotLane
 from lms.api.input_guard import InputGuard
 from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
 from lms.api.request import LmsRequest
@@ -67,6 +69,7 @@ from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
 from lms.observability.middleware import RequestContextMiddleware
+from lms.observability.tally import TALLY
 from lms.ops.controllers import OpsController
 from lms.settings import Settings, get_settings
 
@@ -128,6 +131,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.outbox.start()
         housekeeper.start(db_pool)
         await nats.start()
+        # What exists now (modules, the app, its routes and schemas: some 120,000 objects) lives
+        # as long as the process. Frozen, the collector stops walking it: an unfrozen full
+        # collection took tens of milliseconds, a pause every request in flight waited out (it
+        # showed in the bench's p99).
+        gc.freeze()
 
     async def stop_services(app: Litestar) -> None:
         await nats.stop()
@@ -138,6 +146,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if ctx.replicas is not None:
             await ctx.replicas.stop()
         await close_pool()
+        request_context.access_log.stop()
+        TALLY.flush()
 
     cors = (
         CORSConfig(
@@ -199,8 +209,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),
     )
+    # The hot routes' common requests skip Litestar's per-request machinery (lms.api.hot_lane);
+    # the rest, and anything unusual about those, go on to it.
+    hot_lane = HotLane(app.asgi_handler, ctx)  # type: ignore[arg-type]
     # Outermost layer, around CORS and exception handling, so every response gets a request id
-    # and a log line, 404s included.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)  # type: ignore[assignment]
+    # and a log line, 404s and hot-lane answers included.
+    request_context = RequestContextMiddleware(hot_lane)
+    app.asgi_handler = request_context  # type: ignore[assignment]
     finish_openapi(app)
     return app

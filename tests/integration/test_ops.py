@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -21,8 +22,10 @@ from lms.netutil import free_port
 from lms.observability.logs import JsonFormatter
 from lms.observability.metrics_access import metrics_access
 from lms.observability.metrics_server import serve_metrics
+from lms.observability.middleware import AccessLog
 from lms.settings import Settings, load_settings
 from tests.conftest import http_client
+from tests.helpers import eventually
 
 
 async def test_healthz(client: AsyncClient) -> None:
@@ -86,7 +89,14 @@ async def test_one_json_log_line_per_request(
 ) -> None:
     caplog.set_level("INFO", logger="lms.request")
     response = await client.get("/healthz", headers={"X-Request-ID": "trace-me-1"})
-    lines = [r for r in caplog.records if r.name == "lms.request"]
+
+    async def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "lms.request"]
+
+    # Lines are handed to logging in batches, at most AccessLog.FLUSH_DELAY after the request.
+    lines = await eventually(logged, within=AccessLog.FLUSH_DELAY + 1, what="the request's line")
+    await asyncio.sleep(AccessLog.FLUSH_DELAY * 2)
+    lines = await logged()
     assert len(lines) == 1
     record = lines[0]
     assert (record.method, record.path, record.status) == ("GET", "/healthz", 200)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from lms.db import replicas
 from lms.db.replicas import ReadReplicas, Replica, failed_on_replica
 from lms.errors import StartupError
+from lms.observability.tally import TALLY
 from lms.settings import load_settings
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "lms"
@@ -27,6 +28,10 @@ REPLICA_READERS = {
     ("domain/courses/controllers.py", "list_courses"),
     ("domain/courses/controllers.py", "get_course"),
     ("domain/certificates/controllers.py", "verify"),
+    # The same three requests in the hot lane, which mirrors those handlers.
+    ("api/hot_lane.py", "catalog"),
+    ("api/hot_lane.py", "course"),
+    ("api/hot_lane.py", "verify"),
 }
 
 
@@ -158,6 +163,7 @@ class Acquiring:
 
 
 def routed(target: str) -> float:
+    TALLY.flush()  # the counts wait there for up to Tally.FLUSH_DELAY
     return REGISTRY.get_sample_value("lms_db_routed_reads_total", {"target": target}) or 0.0
 
 

@@ -4,6 +4,7 @@ were told to trust (LMS_TRUSTED_PROXIES); otherwise a client could pick its own 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -28,13 +29,26 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[str, ...]) -> str:
-    client = connection.scope.get("client")
+    return client_ip_of(
+        connection.scope.get("client"),
+        lambda: connection.headers.getall("x-forwarded-for", []),
+        trusted,
+    )
+
+
+def client_ip_of(
+    client: tuple[str, int] | list[Any] | None,
+    forwarded_for: Callable[[], list[str]],
+    trusted: tuple[str, ...],
+) -> str:
+    """The address of `client` (the ASGI scope's), or the one the X-Forwarded-For values (read
+    only when the peer is trusted) name for it."""
     peer = client[0] if client else "unknown"
     networks = _networks(trusted)
     if not networks or not _is_trusted(peer, networks):
         return peer
     # Repeated header lines are one comma-separated list (RFC 9110 5.3), in order.
-    forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
+    forwarded = ",".join(forwarded_for())
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     # The rightmost address a trusted proxy did not add is the client.
     nearest = next((hop for hop in reversed(hops) if not _is_trusted(hop, networks)), None)

@@ -10,8 +10,10 @@ id and never in the body.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import (
@@ -25,13 +27,56 @@ from lms.domain.errors import DomainError, TooMany, Unauthenticated, Unavailable
 log = logging.getLogger("lms.errors")
 
 
-def error_response(
-    status_code: int, detail: str, headers: dict[str, str] | None = None
-) -> Response[dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error answer before it becomes a response: Litestar's handlers below and the hot lane
+    (lms.api.hot_lane) render the same one."""
+
+    status_code: int
+    detail: str
+    headers: dict[str, str] | None = None
+
+    def body(self) -> bytes:
+        return _ENCODER.encode({"status_code": self.status_code, "detail": self.detail})
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def problem_of_domain_error(exc: DomainError) -> Problem:
+    headers: dict[str, str] = {}
+    if isinstance(exc, (TooMany, Unavailable)):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return Problem(exc.status_code, exc.detail, headers or None)
+
+
+def problem_of_unhandled(exc: Exception, method: str, path: str) -> Problem:
+    """A failure no rule refused: an outage is a 503 the client may retry, a value PostgreSQL
+    refused a 400, anything else a 500 with its traceback logged (never sent)."""
+    if _is_database_unavailable(exc):
+        log.warning("database unavailable: %s", exc)
+        return Problem(
+            HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable", {"Retry-After": "1"}
+        )
+    if _is_value_the_database_refused(exc):
+        # Defence in depth: the edge (lms.api.input_guard, lms.api.request and the Structs'
+        # limits) should have refused this input already, so say so loudly, with the traceback.
+        log.warning("input reached the database and was refused: %s", exc, exc_info=exc)
+        return Problem(
+            HTTP_400_BAD_REQUEST,
+            "a value is out of range or holds characters that cannot be stored",
+        )
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    return Problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
+
+
+def error_response(problem: Problem) -> Response[dict[str, object]]:
     return Response(
-        content={"status_code": status_code, "detail": detail},
-        status_code=status_code,
-        headers=headers,
+        content={"status_code": problem.status_code, "detail": problem.detail},
+        status_code=problem.status_code,
+        headers=problem.headers,
         media_type="application/json",
     )
 
@@ -39,12 +84,7 @@ def error_response(
 def domain_error_handler(
     request: Request[Any, Any, Any], exc: DomainError
 ) -> Response[dict[str, object]]:
-    headers: dict[str, str] = {}
-    if isinstance(exc, (TooMany, Unavailable)):
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
-    return error_response(exc.status_code, exc.detail, headers or None)
+    return error_response(problem_of_domain_error(exc))
 
 
 def unhandled_exception_handler(
@@ -52,21 +92,7 @@ def unhandled_exception_handler(
 ) -> Response[dict[str, object]]:
     if isinstance(exc, HTTPException):  # pragma: no cover - Litestar routes these elsewhere
         raise exc
-    if _is_database_unavailable(exc):
-        log.warning("database unavailable: %s", exc)
-        return error_response(
-            HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable", {"Retry-After": "1"}
-        )
-    if _is_value_the_database_refused(exc):
-        # Defence in depth: the edge (lms.api.input_guard, lms.api.request and the Structs'
-        # limits) should have refused this input already, so say so loudly, with the traceback.
-        log.warning("input reached the database and was refused: %s", exc, exc_info=exc)
-        return error_response(
-            HTTP_400_BAD_REQUEST,
-            "a value is out of range or holds characters that cannot be stored",
-        )
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
+    return error_response(problem_of_unhandled(exc, request.method, request.url.path))
 
 
 def _is_value_the_database_refused(exc: Exception) -> bool:

@@ -33,9 +33,15 @@ import asyncpg
 from lms.background import BackgroundTask
 from lms.db.engine import CONNECT_TIMEOUT, describe, open_pool
 from lms.observability.metrics import REPLICA_HEALTHY, REPLICA_LAG, ROUTED_READS
+from lms.observability.tally import TALLY
 from lms.settings import Settings
 
 log = logging.getLogger("lms.db.replicas")
+
+# The two series, looked up once (labels() costs more than the increment; reads are hot) and
+# counted through the tally (lms.observability.tally).
+_READ_ON_REPLICA = ROUTED_READS.labels("replica")
+_READ_ON_PRIMARY = ROUTED_READS.labels("primary")
 
 T = TypeVar("T")
 
@@ -172,9 +178,9 @@ class ReadReplicas:
                 # Skipped until the next check finds it healthy; this read goes to the primary.
                 replica.set_health(False, None, f"a read failed: {type(exc).__name__}: {exc}")
             else:
-                ROUTED_READS.labels("replica").inc()
+                TALLY.inc(_READ_ON_REPLICA)
                 return result
-        ROUTED_READS.labels("primary").inc()
+        TALLY.inc(_READ_ON_PRIMARY)
         async with self.primary.acquire() as conn:
             return await run(conn)
 

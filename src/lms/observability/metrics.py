@@ -16,6 +16,8 @@ from prometheus_client import (
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from lms.observability.tally import TALLY
+
 HTTP_REQUESTS = Counter(
     "lms_http_requests_total",
     "HTTP requests answered, by method, route template and status code.",
@@ -105,5 +107,6 @@ def _registry() -> CollectorRegistry:
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+    """The exposition text and its content type, this process's tally added first."""
+    TALLY.flush()
     return generate_latest(_registry()), CONTENT_TYPE_LATEST

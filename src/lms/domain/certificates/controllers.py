@@ -77,10 +77,11 @@ class CertificateController(Controller):
     ) -> Response[Verification]:
         # Public, and cached for a minute anyway: a read replica serves it (the primary when
         # none is healthy).
-        answer, view = await services.verify(ctx.replica_reads(), ctx, serial_hash)
+        answer, row = await services.verify(ctx.replica_reads(), ctx, serial_hash)
         status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
         headers = {"Cache-Control": VERIFY_CACHE, "Vary": "Accept"}
         if preferred(request, [JSON, HTML]) == HTML:
+            view = None if row is None else services.to_view(ctx, row)
             page = html_page.verification_page(view, serial_hash)
             headers |= {"Content-Security-Policy": PAGE_POLICY, "Referrer-Policy": "no-referrer"}
             # The page documents itself; the annotation documents the JSON answer.

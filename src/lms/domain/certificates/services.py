@@ -177,8 +177,9 @@ def _render_pdf(view: CertificateView) -> bytes:
 
 async def verify(
     reads: ReadConn, ctx: AppContext, serial_hash: str
-) -> tuple[Verification | None, CertificateView | None]:
-    """The public verification of a serial: (JSON answer, page view), both None when unknown.
+) -> tuple[Verification | None, asyncpg.Record | None]:
+    """The public verification of a serial: (JSON answer, its row for `to_view` when the page is
+    asked for), both None when unknown.
     `reads` may be the read replicas: a certificate issued or revoked a moment ago may take up
     to LMS_REPLICA_MAX_LAG seconds to show."""
     serial = serial_hash.strip().lower()
@@ -202,7 +203,7 @@ async def verify(
             jws=row["jws"],
         ),
     )
-    return answer, to_view(ctx, row)
+    return answer, row
 
 
 async def revoke(

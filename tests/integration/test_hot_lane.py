@@ -1,0 +1,413 @@
+"""The hot lane (lms.api.hot_lane) answers exactly as Litestar does: each request is sent through
+the app twice, once with the lane and once with the lane stepping aside, and the two answers
+(status, every header, body) must be the same. Each case also says which way the lane must go:
+answer itself, or hand the request on to Litestar."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+from litestar import Litestar
+
+from lms.api import hot_lane
+from lms.api.hot_lane import HotLane
+from lms.settings import Settings
+from tests.conftest import TestUser
+from tests.integration.courses.helpers import new_course
+from tests.integration.learning.helpers import complete, course_with_lessons, enroll
+
+Message = dict[str, Any]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class Lane:
+    """The app's hot lane, with a record of the requests it handed on."""
+
+    lane: HotLane
+    handed_on: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def aside(self) -> Iterator[None]:
+        """The lane steps aside: every request goes to Litestar, as before the lane existed."""
+        self.lane.route = lambda scope: None  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del self.lane.route
+
+
+@pytest.fixture
+def lane(app: Litestar) -> Iterator[Lane]:
+    found = app.asgi_handler.app  # type: ignore[attr-defined]
+    assert isinstance(found, HotLane)
+    record = Lane(found)
+    litestar = found.app
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        record.handed_on.append(f"{scope['method']} {scope['path']}")
+        await litestar(scope, receive, send)
+
+    found.app = recording
+    yield record
+    found.app = litestar
+
+
+async def call(
+    app: Litestar,
+    method: str,
+    path: str,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    chunks: int = 1,
+) -> Answer:
+    """One request through the whole app (the request id fixed, so both answers carry it)."""
+    raw_headers = [(b"host", b"testserver"), (b"x-request-id", b"hot-lane-parity")]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if body and chunks == 1:
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": quote(path).encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    size = max(1, -(-len(body) // chunks))
+    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    incoming: list[Message] = [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    return Answer(
+        start["status"],
+        sorted((k.decode().lower(), v.decode()) for k, v in start.get("headers", [])),
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )
+
+
+Request = Callable[[], Awaitable[Answer]]
+
+
+async def same_both_ways(lane: Lane, request: Request, *, hot: bool) -> Answer:
+    """The lane's answer, checked equal to Litestar's; `hot`: the lane answered it itself."""
+    lane.handed_on.clear()
+    with lane.aside():
+        reference = await request()
+    assert lane.handed_on, "the reference request must go through Litestar"
+    lane.handed_on.clear()
+    answer = await request()
+    assert (not lane.handed_on) is hot, (
+        f"expected the lane to {'answer' if hot else 'hand on'}; handed on: {lane.handed_on}"
+    )
+    assert answer == reference
+    return answer
+
+
+async def test_catalog_pages_searches_and_their_refusals_answer_alike(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    lane: Lane,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+    settings: Settings,
+) -> None:
+    for i in range(3):
+        await course_with_lessons(
+            api, db, creator, admin, [None], title=f"Graph theory {i}", description="Graphs"
+        )
+    first = await call(app, "GET", "/courses", "limit=2")
+    cursor = httpx.Response(200, content=first.body).json()["nextCursor"]
+    assert cursor
+    etag = dict(first.headers)["etag"]
+    now = int(time.time())
+    expired = jwt.encode(
+        {"sub": str(learner.id), "ver": 0, "typ": "access", "iat": now - 120, "exp": now - 60},
+        settings.jwt_secret,
+        algorithm=settings.jwt_algorithm,
+    )
+
+    def get(query: str = "", **headers: str) -> Request:
+        return lambda: call(app, "GET", "/courses", query, headers)
+
+    answered = [
+        get(),
+        get("limit=2"),
+        get(f"limit=2&cursor={cursor}"),
+        get("q=graph"),
+        get("q=graph+theory&limit=1"),
+        get("q=graph%20theory"),
+        get(f"creatorId={creator.id}"),
+        get(f"creatorId={str(creator.id).upper()}&limit=100"),
+        get("unknown=1&limit=3"),
+        get("limit=2", **{"If-None-Match": etag}),
+        get("", Authorization=f"Bearer {learner.token}"),
+        get("", Authorization="Bearer not-a-token"),
+        get("", Authorization=f"Bearer {expired}"),
+        get("", Authorization="Basic dXNlcjpwYXNz"),
+        get(f"cursor={cursor}"),  # a cursor for another query: the service refuses it
+    ]
+    for request in answered:
+        await same_both_ways(lane, request, hot=True)
+    assert (await same_both_ways(lane, answered[9], hot=True)).status == 304
+    assert (await same_both_ways(lane, answered[11], hot=True)).status == 401
+
+    handed_on = [
+        get("limit=0"),
+        get("limit=101"),
+        get("limit=abc"),
+        get("limit=02"),
+        get("limit=1&limit=2"),
+        get("cursor=not-a-cursor"),
+        get("q=" + "x" * 201),
+        get("q="),
+        get("creatorId=nope"),
+        get("q=%ZZ"),
+        get("q=%00"),
+        get("q=%FF"),
+        get("limit=1;q=x"),
+        get("", Origin="https://app.example.test"),
+        get("", Host="bad host"),
+        lambda: call(app, "HEAD", "/courses"),
+        lambda: call(app, "OPTIONS", "/courses"),
+        lambda: call(app, "GET", "/courses/"),
+    ]
+    for request in handed_on:
+        await same_both_ways(lane, request, hot=False)
+
+
+async def test_course_pages_answer_alike(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    lane: Lane,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+) -> None:
+    course, _ = await course_with_lessons(api, db, creator, admin, [30.0, None])
+    draft = await new_course(api, creator, title="Unfinished")
+
+    def get(course_id: str, query: str = "", **headers: str) -> Request:
+        return lambda: call(app, "GET", f"/courses/{course_id}", query, headers)
+
+    answered = [
+        get(course["id"]),
+        get(course["id"].upper()),
+        get(course["id"], Authorization=f"Bearer {learner.token}"),
+        get(draft["id"]),  # 404 to a stranger
+        get(draft["id"], Authorization=f"Bearer {creator.token}"),  # the owner's draft
+        get(str(uuid.uuid4())),
+        get(course["id"], Authorization="Bearer x"),
+    ]
+    answers = [await same_both_ways(lane, request, hot=True) for request in answered]
+    assert [a.status for a in answers] == [200, 200, 200, 404, 200, 404, 401]
+    etag = dict(answers[0].headers)["etag"]
+    assert (
+        await same_both_ways(lane, get(course["id"], **{"If-None-Match": etag}), hot=True)
+    ).status == 304
+
+    for request in [
+        get("not-a-uuid"),
+        get(course["id"].replace("-", "")),
+        get(course["id"], "x=1"),
+        get(course["id"], Origin="https://app.example.test"),
+        lambda: call(app, "GET", f"/courses/{course['id']}/"),
+    ]:
+        await same_both_ways(lane, request, hot=False)
+
+
+async def test_certificate_verification_answers_alike(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    lane: Lane,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+) -> None:
+    course, lessons = await course_with_lessons(api, db, creator, admin, [None])
+    await enroll(api, learner, course["id"])
+    certificate = (await complete(api, learner, lessons[0]["id"])).json()["certificate"]
+    serial = certificate["serialHash"]
+
+    def get(serial_hash: str, **headers: str) -> Request:
+        return lambda: call(app, "GET", f"/certificates/verify/{serial_hash}", "", headers)
+
+    answered = [
+        get(serial),
+        get(serial.upper()),
+        get("0" * 64),
+        get("abc"),
+        get(serial, Accept="application/json"),
+        get(serial, Accept="*/*"),
+        get(serial, Accept="application/json, text/plain, */*"),
+        get(serial, Authorization="Bearer anything"),  # a public route reads no token
+    ]
+    answers = [await same_both_ways(lane, request, hot=True) for request in answered]
+    assert [a.status for a in answers] == [200, 200, 404, 404, 200, 200, 200, 200]
+
+    for request in [
+        get(serial, Accept="text/html"),
+        get(serial, Accept="text/html,application/xhtml+xml,*/*;q=0.8"),
+        get(serial + "-x"),
+        get(serial, Origin="https://elsewhere.example.test"),
+    ]:
+        await same_both_ways(lane, request, hot=False)
+
+
+async def test_heartbeats_and_completions_answer_alike(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    lane: Lane,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+    make_user: Any,
+) -> None:
+    """Writes: the reference and the lane each act as a learner of their own in the same state,
+    so that both find what the other would have found."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [100.0, 100.0, None])
+    other = await make_user()
+    stranger = await make_user()
+    for user in (learner, other):
+        await enroll(api, user, course["id"])
+    video, second, text = (lesson["id"] for lesson in lessons)
+    json_type = {"Content-Type": "application/json"}
+
+    async def both(make: Callable[[TestUser], Request], *, hot: bool) -> Answer:
+        lane.handed_on.clear()
+        with lane.aside():
+            reference = await make(learner)()
+        lane.handed_on.clear()
+        answer = await make(other)()
+        assert (not lane.handed_on) is hot, lane.handed_on
+        assert answer == reference
+        return answer
+
+    def beat(
+        lesson: str, body: bytes, headers: dict[str, str] | None = None, chunks: int = 1
+    ) -> Callable[[TestUser], Request]:
+        return lambda user: (
+            lambda: call(
+                app,
+                "POST",
+                f"/lessons/{lesson}/progress",
+                headers={"Authorization": f"Bearer {user.token}"}
+                | (json_type if headers is None else headers),
+                body=body,
+                chunks=chunks,
+            )
+        )
+
+    def done(lesson: str) -> Callable[[TestUser], Request]:
+        return lambda user: (
+            lambda: call(
+                app,
+                "POST",
+                f"/lessons/{lesson}/complete",
+                headers={"Authorization": f"Bearer {user.token}"},
+            )
+        )
+
+    assert (await both(beat(video, b'{"positionSeconds": 5}'), hot=True)).status == 204
+    assert (await both(beat(video, b'{"positionSeconds": 10.5}', {}), hot=True)).status == 204
+    assert (await both(beat(video, b'{"positionSeconds": 12}', chunks=3), hot=True)).status == 204
+    answered = [
+        beat(video, b'{"positionSeconds": 1e400}'),  # refused whole by the decoder
+        beat(video, b'{"positionSeconds": '),
+        beat(video, b"[" * 40 + b"]" * 40),
+        beat(video, b'{"positionSeconds": 500}'),  # past the video's end
+        beat(str(uuid.uuid4()), b'{"positionSeconds": 1}'),
+        beat(video, b'{"positionSeconds": 1}', {**json_type, "Authorization": "Bearer nope"}),
+        beat(video, b'{"positionSeconds": 1}', {"Authorization": ""}),
+    ]
+    statuses = [(await both(request, hot=True)).status for request in answered]
+    assert statuses == [400, 400, 400, 400, 404, 401, 401]
+
+    handed_on = [
+        beat(video, b'{"positionSeconds": -1}'),  # a field refused: Litestar words it
+        beat(video, b'{"positionSeconds": "5"}'),
+        beat(video, b'{"positionSeconds": 5, "extra": 1}'),
+        beat(video, b"{}"),
+        beat(video, b'{"positionSeconds": 5}', {"Content-Type": "text/plain"}),
+        beat(video, b'{"positionSeconds": 5}' + b" " * 5000),
+        beat(video, b'{"positionSeconds": 5}' + b" " * 5000, chunks=4),
+        beat(video, b'{"positionSeconds": 5}', {**json_type, "Origin": "https://app.example.test"}),
+    ]
+    for request in handed_on:
+        answer = await both(request, hot=False)
+        assert answer.status in (204, 400), answer
+
+    assert (await both(done(text), hot=True)).status == 200  # not the last: no certificate
+    assert (await both(done(text), hot=True)).status == 200  # again: idempotent
+    assert (await both(done(str(uuid.uuid4())), hot=True)).status == 404
+    # The last lesson: each learner gets a certificate of their own, the same shape.
+    await complete(api, learner, second)
+    await complete(api, other, second)
+    with lane.aside():
+        reference = await done(video)(learner)()
+    answer = await done(video)(other)()
+    assert (answer.status, answer.headers[:1]) == (reference.status, reference.headers[:1])
+    assert answer.status == 200
+    assert httpx.Response(200, content=answer.body).json()["courseCompleted"] is True
+
+    # A stranger (not enrolled) and a caller without the permission.
+    for user in (stranger, creator, admin):
+        lane.handed_on.clear()
+        with lane.aside():
+            reference = await done(text)(user)()
+        lane.handed_on.clear()
+        assert await done(text)(user)() == reference
+        assert not lane.handed_on
+
+
+def test_the_lanes_route_templates_are_the_apps(app: Litestar) -> None:
+    """The lane labels its requests' metrics and log lines with Litestar's templates."""
+    templates = {route.path_format for route in app.routes}
+    lane_templates = {
+        hot_lane.CATALOG,
+        hot_lane.COURSE,
+        hot_lane.VERIFY,
+        hot_lane.HEARTBEAT,
+        hot_lane.COMPLETE,
+    }
+    assert lane_templates <= templates

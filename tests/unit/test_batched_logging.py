@@ -1,0 +1,100 @@
+"""Request lines and the stream handler batch their work and lose or reorder nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+import pytest
+
+from lms.observability.logs import BatchingStreamHandler, JsonFormatter
+from lms.observability.middleware import AccessLog, RequestIds
+
+
+def handler_on(stream: io.StringIO) -> BatchingStreamHandler:
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+def test_on_a_loop_lines_wait_for_the_delay_and_keep_their_order() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("test.batched")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = handler_on(stream)
+    logger.addHandler(handler)
+
+    async def run() -> tuple[str, str]:
+        for i in range(5):
+            logger.info("line %d", i)
+        early = stream.getvalue()
+        await asyncio.sleep(BatchingStreamHandler.FLUSH_DELAY * 3)
+        return early, stream.getvalue()
+
+    try:
+        early, later = asyncio.run(run())
+    finally:
+        logger.removeHandler(handler)
+    assert early == ""
+    assert [json.loads(line)["msg"] for line in later.splitlines()] == [
+        f"line {i}" for i in range(5)
+    ]
+
+
+def test_a_warning_writes_what_waits_before_it_and_itself_at_once() -> None:
+    stream = io.StringIO()
+    handler = handler_on(stream)
+
+    async def run() -> list[str]:
+        handler.handle(logging.makeLogRecord({"msg": "first", "levelno": 20, "levelname": "INFO"}))
+        handler.handle(
+            logging.makeLogRecord({"msg": "trouble", "levelno": 30, "levelname": "WARNING"})
+        )
+        return [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+
+    assert asyncio.run(run()) == ["first", "trouble"]
+
+
+def test_off_a_loop_and_at_exit_nothing_waits() -> None:
+    stream = io.StringIO()
+    handler = handler_on(stream)
+    handler.handle(logging.makeLogRecord({"msg": "cli", "levelno": 20, "levelname": "INFO"}))
+    assert json.loads(stream.getvalue())["msg"] == "cli"
+
+    async def pending() -> None:
+        handler.handle(logging.makeLogRecord({"msg": "late", "levelno": 20, "levelname": "INFO"}))
+
+    asyncio.run(pending())  # the loop ends before the delay
+    handler.flush()  # as logging.shutdown() does at exit
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["cli", "late"]
+
+
+def test_request_lines_carry_the_time_the_request_ended(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="lms.request")
+    access = AccessLog()
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        access.add("GET", "/courses", "/courses", 200, 0.0123, "10.0.0.1", "rid-1")
+        ended = loop.time()
+        assert not [r for r in caplog.records if r.name == "lms.request"]
+        access.stop()  # at shutdown: what waits is written
+        return ended
+
+    asyncio.run(run())
+    (record,) = [r for r in caplog.records if r.name == "lms.request"]
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "GET /courses 200"
+    assert (entry["request_id"], entry["route"], entry["status"]) == ("rid-1", "/courses", 200)
+    assert (entry["duration_ms"], entry["client"]) == (12.3, "10.0.0.1")
+
+
+def test_request_ids_are_32_hex_digits_and_unique() -> None:
+    ids = RequestIds()
+    made = {ids.next() for _ in range(10_000)}
+    assert len(made) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    assert len({i[:16] for i in made} | {RequestIds().next()[:16]}) == 2
