@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
-import av.container
-import av.error
-from av.stream import Disposition
+# PyAV (FFmpeg's libraries, some 23 MB resident) is imported by the first probe, not with the
+# module: an API process that never receives an upload does not carry it.
+if TYPE_CHECKING:
+    import av.container
 
 # FFmpeg's names of the demuxers of real video and audio files, none of which opens anything but
 # the input it is given: MP4/QuickTime (external references off, below), Matroska/WebM, AVI,
@@ -72,6 +73,9 @@ def open_media(path: Path) -> Iterator[av.container.InputContainer]:
     """`path` opened for reading under the rule above; MediaRefused when its bytes are not one of
     the allowed formats (or not media at all). A missing or unreadable file is an OSError: our
     problem, not the uploader's."""
+    import av
+    import av.error
+
     with path.open("rb") as source:
         try:
             container = av.open(
@@ -138,6 +142,10 @@ def probe_video(path: Path) -> VideoInfo:
 
 
 def _describe(container: av.container.InputContainer) -> VideoInfo:
+    import av
+    import av.error
+    from av.stream import Disposition
+
     format_name = container.format.name
     videos = [
         s
