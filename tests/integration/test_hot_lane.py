@@ -411,3 +411,28 @@ def test_the_lanes_route_templates_are_the_apps(app: Litestar) -> None:
         hot_lane.COMPLETE,
     }
     assert lane_templates <= templates
+
+
+def test_the_lanes_routes_ask_for_no_more_than_the_lane_runs(app: Litestar) -> None:
+    """The lane mirrors these handlers' guards and middleware; a rule added to one of them must
+    be added to the lane too, and this test says so."""
+    expected = {
+        ("GET", hot_lane.CATALOG): ([], True),
+        ("GET", hot_lane.COURSE): ([], True),
+        ("GET", hot_lane.VERIFY): ([], True),
+        ("POST", hot_lane.HEARTBEAT): (["requires_track_progress"], False),
+        ("POST", hot_lane.COMPLETE): (["requires_track_progress"], False),
+    }
+    found = {}
+    for route in app.routes:
+        for method, (handler, _) in getattr(route, "route_handler_map", {}).items():
+            key = (method, route.path_format)
+            if key in expected:
+                guards = [guard.__name__ for guard in handler.resolve_guards()]
+                public = bool(handler.opt.get("public"))
+                # The app's own (the input guard, Allow, authentication), none of the route's.
+                assert {id(m) for m in handler.resolve_middleware()} == {
+                    id(m) for m in app.middleware
+                }, key
+                found[key] = (guards, public)
+    assert found == expected
