@@ -205,6 +205,12 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
         get("limit=1;q=x"),
         get("", Origin="https://app.example.test"),
         get("", Host="bad host"),
+        lambda: call(
+            app,
+            "GET",
+            "/courses",
+            headers={"Authorization": f"Bearer {learner.token}", "AUTHORIZATION": "Bearer x"},
+        ),
         lambda: call(app, "HEAD", "/courses"),
         lambda: call(app, "OPTIONS", "/courses"),
         lambda: call(app, "GET", "/courses/"),

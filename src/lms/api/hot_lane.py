@@ -126,11 +126,19 @@ class Request:
         if _HEADER_CONTROLS.search(b"\t".join(chain.from_iterable(headers))):
             raise HandOn
         for name, value in headers:
+            # A repeated Authorization, Accept or If-None-Match: which one counts is Litestar's
+            # to say.
             if name == b"authorization":
+                if self.authorization is not None:
+                    raise HandOn
                 self.authorization = value
             elif name == b"accept":
+                if self.accept is not None:
+                    raise HandOn
                 self.accept = value
             elif name == b"if-none-match":
+                if self.if_none_match is not None:
+                    raise HandOn
                 self.if_none_match = value
             elif name == b"host":
                 if not _PLAIN_HOST.fullmatch(value):
