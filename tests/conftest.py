@@ -30,6 +30,7 @@ from lms.db.migrate import migrate_forward
 from lms.domain.auth.passwords import hash_password
 from lms.domain.auth.tokens import issue_access_token
 from lms.domain.certificates.keys import new_private_key_pem
+from lms.domain.courses import catalog
 from lms.embedded import EmbeddedServices
 from lms.netutil import free_port
 from lms.settings import Settings, load_settings
@@ -218,6 +219,7 @@ async def api(
 ) -> httpx.AsyncClient:
     """The client, on an emptied database, with the app's caches and the outside world reset."""
     await app.state.ctx.system.reload()
+    catalog.forget_kept_searches()
     outside.mailbox.clear()
     outside.sms.clear()
     return client

@@ -305,6 +305,8 @@ def serving(cluster: Cluster, nats_url: str, jwt_secret: str, folder: Path) -> I
         LMS_DATABASE_REPLICA_URLS=cluster.standby.url,
         LMS_REPLICA_MAX_LAG=str(MAX_LAG),
         LMS_SEARCH_RATE_LIMIT="100000",
+        # Every anonymous search must reach a database here, not a page kept in the process.
+        LMS_SEARCH_CACHE_SECONDS="0",
     )
     log = folder / "api.log"
     api = spawn(env, "serve", "--workers", "1", log=log)

@@ -269,10 +269,15 @@ async def test_searches_past_the_concurrency_cap_wait_briefly_then_are_refused(
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("LOCK TABLE courses IN ACCESS EXCLUSIVE MODE")
-        held = [asyncio.ensure_future(api.get("/courses", params=search)) for _ in range(cap)]
+        # Each a different page: the same anonymous search asked for at once is computed once
+        # (lms.domain.courses.search_cache).
+        held = [
+            asyncio.ensure_future(api.get("/courses", params={**search, "limit": str(10 + i)}))
+            for i in range(cap)
+        ]
         try:
             await until_searches_wait(db, cap)
-            extra = asyncio.ensure_future(api.get("/courses", params=search))
+            extra = asyncio.ensure_future(api.get("/courses", params={**search, "limit": "5"}))
             queued = asyncio.ensure_future(until_searches_wait(db, cap + 1))
             done, _ = await asyncio.wait(
                 {extra, queued}, timeout=60, return_when=asyncio.FIRST_COMPLETED
@@ -292,3 +297,23 @@ async def test_searches_past_the_concurrency_cap_wait_briefly_then_are_refused(
     assert [a.status_code for a in answers] == [200] * cap
     # The cap counts searches in flight, not searches ever made.
     assert (await api.get("/courses", params=search)).status_code == 200
+
+
+async def test_anonymous_search_pages_are_kept_a_moment_and_signed_in_callers_see_the_primary(
+    api: httpx.AsyncClient, creator: TestUser, learner: TestUser, db: asyncpg.Pool
+) -> None:
+    """An anonymous search page is computed once and kept for LMS_SEARCH_CACHE_SECONDS (its
+    Cache-Control already allows that long); a signed-in caller's search always runs."""
+    await seed_published(db, creator, 2, title="Beekeeping")
+    search = {"q": "beekeeping"}
+    first = await api.get("/courses", params=search)
+    assert len(first.json()["items"]) == 2
+    assert "max-age=30" in first.headers["Cache-Control"]
+    await seed_published(db, creator, 1, title="Beekeeping for winter")
+    kept = await api.get("/courses", params=search)
+    assert kept.content == first.content
+    assert kept.headers["ETag"] == first.headers["ETag"]
+    signed_in = await api.get("/courses", params=search, headers=learner.headers)
+    assert len(signed_in.json()["items"]) == 3
+    # Another page of the same search is a page of its own.
+    assert len((await api.get("/courses", params={**search, "limit": 5})).json()["items"]) == 3

@@ -15,6 +15,7 @@ from lms.db.queries import ReadConn
 from lms.db.queries import catalog as sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import can_see
+from lms.domain.courses.search_cache import SearchCache
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
 from lms.domain.errors import Invalid, NotFound, Unavailable
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
@@ -26,6 +27,12 @@ PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
 PRIVATE_CACHE = "private, no-cache"
 SEARCH_TIMEOUT_SECONDS = 5.0
 _searches = SearchSlots()
+_search_pages = SearchCache()
+
+
+def forget_kept_searches() -> None:
+    """Drop this process's kept search pages (tests start from an empty catalog)."""
+    _search_pages.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,28 +95,38 @@ async def list_courses(
             "searches from this address",
             label="search",
         )
-        async with _searches.take(
-            settings.search_concurrency,
-            wait=SEARCH_WAIT_SECONDS,
-            line=settings.search_concurrency * SEARCH_LINE_PER_SLOT,
-        ):
-            try:
-                row = await sql.search_page(
-                    reads,
-                    query=query,
-                    limit=limit,
-                    after=after_rank,
-                    creator_id=creator_id,
-                    within=SEARCH_TIMEOUT_SECONDS,
-                )
-            except TimeoutError:
-                # A query matching much of a huge catalog must not hold a connection for long.
-                raise Unavailable("search took too long; try more specific words") from None
-        next_cursor = (
-            encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
-            if row["more"]
-            else None
-        )
+
+        async def search() -> str:
+            async with _searches.take(
+                settings.search_concurrency,
+                wait=SEARCH_WAIT_SECONDS,
+                line=settings.search_concurrency * SEARCH_LINE_PER_SLOT,
+            ):
+                try:
+                    row = await sql.search_page(
+                        reads,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        creator_id=creator_id,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
+                except TimeoutError:
+                    # A query matching much of a huge catalog must not hold a connection long.
+                    raise Unavailable("search took too long; try more specific words") from None
+            next_cursor = (
+                encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
+                if row["more"]
+                else None
+            )
+            return json_page(row["items"], next_cursor)
+
+        # Anonymous visitors share the page for a moment (lms.domain.courses.search_cache).
+        ttl = settings.search_cache_seconds
+        if principal is None and ttl > 0:
+            key = (query, limit, cursor, creator_id)
+            return _answer(await _search_pages.get(key, ttl, search), principal)
+        return _answer(await search(), principal)
     else:
         after_time = None
         if cursor:
