@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -11,6 +10,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import msgspec
+
+from lms.observability.flush_soon import FlushSoon
 
 # Set by the request middleware (API) and by the taskiq middleware (worker), so every log line a
 # request or the job it queued writes can be joined on one id.
@@ -77,8 +78,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._pending: list[str] = []
         self._size = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._soon = FlushSoon(self._flush_later, self.FLUSH_DELAY)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -88,19 +88,13 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self._pending.append(line)
         self._size += len(line)
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None or record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING:
+        if record.levelno >= logging.WARNING or self._size >= self.MAX_PENDING:
             self._write_pending(record)
-        elif self._timer is None or self._timer_loop is not loop:
-            self._timer = loop.call_later(self.FLUSH_DELAY, self._flush_later)
-            self._timer_loop = loop
+        else:
+            self._soon.ask()  # off an event loop: at once
 
     def _flush_later(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._timer = None
             self._write_pending(None)
 
     def _write_pending(self, record: logging.LogRecord | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -10,6 +9,7 @@ import re
 import time
 from typing import Any
 
+from lms.observability.flush_soon import FlushSoon
 from lms.observability.logs import request_id_var
 from lms.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 from lms.observability.tally import TALLY
@@ -121,8 +121,7 @@ class AccessLog:
 
     def __init__(self) -> None:
         self._pending: list[tuple[float, str, str, str, int, float, str | None, str]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._soon = FlushSoon(self.flush, self.FLUSH_DELAY)
 
     def add(
         self,
@@ -137,20 +136,10 @@ class AccessLog:
         self._pending.append(
             (time.time(), method, path, route, status, duration, client, request_id)
         )
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on an event loop: nothing would write them later
-            self.flush()
-            return
         if len(self._pending) >= self.MAX_PENDING:
             self.flush()
-        elif self._timer is None or self._timer_loop is not loop:
-            self._timer = loop.call_later(self.FLUSH_DELAY, self._flush_later)
-            self._timer_loop = loop
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        self.flush()
+        else:
+            self._soon.ask()
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -170,7 +159,5 @@ class AccessLog:
             log.handle(record)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._soon.cancel()
         self.flush()

@@ -9,9 +9,10 @@ at most FLUSH_DELAY later, and before every scrape of this process's /metrics.
 
 from __future__ import annotations
 
-import asyncio
 from bisect import bisect_left
 from typing import Any
+
+from lms.observability.flush_soon import FlushSoon
 
 
 class Tally:
@@ -22,13 +23,12 @@ class Tally:
         # A histogram child -> its per-bucket counts (as Histogram keeps them, not cumulative),
         # then the sum of the values.
         self._observed: dict[Any, list[float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._soon = FlushSoon(self.flush, self.FLUSH_DELAY)
 
     def inc(self, counter: Any, amount: float = 1) -> None:
         """counter.inc(amount), soon: `counter` is a Counter or a labelled child of one."""
         self._counts[counter] = self._counts.get(counter, 0) + amount
-        self._soon()
+        self._soon.ask()
 
     def observe(self, histogram: Any, value: float) -> None:
         """histogram.observe(value), soon: `histogram` is a Histogram or a labelled child."""
@@ -39,21 +39,7 @@ class Tally:
         # Histogram.observe counts a value in the first bucket whose bound is >= it.
         observed[bisect_left(bounds, value)] += 1
         observed[-1] += value
-        self._soon()
-
-    def _soon(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop in this thread: nothing would flush later
-            self.flush()
-            return
-        if self._timer is None or self._timer_loop is not loop:
-            self._timer = loop.call_later(self.FLUSH_DELAY, self._flush_later)
-            self._timer_loop = loop
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        self.flush()
+        self._soon.ask()
 
     def flush(self) -> None:
         counts, self._counts = self._counts, {}
