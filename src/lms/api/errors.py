@@ -72,24 +72,20 @@ def problem_of_unhandled(exc: Exception, method: str, path: str) -> Problem:
     return Problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
 
 
-def error_response(problem: Problem) -> Response[dict[str, object]]:
+def error_response(problem: Problem) -> Response[bytes]:
     return Response(
-        content={"status_code": problem.status_code, "detail": problem.detail},
+        content=problem.body(),
         status_code=problem.status_code,
         headers=problem.headers,
         media_type="application/json",
     )
 
 
-def domain_error_handler(
-    request: Request[Any, Any, Any], exc: DomainError
-) -> Response[dict[str, object]]:
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     return error_response(problem_of_domain_error(exc))
 
 
-def unhandled_exception_handler(
-    request: Request[Any, Any, Any], exc: Exception
-) -> Response[dict[str, object]]:
+def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, HTTPException):  # pragma: no cover - Litestar routes these elsewhere
         raise exc
     return error_response(problem_of_unhandled(exc, request.method, request.url.path))

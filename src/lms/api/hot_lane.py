@@ -43,7 +43,8 @@ from lms.context import AppContext
 from lms.domain.auth.authentication import Principal, authenticate
 from lms.domain.auth.permissions import Permission
 from lms.domain.certificates import services as certificates
-from lms.domain.certificates.schemas import NotVerified
+from lms.domain.certificates.controllers import VERIFY_CACHE
+from lms.domain.certificates.schemas import UNKNOWN_SERIAL
 from lms.domain.courses import catalog
 from lms.domain.errors import DomainError, Unauthenticated
 from lms.domain.learning import progress
@@ -66,7 +67,7 @@ COMPLETE = "/lessons/{lesson_id}/complete"
 
 JSON = b"application/json"
 # The controllers' headers, by the same names (lms.domain.*.controllers).
-VERIFY_HEADERS = [(b"cache-control", b"public, max-age=60"), (b"vary", b"Accept")]
+VERIFY_HEADERS = [(b"cache-control", VERIFY_CACHE.encode()), (b"vary", b"Accept")]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SERIAL = re.compile(r"[0-9A-Za-z]{1,128}")
@@ -258,10 +259,7 @@ class HotLane:
         ctx = self.ctx
         answer, _ = await certificates.verify(ctx.replica_reads(), ctx, serial_hash)
         if answer is None:
-            missing = NotVerified(
-                valid=False, status_code=404, detail="no certificate has this serial"
-            )
-            return 404, _json_headers(VERIFY_HEADERS), _ENCODER.encode(missing)
+            return 404, _json_headers(VERIFY_HEADERS), _ENCODER.encode(UNKNOWN_SERIAL)
         return 200, _json_headers(VERIFY_HEADERS), _ENCODER.encode(answer)
 
     async def heartbeat(self, request: Request, lesson_id: str, receive: Receive) -> Answer:

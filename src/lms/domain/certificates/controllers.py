@@ -18,6 +18,7 @@ from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.certificates import html_page, services
 from lms.domain.certificates.schemas import (
+    UNKNOWN_SERIAL,
     Certificate,
     JwkSet,
     NotVerified,
@@ -86,9 +87,7 @@ class CertificateController(Controller):
             headers |= {"Content-Security-Policy": PAGE_POLICY, "Referrer-Policy": "no-referrer"}
             # The page documents itself; the annotation documents the JSON answer.
             return Response(page, status_code=status, media_type=HTML, headers=headers)  # type: ignore[arg-type]
-        body: Verification | NotVerified = answer or NotVerified(
-            valid=False, status_code=HTTP_404_NOT_FOUND, detail="no certificate has this serial"
-        )
+        body: Verification | NotVerified = answer or UNKNOWN_SERIAL
         return Response(body, status_code=status, media_type=JSON, headers=headers)  # type: ignore[arg-type]
 
 

@@ -72,6 +72,10 @@ class NotVerified(msgspec.Struct, kw_only=True):
     detail: str
 
 
+# The one answer for every serial that names no certificate.
+UNKNOWN_SERIAL = NotVerified(valid=False, status_code=404, detail="no certificate has this serial")
+
+
 class Revocation(CamelStruct, forbid_unknown_fields=True):
     reason: Annotated[
         str,
