@@ -102,3 +102,18 @@ def test_the_domain_knows_nothing_about_http() -> None:
         )
     )
     assert offenders == []
+
+
+def test_the_api_does_not_load_pyav_until_an_upload_is_probed() -> None:
+    """PyAV (FFmpeg's libraries) is some 16 MB per API process: it is imported by the first
+    probe (lms.integrations.media), never by building the app."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, lms.app; print('av' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "False"
