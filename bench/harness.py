@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,13 @@ import asyncpg
 import httpx
 
 WRK_MISSING = "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
+# Debian and Ubuntu ship pgbench with the server (postgresql-15 on Debian 12), not the client
+# package. The bench does not install it: that package also creates and starts a cluster.
+PGBENCH_MISSING = (
+    "pgbench is not installed: on Debian/Ubuntu it comes with the PostgreSQL server package "
+    "(apt-get install postgresql-15, or the major version you run); on macOS brew install libpq"
+)
+APT_INSTALL_TIMEOUT = 600.0
 
 
 class BenchError(Exception):
@@ -56,6 +64,41 @@ def add_load_arguments(
     )
 
 
+def apt_install(package: str) -> bool:
+    """Install a Debian package when this process may (root, apt-get present); True once it is.
+    A fresh machine may have no package lists: one `apt-get update`, then one more try."""
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    for attempt in ([install], [["apt-get", "update"], install]):
+        print(f"installing {package}: {' && '.join(' '.join(c) for c in attempt)}", file=sys.stderr)
+        for command in attempt:
+            try:
+                done = subprocess.run(
+                    command, env=env, capture_output=True, text=True, timeout=APT_INSTALL_TIMEOUT
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            if done.returncode != 0:
+                break
+        else:
+            return True
+    return False
+
+
+def ensure_wrk() -> None:
+    """wrk on PATH, installed with apt-get when we are root on Debian/Ubuntu; else a BenchError
+    naming the package. Called before anything is seeded or started."""
+    if shutil.which("wrk") is None and not (apt_install("wrk") and shutil.which("wrk")):
+        raise BenchError(WRK_MISSING)
+
+
+def ensure_pgbench() -> None:
+    if shutil.which("pgbench") is None:
+        raise BenchError(PGBENCH_MISSING)
+
+
 def run_main(
     name: str,
     args: argparse.Namespace,
@@ -66,9 +109,12 @@ def run_main(
 ) -> int:
     """Check the load options (and `problem`, a script's own complaint about its arguments), then
     run; failures print `<name>: error: ...` and give status 1 (2 for bad arguments)."""
-    if needs_wrk and shutil.which("wrk") is None:
-        print(WRK_MISSING, file=sys.stderr)
-        return 2
+    if needs_wrk:
+        try:
+            ensure_wrk()
+        except BenchError as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 2
     if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
         problem = "need --duration >= 1 and --connections >= --threads >= 1"
     if problem is not None:

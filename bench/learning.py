@@ -46,8 +46,15 @@ from bench.seed import BENCH_EMAIL_DOMAIN, percent
 
 SCENARIOS = ("heartbeat", "complete", "bulk")
 WRK_SCENARIOS = ("heartbeat", "complete")
-HEARTBEAT_STEP = 5.0  # seconds the player moves on between two heartbeats
-LESSONS_PER_LEARNER = 4  # heartbeat: lessons each learner is playing (one per enrollment)
+# heartbeat: a player's clock. An enrollment (one learner's course: the API keeps one watch clock
+# for it) sends its next heartbeat HEARTBEAT_PERIOD seconds after the previous one was sent, and
+# never sooner than HEARTBEAT_MIN_GAP after it was answered, so that even a slow answer followed
+# by a fast one cannot reach the server within that gap (the API answers 429 below 0.5 s).
+HEARTBEAT_PERIOD = 1.0
+HEARTBEAT_MIN_GAP = 0.5
+# Enrollments each wrk connection must be able to draw on before the run: a thread's share of
+# the workload below this many per connection fails at once (the learners would run out).
+MIN_ENROLLMENTS_PER_CONNECTION = 4
 COMPLETE_WINDOW = 256  # complete: enrollments worked on side by side, lesson by lesson
 MAX_COMPLETE_PAIRS = 60_000  # complete: (learner, lesson) pairs prepared; the run cycles after
 DRAIN_SECONDS = 10.0  # the most we wait for the server to log requests wrk left in flight
@@ -87,6 +94,7 @@ class Pair:
     duration: float
     start_position: float | None  # None: no progress row before the run
     start_completed: bool = False
+    play_from: float = 0.0  # heartbeat: where the player starts (the resume position, or 0)
 
 
 @dataclass
@@ -133,9 +141,12 @@ async def bench_learners(conn: asyncpg.Connection, count: int, rng: random.Rando
 
 
 async def heartbeat_workload(conn: asyncpg.Connection, count: int, rng: random.Random) -> Workload:
-    """Each learner plays up to LESSONS_PER_LEARNER lessons, one per enrollment: the lesson the
-    player would resume (the first one not completed), or, in a course already finished, any
-    lesson watched again. They start from the stored resume position (0 when never played)."""
+    """One (learner, lesson) per enrollment of the chosen learners, every enrollment they have:
+    the lesson the player would resume (the first one not completed) from its stored position,
+    a lesson never started from 0, or, in a course already finished, any lesson watched again
+    from 0. The order is the order the run starts them in: every learner's first enrollment
+    (learners shuffled), then every learner's second one, and so on, so that a learner plays two
+    courses at once only when there are more players than learners."""
     learners = await bench_learners(conn, count, rng)
     rows = await conn.fetch(
         """
@@ -155,11 +166,11 @@ async def heartbeat_workload(conn: asyncpg.Connection, count: int, rng: random.R
         if not by_enrollment[row["enrollment_id"]]:
             enrollments_of[row["user_id"]].append(row["enrollment_id"])
         by_enrollment[row["enrollment_id"]].append(row)
-    pairs: list[Pair] = []
+    ranked: list[list[Pair]] = []  # [k]: every learner's k-th enrollment
     mix: Counter[str] = Counter()
     for index, learner in enumerate(learners):
         enrollments = enrollments_of[learner.user_id]
-        for enrollment_id in rng.sample(enrollments, min(LESSONS_PER_LEARNER, len(enrollments))):
+        for rank, enrollment_id in enumerate(rng.sample(enrollments, len(enrollments))):
             lessons = by_enrollment[enrollment_id]
             current = next((r for r in lessons if not r["completed"]), None)
             if current is None:
@@ -169,19 +180,29 @@ async def heartbeat_workload(conn: asyncpg.Connection, count: int, rng: random.R
             else:
                 kind = "resume of a lesson in progress"
             mix[kind] += 1
-            pairs.append(
+            duration = float(current["duration_seconds"] or 600.0)
+            resume = current["position_seconds"] if not current["completed"] else None
+            if rank == len(ranked):
+                ranked.append([])
+            ranked[rank].append(
                 Pair(
                     learner=index,
                     lesson_id=current["lesson_id"],
                     enrollment_id=enrollment_id,
-                    duration=float(current["duration_seconds"] or 600.0),
+                    duration=duration,
                     start_position=current["position_seconds"],
                     start_completed=current["completed"],
+                    play_from=min(float(resume or 0.0), duration),
                 )
             )
-    rng.shuffle(pairs)
-    description = f"{len(learners):,} learners playing {len(pairs):,} lessons: " + ", ".join(
-        f"{n:,} {kind}" for kind, n in mix.most_common()
+    pairs: list[Pair] = []
+    for group in ranked:
+        rng.shuffle(group)
+        pairs += group
+    description = (
+        f"{len(learners):,} learners with {len(pairs):,} enrollments, one lesson each, played "
+        f"as needed at one heartbeat per {HEARTBEAT_PERIOD:g} s per enrollment: "
+        + ", ".join(f"{n:,} {kind}" for kind, n in mix.most_common())
     )
     return Workload(learners, pairs, description, dict(mix))
 
@@ -191,6 +212,12 @@ async def complete_workload(conn: asyncpg.Connection, count: int, rng: random.Ra
     that COMPLETE_WINDOW enrollments at a time are worked through lesson by lesson: courses get
     completed (and certificates issued) all through the run, and two lessons of one enrollment
     are rarely completed at the same moment (the enrollment's row lock would queue them)."""
+    if await conn.fetchval("SELECT require_watch_to_complete FROM system_settings WHERE id = 1"):
+        raise BenchError(
+            "requireWatchToComplete is on: the complete scenario completes lessons without "
+            "watching them, so every answer would be 409; turn it off (PATCH /admin/settings "
+            '{"requireWatchToComplete": false}) to measure completion'
+        )
     learners = await bench_learners(conn, count, rng)
     rows = await conn.fetch(
         """
@@ -256,8 +283,8 @@ def mint_tokens(settings: Any, learners: Sequence[Learner]) -> None:
 
 
 def write_data(path: Path, workload: Workload) -> None:
-    """T lines (thread, learner, token), then P lines (thread, learner, lesson, duration, start
-    position): a pair's id is its P line's number, in the order the run should use them."""
+    """T lines (thread, learner, token), then P lines (thread, learner, lesson, duration, where
+    the player starts): a pair's id is its P line's number, in the order the run uses them."""
     used = {p.learner for p in workload.pairs}
     with path.open("w") as out:
         for index, learner in enumerate(workload.learners):
@@ -265,10 +292,9 @@ def write_data(path: Path, workload: Workload) -> None:
                 out.write(f"T\t{learner.thread}\t{index}\t{learner.token}\n")
         for pair in workload.pairs:
             learner = workload.learners[pair.learner]
-            start = 0.0 if pair.start_position is None else pair.start_position
             out.write(
                 f"P\t{learner.thread}\t{pair.learner}\t{pair.lesson_id}\t{pair.duration!r}\t"
-                f"{start!r}\n"
+                f"{pair.play_from!r}\n"
             )
 
 
@@ -277,14 +303,28 @@ def write_data(path: Path, workload: Workload) -> None:
 
 LUA_TEMPLATE = Template("""\
 -- Generated by bench/learning.py: the $scenario scenario. Each wrk thread loads only its own
--- learners and (learner, lesson) pairs from the data file and goes through them in order; a pair
--- whose request is still in flight is skipped, so no two in-flight requests carry the same
--- learner and lesson. done() writes what every pair sent and what came back.
+-- learners and (learner, lesson) pairs from the data file; no two in-flight requests ever carry
+-- the same pair. done() writes what every pair sent and what came back.
+--
+-- heartbeat: each pair is one enrollment played like a video player plays it. Its heartbeats
+-- are $period s apart (never sooner than $min_gap s after the previous one was answered), and
+-- the position is where the player started plus the real time since its first heartbeat, up to
+-- the video's end (then that lesson is done and the pair retires). wrk's request() does not
+-- know which connection asks, so pacing is per thread and per enrollment: delay(), which wrk
+-- calls before each request, reserves the enrollment due soonest, or starts a new one (the
+-- next in the data file) when none is due yet, and makes the connection wait only when every
+-- enrollment of the thread is playing and none is due (the learners ran out: counted). The
+-- request() that follows sends the reserved enrollment due soonest: whichever connection's
+-- timer fires, that one is due.
+--
+-- complete: each thread goes round its pairs in order and skips a pair whose request is still
+-- in flight.
 local data_path = $data_path
 local out_path = $out_path
 local scenario = "$scenario"
 local seed = $seed
-local step = $step
+local period = $period
+local min_gap = $min_gap
 local expected_status = $expected_status
 local threads = {}
 local next_id = 0
@@ -304,13 +344,25 @@ last_pos = {}     -- heartbeat: position of its last request, as sent
 ok_pos = {}       -- heartbeat: position of its last request answered 204
 statuses = {}     -- status -> responses
 unmatched = 0     -- responses without a request id of ours
-stalled = 0       -- request() calls that found every pair in flight (then /readyz is sent)
+stalled = 0       -- request() calls with no pair to send (then /readyz is sent)
 course_completed = 0  -- complete: 200s saying the course is completed
 with_certificate = 0  -- complete: 200s carrying a certificate
+-- heartbeat pacing, for the report
+started = 0       -- enrollments that started playing
+retired = 0       -- enrollments whose lesson played to its end
+waits = 0         -- delay() calls that found no enrollment due and none left to start
+waited = 0.0      -- seconds those waits added up to
+early = 0         -- heartbeats sent before their enrollment was due (a bug if ever > 0)
+min_interval = -1     -- shortest time between two heartbeats of one enrollment (-1: none)
+min_after_answer = -1 -- shortest time from an answer to the next heartbeat of that enrollment
+intervals = 0     -- heartbeats that had a previous one in the run
+interval_sum = 0.0
+histogram = {0, 0, 0, 0, 0, 0, 0}  -- intervals below 0.5, 1, 1.1, 1.5, 2, 5 s, and longer
+local edges = {0.5, 1.0, 1.1, 1.5, 2.0, 5.0}
 
 local heads = {}
-local position = {}
 local duration = {}
+local play_from = {}
 local local_of = {}
 local cursor = 0
 local n = 0
@@ -319,6 +371,58 @@ local idle_request = nil
 -- request, and never sends it: that call must not count as a request sent (set in init(),
 -- once setup() has numbered the thread).
 local checked = true
+
+-- heartbeat: the player's clock and the enrollments by when they are due
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local timespec = ffi.new("bench_timespec")
+local function clock()
+  ffi.C.clock_gettime(1, timespec)  -- CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
+local due = {}         -- pair -> when its next heartbeat may be sent
+local first_at = {}    -- pair -> when its first heartbeat was sent
+local sent_at = {}     -- pair -> when its last heartbeat was sent
+local answered_at = {} -- pair -> when its last heartbeat was answered
+local finished = {}    -- pair -> its last heartbeat was at the video's end
+local waiting = {}     -- min-heap of answered pairs by due time
+local reserved = {}    -- min-heap of pairs delay() promised to a connection, by due time
+local fresh = 1        -- the next pair to start
+
+local function push(heap, i)
+  local k = #heap + 1
+  while k > 1 do
+    local parent = math.floor(k / 2)
+    if due[heap[parent]] <= due[i] then break end
+    heap[k] = heap[parent]
+    k = parent
+  end
+  heap[k] = i
+end
+
+local function pop(heap)
+  local top = heap[1]
+  if top == nil then return nil end
+  local last = heap[#heap]
+  heap[#heap] = nil
+  local size = #heap
+  if size > 0 then
+    local k = 1
+    while true do
+      local child = 2 * k
+      if child > size then break end
+      if child < size and due[heap[child + 1]] < due[heap[child]] then child = child + 1 end
+      if due[heap[child]] >= due[last] then break end
+      heap[k] = heap[child]
+      k = child
+    end
+    heap[k] = last
+  end
+  return top
+end
 
 local function split(line)
   local fields = {}
@@ -349,7 +453,7 @@ function init(args)
         gids[n] = gid
         local_of[gid] = n
         duration[n] = tonumber(f[5])
-        position[n] = tonumber(f[6])
+        play_from[n] = tonumber(f[6])
         sent[n] = 0
         acked[n] = 0
         last_status[n] = 0
@@ -359,6 +463,33 @@ function init(args)
   idle_request = wrk.format("GET", "/readyz")
 end
 
+-- heartbeat: which enrollment the connection about to send will carry, and how long it waits.
+local function pace()
+  local now = clock()
+  local i = waiting[1]
+  if i ~= nil and due[i] <= now then
+    pop(waiting)
+  elseif fresh <= n then
+    i = fresh
+    fresh = fresh + 1
+    due[i] = now
+    started = started + 1
+  elseif i ~= nil then
+    pop(waiting)
+    waits = waits + 1
+    waited = waited + (due[i] - now)
+  else
+    return 0  -- every enrollment is in flight or done: request() counts it as stalled
+  end
+  push(reserved, i)
+  local wait = due[i] - now
+  if wait <= 0 then return 0 end
+  -- wrk's timers have millisecond steps: round up, plus a margin, never early.
+  return math.ceil(wait * 1000) + 2
+end
+
+if scenario == "heartbeat" then delay = pace end
+
 local function next_pair()
   for _ = 1, n do
     cursor = cursor % n + 1
@@ -367,11 +498,49 @@ local function next_pair()
   return nil
 end
 
+local function heartbeat_request()
+  local i = pop(reserved)
+  if i == nil then
+    stalled = stalled + 1
+    return idle_request
+  end
+  local now = clock()
+  if due[i] > now then early = early + 1 end
+  if sent_at[i] ~= nil then
+    local gap = now - sent_at[i]
+    if min_interval < 0 or gap < min_interval then min_interval = gap end
+    local bucket = #edges + 1
+    for b, edge in ipairs(edges) do
+      if gap < edge then bucket = b break end
+    end
+    histogram[bucket] = histogram[bucket] + 1
+    intervals = intervals + 1
+    interval_sum = interval_sum + gap
+    local after = now - answered_at[i]
+    if min_after_answer < 0 or after < min_after_answer then min_after_answer = after end
+  end
+  if first_at[i] == nil then first_at[i] = now end
+  -- Milliseconds, rounded down: a position at the video's end is never past it.
+  local pos = math.floor((play_from[i] + (now - first_at[i])) * 1000) / 1000
+  if pos >= duration[i] then
+    pos = math.floor(duration[i] * 1000) / 1000
+    finished[i] = true
+  end
+  local text = string.format("%.3f", pos)
+  local seq = sent[i] + 1
+  sent[i] = seq
+  sent_at[i] = now
+  last_pos[i] = text
+  local body = '{"positionSeconds":' .. text .. '}'
+  return heads[i] .. seq .. "\\r\\nContent-Length: " .. #body .. "\\r\\n\\r\\n" .. body
+end
+
 function request()
   if not checked then
     checked = true
     return idle_request
   end
+  if scenario == "heartbeat" then return heartbeat_request() end
   local i = next_pair()
   if i == nil then
     stalled = stalled + 1
@@ -379,17 +548,7 @@ function request()
   end
   local seq = sent[i] + 1
   sent[i] = seq
-  if scenario ~= "heartbeat" then
-    return heads[i] .. seq .. "\\r\\nContent-Length: 0\\r\\n\\r\\n"
-  end
-  -- The player moves on by about `step` seconds; near the end it starts the video again.
-  local pos = position[i] + step * (0.9 + 0.2 * math.random())
-  if pos > duration[i] - 2 then pos = math.min(0.5 + 2.5 * math.random(), duration[i]) end
-  local text = string.format("%.3f", pos)
-  position[i] = tonumber(text)
-  last_pos[i] = text
-  local body = '{"positionSeconds":' .. text .. '}'
-  return heads[i] .. seq .. "\\r\\nContent-Length: " .. #body .. "\\r\\n\\r\\n" .. body
+  return heads[i] .. seq .. "\\r\\nContent-Length: 0\\r\\n\\r\\n"
 end
 
 function response(status, headers, body)
@@ -404,16 +563,22 @@ function response(status, headers, body)
   end
   acked[i] = tonumber(seq)
   last_status[i] = status
-  if status == expected_status then
-    if scenario == "heartbeat" then
-      ok_pos[i] = last_pos[i]
+  if scenario == "heartbeat" then
+    if status == expected_status then ok_pos[i] = last_pos[i] end
+    local now = clock()
+    answered_at[i] = now
+    if finished[i] then
+      retired = retired + 1
     else
-      if string.find(body, '"courseCompleted":true', 1, true) then
-        course_completed = course_completed + 1
-      end
-      if string.find(body, '"certificate":{', 1, true) then
-        with_certificate = with_certificate + 1
-      end
+      due[i] = math.max(sent_at[i] + period, now + min_gap)
+      push(waiting, i)
+    end
+  elseif status == expected_status then
+    if string.find(body, '"courseCompleted":true', 1, true) then
+      course_completed = course_completed + 1
+    end
+    if string.find(body, '"certificate":{', 1, true) then
+      with_certificate = with_certificate + 1
     end
   end
 end
@@ -436,6 +601,13 @@ function done(summary, latency, requests)
     out:write(string.format("C\\t%d\\t%d\\t%d\\t%d\\t%d\\n", t, thread:get("unmatched"),
                             thread:get("stalled"), thread:get("course_completed"),
                             thread:get("with_certificate")))
+    local pacing = {t, thread:get("started"), thread:get("retired"), thread:get("waits"),
+                    string.format("%.6f", thread:get("waited")), thread:get("early"),
+                    string.format("%.6f", thread:get("min_interval")),
+                    string.format("%.6f", thread:get("min_after_answer")),
+                    thread:get("intervals"), string.format("%.6f", thread:get("interval_sum")),
+                    table.concat(thread:get("histogram"), ",")}
+    out:write("K\\t" .. table.concat(pacing, "\\t") .. "\\n")
   end
   out:close()
 $report
@@ -453,7 +625,8 @@ def write_script(directory: Path, scenario: str, seed: int) -> tuple[Path, Path,
             data_path=json.dumps(str(data)),
             out_path=json.dumps(str(out)),
             seed=seed,
-            step=repr(HEARTBEAT_STEP),
+            period=repr(HEARTBEAT_PERIOD),
+            min_gap=repr(HEARTBEAT_MIN_GAP),
             expected_status=ROUTES[scenario][2],
             report=WRK_REPORT_LUA,
         )
@@ -472,6 +645,47 @@ class WrkRun:
     course_completed: int
     with_certificate: int
     cpu: dict[str, Any] | None
+    pacing: dict[str, Any] = field(default_factory=dict)  # heartbeat: the players' clock
+
+
+INTERVAL_BUCKETS = ("<0.5 s", "0.5-1 s", "1-1.1 s", "1.1-1.5 s", "1.5-2 s", "2-5 s", ">=5 s")
+
+
+def pacing_summary(lines: Sequence[list[str]]) -> dict[str, Any]:
+    """The threads' K lines (heartbeat pacing) added up: enrollments started and retired, waits
+    for an enrollment to be due, heartbeats sent early, and the intervals between two heartbeats
+    of one enrollment (the shortest, the mean, a histogram)."""
+    started = retired = waits = early = intervals = 0
+    waited = interval_sum = 0.0
+    shortest: list[float] = []
+    after_answer: list[float] = []
+    histogram = [0] * len(INTERVAL_BUCKETS)
+    for f in lines:
+        started += int(f[2])
+        retired += int(f[3])
+        waits += int(f[4])
+        waited += float(f[5])
+        early += int(f[6])
+        if float(f[7]) >= 0:
+            shortest.append(float(f[7]))
+        if float(f[8]) >= 0:
+            after_answer.append(float(f[8]))
+        intervals += int(f[9])
+        interval_sum += float(f[10])
+        for b, count in enumerate(f[11].split(",")):
+            histogram[b] += int(count)
+    return {
+        "enrollments_started": started,
+        "enrollments_retired": retired,
+        "waits_for_a_due_enrollment": waits,
+        "waited_s": round(waited, 3),
+        "sent_early": early,
+        "intervals": intervals,
+        "min_interval_s": round(min(shortest), 4) if shortest else None,
+        "mean_interval_s": round(interval_sum / intervals, 4) if intervals else None,
+        "min_after_answer_s": round(min(after_answer), 4) if after_answer else None,
+        "interval_histogram": dict(zip(INTERVAL_BUCKETS, histogram, strict=True)),
+    }
 
 
 def run_wrk(
@@ -493,6 +707,7 @@ def run_wrk(
     if not sent_path.exists():
         raise BenchError(f"the wrk script wrote no {sent_path.name}:\n{outcome.output}")
     run = WrkRun(outcome.result, outcome.output, {}, Counter(), 0, 0, 0, 0, outcome.measured)
+    pacing: list[list[str]] = []
     for line in sent_path.read_text().splitlines():
         f = line.split("\t")
         if f[0] == "P":
@@ -510,6 +725,9 @@ def run_wrk(
             run.stalled += int(f[3])
             run.course_completed += int(f[4])
             run.with_certificate += int(f[5])
+        elif f[0] == "K":
+            pacing.append(f)
+    run.pacing = pacing_summary(pacing)
     return run
 
 
@@ -970,6 +1188,48 @@ async def verify_certificates(
 # scenarios
 
 
+def enough_enrollments(workload: Workload, threads: int, connections: int) -> None:
+    """Each wrk thread must have several enrollments per connection to draw on, or the run would
+    wait on the players' clock from the start."""
+    per_thread = Counter(workload.learners[p.learner].thread for p in workload.pairs)
+    need = MIN_ENROLLMENTS_PER_CONNECTION * -(-connections // threads)
+    fewest = min((per_thread.get(t, 0) for t in range(1, threads + 1)), default=0)
+    if fewest < need:
+        raise BenchError(
+            f"a wrk thread has {fewest:,} enrollments to play, fewer than {need:,} "
+            f"({MIN_ENROLLMENTS_PER_CONNECTION} per connection): choose more learners "
+            "(--learners) or seed more progress rows"
+        )
+
+
+def pacing_failures(pacing: dict[str, Any], prepared: int) -> list[str]:
+    """Why the heartbeat run does not measure the server: a heartbeat sent sooner than an
+    honest player would (a bug in the script), or the learners ran out, so that connections
+    waited for a player's next heartbeat instead of loading the server."""
+    failures: list[str] = []
+    shortest, after = pacing.get("min_interval_s"), pacing.get("min_after_answer_s")
+    # The clock is read in microseconds and wrk's timers fire on time or late: a few ms of
+    # slack only absorbs rounding, far below the gaps the checks are about.
+    if pacing.get("sent_early") or (shortest is not None and shortest < HEARTBEAT_PERIOD - 0.005):
+        failures.append(
+            f"heartbeats of one enrollment sent {shortest} s apart, below {HEARTBEAT_PERIOD} s "
+            f"({pacing.get('sent_early')} sent before due): the script's pacing is broken"
+        )
+    if after is not None and after < HEARTBEAT_MIN_GAP - 0.005:
+        failures.append(
+            f"a heartbeat sent {after} s after the previous one's answer, below "
+            f"{HEARTBEAT_MIN_GAP} s: the script's pacing is broken"
+        )
+    if pacing.get("waits_for_a_due_enrollment"):
+        failures.append(
+            f"the learners ran out: every one of the {prepared:,} enrollments had started and "
+            f"{pacing['waits_for_a_due_enrollment']:,} requests waited "
+            f"{pacing['waited_s']:.1f} s in all for one to be due, so the rate measured is the "
+            "players', not the server's: choose more learners (--learners)"
+        )
+    return failures
+
+
 def wrk_scenario(
     scenario: str,
     args: argparse.Namespace,
@@ -993,6 +1253,8 @@ def wrk_scenario(
     print(f"{scenario}: choosing learners and lessons ...", file=sys.stderr)
     workload = asyncio.run(prepare())
     assign_threads(workload, args.threads)
+    if scenario == "heartbeat":
+        enough_enrollments(workload, args.threads, args.connections)
     mint_tokens(settings, workload.learners)
     script, data_path, sent_path = write_script(workdir, scenario, args.seed)
     write_data(data_path, workload)
@@ -1021,6 +1283,8 @@ def wrk_scenario(
         failures.append(f"responses other than {expected}: {wrong}")
     if run.stalled:
         failures.append(f"{run.stalled} requests found every learner+lesson in flight")
+    if scenario == "heartbeat":
+        failures += pacing_failures(run.pacing, len(workload.pairs))
     if scenario == "heartbeat" and checks["lost_updates"]:
         failures.append(f"{checks['lost_updates']} lost updates")
     if scenario == "complete" and checks["inconsistencies"]:
@@ -1055,6 +1319,7 @@ def wrk_scenario(
         },
         "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
         "unmatched_responses": run.unmatched,
+        "pacing": run.pacing if scenario == "heartbeat" else None,
         "checks": checks,
         "cpu": run.cpu,
         "wrk": run.result,
@@ -1296,6 +1561,9 @@ def print_wrk_scenario(record: dict[str, Any], args: argparse.Namespace) -> None
         watched = outcomes.get("lessons completed by watching (95% reached)", 0)
         if watched:
             print(f"  {watched} lessons crossed 95% watched and were completed by the heartbeat")
+        line = pacing_line(record.get("pacing"), record["workload"]["pairs"])
+        if line:
+            print(line)
     else:
         print(
             f"check: {checks['lessons_completed']:,} lessons completed, "
@@ -1318,6 +1586,26 @@ def print_wrk_scenario(record: dict[str, Any], args: argparse.Namespace) -> None
     line = cpu_line(record.get("cpu"))
     if line:
         print(line)
+
+
+def pacing_line(pacing: dict[str, Any] | None, prepared: int) -> str | None:
+    """One line on the players' clock: how many enrollments played, how far apart their
+    heartbeats were, and whether any connection had to wait for one to be due."""
+    if not pacing:
+        return None
+    shortest, mean = pacing["min_interval_s"], pacing["mean_interval_s"]
+    gaps = (
+        f"heartbeats of one enrollment {shortest:.3f} s apart at the least, {mean:.3f} s on "
+        f"average ({pacing['intervals']:,} intervals)"
+        if shortest is not None and mean is not None
+        else "no enrollment sent twice"
+    )
+    waits = pacing["waits_for_a_due_enrollment"]
+    return (
+        f"  players: {pacing['enrollments_started']:,} of {prepared:,} enrollments played, "
+        f"{pacing['enrollments_retired']:,} to their video's end; {gaps}; "
+        + (f"{waits:,} waits for a due enrollment" if waits else "never waited for one")
+    )
 
 
 def print_bulk(record: dict[str, Any]) -> None:
@@ -1415,7 +1703,8 @@ def run(args: argparse.Namespace) -> int:
                 "learners": args.learners,
                 "bulk_rows": args.bulk_rows,
                 "seed": args.seed,
-                "heartbeat_step_s": HEARTBEAT_STEP,
+                "heartbeat_period_s": HEARTBEAT_PERIOD,
+                "heartbeat_min_gap_s": HEARTBEAT_MIN_GAP,
             },
             "dataset": asyncio.run(dataset_size(database_url)),
             "scenarios": records,
