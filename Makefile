@@ -43,7 +43,8 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-# Benchmarks (bench/README.md): need wrk and pgbench; the peers' environments and the chart's
+# Benchmarks (bench/README.md): need wrk (apt-get installs it when run as root) and pgbench,
+# checked before anything is seeded; the peers' environments and the chart's
 # (bench/.report-venv) are installed on first use, never into $(VENV).
 bench: $(VENV)/.synced | $(UV)
 	$(VENV)/bin/python -m bench.suite

@@ -15,8 +15,9 @@ cores, the same pool size (LMS_DB_POOL_MAX), the same secrets and the same wrk s
   keeps that peer out of the measurements and fails the run;
 - then the scenarios under wrk: catalog (bench.catalog's paths and mix), course
   (GET /courses/:id), heartbeat and complete (bench.learning's workloads and checks, each
-  implementation acting as learners of its own), verify (GET /certificates/verify/:serial of
-  certificates lms issued first);
+  implementation acting as learners of its own; the heartbeat's players send one heartbeat a
+  second per enrollment at most), verify (GET /certificates/verify/:serial of certificates lms
+  issued first);
 - and last pgbench (-M prepared) with each scenario's main SQL as the `postgresql` ceiling.
 
 It writes bench/results/latest.json, latest.md and latest.png (the chart is drawn by
