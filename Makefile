@@ -33,6 +33,7 @@ run: $(VENV)/.synced
 
 test: $(VENV)/.synced
 	@command -v chromium >/dev/null 2>&1 || echo "note: chromium is not installed (apt-get install chromium): the certificate page's browser tests will be skipped"
+	@command -v wrk >/dev/null 2>&1 || echo "note: wrk is not installed (apt-get install wrk): the bench pacing tests will be skipped"
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced
