@@ -82,7 +82,10 @@ class CertificateController(Controller):
         summary="Verify a certificate by its serial: JSON, or a printable page for Accept: "
         "text/html",
         description="Anyone may call it. A revoked certificate answers valid false with status "
-        "REVOKED; an unknown serial 404 {valid: false}. No email or user id is disclosed.",
+        "REVOKED; an unknown serial 404 {valid: false}. No email or user id is disclosed. "
+        f"Answers may be cached {VERIFY_MAX_AGE} s (Cache-Control); after a revocation none "
+        "says valid true past min(LMS_REPLICA_MAX_LAG, LMS_VERIFY_MAX_LAG) + "
+        f"{VERIFY_MAX_AGE} s, from a read replica or a cache.",
     )
     async def verify(
         self, request: AnyRequest, ctx: Ctx, serial_hash: FromPath[str]
