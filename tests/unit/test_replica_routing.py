@@ -271,6 +271,8 @@ async def test_with_no_healthy_replica_the_primary_serves() -> None:
         FakePool("r1", refuse=TimeoutError()),  # connecting timed out: the replica's fault
         FakePool("r1", fail=asyncpg.ConnectionDoesNotExistError("closed mid-operation")),
         FakePool("r1", fail=asyncpg.SerializationError("conflict with recovery")),
+        # The connection's own health check times out: the replica's fault, not the read's.
+        FakePool("r1", servers=[("r1", TimeoutError())]),  # type: ignore[list-item]
         # The connection's own health check fails: the server went away under it.
         FakePool("r1", servers=[("r1", asyncpg.AdminShutdownError("terminating"))]),  # type: ignore[list-item]
     ],

@@ -90,6 +90,10 @@ class _NoConnection(Exception):
     """The replica's pool could not hand out a connection (refused, timed out connecting)."""
 
 
+class _CheckFailed(Exception):
+    """A pooled connection's server did not answer its health check (too slow, gone, broken)."""
+
+
 class _Refused(Exception):
     """The connection's own server must not serve this read (behind its bound, not streaming)."""
 
@@ -97,7 +101,7 @@ class _Refused(Exception):
 def failed_on_replica(exc: BaseException) -> bool:
     """True when `exc` says the replica, not the statement, failed: the primary may answer.
     A statement's own time limit (TimeoutError) and the database refusing it are the caller's."""
-    if isinstance(exc, _NoConnection):
+    if isinstance(exc, _NoConnection | _CheckFailed):
         return True
     if isinstance(exc, TimeoutError):
         return False
@@ -253,7 +257,10 @@ class ReadReplicas(ReplicaReads):
                 or now - verdict.checked_at >= CHECK_INTERVAL_SECONDS
                 or verdict.refusal(max_lag, now) is not None
             ):
-                verdict = await judge(conn, self.clock, CHECK_TIMEOUT_SECONDS)
+                try:
+                    verdict = await judge(conn, self.clock, CHECK_TIMEOUT_SECONDS)
+                except Exception as exc:  # the replica's failure, whatever it was: not the read's
+                    raise _CheckFailed(f"its check failed: {type(exc).__name__}: {exc}") from exc
                 conn.remember(verdict)
             now = time.monotonic()
             why = verdict.refusal(max_lag, now)
