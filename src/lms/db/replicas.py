@@ -19,13 +19,15 @@ catching up with the samples), however current it believes itself.
 
 Each pooled connection is judged too, by its own server's answer, before it serves a read (again
 once a second, and whenever its last verdict is too old for the read's bound): a read runs only
-where everything the primary acknowledged more than the read's bound ago is replayed. This is
+where everything the primary acknowledged more than the read's bound ago is replayed (so
+verification's promise, LMS_VERIFY_MAX_LAG plus its answers' max-age, holds per read). This is
 what makes one URL that balances over several replicas safe (CloudNativePG's `-ro` Service):
 the process's check sees one pod, each connection sees its own. We chose this over sending
 verification to the primary because it keeps the replicas' load-shedding for every public read
 and bounds staleness per connection, whatever is behind the address; its cost is one extra
 statement per pooled connection per second. A connection whose server must not serve at all is
-closed, so the pool's next one may reach a healthy pod.
+closed, so the pool's next one may reach a healthy pod. (A connection must stay on one server: a
+pooler in transaction mode between us and the replicas would defeat this.)
 
 A statement that fails on a replica because its connection could not be had or dropped (the
 server stopped under it, a recovery conflict cancelled it) is run once more on the primary, so
