@@ -17,7 +17,7 @@ from lms.settings import Settings
 
 if TYPE_CHECKING:  # types only: these modules import this one
     from lms.broker import BrokerConnection
-    from lms.db.replicas import ReadReplicas
+    from lms.db.replicas import ReadReplicas, ReplicaReads
     from lms.domain.admin.system_settings import SystemSettingsCache
     from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
@@ -69,11 +69,13 @@ class AppContext:
             raise RuntimeError("the JWT secret is resolved before the app is built")
         return self.settings.jwt_secret
 
-    def replica_reads(self) -> ReadReplicas:
-        """For a read that may be up to LMS_REPLICA_MAX_LAG seconds stale: a healthy read
-        replica's answer, else the primary's. Never for a write, nor for a read that must see
-        what the caller has just written (their drafts, their progress): those take `db`."""
-        return present(self.replicas, "the read replicas start with the pool")
+    def replica_reads(self, max_lag: float | None = None) -> ReplicaReads:
+        """For a read that may be up to LMS_REPLICA_MAX_LAG seconds stale (or `max_lag`, when
+        fewer): a healthy read replica's answer, else the primary's. Never for a write, nor for
+        a read that must see what the caller has just written (their drafts, their progress):
+        those take `db`."""
+        replicas = present(self.replicas, "the read replicas start with the pool")
+        return replicas if max_lag is None else replicas.within(max_lag)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -182,9 +182,18 @@ class Settings:
         "LMS_REPLICA_MAX_LAG",
         integer(1, 3600),
         5,
-        doc="seconds a replica may lag behind the primary; one further behind, unreachable or "
-        "not in recovery is skipped (the primary serves) until it is healthy again, checked "
-        "every second",
+        doc="seconds a replica may lag behind the primary, measured against the primary's WAL "
+        "position (sampled every second); one further behind, unreachable, not in recovery or "
+        "not streaming is skipped (the primary serves) until it is healthy again, checked "
+        "every second, and so is each pooled connection's own server",
+    )
+    verify_max_lag_seconds: int = setting(
+        "LMS_VERIFY_MAX_LAG",
+        integer(1, 60),
+        5,
+        doc="seconds a replica may lag for certificate verification (capped by "
+        "`LMS_REPLICA_MAX_LAG`): a revoked certificate answers `valid: true` from no replica "
+        "and no HTTP cache past this plus the answer's `max-age` (25 s) after revocation",
     )
     nats_url: str | None = setting(
         "NATS_URL",

@@ -21,6 +21,7 @@ from litestar import Litestar
 
 from lms.api import hot_lane
 from lms.api.hot_lane import HotLane
+from lms.domain.certificates.controllers import VERIFY_CACHE
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.integration.courses.helpers import new_course
@@ -289,6 +290,18 @@ async def test_certificate_verification_answers_alike(
     ]
     answers = [await same_both_ways(lane, request, hot=True) for request in answered]
     assert [a.status for a in answers] == [200, 200, 404, 404, 200, 200, 200, 200]
+    # Cached no longer than the README's revocation bound allows, both ways.
+    assert {dict(a.headers)["cache-control"] for a in answers} == {VERIFY_CACHE}
+
+    revoked = await api.post(
+        f"/admin/certificates/{certificate['id']}/revoke",
+        json={"reason": "issued in error"},
+        headers=admin.headers,
+    )
+    assert revoked.status_code == 200, revoked.text
+    after = await same_both_ways(lane, get(serial), hot=True)
+    assert after.status == 200 and b'"valid":false' in after.body
+    assert dict(after.headers)["cache-control"] == VERIFY_CACHE
 
     for request in [
         get(serial, Accept="text/html"),

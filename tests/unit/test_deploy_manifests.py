@@ -457,6 +457,15 @@ def test_the_database_urls_point_at_the_cnpg_services() -> None:
                 assert urlsplit(url["value"]).hostname == f"{name}-rw", _id(doc)
 
 
+def test_the_database_user_may_see_whether_a_replica_streams() -> None:
+    """lms lets a replica serve only while it streams, which it reads from
+    pg_stat_wal_receiver.status: hidden from the database owner (the user of both URLs) unless
+    granted pg_read_all_stats, and every replica would then be skipped."""
+    cluster = _one("gpu", "Cluster", "lms-db")
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    assert f"GRANT pg_read_all_stats TO {initdb['owner']}" in initdb["postInitSQL"]
+
+
 def test_the_api_probes_resources_and_autoscaling() -> None:
     api = _one("base", "Deployment", "lms-api")
     (container,) = _pod_template(api)["spec"]["containers"]

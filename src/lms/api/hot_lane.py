@@ -43,7 +43,7 @@ from lms.context import AppContext
 from lms.domain.auth.authentication import Principal, authenticate
 from lms.domain.auth.permissions import Permission
 from lms.domain.certificates import services as certificates
-from lms.domain.certificates.controllers import VERIFY_CACHE
+from lms.domain.certificates.controllers import VERIFY_CACHE, verification_reads
 from lms.domain.certificates.schemas import UNKNOWN_SERIAL
 from lms.domain.courses import catalog
 from lms.domain.errors import DomainError, Unauthenticated
@@ -257,7 +257,7 @@ class HotLane:
         if request.accept is not None and not _prefers_json(request.accept):
             raise HandOn  # the printable page
         ctx = self.ctx
-        answer, _ = await certificates.verify(ctx.replica_reads(), ctx, serial_hash)
+        answer, _ = await certificates.verify(verification_reads(ctx), ctx, serial_hash)
         if answer is None:
             return 404, _json_headers(VERIFY_HEADERS), _ENCODER.encode(UNKNOWN_SERIAL)
         return 200, _json_headers(VERIFY_HEADERS), _ENCODER.encode(answer)

@@ -2,19 +2,37 @@
 
 `ReadReplicas` is what a handler asks for, explicitly (`ctx.replica_reads()`), when what it reads
 may lag the primary by up to LMS_REPLICA_MAX_LAG seconds: anonymous catalog pages and searches,
-an anonymous course page, certificate verification. It offers read statements only (fetch,
-fetchrow, fetchval), and the query functions that accept it say so in their signature
+an anonymous course page; `within(seconds)` narrows that for a read that must be fresher
+(certificate verification: LMS_VERIFY_MAX_LAG). It offers read statements only (fetch, fetchrow,
+fetchval), and the query functions that accept it say so in their signature
 (`lms.db.queries.ReadConn`): a write, or a read that must see the caller's own write, takes the
 primary's pool (`Conn`). A replica is a read-only server, so a write sent to one by mistake
 fails loudly rather than quietly.
 
-Each statement runs on the next healthy replica in turn. A background task checks every replica
-each second: it must answer, be in recovery (a standby, not a promoted or misnamed primary) and
-have replayed what it received, or else be at most LMS_REPLICA_MAX_LAG seconds behind; one that
-fails any of these is skipped, and the primary serves, until a later check finds it healthy
-again. A statement that fails on a replica because its connection could not be had or dropped
-(the server stopped under it, a recovery conflict cancelled it) is run once more on the primary,
-so the client sees no error, and the replica is skipped until the next check.
+Freshness is measured against the primary (lms.db.replica_freshness): each second this process
+samples the primary's WAL position, then checks every replica on a connection of its own: it
+must answer, be in recovery, be streaming (its WAL receiver connected), and have replayed a
+sample taken at most LMS_REPLICA_MAX_LAG seconds ago. One that fails is skipped, and the primary
+serves, until a later check passes. A replica that lost its primary is thus skipped at once (no
+receiver), and one whose link silently stalls within LMS_REPLICA_MAX_LAG seconds (it stops
+catching up with the samples), however current it believes itself.
+
+Each pooled connection is judged too, by its own server's answer, before it serves a read (again
+once a second, and whenever its last verdict is too old for the read's bound): a read runs only
+where everything the primary acknowledged more than the read's bound ago is replayed (so
+verification's promise, LMS_VERIFY_MAX_LAG plus its answers' max-age, holds per read). This is
+what makes one URL that balances over several replicas safe (CloudNativePG's `-ro` Service):
+the process's check sees one pod, each connection sees its own. We chose this over sending
+verification to the primary because it keeps the replicas' load-shedding for every public read
+and bounds staleness per connection, whatever is behind the address; its cost is one extra
+statement per pooled connection per second. A connection whose server must not serve at all is
+closed, so the pool's next one may reach a healthy pod. (A connection must stay on one server: a
+pooler in transaction mode between us and the replicas would defeat this.)
+
+A statement that fails on a replica because its connection could not be had or dropped (the
+server stopped under it, a recovery conflict cancelled it) is run once more on the primary, so
+the client sees no error, and the replica is skipped until the next check. Without the primary
+to sample, no replica can be shown fresh: all are skipped after LMS_REPLICA_MAX_LAG seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +42,7 @@ import contextlib
 import itertools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,7 +51,13 @@ import asyncpg
 
 from lms.background import BackgroundTask
 from lms.db.engine import CONNECT_TIMEOUT, describe, open_pool
-from lms.observability.metrics import REPLICA_HEALTHY, REPLICA_LAG, ROUTED_READS
+from lms.db.replica_freshness import ReplicaConnection, Verdict, WalClock, judge
+from lms.observability.metrics import (
+    REPLICA_HEALTHY,
+    REPLICA_LAG,
+    REPLICA_REFUSED_READS,
+    ROUTED_READS,
+)
 from lms.observability.tally import TALLY
 from lms.settings import Settings
 
@@ -47,22 +72,9 @@ T = TypeVar("T")
 
 CHECK_INTERVAL_SECONDS = 1.0
 CHECK_TIMEOUT_SECONDS = 2.0
-# A replica seen lagging is looked at again this much later before it is skipped: after a quiet
-# spell the first write makes it look as far behind as the quiet was long, for the few
-# milliseconds it takes to replay it.
+# A replica seen lagging is looked at again this much later before it is skipped: a sample
+# taken just as the primary wrote is ahead of the replica for the milliseconds replay takes.
 LAG_RECHECK_SECONDS = 0.2
-
-# Lag: none while the replica has replayed every WAL record it received (an idle primary sends
-# nothing, and pg_last_xact_replay_timestamp() then stops moving while the data is current);
-# otherwise the age of the newest transaction it has replayed, as the primary committed it, an
-# upper bound of how stale its data is. NULL when it has replayed none and is behind.
-HEALTH_SQL = """
-SELECT pg_is_in_recovery() AS in_recovery,
-       CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL
-                 AND pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0::float8
-            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
-       END AS lag
-"""
 
 # SQLSTATE classes 08 (connection), 57P01-57P03 (shutdown, crash, starting up), 53300 (no free
 # slot), 40001 (on a standby: a statement cancelled by a conflict with recovery).
@@ -80,10 +92,18 @@ class _NoConnection(Exception):
     """The replica's pool could not hand out a connection (refused, timed out connecting)."""
 
 
+class _CheckFailed(Exception):
+    """A pooled connection's server did not answer its health check (too slow, gone, broken)."""
+
+
+class _Refused(Exception):
+    """The connection's own server must not serve this read (behind its bound, not streaming)."""
+
+
 def failed_on_replica(exc: BaseException) -> bool:
     """True when `exc` says the replica, not the statement, failed: the primary may answer.
     A statement's own time limit (TimeoutError) and the database refusing it are the caller's."""
-    if isinstance(exc, _NoConnection):
+    if isinstance(exc, _NoConnection | _CheckFailed):
         return True
     if isinstance(exc, TimeoutError):
         return False
@@ -102,7 +122,7 @@ class Replica:
     label: str  # host:port/database: for logs and metrics, never the password
     pool: asyncpg.Pool | None = None
     healthy: bool = False
-    lag: float | None = None
+    lag: float | None = None  # at the last check; None: unknown
     why: str = "not checked yet"
     _checker: asyncpg.Connection | None = field(default=None, repr=False)
 
@@ -117,17 +137,13 @@ class Replica:
         REPLICA_LAG.labels(self.label).set(math.nan if lag is None else lag)
 
 
-class ReadReplicas:
-    """Read statements on a healthy replica, else on the primary; see the module's docstring."""
+class ReplicaReads:
+    """Read statements on a replica at most `max_lag` seconds behind the primary, else on the
+    primary; see the module's docstring."""
 
-    def __init__(self, settings: Settings, primary: asyncpg.Pool) -> None:
-        self.settings = settings
-        self.primary = primary
-        self.replicas = [Replica(url, describe(url)) for url in settings.database_replica_urls]
-        self._turn = itertools.count()
-        self._task = BackgroundTask("lms-replica-health")
-
-    # -- the reads
+    def __init__(self, replicas: ReadReplicas, max_lag: float) -> None:
+        self._replicas = replicas
+        self.max_lag = max_lag
 
     # `timeout` is asyncpg's own: on expiry it cancels the statement in PostgreSQL too.
     async def fetch(
@@ -136,8 +152,8 @@ class ReadReplicas:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._read(
-            lambda conn: conn.fetch(query, *args, timeout=timeout)
+        rows: list[asyncpg.Record] = await self._replicas.read(
+            lambda conn: conn.fetch(query, *args, timeout=timeout), self.max_lag
         )
         return rows
 
@@ -147,8 +163,8 @@ class ReadReplicas:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._read(
-            lambda conn: conn.fetchrow(query, *args, timeout=timeout)
+        row: asyncpg.Record | None = await self._replicas.read(
+            lambda conn: conn.fetchrow(query, *args, timeout=timeout), self.max_lag
         )
         return row
 
@@ -158,20 +174,60 @@ class ReadReplicas:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> Any:
-        return await self._read(lambda conn: conn.fetchval(query, *args, timeout=timeout))
+        return await self._replicas.read(
+            lambda conn: conn.fetchval(query, *args, timeout=timeout), self.max_lag
+        )
 
-    def pick(self) -> Replica | None:
-        """The next healthy replica in turn, or None (the primary serves)."""
-        healthy = [r for r in self.replicas if r.healthy and r.pool is not None]
+
+class ReadReplicas(ReplicaReads):
+    """The replicas of one process: reads within LMS_REPLICA_MAX_LAG, `within()` for fewer
+    seconds, and the checks that keep the verdicts current."""
+
+    def __init__(self, settings: Settings, primary: asyncpg.Pool) -> None:
+        super().__init__(self, settings.replica_max_lag_seconds)
+        self.settings = settings
+        self.primary = primary
+        self.replicas = [Replica(url, describe(url)) for url in settings.database_replica_urls]
+        # Samples older than the largest bound (and a check's worth of slack) prove nothing.
+        self.clock = WalClock(self.max_lag + 2 * CHECK_INTERVAL_SECONDS)
+        self._primary_checker: asyncpg.Connection | None = None
+        self._sampling_failed = False
+        self._turn = itertools.count()
+        self._task = BackgroundTask("lms-replica-health")
+        self._within: dict[float, ReplicaReads] = {}
+
+    def within(self, max_lag: float) -> ReplicaReads:
+        """Reads on a replica at most `max_lag` seconds behind (never more than
+        LMS_REPLICA_MAX_LAG)."""
+        bound = min(max_lag, self.max_lag)
+        reads = self._within.get(bound)
+        if reads is None:
+            reads = self._within[bound] = ReplicaReads(self, bound)
+        return reads
+
+    def pick(self, max_lag: float | None = None) -> Replica | None:
+        """The next healthy replica in turn whose last check found it within `max_lag`, or None
+        (the primary serves)."""
+        bound = self.max_lag if max_lag is None else max_lag
+        healthy = [
+            r
+            for r in self.replicas
+            if r.healthy and r.pool is not None and r.lag is not None and r.lag <= bound
+        ]
         if not healthy:
             return None
         return healthy[next(self._turn) % len(healthy)]
 
-    async def _read(self, run: Callable[[Any], Awaitable[T]]) -> T:
-        replica = self.pick()
+    async def read(self, run: Callable[[Any], Awaitable[T]], max_lag: float) -> T:
+        replica = self.pick(max_lag)
         if replica is not None and replica.pool is not None:
             try:
-                result = await _on_replica(replica.pool, run)
+                result = await self._on_replica(replica, replica.pool, run, max_lag)
+            except _Refused as refused:
+                # That connection's server only (one pod behind a balancing address): the
+                # replica stays in turn; this read goes to the primary.
+                TALLY.inc(REPLICA_REFUSED_READS.labels(replica.label))
+                log.debug("read replica %s connection refused a read: %s", replica.label, refused)
             except Exception as exc:
                 if not failed_on_replica(exc):
                     raise
@@ -183,6 +239,42 @@ class ReadReplicas:
         TALLY.inc(_READ_ON_PRIMARY)
         async with self.primary.acquire() as conn:
             return await run(conn)
+
+    async def _on_replica(
+        self,
+        replica: Replica,
+        pool: asyncpg.Pool,
+        run: Callable[[Any], Awaitable[T]],
+        max_lag: float,
+    ) -> T:
+        try:
+            conn = await pool.acquire()
+        except Exception as exc:
+            raise _NoConnection(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            verdict: Verdict | None = conn.verdict
+            now = time.monotonic()
+            if (
+                verdict is None
+                or now - verdict.checked_at >= CHECK_INTERVAL_SECONDS
+                or verdict.refusal(max_lag, now) is not None
+            ):
+                try:
+                    verdict = await judge(conn, self.clock, CHECK_TIMEOUT_SECONDS)
+                except Exception as exc:  # the replica's failure, whatever it was: not the read's
+                    raise _CheckFailed(f"its check failed: {type(exc).__name__}: {exc}") from exc
+                conn.remember(verdict)
+            now = time.monotonic()
+            why = verdict.refusal(max_lag, now)
+            if why is not None:
+                if verdict.refusal(self.max_lag, now) is not None:
+                    # Unfit for any read: closed, so the pool's next connection may reach
+                    # another server behind the same address.
+                    conn.terminate()
+                raise _Refused(why)
+            return await run(conn)
+        finally:
+            await pool.release(conn)
 
     # -- the lifecycle and the health checks
 
@@ -201,6 +293,8 @@ class ReadReplicas:
 
     async def stop(self) -> None:
         await self._task.stop()
+        await _terminate(self._primary_checker)
+        self._primary_checker = None
         for replica in self.replicas:
             await _close_checker(replica)
             if replica.pool is not None:
@@ -212,31 +306,62 @@ class ReadReplicas:
             replica.healthy = False
 
     async def _run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(CHECK_INTERVAL_SECONDS)
+        # A steady cadence: the samples' spacing is what a healthy replica's lag can reach.
+        started = time.monotonic()
+        for beat in itertools.count(1):
+            delay = started + beat * CHECK_INTERVAL_SECONDS - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
             await self.check_all()
 
     async def check_all(self) -> None:
+        await self.sample_primary()
         await asyncio.gather(*(self._check(replica) for replica in self.replicas))
 
+    async def sample_primary(self) -> None:
+        """One sample of the primary's WAL position, on a connection of its own (a busy pool
+        must not delay it: the replicas would look stale and send their reads to the primary)."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                if self._primary_checker is None or self._primary_checker.is_closed():
+                    url = self.settings.database_url
+                    if url is None:
+                        raise RuntimeError("database_url must be resolved before the replicas")
+                    self._primary_checker = await asyncpg.connect(
+                        url,
+                        timeout=CHECK_TIMEOUT_SECONDS,
+                        server_settings={"application_name": "lms-replica-check"},
+                    )
+                await self.clock.sample(self._primary_checker, CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:  # the replicas age out of their bound; reads go to the primary
+            await _terminate(self._primary_checker)
+            self._primary_checker = None
+            if not self._sampling_failed:
+                log.warning(
+                    "cannot sample the primary's WAL position (%s: %s): read replicas are "
+                    "skipped once their last proof of freshness is older than their bound",
+                    type(exc).__name__,
+                    exc,
+                )
+            self._sampling_failed = True
+        else:
+            self._sampling_failed = False
+
     async def _check(self, replica: Replica) -> None:
-        max_lag = self.settings.replica_max_lag_seconds
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS + LAG_RECHECK_SECONDS):
-                in_recovery, lag = await _measure(replica)
-                if in_recovery and (lag is None or lag > max_lag):
+                verdict = await _measure(replica, self.clock)
+                if verdict.unfit is None and verdict.refusal(self.max_lag, verdict.checked_at):
                     await asyncio.sleep(LAG_RECHECK_SECONDS)
-                    in_recovery, lag = await _measure(replica)
+                    verdict = await _measure(replica, self.clock)
         except Exception as exc:  # unreachable, refusing, too slow: all mean "skip it"
             await _close_checker(replica)
             replica.set_health(False, None, f"unreachable: {type(exc).__name__}: {exc}")
             return
-        if not in_recovery:
-            replica.set_health(False, None, "not in recovery: a primary, not a replica")
-        elif lag is None:
-            replica.set_health(False, None, "has replayed nothing yet")
-        elif lag > max_lag:
-            replica.set_health(False, lag, f"lags {lag:.1f} s (LMS_REPLICA_MAX_LAG={max_lag})")
+        lag = verdict.lag(verdict.checked_at)
+        why = verdict.refusal(self.max_lag, verdict.checked_at)
+        if why is not None:
+            replica.set_health(False, lag, why)
         elif await self._open_pool(replica):
             replica.set_health(True, lag, "healthy")
 
@@ -245,7 +370,13 @@ class ReadReplicas:
             return True
         try:
             replica.pool = await asyncio.wait_for(
-                open_pool(replica.url, self.settings, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT
+                open_pool(
+                    replica.url,
+                    self.settings,
+                    timeout=CONNECT_TIMEOUT,
+                    connection_class=ReplicaConnection,
+                ),
+                CONNECT_TIMEOUT,
             )
         except Exception as exc:
             replica.set_health(False, None, f"no pool: {type(exc).__name__}: {exc}")
@@ -253,32 +384,23 @@ class ReadReplicas:
         return True
 
 
-async def _on_replica(pool: asyncpg.Pool, run: Callable[[Any], Awaitable[T]]) -> T:
-    try:
-        conn = await pool.acquire()
-    except Exception as exc:
-        raise _NoConnection(f"{type(exc).__name__}: {exc}") from exc
-    try:
-        return await run(conn)
-    finally:
-        await pool.release(conn)
-
-
-async def _measure(replica: Replica) -> tuple[bool, float | None]:
-    """(in recovery, lag in seconds or None) on the replica's own checking connection."""
+async def _measure(replica: Replica, clock: WalClock) -> Verdict:
+    """The verdict on the replica, on its own checking connection."""
     if replica._checker is None or replica._checker.is_closed():
         replica._checker = await asyncpg.connect(
             replica.url,
             timeout=CHECK_TIMEOUT_SECONDS,
             server_settings={"application_name": "lms-replica-check"},
         )
-    row = await replica._checker.fetchrow(HEALTH_SQL, timeout=CHECK_TIMEOUT_SECONDS)
-    lag = row["lag"]
-    return bool(row["in_recovery"]), None if lag is None else max(0.0, float(lag))
+    return await judge(replica._checker, clock, CHECK_TIMEOUT_SECONDS)
 
 
 async def _close_checker(replica: Replica) -> None:
     checker, replica._checker = replica._checker, None
-    if checker is not None:
+    await _terminate(checker)
+
+
+async def _terminate(conn: asyncpg.Connection | None) -> None:
+    if conn is not None:
         with contextlib.suppress(Exception):
-            checker.terminate()
+            conn.terminate()

@@ -45,17 +45,27 @@ RATE_LIMITED = Counter(
 # them; `replica` is host:port/database, never a password.
 REPLICA_HEALTHY = Gauge(
     "lms_db_replica_healthy",
-    "1 while the replica answers, is in recovery and lags at most LMS_REPLICA_MAX_LAG, else 0 "
-    "(its reads go to the primary).",
+    "1 while the replica answers, is in recovery, streams from the primary and has replayed "
+    "the primary's WAL position of at most LMS_REPLICA_MAX_LAG seconds ago, else 0 (its reads "
+    "go to the primary).",
     ["replica"],
     multiprocess_mode="mostrecent",
 )
 REPLICA_LAG = Gauge(
     "lms_db_replica_lag_seconds",
-    "How far the replica's data is behind the primary's (0 when it has replayed all it "
-    "received; NaN while it cannot be reached).",
+    "How stale the replica's data may be, measured against the primary: seconds since the "
+    "newest sample of the primary's WAL position it has replayed was taken (NaN while it "
+    "cannot be reached or is behind every sample kept). Reported even while it is not "
+    "streaming: it is then unhealthy whatever this says.",
     ["replica"],
     multiprocess_mode="mostrecent",
+)
+REPLICA_REFUSED_READS = Counter(
+    "lms_db_replica_refused_reads_total",
+    "Reads a replica's pooled connection turned down because its own server was not streaming "
+    "or was behind the read's bound (behind a balancing address such as CloudNativePG's -ro "
+    "Service: one pod); the primary answered them.",
+    ["replica"],
 )
 ROUTED_READS = Counter(
     "lms_db_routed_reads_total",

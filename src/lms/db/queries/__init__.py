@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-from lms.db.replicas import ReadReplicas
+from lms.db.replicas import ReplicaReads
 
 # A raw query function takes a pool for a one-off statement, a connection inside a transaction.
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -14,4 +14,4 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 # functions whose signature says ReadConn. (asyncpg has no type hints, so this documents the rule
 # rather than enforcing it; tests/unit/test_replica_routing.py lists the call sites that ask
 # for the replicas.)
-ReadConn: TypeAlias = Conn | ReadReplicas
+ReadConn: TypeAlias = Conn | ReplicaReads
