@@ -199,7 +199,7 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 CURSOR_RE = re.compile(CURSOR_PATTERN)
 PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
 PRIVATE_CACHE = "private, no-cache"
-VERIFY_CACHE = "public, max-age=60"
+VERIFY_CACHE = "public, max-age=25"  # lms.domain.certificates.controllers.VERIFY_CACHE
 SEARCH_TIMEOUT_SECONDS = 5.0
 SEEK_SLACK_SECONDS = 2.0
 USER_CACHE_MAX_AGE = 60.0

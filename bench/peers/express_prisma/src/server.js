@@ -654,7 +654,7 @@ async function complete(req, res, next) {
   sendJson(res, 200, toJson(await completeLesson(req.user, canonicalUuid(req.params.id))));
 }
 
-const VERIFY_HEADERS = { "Cache-Control": "public, max-age=60", Vary: "Accept" };
+const VERIFY_HEADERS = { "Cache-Control": "public, max-age=25", Vary: "Accept" };
 
 async function verify(req, res) {
   const serial = req.params.serial.trim().toLowerCase();

@@ -16,7 +16,7 @@ from .schemas import NotVerified, Verification, VerifiedCertificate
 router = APIRouter()
 
 SERIAL_PATTERN = re.compile(r"^[0-9a-f]{32,64}$")
-HEADERS = {"Cache-Control": "public, max-age=60", "Vary": "Accept"}
+HEADERS = {"Cache-Control": "public, max-age=25", "Vary": "Accept"}  # lms.domain.certificates.controllers.VERIFY_CACHE
 
 
 @router.get("/certificates/verify/{serial_hash}", response_model=Verification)
