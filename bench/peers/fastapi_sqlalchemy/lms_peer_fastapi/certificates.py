@@ -16,7 +16,8 @@ from .schemas import NotVerified, Verification, VerifiedCertificate
 router = APIRouter()
 
 SERIAL_PATTERN = re.compile(r"^[0-9a-f]{32,64}$")
-HEADERS = {"Cache-Control": "public, max-age=25", "Vary": "Accept"}  # lms.domain.certificates.controllers.VERIFY_CACHE
+# As lms.domain.certificates.controllers.VERIFY_CACHE.
+HEADERS = {"Cache-Control": "public, max-age=25", "Vary": "Accept"}
 
 
 @router.get("/certificates/verify/{serial_hash}", response_model=Verification)
