@@ -298,6 +298,17 @@ async def test_certificate_verification_answers_alike(
     ]:
         await same_both_ways(lane, request, hot=False)
 
+    # Revoked: both ways valid false, REVOKED, and no credential (jws null).
+    revoked = await api.post(
+        f"/admin/certificates/{certificate['id']}/revoke",
+        json={"reason": "x"},
+        headers=admin.headers,
+    )
+    assert revoked.status_code == 200
+    answer = await same_both_ways(lane, get(serial), hot=True)
+    assert b'"valid":false' in answer.body and b'"jws":null' in answer.body
+    assert certificate["jws"].encode() not in answer.body
+
 
 async def test_heartbeats_and_completions_answer_alike(
     api: httpx.AsyncClient,

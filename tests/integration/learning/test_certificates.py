@@ -24,7 +24,12 @@ from lms.domain.certificates.keys import load_signing_key, new_private_key_pem
 from lms.domain.certificates.schemas import Certificate, JwkSet, Verification
 from tests.conftest import TestUser
 from tests.integration.learning.helpers import complete, course_with_lessons, enroll
-from tests.support.credentials import assert_standard_credential
+from tests.support.credentials import (
+    assert_schema_valid,
+    assert_standard_credential,
+    credential_of,
+    require_schema,
+)
 from tests.support.credentials import segments as _segments
 from tests.support.documents import pdf_qr_codes, pdf_text, screenshot
 
@@ -409,3 +414,17 @@ async def test_a_revoked_certificate_is_never_handed_out_as_a_credential(
     )
     assert "REVOKED" in pdf_text(pdf.content)
     assert pdf_qr_codes(pdf.content) == [earned["verifyUrl"]]  # the QR code leads to the verdict
+
+
+async def test_the_credential_meets_the_open_badges_3_schema(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    """1EdTech's AchievementCredential JSON Schema, offline (where it lives: SOURCES.md). earn()
+    runs it on every credential these tests issue whenever the file is there."""
+    require_schema()
+    earned = await earn(api, db, learner, creator, admin, title="Schema-valid")
+    document = credential_of(_segments(earned["jws"])[1])
+    assert assert_schema_valid(document)
+    broken = {name: value for name, value in document.items() if name != "issuer"}
+    with pytest.raises(AssertionError, match="issuer"):
+        assert_schema_valid(broken)
