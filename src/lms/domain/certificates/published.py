@@ -1,7 +1,8 @@
 """The revocation status lists as served at /certificates/status/:listId: built from the database
 on every request (one small index read: the list's revoked entries), so a revocation shows the
 moment it commits, in every process; signed again only when the list changed or its signature
-grows old, so a verifier fetching the list costs one query and no signature."""
+grows old, so a verifier fetching the list costs one query and no signature. It reads the
+primary, never a replica: a lagging replica would hide a revocation from the list."""
 
 from __future__ import annotations
 
