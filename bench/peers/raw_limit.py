@@ -52,7 +52,7 @@ from lms.db.queries import learning as learning_sql
 from lms.db.queries import rate_limits as rate_limit_sql
 from lms.db.queries import users as user_sql
 from lms.domain.auth.tokens import ACCESS, InvalidToken, decode_token
-from lms.domain.certificates import credential
+from lms.domain.certificates import credential, status_list
 from lms.domain.certificates.keys import SigningKey, load_signing_key
 from lms.domain.certificates.schemas import (
     Certificate,
@@ -560,7 +560,7 @@ def to_certificate(state: State, row: asyncpg.Record) -> Certificate:
         verify_url=f"{state.config.base_url}/certificates/verify/{row['serial_hash']}",
         status=row["status"],
         revoked_at=row["revoked_at"],
-        jws=row["jws"],
+        jws=row["jws"] if row["status"] == "VALID" else None,
     )
 
 
@@ -568,6 +568,7 @@ async def issue_certificate(
     state: State, conn: asyncpg.Connection, facts: asyncpg.Record
 ) -> asyncpg.Record:
     config = state.config
+    list_id, index = status_list.position(await certificate_sql.next_status_number(conn))
     achievement = credential.Achievement(
         certificate_id=uuid.uuid4(),
         serial_hash=secrets.token_hex(24),
@@ -576,6 +577,8 @@ async def issue_certificate(
         learner_name=facts["learner_name"],
         course_id=facts["course_id"],
         course_title=facts["course_title"],
+        status_list=list_id,
+        status_index=index,
     )
     jws = credential.sign(
         achievement,
@@ -595,6 +598,8 @@ async def issue_certificate(
         creator_name=facts["creator_name"],
         jws=jws,
         issued_at=achievement.issued_at,
+        status_list=list_id,
+        status_index=index,
     )
     if row is None:  # issued meanwhile by another transaction: that one stands
         row = await certificate_sql.for_enrollment(conn, facts["enrollment_id"])
@@ -664,7 +669,7 @@ async def verify(state: State, serial_hash: str) -> tuple[int, bytes]:
             status=row["status"],
             revoked_at=row["revoked_at"],
             verify_url=f"{state.config.base_url}/certificates/verify/{row['serial_hash']}",
-            jws=row["jws"],
+            jws=row["jws"] if row["status"] == "VALID" else None,
         ),
     )
     return 200, ENCODER.encode(answer)

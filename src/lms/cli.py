@@ -74,8 +74,8 @@ def with_jwt_secret(settings: Settings) -> Settings:
 
 
 def with_cert_signing_key(settings: Settings) -> Settings:
-    """LMS_CERT_SIGNING_KEY (checked now, so a bad key is one error line at startup), or an
-    Ed25519 key generated once into LMS_DATA_DIR/cert-signing-key.pem."""
+    """LMS_CERT_SIGNING_KEY (checked now, so a bad key is one error line at startup), or an RSA
+    key (RS256) generated once into LMS_DATA_DIR/cert-signing-key-rs256.pem."""
     from lms.domain.certificates.keys import key_file, load_signing_key
 
     if settings.cert_signing_key:

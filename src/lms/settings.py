@@ -488,10 +488,14 @@ class Settings:
     cert_signing_key: str | None = setting(
         "LMS_CERT_SIGNING_KEY",
         verbatim,
-        shown="generated into `LMS_DATA_DIR/cert-signing-key.pem`",
-        doc="the Ed25519 private key that signs certificates: PEM text or the path of a PEM file "
-        "(`openssl genpkey -algorithm ed25519`). Give every API process the same key; to rotate, "
-        "deploy a new one: old certificates stay verifiable (see Certificates)",
+        shown="an RSA key (RS256) generated into `LMS_DATA_DIR/cert-signing-key-rs256.pem`",
+        doc="the private key that signs certificates and their status lists: PEM text or the "
+        "path of a PEM file. RSA of 2048 bits or more signs RS256 "
+        "(`openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048`), P-256 signs ES256 "
+        "(`openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:P-256`), Ed25519 signs EdDSA "
+        "(an option: Open Badges 3.0 verifiers need only accept RS256). Give every API process "
+        "the same key; to rotate, deploy a new one: old certificates stay verifiable (see "
+        "Certificates)",
     )
     issuer_name: str = setting(
         "LMS_ISSUER_NAME",

@@ -299,16 +299,19 @@ def test_serve_hands_its_resolved_settings_to_the_granian_workers(
     assert ready, output[-3000:]
     assert "create_app needs" not in output
     assert (tmp_path / "jwt-secret").exists()
-    generated = load_signing_key(str(tmp_path / "cert-signing-key.pem"))
+    generated = load_signing_key(str(tmp_path / "cert-signing-key-rs256.pem"))
+    assert generated.algorithm == "RS256"
     for answer in keys:
-        assert [k["x"] for k in answer["keys"]] == [generated.public_jwk["x"]]
+        assert [(k["n"], k["alg"]) for k in answer["keys"]] == [
+            (generated.public_jwk["n"], "RS256")
+        ]
 
 
-def test_serve_refuses_a_signing_key_that_is_not_ed25519_in_one_line(
+def test_serve_refuses_a_signing_key_it_cannot_sign_certificates_with_in_one_line(
     scratch_database: str, server_urls: ServerUrls
 ) -> None:
-    rsa_pem = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    short_rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
         .private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -318,7 +321,7 @@ def test_serve_refuses_a_signing_key_that_is_not_ed25519_in_one_line(
     )
     services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
     for key, message in [
-        (rsa_pem, "must be an Ed25519 private key"),
+        (short_rsa_pem, "is an RSA key of 1024 bits: RS256 needs 2048 bits or more"),
         ("/nonexistent/key.pem", "is neither PEM text nor a readable file"),
     ]:
         result = run_lms("serve", LMS_CERT_SIGNING_KEY=key, **services)

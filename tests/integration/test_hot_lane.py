@@ -299,8 +299,10 @@ async def test_certificate_verification_answers_alike(
         headers=admin.headers,
     )
     assert revoked.status_code == 200, revoked.text
+    # Revoked: both ways valid false, REVOKED, no credential (jws null), the same max-age.
     after = await same_both_ways(lane, get(serial), hot=True)
     assert after.status == 200 and b'"valid":false' in after.body
+    assert b'"jws":null' in after.body and certificate["jws"].encode() not in after.body
     assert dict(after.headers)["cache-control"] == VERIFY_CACHE
 
     for request in [

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import KeySet, RSAKey
 from litestar import Litestar
 
 from lms.domain.certificates import services as certificate_services
@@ -24,12 +24,25 @@ from lms.domain.certificates.keys import load_signing_key, new_private_key_pem
 from lms.domain.certificates.schemas import Certificate, JwkSet, Verification
 from tests.conftest import TestUser
 from tests.integration.learning.helpers import complete, course_with_lessons, enroll
+from tests.support.credentials import (
+    assert_schema_valid,
+    assert_standard_credential,
+    credential_of,
+)
+from tests.support.credentials import segments as _segments
 from tests.support.documents import pdf_qr_codes, pdf_text, screenshot
 
-# The contract names the JWS algorithm "EdDSA", which RFC 9864 has since deprecated.
+# An Ed25519 key (the EdDSA option, and keys from before RS256) still verifies: RFC 9864 has
+# deprecated the name "EdDSA", which Open Badges verifiers expect.
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 BASE_URL = "https://lms.example.test"  # LMS_PUBLIC_BASE_URL in the test settings
+# The JWK members each key type publishes (RFC 7517/7518/8037), never a private one.
+PUBLIC_MEMBERS = {
+    ("RSA", "RS256"): {"n", "e"},
+    ("EC", "ES256"): {"crv", "x", "y"},
+    ("OKP", "EdDSA"): {"crv", "x"},
+}
 
 
 async def earn(
@@ -45,6 +58,8 @@ async def earn(
     await enroll(api, learner, course["id"])
     certificate = (await complete(api, learner, lessons[0]["id"])).json()["certificate"]
     assert certificate is not None
+    # Every credential these tests issue meets the standards: JSON-LD, Open Badges 3.0's schema.
+    assert_standard_credential(certificate["jws"])
     return dict(certificate)
 
 
@@ -239,19 +254,15 @@ async def test_revocation_shows_on_json_and_page_and_is_audited(
     assert entry["after"] == {"status": "REVOKED", "reason": "plagiarised final project"}
 
 
-def _segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    header, payload, _ = token.split(".")
-    decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # noqa: E731
-    return decode(header), decode(payload)
-
-
 async def served_key_set(api: httpx.AsyncClient) -> KeySet:
     response = await api.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert msgspec.json.decode(response.content, type=JwkSet, strict=True)
     for key in response.json()["keys"]:
-        assert set(key) == {"kty", "crv", "x", "kid", "use", "alg"}  # never a private "d"
-        assert key["kty"] == "OKP" and key["crv"] == "Ed25519" and key["alg"] == "EdDSA"
+        members = PUBLIC_MEMBERS[(key["kty"], key["alg"])]
+        assert set(key) == {"kty", "kid", "use", "alg"} | members  # never a private "d"
+        assert key["use"] == "sig" and key["kid"].startswith(f"{BASE_URL}/.well-known/jwks.json#")
+        assert key.get("crv", "P-256" if key["kty"] == "EC" else "Ed25519") in {"P-256", "Ed25519"}
     return KeySet.import_key_set(response.json())
 
 
@@ -262,10 +273,11 @@ async def test_the_credential_verifies_offline_against_the_served_jwk_set(
     key_set = await served_key_set(api)
     header, _ = _segments(earned["jws"])
     assert set(header) == {"alg", "kid", "typ"}  # Open Badges 3.0 allows no other JOSE header
-    assert header["alg"] == "EdDSA" and header["typ"] == "JWT"
+    # The default key is RSA: RS256, the algorithm every Open Badges 3.0 verifier must accept.
+    assert header["alg"] == "RS256" and header["typ"] == "JWT"
     assert header["kid"].startswith(f"{BASE_URL}/.well-known/jwks.json#")
 
-    token = jwt.decode(earned["jws"], key_set, algorithms=["EdDSA"])
+    token = jwt.decode(earned["jws"], key_set, algorithms=["RS256"])
     claims = token.claims
     credential_id = f"urn:uuid:{earned['id']}"
     assert claims["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
@@ -291,6 +303,13 @@ async def test_the_credential_verifies_offline_against_the_served_jwk_set(
     assert claims["validFrom"] == earned["issuedAt"]
     issued_at = datetime.fromisoformat(earned["issuedAt"].replace("Z", "+00:00"))
     assert claims["nbf"] == int(issued_at.timestamp())
+    assert "exp" not in claims and "validUntil" not in claims  # a completed course stays so
+    status = claims["credentialStatus"]
+    assert status["type"] == "BitstringStatusListEntry"
+    assert status["statusPurpose"] == "revocation"
+    assert re.fullmatch(r"\d+", status["statusListIndex"])  # a base-10 string, per the spec
+    assert re.fullmatch(rf"{BASE_URL}/certificates/status/[1-9]\d*", status["statusListCredential"])
+    assert status["id"] == f"{status['statusListCredential']}#{status['statusListIndex']}"
     assert not disclosed(json.dumps(claims), learner, creator)
 
 
@@ -304,15 +323,15 @@ async def test_a_tampered_or_foreign_credential_is_refused(
     payload["credentialSubject"]["identifier"][0]["identityHash"] = "Mallory"
     forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
     with pytest.raises(BadSignatureError):
-        jwt.decode(f"{header_b64}.{forged}.{signature}", key_set, algorithms=["EdDSA"])
+        jwt.decode(f"{header_b64}.{forged}.{signature}", key_set, algorithms=["RS256"])
     # Signed by a key that is not the issuer's, under the issuer's kid.
     header, _ = _segments(earned["jws"])
-    impostor = OKPKey.import_key(new_private_key_pem())
+    impostor = RSAKey.import_key(new_private_key_pem("RS256"))
     foreign = jws.serialize_compact(
-        header, json.dumps(payload).encode(), impostor, algorithms=["EdDSA"]
+        header, json.dumps(payload).encode(), impostor, algorithms=["RS256"]
     )
     with pytest.raises(BadSignatureError):
-        jwt.decode(foreign, key_set, algorithms=["EdDSA"])
+        jwt.decode(foreign, key_set, algorithms=["RS256"])
 
 
 async def test_a_rotated_key_keeps_old_certificates_verifiable(
@@ -323,24 +342,87 @@ async def test_a_rotated_key_keeps_old_certificates_verifiable(
     creator: TestUser,
     admin: TestUser,
 ) -> None:
+    """RS256 (the default), then an Ed25519 key (the EdDSA option, as installations had before
+    RS256), then a P-256 key (ES256): each certificate verifies with its own key, and the JWK set
+    keeps every key that ever signed, each with its algorithm."""
     ctx = app.state.ctx
     before = await earn(api, db, learner, creator, admin, title="Before the rotation")
     old_key = ctx.signing_key
-    ctx.signing_key = load_signing_key(new_private_key_pem())  # as after a restart with a new key
+    issued = {"RS256": before}
     try:
-        await certificate_services.register_signing_key(ctx, db)
-        after = await earn(api, db, learner, creator, admin, title="After the rotation")
+        for algorithm in ("EdDSA", "ES256"):
+            # As after a restart with a new LMS_CERT_SIGNING_KEY.
+            ctx.signing_key = load_signing_key(new_private_key_pem(algorithm))
+            await certificate_services.register_signing_key(ctx, db)
+            issued[algorithm] = await earn(api, db, learner, creator, admin, title=algorithm)
         key_set = await served_key_set(api)
-        kids = {key["kid"] for key in (await api.get("/.well-known/jwks.json")).json()["keys"]}
-        assert _segments(before["jws"])[0]["kid"] != _segments(after["jws"])[0]["kid"]
-        assert {_segments(c["jws"])[0]["kid"] for c in (before, after)} <= kids
-        for certificate in (before, after):
-            assert jwt.decode(certificate["jws"], key_set, algorithms=["EdDSA"]).claims[
-                "serialHash"
-            ]
+        published = {
+            k["kid"]: k["alg"] for k in (await api.get("/.well-known/jwks.json")).json()["keys"]
+        }
+        for algorithm, certificate in issued.items():
+            header, _ = _segments(certificate["jws"])
+            assert header["alg"] == algorithm and published[header["kid"]] == algorithm
+            claims = jwt.decode(certificate["jws"], key_set, algorithms=[algorithm]).claims
+            assert claims["serialHash"] == certificate["serialHash"]
+        assert len({_segments(c["jws"])[0]["kid"] for c in issued.values()}) == 3
     finally:
         ctx.signing_key = old_key
         await db.execute(
-            "DELETE FROM certificate_signing_keys WHERE kid = $1",
-            _segments(after["jws"])[0]["kid"],
+            "DELETE FROM certificate_signing_keys WHERE kid = ANY($1::text[])",
+            [_segments(issued[a]["jws"])[0]["kid"] for a in ("EdDSA", "ES256") if a in issued],
         )
+
+
+async def test_a_revoked_certificate_is_never_handed_out_as_a_credential(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+) -> None:
+    """Revocation replayed: before the fix every answer still carried the signed `jws`, which
+    verified against the JWK set like a valid certificate."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [None])
+    await enroll(api, learner, course["id"])
+    earned = (await complete(api, learner, lessons[0]["id"])).json()["certificate"]
+    assert earned["jws"]
+    revoked = await api.post(
+        f"/admin/certificates/{earned['id']}/revoke",
+        json={"reason": "fraud"},
+        headers=admin.headers,
+    )
+    assert revoked.status_code == 200 and revoked.json()["jws"] is None
+
+    verified = await api.get(f"/certificates/verify/{earned['serialHash']}")
+    assert verified.json()["valid"] is False and verified.json()["certificate"]["jws"] is None
+    own = await api.get(
+        f"/enrollments/{earned['enrollmentId']}/certificate", headers=learner.headers
+    )
+    assert own.json()["status"] == "REVOKED" and own.json()["jws"] is None
+    listed = (await api.get("/certificates", headers=learner.headers)).json()
+    assert [(c["status"], c["jws"]) for c in listed] == [("REVOKED", None)]
+    again = await complete(api, learner, lessons[0]["id"])  # idempotent: the same certificate
+    assert again.json()["certificate"]["status"] == "REVOKED"
+    assert again.json()["certificate"]["jws"] is None
+    for answer in (revoked, verified, own, again):
+        assert earned["jws"] not in answer.text
+    # The page and the PDF never carried the credential; they say REVOKED (tested above).
+    pdf = await api.get(
+        f"/enrollments/{earned['enrollmentId']}/certificate",
+        headers={**learner.headers, "Accept": "application/pdf"},
+    )
+    assert "REVOKED" in pdf_text(pdf.content)
+    assert pdf_qr_codes(pdf.content) == [earned["verifyUrl"]]  # the QR code leads to the verdict
+
+
+async def test_the_credential_meets_the_open_badges_3_schema(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    """1EdTech's AchievementCredential JSON Schema, offline (vendored: SOURCES.md). earn() runs it
+    on every credential these tests issue; this test shows it can fail."""
+    earned = await earn(api, db, learner, creator, admin, title="Schema-valid")
+    document = credential_of(_segments(earned["jws"])[1])
+    assert_schema_valid(document)
+    broken = {name: value for name, value in document.items() if name != "issuer"}
+    with pytest.raises(AssertionError, match="issuer"):
+        assert_schema_valid(broken)

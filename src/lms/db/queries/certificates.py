@@ -14,7 +14,7 @@ import asyncpg
 from lms.db.queries import Conn, ReadConn
 
 COLUMNS = """id, user_id, course_id, enrollment_id, serial_hash, learner_name, course_title,
-    creator_name, status, jws, issued_at, revoked_at"""
+    creator_name, status, jws, issued_at, revoked_at, status_list, status_index"""
 
 
 async def insert(
@@ -30,14 +30,17 @@ async def insert(
     creator_name: str | None,
     jws: str,
     issued_at: datetime,
+    status_list: int,
+    status_index: int,
 ) -> asyncpg.Record | None:
     """The new certificate, or None when the enrollment has one already (the unique
     enrollment_id is the last word, whatever the callers' locks)."""
     return await conn.fetchrow(
         f"""
         INSERT INTO certificates (id, user_id, course_id, enrollment_id, serial_hash, learner_name,
-                                  course_title, creator_name, jws, issued_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                  course_title, creator_name, jws, issued_at, status_list,
+                                  status_index)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         ON CONFLICT (enrollment_id) DO NOTHING
         RETURNING {COLUMNS}
         """,
@@ -51,7 +54,34 @@ async def insert(
         creator_name,
         jws,
         issued_at,
+        status_list,
+        status_index,
     )
+
+
+async def next_status_number(conn: Conn) -> int:
+    """A number no other certificate gets (nextval takes no lock and is never rolled back)."""
+    number: int = await conn.fetchval("SELECT nextval('certificate_status_seq')")
+    return number
+
+
+async def revoked_in_list(conn: Conn, list_id: int, first_number: int) -> list[int] | None:
+    """The revoked indexes of a status list, or None when no certificate was given a number in
+    it yet (`first_number`: the list's first sequence number). One statement: the sequence's
+    state and the revoked entries (the partial index on revoked entries alone)."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT is_called AND last_value >= $2 FROM certificate_status_seq) AS exists,
+               ARRAY(SELECT status_index FROM certificates
+                     WHERE status_list = $1 AND status = 'REVOKED'
+                     ORDER BY status_index) AS revoked
+        """,
+        list_id,
+        first_number,
+    )
+    if row is None or not row["exists"]:
+        return None
+    return list(row["revoked"])
 
 
 async def by_id(
@@ -69,7 +99,8 @@ async def for_enrollment(conn: Conn, enrollment_id: uuid.UUID) -> asyncpg.Record
         """
         SELECT e.user_id AS owner_id, e.completed AS enrollment_completed,
                c.id, c.user_id, c.course_id, c.enrollment_id, c.serial_hash, c.learner_name,
-               c.course_title, c.creator_name, c.status, c.jws, c.issued_at, c.revoked_at
+               c.course_title, c.creator_name, c.status, c.jws, c.issued_at, c.revoked_at,
+               c.status_list, c.status_index
         FROM enrollments e LEFT JOIN certificates c ON c.enrollment_id = e.id
         WHERE e.id = $1
         """,

@@ -1,13 +1,17 @@
 """Thin handlers for certificates: the learner's own, public verification (JSON or a printable
-page), the PDF, the JWK set that verifies them offline, and admin revocation."""
+page), the PDF, the JWK set that verifies them offline, the revocation status lists, and admin
+revocation."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
@@ -17,7 +21,7 @@ from lms.context import AppContext, Ctx, Db
 from lms.db.replicas import ReplicaReads
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
-from lms.domain.certificates import html_page, services
+from lms.domain.certificates import html_page, published, services
 from lms.domain.certificates.schemas import (
     UNKNOWN_SERIAL,
     Certificate,
@@ -26,6 +30,7 @@ from lms.domain.certificates.schemas import (
     Revocation,
     Verification,
 )
+from lms.domain.certificates.status_list import STATUS_LIST_MAX_AGE
 
 AnyRequest = Request[Any, Any, Any]
 PrincipalRequest = Request[Principal, Any, Any]
@@ -51,8 +56,61 @@ def verification_reads(ctx: AppContext) -> ReplicaReads:
     return ctx.replica_reads(max_lag=ctx.settings.verify_max_lag_seconds)
 
 
+# A status list as a VC-JWT (the default: it carries its own proof) or as JSON.
+VC_JWT = "application/vc+jwt"
+STATUS_LIST_TYPES = [
+    VC_JWT,
+    "application/jwt",
+    "application/vc",
+    "application/vc+ld+json",
+    "application/ld+json",
+    JSON,
+]
+STATUS_LIST_CACHE = f"public, max-age={STATUS_LIST_MAX_AGE}"
+
+
 def preferred(request: AnyRequest, offered: list[str]) -> str:
     return str(request.accept.best_match(offered, default=offered[0]) or offered[0])
+
+
+@dataclass
+class StatusListOperation(Operation):
+    """The status list route's 200 in both forms (a handler documents one media type)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get(str(HTTP_200_OK))
+        content = getattr(ok, "content", None)
+        if content is None:
+            return
+        content["application/json"] = OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.OBJECT,
+                description="the BitstringStatusListCredential as JSON (W3C VCDM 2.0); its "
+                "proof is the VC-JWT form of the same credential",
+                required=["@context", "id", "type", "issuer", "validFrom", "credentialSubject"],
+                properties={
+                    "@context": Schema(
+                        type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)
+                    ),
+                    "id": Schema(type=OpenAPIType.STRING),
+                    "type": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
+                    "issuer": Schema(type=OpenAPIType.STRING),
+                    "validFrom": Schema(type=OpenAPIType.STRING),
+                    "validUntil": Schema(type=OpenAPIType.STRING),
+                    "credentialSubject": Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["id", "type", "statusPurpose", "encodedList"],
+                        properties={
+                            "id": Schema(type=OpenAPIType.STRING),
+                            "type": Schema(type=OpenAPIType.STRING),
+                            "statusPurpose": Schema(type=OpenAPIType.STRING),
+                            "encodedList": Schema(type=OpenAPIType.STRING),
+                            "ttl": Schema(type=OpenAPIType.INTEGER),
+                        },
+                    ),
+                },
+            )
+        )
 
 
 class CertificateController(Controller):
@@ -103,6 +161,30 @@ class CertificateController(Controller):
         body: Verification | NotVerified = answer or UNKNOWN_SERIAL
         return Response(body, status_code=status, media_type=JSON, headers=headers)  # type: ignore[arg-type]
 
+    @get(
+        "/status/{list_id:int}",
+        opt={PUBLIC: True},
+        media_type=VC_JWT,
+        operation_class=StatusListOperation,
+        responses=errors(NOT_FOUND),
+        summary="A revocation status list: the signed Bitstring Status List credential that "
+        "certificates' credentialStatus names",
+        description="W3C Bitstring Status List v1.0, statusPurpose revocation: bit "
+        "statusListIndex is 1 once that certificate is revoked. A compact VC-JWT signed like "
+        "the certificates (application/vc+jwt, also for application/jwt, */* or no Accept), or "
+        "the same credential as JSON (Accept: application/json, application/ld+json, "
+        f"application/vc). A revocation shows at once; copies may be reused for "
+        f"{STATUS_LIST_MAX_AGE} s (Cache-Control). Unknown list: 404.",
+    )
+    async def status_list(
+        self, request: AnyRequest, ctx: Ctx, db: Db, list_id: FromPath[int]
+    ) -> Response[str]:
+        found = await published.status_list_of(db, ctx, list_id)
+        media_type = preferred(request, STATUS_LIST_TYPES)
+        body = found.jwt if media_type in (VC_JWT, "application/jwt") else found.document
+        headers = {"Cache-Control": STATUS_LIST_CACHE, "Vary": "Accept"}
+        return Response(body, media_type=media_type, headers=headers)  # type: ignore[arg-type]
+
 
 class EnrollmentCertificateController(Controller):
     path = "/enrollments"
@@ -135,7 +217,8 @@ class JwksController(Controller):
     @get(
         "/",
         opt={PUBLIC: True},
-        summary="The public keys (Ed25519 JWK set) that verify certificates' VC-JWTs offline",
+        summary="The public keys (JWK set: RSA, P-256 or Ed25519, each with its alg) that verify "
+        "certificates' VC-JWTs offline",
         description="Every key that ever signed a certificate stays in the set after a "
         "rotation. Each `kid` is the URI in the JWS header of the certificates it signed.",
     )

@@ -1,5 +1,6 @@
 """A certificate as an Open Badges 3.0 `OpenBadgeCredential` (a W3C Verifiable Credential 2.0),
-secured as a VC-JWT: a compact JWS signed with EdDSA (Ed25519).
+secured as a VC-JWT: a compact JWS signed with the signing key's algorithm (RS256 by default,
+ES256 for a P-256 key, EdDSA for an Ed25519 one).
 
 Following the Open Badges 3.0 JSON Web Token proof format: the JOSE header holds only `alg`,
 `typ` ("JWT") and `kid` (a URI naming the public key in /.well-known/jwks.json); the JWT payload
@@ -7,8 +8,9 @@ is the credential itself plus the registered claims `iss` (issuer.id), `jti` (th
 `nbf` (validFrom) and `sub` (credentialSubject.id), and the certificate's `serialHash`. The
 learner is named by an IdentityObject of type "name" (never an email or a user id); the subject
 id is the enrollment's URN, which identifies the achievement without identifying the account.
-RFC 9864 has since deprecated "EdDSA" for the fully specified "Ed25519"; Open Badges verifiers
-and the API contract expect "EdDSA", so that is what the header says.
+`credentialStatus` names the certificate's bit in a revocation status list this service
+publishes (lms.domain.certificates.status_list). The credential has no expiry: a course, once
+completed, stays completed; revocation is how a certificate ends.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from typing import Any
 
 import jwt
 
+from lms.domain.certificates import status_list
 from lms.domain.certificates.keys import SigningKey
 
 CONTEXT = [
     "https://www.w3.org/ns/credentials/v2",
     "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json",
 ]
-ALGORITHM = "EdDSA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class Achievement:
     learner_name: str
     course_id: uuid.UUID
     course_title: str
+    status_list: int  # the revocation status list, and this certificate's bit in it
+    status_index: int
 
 
 def _iso(moment: datetime) -> str:
@@ -57,6 +61,9 @@ def open_badge_credential(
         "name": f"Certificate of completion: {achievement.course_title}",
         "issuer": {"id": issuer_url, "type": ["Profile"], "name": issuer_name, "url": issuer_url},
         "validFrom": _iso(achievement.issued_at),
+        "credentialStatus": status_list.entry(
+            issuer_url, achievement.status_list, achievement.status_index
+        ),
         "credentialSubject": {
             "id": f"urn:uuid:{achievement.enrollment_id}",
             "type": ["AchievementSubject"],
@@ -104,6 +111,6 @@ def sign(achievement: Achievement, key: SigningKey, *, issuer_url: str, issuer_n
     return jwt.encode(
         jwt_payload(credential, achievement.serial_hash),
         key.private_key,
-        algorithm=ALGORITHM,
+        algorithm=key.algorithm,
         headers={"kid": key.kid(issuer_url), "typ": "JWT"},
     )

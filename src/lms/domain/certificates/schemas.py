@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from lms.api.schemas import CamelStruct
 from lms.api.text import WORDS_PATTERN
@@ -36,10 +36,13 @@ class Certificate(CamelStruct):
     status: CertificateStatus
     revoked_at: datetime | None
     jws: Annotated[
-        str,
+        str | None,
         Meta(
             description="the certificate as an Open Badges 3.0 OpenBadgeCredential in VC-JWT "
-            "form: a compact JWS (alg EdDSA) whose kid names a key of /.well-known/jwks.json"
+            "form: a compact JWS (alg RS256 or ES256; EdDSA where that key is configured) whose "
+            "kid names a key of /.well-known/jwks.json and whose credentialStatus names its "
+            "bit in a revocation status list. null once the certificate is revoked: a revoked "
+            "certificate is never handed out as a credential that would look valid"
         ),
     ]
 
@@ -56,7 +59,10 @@ class VerifiedCertificate(CamelStruct):
     status: CertificateStatus
     revoked_at: datetime | None
     verify_url: str
-    jws: str
+    jws: Annotated[
+        str | None,
+        Meta(description="the VC-JWT (as in Certificate); null once the certificate is revoked"),
+    ]
 
 
 class Verification(CamelStruct):
@@ -89,12 +95,18 @@ class Revocation(CamelStruct, forbid_unknown_fields=True):
 
 
 class PublicJwk(CamelStruct):
+    """A public key of the set: RSA (n, e; alg RS256), EC P-256 (crv, x, y; ES256) or OKP
+    Ed25519 (crv, x; EdDSA), never a private member."""
+
     kty: str
-    crv: str
-    x: str
     kid: str
-    use: str = "sig"
-    alg: str = "EdDSA"
+    use: str
+    alg: str
+    crv: str | UnsetType = UNSET
+    x: str | UnsetType = UNSET
+    y: str | UnsetType = UNSET
+    n: str | UnsetType = UNSET
+    e: str | UnsetType = UNSET
 
 
 class JwkSet(CamelStruct):

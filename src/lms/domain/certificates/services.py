@@ -18,8 +18,8 @@ from lms.db.queries import certificates as sql
 from lms.db.tables import Role
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
-from lms.domain.certificates import credential
-from lms.domain.certificates.keys import SigningKey
+from lms.domain.certificates import credential, status_list
+from lms.domain.certificates.keys import SigningKey, algorithm_of_jwk
 from lms.domain.certificates.schemas import (
     Certificate,
     CertificateCourse,
@@ -54,6 +54,7 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
     """Issue the certificate of a completed enrollment, inside the transaction that completed
     it (which holds the enrollment's lock). `facts` is that transaction's locked row: the
     enrollment, its course and creator, and the learner's name."""
+    list_id, index = status_list.position(await sql.next_status_number(conn))
     achievement = credential.Achievement(
         certificate_id=uuid.uuid4(),
         serial_hash=new_serial(),
@@ -62,6 +63,8 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         learner_name=facts["learner_name"],
         course_id=facts["course_id"],
         course_title=facts["course_title"],
+        status_list=list_id,
+        status_index=index,
     )
     jws = credential.sign(
         achievement,
@@ -81,6 +84,8 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         creator_name=facts["creator_name"],
         jws=jws,
         issued_at=achievement.issued_at,
+        status_list=list_id,
+        status_index=index,
     )
     if row is None:  # issued meanwhile by another transaction: that one stands
         row = present(
@@ -90,6 +95,12 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         if row["id"] is None:
             raise RuntimeError("the insert conflicted, so the enrollment has a certificate")
     return row
+
+
+def credential_of(row: asyncpg.Record) -> str | None:
+    """The row's VC-JWT, unless the certificate is revoked: a revoked certificate's answers
+    carry no credential that would look valid to a verifier that skips the status check."""
+    return row["jws"] if row["status"] == "VALID" else None
 
 
 def to_certificate(ctx: AppContext, row: asyncpg.Record) -> Certificate:
@@ -104,7 +115,7 @@ def to_certificate(ctx: AppContext, row: asyncpg.Record) -> Certificate:
         verify_url=verify_url(ctx, row["serial_hash"]),
         status=row["status"],
         revoked_at=row["revoked_at"],
-        jws=row["jws"],
+        jws=credential_of(row),
     )
 
 
@@ -200,7 +211,7 @@ async def verify(
             status=row["status"],
             revoked_at=row["revoked_at"],
             verify_url=verify_url(ctx, row["serial_hash"]),
-            jws=row["jws"],
+            jws=credential_of(row),
         ),
     )
     return answer, row
@@ -238,7 +249,12 @@ async def register_signing_key(ctx: AppContext, conn: asyncpg.Pool) -> None:
 
 
 def _jwk(kid: str, public_jwk: dict[str, str]) -> PublicJwk:
-    return PublicJwk(kty=public_jwk["kty"], crv=public_jwk["crv"], x=public_jwk["x"], kid=kid)
+    """The published form of a stored key: its public members, `kid`, `use` and the algorithm
+    it signs with (Ed25519 rows from before RS256 keep saying EdDSA)."""
+    members = {name: public_jwk[name] for name in ("crv", "x", "y", "n", "e") if name in public_jwk}
+    return PublicJwk(
+        kty=public_jwk["kty"], kid=kid, use="sig", alg=algorithm_of_jwk(public_jwk), **members
+    )
 
 
 async def jwk_set(db: asyncpg.Pool, ctx: AppContext) -> JwkSet:
