@@ -30,7 +30,35 @@ from tests.support.contract import (
 SIGNED_URL = "signed URL"  # authorized by the URL's signature, whoever calls: unsigned is 403
 RANK = {"LEARNER": 1, "CREATOR": 2, "ADMIN": 3}
 
-CONTRACT = {(e.method, e.path): e.who for e in contract.endpoints()}
+# Sections of the contract whose issues are still open: their endpoints are not built yet. Each
+# is listed by issue; test_pending_endpoints_are_still_unbuilt fails as soon as one gets a route,
+# so that it is taken off this list and checked like every other endpoint.
+PENDING: dict[tuple[str, str], str] = {
+    **{
+        (method, path): "issue 21: Payments"
+        for method, path in [
+            ("POST", "/courses/:id/checkout"),
+            ("POST", "/payments/stripe/webhook"),
+            ("GET", "/orders"),
+            ("GET", "/admin/orders"),
+            ("POST", "/admin/orders/:id/refund"),
+        ]
+    },
+    **{
+        (method, path): "issue 22: Events out"
+        for method, path in [
+            ("POST", "/admin/webhooks"),
+            ("GET", "/admin/webhooks"),
+            ("GET", "/admin/webhooks/:id"),
+            ("PATCH", "/admin/webhooks/:id"),
+            ("DELETE", "/admin/webhooks/:id"),
+            ("GET", "/admin/webhooks/:id/deliveries"),
+            ("POST", "/admin/webhooks/:id/deliveries/:deliveryId/retry"),
+        ]
+    },
+}
+ALL_CONTRACT = {(e.method, e.path): e.who for e in contract.endpoints()}
+CONTRACT = {key: who for key, who in ALL_CONTRACT.items() if key not in PENDING}
 # Routes the contract does not list: the docs' assets, signed media, and captions.srt (which the
 # contract names only beside captions.vtt).
 EXTRA: dict[tuple[str, str], str] = {
@@ -90,6 +118,16 @@ def test_the_shipped_contract_is_the_shared_one() -> None:
     assert SHIPPED_CONTRACT.read_text() == SHARED_CONTRACT.read_text(), (
         f"docs/api-contract.md is out of date: copy {SHARED_CONTRACT} over it"
     )
+
+
+def test_pending_endpoints_are_still_unbuilt(app: Litestar) -> None:
+    """PENDING names endpoints of the contract (not typos) that have no route yet."""
+    assert set(PENDING) <= set(ALL_CONTRACT), sorted(set(PENDING) - set(ALL_CONTRACT))
+    routes = {(method, path_shape(path)) for method, path in app_routes(app)}
+    built = sorted(
+        f"{m} {p} ({why})" for (m, p), why in PENDING.items() if (m, path_shape(p)) in routes
+    )
+    assert not built, f"built now: take them off PENDING so the matrix checks them: {built}"
 
 
 def test_every_contract_endpoint_has_a_route(app: Litestar) -> None:

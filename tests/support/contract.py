@@ -32,6 +32,7 @@ WHO: dict[str, str] = {
     "anyone (published); owner, admin (any state)": PUBLIC,
     "as GET /courses/:id": PUBLIC,
     "Cloudinary": PUBLIC,  # authorized by Cloudinary's signature, not a token
+    "Stripe": PUBLIC,  # authorized by Stripe's signature, not a token
     "profileToken": PROFILE_TOKEN,
     "profileToken or accessToken": PROFILE_OR_ACCESS,
     "any role": ANY_ROLE,
@@ -55,7 +56,9 @@ USER_AUTH_TWINS = {
 
 _METHOD = r"(GET|POST|PUT|PATCH|DELETE)"
 _PATH = r"/[\w\-./:]+"
-_ENDPOINT = re.compile(rf"\b{_METHOD} ({_PATH})")
+# One path after one method or several joined by "/" ("GET/PATCH/DELETE /admin/webhooks/:id").
+_ONE_METHOD = r"(?:GET|POST|PUT|PATCH|DELETE)"
+_ENDPOINT = re.compile(rf"\b({_ONE_METHOD}(?:/{_ONE_METHOD})*) ({_PATH})")
 _RUN = re.compile(rf"\b{_METHOD} ({_PATH}(?:, {_PATH})*)")
 
 
@@ -104,7 +107,11 @@ def parse(text: str) -> list[Endpoint]:
                 continue
             if set(line) <= set("|-: "):
                 continue
-            found = [(m.group(1), m.group(2)) for m in _ENDPOINT.finditer(cells[0])]
+            found = [
+                (method, m.group(2))
+                for m in _ENDPOINT.finditer(cells[0])
+                for method in m.group(1).split("/")
+            ]
             if not found:
                 continue
             if "who" in header:
