@@ -128,10 +128,15 @@ function bearer(req) {
   return scheme.toLowerCase() === "bearer" && token ? token : null;
 }
 
+// lms's per-purpose keys (lms.derived_keys): HKDF-SHA256 of the secret, info "lms/<purpose>".
+const derivedKey = (purpose) =>
+  Buffer.from(crypto.hkdfSync("sha256", CFG.jwtSecret, Buffer.alloc(0), `lms/${purpose}`, 64));
+const accessTokenKey = derivedKey("access-token");
+
 async function userFromToken(token) {
   let claims;
   try {
-    claims = jwt.verify(token, CFG.jwtSecret, { algorithms: [CFG.jwtAlgorithm] });
+    claims = jwt.verify(token, accessTokenKey, { algorithms: [CFG.jwtAlgorithm] });
   } catch (err) {
     throw unauthenticated(err.name === "TokenExpiredError" ? "token has expired" : "invalid token");
   }
@@ -166,7 +171,7 @@ async function requireUser(req, _res, next) {
 // keyset cursors, signed as lms signs them
 
 const b64url = (buf) => Buffer.from(buf).toString("base64url");
-const cursorKey = crypto.createHmac("sha256", CFG.jwtSecret).update("lms keyset cursor").digest();
+const cursorKey = derivedKey("cursor");
 
 function encodeCursor(scope, ...values) {
   const payload = Buffer.from(JSON.stringify([scope, ...values]));

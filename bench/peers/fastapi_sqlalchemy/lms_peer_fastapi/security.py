@@ -10,10 +10,12 @@ import hmac
 import json
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, HTTPException, Request
 
 from .config import SessionDep, Settings, SettingsDep
@@ -38,7 +40,7 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
+            derived_key(settings.jwt_secret, "access-token"),
             algorithms=[settings.jwt_algorithm],
             options={"require": ["exp", "iat", "sub", "typ", "ver"]},
         )
@@ -84,8 +86,15 @@ class BadCursor(Exception):
     pass
 
 
+@cache
+def derived_key(secret: str, purpose: str) -> bytes:
+    """lms's key for `purpose` (lms.derived_keys): HKDF-SHA256, info b"lms/<purpose>"."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=f"lms/{purpose}".encode())
+    return hkdf.derive(secret.encode())
+
+
 def _key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"lms keyset cursor", hashlib.sha256).digest()
+    return derived_key(secret, "cursor")
 
 
 def _b64(raw: bytes) -> str:
