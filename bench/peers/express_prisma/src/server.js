@@ -132,18 +132,35 @@ function bearer(req) {
 const derivedKey = (purpose) =>
   Buffer.from(crypto.hkdfSync("sha256", CFG.jwtSecret, Buffer.alloc(0), `lms/${purpose}`, 64));
 const accessTokenKey = derivedKey("access-token");
+const profileTokenKey = derivedKey("profile-token");
+
+// As lms words a refusal: a profile token (signed with the profile key) is told to send an
+// access token; anything else is an invalid token.
+function refusal(token) {
+  try {
+    const claims = jwt.verify(token, profileTokenKey, {
+      algorithms: [CFG.jwtAlgorithm],
+      ignoreExpiration: true,
+    });
+    return claims.typ === "profile" ? "a access token is required" : "invalid token";
+  } catch {
+    return "invalid token";
+  }
+}
 
 async function userFromToken(token) {
   let claims;
   try {
     claims = jwt.verify(token, accessTokenKey, { algorithms: [CFG.jwtAlgorithm] });
   } catch (err) {
-    throw unauthenticated(err.name === "TokenExpiredError" ? "token has expired" : "invalid token");
+    if (err.name === "TokenExpiredError") throw unauthenticated("token has expired");
+    if (err.message === "invalid signature") throw unauthenticated(refusal(token));
+    throw unauthenticated("invalid token");
   }
   for (const claim of ["exp", "iat", "sub", "typ", "ver"]) {
     if (claims[claim] === undefined) throw unauthenticated("invalid token");
   }
-  if (claims.typ !== "access") throw unauthenticated("a access token is required");
+  if (claims.typ !== "access") throw unauthenticated("invalid token");
   const version = Number(claims.ver);
   if (!UUID_RE.test(String(claims.sub)) || !Number.isInteger(version)) {
     throw unauthenticated("invalid token");

@@ -44,12 +44,14 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
             algorithms=[settings.jwt_algorithm],
             options={"require": ["exp", "iat", "sub", "typ", "ver"]},
         )
+    except jwt.InvalidSignatureError:
+        raise unauthenticated(_refusal(token, settings)) from None
     except jwt.ExpiredSignatureError:
         raise unauthenticated("token has expired") from None
     except jwt.InvalidTokenError:
         raise unauthenticated("invalid token") from None
     if claims["typ"] != "access":
-        raise unauthenticated("a access token is required")
+        raise unauthenticated("invalid token")
     try:
         user_id, version = uuid.UUID(str(claims["sub"])), int(claims["ver"])
     except (ValueError, TypeError):
@@ -62,6 +64,21 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
     if user.token_version != version:
         raise unauthenticated("token has been revoked; log in again")
     return user
+
+
+def _refusal(token: str, settings: Settings) -> str:
+    """As lms words it: a profile token (signed with the profile key) is told to send an access
+    token; anything else is an invalid token."""
+    try:
+        claims = jwt.decode(
+            token,
+            derived_key(settings.jwt_secret, "profile-token"),
+            algorithms=[settings.jwt_algorithm],
+            options={"verify_exp": False},
+        )
+    except jwt.InvalidTokenError:
+        return "invalid token"
+    return "a access token is required" if claims.get("typ") == "profile" else "invalid token"
 
 
 async def optional_user(request: Request, session: Any, settings: Settings) -> User | None:
