@@ -351,7 +351,9 @@ class State:
 
 # ---------------------------------------------------------------------------------------------
 # authentication: lms's token check (lms.domain.auth.tokens), then the user's current state and
-# the 401 wording of lms.domain.auth.authentication, copied (it imports Litestar via lms.context)
+# the 401 wording of lms.domain.auth.authentication, copied (it imports Litestar via lms.context).
+# lms also refuses an access token whose login (`sid`) has ended, from a per-process cache (no
+# query on a hit); the bench's tokens are minted outside a login and name none.
 
 
 async def authenticate(state: State, headers: dict[bytes, bytes]) -> tuple[uuid.UUID, str] | None:

@@ -53,6 +53,8 @@ import asyncpg
 import httpx
 import jwt
 
+from lms.derived_keys import Purpose, derived_key
+
 HEADERS_COMPARED = ("content-type", "cache-control", "vary", "www-authenticate", "retry-after")
 NIL = "00000000-0000-0000-0000-000000000000"
 TOKEN_RE = re.compile(
@@ -333,7 +335,9 @@ def token(secret: str, algorithm: str, user: uuid.UUID, version: int, **extra: o
         "jti": uuid.uuid4().hex,
     }
     claims.update(extra)
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    # Each kind with its own key, as lms signs it (lms.derived_keys).
+    purpose = Purpose.PROFILE_TOKEN if claims["typ"] == "profile" else Purpose.ACCESS_TOKEN
+    return jwt.encode(claims, derived_key(secret, purpose), algorithm=algorithm)
 
 
 async def fixtures(conn: asyncpg.Connection) -> Fixtures:

@@ -34,6 +34,8 @@ from lms.domain.admin.system_settings import CHANNEL as SETTINGS_CHANNEL
 from lms.domain.admin.system_settings import SystemSettingsCache
 from lms.domain.auth.controllers import AuthController
 from lms.domain.auth.passwords import configure_hashing
+from lms.domain.auth.session_state import CHANNEL as SESSION_CHANNEL
+from lms.domain.auth.session_state import SessionStateCache
 from lms.domain.auth.user_state import CHANNEL as USER_AUTH_CHANNEL
 from lms.domain.auth.user_state import UserAuthCache
 from lms.domain.certificates import services as certificates
@@ -106,11 +108,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         users=UserAuthCache(),
         system=SystemSettingsCache(),
         listener=ChangeListener(settings.database_url),
+        sessions=SessionStateCache(),
         nats=nats,
         storage=make_storage(settings),
         signing_key=load_signing_key(settings.cert_signing_key),
     )
     ctx.listener.subscribe(USER_AUTH_CHANNEL, ctx.users.subscriber())
+    ctx.listener.subscribe(SESSION_CHANNEL, ctx.sessions.subscriber())
     ctx.listener.subscribe(SETTINGS_CHANNEL, ctx.system.subscriber())
     housekeeper = Housekeeper()
 
@@ -120,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.replicas = ReadReplicas(settings, db_pool)
         await ctx.replicas.start()
         ctx.users.bind(db_pool)
+        ctx.sessions.bind(db_pool)
         await certificates.register_signing_key(ctx, db_pool)
         ctx.outbox = OutboxDispatcher(
             db_pool,

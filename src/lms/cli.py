@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lms import production
 from lms.errors import StartupError
 from lms.observability.logs import configure_logging
 from lms.settings import Settings, get_settings, load_settings
@@ -61,8 +62,10 @@ def resolved_services(settings: Settings, *, needs_nats: bool = True) -> Iterato
 def with_jwt_secret(settings: Settings) -> Settings:
     """LMS_JWT_SECRET, or a random secret generated once and kept in LMS_DATA_DIR/jwt-secret."""
     if settings.jwt_secret:
-        if len(settings.jwt_secret) < 32:
-            raise StartupError("LMS_JWT_SECRET must be at least 32 characters")
+        if len(settings.jwt_secret.encode()) < production.MIN_JWT_SECRET_BYTES:
+            raise StartupError(
+                f"LMS_JWT_SECRET must be at least {production.MIN_JWT_SECRET_BYTES} bytes"
+            )
         return settings
     path = settings.data_dir / "jwt-secret"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -189,12 +192,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = replace(settings, port=args.port)
     if args.host is not None:
         settings = replace(settings, host=args.host)
-    unsent = undelivered_channels(settings)
-    if unsent and settings.environment == "production":
-        raise StartupError(
-            f"LMS_ENV=production needs {' and '.join(unsent)}: without them one-time codes "
-            "are only written to the log"
-        )
+    # Before anything starts: what production may not run without (lms.production).
+    production.check(settings)
+    unsent = production.undelivered_channels(settings)
     with resolved_services(settings) as s:
         s = with_secrets(s)
         if not s.database_url:
@@ -222,12 +222,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         get_settings.cache_clear()
         server.serve()
     return 0
-
-
-def undelivered_channels(settings: Settings) -> list[str]:
-    """The settings whose absence makes codes go to the log instead of to people."""
-    channels = [("LMS_SMTP_URL", settings.smtp_url), ("LMS_SMS_URL", settings.sms_url)]
-    return [name for name, value in channels if not value]
 
 
 # ---------------------------------------------------------------------------------------------

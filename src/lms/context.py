@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # types only: these modules import this one
     from lms.broker import BrokerConnection
     from lms.db.replicas import ReadReplicas, ReplicaReads
     from lms.domain.admin.system_settings import SystemSettingsCache
+    from lms.domain.auth.session_state import SessionStateCache
     from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
     from lms.integrations.storage import VideoStorage
@@ -34,6 +35,7 @@ class AppContext:
     users: UserAuthCache
     system: SystemSettingsCache
     listener: ChangeListener
+    sessions: SessionStateCache  # logins ended (refresh token families revoked)
     outbox: OutboxDispatcher | None = None  # needs the pool: made at startup
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None

@@ -215,7 +215,10 @@ class Settings:
         "development",
         doc="`production` makes `lms serve` refuse to start while `LMS_SMTP_URL` or `LMS_SMS_URL` "
         "is unset (one-time codes would only be written to the log, where whoever reads it can "
-        "take over accounts); `development` starts with a warning instead",
+        "take over accounts), while both `LMS_METRICS_TOKEN` and `LMS_METRICS_ALLOW` are unset, "
+        "while `LMS_JWT_SECRET`, `LMS_CERT_SIGNING_KEY` or `LMS_PUBLIC_BASE_URL` is unset, or "
+        "with a `LMS_JWT_SECRET` under 32 bytes (the README's production checklist); "
+        "`development` starts with a warning about mail and SMS instead",
     )
     host: str = setting("LMS_HOST", text(255), "127.0.0.1", doc="the address the API listens on")
     port: int = setting("LMS_PORT", integer(1, 65535), 8000, doc="the port the API listens on")
@@ -229,8 +232,9 @@ class Settings:
         "LMS_JWT_SECRET",
         verbatim,
         shown="generated into `LMS_DATA_DIR/jwt-secret`",
-        doc="HMAC key for access tokens (32+ characters); set it explicitly when API processes "
-        "run on several hosts",
+        doc="the secret (32 bytes or more) that the keys of access and profile tokens, one-time "
+        "code hashes, cursors and media URLs are derived from (HKDF, one key per purpose); set "
+        "it explicitly when API processes run on several hosts",
     )
     jwt_algorithm: str = setting(
         "LMS_JWT_ALGORITHM",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lms.db.migrate import known_migrations, migrate_forward
-from lms.domain.certificates.keys import load_signing_key
+from lms.domain.certificates.keys import key_file, load_signing_key
 from lms.netutil import free_port
 from tests.conftest import ServerUrls
 from tests.helpers import child_env, error_lines, run_lms, wait_ready
@@ -212,28 +212,85 @@ def test_create_admin_help_warns_that_a_password_argument_is_visible() -> None:
     assert "visible to other users" in text
 
 
+def production_settings(tmp_path: Path) -> dict[str, str]:
+    """Everything LMS_ENV=production asks for (lms.production), the signing key as lms makes one."""
+    return {
+        "LMS_ENV": "production",
+        "LMS_SMTP_URL": "smtp://127.0.0.1:2525",
+        "LMS_SMS_URL": "https://AC123:token@127.0.0.1:9",
+        "LMS_METRICS_TOKEN": "scrape-" + "t" * 32,
+        "LMS_JWT_SECRET": "s" * 32,
+        "LMS_CERT_SIGNING_KEY": str(key_file(tmp_path / "keys")),
+        "LMS_PUBLIC_BASE_URL": "https://learn.example.test",
+    }
+
+
 def test_serve_refuses_production_without_mail_and_sms(
-    scratch_database: str, server_urls: ServerUrls
+    scratch_database: str, server_urls: ServerUrls, tmp_path: Path
 ) -> None:
     """Unset, LMS_SMTP_URL and LMS_SMS_URL mean one-time codes are written to the log, where
     whoever reads the log can take over accounts: LMS_ENV=production does not start that way."""
     services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    ready = production_settings(tmp_path)
+    del ready["LMS_SMTP_URL"], ready["LMS_SMS_URL"]
     for missing in ({}, {"LMS_SMTP_URL": "smtp://127.0.0.1:2525"}):
-        result = run_lms("serve", LMS_ENV="production", **missing, **services)
+        result = run_lms("serve", **ready, **missing, **services)
         assert result.returncode == 2, result.stderr[-2000:]
         [line] = error_lines(result)
         assert line.startswith("lms: error: LMS_ENV=production") and "LMS_SMS_URL" in line
         assert ("LMS_SMTP_URL" in line) == ("LMS_SMTP_URL" not in missing)
     # Configured, production goes on to its next check (this database is not migrated).
-    configured = run_lms(
-        "serve",
-        LMS_ENV="production",
-        LMS_SMTP_URL="smtp://127.0.0.1:2525",
-        LMS_SMS_URL="https://AC123:token@127.0.0.1:9",
-        **services,
-    )
+    configured = run_lms("serve", **production_settings(tmp_path), **services)
     assert configured.returncode == 2
     assert "schema is behind" in configured.stderr and "LMS_ENV" not in configured.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"LMS_METRICS_TOKEN": ""}, "LMS_METRICS_TOKEN or LMS_METRICS_ALLOW"),
+        ({"LMS_JWT_SECRET": "s" * 31}, "LMS_JWT_SECRET of at least 32 bytes"),
+        ({"LMS_JWT_SECRET": "é" * 15 + "s"}, "LMS_JWT_SECRET of at least 32 bytes"),  # 31 bytes
+        ({"LMS_JWT_SECRET": ""}, "LMS_JWT_SECRET of at least 32 bytes"),
+        ({"LMS_CERT_SIGNING_KEY": ""}, "LMS_CERT_SIGNING_KEY"),
+        ({"LMS_PUBLIC_BASE_URL": ""}, "LMS_PUBLIC_BASE_URL"),
+    ],
+)
+def test_serve_refuses_production_without_each_safe_setting(
+    scratch_database: str,
+    server_urls: ServerUrls,
+    tmp_path: Path,
+    change: dict[str, str],
+    named: str,
+) -> None:
+    """/metrics open to anyone, a weak JWT secret, a signing key generated per host, a service
+    that does not know its public URL: each is one line naming the setting, before anything
+    starts (the database here is not even migrated)."""
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    result = run_lms("serve", **(production_settings(tmp_path) | change), **services)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result)
+    assert line.startswith("lms: error: LMS_ENV=production needs ") and named in line
+    assert "schema" not in line and line.count(";") == 0, "only the one setting is named"
+    # The same settings in development go on to the next check (this database's schema).
+    development = production_settings(tmp_path) | change | {"LMS_ENV": "development"}
+    if "LMS_JWT_SECRET" in change:
+        development["LMS_JWT_SECRET"] = ""  # too short anywhere: this one is generated instead
+    result = run_lms("serve", **development, **services, LMS_DATA_DIR=str(tmp_path / "data"))
+    assert result.returncode == 2 and "schema is behind" in result.stderr, result.stderr[-2000:]
+
+
+def test_serve_takes_a_metrics_allow_list_instead_of_a_token_in_production(
+    scratch_database: str, server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    services = {"DATABASE_URL": scratch_database, "NATS_URL": server_urls.nats}
+    settings = production_settings(tmp_path) | {
+        "LMS_METRICS_TOKEN": "",
+        "LMS_METRICS_ALLOW": "10.0.0.0/8",
+    }
+    result = run_lms("serve", **settings, **services)
+    assert result.returncode == 2
+    assert "schema is behind" in result.stderr and "LMS_ENV" not in result.stderr
 
 
 def test_lms_env_is_development_or_production() -> None:

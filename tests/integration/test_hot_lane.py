@@ -5,6 +5,7 @@ answer itself, or hand the request on to Litestar."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +22,7 @@ from litestar import Litestar
 
 from lms.api import hot_lane
 from lms.api.hot_lane import HotLane
+from lms.derived_keys import Purpose, derived_key
 from lms.domain.certificates.controllers import VERIFY_CACHE
 from lms.settings import Settings
 from tests.conftest import TestUser
@@ -161,7 +163,7 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
     now = int(time.time())
     expired = jwt.encode(
         {"sub": str(learner.id), "ver": 0, "typ": "access", "iat": now - 120, "exp": now - 60},
-        settings.jwt_secret,
+        derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
         algorithm=settings.jwt_algorithm,
     )
 
@@ -384,6 +386,16 @@ async def test_heartbeats_and_completions_answer_alike(
     statuses = [(await both(request, hot=True)).status for request in answered]
     assert statuses == [400, 400, 400, 400, 404, 401, 401]
 
+    # A token of a login that has ended (its refresh token was replayed: token theft).
+    ended = {user.id: await ended_login_token(api, user) for user in (learner, other)}
+
+    def of_ended_login(make: Callable[[TestUser], Request]) -> Callable[[TestUser], Request]:
+        return lambda user: make(dataclasses.replace(user, token=ended[user.id]))
+
+    for request in (beat(video, b'{"positionSeconds": 13}'), done(text)):
+        answer = await both(of_ended_login(request), hot=True)
+        assert answer.status == 401 and b"this login is revoked" in answer.body
+
     handed_on = [
         beat(video, b'{"positionSeconds": -1}'),  # a field refused: Litestar words it
         beat(video, b'{"positionSeconds": "5"}'),
@@ -419,6 +431,17 @@ async def test_heartbeats_and_completions_answer_alike(
         lane.handed_on.clear()
         assert await done(text)(user)() == reference
         assert not lane.handed_on
+
+
+async def ended_login_token(api: httpx.AsyncClient, user: TestUser) -> str:
+    """An access token of a login that was ended by replaying its used refresh token."""
+    login = await api.post("/auth/login", json={"email": user.email, "password": user.password})
+    tokens = login.json()
+    rotated = await api.post("/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
+    assert rotated.status_code == 200
+    replay = await api.post("/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
+    assert replay.status_code == 401
+    return str(tokens["accessToken"])
 
 
 def test_the_lanes_route_templates_are_the_apps(app: Litestar) -> None:

@@ -84,3 +84,15 @@ async def test_every_page_names_its_item_schema(document: dict[str, Any]) -> Non
     assert not vague, vague
     names = {name: item["$ref"].rsplit("/", 1)[-1] for name, item in items.items()}
     assert all(page == f"{item}Page" for page, item in names.items()), names
+
+
+async def test_bulk_enrollment_states_its_body_limit_and_address_rule(
+    document: dict[str, Any],
+) -> None:
+    operation = document["paths"]["/admin/courses/{course_id}/enrollments"]["post"]
+    assert "413" in operation["responses"]
+    assert "bytes (413 past that)" in operation["description"]
+    emails = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert emails["properties"]["emails"]["maxItems"] == 50_000
+    assert "\\u202e" in emails["properties"]["emails"]["items"]["pattern"]

@@ -269,8 +269,11 @@ async def test_role_fixtures_give_each_role_a_working_token(
 ) -> None:  # type: ignore[no-untyped-def]
     import jwt
 
+    from lms.derived_keys import Purpose, derived_key
+
+    key = derived_key(settings.jwt_secret, Purpose.ACCESS_TOKEN)
     for user in (learner, creator, admin):
-        claims = jwt.decode(user.token, settings.jwt_secret, algorithms=[settings.jwt_algorithm])
+        claims = jwt.decode(user.token, key, algorithms=[settings.jwt_algorithm])
         assert claims["sub"] == str(user.id) and claims["role"] == user.role
         row = await db.fetchrow("SELECT role, is_active FROM users WHERE id = $1", user.id)
         assert row["role"] == user.role and row["is_active"]

@@ -11,6 +11,7 @@ import uuid
 import jwt
 import pytest
 
+from lms.derived_keys import Purpose, derived_key
 from lms.domain.auth.tokens import (
     ACCESS,
     PROFILE,
@@ -23,8 +24,12 @@ from lms.domain.auth.tokens import (
 )
 from lms.settings import Settings, load_settings
 
-SETTINGS = load_settings({"LMS_JWT_SECRET": "x" * 48})
+SECRET = "x" * 48
+SETTINGS = load_settings({"LMS_JWT_SECRET": SECRET})
 USER_ID = uuid.UUID("0b5c2f9e-3c51-4f0e-9a55-5d1b8f1b9a10")
+SESSION_ID = uuid.UUID("6f1d3c3e-0c8a-4d0e-8a7e-2d0c1f9b7a55")
+ACCESS_KEY = derived_key(SECRET, Purpose.ACCESS_TOKEN)
+PROFILE_KEY = derived_key(SECRET, Purpose.PROFILE_TOKEN)
 
 
 def access(settings: Settings = SETTINGS, version: int = 3) -> str:
@@ -38,7 +43,7 @@ def test_access_token_round_trip() -> None:
     token = access()
     claims = decode_token(SETTINGS, token, (ACCESS,))
     assert claims.user_id == USER_ID and claims.token_version == 3 and claims.kind == ACCESS
-    raw = jwt.decode(token, "x" * 48, algorithms=["HS256"])
+    raw = jwt.decode(token, ACCESS_KEY, algorithms=["HS256"])
     assert raw["role"] == "CREATOR" and raw["typ"] == "access" and raw["jti"]
     assert raw["exp"] - raw["iat"] == SETTINGS.access_token_ttl_seconds == 900
     assert abs(raw["iat"] - time.time()) < 5
@@ -48,8 +53,49 @@ def test_profile_token_round_trip_and_lifetime() -> None:
     token = issue_profile_token(SETTINGS, user_id=USER_ID, token_version=0)
     claims = decode_token(SETTINGS, token, (PROFILE, ACCESS))
     assert claims.kind == PROFILE and claims.token_version == 0 and claims.user_id == USER_ID
-    raw = jwt.decode(token, "x" * 48, algorithms=["HS256"])
+    raw = jwt.decode(token, PROFILE_KEY, algorithms=["HS256"])
     assert raw["exp"] - raw["iat"] == 30 * 60 and "role" not in raw
+
+
+def test_an_access_token_names_its_login() -> None:
+    token = issue_access_token(
+        SETTINGS, user_id=USER_ID, role="LEARNER", token_version=0, session_id=SESSION_ID
+    )
+    claims = decode_token(SETTINGS, token, (ACCESS,))
+    assert claims.session_id == SESSION_ID
+    assert jwt.decode(token, ACCESS_KEY, algorithms=["HS256"])["sid"] == str(SESSION_ID)
+    assert decode_token(SETTINGS, access(), (ACCESS,)).session_id is None
+    now = int(time.time())
+    bad_sid = {"sub": str(USER_ID), "ver": 0, "typ": "access", "sid": "x", "iat": now}
+    forged = jwt.encode({**bad_sid, "exp": now + 60}, ACCESS_KEY, algorithm="HS256")
+    with pytest.raises(InvalidToken, match="invalid token"):
+        decode_token(SETTINGS, forged, (ACCESS,))
+
+
+def test_a_token_signed_with_the_secret_itself_or_another_purposes_key_is_refused() -> None:
+    """Each kind of token has a key of its own (HKDF of the secret): the secret signs nothing,
+    and a key made for cursors, media URLs or codes does not sign a token."""
+    now = int(time.time())
+    claims = {"sub": str(USER_ID), "ver": 3, "typ": "access", "iat": now, "exp": now + 60}
+    assert decode_token(SETTINGS, jwt.encode(claims, ACCESS_KEY, algorithm="HS256"), (ACCESS,))
+    others = [SECRET.encode(), PROFILE_KEY]
+    others += [derived_key(SECRET, p) for p in (Purpose.CURSOR, Purpose.MEDIA_URL, Purpose.OTP)]
+    for key in others:
+        with pytest.raises(InvalidToken, match="invalid token"):
+            decode_token(SETTINGS, jwt.encode(claims, key, algorithm="HS256"), (ACCESS,))
+    # A profile-typed token signed with the access key is not a profile token either.
+    as_profile = jwt.encode({**claims, "typ": "profile"}, ACCESS_KEY, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        decode_token(SETTINGS, as_profile, (PROFILE,))
+    with pytest.raises(InvalidToken, match="invalid token"):
+        decode_token(SETTINGS, as_profile, (ACCESS,))
+
+
+def test_every_purpose_has_a_key_of_its_own() -> None:
+    keys = {derived_key(SECRET, purpose) for purpose in Purpose}
+    assert len(keys) == len(Purpose) and SECRET.encode() not in keys
+    assert all(len(key) == 64 for key in keys)
+    assert derived_key("y" * 48, Purpose.CURSOR) != derived_key(SECRET, Purpose.CURSOR)
 
 
 def test_every_token_is_unique() -> None:
@@ -117,7 +163,7 @@ def test_a_token_from_another_secret_or_algorithm_is_refused() -> None:
 )
 def test_a_signed_token_without_our_claims_is_refused(claims: dict[str, object]) -> None:
     now = int(time.time())
-    token = jwt.encode({**claims, "iat": now, "exp": now + 60}, "x" * 48, algorithm="HS256")
+    token = jwt.encode({**claims, "iat": now, "exp": now + 60}, ACCESS_KEY, algorithm="HS256")
     with pytest.raises(InvalidToken):
         decode_token(SETTINGS, token, (ACCESS,))
 

@@ -31,7 +31,19 @@ PLAIN_TEXT_PATTERN = f"^[^{CONTROLS}]*$"
 WORDS_PATTERN = f"^[{_SPACES}]*[^{_SPACES}{CONTROLS}][^{CONTROLS_BUT_WHITESPACE}]*$"
 LINE_PATTERN = f"^[{_SPACES_ONE_LINE}]*[^{_SPACES_ONE_LINE}{CONTROLS}][^{CONTROLS}]*$"
 
+# Bidirectional formatting characters (Unicode's Bidi_Control): they reorder how the text around
+# them is shown, so an address can display as another ("Trojan Source", CVE-2021-42574). An
+# address needs none of them.
+BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# One line that is not blank and holds neither a control nor a bidirectional formatting
+# character: an address (a bulk enrollment's row, JSON or CSV).
+ADDRESS_PATTERN = (
+    f"^[{_SPACES_ONE_LINE}]*[^{_SPACES_ONE_LINE}{CONTROLS}{BIDI_CONTROLS}]"
+    f"[^{CONTROLS}{BIDI_CONTROLS}]*$"
+)
+
 _BAD_IN_FREE_TEXT = re.compile(f"[{CONTROLS_BUT_WHITESPACE}{SURROGATES}]")
+_BAD_IN_ADDRESS = re.compile(f"[{CONTROLS}{BIDI_CONTROLS}{SURROGATES}]")
 _BAD_IN_PLAIN_TEXT = re.compile(f"[{CONTROLS}{SURROGATES}]")
 
 
@@ -39,4 +51,10 @@ def bad_character(text: str, *, free_text: bool) -> str | None:
     """The first character `text` may not hold, written as U+XXXX, or None when it is clean.
     `free_text` admits tab, line feed and carriage return."""
     found = (_BAD_IN_FREE_TEXT if free_text else _BAD_IN_PLAIN_TEXT).search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def bad_in_address(text: str) -> str | None:
+    """The first character ADDRESS_PATTERN refuses in `text`, as U+XXXX; None when none is."""
+    found = _BAD_IN_ADDRESS.search(text)
     return None if found is None else f"U+{ord(found.group()):04X}"

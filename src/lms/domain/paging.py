@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from lms.api.schemas import Page
+from lms.derived_keys import Purpose, derived_key
 from lms.domain.errors import Invalid
 
 P = TypeVar("P", bound=Page[Any])
@@ -28,7 +29,8 @@ _SIGNATURE_BYTES = 12
 
 
 def _key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"lms keyset cursor", hashlib.sha256).digest()
+    # The cursors' own key (lms.derived_keys): a cursor signature is no signature of anything else.
+    return derived_key(secret, Purpose.CURSOR)
 
 
 def _b64(raw: bytes) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import quote, urlencode
 
+from lms.derived_keys import Purpose, derived_key
+
 if TYPE_CHECKING:
     from lms.settings import Settings
 
@@ -109,8 +111,9 @@ def media_type_for(key: str) -> str:
 
 
 def _signing_key(secret: str) -> bytes:
-    # Derived, so a media URL signature can never be replayed as a token or a cursor signature.
-    return hmac.new(secret.encode(), b"lms signed media url", hashlib.sha256).digest()
+    # Derived (lms.derived_keys), so a media URL signature can never be replayed as a token or a
+    # cursor signature, nor one of those as a media URL's.
+    return derived_key(secret, Purpose.MEDIA_URL)
 
 
 def sign_media_path(secret: str, key: str, exp: int) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
+
 import asyncpg
 import httpx
 
+from lms.settings import Settings
 from tests.conftest import Outside
 from tests.flows import bearer, profile, register_and_verify, sign_up, unique_email
 from tests.support.sms_provider import code_in_sms
@@ -87,10 +92,31 @@ async def test_codes_are_stored_hashed(
     await api.post("/auth/register", json={"email": email})
     code = code_in(await outside.mailbox.wait_for(email))
     stored = await db.fetchval("SELECT code_hash FROM otp_codes")
-    assert code not in stored and len(stored) == 64
+    assert code not in stored and re.fullmatch(r"k2:[0-9a-f]{64}", stored)
     # Delivered messages do not keep the code either.
     sent = await db.fetchrow("SELECT status, body_text, body_html FROM outbound_messages")
     assert sent["status"] == "SENT" and sent["body_text"] is None and sent["body_html"] is None
+
+
+async def test_a_code_stored_before_the_keys_were_derived_still_verifies(
+    api: httpx.AsyncClient, outside: Outside, db: asyncpg.Pool, settings: Settings
+) -> None:
+    """Codes in flight across the upgrade to per-purpose keys (lms.derived_keys): a hash stored
+    by the earlier release (keyed by an HMAC of the secret, no prefix) is checked that way, so
+    the code mailed just before the upgrade still works, and a wrong one is still wrong."""
+    assert settings.jwt_secret
+    email = unique_email()
+    await api.post("/auth/register", json={"email": email})
+    code = code_in(await outside.mailbox.wait_for(email))
+    otp_id = await db.fetchval("SELECT id FROM otp_codes WHERE destination = $1", email)
+    old_key = hmac.new(settings.jwt_secret.encode(), b"lms otp", hashlib.sha256).digest()
+    earlier = hmac.new(old_key, f"{otp_id}:{code}".encode(), hashlib.sha256).hexdigest()
+    await db.execute("UPDATE otp_codes SET code_hash = $2 WHERE id = $1", otp_id, earlier)
+    refused = await api.post("/auth/verify-email", json={"email": email, "otp": wrong(code)})
+    assert refused.status_code == 400
+    verified = await api.post("/auth/verify-email", json={"email": email, "otp": code})
+    assert verified.status_code == 200, verified.text
+    assert await db.fetchval("SELECT email_verified FROM users WHERE email = $1", email)
 
 
 async def test_verify_email_for_an_unknown_address_is_a_plain_refusal(

@@ -158,6 +158,86 @@ async def test_too_many_rows_are_refused(
     assert response.status_code == 400 and "50000" in response.json()["detail"]
 
 
+class Body:
+    """A request body sent in chunks as the server asks for them, counting what it took."""
+
+    def __init__(self, chunk: bytes, size: int) -> None:
+        self.chunk = chunk
+        self.size = size
+        self.taken = 0
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while self.taken < self.size:
+            chunk = self.chunk[: self.size - self.taken]
+            self.taken += len(chunk)
+            yield chunk
+
+
+async def test_ten_megabytes_of_rows_are_refused_without_reading_them(
+    api: httpx.AsyncClient, db: asyncpg.Pool, admin: TestUser, course: dict[str, Any]
+) -> None:
+    """10 MB of "a\n" (five million rows): a 4xx that reads no more of the body than the row
+    cap needs, and enrolls no one. Announced with its length it is refused before a byte is
+    read (the route's body limit); streamed without one (chunked), the reading stops once the
+    rows pass the cap."""
+    ten_mb = 10_000_000
+    announced = Body(b"a\n" * 32_768, ten_mb)
+    headers = {**admin.headers, "Content-Type": "text/csv", "Content-Length": str(ten_mb)}
+    response = await api.post(path(course), content=announced, headers=headers)
+    assert response.status_code == 413, response.text
+    assert announced.taken <= 65_536
+
+    streamed = Body(b"a\n" * 32_768, ten_mb)
+    headers = {**admin.headers, "Content-Type": "text/csv"}
+    response = await api.post(path(course), content=streamed, headers=headers)
+    assert response.status_code == 400 and "50000" in response.json()["detail"], response.text
+    # The cap is 50,000 rows (100,000 bytes here): the server stopped reading right after.
+    assert streamed.taken <= 4 * 65_536
+    assert await enrolled(db, course) == set()
+
+
+async def test_a_streamed_body_past_the_routes_limit_is_413(
+    api: httpx.AsyncClient, db: asyncpg.Pool, admin: TestUser, course: dict[str, Any]
+) -> None:
+    """Few rows but a huge one (a quoted field running on) is cut off at the body limit, or
+    sooner by the longest row the CSV may have; nothing is enrolled."""
+    body = Body(b'"' + b"x" * 65_535, 20_000_000)
+    headers = {**admin.headers, "Content-Type": "text/csv"}
+    response = await api.post(path(course), content=body, headers=headers)
+    assert response.status_code in (400, 413), response.text
+    assert body.taken <= 9 * 1024 * 1024
+    long_rows = Body(b"a" * 65_536, 20_000_000)
+    response = await api.post(path(course), content=long_rows, headers=headers)
+    assert response.status_code in (400, 413), response.text
+    assert long_rows.taken <= 9 * 1024 * 1024
+    assert await enrolled(db, course) == set()
+
+
+@pytest.mark.parametrize("character", ["\u202e", "\u2066", "\u200f", "\x07", "\x85"])
+async def test_csv_rows_follow_the_text_rules_of_json_rows(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    admin: TestUser,
+    course: dict[str, Any],
+    learner: TestUser,
+    character: str,
+) -> None:
+    """A bidirectional override (U+202E shows "moc.elpmaxe@..." reversed) or a control
+    character in an address is a 400 whichever way the rows come, and nothing is enrolled."""
+    spoofed = f"{character}{learner.email}"
+    csv_body = f"email\n{learner.email}\n{spoofed}\n".encode()
+    as_csv = await api.post(
+        path(course), content=csv_body, headers={**admin.headers, "Content-Type": "text/csv"}
+    )
+    assert as_csv.status_code == 400, as_csv.text
+    assert f"U+{ord(character):04X}" in as_csv.json()["detail"] and "2" in as_csv.json()["detail"]
+    as_json = await api.post(
+        path(course), json={"emails": [learner.email, spoofed]}, headers=admin.headers
+    )
+    assert as_json.status_code == 400, as_json.text
+    assert await enrolled(db, course) == set()
+
+
 async def test_only_published_courses_and_only_admins(
     api: httpx.AsyncClient,
     db: asyncpg.Pool,

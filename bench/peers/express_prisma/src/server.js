@@ -128,17 +128,39 @@ function bearer(req) {
   return scheme.toLowerCase() === "bearer" && token ? token : null;
 }
 
+// lms's per-purpose keys (lms.derived_keys): HKDF-SHA256 of the secret, info "lms/<purpose>".
+const derivedKey = (purpose) =>
+  Buffer.from(crypto.hkdfSync("sha256", CFG.jwtSecret, Buffer.alloc(0), `lms/${purpose}`, 64));
+const accessTokenKey = derivedKey("access-token");
+const profileTokenKey = derivedKey("profile-token");
+
+// As lms words a refusal: a profile token (signed with the profile key) is told to send an
+// access token; anything else is an invalid token.
+function refusal(token) {
+  try {
+    const claims = jwt.verify(token, profileTokenKey, {
+      algorithms: [CFG.jwtAlgorithm],
+      ignoreExpiration: true,
+    });
+    return claims.typ === "profile" ? "a access token is required" : "invalid token";
+  } catch {
+    return "invalid token";
+  }
+}
+
 async function userFromToken(token) {
   let claims;
   try {
-    claims = jwt.verify(token, CFG.jwtSecret, { algorithms: [CFG.jwtAlgorithm] });
+    claims = jwt.verify(token, accessTokenKey, { algorithms: [CFG.jwtAlgorithm] });
   } catch (err) {
-    throw unauthenticated(err.name === "TokenExpiredError" ? "token has expired" : "invalid token");
+    if (err.name === "TokenExpiredError") throw unauthenticated("token has expired");
+    if (err.message === "invalid signature") throw unauthenticated(refusal(token));
+    throw unauthenticated("invalid token");
   }
   for (const claim of ["exp", "iat", "sub", "typ", "ver"]) {
     if (claims[claim] === undefined) throw unauthenticated("invalid token");
   }
-  if (claims.typ !== "access") throw unauthenticated("a access token is required");
+  if (claims.typ !== "access") throw unauthenticated("invalid token");
   const version = Number(claims.ver);
   if (!UUID_RE.test(String(claims.sub)) || !Number.isInteger(version)) {
     throw unauthenticated("invalid token");
@@ -166,7 +188,7 @@ async function requireUser(req, _res, next) {
 // keyset cursors, signed as lms signs them
 
 const b64url = (buf) => Buffer.from(buf).toString("base64url");
-const cursorKey = crypto.createHmac("sha256", CFG.jwtSecret).update("lms keyset cursor").digest();
+const cursorKey = derivedKey("cursor");
 
 function encodeCursor(scope, ...values) {
   const payload = Buffer.from(JSON.stringify([scope, ...values]));

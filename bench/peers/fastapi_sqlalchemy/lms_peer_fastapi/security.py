@@ -10,10 +10,12 @@ import hmac
 import json
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, HTTPException, Request
 
 from .config import SessionDep, Settings, SettingsDep
@@ -38,16 +40,18 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
+            derived_key(settings.jwt_secret, "access-token"),
             algorithms=[settings.jwt_algorithm],
             options={"require": ["exp", "iat", "sub", "typ", "ver"]},
         )
+    except jwt.InvalidSignatureError:
+        raise unauthenticated(_refusal(token, settings)) from None
     except jwt.ExpiredSignatureError:
         raise unauthenticated("token has expired") from None
     except jwt.InvalidTokenError:
         raise unauthenticated("invalid token") from None
     if claims["typ"] != "access":
-        raise unauthenticated("a access token is required")
+        raise unauthenticated("invalid token")
     try:
         user_id, version = uuid.UUID(str(claims["sub"])), int(claims["ver"])
     except (ValueError, TypeError):
@@ -60,6 +64,21 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
     if user.token_version != version:
         raise unauthenticated("token has been revoked; log in again")
     return user
+
+
+def _refusal(token: str, settings: Settings) -> str:
+    """As lms words it: a profile token (signed with the profile key) is told to send an access
+    token; anything else is an invalid token."""
+    try:
+        claims = jwt.decode(
+            token,
+            derived_key(settings.jwt_secret, "profile-token"),
+            algorithms=[settings.jwt_algorithm],
+            options={"verify_exp": False},
+        )
+    except jwt.InvalidTokenError:
+        return "invalid token"
+    return "a access token is required" if claims.get("typ") == "profile" else "invalid token"
 
 
 async def optional_user(request: Request, session: Any, settings: Settings) -> User | None:
@@ -84,8 +103,15 @@ class BadCursor(Exception):
     pass
 
 
+@cache
+def derived_key(secret: str, purpose: str) -> bytes:
+    """lms's key for `purpose` (lms.derived_keys): HKDF-SHA256, info b"lms/<purpose>"."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=f"lms/{purpose}".encode())
+    return hkdf.derive(secret.encode())
+
+
 def _key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"lms keyset cursor", hashlib.sha256).digest()
+    return derived_key(secret, "cursor")
 
 
 def _b64(raw: bytes) -> str:

@@ -44,7 +44,9 @@ async def insert(
 
 
 async def lock_by_hash(token_hash: str) -> dict[str, Any] | None:
-    """The token (FOR UPDATE, so two refreshes with it take turns) and whether it has expired."""
+    """The token (FOR UPDATE, so two refreshes with it take turns), whether it has expired, and
+    whether its login was revoked: a token minted by a refresh that raced the revocation (the
+    revoking UPDATE does not see rows inserted after it began) is not itself marked revoked."""
     return (
         await RefreshToken.select(
             RefreshToken.id,
@@ -53,6 +55,11 @@ async def lock_by_hash(token_hash: str) -> dict[str, Any] | None:
             RefreshToken.rotated_at,
             RefreshToken.revoked_at,
             QueryString("{} <= now()", RefreshToken.expires_at, alias="expired"),
+            QueryString(
+                "EXISTS (SELECT 1 FROM refresh_tokens f"
+                " WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NOT NULL)",
+                alias="family_revoked",
+            ),
         )
         .where(RefreshToken.token_hash == token_hash)
         .lock_rows()
@@ -64,6 +71,18 @@ async def mark_rotated(token_id: uuid.UUID) -> None:
     await RefreshToken.update({RefreshToken.rotated_at: db_now()}).where(
         RefreshToken.id == token_id
     )
+
+
+# Raw: read on every miss of the per-process session cache (lms.domain.auth.session_state), a hot
+# path of authentication. A login is revoked once any token of its family is; a family with no
+# row left (purged long after it expired) is no live login either.
+SESSION_REVOKED = """
+SELECT coalesce(bool_or(revoked_at IS NOT NULL), true) FROM refresh_tokens WHERE family_id = $1
+"""
+
+
+async def session_revoked(conn: asyncpg.Pool | asyncpg.Connection, family_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(SESSION_REVOKED, family_id))
 
 
 async def revoke_family(family_id: uuid.UUID) -> None:

@@ -146,10 +146,12 @@ class AuthController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         security=BEARER,
         responses=errors(BAD, UNAUTHORIZED),
-        summary="End the login the refresh token belongs to",
+        summary="End the login the refresh token belongs to (its access tokens too)",
     )
-    async def logout(self, request: PrincipalRequest, data: JSONBody[RefreshRequest]) -> None:
-        await sessions.logout(request.user, data.refresh_token)
+    async def logout(
+        self, request: PrincipalRequest, ctx: Ctx, data: JSONBody[RefreshRequest]
+    ) -> None:
+        await sessions.logout(ctx, request.user, data.refresh_token)
 
     @post(
         "/auth/resend-otp",

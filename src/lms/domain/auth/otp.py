@@ -1,6 +1,7 @@
-"""One-time codes: 6 digits from `secrets`, stored as an HMAC keyed by the server secret (a bare
-hash of a 6-digit code is reversed by trying a million codes), single use, expiring, and
-invalidated after too many wrong tries. Only the newest code of a purpose is live.
+"""One-time codes: 6 digits from `secrets`, stored as an HMAC keyed by the codes' own key derived
+from the server secret (a bare hash of a 6-digit code is reversed by trying a million codes),
+single use, expiring, and invalidated after too many wrong tries. Only the newest code of a
+purpose is live.
 
 Codes checked by address (verify-email, reset-password) must not say whether the address has an
 account. Their wrong tries are counted per address and purpose in the rate-limit counters, for
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from lms.db.queries import otp_codes as sql
+from lms.derived_keys import Purpose, derived_key
 from lms.domain import rate_limits
 from lms.domain.errors import DomainError, Invalid
 from lms.domain.rate_limits import OTP_SENDS_BURST, too_many
@@ -29,12 +31,31 @@ CODE_DIGITS = 6
 NO_ONE = uuid.UUID(int=0)
 # Wrong tries of an address are counted for a day at most (the longest a code lives).
 TRIES_WINDOW_SECONDS = rate_limits.WINDOW_LONGEST_SECONDS
-_NO_CODE_HASH = "-" * 64
+
+
+# Hashes are keyed by the OTP key (lms.derived_keys) and marked with this prefix. Unmarked ones
+# were stored by an earlier release, keyed by an HMAC of the secret: still checked that way, so
+# codes in flight when it was replaced keep working. No code lives longer than a day
+# (otpTtlSeconds), so a day after the upgrade no live code has such a hash.
+_KEYED = "k2:"
+# A stand-in no digest equals, compared when an address has no code (the same work as one).
+_NO_CODE_HASH = _KEYED + "-" * 64
 
 
 def _code_hash(secret: str, otp_id: uuid.UUID, code: str) -> str:
+    mac = hmac.new(derived_key(secret, Purpose.OTP), f"{otp_id}:{code}".encode(), hashlib.sha256)
+    return _KEYED + mac.hexdigest()
+
+
+def _earlier_code_hash(secret: str, otp_id: uuid.UUID, code: str) -> str:
     key = hmac.new(secret.encode(), b"lms otp", hashlib.sha256).digest()
     return hmac.new(key, f"{otp_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _matches(stored: str, secret: str, otp_id: uuid.UUID, code: str) -> bool:
+    """Whether `code` is the one `stored` was made from (either way, one hash is computed)."""
+    made = _code_hash if stored.startswith(_KEYED) else _earlier_code_hash
+    return hmac.compare_digest(stored, made(secret, otp_id, code))
 
 
 def new_code() -> str:
@@ -134,7 +155,7 @@ async def check(
         return OtpCheck(invalid_code("code has expired; request a new one"))
     if destination is not None and row["destination"] != destination:
         return OtpCheck(invalid_code("no code was sent to this phone number"))
-    if not hmac.compare_digest(row["code_hash"], _code_hash(secret, row["id"], code)):
+    if not _matches(row["code_hash"], secret, row["id"], code):
         spent = await sql.record_wrong_try(conn, row["id"])
         return OtpCheck(_wrong(spent["max_attempts"] - spent["attempts"] if spent else 0))
     await sql.consume(conn, row["id"])
@@ -162,9 +183,9 @@ async def check_address(
     tries_key = _tries_key(purpose, address)
     tries = await rate_limits.count(conn, tries_key, TRIES_WINDOW_SECONDS)
     otp_id = row["id"] if row is not None else NO_ONE
-    # Without a code, compared all the same with a stand-in no hex digest equals.
+    # Without a code, compared all the same with a stand-in no digest equals.
     stored = row["code_hash"] if row is not None else _NO_CODE_HASH
-    right = hmac.compare_digest(stored, _code_hash(secret, otp_id, code))
+    right = _matches(stored, secret, otp_id, code)
     if tries > max_attempts:
         return OtpCheck(_locked())
     if not right or row is None:

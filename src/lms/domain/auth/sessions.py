@@ -62,17 +62,23 @@ async def open_session(
     """Tokens for `user` (a row with token_version): a new login family unless one is given.
     The token is stored on `conn`, in the caller's transaction (sign-up's raw one, or Piccolo's)."""
     token, token_hash = new_refresh_token()
+    family_id = family_id or uuid.uuid4()
     await refresh_tokens.insert(
         conn,
         user_id=user["id"],
-        family_id=family_id or uuid.uuid4(),
+        family_id=family_id,
         token_hash=token_hash,
         ttl_seconds=ctx.settings.refresh_token_ttl_seconds,
         user_agent=client.user_agent,
         ip_address=client.ip,
     )
+    # The access token names its login, so it dies with it (lms.domain.auth.session_state).
     access = issue_access_token(
-        ctx.settings, user_id=user["id"], role=user["role"], token_version=user["token_version"]
+        ctx.settings,
+        user_id=user["id"],
+        role=user["role"],
+        token_version=user["token_version"],
+        session_id=family_id,
     )
     return Tokens(
         access_token=access,
@@ -174,38 +180,48 @@ async def login(
 
 async def refresh(ctx: AppContext, refresh_token: str, client: ClientInfo) -> Tokens:
     refusal: Exception | None = None
+    revoked: uuid.UUID | None = None
     async with transaction() as conn:
         row = await refresh_tokens.lock_by_hash(hash_refresh_token(refresh_token))
         if row is None:
             refusal = Unauthenticated("invalid refresh token")
-        elif row["revoked_at"] is not None:
+        elif row["revoked_at"] is not None or row["family_revoked"]:
             refusal = Unauthenticated("refresh token has been revoked")
         elif row["rotated_at"] is not None:
-            # Someone replays a token that was already exchanged: it may be stolen. End the login.
-            await refresh_tokens.revoke_family(row["family_id"])
+            # Someone replays a token that was already exchanged: it may be stolen. End the login,
+            # its access tokens with it.
+            revoked = row["family_id"]
+            await refresh_tokens.revoke_family(revoked)
             refusal = Unauthenticated("refresh token was already used; this login is revoked")
         elif row["expired"]:
             refusal = Unauthenticated("refresh token has expired")
         else:
             user = await users.public_by_id(conn, row["user_id"])
             if user is None or not user["is_active"]:
-                await refresh_tokens.revoke_family(row["family_id"])
+                revoked = row["family_id"]
+                await refresh_tokens.revoke_family(revoked)
                 refusal = Unauthenticated("account is deactivated")
             else:
                 await refresh_tokens.mark_rotated(row["id"])
                 return await open_session(conn, ctx, user, client, family_id=row["family_id"])
-    # Raised after commit: the revocation above must stick although the request fails.
+    # After commit: the revocation above must stick although the request fails, and this process
+    # refuses the login's access tokens at once rather than when the notification comes back.
+    if revoked is not None:
+        ctx.sessions.invalidate(revoked)
     raise present(refusal, "every branch that does not return sets a refusal")
 
 
-async def logout(principal: Principal, refresh_token: str) -> None:
-    """End the login that `refresh_token` belongs to (every token of its family)."""
+async def logout(ctx: AppContext, principal: Principal, refresh_token: str) -> None:
+    """End the login that `refresh_token` belongs to: its refresh tokens and the access tokens
+    issued for it."""
     async with transaction():
         family = await refresh_tokens.family_of(
             hash_refresh_token(refresh_token), principal.user_id
         )
         if family is not None:
             await refresh_tokens.revoke_family(family)
+    if family is not None:
+        ctx.sessions.invalidate(family)
 
 
 async def me(db: asyncpg.Pool, principal: Principal) -> User:

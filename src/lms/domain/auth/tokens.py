@@ -1,8 +1,11 @@
 """Tokens: short-lived JWTs (access; profile, for finishing sign-up) and opaque refresh tokens.
 
 Access and profile tokens carry the user id and the user's token version; a version bump
-(deactivation, password reset) makes every earlier token fail on its next use. Refresh tokens
-are random strings stored only as SHA-256: a database leak does not leak usable tokens.
+(deactivation, password reset) makes every earlier token fail on its next use. An access token
+the API issues also names its login (`sid`, the refresh token family), so ending that login (a
+replayed refresh token, logout) ends the access tokens issued for it. Each kind is signed with a
+key of its own (lms.derived_keys), never with the secret itself. Refresh tokens are random strings
+stored only as SHA-256: a database leak does not leak usable tokens.
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
+from jwt.types import Options
 
+from lms.derived_keys import Purpose, derived_key
 from lms.settings import Settings
 
 ACCESS = "access"
 PROFILE = "profile"
 PROFILE_TOKEN_TTL_SECONDS = 30 * 60
 REFRESH_TOKEN_BYTES = 32
+_PURPOSES = {ACCESS: Purpose.ACCESS_TOKEN, PROFILE: Purpose.PROFILE_TOKEN}
+_REQUIRED: Options = {"require": ["exp", "iat", "sub", "typ", "ver"]}
 
 
 class InvalidToken(Exception):
@@ -32,54 +40,100 @@ class TokenClaims:
     user_id: uuid.UUID
     token_version: int
     kind: str
+    # The login (refresh token family) an access token was issued for. None on profile tokens,
+    # and on access tokens minted outside a login by whoever holds the secret (the bench, tests).
+    session_id: uuid.UUID | None = None
 
 
-def _issue(settings: Settings, claims: dict[str, object], ttl: int) -> str:
+def _key(settings: Settings, kind: str) -> bytes:
     if not settings.jwt_secret:
-        raise RuntimeError("the JWT secret must be resolved before tokens are issued")
+        raise RuntimeError("the JWT secret must be resolved before tokens are used")
+    return derived_key(settings.jwt_secret, _PURPOSES[kind])
+
+
+def _issue(settings: Settings, kind: str, claims: dict[str, object], ttl: int) -> str:
     now = int(time.time())
-    claims |= {"iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
-    return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    claims |= {"typ": kind, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, _key(settings, kind), algorithm=settings.jwt_algorithm)
 
 
 def issue_access_token(
-    settings: Settings, *, user_id: uuid.UUID, role: str, token_version: int
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    role: str,
+    token_version: int,
+    session_id: uuid.UUID | None = None,
 ) -> str:
+    """`session_id`: the login it belongs to; every token the API hands out names one."""
     # `role` is informational for clients; the server trusts the user's current role instead.
-    claims: dict[str, object] = {
-        "sub": str(user_id),
-        "role": role,
-        "ver": token_version,
-        "typ": ACCESS,
-    }
-    return _issue(settings, claims, settings.access_token_ttl_seconds)
+    claims: dict[str, object] = {"sub": str(user_id), "role": role, "ver": token_version}
+    if session_id is not None:
+        claims["sid"] = str(session_id)
+    return _issue(settings, ACCESS, claims, settings.access_token_ttl_seconds)
 
 
 def issue_profile_token(settings: Settings, *, user_id: uuid.UUID, token_version: int) -> str:
-    claims: dict[str, object] = {"sub": str(user_id), "ver": token_version, "typ": PROFILE}
-    return _issue(settings, claims, PROFILE_TOKEN_TTL_SECONDS)
+    claims: dict[str, object] = {"sub": str(user_id), "ver": token_version}
+    return _issue(settings, PROFILE, claims, PROFILE_TOKEN_TTL_SECONDS)
 
 
-def decode_token(settings: Settings, token: str, kinds: tuple[str, ...]) -> TokenClaims:
-    if not settings.jwt_secret:
-        raise RuntimeError("the JWT secret must be resolved before tokens are decoded")
+def _verified(settings: Settings, token: str, kind: str) -> dict[str, Any] | None:
+    """The claims when `token` is signed with `kind`'s key (None when it is not); raises for a
+    token so signed that is expired or lacks our claims."""
     try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            options={"require": ["exp", "iat", "sub", "typ", "ver"]},
+        claims: dict[str, Any] = jwt.decode(
+            token, _key(settings, kind), algorithms=[settings.jwt_algorithm], options=_REQUIRED
         )
+    except jwt.InvalidSignatureError:
+        return None
+    # PyJWT checks the signature before the claims: what follows is about a token of ours.
     except jwt.ExpiredSignatureError:
         raise InvalidToken("token has expired") from None
     except jwt.InvalidTokenError:
         raise InvalidToken("invalid token") from None
-    if claims["typ"] not in kinds:
-        raise InvalidToken(f"a {' or '.join(kinds)} token is required")
+    if claims["typ"] != kind:
+        raise InvalidToken("invalid token")
+    return claims
+
+
+def decode_token(settings: Settings, token: str, kinds: tuple[str, ...]) -> TokenClaims:
+    for kind in kinds:
+        claims = _verified(settings, token, kind)
+        if claims is not None:
+            return _token_claims(claims, kind)
+    raise _refusal(settings, token, kinds)
+
+
+def _token_claims(claims: dict[str, Any], kind: str) -> TokenClaims:
     try:
-        return TokenClaims(uuid.UUID(str(claims["sub"])), int(claims["ver"]), str(claims["typ"]))
+        sid = claims.get("sid")
+        return TokenClaims(
+            uuid.UUID(str(claims["sub"])),
+            int(claims["ver"]),
+            kind,
+            None if sid is None else uuid.UUID(str(sid)),
+        )
     except (ValueError, TypeError):
         raise InvalidToken("invalid token") from None
+
+
+def _refusal(settings: Settings, token: str, kinds: tuple[str, ...]) -> InvalidToken:
+    """Why `token` is refused. Only on this path (a refusal) is it tried with the other kinds'
+    keys: a token of ours of another kind is told which kind to send."""
+    for other in sorted(_PURPOSES.keys() - set(kinds)):
+        try:
+            claims = jwt.decode(
+                token,
+                _key(settings, other),
+                algorithms=[settings.jwt_algorithm],
+                options={"verify_exp": False},
+            )
+        except jwt.InvalidTokenError:
+            continue
+        if claims.get("typ") == other:
+            return InvalidToken(f"a {' or '.join(kinds)} token is required")
+    return InvalidToken("invalid token")
 
 
 def new_refresh_token() -> tuple[str, str]:

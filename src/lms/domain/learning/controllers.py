@@ -20,19 +20,23 @@ from lms.api.openapi import (
     CONFLICT,
     FORBIDDEN,
     NOT_FOUND,
+    TOO_LARGE,
     UNAUTHORIZED,
     UNSUPPORTED,
     errors,
 )
 from lms.api.security import requires
+from lms.api.text import ADDRESS_PATTERN
 from lms.context import Ctx, Db
 from lms.db.queries import dashboard as dashboard_sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.errors import Invalid, UnsupportedMedia
 from lms.domain.learning import enrollments, progress
+from lms.domain.learning.bulk_csv import addresses_from_csv
 from lms.domain.learning.completion import complete_lesson
 from lms.domain.learning.schemas import (
+    MAX_BULK_BODY_BYTES,
     MAX_BULK_ROWS,
     BulkEnrollmentRequest,
     BulkEnrollmentResponse,
@@ -170,7 +174,7 @@ class BulkEnrollmentOperation(Operation):
     def __post_init__(self) -> None:
         emails = Schema(
             type=OpenAPIType.ARRAY,
-            items=Schema(type=OpenAPIType.STRING, max_length=320),
+            items=Schema(type=OpenAPIType.STRING, max_length=320, pattern=ADDRESS_PATTERN),
             min_items=1,
             max_items=MAX_BULK_ROWS,
         )
@@ -202,22 +206,27 @@ class AdminEnrollmentController(Controller):
     @post(
         "/{course_id:uuid}/enrollments",
         status_code=HTTP_200_OK,
-        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, UNSUPPORTED),
+        # Past it, 413: announced (Content-Length) before a byte is read, else once received.
+        request_max_body_size=MAX_BULK_BODY_BYTES,
+        responses=errors(BAD, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, TOO_LARGE, UNSUPPORTED),
         operation_class=BulkEnrollmentOperation,
         summary="Enroll many users in a published course by email (JSON {emails} or text/csv)",
         description='The body is either JSON `{"emails": [...]}` or `text/csv` with one '
-        "address per row (the column headed `email`, else the first). One result per row, "
-        "in order: ENROLLED, ALREADY_ENROLLED or NO_SUCH_USER. Audited.",
+        "address per row (the column headed `email`, else the first), at most "
+        f"{MAX_BULK_ROWS} addresses and {MAX_BULK_BODY_BYTES} bytes (413 past that). Each "
+        "address is one line without control or bidirectional formatting characters, in CSV "
+        "as in JSON. One result per row, in order: ENROLLED, ALREADY_ENROLLED or NO_SUCH_USER. "
+        "Audited.",
     )
     async def enroll_many(
         self, db: Db, request: PrincipalRequest, course_id: FromPath[uuid.UUID]
     ) -> BulkEnrollmentResponse:
-        body = await request.body()
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type == "text/csv":
-            emails = enrollments.emails_from_csv(body)
+            # Parsed as it arrives, and no further than the first refusal (the row cap + 1).
+            emails = await addresses_from_csv(request.stream())
         elif media_type in ("application/json", ""):
-            emails = decode_bulk_request(body)
+            emails = decode_bulk_request(await request.body())
         else:
             raise UnsupportedMedia("send application/json {emails} or text/csv")
         return await enrollments.enroll_many(db, request.user, course_id, emails)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections import Counter
 
@@ -98,28 +96,6 @@ async def course_progress(
 
 # ---------------------------------------------------------------------------------------------
 # admin bulk enrollment
-
-
-def emails_from_csv(body: bytes) -> list[str]:
-    """The addresses of a text/csv body: one per row, from the column headed `email` when the
-    first row has one, else the first column. Blank rows are skipped."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Invalid("the CSV body must be UTF-8 text") from None
-    if "\x00" in text:
-        raise Invalid("the CSV body must be text")
-    try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise Invalid(f"the CSV body is malformed: {exc}") from None
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    column = header.index("email") if "email" in header else 0
-    if "email" in header:
-        rows = rows[1:]
-    return [row[column] if column < len(row) else "" for row in rows]
 
 
 def _normalise(emails: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct
-from lms.api.text import LINE_PATTERN
+from lms.api.text import ADDRESS_PATTERN
 from lms.db.projection import json_object, sql
 from lms.domain.certificates.schemas import Certificate
 from lms.domain.courses.schemas import CourseSummary
@@ -84,9 +84,12 @@ class LessonCompletion(CamelStruct):
     certificate: Certificate | None = None
 
 
-# One row of a bulk enrollment: the service trims and lower-cases it; a row that names no user
-# is reported as NO_SUCH_USER, not refused.
-Email = Annotated[str, Meta(max_length=320, pattern=LINE_PATTERN)]
+# One row of a bulk enrollment, JSON or CSV (lms.domain.learning.bulk_csv converts each CSV row
+# to it): the service trims and lower-cases it; a row that names no user is reported as
+# NO_SUCH_USER, not refused. One line without control or bidirectional formatting characters.
+Email = Annotated[str, Meta(max_length=320, pattern=ADDRESS_PATTERN)]
+# The most a bulk enrollment's body may hold (JSON or CSV): 50,000 rows of some 160 bytes each.
+MAX_BULK_BODY_BYTES = 8 * 1024 * 1024
 
 
 class BulkEnrollmentRequest(CamelStruct, forbid_unknown_fields=True):
