@@ -285,6 +285,19 @@ async def test_identifiers_hold_no_whitespace_controls(
     await world.refused(400, target.method, target.path, target.who, json=target.spoiled(bad))
 
 
+# An address holds no bidirectional formatting character either (one that displays as another
+# address: U+202E RIGHT-TO-LEFT OVERRIDE and its kin), wherever an address is taken.
+ADDRESSES = [t for t in TEXT_FIELDS if t.field in ("email", "emails")]
+
+
+@pytest.mark.parametrize("bad", ["\u202e", "\u2066", "\u200f", "\u061c"], ids=repr)
+@pytest.mark.parametrize("target", ADDRESSES, ids=str)
+async def test_addresses_hold_no_bidirectional_formatting(
+    world: World, target: Field, bad: str
+) -> None:
+    await world.refused(400, target.method, target.path, target.who, json=target.spoiled(bad))
+
+
 async def test_free_text_keeps_tabs_and_line_breaks(world: World) -> None:
     description = "Line one\n\tindented\r\nline three"
     response = await world.api.post(

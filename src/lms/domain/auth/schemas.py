@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from msgspec import Meta
 
 from lms.api.schemas import CamelStruct, Page, RowStruct
-from lms.api.text import CONTROLS, LINE_PATTERN, PLAIN_TEXT_PATTERN
+from lms.api.text import BIDI_CONTROLS, CONTROLS, LINE_PATTERN, PLAIN_TEXT_PATTERN
 from lms.domain.auth.passwords import MIN_PASSWORD_LENGTH
 from lms.domain.auth.policy import MAX_PASSWORD_LENGTH
 
@@ -37,11 +37,13 @@ NewPassword = Annotated[
         examples=["violet tractor mango harbour"],
     ),
 ]
+_NOT_IN_ADDRESS = CONTROLS + BIDI_CONTROLS
 EmailText = Annotated[
     str,
     Meta(
         max_length=320,
-        pattern=rf"^[^@\s{CONTROLS}]{{1,64}}@[^@\s{CONTROLS}]+\.[^@\s.{CONTROLS}]{{2,}}$",
+        # No control or bidirectional formatting character (an address that displays as another).
+        pattern=rf"^[^@\s{_NOT_IN_ADDRESS}]{{1,64}}@[^@\s{_NOT_IN_ADDRESS}]+\.[^@\s.{_NOT_IN_ADDRESS}]{{2,}}$",
         description="an email address (compared in lower case)",
         examples=["ada@example.com"],
     ),
