@@ -662,7 +662,7 @@ async def writes(
         # The certificate this server just issued, verified by this server; then revoked.
         last = answers[name][-1]
         serial = (
-            json.loads(last.body).get("certificate", {}).get("serialHash")
+            (json.loads(last.body).get("certificate") or {}).get("serialHash")
             if (last.status == 200)
             else None
         )
