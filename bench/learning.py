@@ -1144,21 +1144,16 @@ async def verify_certificates(
     problem: Any,
 ) -> dict[str, int]:
     """Check each certificate of these enrollments like an outside verifier would: the JWS
-    signature against the published public key its `kid` names, and its claims."""
+    signature against the published public key its `kid` names, with that key's algorithm
+    (RS256, ES256 or EdDSA), and its claims, its status list entry included."""
     import jwt
 
-    keys = {
-        r["kid"]: jwt.PyJWK(
-            json.loads(r["public_jwk"])
-            if isinstance(r["public_jwk"], str)
-            else dict(r["public_jwk"]),
-            algorithm="EdDSA",
-        ).key
-        for r in await conn.fetch("SELECT kid, public_jwk FROM certificate_signing_keys")
-    }
+    from bench.vc_jwt import UnknownKey, published_keys, status_entry_matches, verified_claims
+
+    keys = published_keys(await conn.fetch("SELECT kid, public_jwk FROM certificate_signing_keys"))
     rows = await conn.fetch(
-        "SELECT id, enrollment_id, serial_hash, jws, issued_at FROM certificates "
-        "WHERE enrollment_id = ANY($1::uuid[])",
+        "SELECT id, enrollment_id, serial_hash, jws, issued_at, status_list, status_index "
+        "FROM certificates WHERE enrollment_id = ANY($1::uuid[])",
         list(enrollment_ids),
     )
     verified = 0
@@ -1166,11 +1161,10 @@ async def verify_certificates(
         if row["issued_at"] < started_at - timedelta(seconds=1):
             problem("certificate issued before the run", f"certificate {row['id']}")
         try:
-            kid = jwt.get_unverified_header(row["jws"]).get("kid")
-            if kid not in keys:
-                problem("certificate signed by an unpublished key", f"certificate {row['id']}")
-                continue
-            claims = jwt.decode(row["jws"], keys[kid], algorithms=["EdDSA"])
+            claims = verified_claims(row["jws"], keys)
+        except UnknownKey:
+            problem("certificate signed by an unpublished key", f"certificate {row['id']}")
+            continue
         except jwt.PyJWTError as exc:
             problem("certificate does not verify", f"certificate {row['id']}: {exc}")
             continue
@@ -1179,6 +1173,9 @@ async def verify_certificates(
             or claims.get("serialHash") != row["serial_hash"]
         ):
             problem("certificate claims do not match", f"certificate {row['id']}")
+            continue
+        if not status_entry_matches(claims, row["status_list"], row["status_index"]):
+            problem("certificate status entry is not its row's", f"certificate {row['id']}")
             continue
         verified += 1
     return {"issued": len(rows), "verified": verified}

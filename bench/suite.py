@@ -191,6 +191,7 @@ class Plan:
             "learners_per_implementation": self.learners_per_implementation,
             "certificates_issued_for_verify": self.certificates,
             "course_paths": self.course_paths,
+            "certificate_signing": CERTIFICATE_SIGNING,
         }
 
 
@@ -265,8 +266,12 @@ def ensure_express_env() -> None:
     marker = EXPRESS_DIR / "node_modules" / ".bench-lock-sha256"
     wanted = hashlib.sha256(lock.read_bytes()).hexdigest()
     client = EXPRESS_DIR / "node_modules" / ".prisma" / "client" / "index.js"
+    # The generated client is the schema's: a changed schema.prisma is generated again.
+    generated = client.parent / ".bench-schema-sha256"
+    schema = hashlib.sha256((EXPRESS_DIR / "prisma" / "schema.prisma").read_bytes()).hexdigest()
     installed = marker.exists() and marker.read_text().strip() == wanted
-    if installed and client.exists():
+    fresh = generated.exists() and generated.read_text().strip() == schema
+    if installed and client.exists() and fresh:
         return
     print("installing express-prisma's environment (bench/peers/express_prisma/node_modules)")
     if not installed:
@@ -275,6 +280,7 @@ def ensure_express_env() -> None:
     # Offline: prisma generate needs no schema engine when this points at any executable.
     env = {**os.environ, "PRISMA_SCHEMA_ENGINE_BINARY": shutil.which("true") or "/bin/true"}
     step(["npx", "--no-install", "prisma", "generate"], EXPRESS_DIR, env)
+    generated.write_text(schema + "\n")
 
 
 def ensure_report_env() -> Path:
@@ -368,19 +374,16 @@ def seed(url: str, courses: int, creators: int, learners: int, progress_rows: in
 # servers
 
 
-def signing_key_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+# What signing_key_pem gives every server, for the results file.
+CERTIFICATE_SIGNING = "RS256 (RSA-2048, lms's default key, generated per run)"
 
-    return (
-        Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+
+def signing_key_pem() -> str:
+    """A fresh key of the kind lms generates when none is configured (RSA-2048: RS256), so the
+    completion scenario measures the signature lms makes by default. Every server gets this one."""
+    from lms.domain.certificates.keys import new_private_key_pem
+
+    return new_private_key_pem()
 
 
 def server_environ(plan: Plan, data_dir: Path) -> dict[str, str]:
@@ -1410,6 +1413,7 @@ def ratios_table(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     m, p = report["machine"], report["params"]
+    signing = p.get("certificate_signing")  # absent from results before RS256
     lines = [
         "# `make bench`: latest results",
         "",
@@ -1417,7 +1421,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{p['duration_s']} s per run, wrk -t{p['wrk_threads']} -c{p['connections']} "
         f"--timeout {p['wrk_timeout_s']}s, {p['server_processes']} server processes per "
         f"implementation, pool {p['pool_size_per_process']} per process; pgbench clients = "
-        f"processes x pool).",
+        f"processes x pool" + (f"; certificates signed {signing}" if signing else "") + ").",
         f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB, PostgreSQL "
         f"{m['postgres']}, Python {m['python']}, Node.js {m['node'] or 'absent'}; git "
         f"{m['git_commit']}.",

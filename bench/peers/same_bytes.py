@@ -24,11 +24,16 @@ JSON does not give meaning to: lms's catalog bodies are PostgreSQL's json_build_
 " : " and ", "), or DIFFERENT.
 
 Normalised, and why: a certificate issued during the run has its own id, serialHash, issuedAt,
-verifyUrl (which holds the serial) and VC-JWT on every server (random serial, issue time). They
-are checked for shape instead (the id a UUID, the serial 48 hex digits, issuedAt whole seconds in
-UTC, verifyUrl naming the serial), and the VC-JWT is checked in full: its header must be lms's
-byte for byte, its signature must verify with the key its kid names, and its payload must be
-lms's byte for byte once the certificate's id, serial and time are put back. In the rows, the
+verifyUrl (which holds the serial) and VC-JWT on every server (random serial, issue time), and
+its own bit in a revocation status list (each issue takes the next number of
+certificate_status_seq). They are checked for shape instead (the id a UUID, the serial 48 hex
+digits, issuedAt whole seconds in UTC, verifyUrl naming the serial), and the VC-JWT is checked
+in full: its header must be lms's byte for byte, its signature must verify with the key its kid
+names and the algorithm that key signs with (RS256, ES256 or EdDSA: bench.vc_jwt), and its
+payload must be lms's byte for byte once the certificate's id, serial, time and status list
+entry are put back; the entry must name the list and index stored in the certificate's row. The
+certificate is then revoked (the same revocation time on every server) and verified again, and
+its completion repeated: a revoked certificate's answers carry `jws: null`. In the rows, the
 times PostgreSQL stamps with now() are compared as present or absent, not by value.
 """
 
@@ -47,12 +52,14 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
 import jwt
 
+from bench.vc_jwt import PublishedKey, published_keys, status_entry_matches, verified_claims
 from lms.derived_keys import Purpose, derived_key
 
 HEADERS_COMPARED = ("content-type", "cache-control", "vary", "www-authenticate", "retry-after")
@@ -120,7 +127,7 @@ def b64url_decode(text: str) -> bytes:
 class Normaliser:
     """Replaces the write-time values of an issued certificate, after checking them."""
 
-    def __init__(self, public_keys: dict[str, Any]) -> None:
+    def __init__(self, public_keys: dict[str, PublishedKey]) -> None:
         self.public_keys = public_keys
 
     def certificate(self, cert: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -146,7 +153,8 @@ class Normaliser:
             except ValueError:
                 problems.append(f"certificate id {cert_id!r} is not a UUID")
             out["id"] = "<id>"
-        out["jws"] = self.jws(str(cert.get("jws", "")), cert_id or None, serial, issued, problems)
+        if cert.get("jws") is not None:  # null for a revoked certificate, compared as it is
+            out["jws"] = self.jws(str(cert["jws"]), cert_id or None, serial, issued, problems)
         return out
 
     def jws(
@@ -155,22 +163,7 @@ class Normaliser:
         """`header.<payload with placeholders>` once the signature verified."""
         try:
             head, payload, _ = token.split(".")
-            header = json.loads(b64url_decode(head))
-            key = self.public_keys.get(header.get("kid"))
-            if key is None:
-                problems.append(f"the VC-JWT's kid {header.get('kid')!r} names no registered key")
-            else:
-                jwt.decode(
-                    token,
-                    key,
-                    algorithms=["EdDSA"],
-                    options={
-                        "verify_signature": True,
-                        "verify_exp": False,
-                        "verify_nbf": False,
-                        "verify_aud": False,
-                    },
-                )
+            verified_claims(token, self.public_keys, check_times=False)
             text = b64url_decode(payload).decode()
         except (ValueError, jwt.InvalidTokenError) as exc:
             problems.append(f"the VC-JWT does not verify: {type(exc).__name__}: {exc}")
@@ -188,7 +181,27 @@ class Normaliser:
             problems.append(f"the VC-JWT's jti {jti!r} is not the certificate's id")
         if jti.startswith("urn:uuid:"):
             text = text.replace(jti[len("urn:uuid:") :], "<id>")
-        return head + "." + text
+        return head + "." + self.status_entry(text, claims, problems)
+
+    @staticmethod
+    def status_entry(text: str, claims: dict[str, Any], problems: list[str]) -> str:
+        """The payload with its status list and index as placeholders, once the entry is shaped
+        as lms's: `{issuer}/certificates/status/<list>` and `#<index>` (the row is checked
+        against it in `writes`)."""
+        entry = claims.get("credentialStatus")
+        if not isinstance(entry, dict):
+            problems.append("the VC-JWT has no credentialStatus")
+            return text
+        index = str(entry.get("statusListIndex", ""))
+        url = str(entry.get("statusListCredential", ""))
+        prefix = f"{claims.get('iss')}/certificates/status/"
+        list_id = url[len(prefix) :] if url.startswith(prefix) else ""
+        if not (index.isdigit() and list_id.isdigit()):
+            problems.append(f"the status list entry {entry} names no list and index")
+            return text
+        text = text.replace(f'"statusListIndex":"{index}"', '"statusListIndex":"<index>"')
+        text = text.replace(f"{url}#{index}", f"{prefix}<list>#<index>")
+        return text.replace(f'"{url}"', f'"{prefix}<list>"')
 
     def body(self, body: bytes, problems: list[str]) -> bytes:
         """The body with any certificate in it normalised (re-encoded compactly if changed)."""
@@ -319,7 +332,7 @@ class Fixtures:
     creator_version: int
     hidden_course: uuid.UUID  # a course of that creator, made PENDING for the run
     serial: str | None  # a certificate issued before the run, if any
-    public_keys: dict[str, Any]
+    public_keys: dict[str, PublishedKey]
 
 
 def token(secret: str, algorithm: str, user: uuid.UUID, version: int, **extra: object) -> str:
@@ -372,11 +385,9 @@ async def fixtures(conn: asyncpg.Connection) -> Fixtures:
         creator["creator_id"],
     )
     serial = await conn.fetchval("SELECT serial_hash FROM certificates ORDER BY issued_at LIMIT 1")
-    keys = {}
-    for key in await conn.fetch(
-        "SELECT kid, public_jwk::text AS jwk FROM certificate_signing_keys"
-    ):
-        keys[key["kid"]] = jwt.PyJWK.from_json(key["jwk"], algorithm="EdDSA").key
+    keys = published_keys(
+        await conn.fetch("SELECT kid, public_jwk::text AS public_jwk FROM certificate_signing_keys")
+    )
     return Fixtures(
         learner=row["user_id"],
         learner_version=row["token_version"],
@@ -609,6 +620,26 @@ def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
     ]
 
 
+# The certificate the write script issued, revoked as lms's admin revocation leaves it, at one
+# time for every server (with microseconds, as now() stamps it) so the answers compare.
+REVOKE = """
+UPDATE certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = 'same_bytes'
+WHERE serial_hash = $1 AND status = 'VALID'
+"""
+REVOKED_AT = datetime(2026, 1, 2, 3, 4, 5, 654321, tzinfo=UTC)
+CERTIFICATE_ROW = "SELECT jws, status_list, status_index FROM certificates WHERE enrollment_id = $1"
+
+
+async def status_entry_of_row(conn: asyncpg.Connection, fx: Fixtures) -> bool | None:
+    """Whether the stored credential's status list entry names the bit its row holds (None when
+    the script left no certificate)."""
+    row = await conn.fetchrow(CERTIFICATE_ROW, fx.enrollment)
+    if row is None:
+        return None
+    claims = json.loads(b64url_decode(row["jws"].split(".")[1]))
+    return status_entry_matches(claims, row["status_list"], row["status_index"])
+
+
 async def writes(
     servers: Servers,
     report: Report,
@@ -619,28 +650,38 @@ async def writes(
     normalise: Normaliser,
 ) -> None:
     script = write_script(fx, secret, algorithm)
+    # Completing the course's last lesson again answers its certificate, revoked or not.
+    again = next(r for r in script if r.name.startswith("complete: the last lesson again"))
+    names = [r.name for r in script] + [
+        "verify the certificate just issued",
+        "verify the certificate once revoked",
+        "complete: the last lesson again, certificate revoked",
+    ]
     answers: dict[str, list[Answer]] = {}
-    snapshots: dict[str, str] = {}
+    snapshots: dict[str, Any] = {}
     for name in servers.names:
         await reset(conn, fx)
         answers[name] = [servers.send(name, request) for request in script]
-        snapshots[name] = await conn.fetchval(SNAPSHOT, fx.enrollment)
-        # Verification of the certificate this server just issued (by this server).
+        # The certificate this server just issued, verified by this server; then revoked.
         last = answers[name][-1]
         serial = (
-            json.loads(last.body).get("certificate", {}).get("serialHash")
+            (json.loads(last.body).get("certificate") or {}).get("serialHash")
             if (last.status == 200)
             else None
         )
-        verify = Request(
-            "verify the certificate just issued", "GET", f"/certificates/verify/{serial or 'none'}"
-        )
+        verify = Request(names[-3], "GET", f"/certificates/verify/{serial or 'none'}")
         answers[name].append(servers.send(name, verify))
-    script.append(Request("verify the certificate just issued", "GET", ""))
+        if serial is not None:
+            await conn.execute(REVOKE, serial, REVOKED_AT)
+        answers[name].append(servers.send(name, verify))
+        answers[name].append(servers.send(name, again))
+        snapshot = json.loads(await conn.fetchval(SNAPSHOT, fx.enrollment))
+        snapshot["statusEntryIsTheRow"] = await status_entry_of_row(conn, fx)
+        snapshots[name] = snapshot
     for peer in servers.names[1:]:
-        for i, request in enumerate(script):
-            report.add(compare(peer, request.name, answers["lms"][i], answers[peer][i], normalise))
-        want, got = json.loads(snapshots["lms"]), json.loads(snapshots[peer])
+        for i, check in enumerate(names):
+            report.add(compare(peer, check, answers["lms"][i], answers[peer][i], normalise))
+        want, got = snapshots["lms"], snapshots[peer]
         problems = [] if want == got else [f"rows {got}\n         lms {want}"]
         report.add(
             Outcome(

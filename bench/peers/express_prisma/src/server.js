@@ -34,11 +34,24 @@ function config() {
     jwtAlgorithm: env.LMS_JWT_ALGORITHM || "HS256",
     baseUrl: (env.LMS_PUBLIC_BASE_URL || `http://${host}:${port}`).replace(/\/+$/, ""),
     issuerName: env.LMS_ISSUER_NAME || "LMS",
-    signingKey: crypto.createPrivateKey(pem),
+    signingKey: signingKey(pem),
     searchRateLimit: Number(env.LMS_SEARCH_RATE_LIMIT || 120),
     searchConcurrency: Number(env.LMS_SEARCH_CONCURRENCY || 4),
     poolMax: Number(env.LMS_DB_POOL_MAX || 10),
   };
+}
+
+// The key certificates are signed with, and its JWS algorithm: what lms accepts (RS256 is the
+// key lms generates; ES256 for a P-256 key, EdDSA for an Ed25519 one).
+function signingKey(pem) {
+  const key = crypto.createPrivateKey(pem);
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === "rsa" && details.modulusLength >= 2048) return { key, alg: "RS256" };
+  if (key.asymmetricKeyType === "ec" && details.namedCurve === "prime256v1") return { key, alg: "ES256" };
+  if (key.asymmetricKeyType === "ed25519") return { key, alg: "EdDSA" };
+  throw new Error(
+    "LMS_CERT_SIGNING_KEY must be an RSA key of 2048 bits or more (RS256), a P-256 key (ES256) or an Ed25519 key (EdDSA)",
+  );
 }
 
 function argument(name) {
@@ -103,6 +116,9 @@ function sendJson(res, status, text, headers = {}) {
 // certificates whole seconds. A JS Date holds milliseconds: the last three digits are 000.
 const catalogTime = (d) => (d ? d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") : null);
 const wholeSeconds = (d) => (d ? d.toISOString().replace(/\.\d{3}Z$/, "Z") : null);
+// A time PostgreSQL stamped with now() (a revocation), as msgspec writes it: no fraction when it
+// has none, else six digits, of which a JS Date keeps three.
+const stampedTime = (d) => (d && d.getUTCMilliseconds() ? catalogTime(d) : wholeSeconds(d));
 
 // %g of Python: up to six significant digits, no trailing zeros.
 function pyG(x) {
@@ -576,7 +592,7 @@ async function completeLesson(user, lessonId) {
     let certificate = null;
     if (updated.completed) {
       certificate = await tx.certificate.findUnique({ where: { enrollmentId: enrollment.id } });
-      if (!certificate) certificate = await tx.certificate.create({ data: newCertificate(enrollment) });
+      if (!certificate) certificate = await tx.certificate.create({ data: await newCertificate(tx, enrollment) });
     }
     return {
       lessonId,
@@ -588,18 +604,39 @@ async function completeLesson(user, lessonId) {
   });
 }
 
-const publicJwk = crypto.createPublicKey(CFG.signingKey).export({ format: "jwk" });
-const thumbprint = b64url(
-  crypto.createHash("sha256").update(JSON.stringify({ crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x })).digest(),
-);
+// The public key as lms stores it: the members RFC 7638 hashes for the thumbprint (the kid), only.
+const THUMBPRINT_MEMBERS = { RSA: ["e", "kty", "n"], EC: ["crv", "kty", "x", "y"], OKP: ["crv", "kty", "x"] };
+const exported = crypto.createPublicKey(CFG.signingKey.key).export({ format: "jwk" });
+const publicJwk = Object.fromEntries(THUMBPRINT_MEMBERS[exported.kty].map((name) => [name, exported[name]]));
+const thumbprint = b64url(crypto.createHash("sha256").update(JSON.stringify(publicJwk)).digest());
 const KID = `${CFG.baseUrl}/.well-known/jwks.json#${thumbprint}`;
+
+// JWS signatures (RFC 7518): RSASSA-PKCS1-v1_5 with SHA-256, ECDSA P-256 as r || s, Ed25519.
+function jwsSignature(input) {
+  const { key, alg } = CFG.signingKey;
+  if (alg === "RS256") return crypto.sign("sha256", input, { key, padding: crypto.constants.RSA_PKCS1_PADDING });
+  if (alg === "ES256") return crypto.sign("sha256", input, { key, dsaEncoding: "ieee-p1363" });
+  return crypto.sign(null, input, key);
+}
+
+// Revocation status lists (W3C Bitstring Status List) of 131,072 bits, as lms: number n of
+// certificate_status_seq is bit n % size of list n / size + 1.
+const STATUS_LIST_SIZE = 131072;
+
+async function statusPosition(tx) {
+  // Prisma's client has no sequences: nextval by SQL, as lms runs it.
+  const [{ number }] = await tx.$queryRaw`SELECT nextval('certificate_status_seq') AS number`;
+  const n = Number(number);
+  return { statusList: Math.floor(n / STATUS_LIST_SIZE) + 1, statusIndex: n % STATUS_LIST_SIZE };
+}
 
 // JSON as Python's json.dumps writes it for PyJWT (compact, non-ASCII escaped): lms's VC-JWT
 // payload bytes.
 const asciiJson = (v) => JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 
-function signCredential({ id, serialHash, enrollmentId, issuedAt, learnerName, courseId, courseTitle }) {
+function signCredential({ id, serialHash, enrollmentId, issuedAt, learnerName, courseId, courseTitle, statusList, statusIndex }) {
   const issuer = CFG.baseUrl;
+  const statusUrl = `${issuer}/certificates/status/${statusList}`;
   const credential = {
     "@context": ["https://www.w3.org/ns/credentials/v2", "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"],
     id: `urn:uuid:${id}`,
@@ -607,6 +644,13 @@ function signCredential({ id, serialHash, enrollmentId, issuedAt, learnerName, c
     name: `Certificate of completion: ${courseTitle}`,
     issuer: { id: issuer, type: ["Profile"], name: CFG.issuerName, url: issuer },
     validFrom: wholeSeconds(issuedAt),
+    credentialStatus: {
+      id: `${statusUrl}#${statusIndex}`,
+      type: "BitstringStatusListEntry",
+      statusPurpose: "revocation",
+      statusListIndex: String(statusIndex),
+      statusListCredential: statusUrl,
+    },
     credentialSubject: {
       id: `urn:uuid:${enrollmentId}`,
       type: ["AchievementSubject"],
@@ -629,11 +673,12 @@ function signCredential({ id, serialHash, enrollmentId, issuedAt, learnerName, c
     nbf: Math.floor(issuedAt.getTime() / 1000),
     serialHash,
   };
-  const input = `${b64url(asciiJson({ alg: "EdDSA", kid: KID, typ: "JWT" }))}.${b64url(asciiJson(payload))}`;
-  return `${input}.${b64url(crypto.sign(null, Buffer.from(input), CFG.signingKey))}`;
+  const input = `${b64url(asciiJson({ alg: CFG.signingKey.alg, kid: KID, typ: "JWT" }))}.${b64url(asciiJson(payload))}`;
+  return `${input}.${b64url(jwsSignature(Buffer.from(input)))}`;
 }
 
-function newCertificate(enrollment) {
+async function newCertificate(tx, enrollment) {
+  const status = await statusPosition(tx);
   const course = enrollment.course;
   const u = enrollment.user;
   const c = course.creator;
@@ -648,12 +693,16 @@ function newCertificate(enrollment) {
     creatorName: c.name ?? c.fullName ?? c.username,
     status: "VALID",
     issuedAt: new Date(Math.floor(Date.now() / 1000) * 1000),
+    ...status,
   };
   data.jws = signCredential({ ...data, learnerName: data.learnerName, courseId: course.id });
   return data;
 }
 
 const verifyUrl = (serial) => `${CFG.baseUrl}/certificates/verify/${serial}`;
+// A revoked certificate's answers carry no VC-JWT (as lms's): one would look valid to a verifier
+// that skips the status check.
+const credentialOf = (c) => (c.status === "VALID" ? c.jws : null);
 
 function certificateJson(c) {
   return {
@@ -666,8 +715,8 @@ function certificateJson(c) {
     creatorName: c.creatorName,
     verifyUrl: verifyUrl(c.serialHash),
     status: c.status,
-    revokedAt: wholeSeconds(c.revokedAt),
-    jws: c.jws,
+    revokedAt: stampedTime(c.revokedAt),
+    jws: credentialOf(c),
   };
 }
 
@@ -697,9 +746,9 @@ async function verify(req, res) {
       courseId: c.courseId,
       creatorName: c.creatorName,
       status: c.status,
-      revokedAt: wholeSeconds(c.revokedAt),
+      revokedAt: stampedTime(c.revokedAt),
       verifyUrl: verifyUrl(c.serialHash),
-      jws: c.jws,
+      jws: credentialOf(c),
     },
   };
   sendJson(res, 200, toJson(answer), VERIFY_HEADERS);
@@ -749,7 +798,7 @@ async function registerKey() {
   await prisma.certificateSigningKey.upsert({
     where: { kid: KID },
     update: {},
-    create: { kid: KID, publicJwk: { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x } },
+    create: { kid: KID, publicJwk },
   });
 }
 

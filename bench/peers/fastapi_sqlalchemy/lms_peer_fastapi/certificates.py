@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from .config import SessionDep, SettingsDep
-from .learning import verify_url
+from .learning import credential_of, verify_url
 from .models import Certificate
 from .schemas import NotVerified, Verification, VerifiedCertificate
 
@@ -42,7 +42,7 @@ async def verify(serial_hash: str, session: SessionDep, settings: SettingsDep) -
             status=certificate.status,
             revoked_at=certificate.revoked_at,
             verify_url=verify_url(settings, certificate.serial_hash),
-            jws=certificate.jws,
+            jws=credential_of(certificate),
         ),
     )
     return Response(

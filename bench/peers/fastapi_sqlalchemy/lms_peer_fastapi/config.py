@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+# The keys lms signs certificates with, and the JWS algorithm of each (RS256 is lms's default).
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey
 
 
 @dataclass(frozen=True)
@@ -23,33 +27,44 @@ class Settings:
     jwt_algorithm: str
     base_url: str
     issuer_name: str
-    signing_key: Ed25519PrivateKey
+    signing_key: SigningKey
+    signing_algorithm: str
     search_rate_limit: int
     search_concurrency: int
     pool_size: int
 
 
-def _signing_key(value: str) -> Ed25519PrivateKey:
+def _signing_key(value: str) -> tuple[SigningKey, str]:
+    """(the key, its JWS algorithm), refusing what lms refuses."""
     text = value.strip()
     if "-----BEGIN" not in text:
         text = Path(text).expanduser().read_text()
     key = serialization.load_pem_private_key(text.encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SystemExit("LMS_CERT_SIGNING_KEY must be an Ed25519 private key")
-    return key
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return key, "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key, "ES256"
+    if isinstance(key, Ed25519PrivateKey):
+        return key, "EdDSA"
+    raise SystemExit(
+        "LMS_CERT_SIGNING_KEY must be an RSA key of 2048 bits or more (RS256), a P-256 key "
+        "(ES256) or an Ed25519 key (EdDSA)"
+    )
 
 
 @lru_cache
 def get_settings() -> Settings:
     env = os.environ
     host, port = env.get("LMS_HOST") or "127.0.0.1", env.get("LMS_PORT") or "8000"
+    signing_key, signing_algorithm = _signing_key(env["LMS_CERT_SIGNING_KEY"])
     return Settings(
         database_url=env["DATABASE_URL"],
         jwt_secret=env["LMS_JWT_SECRET"],
         jwt_algorithm=env.get("LMS_JWT_ALGORITHM") or "HS256",
         base_url=(env.get("LMS_PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         issuer_name=env.get("LMS_ISSUER_NAME") or "LMS",
-        signing_key=_signing_key(env["LMS_CERT_SIGNING_KEY"]),
+        signing_key=signing_key,
+        signing_algorithm=signing_algorithm,
         search_rate_limit=int(env.get("LMS_SEARCH_RATE_LIMIT") or 120),
         search_concurrency=int(env.get("LMS_SEARCH_CONCURRENCY") or 4),
         pool_size=int(env.get("LMS_DB_POOL_MAX") or 10),

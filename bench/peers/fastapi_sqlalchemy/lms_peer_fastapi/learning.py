@@ -16,7 +16,16 @@ from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import joinedload
 
 from .config import SessionDep, Settings, SettingsDep
-from .models import Certificate, Course, Enrollment, Lesson, LessonProgress, SystemSettings, User
+from .models import (
+    Certificate,
+    Course,
+    Enrollment,
+    Lesson,
+    LessonProgress,
+    SystemSettings,
+    User,
+    certificate_status_seq,
+)
 from .schemas import (
     CertificateCourse,
     CertificateLearner,
@@ -24,7 +33,7 @@ from .schemas import (
     Heartbeat,
     LessonCompletion,
 )
-from .security import CurrentUser, sign_certificate
+from .security import CurrentUser, sign_certificate, status_position
 
 router = APIRouter()
 
@@ -209,7 +218,7 @@ async def complete_lesson(
             select(Certificate).where(Certificate.enrollment_id == enrollment.id)
         )
         if certificate is None:
-            certificate = issue_certificate(settings, enrollment)
+            certificate = await issue_certificate(session, settings, enrollment)
             session.add(certificate)
     await session.commit()
     return LessonCompletion(
@@ -221,8 +230,13 @@ async def complete_lesson(
     )
 
 
-def issue_certificate(settings: Settings, enrollment: Enrollment) -> Certificate:
+async def issue_certificate(
+    session: Any, settings: Settings, enrollment: Enrollment
+) -> Certificate:
     course = enrollment.course
+    status_list, status_index = status_position(
+        await session.scalar(select(certificate_status_seq.next_value()))
+    )
     certificate = Certificate(
         id=uuid.uuid4(),
         user_id=enrollment.user_id,
@@ -235,6 +249,8 @@ def issue_certificate(settings: Settings, enrollment: Enrollment) -> Certificate
         status="VALID",
         issued_at=datetime.now(UTC).replace(microsecond=0),
         revoked_at=None,
+        status_list=status_list,
+        status_index=status_index,
     )
     certificate.jws = sign_certificate(
         settings,
@@ -245,6 +261,8 @@ def issue_certificate(settings: Settings, enrollment: Enrollment) -> Certificate
         learner_name=certificate.learner_name,
         course_id=course.id,
         course_title=course.title,
+        status_list=status_list,
+        status_index=status_index,
     )
     return certificate
 
@@ -265,5 +283,11 @@ def to_certificate(settings: Settings, certificate: Certificate) -> CertificateO
         verify_url=verify_url(settings, certificate.serial_hash),
         status=certificate.status,
         revoked_at=certificate.revoked_at,
-        jws=certificate.jws,
+        jws=credential_of(certificate),
     )
+
+
+def credential_of(certificate: Certificate) -> str | None:
+    """The VC-JWT, unless the certificate is revoked (as lms: a revoked certificate's answers
+    carry no credential that would look valid to a verifier skipping the status check)."""
+    return certificate.jws if certificate.status == "VALID" else None

@@ -8,7 +8,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Sequence,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, NUMMULTIRANGE, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -123,6 +133,14 @@ class Certificate(Base):
     jws: Mapped[str] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The certificate's bit in a revocation status list (null for ones issued before lists).
+    status_list: Mapped[int | None] = mapped_column(Integer)
+    status_index: Mapped[int | None] = mapped_column(Integer)
+
+
+# One number per certificate, from which its status list and index follow (lms's migration
+# lms_0010 creates it).
+certificate_status_seq = Sequence("certificate_status_seq")
 
 
 class CertificateSigningKey(Base):

@@ -92,7 +92,7 @@ class CertificateOut(CamelModel):
     verify_url: str
     status: str
     revoked_at: datetime | None
-    jws: str
+    jws: str | None
 
 
 class LessonCompletion(CamelModel):
@@ -113,7 +113,7 @@ class VerifiedCertificate(CamelModel):
     status: str
     revoked_at: datetime | None
     verify_url: str
-    jws: str
+    jws: str | None
 
 
 class Verification(CamelModel):

@@ -10,13 +10,14 @@ import hmac
 import json
 import uuid
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, HTTPException, Request
+from jwt.algorithms import get_default_algorithms
 
 from .config import SessionDep, Settings, SettingsDep
 from .models import User
@@ -141,19 +142,34 @@ def decode_cursor(secret: str, scope: str, cursor: str) -> list[Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# certificates: an Open Badges 3.0 credential as a VC-JWT signed with Ed25519
+# certificates: an Open Badges 3.0 credential as a VC-JWT signed with the key's algorithm
+# (RS256 for lms's default RSA key), with a Bitstring Status List entry
+
+# The members RFC 7638 hashes for the key's thumbprint: all that lms stores of a public key.
+THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+STATUS_LIST_SIZE = 131_072  # bits per status list, as lms.domain.certificates.status_list
 
 
+@lru_cache(maxsize=1)
 def public_jwk(settings: Settings) -> dict[str, str]:
-    raw = settings.signing_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return {"crv": "Ed25519", "kty": "OKP", "x": _b64(raw)}
+    algorithm = get_default_algorithms()[settings.signing_algorithm]
+    jwk = algorithm.to_jwk(settings.signing_key.public_key(), as_dict=True)
+    return {name: jwk[name] for name in THUMBPRINT_MEMBERS[jwk["kty"]]}
 
 
+@lru_cache(maxsize=1)
 def key_id(settings: Settings) -> str:
     canonical = json.dumps(public_jwk(settings), sort_keys=True, separators=(",", ":")).encode()
     return f"{settings.base_url}/.well-known/jwks.json#{_b64(hashlib.sha256(canonical).digest())}"
+
+
+def status_position(number: int) -> tuple[int, int]:
+    """(list, index) of a number from certificate_status_seq: list n // size + 1, bit n % size."""
+    return number // STATUS_LIST_SIZE + 1, number % STATUS_LIST_SIZE
 
 
 def sign_certificate(
@@ -166,9 +182,12 @@ def sign_certificate(
     learner_name: str,
     course_id: uuid.UUID,
     course_title: str,
+    status_list: int,
+    status_index: int,
 ) -> str:
     issuer, name = settings.base_url, settings.issuer_name
     valid_from = issued_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status_url = f"{issuer}/certificates/status/{status_list}"
     credential: dict[str, Any] = {
         "@context": [
             "https://www.w3.org/ns/credentials/v2",
@@ -179,6 +198,13 @@ def sign_certificate(
         "name": f"Certificate of completion: {course_title}",
         "issuer": {"id": issuer, "type": ["Profile"], "name": name, "url": issuer},
         "validFrom": valid_from,
+        "credentialStatus": {
+            "id": f"{status_url}#{status_index}",
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": str(status_index),
+            "statusListCredential": status_url,
+        },
         "credentialSubject": {
             "id": f"urn:uuid:{enrollment_id}",
             "type": ["AchievementSubject"],
@@ -214,6 +240,6 @@ def sign_certificate(
     return jwt.encode(
         payload,
         settings.signing_key,
-        algorithm="EdDSA",
+        algorithm=settings.signing_algorithm,
         headers={"kid": key_id(settings), "typ": "JWT"},
     )
