@@ -99,13 +99,14 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
 #    position) onward, as far as the budget reaches and no further than the new position. The
 #    slack only decides playback from seek; it never adds a second.
 # 4. credit: the lesson's new spans, their measure, and what they gained.
-# 5. saved: the lesson's row; clock: the enrollment's, whose watch clock moves on by what was
+# 5. saved: the lesson's row (without playback, nothing is owed from the new position on, unless
+#    the player stands still); clock: the enrollment's, whose watch clock moves on by what was
 #    gained. It never lags now by more than $6 s: real time a heartbeat could not use (it came
 #    late, or replayed a watched part) carries over that far and no further, so idle time is
 #    not banked. Every credit is paid with real time, so the seconds all the enrollment's
 #    lessons gain together never exceed the time between its heartbeats.
 # A refused heartbeat (404, 400, 429) writes nothing. Positions are rounded to the millisecond so
-# the ranges hold exact decimals.
+# the ranges hold exact decimals. No SQL comments inside: bench.suite runs this text as one line.
 HEARTBEAT = """
 WITH target AS (
     SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id, e.watch_clock,
@@ -145,7 +146,6 @@ WITH target AS (
     ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
         watched = coalesce((SELECT c.watched FROM credit c), p.watched),
         watched_seconds = coalesce((SELECT c.watched_seconds FROM credit c), p.watched_seconds),
-        -- No playback: nothing is owed from here on, unless the player stands still.
         credited_to = coalesce(
             (SELECT c.credited_to FROM credit c),
             CASE WHEN EXCLUDED.position_seconds = p.position_seconds THEN p.credited_to
