@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import TestUser
+from tests.helpers import eventually
 from tests.integration.learning.helpers import (
     beat,
     complete,
@@ -272,3 +273,41 @@ async def test_parallel_heartbeats_on_two_lessons_credit_no_more_than_the_time_t
         total = await watched_total(db, learner)
         assert highest <= total <= simulated + (time.monotonic() - started), (round_, total)
         highest = total
+
+
+async def test_a_heartbeat_caught_by_a_deletion_cascading_the_other_way_is_404_not_500(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    """A heartbeat locks the enrollment, then the lesson's row. A deletion cascading through
+    them the other way (a course's lessons and their progress, then its enrollments) can hold
+    the lesson's row while waiting for the enrollment: PostgreSQL breaks the cycle by failing one
+    of the two. The heartbeat, if it is the one, runs again and finds what the deletion left."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [600.0])
+    await enroll(api, learner, course["id"])
+    lesson = lessons[0]["id"]
+    assert (await beat(api, learner, lesson, 1)).status_code == 204
+    await wait_seconds(db, learner, lesson, 1)
+    async with db.acquire() as conn:
+        deletion = conn.transaction()
+        await deletion.start()
+        await conn.execute("DELETE FROM lesson_progress WHERE lesson_id = $1", uuid.UUID(lesson))
+        waiting = asyncio.ensure_future(beat(api, learner, lesson, 2))
+
+        async def heartbeat_waits() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND cardinality(pg_blocking_pids(pid)) > 0"
+                )
+            )
+
+        await eventually(heartbeat_waits, within=10, what="the heartbeat waiting for its row")
+        try:
+            await conn.execute("DELETE FROM courses WHERE id = $1", uuid.UUID(course["id"]))
+        except asyncpg.DeadlockDetectedError:
+            await deletion.rollback()  # the deletion was the one failed: the heartbeat goes on
+            assert (await waiting).status_code == 204
+            return
+        await deletion.commit()
+    response = await waiting
+    assert response.status_code == 404, response.text

@@ -122,8 +122,9 @@ WITH target AS (
 ), previous AS (
     SELECT p.position_seconds, coalesce(p.credited_to, p.position_seconds) AS credited_to,
            p.watched, p.watched_seconds
-    FROM lesson_progress p JOIN accepted a ON p.enrollment_id = a.enrollment_id
-    WHERE p.lesson_id = $1 AND p.last_heartbeat_at IS NOT NULL
+    FROM lesson_progress p
+    WHERE p.enrollment_id = (SELECT a.enrollment_id FROM accepted a) AND p.lesson_id = $1
+      AND p.last_heartbeat_at IS NOT NULL
     FOR NO KEY UPDATE OF p
 ), span AS (
     SELECT pr.watched, pr.watched_seconds,

@@ -26,7 +26,10 @@ from lms.context import AppContext
 from lms.db.queries import learning as sql
 from lms.domain.errors import Invalid, NotFound, TooMany
 from lms.domain.learning.completion import NOT_ENROLLED, WatchRule, complete_lesson
-from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
+from lms.domain.learning.concurrency import (
+    again_after_deadlock,
+    not_found_if_deleted_meanwhile,
+)
 
 # A jump forward up to the real time available plus this much is playback; more is a seek. The
 # slack absorbs network jitter between heartbeats.
@@ -49,14 +52,16 @@ async def heartbeat(
     position_seconds: float,
 ) -> None:
     with not_found_if_deleted_meanwhile(NOT_ENROLLED):
-        row = await sql.heartbeat(
-            db,
-            lesson_id=lesson_id,
-            user_id=user_id,
-            position_seconds=position_seconds + 0.0,  # -0.0 is 0
-            seek_slack_seconds=SEEK_SLACK_SECONDS,
-            min_interval_seconds=MIN_INTERVAL_SECONDS,
-            carry_seconds=WATCH_CARRY_SECONDS,
+        row = await again_after_deadlock(
+            lambda: sql.heartbeat(
+                db,
+                lesson_id=lesson_id,
+                user_id=user_id,
+                position_seconds=position_seconds + 0.0,  # -0.0 is 0
+                seek_slack_seconds=SEEK_SLACK_SECONDS,
+                min_interval_seconds=MIN_INTERVAL_SECONDS,
+                carry_seconds=WATCH_CARRY_SECONDS,
+            )
         )
     if row is None:
         raise NotFound(NOT_ENROLLED)
