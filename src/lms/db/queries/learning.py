@@ -88,7 +88,8 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
 #
 # One statement, in the lock order every writer of an enrollment's rows takes (its enrollment
 # row, then its lesson rows; completion does the same), so heartbeats and completions of one
-# enrollment queue up and never deadlock:
+# enrollment queue up and never deadlock (a deletion cascading the other way can: the service
+# runs the statement again, lms.domain.learning.concurrency):
 # 1. target: the enrollment, locked FOR NO KEY UPDATE (the latest version of its row, whatever
 #    committed while this waited), with the rules' verdicts: `in_video` (not past the video's
 #    known end) and `on_time` (at least $5 s since the enrollment's previous accepted
