@@ -1150,7 +1150,9 @@ def pgbench_scripts(
                         1: lookup("pairs", "lesson_id"),
                         2: lookup("pairs", "user_id"),
                         3: ":pos",
-                        4: "2",
+                        4: "2",  # lms.domain.learning.progress: the seek slack,
+                        5: "0.5",  # the least time between heartbeats of an enrollment,
+                        6: "2",  # the real time carried over to the next heartbeat
                     },
                 ),
             )

@@ -202,6 +202,13 @@ PRIVATE_CACHE = "private, no-cache"
 VERIFY_CACHE = "public, max-age=25"  # lms.domain.certificates.controllers.VERIFY_CACHE
 SEARCH_TIMEOUT_SECONDS = 5.0
 SEEK_SLACK_SECONDS = 2.0
+MIN_INTERVAL_SECONDS = 0.5
+WATCH_CARRY_SECONDS = 2.0
+TOO_SOON = "heartbeat too soon: one a second per enrollment is enough (this one changed nothing)"
+STILL_PROCESSING = (
+    "this lesson's video is still processing: its length is not known yet, so how much of it "
+    "was watched cannot be measured; try again in a few minutes"
+)
 USER_CACHE_MAX_AGE = 60.0
 
 
@@ -532,17 +539,25 @@ async def heartbeat(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID, body
     position = data.position_seconds
     try:
         row = await state.db.fetchrow(
-            HEARTBEAT, lesson_id, user_id, position + 0.0, SEEK_SLACK_SECONDS
+            HEARTBEAT,
+            lesson_id,
+            user_id,
+            position + 0.0,
+            SEEK_SLACK_SECONDS,
+            MIN_INTERVAL_SECONDS,
+            WATCH_CARRY_SECONDS,
         )
     except asyncpg.ForeignKeyViolationError:
         raise HttpError(404, NOT_ENROLLED) from None
     if row is None:
         raise HttpError(404, NOT_ENROLLED)
-    if not row["saved"]:
+    if not row["in_video"]:
         raise Invalid(
             f"positionSeconds {position:g} is past the end of the video "
             f"({row['duration_seconds']:g} s)"
         )
+    if not row["on_time"]:
+        raise HttpError(429, TOO_SOON, [(b"retry-after", b"1")])
     if row["completed"]:
         return
     threshold, _ = await state.watch_rule()
@@ -618,6 +633,8 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
         if facts is None:
             raise HttpError(404, NOT_ENROLLED)
         duration = facts["duration_seconds"]
+        if required and facts["has_video"] and not facts["lesson_completed"] and not duration:
+            raise HttpError(409, STILL_PROCESSING)
         if required and facts["has_video"] and not facts["lesson_completed"] and duration:
             watched = facts["watched_seconds"]
             if not watched_enough(threshold, watched, duration):

@@ -523,7 +523,8 @@ def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm
 RESET = [
     "DELETE FROM certificates WHERE enrollment_id = $1",
     "DELETE FROM lesson_progress WHERE enrollment_id = $1",
-    "UPDATE enrollments SET progress = 0, completed = false, completed_at = NULL WHERE id = $1",
+    "UPDATE enrollments SET progress = 0, completed = false, completed_at = NULL,"
+    " last_heartbeat_at = NULL, watch_clock = NULL WHERE id = $1",
 ]
 # A lesson part-way through, last heartbeat a minute ago; and one at 94% watched.
 SEED_ROW = """

@@ -327,7 +327,8 @@ async def test_heartbeats_and_completions_answer_alike(
     make_user: Any,
 ) -> None:
     """Writes: the reference and the lane each act as a learner of their own in the same state,
-    so that both find what the other would have found."""
+    so that both find what the other would have found. A second passes before each pair (the
+    learners' watch clocks move back), as between a player's heartbeats, unless `wait` is off."""
     course, lessons = await course_with_lessons(api, db, creator, admin, [100.0, 100.0, None])
     other = await make_user()
     stranger = await make_user()
@@ -336,7 +337,17 @@ async def test_heartbeats_and_completions_answer_alike(
     video, second, text = (lesson["id"] for lesson in lessons)
     json_type = {"Content-Type": "application/json"}
 
-    async def both(make: Callable[[TestUser], Request], *, hot: bool) -> Answer:
+    async def a_second_passes() -> None:
+        await db.execute(
+            """UPDATE enrollments SET last_heartbeat_at = last_heartbeat_at - interval '1 s',
+                                      watch_clock = watch_clock - interval '1 s'
+               WHERE user_id = ANY($1::uuid[])""",
+            [learner.id, other.id],
+        )
+
+    async def both(make: Callable[[TestUser], Request], *, hot: bool, wait: bool = True) -> Answer:
+        if wait:
+            await a_second_passes()
         lane.handed_on.clear()
         with lane.aside():
             reference = await make(learner)()
@@ -431,6 +442,28 @@ async def test_heartbeats_and_completions_answer_alike(
         lane.handed_on.clear()
         assert await done(text)(user)() == reference
         assert not lane.handed_on
+
+    # The watch rules' refusals: a heartbeat too soon (429 with Retry-After), a video watched too
+    # little or still processing (409), as the same bytes both ways.
+    changed = await api.patch(
+        "/admin/settings", json={"requireWatchToComplete": True}, headers=admin.headers
+    )
+    assert changed.status_code == 200, changed.text
+    watched, (short, processing) = await course_with_lessons(
+        api, db, creator, admin, [100.0, 100.0]
+    )
+    await db.execute(
+        "UPDATE lessons SET duration_seconds = NULL WHERE id = $1", uuid.UUID(processing["id"])
+    )
+    for user in (learner, other):
+        await enroll(api, user, watched["id"])
+    assert (await both(beat(short["id"], b'{"positionSeconds": 1}'), hot=True)).status == 204
+    too_soon = await both(beat(short["id"], b'{"positionSeconds": 2}'), hot=True, wait=False)
+    assert too_soon.status == 429 and ("retry-after", "1") in too_soon.headers, too_soon
+    too_little = await both(done(short["id"]), hot=True)
+    assert too_little.status == 409 and b"95 more seconds" in too_little.body, too_little
+    still_processing = await both(done(processing["id"]), hot=True)
+    assert still_processing.status == 409 and b"still processing" in still_processing.body
 
 
 async def ended_login_token(api: httpx.AsyncClient, user: TestUser) -> str:

@@ -96,3 +96,22 @@ async def test_bulk_enrollment_states_its_body_limit_and_address_rule(
     assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv"}
     assert emails["properties"]["emails"]["maxItems"] == 50_000
     assert "\\u202e" in emails["properties"]["emails"]["items"]["pattern"]
+
+
+async def test_every_answer_that_says_when_to_retry_documents_retry_after(
+    document: dict[str, Any],
+) -> None:
+    """429 and 503 answers always carry Retry-After (lms.api.errors); the heartbeat's 429 is the
+    one a player meets in normal use (heartbeats of one enrollment less than 0.5 s apart)."""
+    heartbeat = document["paths"]["/lessons/{lesson_id}/progress"]["post"]["responses"]
+    assert "429" in heartbeat, sorted(heartbeat)
+    missing = [
+        f"{method.upper()} {path} {status}"
+        for path, method, operation in operations(document)
+        for status, response in operation.get("responses", {}).items()
+        if status in ("429", "503") and "Retry-After" not in response.get("headers", {})
+    ]
+    assert not missing, missing[:20]
+    header = heartbeat["429"]["headers"]["Retry-After"]
+    assert header["required"] is True and header["schema"]["type"] == "integer", header
+    assert "name" not in header and "in" not in header, header  # a Header Object, not a Parameter

@@ -14,8 +14,10 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     Reference,
     Schema,
@@ -155,6 +157,13 @@ _ANY_OPERATION = {
     "400": "The path, query string or a header holds what the API does not take",
     "503": "Service temporarily unavailable (the database is restarting): retry after Retry-After",
 }
+# The statuses whose answers always carry Retry-After (lms.api.errors.problem_of_domain_error).
+_RETRY_AFTER_STATUSES = ("429", "503")
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+    description="Seconds to wait before trying again",
+    required=True,
+)
 
 
 def _finish(document: OpenAPI) -> OpenAPI:
@@ -180,6 +189,8 @@ def _finish(document: OpenAPI) -> OpenAPI:
             for status, response in operation.responses.items():
                 if not status.startswith(("4", "5")) or not isinstance(response, OpenAPIResponse):
                     continue
+                if status in _RETRY_AFTER_STATUSES:
+                    response.headers = {**(response.headers or {}), "Retry-After": _RETRY_AFTER}
                 for media in (response.content or {}).values():
                     if isinstance(media.schema, Schema) and set(media.schema.required or ()) >= {
                         "detail",

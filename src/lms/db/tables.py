@@ -166,6 +166,11 @@ class Enrollment(Table, tablename="enrollments"):
     completed = Boolean(default=False)
     enrolled_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
+    # The watch clock, shared by all the enrollment's lessons (lms.domain.learning.progress):
+    # when its previous heartbeat was accepted, and up to when real time has been credited as
+    # watched; the gap between now and the latter bounds what a heartbeat may credit.
+    last_heartbeat_at = Timestamptz(null=True, default=None)
+    watch_clock = Timestamptz(null=True, default=None)
 
 
 class LessonProgress(Table, tablename="lesson_progress"):
@@ -189,8 +194,13 @@ class LessonProgress(Table, tablename="lesson_progress"):
     # covers nothing, watching a span twice counts it once). The spans themselves live in the
     # `watched` nummultirange column, added by raw SQL (Piccolo has no multirange type).
     watched_seconds = DoublePrecision(default=0)
-    # Server time of the previous heartbeat: the clock the anti-skip rule compares jumps with.
+    # Server time of the previous heartbeat of this lesson (whether its position was reported
+    # by a heartbeat, and so whether a jump from it can be playback).
     last_heartbeat_at = Timestamptz(null=True, default=None)
+    # How far playback has been credited: from here to position_seconds was played but not
+    # credited yet (the heartbeat came before that much real time had passed); NULL: nothing
+    # owed, as at position_seconds.
+    credited_to = DoublePrecision(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

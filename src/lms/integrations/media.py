@@ -1,5 +1,5 @@
 """Open media files with PyAV under one rule, and probe uploads: is it a video, how long, how
-big; decided by its bytes alone.
+big; decided by its bytes alone. The worker measures the length of what it downloads the same way.
 
 The rule (open_media), for the upload probe and the worker's decode alike: FFmpeg reads the file's
 bytes and nothing else. Left to itself it picks a demuxer by sniffing, and some demuxers read
@@ -164,12 +164,7 @@ def _describe(container: av.container.InputContainer) -> VideoInfo:
         raise NotAVideo(f"the video stream cannot be decoded ({exc})") from None
     if frame is None:
         raise NotAVideo("the video stream holds no frames")
-    duration = _seconds(container.duration, Fraction(1, av.time_base))
-    if duration <= 0:
-        duration = max(_seconds(s.duration, s.time_base) for s in container.streams)
-    if duration <= 0:
-        container.seek(0)
-        duration = _demuxed_duration(container)
+    duration = _duration(container)
     if duration <= 0:
         raise NotAVideo("the video has no duration")
     width = video.codec_context.width or frame.width or None
@@ -181,6 +176,34 @@ def _describe(container: av.container.InputContainer) -> VideoInfo:
         height=height,
         has_audio=bool(container.streams.audio),
     )
+
+
+def _duration(container: av.container.InputContainer) -> float:
+    """Seconds: the container's own figure, else its longest stream's, else where its last
+    packet ends; 0.0 when none says."""
+    import av
+
+    duration = _seconds(container.duration, Fraction(1, av.time_base))
+    if duration <= 0:
+        duration = max((_seconds(s.duration, s.time_base) for s in container.streams), default=0.0)
+    if duration <= 0:
+        container.seek(0)
+        duration = _demuxed_duration(container)
+    return duration
+
+
+def media_duration(path: Path) -> float | None:
+    """How long the media at `path` plays (a video, or the audio-only rendition a store gives
+    for one), read under the same rule as the probe; None when its bytes do not say (or are not
+    media this service reads: the decoding that follows reports why)."""
+    import av.error
+
+    try:
+        with open_media(path) as container:
+            duration = _duration(container)
+    except (MediaRefused, av.error.FFmpegError):
+        return None
+    return duration if duration > 0 else None
 
 
 async def probe_video_async(path: Path) -> VideoInfo:

@@ -15,7 +15,7 @@ from lms.derived_keys import Purpose, derived_key
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.flows import bearer
-from tests.integration.learning.helpers import course_with_lessons, enroll
+from tests.integration.learning.helpers import course_with_lessons, enroll, wait_seconds
 
 REVOKED = "this login is revoked; log in again"
 
@@ -43,14 +43,21 @@ async def video_lesson(
 class Routes:
     """One Litestar route and one hot-lane route, asked with a given access token."""
 
-    def __init__(self, api: httpx.AsyncClient, lesson_id: str) -> None:
+    def __init__(
+        self, api: httpx.AsyncClient, lesson_id: str, db: asyncpg.Pool, learner: TestUser
+    ) -> None:
         self.api = api
         self.lesson_id = lesson_id
+        self.db = db
+        self.learner = learner  # every token asked with is one of this learner's logins
         self.position = 0.0
 
     async def statuses(self, access_token: str) -> tuple[int, int]:
         me = await self.api.get("/auth/me", headers=bearer(access_token))
         self.position += 1
+        # A second passes between heartbeats (those of one enrollment come at most one per half
+        # second), so that only the token decides the answer.
+        await wait_seconds(self.db, self.learner, self.lesson_id, 1.0)
         beat = await self.api.post(
             f"/lessons/{self.lesson_id}/progress",
             json={"positionSeconds": self.position},
@@ -63,9 +70,13 @@ class Routes:
 
 
 async def test_a_replayed_refresh_token_ends_both_access_tokens_of_that_login(
-    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, settings: Settings
+    api: httpx.AsyncClient,
+    learner: TestUser,
+    video_lesson: str,
+    settings: Settings,
+    db: asyncpg.Pool,
 ) -> None:
-    routes = Routes(api, video_lesson)
+    routes = Routes(api, video_lesson, db, learner)
     first = await login(api, learner)
     other_login = await login(api, learner)
     rotated = await refresh(api, first["refreshToken"])
@@ -90,9 +101,9 @@ async def test_a_replayed_refresh_token_ends_both_access_tokens_of_that_login(
 
 
 async def test_logout_ends_the_access_tokens_of_that_login_only(
-    api: httpx.AsyncClient, learner: TestUser, video_lesson: str
+    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, db: asyncpg.Pool
 ) -> None:
-    routes = Routes(api, video_lesson)
+    routes = Routes(api, video_lesson, db, learner)
     mine, other = await login(api, learner), await login(api, learner)
     out = await api.post(
         "/auth/logout",
@@ -110,7 +121,7 @@ async def test_a_token_minted_by_a_refresh_that_raced_the_revocation_is_refused(
     """The revoking UPDATE does not see a token that a concurrent refresh inserted after it
     began: that newest token is left unrevoked in a revoked family. It must not refresh, and its
     access token must not pass."""
-    routes = Routes(api, video_lesson)
+    routes = Routes(api, video_lesson, db, learner)
     first = await login(api, learner)
     second = (await refresh(api, first["refreshToken"])).json()
     # As the race leaves it: the older token revoked, the newest one (second's) not.

@@ -229,6 +229,9 @@ async def test_direct_upload_then_signed_notification_attaches_the_video(
 
     lesson = (await api.get(f"/lessons/{lesson_id}", headers=creator.headers)).json()
     assert lesson["transcriptStatus"] == "QUEUED"
+    # The length Cloudinary measured: known at once, for the watch rule.
+    assert lesson["durationSeconds"] == pytest.approx(json.loads(note.body)["duration"])
+    assert lesson["durationSeconds"] == pytest.approx(2.0, abs=0.2)
     async with httpx.AsyncClient() as viewer:
         assert (await viewer.get(lesson["videoUrl"])).content == VIDEO.read_bytes()
     row = await db.fetchrow("SELECT video_url FROM lessons WHERE id = $1", uuid.UUID(lesson_id))
@@ -238,6 +241,37 @@ async def test_direct_upload_then_signed_notification_attaches_the_video(
         uuid.UUID(lesson_id),
     )
     assert [(j["video_version"], j["status"]) for j in jobs] == [(1, "QUEUED")]
+
+
+@pytest.mark.parametrize(
+    "duration", [None, "2.0", True, 0, -3, float("inf"), float("nan")], ids=repr
+)
+async def test_a_notification_without_a_usable_length_leaves_it_to_the_worker(
+    api: httpx.AsyncClient,
+    cloud: CloudinaryServer,
+    creator: TestUser,
+    db: asyncpg.Pool,
+    duration: object,
+) -> None:
+    """A notification whose duration is missing or not a length: the video is attached with its
+    length unknown (a lesson that cannot be completed while watching is required), and the
+    transcription job whose worker measures the file is queued."""
+    course = await new_course(api, creator)
+    lesson_id, signed = await direct_upload(api, creator, course["id"])
+    assert (await browser_upload(signed, VIDEO.read_bytes())).status_code == 200
+    (note,) = cloud.notifications
+    payload = json.loads(note.body)
+    del payload["duration"]
+    if duration is not None:
+        payload["duration"] = duration
+    body = json.dumps(payload).encode()
+    attached = await api.post(
+        "/webhooks/cloudinary", content=body, headers=cloud.notification_headers(body)
+    )
+    assert attached.status_code == 200 and attached.json() == {"result": "attached"}
+    lesson = (await api.get(f"/lessons/{lesson_id}", headers=creator.headers)).json()
+    assert lesson["durationSeconds"] is None and lesson["transcriptStatus"] == "QUEUED"
+    assert (await lesson_state(db, lesson_id))[2] == 1
 
 
 async def test_notifications_that_are_not_ours_are_acknowledged_and_ignored(

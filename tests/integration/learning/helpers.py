@@ -59,15 +59,41 @@ async def beat(
 
 
 async def wait_seconds(db: asyncpg.Pool, user: TestUser, lesson_id: str, seconds: float) -> None:
-    """As if `seconds` of wall-clock time passed since the user's previous heartbeat."""
-    await db.execute(
-        """UPDATE lesson_progress
-           SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $3)
-           WHERE user_id = $1 AND lesson_id = $2""",
+    """As if `seconds` of wall-clock time passed since the user's previous heartbeat: every clock
+    of the enrollment the lesson belongs to (its watch clock, shared by all its lessons, and the
+    lessons' own heartbeat times) moves back by that much, as the stored past would look."""
+    async with db.acquire() as conn, conn.transaction():
+        enrollment = await conn.fetchval(
+            """UPDATE enrollments e
+               SET last_heartbeat_at = e.last_heartbeat_at - make_interval(secs => $3),
+                   watch_clock = e.watch_clock - make_interval(secs => $3)
+               FROM lessons l
+               WHERE l.id = $2 AND e.course_id = l.course_id AND e.user_id = $1
+               RETURNING e.id""",
+            user.id,
+            uuid.UUID(lesson_id),
+            seconds,
+        )
+        await conn.execute(
+            """UPDATE lesson_progress
+               SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $2)
+               WHERE enrollment_id = $1""",
+            enrollment,
+            seconds,
+        )
+
+
+async def watch_clock(db: asyncpg.Pool, user: TestUser, course_id: str) -> asyncpg.Record:
+    """The enrollment's clock columns (lms_0011_watch_clock), to see that a refusal moved
+    nothing."""
+    row = await db.fetchrow(
+        "SELECT last_heartbeat_at, watch_clock FROM enrollments WHERE user_id = $1"
+        " AND course_id = $2",
         user.id,
-        uuid.UUID(lesson_id),
-        seconds,
+        uuid.UUID(course_id),
     )
+    assert row is not None
+    return row
 
 
 async def lesson_row(db: asyncpg.Pool, user: TestUser, lesson_id: str) -> asyncpg.Record:

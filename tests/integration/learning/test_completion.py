@@ -102,23 +102,28 @@ async def test_a_first_heartbeat_racing_the_completion_of_its_lesson_is_no_deadl
     admin: TestUser,
     make_user,  # type: ignore[no-untyped-def]
 ) -> None:
-    """The completion locks the enrollment; a heartbeat creating the lesson's row checks its
-    foreign key to that enrollment. Neither may wait on the other in a cycle."""
+    """Completions and heartbeats both lock the enrollment first, then its lesson rows (a
+    heartbeat creating a lesson's row also checks its foreign key to the enrollment): neither
+    may wait on the other in a cycle. Heartbeats of one enrollment less than half a second
+    apart are refused (429): the first one to get the lock is taken."""
     course, lessons = await course_with_lessons(api, db, creator, admin, [600.0, 600.0])
     for _ in range(25):
         learner = await make_user("LEARNER")
         await enroll(api, learner, course["id"])
-        responses = await asyncio.gather(
+        requests = [
             *(beat(api, learner, lessons[0]["id"], 5) for _ in range(3)),
             complete(api, learner, lessons[0]["id"]),
             *(beat(api, learner, lessons[1]["id"], 5) for _ in range(3)),
             complete(api, learner, lessons[1]["id"]),
-        )
-        assert sorted(r.status_code for r in responses) == [200] * 2 + [204] * 6, [
-            r.text for r in responses
         ]
+        responses = await asyncio.gather(*requests)
+        statuses = [r.status_code for r in responses]
+        beats = statuses[:3] + statuses[4:7]
+        assert (statuses[3], statuses[7]) == (200, 200), [r.text for r in responses]
+        assert 204 in beats and set(beats) <= {204, 429}, [r.text for r in responses]
         state = (await api.get(f"/courses/{course['id']}/progress", headers=learner.headers)).json()
-        assert state["completed"] and [les["positionSeconds"] for les in state["lessons"]] == [5, 5]
+        positions = [les["positionSeconds"] for les in state["lessons"]]
+        assert state["completed"] and 5 in positions and set(positions) <= {0, 5}, positions
 
 
 async def test_progress_is_recomputed_from_the_rows_not_incremented(
@@ -245,16 +250,16 @@ async def test_writes_racing_the_deletion_of_their_course_are_404_not_500(
                 api.post(f"/courses/{course['id']}/enroll", headers=newcomer.headers)
             ),
         ]
-        # Each request's backend queues behind the deleting transaction's locks: seen there,
-        # not assumed after a sleep.
-        blocked_by_deletion = (
+        # Each request's backend queues behind the deleting transaction's locks (the heartbeat
+        # and the completion lock the same enrollment, so one may queue behind the other): seen
+        # there, not assumed after a sleep. Nothing else runs in this database.
+        blocked = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND $1 = ANY(pg_blocking_pids(pid))"
+            " AND cardinality(pg_blocking_pids(pid)) > 0"
         )
-        deleting_pid = await conn.fetchval("SELECT pg_backend_pid()")
 
         async def all_three_wait() -> bool:
-            return bool(await db.fetchval(blocked_by_deletion, deleting_pid) == 3)
+            return bool(await db.fetchval(blocked) == 3)
 
         await eventually(all_three_wait, within=10, what="three requests blocked by the deletion")
         assert not any(task.done() for task in waiting)

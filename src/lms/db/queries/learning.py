@@ -85,43 +85,89 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
 
 # ---------------------------------------------------------------------------------------------
 # the heartbeat
-
-# The spans played so far, plus [previous position, new position] when the jump forward fits in
-# the wall-clock time since the previous heartbeat ($3 seconds of slack for network jitter).
-# A seek forward adds nothing; going backwards adds nothing either (the span is watched again
-# only if it is played forward again, and a union counts it once). Positions are rounded to the
-# millisecond so the ranges hold exact decimals.
-_WATCHED_AFTER = """
-    CASE WHEN p.last_heartbeat_at IS NOT NULL
-              AND EXCLUDED.position_seconds > p.position_seconds
-              AND EXCLUDED.position_seconds - p.position_seconds
-                  <= extract(epoch FROM EXCLUDED.last_heartbeat_at - p.last_heartbeat_at)::float8
-                     + $4::float8
-         THEN p.watched + nummultirange(numrange(round(p.position_seconds::numeric, 3),
-                                                 round(EXCLUDED.position_seconds::numeric, 3)))
-         ELSE p.watched END"""
-
-HEARTBEAT = f"""
+#
+# One statement, in the lock order every writer of an enrollment's rows takes (its enrollment
+# row, then its lesson rows; completion does the same), so heartbeats and completions of one
+# enrollment queue up and never deadlock (a deletion cascading the other way can: the service
+# runs the statement again, lms.domain.learning.concurrency):
+# 1. target: the enrollment, locked FOR NO KEY UPDATE (the latest version of its row, whatever
+#    committed while this waited), with the rules' verdicts: `in_video` (not past the video's
+#    known end) and `on_time` (at least $5 s since the enrollment's previous accepted
+#    heartbeat, of any lesson), and `budget`, the real time not yet credited (now - watch_clock).
+# 2. previous: the lesson's row as the last writer left it (locked too: the latest version).
+# 3. span: a jump forward from the previous position that fits in the budget plus $4 s of slack
+#    is playback; it is credited from where credit stopped (credited_to, at or before that
+#    position) onward, as far as the budget reaches and no further than the new position. The
+#    slack only decides playback from seek; it never adds a second.
+# 4. credit: the lesson's new spans, their measure, and what they gained.
+# 5. saved: the lesson's row (without playback, nothing is owed from the new position on, unless
+#    the player stands still); clock: the enrollment's, whose watch clock moves on by what was
+#    gained. It never lags now by more than $6 s: real time a heartbeat could not use (it came
+#    late, or replayed a watched part) carries over that far and no further, so idle time is
+#    not banked. Every credit is paid with real time, so the seconds all the enrollment's
+#    lessons gain together never exceed the time between its heartbeats.
+# A refused heartbeat (404, 400, 429) writes nothing. Positions are rounded to the millisecond so
+# the ranges hold exact decimals. No SQL comments inside: bench.suite runs this text as one line.
+HEARTBEAT = """
 WITH target AS (
-    SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id
+    SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id, e.watch_clock,
+           (l.duration_seconds IS NULL OR $3 <= l.duration_seconds) AS in_video,
+           (e.last_heartbeat_at IS NULL
+            OR e.last_heartbeat_at <= now() - make_interval(secs => $5)) AS on_time,
+           extract(epoch FROM now() - e.watch_clock)::float8 AS budget
     FROM lessons l JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = $2
     WHERE l.id = $1
+    FOR NO KEY UPDATE OF e
+), accepted AS (
+    SELECT * FROM target WHERE in_video AND on_time
+), previous AS (
+    SELECT p.position_seconds, coalesce(p.credited_to, p.position_seconds) AS credited_to,
+           p.watched, p.watched_seconds
+    FROM lesson_progress p
+    WHERE p.enrollment_id = (SELECT a.enrollment_id FROM accepted a) AND p.lesson_id = $1
+      AND p.last_heartbeat_at IS NOT NULL
+    FOR NO KEY UPDATE OF p
+), span AS (
+    SELECT pr.watched, pr.watched_seconds,
+           numrange(round(pr.credited_to::numeric, 3),
+                    round((pr.credited_to + least($3 - pr.credited_to, a.budget))::numeric, 3))
+               AS played
+    FROM accepted a JOIN previous pr ON true
+    WHERE $3 > pr.position_seconds AND $3 - pr.position_seconds <= a.budget + $4
+), credit AS (
+    SELECT w.watched, upper(s.played)::float8 AS credited_to, m.seconds AS watched_seconds,
+           greatest(m.seconds - s.watched_seconds, 0) AS gained
+    FROM span s,
+         LATERAL (SELECT s.watched + nummultirange(s.played) AS watched) w,
+         LATERAL (SELECT coalesce(sum(upper(r) - lower(r)), 0)::float8 AS seconds
+                  FROM unnest(w.watched) AS r) m
 ), saved AS (
-    INSERT INTO lesson_progress AS p
-        (user_id, lesson_id, enrollment_id, position_seconds, last_heartbeat_at, updated_at)
-    SELECT $2, t.lesson_id, t.enrollment_id, $3, now(), now()
-    FROM target t
-    WHERE t.duration_seconds IS NULL OR $3 <= t.duration_seconds
+    INSERT INTO lesson_progress AS p (user_id, lesson_id, enrollment_id, position_seconds,
+                                      credited_to, last_heartbeat_at, updated_at)
+    SELECT $2, a.lesson_id, a.enrollment_id, $3, $3, now(), now() FROM accepted a
     ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
-        watched = {_WATCHED_AFTER},
-        watched_seconds = (SELECT coalesce(sum(upper(r) - lower(r)), 0)
-                           FROM unnest({_WATCHED_AFTER}) AS r)::float8,
+        watched = coalesce((SELECT c.watched FROM credit c), p.watched),
+        watched_seconds = coalesce((SELECT c.watched_seconds FROM credit c), p.watched_seconds),
+        credited_to = coalesce(
+            (SELECT c.credited_to FROM credit c),
+            CASE WHEN EXCLUDED.position_seconds = p.position_seconds THEN p.credited_to
+                 ELSE EXCLUDED.position_seconds END),
         position_seconds = EXCLUDED.position_seconds,
         last_heartbeat_at = EXCLUDED.last_heartbeat_at,
         updated_at = EXCLUDED.updated_at
     RETURNING p.watched_seconds, p.completed
+), clock AS (
+    UPDATE enrollments e
+    SET last_heartbeat_at = now(),
+        watch_clock = least(now(), greatest(
+            coalesce(a.watch_clock
+                     + make_interval(secs => coalesce((SELECT c.gained FROM credit c), 0)),
+                     now()),
+            now() - make_interval(secs => $6)))
+    FROM accepted a
+    WHERE e.id = a.enrollment_id
 )
-SELECT t.duration_seconds, s.watched_seconds, s.completed, s.completed IS NOT NULL AS saved
+SELECT t.duration_seconds, t.in_video, t.on_time, s.watched_seconds, s.completed
 FROM target t LEFT JOIN saved s ON true
 """
 
@@ -133,12 +179,24 @@ async def heartbeat(
     user_id: uuid.UUID,
     position_seconds: float,
     seek_slack_seconds: float,
+    min_interval_seconds: float,
+    carry_seconds: float,
 ) -> asyncpg.Record | None:
-    """Save the resume position and count the span played since the previous heartbeat.
+    """Save the resume position and credit the span played since the previous heartbeat, paid
+    with the enrollment's real time.
 
-    None when the lesson does not exist or the user is not enrolled in its course; `saved` is
-    false (and nothing changed) when the position is past the video's known end."""
-    return await conn.fetchrow(HEARTBEAT, lesson_id, user_id, position_seconds, seek_slack_seconds)
+    None when the lesson does not exist or the user is not enrolled in its course; otherwise
+    `in_video` false (a position past the video's known end) or `on_time` false (sooner than
+    `min_interval_seconds` after the enrollment's previous heartbeat) when nothing changed."""
+    return await conn.fetchrow(
+        HEARTBEAT,
+        lesson_id,
+        user_id,
+        position_seconds,
+        seek_slack_seconds,
+        min_interval_seconds,
+        carry_seconds,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

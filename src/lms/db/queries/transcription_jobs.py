@@ -63,6 +63,23 @@ async def set_lesson_status(
     )
 
 
+async def record_duration(
+    conn: Conn, lesson_id: uuid.UUID, video_version: int, duration_seconds: float
+) -> None:
+    """The length the worker measured, for the video this job is about, where none was known
+    (an external URL, a Cloudinary notification without one): a measure taken when the video
+    was attached stays."""
+    await conn.execute(
+        """
+        UPDATE lessons SET duration_seconds = $3, updated_at = now()
+        WHERE id = $1 AND video_version = $2 AND duration_seconds IS NULL
+        """,
+        lesson_id,
+        video_version,
+        duration_seconds,
+    )
+
+
 async def lock_lesson_version(conn: Conn, lesson_id: uuid.UUID) -> int | None:
     version: int | None = await conn.fetchval(
         "SELECT video_version FROM lessons WHERE id = $1 FOR UPDATE", lesson_id

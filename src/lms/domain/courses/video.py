@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import uuid
 from pathlib import Path, PurePosixPath
@@ -267,9 +268,9 @@ async def cloudinary_notification(
                     "transcript_status": (
                         TranscriptStatus.QUEUED if queue else TranscriptStatus.NONE
                     ).value,
-                    "duration_seconds": (
-                        float(duration) if isinstance(duration, (int, float)) else None
-                    ),
+                    # Measured by Cloudinary; when it says nothing usable, the worker measures
+                    # the file it fetches for transcription.
+                    "duration_seconds": _notified_duration(duration),
                 },
             )
             if queue:
@@ -290,6 +291,15 @@ async def cloudinary_notification(
         )
     await ctx.publish_job(job_id)
     return "attached"
+
+
+def _notified_duration(value: object) -> float | None:
+    """The video's length in a notification: a positive, finite number of seconds, else
+    unknown."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 async def _lesson_and_course(

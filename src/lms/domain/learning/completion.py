@@ -47,12 +47,22 @@ class WatchRule:
         )
 
 
+STILL_PROCESSING = (
+    "this lesson's video is still processing: its length is not known yet, so how much of it "
+    "was watched cannot be measured; try again in a few minutes"
+)
+
+
 def _check_watched(rule: WatchRule, facts: asyncpg.Record) -> None:
     """With requireWatchToComplete, a video lesson completes only once watched to the threshold.
-    A video whose length is not known yet cannot be measured, and is not held back."""
-    duration = facts["duration_seconds"]
-    if not rule.required or not facts["has_video"] or facts["lesson_completed"] or not duration:
+    A video whose length is not known yet (measured when it is attached, or by the worker as
+    soon as it has the file) cannot be measured, so it cannot be completed yet either: skipping
+    the rule for it would let any lesson be completed unwatched while its video processes."""
+    if not rule.required or not facts["has_video"] or facts["lesson_completed"]:
         return
+    duration = facts["duration_seconds"]
+    if not duration:
+        raise Conflict(STILL_PROCESSING)
     watched = facts["watched_seconds"]
     if rule.reached(watched, duration):
         return

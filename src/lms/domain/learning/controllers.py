@@ -21,6 +21,7 @@ from lms.api.openapi import (
     FORBIDDEN,
     NOT_FOUND,
     TOO_LARGE,
+    TOO_MANY,
     UNAUTHORIZED,
     UNSUPPORTED,
     errors,
@@ -117,11 +118,15 @@ class LessonProgressController(Controller):
         "/{lesson_id:uuid}/progress",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires(Permission.TRACK_PROGRESS)],
-        responses=errors(BAD, *LEARNER_ERRORS),
+        responses=errors(BAD, *LEARNER_ERRORS, TOO_MANY),
         summary="The player's heartbeat: save the resume position, count the seconds watched",
-        description="Send one when playback starts and then every few seconds. A jump forward "
-        "larger than the time since the previous heartbeat (plus 2 s) is a seek: the position "
-        "is saved for resume, the skipped span is not counted as watched. Reaching "
+        description="Send one when playback starts and then every second or few. Watched "
+        "seconds are paid with real time: one watch clock per enrollment, shared by its "
+        "lessons, so a heartbeat credits at most the time that passed since the enrollment's "
+        "previous one (parallel tabs or lessons earn no more together). A jump forward larger "
+        "than that time plus 2 s is a seek: the position is saved for resume, the skipped span "
+        "is not counted. One heartbeat less than 0.5 s after the enrollment's previous accepted "
+        "one (any lesson) is 429 with Retry-After and changes nothing. Reaching "
         "completionThresholdPercent of the video watched completes the lesson as /complete "
         "does. 400 past the video's end; 404 when not enrolled.",
     )
@@ -143,7 +148,8 @@ class LessonProgressController(Controller):
         summary="Complete a lesson (idempotent); the last one completes the course and issues "
         "its certificate",
         description="With the setting requireWatchToComplete, a video lesson watched below "
-        "completionThresholdPercent is 409, saying how much is left.",
+        "completionThresholdPercent is 409, saying how much is left, and so is one whose "
+        "video is still processing (its length not known yet).",
     )
     async def complete(
         self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]

@@ -70,7 +70,7 @@ class Heartbeat(CamelStruct, forbid_unknown_fields=True):
             ge=0,
             le=MAX_POSITION_SECONDS,
             description="the player's current position in seconds; send one when playback "
-            "starts and then every few seconds",
+            "starts and then about every second (at most one per half second per enrollment)",
             examples=[42.5],
         ),
     ]

@@ -1,5 +1,6 @@
-"""The `lms.transcribe` task run by workers: claim the job, fetch and decode the media, run
-Whisper, store text and timed segments in one transaction, and record the outcome.
+"""The `lms.transcribe` task run by workers: claim the job, fetch the media and record its length
+(the watch rule needs it, and transcription takes a while), decode it, run Whisper, store text and
+timed segments in one transaction, and record the outcome.
 
 At-most-once in effect, at-least-once underneath: JetStream may deliver a job again (a worker
 died), so the claim is a lease in PostgreSQL (renewed by a heartbeat while the job runs) and the
@@ -26,6 +27,7 @@ from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
 from lms.domain.transcripts.jobs import TRANSCRIBE_TASK
 from lms.integrations.fetch_policy import FetchPolicy
+from lms.integrations.media import media_duration
 from lms.integrations.storage import LocalVideoStorage, VideoStorage
 from lms.integrations.whisper import (
     Transcriber,
@@ -119,6 +121,7 @@ async def run_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
             await _finish(db, job_id, JobStatus.FAILED, "superseded: the lesson has a newer video")
             return
         async with media_file(runtime, lesson) as path:
+            await _record_duration(db, lesson, path)
             audio = await asyncio.to_thread(decode_audio, path)
         result = await asyncio.to_thread(runtime.transcriber.transcribe, audio)
         stored = await _store(db, job_id, lesson_id, version, result)
@@ -132,6 +135,17 @@ async def run_job(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
         )
     finally:
         beating.cancel()
+
+
+async def _record_duration(db: asyncpg.Pool, lesson: asyncpg.Record, path: Path) -> None:
+    """A lesson whose video length is unknown (a videoUrl, a Cloudinary notification without
+    one) cannot be completed while watching is required: record it as soon as the file is here,
+    before the transcription, which may take minutes or fail."""
+    if lesson["duration_seconds"] is not None:
+        return
+    seconds = await asyncio.to_thread(media_duration, path)
+    if seconds is not None:
+        await sql.record_duration(db, lesson["id"], lesson["video_version"], seconds)
 
 
 async def _heartbeat(db: asyncpg.Pool, job_id: uuid.UUID, every: float) -> None:
