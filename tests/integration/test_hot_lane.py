@@ -167,6 +167,8 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
         algorithm=settings.jwt_algorithm,
     )
 
+    sidless = token_of_no_login(settings, learner)
+
     def get(query: str = "", **headers: str) -> Request:
         return lambda: call(app, "GET", "/courses", query, headers)
 
@@ -186,11 +188,14 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
         get("", Authorization=f"Bearer {expired}"),
         get("", Authorization="Basic dXNlcjpwYXNz"),
         get(f"cursor={cursor}"),  # a cursor for another query: the service refuses it
+        get("", Authorization=f"Bearer {sidless}"),
     ]
     for request in answered:
         await same_both_ways(lane, request, hot=True)
     assert (await same_both_ways(lane, answered[9], hot=True)).status == 304
     assert (await same_both_ways(lane, answered[11], hot=True)).status == 401
+    # A token that names no login gets the answer any invalid token gets.
+    assert await same_both_ways(lane, answered[-1], hot=True) == await answered[11]()
 
     handed_on = [
         get("limit=0"),
@@ -325,6 +330,7 @@ async def test_heartbeats_and_completions_answer_alike(
     admin: TestUser,
     learner: TestUser,
     make_user: Any,
+    settings: Settings,
 ) -> None:
     """Writes: the reference and the lane each act as a learner of their own in the same state,
     so that both find what the other would have found."""
@@ -396,6 +402,15 @@ async def test_heartbeats_and_completions_answer_alike(
         answer = await both(of_ended_login(request), hot=True)
         assert answer.status == 401 and b"this login is revoked" in answer.body
 
+    # A token signed with the right key that names no login: refused as an invalid token.
+    def of_no_login(make: Callable[[TestUser], Request]) -> Callable[[TestUser], Request]:
+        return lambda user: make(dataclasses.replace(user, token=token_of_no_login(settings, user)))
+
+    for request in (beat(video, b'{"positionSeconds": 13}'), done(text)):
+        answer = await both(of_no_login(request), hot=True)
+        assert answer.status == 401
+        assert httpx.Response(401, content=answer.body).json()["detail"] == "invalid token"
+
     handed_on = [
         beat(video, b'{"positionSeconds": -1}'),  # a field refused: Litestar words it
         beat(video, b'{"positionSeconds": "5"}'),
@@ -431,6 +446,18 @@ async def test_heartbeats_and_completions_answer_alike(
         lane.handed_on.clear()
         assert await done(text)(user)() == reference
         assert not lane.handed_on
+
+
+def token_of_no_login(settings: Settings, user: TestUser) -> str:
+    """An access token as the API issued them before they named their login (no `sid`), signed
+    with the access key: well formed, live, of a user who exists, but no login's."""
+    now = int(time.time())
+    claims = {"sub": str(user.id), "role": user.role, "ver": 0, "typ": "access"}
+    return jwt.encode(
+        claims | {"iat": now, "exp": now + 60, "jti": uuid.uuid4().hex},
+        derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
+        algorithm=settings.jwt_algorithm,
+    )
 
 
 async def ended_login_token(api: httpx.AsyncClient, user: TestUser) -> str:
