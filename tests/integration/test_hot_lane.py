@@ -162,7 +162,8 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
     etag = dict(first.headers)["etag"]
     now = int(time.time())
     expired = jwt.encode(
-        {"sub": str(learner.id), "ver": 0, "typ": "access", "iat": now - 120, "exp": now - 60},
+        {"sub": str(learner.id), "ver": 0, "typ": "access", "sid": str(uuid.uuid4())}
+        | {"iat": now - 120, "exp": now - 60},
         derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
         algorithm=settings.jwt_algorithm,
     )
