@@ -4,9 +4,9 @@ Access and profile tokens carry the user id and the user's token version; a vers
 (deactivation, password reset) makes every earlier token fail on its next use. Every access token
 also names its login (`sid`, the refresh token family), so ending that login (a replayed refresh
 token, logout) ends the access tokens issued for it; one that names none is refused, whoever
-signed it: there is one kind of access token. Each kind is signed with a
-key of its own (lms.derived_keys), never with the secret itself. Refresh tokens are random strings
-stored only as SHA-256: a database leak does not leak usable tokens.
+signed it: there is one kind of access token. Each kind is signed with a key of its own
+(lms.derived_keys), never with the secret itself. Refresh tokens are random strings stored only
+as SHA-256: a database leak does not leak usable tokens.
 """
 
 from __future__ import annotations
