@@ -288,15 +288,15 @@ async def dataset_size(conn: asyncpg.Connection) -> dict[str, int]:
 
 
 def prepare(args: argparse.Namespace, database_url: str, settings: Any, workdir: Path) -> Prepared:
-    from lms.domain.auth.tokens import issue_access_token
+    from lms.domain.auth.logins import open_logins
 
     rng = random.Random(args.seed)  # noqa: S311 - picks benchmark inputs, nothing secret
 
-    async def load() -> tuple[uuid.UUID, int, list[asyncpg.Record], list[str], dict[str, int]]:
+    async def load() -> tuple[list[str], list[str], dict[str, int]]:
         conn = await asyncpg.connect(dsn=database_url)
         try:
             async with conn.transaction():
-                admin_id, version = await ensure_admin(conn)
+                admin_id, _ = await ensure_admin(conn)
                 learners = await _bench_learners(conn)
                 if len(learners) < 10:
                     raise BenchError(
@@ -310,24 +310,20 @@ def prepare(args: argparse.Namespace, database_url: str, settings: Any, workdir:
                 }
                 count = args.refresh_tokens or args.duration * REFRESH_TOKENS_PER_SECOND
                 tokens = await make_refresh_tokens(conn, learners, count + 1, rng)
+                # The admin and the learners the run acts as sign in (a login each, in one
+                # statement): lms checks the login of every access token on every request.
+                chosen = rng.sample(learners, min(args.learners, len(learners)))
+                logins = await open_logins(
+                    conn, settings, [admin_id] + [r["id"] for r in chosen], user_agent="bench.cold"
+                )
             await conn.execute("ANALYZE users, creator_applications, audit_log, refresh_tokens")
-            return admin_id, version, learners, tokens, added
+            return tokens, [login.access_token for login in logins], added
         finally:
             await conn.close()
 
-    admin_id, version, learners, tokens, added = asyncio.run(load())
+    tokens, (admin_token, *learner_tokens), added = asyncio.run(load())
     refresh_file = workdir / "refresh-tokens.txt"
     refresh_file.write_text("\n".join(tokens[1:]) + "\n")
-    chosen = rng.sample(learners, min(args.learners, len(learners)))
-    learner_tokens = [
-        issue_access_token(
-            settings, user_id=r["id"], role="LEARNER", token_version=r["token_version"]
-        )
-        for r in chosen
-    ]
-    admin_token = issue_access_token(
-        settings, user_id=admin_id, role="ADMIN", token_version=version
-    )
     return Prepared(
         admin_token=admin_token,
         learner_tokens=learner_tokens,

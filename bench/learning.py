@@ -273,13 +273,17 @@ def assign_threads(workload: Workload, threads: int) -> None:
         learner.thread = index % threads + 1
 
 
-def mint_tokens(settings: Any, learners: Sequence[Learner]) -> None:
-    from lms.domain.auth.tokens import issue_access_token
+async def log_in(conn: asyncpg.Connection, settings: Any, learners: Sequence[Learner]) -> None:
+    """Each learner signs in: a login of its own (lms.domain.auth.logins: all of them in one
+    statement), whose access token the run sends, so that lms checks that login on every request
+    as it does a user's."""
+    from lms.domain.auth.logins import open_logins
 
-    for learner in learners:
-        learner.token = issue_access_token(
-            settings, user_id=learner.user_id, role="LEARNER", token_version=learner.token_version
-        )
+    logins = await open_logins(
+        conn, settings, [learner.user_id for learner in learners], user_agent="bench.learning"
+    )
+    for learner, login in zip(learners, logins, strict=True):
+        learner.token = login.access_token
 
 
 def write_data(path: Path, workload: Workload) -> None:
@@ -1252,7 +1256,15 @@ def wrk_scenario(
     assign_threads(workload, args.threads)
     if scenario == "heartbeat":
         enough_enrollments(workload, args.threads, args.connections)
-    mint_tokens(settings, workload.learners)
+
+    async def sign_in() -> None:
+        conn = await _connect(database_url)
+        try:
+            await log_in(conn, settings, workload.learners)
+        finally:
+            await conn.close()
+
+    asyncio.run(sign_in())
     script, data_path, sent_path = write_script(workdir, scenario, args.seed)
     write_data(data_path, workload)
     log_offset = log_path.stat().st_size if log_path and log_path.exists() else 0
@@ -1417,21 +1429,21 @@ def bulk_scenario(
     settings: Any,
     log_path: Path | None,
 ) -> dict[str, Any]:
-    from lms.domain.auth.tokens import issue_access_token
+    from lms.domain.auth.logins import open_login
 
     rng = random.Random(args.seed)  # noqa: S311 - picks benchmark inputs, nothing secret
 
-    async def prepare() -> tuple[BulkPlan, uuid.UUID, int]:
+    async def prepare() -> tuple[BulkPlan, str]:
         conn = await _connect(database_url)
         try:
-            admin_id, version = await ensure_admin(conn)
-            return await bulk_plan(conn, args.bulk_rows, rng), admin_id, version
+            admin_id, _ = await ensure_admin(conn)
+            login = await open_login(conn, settings, admin_id, user_agent="bench.learning")
+            return await bulk_plan(conn, args.bulk_rows, rng), login.access_token
         finally:
             await conn.close()
 
     print("bulk: choosing the course and the addresses ...", file=sys.stderr)
-    plan, admin_id, version = asyncio.run(prepare())
-    token = issue_access_token(settings, user_id=admin_id, role="ADMIN", token_version=version)
+    plan, token = asyncio.run(prepare())
     log_offset = log_path.stat().st_size if log_path and log_path.exists() else 0
     request_id = f"bench-bulk-{secrets.token_hex(4)}"
     body = json.dumps({"emails": plan.emails})

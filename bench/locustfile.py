@@ -12,8 +12,8 @@ Locust is not a dependency of the project: run it from an environment of its own
 then open http://127.0.0.1:8089 (or add --headless -u 200 -r 20 -t 5m).
 
 Learners: LOCUST_TOKENS names a file of access tokens, one per line (each simulated user takes
-the next one). Tokens of seeded learners (python -m bench.seed ...) can be minted with the
-server's secret:
+the next one). Seeded learners (python -m bench.seed ...) can sign in for it, a login each
+(lms.domain.auth.logins), with the server's database and secret:
 
     LMS_JWT_SECRET=... DATABASE_URL=... .venv/bin/python -c "import bench.locustfile as l; \\
         l.write_tokens('tokens.txt', 1000)"
@@ -173,38 +173,35 @@ class Learner(HttpUser):  # type: ignore[misc,valid-type]
 
 
 def write_tokens(path: str, count: int) -> None:
-    """Access tokens of `count` seeded learners (run with the project's environment, with
-    DATABASE_URL and LMS_JWT_SECRET of the server under test), one per line in `path`."""
+    """Access tokens of `count` seeded learners, each of a login of its own opened for it (run
+    with the project's environment, with DATABASE_URL and LMS_JWT_SECRET of the server under
+    test), one per line in `path`."""
     import asyncio
 
     import asyncpg
 
     from bench.seed import BENCH_EMAIL_DOMAIN
-    from lms.domain.auth.tokens import issue_access_token
+    from lms.domain.auth.logins import open_logins
     from lms.settings import load_settings
 
     settings = load_settings(dict(os.environ))
 
-    async def learners() -> list[Any]:
+    async def learners() -> list[str]:
         conn = await asyncpg.connect(os.environ["DATABASE_URL"])
         try:
-            return list(
-                await conn.fetch(
-                    "SELECT id, token_version FROM users WHERE role = 'LEARNER' AND is_active "
-                    "AND email LIKE $1 ORDER BY random() LIMIT $2",
-                    f"%@{BENCH_EMAIL_DOMAIN}",
-                    count,
-                )
+            rows = await conn.fetch(
+                "SELECT id FROM users WHERE role = 'LEARNER' AND is_active "
+                "AND email LIKE $1 ORDER BY random() LIMIT $2",
+                f"%@{BENCH_EMAIL_DOMAIN}",
+                count,
             )
+            logins = await open_logins(
+                conn, settings, [r["id"] for r in rows], user_agent="bench.locustfile"
+            )
+            return [login.access_token for login in logins]
         finally:
             await conn.close()
 
-    rows = asyncio.run(learners())
-    tokens = [
-        issue_access_token(
-            settings, user_id=r["id"], role="LEARNER", token_version=r["token_version"]
-        )
-        for r in rows
-    ]
+    tokens = asyncio.run(learners())
     Path(path).write_text("\n".join(tokens) + "\n")
     print(f"{len(tokens)} learner tokens in {path} (valid for the token lifetime, ~15 minutes)")

@@ -723,7 +723,7 @@ def learners_of(slice_ids: list[uuid.UUID]) -> Any:
 def issue_certificates(plan: Plan, url: str, settings: Any, learners: list[uuid.UUID]) -> list[str]:
     """lms completes every lesson left of `plan.certificates` enrollments (of learners no
     implementation acts as), so that their certificates exist; their serials."""
-    from lms.domain.auth.tokens import issue_access_token
+    from lms.domain.auth.logins import open_logins
 
     async def go() -> list[str]:
         conn = await asyncpg.connect(plan.database_url)
@@ -745,16 +745,14 @@ def issue_certificates(plan: Plan, url: str, settings: Any, learners: list[uuid.
                 learners,
                 plan.certificates,
             )
+            # Each enrollment's learner signs in (a login each, one statement for all of them).
+            logins = await open_logins(
+                conn, settings, [r["user_id"] for r in rows], user_agent="bench.suite"
+            )
             gate = asyncio.Semaphore(16)
             failures: list[str] = []
 
-            async def complete(client: httpx.AsyncClient, row: asyncpg.Record) -> None:
-                token = issue_access_token(
-                    settings,
-                    user_id=row["user_id"],
-                    role="LEARNER",
-                    token_version=row["token_version"],
-                )
+            async def complete(client: httpx.AsyncClient, row: asyncpg.Record, token: str) -> None:
                 async with gate:
                     for lesson in row["lessons"]:
                         response = await client.post(
@@ -765,7 +763,12 @@ def issue_certificates(plan: Plan, url: str, settings: Any, learners: list[uuid.
                             failures.append(f"{response.status_code} {response.text[:200]}")
 
             async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
-                await asyncio.gather(*(complete(client, row) for row in rows))
+                await asyncio.gather(
+                    *(
+                        complete(client, row, login.access_token)
+                        for row, login in zip(rows, logins, strict=True)
+                    )
+                )
             if failures:
                 raise BenchError(f"lms did not complete lessons: {failures}")
             serials = await conn.fetch(

@@ -27,8 +27,8 @@ from litestar import Litestar
 
 from lms.db.engine import close_pool, start_pool
 from lms.db.migrate import migrate_forward
+from lms.domain.auth.logins import open_login
 from lms.domain.auth.passwords import hash_password
-from lms.domain.auth.tokens import issue_access_token
 from lms.domain.certificates.keys import new_private_key_pem
 from lms.domain.courses import catalog
 from lms.embedded import EmbeddedServices
@@ -248,7 +248,8 @@ async def password_hash() -> str:
 
 @pytest.fixture
 def make_user(db: asyncpg.Pool, settings: Settings, password_hash: str):  # type: ignore[no-untyped-def]
-    """Factory: a verified, profile-complete user of `role` with a valid access token."""
+    """Factory: a verified, profile-complete user of `role` with a valid access token (of a
+    login of its own, opened as a sign-in opens one)."""
 
     async def make(role: str = "LEARNER", **fields: object) -> TestUser:
         tag = uuid.uuid4().hex[:8]
@@ -267,10 +268,8 @@ def make_user(db: asyncpg.Pool, settings: Settings, password_hash: str):  # type
             f"Test {role.title()} {tag}",
             role,
         )
-        token = issue_access_token(
-            settings, user_id=row["id"], role=role, token_version=row["token_version"]
-        )
-        return TestUser(row["id"], email, username, TEST_PASSWORD, role, token)
+        login = await open_login(db, settings, row["id"])
+        return TestUser(row["id"], email, username, TEST_PASSWORD, role, login.access_token)
 
     return make
 

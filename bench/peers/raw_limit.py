@@ -50,7 +50,9 @@ from lms.db.queries import catalog as catalog_sql
 from lms.db.queries import certificates as certificate_sql
 from lms.db.queries import learning as learning_sql
 from lms.db.queries import rate_limits as rate_limit_sql
+from lms.db.queries import refresh_tokens as refresh_token_sql
 from lms.db.queries import users as user_sql
+from lms.domain.auth import session_state
 from lms.domain.auth.tokens import ACCESS, InvalidToken, decode_token
 from lms.domain.certificates import credential, status_list
 from lms.domain.certificates.keys import SigningKey, load_signing_key
@@ -247,6 +249,8 @@ class State:
         self.config = config
         self.pool: asyncpg.Pool | None = None
         self.users: dict[uuid.UUID, UserState] = {}
+        # login (refresh token family) -> (revoked, loaded at), as lms.domain.auth.session_state
+        self.sessions: dict[uuid.UUID, tuple[bool, float]] = {}
         self.settings: tuple[float, bool] | None = None  # threshold percent, require watching
         self.settings_loaded_at = 0.0
         self.listening = False
@@ -290,6 +294,7 @@ class State:
     def _down(self, *_: object) -> None:
         self.listening = False
         self.users.clear()
+        self.sessions.clear()
         self.settings = None
 
     def _user_changed(self, _c: object, _p: int, _ch: str, payload: str) -> None:
@@ -297,6 +302,12 @@ class State:
             self.users.pop(uuid.UUID(payload), None)
         except ValueError:
             self.users.clear()
+
+    def _session_revoked(self, _c: object, _p: int, _ch: str, payload: str) -> None:
+        try:
+            self.sessions.pop(uuid.UUID(payload), None)
+        except ValueError:
+            self.sessions.clear()
 
     def _settings_changed(self, *_: object) -> None:
         self.settings = None
@@ -316,7 +327,9 @@ class State:
                 conn.add_termination_listener(on_termination)
                 await conn.add_listener("lms_user_auth", self._user_changed)
                 await conn.add_listener("lms_system_settings", self._settings_changed)
+                await conn.add_listener(session_state.CHANNEL, self._session_revoked)
                 self.users.clear()
+                self.sessions.clear()
                 self.settings = None
                 self.listening = True
                 while not lost.is_set():
@@ -346,6 +359,20 @@ class State:
             self.users[user_id] = state
         return state
 
+    async def session_revoked(self, session_id: uuid.UUID) -> bool:
+        """Whether the login was ended: lms's cache (no query on a hit while the LISTEN
+        connection is up, none older than its max age) and lms's statement on a miss."""
+        hit = self.sessions.get(session_id)
+        now = time.monotonic()
+        if hit is not None and self.listening and now - hit[1] < session_state.MAX_AGE_SECONDS:
+            return hit[0]
+        revoked = await refresh_token_sql.session_revoked(self.db, session_id)
+        if self.listening:
+            if len(self.sessions) >= session_state.MAX_ENTRIES:
+                self.sessions.pop(next(iter(self.sessions)))
+            self.sessions[session_id] = (revoked, now)
+        return revoked
+
     async def watch_rule(self) -> tuple[float, bool]:
         now = time.monotonic()
         if self.settings is not None and (self.listening or now - self.settings_loaded_at < 2.0):
@@ -359,8 +386,8 @@ class State:
 # ---------------------------------------------------------------------------------------------
 # authentication: lms's token check (lms.domain.auth.tokens), then the user's current state and
 # the 401 wording of lms.domain.auth.authentication, copied (it imports Litestar via lms.context).
-# lms also refuses an access token whose login (`sid`) has ended, from a per-process cache (no
-# query on a hit); the bench's tokens are minted outside a login and name none.
+# An access token names its login (`sid`, required by decode_token), refused once that login has
+# ended, from a per-process cache as lms keeps it (no query on a hit).
 
 
 async def authenticate(state: State, headers: dict[bytes, bytes]) -> tuple[uuid.UUID, str] | None:
@@ -381,6 +408,8 @@ async def authenticate(state: State, headers: dict[bytes, bytes]) -> tuple[uuid.
         raise unauthenticated("account is deactivated")
     if user.token_version != version:
         raise unauthenticated("token has been revoked; log in again")
+    if claims.session_id is not None and await state.session_revoked(claims.session_id):
+        raise unauthenticated("this login is revoked; log in again")
     return user_id, user.role
 
 

@@ -61,6 +61,8 @@ import jwt
 
 from bench.vc_jwt import PublishedKey, published_keys, status_entry_matches, verified_claims
 from lms.derived_keys import Purpose, derived_key
+from lms.domain.auth.logins import open_logins
+from lms.settings import Settings
 
 HEADERS_COMPARED = ("content-type", "cache-control", "vary", "www-authenticate", "retry-after")
 NIL = "00000000-0000-0000-0000-000000000000"
@@ -325,18 +327,29 @@ def same_for_all(
 class Fixtures:
     learner: uuid.UUID
     learner_version: int
+    learner_login: uuid.UUID  # a login of the learner's (lms.domain.auth.logins), live
+    ended_login: uuid.UUID  # another, ended before the run (as a logout ends one)
     enrollment: uuid.UUID
     lessons: list[tuple[uuid.UUID, float]]  # the enrolled course's lessons in order
     foreign_lesson: uuid.UUID  # a lesson of a course the learner is not enrolled in
     creator: uuid.UUID  # the creator with the most published courses
     creator_version: int
+    creator_login: uuid.UUID
     hidden_course: uuid.UUID  # a course of that creator, made PENDING for the run
     serial: str | None  # a certificate issued before the run, if any
     public_keys: dict[str, PublishedKey]
 
 
-def token(secret: str, algorithm: str, user: uuid.UUID, version: int, **extra: object) -> str:
-    """An access token as lms issues it (lms.domain.auth.tokens)."""
+def token(
+    secret: str,
+    algorithm: str,
+    user: uuid.UUID,
+    version: int,
+    login: uuid.UUID | None,
+    **extra: object,
+) -> str:
+    """An access token as lms issues it (lms.domain.auth.tokens), naming `login` (its `sid`;
+    None: no login, as a profile token, or a forged access token)."""
     now = int(time.time())
     claims: dict[str, object] = {
         "sub": str(user),
@@ -347,13 +360,15 @@ def token(secret: str, algorithm: str, user: uuid.UUID, version: int, **extra: o
         "exp": now + 900,
         "jti": uuid.uuid4().hex,
     }
+    if login is not None:
+        claims["sid"] = str(login)
     claims.update(extra)
     # Each kind with its own key, as lms signs it (lms.derived_keys).
     purpose = Purpose.PROFILE_TOKEN if claims["typ"] == "profile" else Purpose.ACCESS_TOKEN
     return jwt.encode(claims, derived_key(secret, purpose), algorithm=algorithm)
 
 
-async def fixtures(conn: asyncpg.Connection) -> Fixtures:
+async def fixtures(conn: asyncpg.Connection, secret: str, algorithm: str) -> Fixtures:
     row = await conn.fetchrow(
         """
         SELECT e.id, e.user_id, u.token_version FROM enrollments e
@@ -380,6 +395,18 @@ async def fixtures(conn: asyncpg.Connection) -> Fixtures:
         "SELECT c.creator_id, u.token_version FROM courses c JOIN users u ON u.id = c.creator_id "
         "WHERE c.status = 'PUBLISHED' GROUP BY 1, 2 ORDER BY count(*) DESC, 1 LIMIT 1"
     )
+    # Real logins, opened as lms opens one (every access token must name a live one); the third
+    # is ended at once.
+    logins = await open_logins(
+        conn,
+        Settings(jwt_secret=secret, jwt_algorithm=algorithm),
+        [row["user_id"], row["user_id"], creator["creator_id"]],
+        user_agent="bench.peers.same_bytes",
+    )
+    learner_login, ended_login, creator_login = (login.session_id for login in logins)
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1", ended_login
+    )
     hidden = await conn.fetchval(
         "SELECT id FROM courses WHERE creator_id = $1 ORDER BY published_at LIMIT 1",
         creator["creator_id"],
@@ -391,11 +418,14 @@ async def fixtures(conn: asyncpg.Connection) -> Fixtures:
     return Fixtures(
         learner=row["user_id"],
         learner_version=row["token_version"],
+        learner_login=learner_login,
+        ended_login=ended_login,
         enrollment=row["id"],
         lessons=[(r["id"], float(r["duration_seconds"])) for r in lessons],
         foreign_lesson=foreign,
         creator=creator["creator_id"],
         creator_version=creator["token_version"],
+        creator_login=creator_login,
         hidden_course=hidden,
         serial=serial,
         public_keys=keys,
@@ -464,7 +494,7 @@ def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm
     get("creatorId not a UUID", "/courses?creatorId=nope")
     get("q too long", "/courses?q=" + "a" * 201)
     # who is asking
-    learner = token(secret, algorithm, fx.learner, fx.learner_version)
+    learner = token(secret, algorithm, fx.learner, fx.learner_version, fx.learner_login)
     get("catalog as a learner", "/courses?limit=3", Authorization=f"Bearer {learner}")
     get("catalog, garbage token", "/courses?limit=3", Authorization="Bearer garbage")
     get("catalog, not bearer", "/courses?limit=3", Authorization="Basic abc")
@@ -473,14 +503,19 @@ def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm
         algorithm,
         fx.learner,
         fx.learner_version,
+        fx.learner_login,
         iat=int(time.time()) - 2000,
         exp=int(time.time()) - 1000,
     )
     get("catalog, expired token", "/courses?limit=3", Authorization=f"Bearer {expired}")
-    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1)
+    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1, fx.learner_login)
     get("catalog, revoked token", "/courses?limit=3", Authorization=f"Bearer {revoked}")
-    profile = token(secret, algorithm, fx.learner, fx.learner_version, typ="profile")
+    profile = token(secret, algorithm, fx.learner, fx.learner_version, None, typ="profile")
     get("catalog, profile token", "/courses?limit=3", Authorization=f"Bearer {profile}")
+    no_login = token(secret, algorithm, fx.learner, fx.learner_version, None)
+    get("catalog, token of no login", "/courses?limit=3", Authorization=f"Bearer {no_login}")
+    ended = token(secret, algorithm, fx.learner, fx.learner_version, fx.ended_login)
+    get("catalog, token of an ended login", "/courses?limit=3", Authorization=f"Bearer {ended}")
     # A client revalidates with the ETag the server gave it: each server gets its own.
     own = Request("catalog If-None-Match its own ETag", "GET", "/courses")
     tags = {name: servers.send(name, own).headers.get("etag", "") for name in servers.names}
@@ -496,7 +531,9 @@ def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm
     get("course unknown", f"/courses/{NIL}")
     get("course not a UUID", "/courses/not-a-uuid")
     get("course pending, anonymous", f"/courses/{fx.hidden_course}")
-    owner = token(secret, algorithm, fx.creator, fx.creator_version, role="CREATOR")
+    owner = token(
+        secret, algorithm, fx.creator, fx.creator_version, fx.creator_login, role="CREATOR"
+    )
     get(
         "course pending, its creator",
         f"/courses/{fx.hidden_course}",
@@ -560,10 +597,8 @@ async def reset(conn: asyncpg.Connection, fx: Fixtures) -> None:
 
 
 def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
-    auth = {
-        "Authorization": f"Bearer {token(secret, algorithm, fx.learner, fx.learner_version)}",
-        "Content-Type": "application/json",
-    }
+    learner = token(secret, algorithm, fx.learner, fx.learner_version, fx.learner_login)
+    auth = {"Authorization": f"Bearer {learner}", "Content-Type": "application/json"}
     (l1, d1), (l2, _), (l3, d3), (l4, d4), (l5, _) = fx.lessons
 
     def beat(name: str, lesson: object, body: str, headers: dict[str, str] = auth) -> Request:
@@ -574,7 +609,9 @@ def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
     def done(name: str, lesson: uuid.UUID) -> Request:
         return Request(f"complete: {name}", "POST", f"/lessons/{lesson}/complete", auth)
 
-    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1)
+    revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1, fx.learner_login)
+    no_login = token(secret, algorithm, fx.learner, fx.learner_version, None)
+    ended = token(secret, algorithm, fx.learner, fx.learner_version, fx.ended_login)
     return [
         beat("first, inserts the row", l1, '{"positionSeconds": 0}'),
         beat("playing on", l1, '{"positionSeconds": 1.5}'),
@@ -601,6 +638,18 @@ def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
             l1,
             '{"positionSeconds": 1}',
             {"Authorization": f"Bearer {revoked}", "Content-Type": "application/json"},
+        ),
+        beat(
+            "token of no login",
+            l1,
+            '{"positionSeconds": 1}',
+            {"Authorization": f"Bearer {no_login}", "Content-Type": "application/json"},
+        ),
+        beat(
+            "token of an ended login",
+            l1,
+            '{"positionSeconds": 1}',
+            {"Authorization": f"Bearer {ended}", "Content-Type": "application/json"},
         ),
         beat("a minute after the last one", l3, f'{{"positionSeconds": {round(d3 * 0.5, 3) + 5}}}'),
         beat(
@@ -720,7 +769,7 @@ async def run(args: argparse.Namespace) -> int:
     report = Report(peers)
     conn = await asyncpg.connect(database_url)
     try:
-        fx = await fixtures(conn)
+        fx = await fixtures(conn, secret, algorithm)
         normalise = Normaliser(fx.public_keys)
         # One course of the busiest creator is PENDING during the reads (seeded ones are all
         # PUBLISHED): its page is then for its creator only.

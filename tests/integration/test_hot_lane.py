@@ -162,10 +162,13 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
     etag = dict(first.headers)["etag"]
     now = int(time.time())
     expired = jwt.encode(
-        {"sub": str(learner.id), "ver": 0, "typ": "access", "iat": now - 120, "exp": now - 60},
+        {"sub": str(learner.id), "ver": 0, "typ": "access", "sid": str(uuid.uuid4())}
+        | {"iat": now - 120, "exp": now - 60},
         derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
         algorithm=settings.jwt_algorithm,
     )
+
+    sidless = token_of_no_login(settings, learner)
 
     def get(query: str = "", **headers: str) -> Request:
         return lambda: call(app, "GET", "/courses", query, headers)
@@ -186,11 +189,14 @@ async def test_catalog_pages_searches_and_their_refusals_answer_alike(
         get("", Authorization=f"Bearer {expired}"),
         get("", Authorization="Basic dXNlcjpwYXNz"),
         get(f"cursor={cursor}"),  # a cursor for another query: the service refuses it
+        get("", Authorization=f"Bearer {sidless}"),
     ]
     for request in answered:
         await same_both_ways(lane, request, hot=True)
     assert (await same_both_ways(lane, answered[9], hot=True)).status == 304
     assert (await same_both_ways(lane, answered[11], hot=True)).status == 401
+    # A token that names no login gets the answer any invalid token gets.
+    assert await same_both_ways(lane, answered[-1], hot=True) == await answered[11]()
 
     handed_on = [
         get("limit=0"),
@@ -325,6 +331,7 @@ async def test_heartbeats_and_completions_answer_alike(
     admin: TestUser,
     learner: TestUser,
     make_user: Any,
+    settings: Settings,
 ) -> None:
     """Writes: the reference and the lane each act as a learner of their own in the same state,
     so that both find what the other would have found. A second passes before each pair (the
@@ -407,6 +414,15 @@ async def test_heartbeats_and_completions_answer_alike(
         answer = await both(of_ended_login(request), hot=True)
         assert answer.status == 401 and b"this login is revoked" in answer.body
 
+    # A token signed with the right key that names no login: refused as an invalid token.
+    def of_no_login(make: Callable[[TestUser], Request]) -> Callable[[TestUser], Request]:
+        return lambda user: make(dataclasses.replace(user, token=token_of_no_login(settings, user)))
+
+    for request in (beat(video, b'{"positionSeconds": 13}'), done(text)):
+        answer = await both(of_no_login(request), hot=True)
+        assert answer.status == 401
+        assert httpx.Response(401, content=answer.body).json()["detail"] == "invalid token"
+
     handed_on = [
         beat(video, b'{"positionSeconds": -1}'),  # a field refused: Litestar words it
         beat(video, b'{"positionSeconds": "5"}'),
@@ -464,6 +480,18 @@ async def test_heartbeats_and_completions_answer_alike(
     assert too_little.status == 409 and b"95 more seconds" in too_little.body, too_little
     still_processing = await both(done(processing["id"]), hot=True)
     assert still_processing.status == 409 and b"still processing" in still_processing.body
+
+
+def token_of_no_login(settings: Settings, user: TestUser) -> str:
+    """An access token as the API issued them before they named their login (no `sid`), signed
+    with the access key: well formed, live, of a user who exists, but no login's."""
+    now = int(time.time())
+    claims = {"sub": str(user.id), "role": user.role, "ver": 0, "typ": "access"}
+    return jwt.encode(
+        claims | {"iat": now, "exp": now + 60, "jti": uuid.uuid4().hex},
+        derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
+        algorithm=settings.jwt_algorithm,
+    )
 
 
 async def ended_login_token(api: httpx.AsyncClient, user: TestUser) -> str:

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -275,6 +276,8 @@ async def test_role_fixtures_give_each_role_a_working_token(
     for user in (learner, creator, admin):
         claims = jwt.decode(user.token, key, algorithms=[settings.jwt_algorithm])
         assert claims["sub"] == str(user.id) and claims["role"] == user.role
+        login = "SELECT user_id FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL"
+        assert await db.fetchval(login, uuid.UUID(claims["sid"])) == user.id  # a live login's
         row = await db.fetchrow("SELECT role, is_active FROM users WHERE id = $1", user.id)
         assert row["role"] == user.role and row["is_active"]
 

@@ -13,11 +13,14 @@ from lms.db.queries import refresh_tokens
 from lms.domain import audit
 from lms.domain.auth.tokens import new_refresh_token
 
+# The tokens issue() stores; make_user's own login (lms.domain.auth.logins) is not one of them.
+ISSUED = "user_agent = 'test'"
+
 
 async def tokens_of(db: asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT family_id, revoked_at, expires_at - created_at AS ttl FROM refresh_tokens"
-        " WHERE user_id = $1",
+        f" WHERE user_id = $1 AND {ISSUED}",
         user_id,
     )
     return rows
@@ -47,7 +50,7 @@ async def test_a_token_issued_in_a_raw_transaction_goes_with_it(
         rolled_back = conn.transaction()
         await rolled_back.start()
         await issue(conn, user.id)
-        assert await conn.fetchval("SELECT count(*) FROM refresh_tokens") == 1
+        assert await conn.fetchval(f"SELECT count(*) FROM refresh_tokens WHERE {ISSUED}") == 1
         assert await tokens_of(db, user.id) == []  # not committed, so not seen elsewhere
         await rolled_back.rollback()
         assert await tokens_of(db, user.id) == []
@@ -88,10 +91,8 @@ async def test_raw_statements_join_a_piccolo_transaction(db: asyncpg.Pool, make_
             conn, actor_id=admin.id, action="test.revoke", target_type="user", target_id=user.id
         )
         # Both on one connection: the raw read sees the Piccolo write before the commit.
-        assert (
-            await conn.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL")
-            == 1
-        )
+        revoked = f"SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL AND {ISSUED}"
+        assert await conn.fetchval(revoked) == 1
     [token] = await tokens_of(db, user.id)
     assert token["revoked_at"] is not None
     entry = await db.fetchrow("SELECT actor_id, target_id FROM audit_log")

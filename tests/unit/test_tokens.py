@@ -34,9 +34,15 @@ PROFILE_KEY = derived_key(SECRET, Purpose.PROFILE_TOKEN)
 
 def access(settings: Settings = SETTINGS, version: int = 3) -> str:
     token: str = issue_access_token(
-        settings, user_id=USER_ID, role="CREATOR", token_version=version
+        settings, user_id=USER_ID, role="CREATOR", token_version=version, session_id=SESSION_ID
     )
     return token
+
+
+def signed(claims: dict[str, object], key: bytes = ACCESS_KEY) -> str:
+    """`claims` with a live iat/exp, signed with `key` (the access key unless told)."""
+    now = int(time.time())
+    return jwt.encode({**claims, "iat": now, "exp": now + 60}, key, algorithm="HS256")
 
 
 def test_access_token_round_trip() -> None:
@@ -64,19 +70,34 @@ def test_an_access_token_names_its_login() -> None:
     claims = decode_token(SETTINGS, token, (ACCESS,))
     assert claims.session_id == SESSION_ID
     assert jwt.decode(token, ACCESS_KEY, algorithms=["HS256"])["sid"] == str(SESSION_ID)
-    assert decode_token(SETTINGS, access(), (ACCESS,)).session_id is None
-    now = int(time.time())
-    bad_sid = {"sub": str(USER_ID), "ver": 0, "typ": "access", "sid": "x", "iat": now}
-    forged = jwt.encode({**bad_sid, "exp": now + 60}, ACCESS_KEY, algorithm="HS256")
-    with pytest.raises(InvalidToken, match="invalid token"):
-        decode_token(SETTINGS, forged, (ACCESS,))
+    for bad_sid in ("x", "", 7, None):
+        forged = signed({"sub": str(USER_ID), "ver": 0, "typ": "access", "sid": bad_sid})
+        with pytest.raises(InvalidToken, match=r"^invalid token$"):
+            decode_token(SETTINGS, forged, (ACCESS,))
+
+
+def test_an_access_token_that_names_no_login_is_refused_as_invalid() -> None:
+    """Signed with the right key and otherwise whole, but no `sid`: not a token the API issues
+    (every access token belongs to a login), so it gets the answer any invalid token gets."""
+    sidless = signed({"sub": str(USER_ID), "role": "LEARNER", "ver": 0, "typ": "access"})
+    with pytest.raises(InvalidToken, match=r"^invalid token$"):
+        decode_token(SETTINGS, sidless, (ACCESS,))
+    with pytest.raises(InvalidToken, match=r"^invalid token$"):
+        decode_token(SETTINGS, sidless, (PROFILE, ACCESS))
+
+
+def test_a_profile_token_names_no_login_and_needs_none() -> None:
+    token = issue_profile_token(SETTINGS, user_id=USER_ID, token_version=0)
+    assert "sid" not in jwt.decode(token, PROFILE_KEY, algorithms=["HS256"])
+    assert decode_token(SETTINGS, token, (PROFILE,)).session_id is None
 
 
 def test_a_token_signed_with_the_secret_itself_or_another_purposes_key_is_refused() -> None:
     """Each kind of token has a key of its own (HKDF of the secret): the secret signs nothing,
     and a key made for cursors, media URLs or codes does not sign a token."""
     now = int(time.time())
-    claims = {"sub": str(USER_ID), "ver": 3, "typ": "access", "iat": now, "exp": now + 60}
+    claims = {"sub": str(USER_ID), "ver": 3, "typ": "access", "sid": str(SESSION_ID)}
+    claims |= {"iat": now, "exp": now + 60}
     assert decode_token(SETTINGS, jwt.encode(claims, ACCESS_KEY, algorithm="HS256"), (ACCESS,))
     others = [SECRET.encode(), PROFILE_KEY]
     others += [derived_key(SECRET, p) for p in (Purpose.CURSOR, Purpose.MEDIA_URL, Purpose.OTP)]
@@ -143,7 +164,8 @@ def test_a_token_from_another_secret_or_algorithm_is_refused() -> None:
         decode_token(SETTINGS, access(hs512), (ACCESS,))
     now = int(time.time())
     unsigned = jwt.encode(
-        {"sub": str(USER_ID), "ver": 1, "typ": "access", "iat": now, "exp": now + 60},
+        {"sub": str(USER_ID), "ver": 1, "typ": "access", "sid": str(SESSION_ID), "iat": now}
+        | {"exp": now + 60},
         key="",
         algorithm="none",
     )
@@ -162,10 +184,8 @@ def test_a_token_from_another_secret_or_algorithm_is_refused() -> None:
     ],
 )
 def test_a_signed_token_without_our_claims_is_refused(claims: dict[str, object]) -> None:
-    now = int(time.time())
-    token = jwt.encode({**claims, "iat": now, "exp": now + 60}, ACCESS_KEY, algorithm="HS256")
     with pytest.raises(InvalidToken):
-        decode_token(SETTINGS, token, (ACCESS,))
+        decode_token(SETTINGS, signed({**claims, "sid": str(SESSION_ID)}), (ACCESS,))
 
 
 def test_refresh_tokens_are_random_and_stored_as_sha256() -> None:

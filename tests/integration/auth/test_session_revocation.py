@@ -4,6 +4,8 @@ the hot lane answers (the progress heartbeat)."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -28,6 +30,23 @@ async def login(api: httpx.AsyncClient, user: TestUser) -> dict[str, Any]:
 
 async def refresh(api: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
     return await api.post("/auth/refresh", json={"refreshToken": refresh_token})
+
+
+def sid_of(access_token: str, settings: Settings) -> uuid.UUID:
+    key = derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN)
+    return uuid.UUID(jwt.decode(access_token, key, algorithms=["HS256"])["sid"])
+
+
+def signed_access_token(settings: Settings, user: TestUser, **claims: object) -> str:
+    """An access token signed with the access key: live, of `user` at its token version."""
+    now = int(time.time())
+    return jwt.encode(
+        {"sub": str(user.id), "role": user.role, "ver": 0, "typ": "access"}
+        | {"iat": now, "exp": now + 60}
+        | claims,
+        derived_key(str(settings.jwt_secret), Purpose.ACCESS_TOKEN),
+        algorithm=settings.jwt_algorithm,
+    )
 
 
 @pytest.fixture
@@ -116,7 +135,11 @@ async def test_logout_ends_the_access_tokens_of_that_login_only(
 
 
 async def test_a_token_minted_by_a_refresh_that_raced_the_revocation_is_refused(
-    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, db: asyncpg.Pool
+    api: httpx.AsyncClient,
+    learner: TestUser,
+    video_lesson: str,
+    db: asyncpg.Pool,
+    settings: Settings,
 ) -> None:
     """The revoking UPDATE does not see a token that a concurrent refresh inserted after it
     began: that newest token is left unrevoked in a revoked family. It must not refresh, and its
@@ -129,6 +152,35 @@ async def test_a_token_minted_by_a_refresh_that_raced_the_revocation_is_refused(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = encode(sha256($1), 'hex')",
         first["refreshToken"].encode(),
     )
-    assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL") == 1
+    live = "SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL AND family_id = $1"
+    assert await db.fetchval(live, sid_of(second["accessToken"], settings)) == 1
     assert await routes.statuses(second["accessToken"]) == (401, 401)
     assert (await refresh(api, second["refreshToken"])).status_code == 401
+
+
+async def test_an_access_token_that_names_no_login_is_refused_as_invalid(
+    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, settings: Settings
+) -> None:
+    """Signed with the access key, live, of a user who exists at its token version, but without
+    `sid`: it would skip the login check, so it is no access token at all."""
+    routes = Routes(api, video_lesson)
+    assert await routes.statuses(learner.token) == (200, 204)  # the same user, with a login
+    sidless = bearer(signed_access_token(settings, learner))
+    for answer in (
+        await api.get("/auth/me", headers=sidless),
+        await api.post(
+            f"/lessons/{video_lesson}/progress", json={"positionSeconds": 9}, headers=sidless
+        ),
+    ):
+        assert answer.status_code == 401
+        assert answer.json()["detail"] == "invalid token"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_an_access_token_naming_a_login_that_does_not_exist_is_refused(
+    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, settings: Settings
+) -> None:
+    """A made-up `sid` (or a login purged long after it expired) is no live login."""
+    routes = Routes(api, video_lesson)
+    made_up = signed_access_token(settings, learner, sid=str(uuid.uuid4()))
+    assert await routes.statuses(made_up) == (401, 401)

@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from lms.domain.auth.tokens import issue_access_token
+from lms.domain.auth.logins import open_logins
 from lms.embedded import EmbeddedPostgres
 from lms.netutil import free_port
 from lms.settings import Settings, load_settings
@@ -108,15 +108,8 @@ async def seed(database_url: str, settings: Settings) -> Seeded:
                 role,
                 n,
             )
-            return [
-                (
-                    r["id"],
-                    issue_access_token(
-                        settings, user_id=r["id"], role=role, token_version=r["token_version"]
-                    ),
-                )
-                for r in rows
-            ]
+            logins = await open_logins(conn, settings, [r["id"] for r in rows])
+            return [(login.user_id, login.access_token) for login in logins]
 
         [(creator_id, _)] = await users("creator", 1, "CREATOR")
         enrolled = await users("learner", HEARTBEATERS * LEARNERS_PER_HEARTBEATER, "LEARNER")

@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from lms.domain.auth.tokens import issue_access_token
+from lms.domain.auth.logins import open_login
 from lms.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres, _identity
 from lms.netutil import free_port
 from lms.settings import Settings
@@ -179,10 +179,7 @@ async def seed(database_url: str, settings: Settings) -> Seeded:
                 f"{role.title()} {tag}",
                 role,
             )
-            token = issue_access_token(
-                settings, user_id=row["id"], role=role, token_version=row["token_version"]
-            )
-            return row["id"], token
+            return row["id"], (await open_login(conn, settings, row["id"])).access_token
 
         creator_id, creator_token = await user("CREATOR")
         _, admin_token = await user("ADMIN")

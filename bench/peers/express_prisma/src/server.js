@@ -173,7 +173,7 @@ async function userFromToken(token) {
     if (err.message === "invalid signature") throw unauthenticated(refusal(token));
     throw unauthenticated("invalid token");
   }
-  for (const claim of ["exp", "iat", "sub", "typ", "ver"]) {
+  for (const claim of ["exp", "iat", "sub", "typ", "ver", "sid"]) {
     if (claims[claim] === undefined) throw unauthenticated("invalid token");
   }
   if (claims.typ !== "access") throw unauthenticated("invalid token");
@@ -181,11 +181,27 @@ async function userFromToken(token) {
   if (!UUID_RE.test(String(claims.sub)) || !Number.isInteger(version)) {
     throw unauthenticated("invalid token");
   }
+  if (!UUID_RE.test(String(claims.sid))) {
+    throw unauthenticated("invalid token");
+  }
   const user = await prisma.user.findUnique({ where: { id: canonicalUuid(String(claims.sub)) } });
   if (!user) throw unauthenticated("invalid token");
   if (!user.isActive) throw unauthenticated("account is deactivated");
   if (user.tokenVersion !== version) throw unauthenticated("token has been revoked; log in again");
+  if (await loginEnded(canonicalUuid(String(claims.sid)))) {
+    throw unauthenticated("this login is revoked; log in again");
+  }
   return user;
+}
+
+// As lms decides it: a login is ended once any of its refresh tokens is revoked, or when none is
+// left. Read on every request, as the user row is.
+async function loginEnded(familyId) {
+  const tokens = await prisma.refreshToken.aggregate({
+    where: { familyId },
+    _count: { _all: true, revokedAt: true },
+  });
+  return tokens._count._all === 0 || tokens._count.revokedAt > 0;
 }
 
 async function optionalUser(req) {

@@ -164,3 +164,15 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     hits: Mapped[int] = mapped_column(Integer)
+
+
+class RefreshToken(Base):
+    """One refresh token of a login; the login's tokens share `family_id`, which its access tokens
+    name (`sid`)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

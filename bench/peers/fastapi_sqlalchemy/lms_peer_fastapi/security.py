@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, HTTPException, Request
 from jwt.algorithms import get_default_algorithms
+from sqlalchemy import func, select
 
 from .config import SessionDep, Settings, SettingsDep
-from .models import User
+from .models import RefreshToken, User
 
 # ---------------------------------------------------------------------------------------------
 # authentication
@@ -43,7 +44,7 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
             token,
             derived_key(settings.jwt_secret, "access-token"),
             algorithms=[settings.jwt_algorithm],
-            options={"require": ["exp", "iat", "sub", "typ", "ver"]},
+            options={"require": ["exp", "iat", "sub", "typ", "ver", "sid"]},
         )
     except jwt.InvalidSignatureError:
         raise unauthenticated(_refusal(token, settings)) from None
@@ -55,6 +56,7 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
         raise unauthenticated("invalid token")
     try:
         user_id, version = uuid.UUID(str(claims["sub"])), int(claims["ver"])
+        login = uuid.UUID(str(claims["sid"]))
     except (ValueError, TypeError):
         raise unauthenticated("invalid token") from None
     user = await session.get(User, user_id)
@@ -64,7 +66,20 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
         raise unauthenticated("account is deactivated")
     if user.token_version != version:
         raise unauthenticated("token has been revoked; log in again")
+    if await login_ended(session, login):
+        raise unauthenticated("this login is revoked; log in again")
     return user
+
+
+async def login_ended(session: Any, family_id: uuid.UUID) -> bool:
+    """As lms decides it: a login is ended once any of its refresh tokens is revoked, or when
+    none is left. Read on every request, as the user row is."""
+    revoked = await session.scalar(
+        select(func.bool_or(RefreshToken.revoked_at.is_not(None))).where(
+            RefreshToken.family_id == family_id
+        )
+    )
+    return revoked is not False  # NULL: no token of that login
 
 
 def _refusal(token: str, settings: Settings) -> str:

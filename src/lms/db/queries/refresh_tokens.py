@@ -43,6 +43,37 @@ async def insert(
     await execute_on(conn, RefreshToken.insert(token))
 
 
+# Raw: one statement opens a login for each of thousands of users (the bench logs in every learner
+# it acts as), which the builder would send as a parameter per value. The row is the one `insert`
+# stores for a sign-in: a family of its own, the token's hash, the refresh lifetime from now.
+OPEN_LOGINS = """
+WITH opened AS (
+    INSERT INTO refresh_tokens (user_id, family_id, token_hash, created_at, expires_at, user_agent)
+    SELECT t.user_id, gen_random_uuid(), t.token_hash, now(), now() + make_interval(secs => $3), $4
+    FROM unnest($1::uuid[], $2::text[]) AS t (user_id, token_hash)
+    RETURNING user_id, family_id, token_hash
+)
+SELECT o.token_hash, o.family_id, u.id AS user_id, u.role, u.token_version
+FROM opened o JOIN users u ON u.id = o.user_id
+"""
+
+
+async def open_logins(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user_ids: list[uuid.UUID],
+    token_hashes: list[str],
+    *,
+    ttl_seconds: int,
+    user_agent: str | None,
+) -> list[asyncpg.Record]:
+    """A new family per (user, token hash) pair: (token_hash, family_id, user_id, role,
+    token_version) per login opened, in no particular order. A user id that has no user fails
+    the statement (a foreign key violation), which then opens none."""
+    return list(
+        await conn.fetch(OPEN_LOGINS, user_ids, token_hashes, float(ttl_seconds), user_agent)
+    )
+
+
 async def lock_by_hash(token_hash: str) -> dict[str, Any] | None:
     """The token (FOR UPDATE, so two refreshes with it take turns), whether it has expired, and
     whether its login was revoked: a token minted by a refresh that raced the revocation (the

@@ -1,8 +1,8 @@
 """Who is calling: a token checked against the user's current state and its login's.
 
-The JWT proves who the caller was when it was issued; the user's current row and, for a token
-that names its login, whether that login was ended (both through in-process caches, so a request
-costs no query) decide whether that still holds, and which role applies now.
+The JWT proves who the caller was when it was issued; the user's current row and, for an access
+token, whether its login was ended (both through in-process caches, so a request costs no query)
+decide whether that still holds, and which role applies now.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ async def authenticate(
         raise Unauthenticated("account is deactivated")
     if state.token_version != claims.token_version:
         raise Unauthenticated("token has been revoked; log in again")
+    # Every access token names its login (decode_token refuses one that does not); a profile
+    # token, which finishes sign-up before any login exists, names none.
     if claims.session_id is not None and await ctx.sessions.revoked(claims.session_id):
         raise Unauthenticated("this login is revoked; log in again")
     return Principal(claims.user_id, state.role, state.token_version)

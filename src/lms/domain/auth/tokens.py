@@ -1,11 +1,12 @@
 """Tokens: short-lived JWTs (access; profile, for finishing sign-up) and opaque refresh tokens.
 
 Access and profile tokens carry the user id and the user's token version; a version bump
-(deactivation, password reset) makes every earlier token fail on its next use. An access token
-the API issues also names its login (`sid`, the refresh token family), so ending that login (a
-replayed refresh token, logout) ends the access tokens issued for it. Each kind is signed with a
-key of its own (lms.derived_keys), never with the secret itself. Refresh tokens are random strings
-stored only as SHA-256: a database leak does not leak usable tokens.
+(deactivation, password reset) makes every earlier token fail on its next use. Every access token
+also names its login (`sid`, the refresh token family), so ending that login (a replayed refresh
+token, logout) ends the access tokens issued for it; one that names none is refused, whoever
+signed it: there is one kind of access token. Each kind is signed with a key of its own
+(lms.derived_keys), never with the secret itself. Refresh tokens are random strings stored only
+as SHA-256: a database leak does not leak usable tokens.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ PROFILE = "profile"
 PROFILE_TOKEN_TTL_SECONDS = 30 * 60
 REFRESH_TOKEN_BYTES = 32
 _PURPOSES = {ACCESS: Purpose.ACCESS_TOKEN, PROFILE: Purpose.PROFILE_TOKEN}
-_REQUIRED: Options = {"require": ["exp", "iat", "sub", "typ", "ver"]}
+_CLAIMS = ["exp", "iat", "sub", "typ", "ver"]
+# An access token without `sid` would skip the login check (lms.domain.auth.authentication):
+# required, so it is refused as any token lacking our claims is. A profile token (sign-up, before
+# any login exists) names none.
+_REQUIRED: dict[str, Options] = {
+    ACCESS: {"require": [*_CLAIMS, "sid"]},
+    PROFILE: {"require": _CLAIMS},
+}
 
 
 class InvalidToken(Exception):
@@ -40,8 +48,7 @@ class TokenClaims:
     user_id: uuid.UUID
     token_version: int
     kind: str
-    # The login (refresh token family) an access token was issued for. None on profile tokens,
-    # and on access tokens minted outside a login by whoever holds the secret (the bench, tests).
+    # The login (refresh token family) an access token was issued for; None on profile tokens.
     session_id: uuid.UUID | None = None
 
 
@@ -63,13 +70,17 @@ def issue_access_token(
     user_id: uuid.UUID,
     role: str,
     token_version: int,
-    session_id: uuid.UUID | None = None,
+    session_id: uuid.UUID,
 ) -> str:
-    """`session_id`: the login it belongs to; every token the API hands out names one."""
+    """`session_id`: the login it belongs to (a refresh token family: lms.domain.auth.sessions
+    opens one for a sign-in, lms.domain.auth.logins for tests and the bench)."""
     # `role` is informational for clients; the server trusts the user's current role instead.
-    claims: dict[str, object] = {"sub": str(user_id), "role": role, "ver": token_version}
-    if session_id is not None:
-        claims["sid"] = str(session_id)
+    claims: dict[str, object] = {
+        "sub": str(user_id),
+        "role": role,
+        "ver": token_version,
+        "sid": str(session_id),
+    }
     return _issue(settings, ACCESS, claims, settings.access_token_ttl_seconds)
 
 
@@ -83,7 +94,10 @@ def _verified(settings: Settings, token: str, kind: str) -> dict[str, Any] | Non
     token so signed that is expired or lacks our claims."""
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, _key(settings, kind), algorithms=[settings.jwt_algorithm], options=_REQUIRED
+            token,
+            _key(settings, kind),
+            algorithms=[settings.jwt_algorithm],
+            options=_REQUIRED[kind],
         )
     except jwt.InvalidSignatureError:
         return None
@@ -107,12 +121,11 @@ def decode_token(settings: Settings, token: str, kinds: tuple[str, ...]) -> Toke
 
 def _token_claims(claims: dict[str, Any], kind: str) -> TokenClaims:
     try:
-        sid = claims.get("sid")
         return TokenClaims(
             uuid.UUID(str(claims["sub"])),
             int(claims["ver"]),
             kind,
-            None if sid is None else uuid.UUID(str(sid)),
+            uuid.UUID(str(claims["sid"])) if kind == ACCESS else None,
         )
     except (ValueError, TypeError):
         raise InvalidToken("invalid token") from None
