@@ -12,6 +12,7 @@ import httpx
 from lms.settings import Settings
 from tests.conftest import Outside
 from tests.flows import bearer, profile, register_and_verify, sign_up, unique_email
+from tests.helpers import eventually
 from tests.support.sms_provider import code_in_sms
 from tests.support.smtp import code_in
 
@@ -93,9 +94,16 @@ async def test_codes_are_stored_hashed(
     code = code_in(await outside.mailbox.wait_for(email))
     stored = await db.fetchval("SELECT code_hash FROM otp_codes")
     assert code not in stored and re.fullmatch(r"k2:[0-9a-f]{64}", stored)
-    # Delivered messages do not keep the code either.
-    sent = await db.fetchrow("SELECT status, body_text, body_html FROM outbound_messages")
-    assert sent["status"] == "SENT" and sent["body_text"] is None and sent["body_html"] is None
+    # Delivered messages do not keep the code either. The mail arrives before the dispatcher
+    # records it SENT (it commits after the server accepted it): wait for that record.
+    sent = await eventually(
+        lambda: db.fetchrow(
+            "SELECT status, body_text, body_html FROM outbound_messages WHERE status = 'SENT'"
+        ),
+        within=10,
+        what="the message recorded as sent",
+    )
+    assert sent["body_text"] is None and sent["body_html"] is None
 
 
 async def test_a_code_stored_before_the_keys_were_derived_still_verifies(
