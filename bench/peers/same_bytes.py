@@ -14,7 +14,14 @@ Reads (the catalog, course pages, verification, and their common errors) go to e
 the same request; a cursor walk sends everyone the cursor lms answered with. Writes (heartbeats
 and completions down to a course completion and its certificate) run as one fixed script on one
 learner's enrollment, which is put back into the same starting state before each server's turn,
-so every server starts from the same rows; afterwards the rows it left are compared too.
+so every server starts from the same rows; afterwards the rows it left are compared too (the
+lessons' progress with `credited_to`, the enrollment's watch clock: its lag behind its last
+heartbeat, which the script leaves at the 2 s carry). The heartbeats play the watch clock's rules
+(lms.domain.learning.progress: 429s, the carry, two lessons sharing the enrollment's time, a span
+partly owed): time passes in the database, the enrollment's watch clock and previous heartbeat
+moved back by whole seconds before a request, so the script takes seconds and every verdict is
+far from its edge whatever the machine's latency. For the script, requireWatchToComplete is on at
+95% and two lessons have a video (one still processing: 409); all is put back afterwards.
 
 For each response: the status, the headers that carry meaning (content-type, cache-control,
 vary, www-authenticate, retry-after; an ETag must be the one lms computes from the body served),
