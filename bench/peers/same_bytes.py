@@ -14,7 +14,14 @@ Reads (the catalog, course pages, verification, and their common errors) go to e
 the same request; a cursor walk sends everyone the cursor lms answered with. Writes (heartbeats
 and completions down to a course completion and its certificate) run as one fixed script on one
 learner's enrollment, which is put back into the same starting state before each server's turn,
-so every server starts from the same rows; afterwards the rows it left are compared too.
+so every server starts from the same rows; afterwards the rows it left are compared too (the
+lessons' progress with `credited_to`, the enrollment's watch clock: its lag behind its last
+heartbeat, which the script leaves at the 2 s carry). The heartbeats play the watch clock's rules
+(lms.domain.learning.progress: 429s, the carry, two lessons sharing the enrollment's time, a span
+partly owed): time passes in the database, the enrollment's watch clock and previous heartbeat
+moved back by whole seconds before a request, so the script takes seconds and every verdict is
+far from its edge whatever the machine's latency. For the script, requireWatchToComplete is on at
+95% and two lessons have a video (one still processing: 409); all is put back afterwards.
 
 For each response: the status, the headers that carry meaning (content-type, cache-control,
 vary, www-authenticate, retry-after; an ETag must be the one lms computes from the body served),
@@ -570,14 +577,42 @@ INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, position_seconds
 VALUES ($1, $2, $3, $4::float8, $4::float8, nummultirange(numrange(0, $4::numeric)),
         now() - interval '60 seconds', now() - interval '1 hour', now() - interval '60 seconds')
 """
+# The watch rule the script is written for (lms.domain.learning.completion): completing a video
+# lesson needs 95% of it watched. Set for the write script, then put back.
+WATCH_RULE = "SELECT completion_threshold_percent, require_watch_to_complete FROM system_settings"
+SET_WATCH_RULE = """
+UPDATE system_settings SET completion_threshold_percent = $1, require_watch_to_complete = $2
+WHERE id = 1
+"""
+# How long lms and raw-limit may serve their cached settings after a change they did not hear of
+# (lms.domain.admin.system_settings.STALE_AFTER_SECONDS), plus a margin.
+SETTINGS_SETTLE_SECONDS = 2.5
+LESSON_VIDEOS = "SELECT id, video_version, duration_seconds FROM lessons WHERE id = ANY($1::uuid[])"
+SET_LESSON_VIDEO = "UPDATE lessons SET video_version = $2, duration_seconds = $3 WHERE id = $1"
+# Time passing, without waiting for it: the enrollment's watch clock and its previous heartbeat
+# moved back by $2 seconds, as if its previous heartbeat had come that much earlier. The real time
+# between two requests of the script (milliseconds) adds to it; every step below keeps far from
+# the edges its rules decide on, so that the answers and rows do not depend on it.
+ELAPSE = """
+UPDATE enrollments SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $2),
+                       watch_clock = watch_clock - make_interval(secs => $2)
+WHERE id = $1
+"""
+# The enrollment's previous heartbeat accepted a moment ago: the next one is too soon, whatever
+# the machine's latency.
+JUST_NOW = "UPDATE enrollments SET last_heartbeat_at = now() WHERE id = $1"
 SNAPSHOT = """
 SELECT json_build_object(
   'enrollment', (SELECT json_build_object('progress', progress, 'completed', completed,
-                 'completedAt', completed_at IS NOT NULL) FROM enrollments WHERE id = $1),
+                 'completedAt', completed_at IS NOT NULL,
+                 'lastHeartbeat', last_heartbeat_at IS NOT NULL,
+                 'clockLag', extract(epoch FROM last_heartbeat_at - watch_clock))
+                 FROM enrollments WHERE id = $1),
   'lessons', (SELECT json_agg(json_build_object('lesson', l.position,
                  'completed', p.completed, 'completedAt', p.completed_at IS NOT NULL,
-                 'position', p.position_seconds, 'watchedSeconds', p.watched_seconds,
-                 'watched', p.watched::text, 'lastHeartbeat', p.last_heartbeat_at IS NOT NULL)
+                 'position', p.position_seconds, 'creditedTo', p.credited_to,
+                 'watchedSeconds', p.watched_seconds, 'watched', p.watched::text,
+                 'lastHeartbeat', p.last_heartbeat_at IS NOT NULL)
                  ORDER BY l.position)
               FROM lesson_progress p JOIN lessons l ON l.id = p.lesson_id
               WHERE p.enrollment_id = $1),
@@ -587,6 +622,16 @@ SELECT json_build_object(
 """
 
 
+@dataclass
+class Step:
+    """One request of the write script, and what is done to the rows first."""
+
+    request: Request
+    elapse: float = 0.0  # seconds of time passing first (ELAPSE)
+    just_now: bool = False  # the previous heartbeat a moment ago (JUST_NOW)
+    lesson_as_seeded: uuid.UUID | None = None  # this lesson's video put back as seeded
+
+
 async def reset(conn: asyncpg.Connection, fx: Fixtures) -> None:
     async with conn.transaction():
         for statement in RESET:
@@ -594,76 +639,99 @@ async def reset(conn: asyncpg.Connection, fx: Fixtures) -> None:
         (l3, d3), (l4, d4) = fx.lessons[2], fx.lessons[3]
         await conn.execute(SEED_ROW, fx.learner, l3, fx.enrollment, round(d3 * 0.5, 3))
         await conn.execute(SEED_ROW, fx.learner, l4, fx.enrollment, round(d4 * 0.94, 3))
+        # Lesson 2 has a video still processing (its length not known yet), lesson 4 one of
+        # known length: the watch rule holds them back (409) until watched, or measured.
+        (l2, _) = fx.lessons[1]
+        await conn.execute(SET_LESSON_VIDEO, l2, 1, None)
+        await conn.execute(SET_LESSON_VIDEO, l4, 1, d4)
 
 
-def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Request]:
+def write_script(fx: Fixtures, secret: str, algorithm: str) -> list[Step]:
+    """Heartbeats under the watch clock's rules (lms.domain.learning.progress), then completions
+    down to the course's certificate. Where a heartbeat decides between playback and a seek, or
+    credits a span, the time available is whole seconds away from the edge, so the milliseconds
+    the requests themselves take change nothing."""
     learner = token(secret, algorithm, fx.learner, fx.learner_version, fx.learner_login)
     auth = {"Authorization": f"Bearer {learner}", "Content-Type": "application/json"}
     (l1, d1), (l2, _), (l3, d3), (l4, d4), (l5, _) = fx.lessons
+    p3, p4 = round(d3 * 0.5, 3), round(d4 * 0.94, 3)  # as seeded (reset)
+    jump = round(d4 * 0.011, 3)  # at least 6.6 s (lessons of 600 s or more): 1.1% of lesson 4
 
-    def beat(name: str, lesson: object, body: str, headers: dict[str, str] = auth) -> Request:
-        return Request(
+    def beat(
+        name: str,
+        lesson: object,
+        position: float | str,
+        headers: dict[str, str] = auth,
+        **before: Any,
+    ) -> Step:
+        body = position if isinstance(position, str) else f'{{"positionSeconds": {position}}}'
+        request = Request(
             f"heartbeat: {name}", "POST", f"/lessons/{lesson}/progress", headers, body.encode()
         )
+        return Step(request, **before)
 
-    def done(name: str, lesson: uuid.UUID) -> Request:
-        return Request(f"complete: {name}", "POST", f"/lessons/{lesson}/complete", auth)
+    def done(name: str, lesson: uuid.UUID, **before: Any) -> Step:
+        return Step(
+            Request(f"complete: {name}", "POST", f"/lessons/{lesson}/complete", auth), **before
+        )
+
+    def bearer(value: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {value}", "Content-Type": "application/json"}
 
     revoked = token(secret, algorithm, fx.learner, fx.learner_version + 1, fx.learner_login)
     no_login = token(secret, algorithm, fx.learner, fx.learner_version, None)
     ended = token(secret, algorithm, fx.learner, fx.learner_version, fx.ended_login)
     return [
-        beat("first, inserts the row", l1, '{"positionSeconds": 0}'),
-        beat("playing on", l1, '{"positionSeconds": 1.5}'),
-        beat("a seek forward", l1, '{"positionSeconds": 30}'),
-        beat("playing after the seek", l1, '{"positionSeconds": 31.25}'),
-        beat("past the end", l1, f'{{"positionSeconds": {d1 + 0.5}}}'),
-        beat("negative", l1, '{"positionSeconds": -1}'),
-        beat("over a week", l1, '{"positionSeconds": 604801}'),
+        # The enrollment's first heartbeat starts its watch clock; it credits nothing.
+        beat("first, inserts the row", l1, 0),
+        beat("too soon: 429, nothing saved", l1, 0.5, just_now=True),
+        beat("another lesson too soon: one clock per enrollment", l2, 1, just_now=True),
+        # 2 s later: 1.5 s played, all of it paid. (Refused requests below change nothing.)
+        beat("playing on", l1, 1.5, elapse=2),
+        beat("past the end (and too soon: 400 first)", l1, d1 + 0.5),
+        beat("negative", l1, -1),
+        beat("over a week", l1, 604801),
         beat("a string", l1, '{"positionSeconds": "12"}'),
         beat("missing field", l1, "{}"),
         beat("unknown field", l1, '{"positionSeconds": 1, "speed": 2}'),
-        beat("not enrolled", fx.foreign_lesson, '{"positionSeconds": 1}'),
-        beat("no such lesson", uuid.UUID(NIL), '{"positionSeconds": 1}'),
-        beat("lesson id not a UUID", "nope", '{"positionSeconds": 1}'),
-        beat("no token", l1, '{"positionSeconds": 1}', {"Content-Type": "application/json"}),
-        beat(
-            "garbage token",
-            l1,
-            '{"positionSeconds": 1}',
-            {"Authorization": "Bearer x.y.z", "Content-Type": "application/json"},
-        ),
-        beat(
-            "revoked token",
-            l1,
-            '{"positionSeconds": 1}',
-            {"Authorization": f"Bearer {revoked}", "Content-Type": "application/json"},
-        ),
-        beat(
-            "token of no login",
-            l1,
-            '{"positionSeconds": 1}',
-            {"Authorization": f"Bearer {no_login}", "Content-Type": "application/json"},
-        ),
-        beat(
-            "token of an ended login",
-            l1,
-            '{"positionSeconds": 1}',
-            {"Authorization": f"Bearer {ended}", "Content-Type": "application/json"},
-        ),
-        beat("a minute after the last one", l3, f'{{"positionSeconds": {round(d3 * 0.5, 3) + 5}}}'),
-        beat(
-            "crossing 95% completes",
-            l4,
-            f'{{"positionSeconds": {round(d4 * 0.94, 3) + round(d4 * 0.011, 3)}}}',
-        ),
-        beat("a completed lesson", l4, '{"positionSeconds": 3}'),
+        beat("not enrolled", fx.foreign_lesson, 1),
+        beat("no such lesson", uuid.UUID(NIL), 1),
+        beat("lesson id not a UUID", "nope", 1),
+        beat("no token", l1, 1, {"Content-Type": "application/json"}),
+        beat("garbage token", l1, 1, bearer("x.y.z")),
+        beat("revoked token", l1, 1, bearer(revoked)),
+        beat("token of no login", l1, 1, bearer(no_login)),
+        beat("token of an ended login", l1, 1, bearer(ended)),
+        # Some 1.5 s available: a jump of 28.5 s is a seek, not counted.
+        beat("a seek forward", l1, 30, elapse=1),
+        beat("playing after the seek", l1, 31.25, elapse=1),
+        # The player paused: nothing played, and of the time unused 2 s carry over, no more.
+        beat("paused, the same position", l1, 31.25, elapse=1),
+        # 1 s later, 2.75 s played: paid with the 2 s carried over.
+        beat("the carry pays a longer span", l1, 34, elapse=1),
+        beat("a minute later: 6 s played", l1, 40, elapse=60),
+        # The idle minute was not banked: 3 s available, a jump of 9 s is a seek.
+        beat("a second later, 9 s ahead: a seek", l1, 49, elapse=1),
+        # Lesson 1 uses what the enrollment's time allows, then lesson 4 (last heard of a
+        # minute ago on its own) jumps at once: with one clock that is a seek, not playback that
+        # would complete it.
+        beat("playing lesson 1", l1, round(49 + jump, 3), elapse=jump - 1),
+        beat("lesson 4 at once: its time was spent", l4, round(p4 + 2 * jump, 3), elapse=0.6),
+        done("lesson 4 not watched enough", l4),
+        beat("crossing 95% completes", l4, round(p4 + 3 * jump, 3), elapse=jump + 1),
+        # Lesson 3: more played than the time available pays; the rest is owed, stays owed
+        # while the player stands still, and is paid once it plays on.
+        beat("lesson 3, part of the span owed", l3, round(p3 + 3.5, 3), elapse=0.6),
+        beat("lesson 3 paused: still owed", l3, round(p3 + 3.5, 3), elapse=5),
+        beat("lesson 3 plays on: owed part paid", l3, round(p3 + 4.5, 3), elapse=1),
+        beat("a completed lesson, backwards", l4, 3, elapse=2),
         done("lesson 1", l1),
         done("lesson 1 again", l1),
-        done("lesson 2", l2),
+        done("lesson 2, video still processing", l2),
+        done("lesson 2", l2, lesson_as_seeded=l2),
         done("lesson 3", l3),
         done("not enrolled", fx.foreign_lesson),
-        Request("complete: no token", "POST", f"/lessons/{l5}/complete"),
+        Step(Request("complete: no token", "POST", f"/lessons/{l5}/complete")),
         done("the last lesson: course completed, certificate", l5),
         done("the last lesson again: the same certificate", l5),
         done("lesson 4 after the course", l4),
@@ -701,33 +769,59 @@ async def writes(
 ) -> None:
     script = write_script(fx, secret, algorithm)
     # Completing the course's last lesson again answers its certificate, revoked or not.
-    again = next(r for r in script if r.name.startswith("complete: the last lesson again"))
-    names = [r.name for r in script] + [
+    again = next(
+        s.request for s in script if s.request.name.startswith("complete: the last lesson again")
+    )
+    names = [s.request.name for s in script] + [
         "verify the certificate just issued",
         "verify the certificate once revoked",
         "complete: the last lesson again, certificate revoked",
     ]
     answers: dict[str, list[Answer]] = {}
     snapshots: dict[str, Any] = {}
-    for name in servers.names:
+    lesson_ids = [lesson for lesson, _ in fx.lessons]
+    seeded = {r["id"]: r for r in await conn.fetch(LESSON_VIDEOS, lesson_ids)}
+    rule = await conn.fetchrow(WATCH_RULE)
+    try:
+        await conn.execute(SET_WATCH_RULE, 95, True)
+        await asyncio.sleep(SETTINGS_SETTLE_SECONDS)  # every server's cache has heard of it
+        for name in servers.names:
+            await reset(conn, fx)
+            answers[name] = []
+            for step in script:
+                if step.lesson_as_seeded is not None:
+                    was = seeded[step.lesson_as_seeded]
+                    await conn.execute(
+                        SET_LESSON_VIDEO, was["id"], was["video_version"], was["duration_seconds"]
+                    )
+                if step.elapse:
+                    await conn.execute(ELAPSE, fx.enrollment, step.elapse)
+                if step.just_now:
+                    await conn.execute(JUST_NOW, fx.enrollment)
+                answers[name].append(servers.send(name, step.request))
+            # The certificate this server just issued, verified by this server; then revoked.
+            last = answers[name][-1]
+            serial = (
+                (json.loads(last.body).get("certificate") or {}).get("serialHash")
+                if (last.status == 200)
+                else None
+            )
+            verify = Request(names[-3], "GET", f"/certificates/verify/{serial or 'none'}")
+            answers[name].append(servers.send(name, verify))
+            if serial is not None:
+                await conn.execute(REVOKE, serial, REVOKED_AT)
+            answers[name].append(servers.send(name, verify))
+            answers[name].append(servers.send(name, again))
+            snapshot = json.loads(await conn.fetchval(SNAPSHOT, fx.enrollment))
+            snapshot["statusEntryIsTheRow"] = await status_entry_of_row(conn, fx)
+            snapshots[name] = snapshot
+    finally:
         await reset(conn, fx)
-        answers[name] = [servers.send(name, request) for request in script]
-        # The certificate this server just issued, verified by this server; then revoked.
-        last = answers[name][-1]
-        serial = (
-            (json.loads(last.body).get("certificate") or {}).get("serialHash")
-            if (last.status == 200)
-            else None
-        )
-        verify = Request(names[-3], "GET", f"/certificates/verify/{serial or 'none'}")
-        answers[name].append(servers.send(name, verify))
-        if serial is not None:
-            await conn.execute(REVOKE, serial, REVOKED_AT)
-        answers[name].append(servers.send(name, verify))
-        answers[name].append(servers.send(name, again))
-        snapshot = json.loads(await conn.fetchval(SNAPSHOT, fx.enrollment))
-        snapshot["statusEntryIsTheRow"] = await status_entry_of_row(conn, fx)
-        snapshots[name] = snapshot
+        for was in seeded.values():
+            await conn.execute(
+                SET_LESSON_VIDEO, was["id"], was["video_version"], was["duration_seconds"]
+            )
+        await conn.execute(SET_WATCH_RULE, *rule)
     for peer in servers.names[1:]:
         for i, check in enumerate(names):
             report.add(compare(peer, check, answers["lms"][i], answers[peer][i], normalise))
@@ -741,7 +835,6 @@ async def writes(
                 problems,
             )
         )
-    await reset(conn, fx)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ class HttpError extends Error {
 
 const unauthenticated = (detail) => new HttpError(401, detail, { "WWW-Authenticate": "Bearer" });
 const NOT_ENROLLED = "no such lesson in a course you are enrolled in";
+const STILL_PROCESSING =
+  "this lesson's video is still processing: its length is not known yet, so how much of it " +
+  "was watched cannot be measured; try again in a few minutes";
 const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 const CURSOR_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const CURSOR_PATTERN_REPR = "'^[A-Za-z0-9_-]+\\\\.[A-Za-z0-9_-]+$'";
@@ -453,7 +456,15 @@ async function getCourse(req, res, next) {
 // ---------------------------------------------------------------------------------------------
 // the heartbeat
 
+// The watch clock's rules, as lms's (one clock per enrollment, shared by its lessons): a jump
+// forward up to the real time available plus SEEK_SLACK_SECONDS is playback, more is a seek;
+// heartbeats of one enrollment at least MIN_INTERVAL_SECONDS apart (else 429, Retry-After: 1);
+// real time a heartbeat could not use carries over up to WATCH_CARRY_SECONDS.
 const SEEK_SLACK_SECONDS = 2.0;
+const MIN_INTERVAL_SECONDS = 0.5;
+const WATCH_CARRY_SECONDS = 2.0;
+const RETRY_AFTER_SECONDS = 1;
+const TOO_SOON = "heartbeat too soon: one a second per enrollment is enough (this one changed nothing)";
 
 function bodyInvalid(req, message, key) {
   return new HttpError(400, `Validation failed for ${req.method} ${req.originalUrl}`, {}, [
@@ -490,60 +501,106 @@ function heartbeatBody(req) {
   return p;
 }
 
+// The heartbeat in one statement, as lms runs it (restated here, rule for rule). Prisma's client
+// API cannot say it (a row lock on the enrollment, decisions on the values the lock returns, a
+// nummultirange union, three tables written in one round trip), so it is raw SQL. In lms's lock
+// order (the enrollment, then the lesson's row), so heartbeats and completions of one enrollment
+// queue up instead of deadlocking:
+// - target: the enrollment, locked, with the verdicts: in the video, on time (MIN_INTERVAL after
+//   the enrollment's previous accepted heartbeat), and the real time not yet credited (budget);
+// - previous: the lesson's row, if a heartbeat wrote it (locked: the latest version);
+// - span: a jump forward within budget + slack is playback, credited from where credit stopped
+//   (credited_to) for as much as the budget pays, no further than the new position;
+// - saved: the lesson's row (without playback nothing stays owed, unless the player stood still);
+//   clock: the enrollment's watch clock moves on by what was gained, never lagging now by more
+//   than the carry. Positions rounded to the millisecond, as lms keeps them.
+// A refused heartbeat (404, 400, 429) writes nothing.
+function heartbeatStatement(lessonId, userId, position) {
+  const lesson = Prisma.sql`${lessonId}::uuid`;
+  const user = Prisma.sql`${userId}::uuid`;
+  const pos = Prisma.sql`${position}::float8`;
+  return Prisma.sql`
+    WITH target AS (
+        SELECT l.id AS lesson_id, l.duration_seconds, e.id AS enrollment_id, e.watch_clock,
+               (l.duration_seconds IS NULL OR ${pos} <= l.duration_seconds) AS in_video,
+               (e.last_heartbeat_at IS NULL
+                OR e.last_heartbeat_at <= now() - make_interval(secs => ${MIN_INTERVAL_SECONDS}::float8)) AS on_time,
+               extract(epoch FROM now() - e.watch_clock)::float8 AS budget
+        FROM lessons l JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = ${user}
+        WHERE l.id = ${lesson}
+        FOR NO KEY UPDATE OF e
+    ), accepted AS (
+        SELECT * FROM target WHERE in_video AND on_time
+    ), previous AS (
+        SELECT p.position_seconds, coalesce(p.credited_to, p.position_seconds) AS credited_to,
+               p.watched, p.watched_seconds
+        FROM lesson_progress p
+        WHERE p.enrollment_id = (SELECT a.enrollment_id FROM accepted a)
+          AND p.lesson_id = ${lesson} AND p.last_heartbeat_at IS NOT NULL
+        FOR NO KEY UPDATE OF p
+    ), span AS (
+        SELECT pr.watched, pr.watched_seconds,
+               numrange(round(pr.credited_to::numeric, 3),
+                        round((pr.credited_to + least(${pos} - pr.credited_to, a.budget))::numeric, 3))
+                   AS played
+        FROM accepted a JOIN previous pr ON true
+        WHERE ${pos} > pr.position_seconds
+          AND ${pos} - pr.position_seconds <= a.budget + ${SEEK_SLACK_SECONDS}::float8
+    ), credit AS (
+        SELECT w.watched, upper(s.played)::float8 AS credited_to, m.seconds AS watched_seconds,
+               greatest(m.seconds - s.watched_seconds, 0) AS gained
+        FROM span s,
+             LATERAL (SELECT s.watched + nummultirange(s.played) AS watched) w,
+             LATERAL (SELECT coalesce(sum(upper(r) - lower(r)), 0)::float8 AS seconds
+                      FROM unnest(w.watched) AS r) m
+    ), saved AS (
+        INSERT INTO lesson_progress AS p (user_id, lesson_id, enrollment_id, position_seconds,
+                                          credited_to, last_heartbeat_at, updated_at)
+        SELECT ${user}, a.lesson_id, a.enrollment_id, ${pos}, ${pos}, now(), now() FROM accepted a
+        ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
+            watched = coalesce((SELECT c.watched FROM credit c), p.watched),
+            watched_seconds = coalesce((SELECT c.watched_seconds FROM credit c), p.watched_seconds),
+            credited_to = coalesce(
+                (SELECT c.credited_to FROM credit c),
+                CASE WHEN EXCLUDED.position_seconds = p.position_seconds THEN p.credited_to
+                     ELSE EXCLUDED.position_seconds END),
+            position_seconds = EXCLUDED.position_seconds,
+            last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+            updated_at = EXCLUDED.updated_at
+        RETURNING p.watched_seconds, p.completed
+    ), clock AS (
+        UPDATE enrollments e
+        SET last_heartbeat_at = now(),
+            watch_clock = least(now(), greatest(
+                coalesce(a.watch_clock
+                         + make_interval(secs => coalesce((SELECT c.gained FROM credit c), 0)),
+                         now()),
+                now() - make_interval(secs => ${WATCH_CARRY_SECONDS}::float8)))
+        FROM accepted a
+        WHERE e.id = a.enrollment_id
+    )
+    SELECT t.duration_seconds, t.in_video, t.on_time, s.watched_seconds, s.completed
+    FROM target t LEFT JOIN saved s ON true`;
+}
+
 async function heartbeat(req, res, next) {
   if (!UUID_RE.test(req.params.id)) return next();
   const lessonId = canonicalUuid(req.params.id);
-  const position = heartbeatBody(req) + 0;
+  const position = heartbeatBody(req) + 0; // -0 is 0
   const user = req.user;
-  const lesson = await prisma.lesson.findUnique({
-    where: { id: lessonId },
-    select: { durationSeconds: true, course: { select: { enrollments: { where: { userId: user.id }, select: { id: true } } } } },
-  });
-  const enrollment = lesson?.course.enrollments[0];
-  if (!lesson || !enrollment) throw new HttpError(404, NOT_ENROLLED);
-  const duration = lesson.durationSeconds;
-  if (duration !== null && position > duration) {
+  const [row] = await prisma.$queryRaw(heartbeatStatement(lessonId, user.id, position));
+  if (!row) throw new HttpError(404, NOT_ENROLLED);
+  const duration = row.duration_seconds;
+  if (!row.in_video) {
     throw new HttpError(400, `positionSeconds ${pyG(position)} is past the end of the video (${pyG(duration)} s)`);
   }
-  const state = await prisma.$transaction(async (tx) => {
-    const now = new Date();
-    const [row] = await tx.$queryRaw`
-      SELECT position_seconds, last_heartbeat_at, completed
-      FROM lesson_progress WHERE enrollment_id = ${enrollment.id}::uuid AND lesson_id = ${lessonId}::uuid
-      FOR UPDATE`;
-    if (!row) {
-      await tx.$executeRaw`
-        INSERT INTO lesson_progress (user_id, lesson_id, enrollment_id, position_seconds,
-                                     last_heartbeat_at, updated_at)
-        VALUES (${user.id}::uuid, ${lessonId}::uuid, ${enrollment.id}::uuid, ${position}::float8, ${now}, ${now})`;
-      return { completed: false, watched: 0 };
-    }
-    const previous = row.position_seconds;
-    const played =
-      row.last_heartbeat_at !== null &&
-      position > previous &&
-      position - previous <= (now - row.last_heartbeat_at) / 1000 + SEEK_SLACK_SECONDS;
-    // The played span joins the watched ones in SQL: Prisma has no multirange type.
-    const [saved] = await tx.$queryRaw`
-      UPDATE lesson_progress p SET position_seconds = ${position}::float8,
-        last_heartbeat_at = ${now}, updated_at = ${now},
-        watched = CASE WHEN ${played} THEN p.watched + nummultirange(numrange(
-                    round(p.position_seconds::numeric, 3), round(${position}::float8::numeric, 3)))
-                  ELSE p.watched END,
-        watched_seconds = CASE WHEN ${played} THEN (SELECT coalesce(sum(upper(r) - lower(r)), 0)
-                    FROM unnest(p.watched + nummultirange(numrange(
-                      round(p.position_seconds::numeric, 3),
-                      round(${position}::float8::numeric, 3)))) AS r)::float8
-                  ELSE p.watched_seconds END
-      WHERE enrollment_id = ${enrollment.id}::uuid AND lesson_id = ${lessonId}::uuid
-      RETURNING watched_seconds`;
-    const watched = saved.watched_seconds;
-    return { completed: row.completed, watched };
-  });
-  if (!state.completed) {
+  if (!row.on_time) {
+    throw new HttpError(429, TOO_SOON, { "Retry-After": String(RETRY_AFTER_SECONDS) });
+  }
+  if (!row.completed) {
     const rule = await prisma.systemSettings.findUnique({ where: { id: 1 } });
     const threshold = Number(rule.completionThresholdPercent);
-    if (duration && state.watched >= (duration * threshold) / 100) {
+    if (duration && row.watched_seconds >= (duration * threshold) / 100) {
       await completeLesson(user, lessonId);
     }
   }
@@ -571,7 +628,9 @@ async function completeLesson(user, lessonId) {
     const key = { enrollmentId_lessonId: { enrollmentId: enrollment.id, lessonId } };
     const progress = await tx.lessonProgress.findUnique({ where: key });
     const duration = lesson.durationSeconds;
-    if (rule.requireWatchToComplete && lesson.videoVersion > 0 && !progress?.completed && duration) {
+    if (rule.requireWatchToComplete && lesson.videoVersion > 0 && !progress?.completed) {
+      // A video whose length is not known yet cannot be measured, so not completed either.
+      if (!duration) throw new HttpError(409, STILL_PROCESSING);
       const watched = progress?.watchedSeconds ?? 0;
       const needed = (duration * threshold) / 100;
       if (watched < needed) {
