@@ -159,11 +159,15 @@ async def test_a_token_minted_by_a_refresh_that_raced_the_revocation_is_refused(
 
 
 async def test_an_access_token_that_names_no_login_is_refused_as_invalid(
-    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, settings: Settings
+    api: httpx.AsyncClient,
+    learner: TestUser,
+    video_lesson: str,
+    settings: Settings,
+    db: asyncpg.Pool,
 ) -> None:
     """Signed with the access key, live, of a user who exists at its token version, but without
     `sid`: it would skip the login check, so it is no access token at all."""
-    routes = Routes(api, video_lesson)
+    routes = Routes(api, video_lesson, db, learner)
     assert await routes.statuses(learner.token) == (200, 204)  # the same user, with a login
     sidless = bearer(signed_access_token(settings, learner))
     for answer in (
@@ -178,9 +182,13 @@ async def test_an_access_token_that_names_no_login_is_refused_as_invalid(
 
 
 async def test_an_access_token_naming_a_login_that_does_not_exist_is_refused(
-    api: httpx.AsyncClient, learner: TestUser, video_lesson: str, settings: Settings
+    api: httpx.AsyncClient,
+    learner: TestUser,
+    video_lesson: str,
+    settings: Settings,
+    db: asyncpg.Pool,
 ) -> None:
     """A made-up `sid` (or a login purged long after it expired) is no live login."""
-    routes = Routes(api, video_lesson)
+    routes = Routes(api, video_lesson, db, learner)
     made_up = signed_access_token(settings, learner, sid=str(uuid.uuid4()))
     assert await routes.statuses(made_up) == (401, 401)
