@@ -41,7 +41,7 @@ ENV LD_LIBRARY_PATH=/app/.venv/lib/python3.11/site-packages/nvidia/cublas/lib \
 # (loading it needs no GPU).
 RUN python -c "import ctypes; ctypes.CDLL('libcublasLt.so.12'); ctypes.CDLL('libcublas.so.12')"
 USER lms
-CMD ["lms", "worker", "--device", "cuda", "--compute-type", "float16", "--concurrency", "2"]
+CMD ["lms", "worker", "--device", "cuda", "--compute-type", "float16"]
 
 # The default target (the last stage): the CPU image.
 FROM runtime AS cpu

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"models loaded in {time.perf_counter() - started:.1f}s")
     audio_seconds = len(decode_audio(args.file)) * args.concat / SAMPLE_RATE
-    batched = transcriber.wants_batched(audio_seconds)
+    batched = transcriber.batched
     language = None if transcriber.is_multilingual else "en"
     pipeline = "BatchedInferencePipeline" if batched else "WhisperModel.transcribe"
     print(f"audio: {audio_seconds:.1f}s ({args.file.name} x{args.concat}), pipeline: {pipeline}")

@@ -22,7 +22,8 @@ from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
 from lms.integrations.storages import make_storage
-from lms.integrations.whisper import Transcriber, WhisperError, choose_device, resolve_model
+from lms.integrations.whisper import Transcriber, WhisperError, choose_device
+from lms.integrations.whisper.decoding import plan
 from lms.observability.metrics_access import metrics_access
 from lms.observability.metrics_server import serve_metrics
 from lms.settings import Settings
@@ -58,33 +59,45 @@ async def _start_broker(broker: JobsBroker, stop: asyncio.Event) -> bool:
     return False
 
 
-def load_transcriber(settings: Settings, concurrency: int) -> Transcriber:
+def load_transcriber(settings: Settings, concurrency: int | None = None) -> Transcriber:
     """One Whisper model per process, loaded before the first job is taken; a device or model
-    that cannot be had is an operator's mistake, reported in one line."""
+    that cannot be had is an operator's mistake, reported in one line. `concurrency` None means
+    the decoding table's for this device and model (lms.integrations.whisper.decoding)."""
     try:
         choice = choose_device(settings.whisper_device, settings.whisper_compute_type)
+        jobs = (
+            plan(choice.device, settings.whisper_model).concurrency
+            if concurrency is None
+            else concurrency
+        )
         transcriber = Transcriber(
-            resolve_model(settings.whisper_model), choice, num_workers=concurrency
+            settings.whisper_model, choice, num_workers=jobs, decoding=settings.whisper_decoding
         )
         transcriber.load()
     except (ValueError, WhisperError) as exc:
         raise StartupError(str(exc).splitlines()[0]) from None
     log.info(
-        "whisper model loaded on %s (%s): %s",
+        "whisper model loaded on %s (%s): %s; decoding %s",
         choice.device,
         choice.compute_type,
         choice.reason,
-        extra={"model": settings.whisper_model, "cpu_threads": choice.cpu_threads},
+        transcriber.plan.reason,
+        extra={
+            "model": settings.whisper_model,
+            "cpu_threads": choice.cpu_threads,
+            "concurrency": jobs,
+        },
     )
     return transcriber
 
 
-async def run_worker(settings: Settings, concurrency: int = 1) -> None:
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     transcriber = await asyncio.to_thread(load_transcriber, settings, concurrency)
+    concurrency = transcriber.num_workers  # the table's default when none was given
     db = await start_pool(settings)
     tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber, db))
     if settings.worker_metrics_port:

@@ -31,6 +31,7 @@ import yaml
 
 from lms.broker import CONSUMER_NAME
 from lms.cli import build_parser
+from lms.integrations.whisper.decoding import best, load_table, row_for
 from lms.settings import Settings, load_settings, specs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -526,6 +527,28 @@ def test_keda_watches_the_jobs_consumer() -> None:
         assert int(trigger["lagThreshold"]) >= 1
     assert _one("gpu", "ScaledObject", "lms-worker")["spec"]["minReplicaCount"] >= 1
     assert _one("gpu", "ScaledObject", "lms-worker-gpu")["spec"]["minReplicaCount"] == 0
+
+
+# The arithmetic in worker-gpu-scaledobject.yaml: a worker is given the jobs it finishes in the
+# time a new GPU worker takes to help, at the throughput the decoding table measured.
+TYPICAL_LESSON_SECONDS = 600
+NEW_GPU_WORKER_SECONDS = 120
+
+
+def _jobs_finished_meanwhile(device: str) -> int:
+    table = load_table()
+    row = row_for(device, "default")  # type: ignore[arg-type]
+    throughput = best(row.measurements, table.tolerance_wer).audio_seconds_per_second
+    return max(1, round(throughput * NEW_GPU_WORKER_SECONDS / TYPICAL_LESSON_SECONDS))
+
+
+def test_the_gpu_lag_thresholds_follow_the_measured_throughput() -> None:
+    trigger = _trigger(_one("gpu", "ScaledObject", "lms-worker-gpu"))
+    assert int(trigger["lagThreshold"]) == _jobs_finished_meanwhile("cuda")
+    assert int(trigger["activationLagThreshold"]) == _jobs_finished_meanwhile("cpu")
+    # The worker runs the table's number of jobs at once: no --concurrency overrides it.
+    (container,) = _pod_template(_one("gpu", "Deployment", "lms-worker-gpu"))["spec"]["containers"]
+    assert "--concurrency" not in _command(container)
 
 
 def test_the_gpu_worker_runs_on_a_gpu_with_the_gpu_image() -> None:

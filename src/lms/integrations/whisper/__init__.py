@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lms.integrations.whisper.audio import SAMPLE_RATE, Audio, decode_audio
+from lms.integrations.whisper.decoding import Decoding, DecodingPlan
 from lms.integrations.whisper.device import (
     COMPUTE_TYPES,
     GPU_IMAGE_HINT,
@@ -23,16 +24,17 @@ from lms.integrations.whisper.errors import (
 )
 from lms.integrations.whisper.models import DEFAULT_MODEL, resolve_model
 from lms.integrations.whisper.results import Segment, TranscriptResult, Word
-from lms.integrations.whisper.transcriber import BATCHED_MIN_SECONDS, Transcriber
+from lms.integrations.whisper.transcriber import Transcriber
 
 __all__ = [
-    "BATCHED_MIN_SECONDS",
     "COMPUTE_TYPES",
     "DEFAULT_MODEL",
     "GPU_IMAGE_HINT",
     "SAMPLE_RATE",
     "Audio",
     "AudioError",
+    "Decoding",
+    "DecodingPlan",
     "Device",
     "DeviceChoice",
     "DownloadError",

@@ -10,13 +10,11 @@ import faster_whisper
 import numpy as np
 
 from lms.integrations.whisper.audio import SAMPLE_RATE, Audio
+from lms.integrations.whisper.decoding import Decoding, DecodingPlan, plan
 from lms.integrations.whisper.device import DeviceChoice
 from lms.integrations.whisper.errors import AudioError
 from lms.integrations.whisper.models import open_model, resolve_model
 from lms.integrations.whisper.results import TranscriptResult, collect_segments
-
-# Past this length the batched pipeline also pays off on CPU (see Transcriber.wants_batched).
-BATCHED_MIN_SECONDS = 600.0
 
 
 class Transcriber:
@@ -29,6 +27,7 @@ class Transcriber:
         choice: DeviceChoice,
         *,
         num_workers: int = 1,
+        decoding: Decoding = "auto",
         beam_size: int = 5,
         batch_size: int = 8,
     ) -> None:
@@ -37,6 +36,8 @@ class Transcriber:
         self.model_name = model_name
         self.model_path = resolve_model(model_name)  # a missing default fails at start, not later
         self.choice = choice
+        # Decided before the model loads, so that a bad value fails at start.
+        self.plan: DecodingPlan = plan(choice.device, model_name, decoding)
         self.num_workers = num_workers
         self.beam_size = beam_size
         self.batch_size = batch_size
@@ -64,20 +65,20 @@ class Transcriber:
     def is_multilingual(self) -> bool:
         return bool(self.load().model.is_multilingual)
 
-    def wants_batched(self, duration_seconds: float) -> bool:
-        """Whether transcribe(batched=None) takes BatchedInferencePipeline for this length.
+    @property
+    def batched(self) -> bool:
+        """Whether transcribe() takes BatchedInferencePipeline (LMS_WHISPER_DECODING).
 
         The batched pipeline cuts the speech (found by VAD) into independent chunks of up to
         30 s and decodes several in one call, with one temperature and no conditioning on the
-        text before. On a GPU that keeps the device busy instead of feeding it one window at a
-        time, whatever the length. On a CPU it trades accuracy for speed: on 2 cores and a
-        10-minute espeak-ng lecture, tiny.en ran 2.1x faster batched but with a word error rate
-        of 0.19 against 0.12 sequentially. A short clip is one or two chunks, nothing to gain
-        from batching, so it gets the better text; a long one gets done in half the time, and
-        cannot fall into the sequential decoder's worst case, where repeated phrasing trips the
-        compression-ratio check and every window is decoded again at up to five temperatures.
+        text before; the sequential decoder feeds the model one 30 s window at a time. Which is
+        better was measured (bench.transcribe --report, the table in decoding_table.json): with
+        the bundled tiny.en, batched is slower on an H200 (69.7 against 77.9 s of audio a
+        second) and much less accurate on long recordings (WER 0.187 against 0.107); on 2 CPU
+        cores it ran 2.1x faster for WER 0.19 against 0.12. Throughput on a GPU comes from
+        running several jobs at once on the one model instead (num_workers): 2x with 8.
         """
-        return self.choice.device == "cuda" or duration_seconds > BATCHED_MIN_SECONDS
+        return self.plan.batched
 
     def transcribe(self, audio: Audio, *, batched: bool | None = None) -> TranscriptResult:
         """Transcribe 16 kHz mono float32 samples; blocking and CPU/GPU-heavy (run it in a
@@ -89,7 +90,7 @@ class Transcriber:
         model = self.load()
         duration = samples.shape[0] / SAMPLE_RATE
         language = None if model.model.is_multilingual else "en"
-        use_batched = self.wants_batched(duration) if batched is None else batched
+        use_batched = self.plan.batched if batched is None else batched
         options: dict[str, Any] = {
             "language": language,
             "beam_size": self.beam_size,
