@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lms.integrations.whisper.coverage import Coverage
+
 
 @dataclass(frozen=True, slots=True)
 class Word:
@@ -29,7 +31,14 @@ class TranscriptResult:
     duration_seconds: float
     text: str
     segments: list[Segment]
-    compute_seconds: float
+    compute_seconds: float  # all of it: voice activity, and both decodings when there were two
+    coverage: Coverage  # the speech VAD found against the segments' times
+    redecoded: bool = False  # the first decoding was short and the audio was decoded again
+
+    @property
+    def warning(self) -> str | None:
+        """What the transcript misses, for its readers, when it is still short."""
+        return self.coverage.warning()
 
     @property
     def realtime_factor(self) -> float:

@@ -10,11 +10,24 @@ import faster_whisper
 import numpy as np
 
 from lms.integrations.whisper.audio import SAMPLE_RATE, Audio
+from lms.integrations.whisper.coverage import measure, speech_spans
 from lms.integrations.whisper.decoding import Decoding, DecodingPlan, plan
 from lms.integrations.whisper.device import DeviceChoice
 from lms.integrations.whisper.errors import AudioError
 from lms.integrations.whisper.models import open_model, resolve_model
-from lms.integrations.whisper.results import TranscriptResult, collect_segments
+from lms.integrations.whisper.results import Segment, TranscriptResult, collect_segments
+
+# The second decoding of a short transcript: nothing in it can drop a window. Temperature 0 only,
+# so no sampling (the random fallback that produces the skips) and no fallback to judge; no
+# conditioning on the previous window's text, which is what makes repeated phrasing loop; and no
+# no-speech check, which is what skips a window (VAD has already found speech in all of it).
+NO_SKIP_OPTIONS: dict[str, Any] = {
+    "temperature": 0.0,
+    "condition_on_previous_text": False,
+    "no_speech_threshold": None,
+    "compression_ratio_threshold": None,
+    "log_prob_threshold": None,
+}
 
 
 class Transcriber:
@@ -30,6 +43,7 @@ class Transcriber:
         decoding: Decoding = "auto",
         beam_size: int = 5,
         batch_size: int = 8,
+        first_pass: dict[str, Any] | None = None,
     ) -> None:
         if num_workers < 1:
             raise ValueError("num_workers must be at least 1")
@@ -41,6 +55,9 @@ class Transcriber:
         self.num_workers = num_workers
         self.beam_size = beam_size
         self.batch_size = batch_size
+        # faster-whisper options over ours for the first decoding only (the bench and tests
+        # make it skip on purpose; the worker never sets them).
+        self.first_pass = dict(first_pass or {})
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -83,7 +100,12 @@ class Transcriber:
     def transcribe(self, audio: Audio, *, batched: bool | None = None) -> TranscriptResult:
         """Transcribe 16 kHz mono float32 samples; blocking and CPU/GPU-heavy (run it in a
         thread). VAD skips the silences, word timestamps are kept, English-only models are told
-        the language and multilingual ones detect it."""
+        the language and multilingual ones detect it.
+
+        The result never loses speech silently: when its segments cover too little of the speech
+        VAD found (lms.integrations.whisper.coverage), the audio is decoded again with settings
+        that cannot skip a window, and the result that covers more is kept; one still short
+        carries a warning."""
         if audio.ndim != 1:
             raise AudioError(f"expected mono samples, got an array of shape {audio.shape}")
         samples = np.ascontiguousarray(audio, dtype=np.float32)
@@ -96,9 +118,45 @@ class Transcriber:
             "beam_size": self.beam_size,
             "vad_filter": True,
             "word_timestamps": True,
+            **self.first_pass,
         }
         started = time.perf_counter()
-        if use_batched:
+        speech = speech_spans(samples)
+        segments, info = self._decode(model, samples, duration, use_batched, options)
+        coverage = measure(speech, [(s.start, s.end) for s in segments])
+        redecoded = False
+        if coverage.short:
+            # Beam search at temperature 0 only, with no fallback to sample, each window on
+            # its own (no previous text to repeat), and no window judged silent (VAD already
+            # says there is speech in it).
+            again, again_info = self._decode(
+                model, samples, duration, False, {**options, **NO_SKIP_OPTIONS}
+            )
+            again_coverage = measure(speech, [(s.start, s.end) for s in again])
+            redecoded = True
+            if again_coverage.ratio > coverage.ratio:
+                segments, info, coverage = again, again_info, again_coverage
+        elapsed = time.perf_counter() - started
+        return TranscriptResult(
+            language=str(info.language),
+            language_probability=float(info.language_probability) if language is None else None,
+            duration_seconds=duration,
+            text=" ".join(s.text for s in segments).strip(),
+            segments=segments,
+            compute_seconds=elapsed,
+            coverage=coverage,
+            redecoded=redecoded,
+        )
+
+    def _decode(
+        self,
+        model: Any,
+        samples: Audio,
+        duration: float,
+        batched: bool,
+        options: dict[str, Any],
+    ) -> tuple[list[Segment], Any]:
+        if batched:
             # A pipeline per call: it keeps the last word's time on itself while it runs, so
             # one shared between worker threads would mix up their word timestamps.
             pipeline = faster_whisper.BatchedInferencePipeline(model)
@@ -112,13 +170,4 @@ class Transcriber:
             )
         else:
             raw, info = model.transcribe(samples, **options)
-        segments = collect_segments(raw, duration)  # lazy: the decoding happens while consuming
-        elapsed = time.perf_counter() - started
-        return TranscriptResult(
-            language=str(info.language),
-            language_probability=float(info.language_probability) if language is None else None,
-            duration_seconds=duration,
-            text=" ".join(s.text for s in segments).strip(),
-            segments=segments,
-            compute_seconds=elapsed,
-        )
+        return collect_segments(raw, duration), info  # lazy: decoding happens while consuming
