@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from taskiq.acks import AcknowledgeType
@@ -22,7 +23,7 @@ from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
 from lms.integrations.storages import make_storage
-from lms.integrations.whisper import Transcriber, WhisperError, choose_device
+from lms.integrations.whisper import Transcriber, WhisperError, choose_device, cuda_failure
 from lms.integrations.whisper.decoding import plan
 from lms.observability.metrics_access import metrics_access
 from lms.observability.metrics_server import serve_metrics
@@ -73,19 +74,31 @@ def load_transcriber(settings: Settings, concurrency: int | None = None) -> Tran
         transcriber = Transcriber(
             settings.whisper_model, choice, num_workers=jobs, decoding=settings.whisper_decoding
         )
+        loading = time.perf_counter()
         transcriber.load()
+        loaded = time.perf_counter() - loading
+        # Before the first job and before the metrics port (the readiness probe) opens: on a
+        # fresh GPU the first use of each kernel compiles it (16.6 s on an H200).
+        warmed = transcriber.warm_up()
     except (ValueError, WhisperError) as exc:
         raise StartupError(str(exc).splitlines()[0]) from None
+    except RuntimeError as exc:  # the warm-up's first decoding on a GPU that cannot run it
+        why = cuda_failure(exc) if choice.device == "cuda" else None
+        raise StartupError(f"cannot warm up the Whisper model: {why or exc}") from None
     log.info(
-        "whisper model loaded on %s (%s): %s; decoding %s",
+        "whisper model loaded on %s (%s) in %.1fs and warmed up in %.1fs: %s; decoding %s",
         choice.device,
         choice.compute_type,
+        loaded,
+        warmed,
         choice.reason,
         transcriber.plan.reason,
         extra={
             "model": settings.whisper_model,
             "cpu_threads": choice.cpu_threads,
             "concurrency": jobs,
+            "load_seconds": round(loaded, 2),
+            "warm_up_seconds": round(warmed, 2),
         },
     )
     return transcriber

@@ -571,6 +571,35 @@ def test_the_gpu_worker_runs_on_a_gpu_with_the_gpu_image() -> None:
     assert "nvidia.com/gpu" not in cpu_container["resources"]["limits"]
 
 
+def test_the_gpu_worker_keeps_compiled_kernels_and_is_ready_only_when_warm() -> None:
+    # CUDA_CACHE_PATH comes from the gpu image (tests/unit/test_compose.py checks its ENV).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cache_path = re.search(r"CUDA_CACHE_PATH=(\S+)", dockerfile)
+    assert cache_path
+    worker = _one("gpu", "Deployment", "lms-worker-gpu")
+    pod = _pod_template(worker)["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[cache_path.group(1)])
+    claim = _one("gpu", "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    # Pods on many nodes share it; it holds the driver's whole cache (CUDA_CACHE_MAXSIZE, 4 GiB).
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    size = claim["spec"]["resources"]["requests"]["storage"]
+    assert size.endswith("Gi") and int(size[:-2]) > 4
+    # Writable by the non-root worker through the pod's fsGroup (a claim, not a hostPath).
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    assert not any("hostPath" in v for v in pod["volumes"])
+    # Ready only once warm: the metrics port opens after the warm-up (test_worker_startup.py).
+    assert _config("gpu")["LMS_WORKER_METRICS_PORT"] == "9100"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9100
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["tcpSocket"]["port"] == "metrics", probe
+    # The base's CPU workers compile nothing and mount no cache.
+    cpu = _pod_template(_one("base", "Deployment", "lms-worker"))["spec"]
+    assert not any(v.get("persistentVolumeClaim") for v in cpu["volumes"])
+
+
 def _paths(values: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     if isinstance(values, dict):
         for key, value in values.items():

@@ -226,6 +226,14 @@ def test_the_warm_up_runs_on_the_real_model() -> None:
     models._use_cuda_now(model)
 
 
+def test_the_warm_up_runs_every_kind_of_call_on_each_worker() -> None:
+    # What the worker runs before it is ready (encode, beam search, sampling, word alignment,
+    # the VAD model), here on the CPU with two CTranslate2 workers.
+    transcriber = Transcriber("default", choose_device("cpu", cpu_count=2), num_workers=2)
+    assert transcriber.warm_up() > 0
+    assert transcriber.loaded
+
+
 def test_lms_worker_device_cuda_names_the_missing_library(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,14 +1,19 @@
-"""Which model, and loading it onto the chosen device: the bundled tiny.en, a folder or a size."""
+"""Which model, loading it onto the chosen device, and warming it up before the first job."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import faster_whisper
 import numpy as np
+from faster_whisper.tokenizer import Tokenizer
 
+from lms.integrations.whisper.audio import SAMPLE_RATE
+from lms.integrations.whisper.coverage import speech_spans
 from lms.integrations.whisper.device import DeviceChoice, cuda_failure
 from lms.integrations.whisper.errors import ModelUnavailable
 
@@ -87,3 +92,53 @@ def open_model(model_name: str, model_path: str, choice: DeviceChoice, num_worke
             f" ({choice.compute_type}): {why or first_line(exc)}"
         ) from exc
     return model
+
+
+def _warm_once(model: Any, beam_size: int) -> None:
+    """One tiny run of every kind of model call a job makes: encode 30 s of silence, decode a
+    few tokens by beam search and by sampling (the temperature fallback), align words."""
+    tokenizer = Tokenizer(
+        model.hf_tokenizer,
+        model.model.is_multilingual,
+        task="transcribe",
+        language="en",  # any language: this is about kernels, not text
+    )
+    frames = model.feature_extractor.nb_max_frames
+    encoded = model.encode(np.zeros((model.model.n_mels, frames), dtype=np.float32))
+    prompt = list(tokenizer.sot_sequence)
+    model.model.generate(
+        encoded,
+        [prompt],
+        beam_size=beam_size,
+        max_length=len(prompt) + 4,
+        return_scores=True,
+        return_no_speech_prob=True,
+    )
+    model.model.generate(
+        encoded,
+        [prompt],
+        beam_size=1,
+        sampling_topk=0,
+        sampling_temperature=0.5,
+        max_length=len(prompt) + 4,
+        return_scores=True,
+    )
+    model.model.align(encoded, tokenizer.sot_sequence, [tokenizer.encode(" Hello.")], frames // 2)
+
+
+def warm_up(model: Any, *, beam_size: int, parallel: int) -> float:
+    """Make the first job as fast as the next: run every kind of model call once on each of the
+    `parallel` workers CTranslate2 keeps, and load the VAD model; the seconds it took.
+
+    On a GPU the first call of each kernel is what costs: CTranslate2's wheel carries machine code
+    up to sm_86 and PTX for compute_86, so on an H100/H200 (sm_90) the driver compiles the PTX on
+    first use, 16.6 s measured on an H200 (the second encode takes 3 ms), unless the compiled
+    kernels are in the CUDA cache (CUDA_CACHE_PATH on a volume: see README, GPU workers). The
+    worker calls this before it takes a job and before its metrics port, the readiness probe,
+    opens. On a CPU it is a fraction of a second."""
+    started = time.perf_counter()
+    speech_spans(np.zeros(SAMPLE_RATE, dtype=np.float32))  # loads Silero VAD's ONNX model
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lms-warm-up") as pool:
+        for done in [pool.submit(_warm_once, model, beam_size) for _ in range(parallel)]:
+            done.result()
+    return time.perf_counter() - started

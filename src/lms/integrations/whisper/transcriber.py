@@ -14,7 +14,7 @@ from lms.integrations.whisper.coverage import measure, speech_spans
 from lms.integrations.whisper.decoding import Decoding, DecodingPlan, plan
 from lms.integrations.whisper.device import DeviceChoice
 from lms.integrations.whisper.errors import AudioError
-from lms.integrations.whisper.models import open_model, resolve_model
+from lms.integrations.whisper.models import open_model, resolve_model, warm_up
 from lms.integrations.whisper.results import Segment, TranscriptResult, collect_segments
 
 # The second decoding of a short transcript: nothing in it can drop a window. Temperature 0 only,
@@ -77,6 +77,12 @@ class Transcriber:
                     )
                 model = self._model
         return model
+
+    def warm_up(self) -> float:
+        """Load the model and run each kind of call once on every one of its workers, so that
+        the first job pays no first-use cost (models.warm_up); the seconds it took."""
+        model = self.load()
+        return warm_up(model, beam_size=self.beam_size, parallel=self.num_workers)
 
     @property
     def is_multilingual(self) -> bool:
