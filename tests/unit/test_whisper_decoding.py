@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from bench.transcribe_report import dump_table, table_measurements
 
 from lms.cli import build_parser
 from lms.errors import StartupError
@@ -103,3 +104,18 @@ def test_the_worker_concurrency_defaults_to_the_table() -> None:
     parser = build_parser()
     assert parser.parse_args(["worker"]).concurrency is None
     assert parser.parse_args(["worker", "--concurrency", "3"]).concurrency == 3
+
+
+def test_the_committed_table_is_in_the_form_the_bench_writes() -> None:
+    # bench.transcribe --report --write-table rewrites the file; a hand edit keeps its form.
+    assert dump_table(json.loads(TABLE.read_text())) == TABLE.read_text()
+
+
+def test_the_table_takes_the_long_recordings_figures() -> None:
+    rows = [
+        {"audio_seconds": 13.1, "mode": "batched", "concurrency": 1,
+         "audio_seconds_per_second": 99.0, "word_error_rate": 0.0},
+        {"audio_seconds": 111.4, "mode": "sequential", "concurrency": 1,
+         "audio_seconds_per_second": 2.8, "word_error_rate": 0.008},
+    ]  # fmt: skip
+    assert table_measurements(rows) == (Measurement("sequential", 1, 2.8, 0.008),)
