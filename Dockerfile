@@ -35,8 +35,8 @@ EXPOSE 8000
 FROM runtime AS gpu
 COPY --from=build-gpu /app /app
 # The CUDA driver's cache of compiled kernels: CTranslate2 carries PTX, not machine code, for
-# sm_90 (H100/H200), which the driver compiles on first use (16.6 s measured on an H200) and keeps
-# here. Mount a volume on /cuda-cache (compose and the Kubernetes gpu overlay do) and only the
+# sm_90 (H100/H200), which the driver compiles on first use (10.6-16.6 s measured on H200s) and
+# keeps here. Mount a volume on /cuda-cache (compose and the Kubernetes gpu overlay do) and only the
 # first pod pays it. 4 GiB is the most the driver allows (its default, 256 MiB, can evict).
 ENV LD_LIBRARY_PATH=/app/.venv/lib/python3.11/site-packages/nvidia/cublas/lib \
     LMS_WHISPER_DEVICE=cuda \

@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="jobs run at once by this process, on one model (default: what the bench measured"
-        " best for the device and model: 8 on CUDA and 1 on CPU with the bundled model)",
+        " best for the device and model: 4 on CUDA and 1 on CPU with the bundled model)",
     )
     worker.add_argument(
         "--device",

@@ -78,7 +78,7 @@ def load_transcriber(settings: Settings, concurrency: int | None = None) -> Tran
         transcriber.load()
         loaded = time.perf_counter() - loading
         # Before the first job and before the metrics port (the readiness probe) opens: on a
-        # fresh GPU the first use of each kernel compiles it (16.6 s on an H200).
+        # fresh GPU the first use of each kernel compiles it (10.6-16.6 s on H200s).
         warmed = transcriber.warm_up()
     except (ValueError, WhisperError) as exc:
         raise StartupError(str(exc).splitlines()[0]) from None

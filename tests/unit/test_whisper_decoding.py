@@ -33,16 +33,20 @@ def test_every_measured_row_is_what_the_bench_rule_picks() -> None:
 
 
 def test_auto_on_cuda_with_the_bundled_model_is_sequential_with_several_jobs() -> None:
-    # What the H200 measured (issue 20): batched slower and less accurate, 8 jobs at once 2x.
+    # What the H200 measured: batched faster on repeated speech, but with many more words wrong
+    # (it drops and garbles speech); sequential is accurate, and several jobs at once on the
+    # one model raise its throughput.
     row = row_for("cuda", "default")
     assert row.model == "default"
     assert "H200" in row.measured
     chosen = plan("cuda", "default", "auto")
     assert not chosen.batched
-    assert chosen.concurrency == row.concurrency == 8
+    assert chosen.concurrency == row.concurrency == 4
     assert "sequential (table row cuda/default)" in chosen.reason
-    fastest = max(row.measurements, key=lambda m: m.audio_seconds_per_second)
-    assert (fastest.mode, fastest.concurrency) == ("sequential", 8)
+    sequential = {m.concurrency: m for m in row.measurements if m.mode == "sequential"}
+    batched = {m.concurrency: m for m in row.measurements if m.mode == "batched"}
+    assert sequential[4].audio_seconds_per_second > 2 * sequential[1].audio_seconds_per_second
+    assert all(batched[n].word_error_rate > sequential[n].word_error_rate + 0.1 for n in sequential)
 
 
 def test_auto_on_cpu_with_the_bundled_model_is_sequential_one_job() -> None:
@@ -63,7 +67,7 @@ def test_a_model_nobody_measured_takes_the_devices_fallback_row() -> None:
 def test_a_forced_mode_keeps_the_tables_concurrency(mode: str) -> None:
     chosen = plan("cuda", "default", mode)  # type: ignore[arg-type]
     assert chosen.batched == (mode == "batched")
-    assert chosen.concurrency == 8
+    assert chosen.concurrency == row_for("cuda", "default").concurrency
     assert "requested" in chosen.reason
 
 

@@ -132,10 +132,11 @@ def warm_up(model: Any, *, beam_size: int, parallel: int) -> float:
 
     On a GPU the first call of each kernel is what costs: CTranslate2's wheel carries machine code
     up to sm_86 and PTX for compute_86, so on an H100/H200 (sm_90) the driver compiles the PTX on
-    first use, 16.6 s measured on an H200 (the second encode takes 3 ms), unless the compiled
-    kernels are in the CUDA cache (CUDA_CACHE_PATH on a volume: see README, GPU workers). The
-    worker calls this before it takes a job and before its metrics port, the readiness probe,
-    opens. On a CPU it is a fraction of a second."""
+    first use (10.6-16.6 s measured on H200s; the second encode takes 3 ms), unless the compiled
+    kernels are in the CUDA cache (CUDA_CACHE_PATH on a volume: see README, GPU workers). Most of
+    it is paid by open_model's first encode; this pays the rest (about 1 s on an H200, 0.25 s
+    with the cache warm). The worker calls it before it takes a job and before its metrics port,
+    the readiness probe, opens. On a CPU it takes about a second."""
     started = time.perf_counter()
     speech_spans(np.zeros(SAMPLE_RATE, dtype=np.float32))  # loads Silero VAD's ONNX model
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lms-warm-up") as pool:
