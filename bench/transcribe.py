@@ -1,5 +1,6 @@
 """Seconds of audio per second of compute: the worker's transcription path against bare
-faster-whisper."""
+faster-whisper; with --report, throughput and word error rate per decoding mode and jobs at once
+(bench/transcribe_report.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import ctranslate2
 import faster_whisper
 import numpy as np
 
+from bench import transcribe_report
 from lms.integrations.whisper import (
     SAMPLE_RATE,
     DeviceChoice,
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"models loaded in {time.perf_counter() - started:.1f}s")
     audio_seconds = len(decode_audio(args.file)) * args.concat / SAMPLE_RATE
-    batched = transcriber.wants_batched(audio_seconds)
+    batched = transcriber.batched
     language = None if transcriber.is_multilingual else "en"
     pipeline = "BatchedInferencePipeline" if batched else "WhisperModel.transcribe"
     print(f"audio: {audio_seconds:.1f}s ({args.file.name} x{args.concat}), pipeline: {pipeline}")
@@ -200,10 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
         "settings, models loaded beforehand, after a warm-up; medians of --repeat runs.",
     )
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="media file (speech)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per path (default 5)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="timed runs per path (default 5; --report: 1)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--compute-type", default="default", help="CTranslate2 type (default)")
     parser.add_argument("--model", default="default", help="size name or CTranslate2 folder")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="throughput and WER per decoding mode and jobs at once instead (see --report below)",
+    )
     parser.add_argument(
         "--concat",
         type=int,
@@ -212,11 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat the decoded audio N times in memory (20 makes the speech clip ~4.3 min); "
         "repeated text trips Whisper's compression-ratio check, so this is a worst case",
     )
+    transcribe_report.add_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.report:
+        args.repeat = args.repeat or 1
+        command = " ".join([Path(sys.executable).name, "-m", "bench.transcribe", *sys.argv[1:]])
+        try:
+            return transcribe_report.main(args, machine(), command)
+        except (WhisperError, ValueError, OSError) as exc:
+            print(f"transcribe: error: {exc}", file=sys.stderr)
+            return 1
+    args.repeat = args.repeat or 5
     if args.repeat < 1 or args.concat < 1:
         print("transcribe: error: --repeat and --concat must be at least 1", file=sys.stderr)
         return 2

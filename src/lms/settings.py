@@ -23,6 +23,7 @@ from lms.errors import StartupError
 from lms.integrations.fetch_policy import allow_entry
 
 WhisperDevice = Literal["auto", "cpu", "cuda"]
+WhisperDecoding = Literal["auto", "batched", "sequential"]
 LogFormat = Literal["json", "text"]
 Environment = Literal["development", "production"]
 Parse = Callable[[str, str], Any]  # (variable name, raw non-blank value) -> value
@@ -380,6 +381,14 @@ class Settings:
         "default",
         shown="by device",
         doc="CTranslate2 compute type (`int8`, `float16`, ...)",
+    )
+    whisper_decoding: WhisperDecoding = setting(
+        "LMS_WHISPER_DECODING",
+        choice("auto", "batched", "sequential"),
+        "auto",
+        doc="`auto` (what the bench measured best for the device and model: sequential for the "
+        "bundled model on CPU and on CUDA; see Transcription), `batched` "
+        "(BatchedInferencePipeline) or `sequential`",
     )
     video_fetch_allow: tuple[str, ...] = setting(
         "LMS_VIDEO_FETCH_ALLOW",

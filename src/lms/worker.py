@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from taskiq.acks import AcknowledgeType
@@ -22,7 +23,8 @@ from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
 from lms.integrations.storages import make_storage
-from lms.integrations.whisper import Transcriber, WhisperError, choose_device, resolve_model
+from lms.integrations.whisper import Transcriber, WhisperError, choose_device, cuda_failure
+from lms.integrations.whisper.decoding import plan
 from lms.observability.metrics_access import metrics_access
 from lms.observability.metrics_server import serve_metrics
 from lms.settings import Settings
@@ -58,33 +60,57 @@ async def _start_broker(broker: JobsBroker, stop: asyncio.Event) -> bool:
     return False
 
 
-def load_transcriber(settings: Settings, concurrency: int) -> Transcriber:
+def load_transcriber(settings: Settings, concurrency: int | None = None) -> Transcriber:
     """One Whisper model per process, loaded before the first job is taken; a device or model
-    that cannot be had is an operator's mistake, reported in one line."""
+    that cannot be had is an operator's mistake, reported in one line. `concurrency` None means
+    the decoding table's for this device and model (lms.integrations.whisper.decoding)."""
     try:
         choice = choose_device(settings.whisper_device, settings.whisper_compute_type)
-        transcriber = Transcriber(
-            resolve_model(settings.whisper_model), choice, num_workers=concurrency
+        jobs = (
+            plan(choice.device, settings.whisper_model).concurrency
+            if concurrency is None
+            else concurrency
         )
+        transcriber = Transcriber(
+            settings.whisper_model, choice, num_workers=jobs, decoding=settings.whisper_decoding
+        )
+        loading = time.perf_counter()
         transcriber.load()
+        loaded = time.perf_counter() - loading
+        # Before the first job and before the metrics port (the readiness probe) opens: on a
+        # fresh GPU the first use of each kernel compiles it (10.6-16.6 s on H200s).
+        warmed = transcriber.warm_up()
     except (ValueError, WhisperError) as exc:
         raise StartupError(str(exc).splitlines()[0]) from None
+    except RuntimeError as exc:  # the warm-up's first decoding on a GPU that cannot run it
+        why = cuda_failure(exc) if choice.device == "cuda" else None
+        raise StartupError(f"cannot warm up the Whisper model: {why or exc}") from None
     log.info(
-        "whisper model loaded on %s (%s): %s",
+        "whisper model loaded on %s (%s) in %.1fs and warmed up in %.1fs: %s; decoding %s",
         choice.device,
         choice.compute_type,
+        loaded,
+        warmed,
         choice.reason,
-        extra={"model": settings.whisper_model, "cpu_threads": choice.cpu_threads},
+        transcriber.plan.reason,
+        extra={
+            "model": settings.whisper_model,
+            "cpu_threads": choice.cpu_threads,
+            "concurrency": jobs,
+            "load_seconds": round(loaded, 2),
+            "warm_up_seconds": round(warmed, 2),
+        },
     )
     return transcriber
 
 
-async def run_worker(settings: Settings, concurrency: int = 1) -> None:
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     transcriber = await asyncio.to_thread(load_transcriber, settings, concurrency)
+    concurrency = transcriber.num_workers  # the table's default when none was given
     db = await start_pool(settings)
     tasks.install(tasks.WorkerRuntime(settings, make_storage(settings), transcriber, db))
     if settings.worker_metrics_port:

@@ -104,13 +104,56 @@ def test_the_batched_pipeline_works_on_cpu(transcriber: Transcriber, speech: np.
     assert_well_formed(batched)
 
 
-def test_batched_is_chosen_for_cuda_or_long_audio(transcriber: Transcriber) -> None:
-    assert not transcriber.wants_batched(13.0)
-    assert not transcriber.wants_batched(600.0)
-    assert transcriber.wants_batched(601.0)
+def test_the_decoding_path_follows_the_setting(transcriber: Transcriber) -> None:
+    # auto: the bench table's row (tests/unit/test_whisper_decoding.py pins it), sequential for
+    # the bundled model on either device, whatever the length of the audio.
+    assert not transcriber.batched
     on_gpu = Transcriber("default", choose_device("cuda", cuda_devices=1))  # never loaded
-    assert on_gpu.wants_batched(13.0)
+    assert not on_gpu.batched
+    assert Transcriber("default", choose_device("cpu"), decoding="batched").batched
     assert not on_gpu.loaded
+
+
+# Repeated speech: the case that lost seven windows in eight (issue 20). The sequential decoder's
+# text for a window of repeated sentences compresses too well, so it falls back to sampling at
+# up to temperature 1.0; a sample judged silent (no-speech probability over 0.6, average
+# log-probability under -1) makes it skip the whole window, at random.
+SKIPPING = {"no_speech_threshold": 0.0, "log_prob_threshold": 0.0}  # every window "silent"
+
+
+@pytest.mark.slow
+def test_repeated_speech_is_transcribed_in_full(
+    transcriber: Transcriber, speech: np.ndarray
+) -> None:
+    result = transcriber.transcribe(np.tile(speech, 8))
+    assert result.coverage.speech_seconds == pytest.approx(result.duration_seconds, rel=0.05)
+    assert not result.coverage.short, result.coverage
+    assert result.coverage.ratio >= 0.97
+    assert result.coverage.longest_gap is None or result.coverage.gap_seconds < 3.0
+    assert result.warning is None
+    wer = word_error_rate(" ".join([SPEECH_TEXT] * 8), result.text)
+    assert wer < 0.2, f"WER {wer:.3f}: {result.text!r}"
+    assert_well_formed(result)
+
+
+def test_a_decoding_that_skips_speech_is_decoded_again(speech: np.ndarray) -> None:
+    # A first decoding that judges every window silent (made so by its thresholds, as sampling
+    # makes it so by chance) drops all the speech; the second decoding cannot skip.
+    skipping = Transcriber("default", choose_device("cpu"), first_pass=SKIPPING)
+    audio = np.tile(speech, 3)
+    result = skipping.transcribe(audio)
+    assert result.redecoded
+    assert not result.coverage.short, result.coverage
+    assert result.warning is None
+    wer = word_error_rate(" ".join([SPEECH_TEXT] * 3), result.text)
+    assert wer < 0.2, f"WER {wer:.3f}: {result.text!r}"
+    assert_well_formed(result)
+
+
+def test_a_transcript_that_covers_the_speech_is_decoded_once(result: TranscriptResult) -> None:
+    assert not result.redecoded
+    assert result.coverage.ratio == 1.0
+    assert result.coverage.speech_seconds > 10.0
 
 
 def test_silence_gives_an_empty_transcript(transcriber: Transcriber) -> None:

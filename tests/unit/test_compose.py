@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import ctranslate2
 import pytest
 import yaml
 
@@ -181,3 +182,81 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
             timeout=60,
             cwd=tmp_path,
         )
+
+
+# The kernel cache and cuBLAS: what issue 20 measured on an H200.
+
+CUDA_CACHE_MAX = 4 * 1024**3  # the most the NVIDIA driver takes for CUDA_CACHE_MAXSIZE
+
+
+def gpu_image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's gpu stage."""
+    env: dict[str, str] = {}
+    for line in _stages()["gpu"]:
+        if line.startswith("ENV "):
+            env.update(re.findall(r"(\w+)=(\S+)", line))
+    return env
+
+
+def test_the_gpu_image_keeps_compiled_kernels_in_a_large_cache() -> None:
+    env = gpu_image_env()
+    # CTranslate2 ships PTX for sm_90 GPUs; the driver's JIT cache keeps what it compiled.
+    assert env["CUDA_CACHE_PATH"] == "/cuda-cache"
+    assert int(env["CUDA_CACHE_MAXSIZE"]) == CUDA_CACHE_MAX
+    # Writable by the worker's user (a named volume mounted there takes the folder's owner).
+    assert any(
+        line.startswith("RUN ")
+        and "mkdir -p /cuda-cache" in line
+        and "chown lms /cuda-cache" in line
+        for line in _stages()["gpu"]
+    )
+
+
+def test_the_gpu_worker_mounts_the_kernel_cache(services: dict[str, Service]) -> None:
+    cache = gpu_image_env()["CUDA_CACHE_PATH"]
+    mounts = dict(v.split(":", 1)[::-1] for v in services["worker-gpu"]["volumes"])
+    volume = mounts[cache]
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert volume in compose["volumes"]  # a named volume: it outlives the container
+    # Only the GPU worker compiles kernels.
+    for name in ("api", "worker", "migrate"):
+        assert all(cache not in v for v in services[name].get("volumes", [])), name
+    # Healthy (the metrics port open) only once the worker has warmed up: see
+    # tests/integration/transcripts/test_worker_startup.py for that order.
+    health = " ".join(services["worker-gpu"]["healthcheck"]["test"])
+    port = services["worker-gpu"]["environment"]["LMS_WORKER_METRICS_PORT"]
+    assert f"'127.0.0.1', {port}" in health
+
+
+def _cublas_major_ctranslate2_loads() -> str:
+    """The libcublas.so.N the installed CTranslate2 opens at its first matrix product (with
+    dlopen: it is in the library's strings, not its ELF dependencies)."""
+    package = Path(ctranslate2.__file__).parent
+    libraries = [
+        p
+        for folder in (package, package.parent / "ctranslate2.libs")
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if p.name.startswith("libctranslate2")
+    ]
+    assert libraries, f"no libctranslate2 beside {package}"
+    found = {m for lib in libraries for m in re.findall(rb"libcublas\.so\.(\d+)", lib.read_bytes())}
+    assert len(found) == 1, found
+    return found.pop().decode()
+
+
+def test_the_gpu_image_brings_the_cublas_ctranslate2_loads() -> None:
+    # CTranslate2 4.8.5 loads libcublas.so.12; the H200 host of issue 20 had only CUDA 13's
+    # cuBLAS 13 and worked only through a compatibility link. The image must bring the very
+    # major version CTranslate2 asks for: this fails if either side changes alone.
+    major = _cublas_major_ctranslate2_loads()
+    assert major == "12"
+    stages = _stages()
+    assert any(f"ctypes.CDLL('libcublas.so.{major}')" in line for line in stages["gpu"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (cublas,) = [r for r in project["dependency-groups"]["gpu"] if "cublas" in r]
+    assert cublas.startswith(f"nvidia-cublas-cu{major}=={major}.")
+    lock = (ROOT / "uv.lock").read_text()
+    assert re.search(rf'name = "nvidia-cublas-cu{major}"\nversion = "{major}\.', lock)
+    library_path = gpu_image_env()["LD_LIBRARY_PATH"]
+    assert library_path.endswith("/site-packages/nvidia/cublas/lib")

@@ -31,6 +31,7 @@ import yaml
 
 from lms.broker import CONSUMER_NAME
 from lms.cli import build_parser
+from lms.integrations.whisper.decoding import best, load_table, row_for
 from lms.settings import Settings, load_settings, specs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -537,6 +538,28 @@ def test_keda_watches_the_jobs_consumer() -> None:
     assert _one("gpu", "ScaledObject", "lms-worker-gpu")["spec"]["minReplicaCount"] == 0
 
 
+# The arithmetic in worker-gpu-scaledobject.yaml: a worker is given the jobs it finishes in the
+# time a new GPU worker takes to help, at the throughput the decoding table measured.
+TYPICAL_LESSON_SECONDS = 600
+NEW_GPU_WORKER_SECONDS = 120
+
+
+def _jobs_finished_meanwhile(device: str) -> int:
+    table = load_table()
+    row = row_for(device, "default")  # type: ignore[arg-type]
+    throughput = best(row.measurements, table.tolerance_wer).audio_seconds_per_second
+    return max(1, round(throughput * NEW_GPU_WORKER_SECONDS / TYPICAL_LESSON_SECONDS))
+
+
+def test_the_gpu_lag_thresholds_follow_the_measured_throughput() -> None:
+    trigger = _trigger(_one("gpu", "ScaledObject", "lms-worker-gpu"))
+    assert int(trigger["lagThreshold"]) == _jobs_finished_meanwhile("cuda")
+    assert int(trigger["activationLagThreshold"]) == _jobs_finished_meanwhile("cpu")
+    # The worker runs the table's number of jobs at once: no --concurrency overrides it.
+    (container,) = _pod_template(_one("gpu", "Deployment", "lms-worker-gpu"))["spec"]["containers"]
+    assert "--concurrency" not in _command(container)
+
+
 def test_the_gpu_worker_runs_on_a_gpu_with_the_gpu_image() -> None:
     assert not [d for d in rendered("base") if "gpu" in d["metadata"]["name"]]
     worker = _one("gpu", "Deployment", "lms-worker-gpu")
@@ -555,6 +578,35 @@ def test_the_gpu_worker_runs_on_a_gpu_with_the_gpu_image() -> None:
     cpu_worker = _one("gpu", "Deployment", "lms-worker")
     (cpu_container,) = _pod_template(cpu_worker)["spec"]["containers"]
     assert "nvidia.com/gpu" not in cpu_container["resources"]["limits"]
+
+
+def test_the_gpu_worker_keeps_compiled_kernels_and_is_ready_only_when_warm() -> None:
+    # CUDA_CACHE_PATH comes from the gpu image (tests/unit/test_compose.py checks its ENV).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cache_path = re.search(r"CUDA_CACHE_PATH=(\S+)", dockerfile)
+    assert cache_path
+    worker = _one("gpu", "Deployment", "lms-worker-gpu")
+    pod = _pod_template(worker)["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[cache_path.group(1)])
+    claim = _one("gpu", "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    # Pods on many nodes share it; it holds the driver's whole cache (CUDA_CACHE_MAXSIZE, 4 GiB).
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    size = claim["spec"]["resources"]["requests"]["storage"]
+    assert size.endswith("Gi") and int(size[:-2]) > 4
+    # Writable by the non-root worker through the pod's fsGroup (a claim, not a hostPath).
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    assert not any("hostPath" in v for v in pod["volumes"])
+    # Ready only once warm: the metrics port opens after the warm-up (test_worker_startup.py).
+    assert _config("gpu")["LMS_WORKER_METRICS_PORT"] == "9100"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9100
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["tcpSocket"]["port"] == "metrics", probe
+    # The base's CPU workers compile nothing and mount no cache.
+    cpu = _pod_template(_one("base", "Deployment", "lms-worker"))["spec"]
+    assert not any(v.get("persistentVolumeClaim") for v in cpu["volumes"])
 
 
 def _paths(values: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

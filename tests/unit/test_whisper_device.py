@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from lms import cli
-from lms.integrations import whisper
 from lms.integrations.whisper import (
     DeviceChoice,
     ModelUnavailable,
     Transcriber,
     choose_device,
+    models,
     resolve_model,
     usable_cpus,
 )
@@ -135,9 +135,7 @@ def test_a_size_name_is_passed_through(
 
 
 def test_a_missing_default_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lms.integrations.whisper as whisper
-
-    monkeypatch.setattr(whisper, "_MODEL_PACKAGE", "no_such_models_package")
+    monkeypatch.setattr(models, "_MODEL_PACKAGE", "no_such_models_package")
     with pytest.raises(ModelUnavailable, match="needs the no-such-models-package package"):
         resolve_model("default")
 
@@ -225,7 +223,15 @@ def test_the_warm_up_runs_on_the_real_model() -> None:
     # The call that makes CTranslate2 load cuBLAS at start, here on the CPU: the real model takes
     # the silent window it is given.
     model = faster_whisper.WhisperModel(resolve_model("default"), device="cpu", cpu_threads=1)
-    whisper._use_cuda_now(model)
+    models._use_cuda_now(model)
+
+
+def test_the_warm_up_runs_every_kind_of_call_on_each_worker() -> None:
+    # What the worker runs before it is ready (encode, beam search, sampling, word alignment,
+    # the VAD model), here on the CPU with two CTranslate2 workers.
+    transcriber = Transcriber("default", choose_device("cpu", cpu_count=2), num_workers=2)
+    assert transcriber.warm_up() > 0
+    assert transcriber.loaded
 
 
 def test_lms_worker_device_cuda_names_the_missing_library(

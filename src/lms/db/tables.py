@@ -321,6 +321,11 @@ class Transcript(Table, tablename="transcripts"):
     duration_seconds = DoublePrecision(null=True, default=None)
     text = Text(default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    # lms_0011: the speech VAD found, the share of it the segments cover, and what a transcript
+    # still short after a second decoding says to its readers (lms.integrations.whisper.coverage).
+    speech_seconds = DoublePrecision(null=True, default=None)
+    speech_coverage = DoublePrecision(null=True, default=None)
+    warning = Text(null=True, default=None)
 
 
 class TranscriptSegment(Table, tablename="transcript_segments"):

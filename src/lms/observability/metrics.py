@@ -94,6 +94,19 @@ TRANSCRIPTION_SPEED = Gauge(
     "Seconds of audio per second of compute of the last job (the real-time factor).",
     multiprocess_mode="mostrecent",
 )
+# What share of the speech VAD found each stored transcript covers, and how often a short first
+# decoding was decoded again (recovered, or still short: stored with a warning).
+TRANSCRIPT_SPEECH_COVERAGE = Histogram(
+    "lms_transcript_speech_coverage",
+    "Share of the speech found by voice-activity detection that a transcript's segments cover.",
+    buckets=(0.5, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+TRANSCRIPTION_REDECODES = Counter(
+    "lms_transcription_redecodes_total",
+    "Transcripts decoded a second time because the first covered too little of the speech, by "
+    "outcome (recovered, still_short).",
+    ["outcome"],
+)
 # The queue as the API sees it, refreshed on every scrape of /metrics.
 JOBS_BY_STATUS = Gauge(
     "lms_transcription_jobs",

@@ -22,7 +22,14 @@ SPOKEN = [
     (2.5, 6.25, "Today we write a parser."),
     (6.25, 9.0, "Tokens first, then trees."),
 ]
-EMPTY: dict[str, object] = {"language": None, "text": "", "durationSeconds": None, "segments": []}
+EMPTY: dict[str, object] = {
+    "language": None,
+    "text": "",
+    "durationSeconds": None,
+    "segments": [],
+    "speechCoverage": None,
+    "warning": None,
+}
 
 
 def url(lesson: dict[str, object]) -> str:
@@ -47,6 +54,8 @@ async def test_the_enrolled_learner_the_owner_and_admins_read_it(
         "text": "Welcome to the course. Today we write a parser. Tokens first, then trees.",
         "durationSeconds": 9.0,
         "segments": [{"start": s, "end": e, "text": t} for s, e, t in SPOKEN],
+        "speechCoverage": None,  # written before coverage was measured
+        "warning": None,
     }
     for user in (learner, creator, admin):
         response = await api.get(url(lesson), headers=user.headers)

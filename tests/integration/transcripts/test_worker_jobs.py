@@ -14,10 +14,18 @@ import httpx
 import pytest
 
 from lms.broker import make_broker
+from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_once
 from lms.domain.transcripts.tasks import WorkerRuntime, run_job
 from lms.integrations.storage import LocalVideoStorage
-from lms.integrations.whisper import Transcriber, choose_device, resolve_model
+from lms.integrations.whisper import (
+    Segment,
+    Transcriber,
+    TranscriptResult,
+    choose_device,
+    resolve_model,
+)
+from lms.integrations.whisper.coverage import measure
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.integration.transcripts.worker_support import FIXTURES, queued_lesson
@@ -60,6 +68,13 @@ async def test_a_job_becomes_one_transcript(
     expected = (FIXTURES / "speech.txt").read_text()
     assert word_error_rate(expected, transcript["text"]) < 0.2, transcript["text"]
     assert transcript["language"] == "en" and transcript["video_version"] == 1
+    # Coverage recorded: VAD found the clip's 13 s of speech and the segments cover it.
+    assert transcript["speech_seconds"] > 10.0
+    assert transcript["speech_coverage"] >= 0.9
+    assert transcript["warning"] is None
+    shown = await api.get(f"/lessons/{queued.lesson_id}/transcript", headers=creator.headers)
+    assert shown.json()["speechCoverage"] == transcript["speech_coverage"]
+    assert shown.json()["warning"] is None
     segments = await db.fetch(
         "SELECT seq, start_seconds, end_seconds, text, words FROM transcript_segments"
         " WHERE lesson_id = $1 ORDER BY seq",
@@ -93,6 +108,38 @@ async def test_a_job_becomes_one_transcript(
         "SELECT count(*) FROM transcript_segments WHERE lesson_id = $1", queued.lesson_id
     )
     assert count == len(segments)
+
+
+async def test_a_transcript_still_short_is_done_with_its_warning(
+    db: asyncpg.Pool, settings: Settings, creator: TestUser, api: httpx.AsyncClient
+) -> None:
+    # What Transcriber.transcribe returns when even the decoding that cannot skip leaves most of
+    # the speech without text (a minute of speech, two seconds of words): stored DONE, never
+    # quietly, with the warning shown to readers.
+    queued = await queued_lesson(db, settings, creator)
+    coverage = measure([(0.0, 60.0)], [(0.5, 2.5)])
+    short = TranscriptResult(
+        language="en",
+        language_probability=None,
+        duration_seconds=61.0,
+        text="Welcome.",
+        segments=[Segment(0.5, 2.5, "Welcome.")],
+        compute_seconds=3.0,
+        coverage=coverage,
+        redecoded=True,
+    )
+    await db.execute(
+        "UPDATE transcription_jobs SET status = 'PROCESSING', attempts = 1 WHERE id = $1",
+        queued.job_id,
+    )
+    assert await tasks._store(db, queued.job_id, queued.lesson_id, 1, short)
+    assert (await job(db, queued.job_id))["status"] == "DONE"
+    shown = await api.get(f"/lessons/{queued.lesson_id}/transcript", headers=creator.headers)
+    body = shown.json()
+    assert body["status"] == "DONE"
+    assert body["speechCoverage"] == pytest.approx(coverage.ratio, abs=1e-4)
+    assert body["warning"] == coverage.warning()
+    assert body["warning"].startswith("incomplete: 56 s of the 60 s of speech detected")
 
 
 async def test_a_superseded_video_is_not_transcribed(

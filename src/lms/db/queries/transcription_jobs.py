@@ -96,16 +96,22 @@ async def store_transcript(
     duration_seconds: float,
     text: str,
     segments: Sequence[tuple[int, float, float, str, object]],
+    speech_seconds: float | None = None,
+    speech_coverage: float | None = None,
+    warning: str | None = None,
 ) -> None:
     """Replace the lesson's transcript: one row per lesson, its segments rewritten, so a job run
     twice (a redelivery) still leaves exactly one transcript."""
     await conn.execute(
         """
-        INSERT INTO transcripts (lesson_id, video_version, language, duration_seconds, text)
-        VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO transcripts (lesson_id, video_version, language, duration_seconds, text,
+                                 speech_seconds, speech_coverage, warning)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (lesson_id) DO UPDATE
             SET video_version = EXCLUDED.video_version, language = EXCLUDED.language,
                 duration_seconds = EXCLUDED.duration_seconds, text = EXCLUDED.text,
+                speech_seconds = EXCLUDED.speech_seconds,
+                speech_coverage = EXCLUDED.speech_coverage, warning = EXCLUDED.warning,
                 created_at = now()
         """,
         lesson_id,
@@ -113,6 +119,9 @@ async def store_transcript(
         language,
         duration_seconds,
         text,
+        speech_seconds,
+        speech_coverage,
+        warning,
     )
     await conn.execute("DELETE FROM transcript_segments WHERE lesson_id = $1", lesson_id)
     await conn.executemany(

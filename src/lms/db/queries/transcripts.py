@@ -23,7 +23,7 @@ async def current_transcript(
     """The transcript of this video version of the lesson, or None (none yet, or a stale one)."""
     return await conn.fetchrow(
         """
-        SELECT language, duration_seconds, text
+        SELECT language, duration_seconds, text, speech_coverage, warning
         FROM transcripts WHERE lesson_id = $1 AND video_version = $2
         """,
         lesson_id,

@@ -27,6 +27,21 @@ class Transcript(CamelStruct):
     text: str
     duration_seconds: float | None
     segments: list[Segment]
+    # Added by issue 20: never a transcript quietly short of speech.
+    speech_coverage: Annotated[
+        float | None,
+        Meta(
+            description="share (0 to 1) of the speech found by voice-activity detection that the "
+            "segments cover; null until DONE, and for transcripts made before it was measured"
+        ),
+    ]
+    warning: Annotated[
+        str | None,
+        Meta(
+            description="null, or what speech the transcript misses when it is still short "
+            "after a second decoding that cannot skip (the transcript is DONE all the same)"
+        ),
+    ]
 
 
 class SearchHit(CamelStruct):

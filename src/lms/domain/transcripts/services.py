@@ -53,6 +53,8 @@ async def get_transcript(
                 text="",
                 duration_seconds=None,
                 segments=[],
+                speech_coverage=None,
+                warning=None,
             )
         segments = await sql.segments(conn, lesson_id)
     return Transcript(
@@ -61,6 +63,8 @@ async def get_transcript(
         text=transcript["text"],
         duration_seconds=transcript["duration_seconds"],
         segments=[_segment(row) for row in segments],
+        speech_coverage=transcript["speech_coverage"],
+        warning=transcript["warning"],
     )
 
 

@@ -39,8 +39,10 @@ from lms.integrations.whisper import (
 from lms.invariants import present
 from lms.observability.metrics import (
     TRANSCRIBED_AUDIO_SECONDS,
+    TRANSCRIPT_SPEECH_COVERAGE,
     TRANSCRIPTION_COMPUTE_SECONDS,
     TRANSCRIPTION_OUTCOMES,
+    TRANSCRIPTION_REDECODES,
     TRANSCRIPTION_SPEED,
 )
 from lms.settings import Settings
@@ -220,6 +222,9 @@ async def _store(
             duration_seconds=result.duration_seconds,
             text=result.text,
             segments=segments,
+            speech_seconds=result.coverage.speech_seconds,
+            speech_coverage=round(result.coverage.ratio, 4),
+            warning=result.warning,
         )
         await sql.finish(conn, job_id, JobStatus.DONE.value, None)
     return True
@@ -238,18 +243,31 @@ def _record(
     TRANSCRIBED_AUDIO_SECONDS.inc(result.duration_seconds)
     TRANSCRIPTION_COMPUTE_SECONDS.inc(result.compute_seconds)
     TRANSCRIPTION_SPEED.set(result.realtime_factor)
+    TRANSCRIPT_SPEECH_COVERAGE.observe(result.coverage.ratio)
+    if result.redecoded:
+        TRANSCRIPTION_REDECODES.labels(
+            "still_short" if result.coverage.short else "recovered"
+        ).inc()
+    extra = {
+        "job_id": str(job_id),
+        "lesson_id": str(lesson_id),
+        "segments": len(result.segments),
+        "language": result.language,
+        "realtime_factor": round(result.realtime_factor, 2),
+        "speech_seconds": result.coverage.speech_seconds,
+        "speech_coverage": round(result.coverage.ratio, 4),
+        "redecoded": result.redecoded,
+    }
+    if result.warning:
+        # Stored on the transcript too (its readers see it); here for the operator.
+        log.warning("transcript is short of speech: %s", result.warning, extra=extra)
     log.info(
-        "transcribed %.1fs of audio in %.1fs (%.1fx real time)",
+        "transcribed %.1fs of audio in %.1fs (%.1fx real time), %.0f%% of the speech covered",
         result.duration_seconds,
         result.compute_seconds,
         result.realtime_factor,
-        extra={
-            "job_id": str(job_id),
-            "lesson_id": str(lesson_id),
-            "segments": len(result.segments),
-            "language": result.language,
-            "realtime_factor": round(result.realtime_factor, 2),
-        },
+        result.coverage.ratio * 100,
+        extra=extra,
     )
 
 
