@@ -11,7 +11,7 @@ Frozen history: never import application code here.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.apps.migrations.tables import Migration
 
-ID = "2026-12-04T23:11:00:000000"
+ID = "2026-12-04T18:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "Transcript speech coverage and warning"
 
