@@ -9,6 +9,11 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export UV_PYTHON_DOWNLOADS := never
 
+# Tests run on two pytest-xdist workers, each with a database, a job stream, mail and SMS servers
+# of its own (tests/conftest.py): most of a test's time is spent waiting on servers, so two
+# workers on two cores halve the run. PYTEST_WORKERS="-n 0" runs them in one process.
+PYTEST_WORKERS ?= -n 2
+
 .PHONY: run test test-fast lint typecheck bench-catalog bench bench-scale clean help
 
 help:
@@ -34,10 +39,10 @@ run: $(VENV)/.synced
 test: $(VENV)/.synced
 	@command -v chromium >/dev/null 2>&1 || echo "note: chromium is not installed (apt-get install chromium): the certificate page's browser tests will be skipped"
 	@command -v wrk >/dev/null 2>&1 || echo "note: wrk is not installed (apt-get install wrk): the bench pacing tests will be skipped"
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced
-	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench
