@@ -75,8 +75,11 @@ class OutboxDispatcher:
             except Exception as exc:  # database down: keep trying, nothing is lost
                 log.warning("outbox dispatch failed: %s", exc)
                 timeout = POLL_SECONDS
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that comes as the
+            # wake-up does (a NOTIFY at shutdown), and the loop would go round again.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def deliver_due(self) -> int:

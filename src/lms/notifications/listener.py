@@ -98,8 +98,10 @@ class ChangeListener:
                 backoff = 0.2
                 while not lost.is_set():
                     # A silently dead peer (no FIN) shows only when we use the socket: ping.
+                    # asyncio.timeout: 3.11's wait_for can swallow a cancel (background.py).
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), HEALTH_CHECK_SECONDS)
+                        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                            await lost.wait()
                     if not lost.is_set():
                         await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_CHECK_TIMEOUT)
                 raise ConnectionError("connection closed")
