@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog, certificates, learning
+from .caches import CACHES
 from .config import get_sessionmaker, get_settings
 from .models import CertificateSigningKey
 from .security import key_id, public_jwk
@@ -29,7 +30,9 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             .on_conflict_do_nothing()
         )
         await session.commit()
+    CACHES.start(settings.database_url)
     yield
+    await CACHES.stop()
 
 
 app = FastAPI(title="lms peer: FastAPI + SQLAlchemy", lifespan=lifespan)
