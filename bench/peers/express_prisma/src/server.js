@@ -469,6 +469,36 @@ function clientKey(ip) {
   return mapped ? mapped[1] : ip; // (IPv6 clients are not folded into their /64 here)
 }
 
+// A keyset page of the listing, newest first: the courses after the cursor's (publishedAt, id),
+// limit + 1 of them (the one over says there is a next page), one statement with a LIMIT (the
+// creators joined in). Prisma has no row comparison, and its Date holds milliseconds where the
+// cursor's time has microseconds, so the database is asked for the courses published before the
+// end of the cursor's millisecond (a range on the catalog index), and those of that millisecond
+// up to the cursor's course (already served: PostgreSQL orders them by microsecond, then id) are
+// dropped here. One more row is asked for, as the cursor's course is among them; more only in
+// the rare case of several courses published in one millisecond.
+async function keysetPage(where, cursor, limit) {
+  for (let extra = cursor ? 1 : 0; ; extra *= 4) {
+    const take = limit + 1 + extra;
+    const rows = await prisma.course.findMany({
+      relationLoadStrategy: "join",
+      where: cursor ? { ...where, publishedAt: { lt: new Date(cursor.at.getTime() + 1) } } : where,
+      include: { creator: true },
+      orderBy: [{ publishedAt: "desc" }, { id: "desc" }],
+      take,
+    });
+    if (!cursor) return rows;
+    const ms = cursor.at.getTime();
+    let skip = rows.findIndex((c) => c.id === cursor.id) + 1;
+    if (skip === 0) {
+      // The cursor's course left the listing: of its millisecond, keep the ones after its id.
+      skip = rows.findIndex((c) => c.publishedAt.getTime() < ms || c.id < cursor.id);
+      if (skip < 0) skip = rows.length;
+    }
+    if (rows.length < take || rows.length - skip >= limit + 1) return rows.slice(skip, skip + limit + 1);
+  }
+}
+
 async function listCourses(req, res) {
   const p = catalogParams(req);
   const user = await optionalUser(req);
@@ -488,10 +518,15 @@ async function listCourses(req, res) {
     await searchSlot();
     let ranked;
     try {
-      // Prisma cannot rank: the ids of the page in rank order, then the courses by Prisma.
+      // Prisma cannot order by a rank: the ranked page is SQL, one statement as lms's (the
+      // courses with their creators), shaped as Prisma's objects for the same summary().
       ranked = await prisma.$queryRaw`
-        SELECT c.id::text AS id, ts_rank_cd(c.search_vector, q) AS rank
-        FROM courses c, websearch_to_tsquery('english', ${query}) AS q
+        SELECT c.id::text AS id, c.title, c.description, c.thumbnail_url AS "thumbnailUrl",
+               c.price, c.status, c.lesson_count AS "lessonCount", c.published_at AS "publishedAt",
+               u.id::text AS creator_id, u.name AS creator_name, u.full_name AS creator_full_name,
+               u.username AS creator_username, ts_rank_cd(c.search_vector, q) AS rank
+        FROM courses c JOIN users u ON u.id = c.creator_id,
+             websearch_to_tsquery('english', ${query}) AS q
         WHERE c.status = 'PUBLISHED' AND c.search_vector @@ q
           ${p.creatorId ? Prisma.sql`AND c.creator_id = ${p.creatorId}::uuid` : Prisma.empty}
           ${after ? Prisma.sql`AND (ts_rank_cd(c.search_vector, q), c.id) < (${after.rank}::real, ${after.id}::uuid)` : Prisma.empty}
@@ -500,30 +535,20 @@ async function listCourses(req, res) {
     } finally {
       releaseSearchSlot();
     }
-    const found = await prisma.course.findMany({
-      where: { id: { in: ranked.map((r) => r.id) } },
-      include: { creator: true },
-    });
-    const byId = new Map(found.map((c) => [c.id, c]));
-    courses = ranked.map((r) => byId.get(r.id));
+    courses = ranked.map((r) => ({
+      ...r,
+      creator: { id: r.creator_id, name: r.creator_name, fullName: r.creator_full_name, username: r.creator_username },
+    }));
     // A real (float4) widened to a double, as asyncpg hands it to lms.
     keys = ranked.map((r) => Math.fround(Number(r.rank)));
   } else {
-    // A keyset page: the courses after the cursor's (publishedAt, id), newest first, limit + 1
-    // of them (the one over says there is a next page). The time goes to PostgreSQL as the
-    // cursor's text, so its microseconds count (a JS Date would keep milliseconds).
-    let after = {};
+    let cursor = null;
     if (p.cursor) {
       const [at, id] = decodeCursor(scope, p.cursor);
       if (typeof at !== "string" || Number.isNaN(Date.parse(at))) throw new HttpError(400, "malformed cursor");
-      after = { OR: [{ publishedAt: { lt: at } }, { publishedAt: at, id: { lt: id } }] };
+      cursor = { at: new Date(at), id };
     }
-    courses = await prisma.course.findMany({
-      where: { ...where, ...after },
-      include: { creator: true },
-      orderBy: [{ publishedAt: "desc" }, { id: "desc" }],
-      take: p.limit + 1,
-    });
+    courses = await keysetPage(where, cursor, p.limit);
     keys = courses.map((c) => c.publishedAt.toISOString().replace(/\.(\d{3})Z$/, ".$1000+00:00"));
   }
   let nextCursor = null;
@@ -538,6 +563,7 @@ async function getCourse(req, res, next) {
   if (!UUID_RE.test(req.params.id)) return next();
   const user = await optionalUser(req);
   const course = await prisma.course.findUnique({
+    relationLoadStrategy: "join",
     where: { id: canonicalUuid(req.params.id) },
     include: { creator: true, lessons: { orderBy: { position: "asc" } } },
   });
