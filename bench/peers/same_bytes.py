@@ -30,6 +30,14 @@ order, number and string literals byte for byte; only the whitespace between tok
 JSON does not give meaning to: lms's catalog bodies are PostgreSQL's json_build_object text, with
 " : " and ", "), or DIFFERENT.
 
+The same database work: with a superuser (unless --no-statements), the statements each server
+runs for each request are read from PostgreSQL's statement log (bench.peers.db_work: log_statement
+is set for the run and put back however it ends), with the rows its reads read (EXPLAIN ANALYZE
+of the logged reads, afterwards). One check per peer and scenario is DIFFERENT when any request
+of it runs more statements or round trips (BEGIN/COMMIT counted) than lms's, or reads far more
+rows, unless KNOWN_EXTRAS says why the peer's stack must; the figures are printed after the
+checks, and as one `same_bytes work: {json}` line.
+
 Normalised, and why: a certificate issued during the run has its own id, serialHash, issuedAt,
 verifyUrl (which holds the serial) and VC-JWT on every server (random serial, issue time), and
 its own bit in a revocation status list (each issue takes the next number of
