@@ -234,6 +234,7 @@ async def heartbeat(
         rule = await watch_rule(session)
         duration = row.duration_seconds
         if duration and row.watched_seconds >= duration * rule.threshold_percent / 100.0:
+            await session.close()  # its connection back to the pool before completion takes one
             await complete_lesson(settings, user, lesson_id)
     return Response(status_code=204)
 
