@@ -4,7 +4,8 @@ logged parameters; transaction control, a new connection's setup and background 
 
 from __future__ import annotations
 
-from bench.peers.db_work import Statement, StatementLog, parse, scanned
+from bench.peers.db_work import Statement, StatementLog, Work, parse, scanned
+from bench.peers.same_bytes import Report, compare_work
 
 OURS = 100  # same_bytes's own connection
 LOG = """\
@@ -80,3 +81,46 @@ def test_rows_read_are_what_the_scans_returned_and_filtered_out() -> None:
         ],
     }
     assert scanned(plan) == 21 + 10 * 21
+
+
+def work(statements: int, transaction: int = 0) -> Work:
+    return Work(
+        statements=[f"SELECT {i}" for i in range(statements)],
+        logged=[Statement(f"SELECT {i}") for i in range(statements)],
+        transaction=["BEGIN", "COMMIT"][:transaction],
+    )
+
+
+def verdicts(works: dict[tuple[str, str], list[Work]]) -> dict[str, str]:
+    report = Report(["fastapi"])
+    compare_work(["lms", "fastapi"], works, report, show=False)
+    return {o.name: o.verdict for o in report.outcomes["fastapi"]}
+
+
+def test_a_peer_running_more_statements_or_round_trips_than_lms_fails() -> None:
+    works = {
+        ("lms", "catalog first page"): [work(1)],
+        ("fastapi", "catalog first page"): [work(2)],
+        ("lms", "heartbeat: first"): [work(1)],
+        ("fastapi", "heartbeat: first"): [work(1, transaction=2)],
+        ("lms", "course bc9d0cae"): [work(1)],
+        ("fastapi", "course bc9d0cae"): [work(1)],
+    }
+    assert verdicts(works) == {
+        "database work: catalog listing": "DIFFERENT",
+        "database work: heartbeat": "DIFFERENT",
+        "database work: course page": "IDENTICAL",
+    }
+
+
+def test_completion_in_a_transaction_is_known_only_against_a_stored_function() -> None:
+    stored_function = {
+        ("lms", "complete: lesson 1"): [work(1)],
+        ("fastapi", "complete: lesson 1"): [work(2, transaction=2)],
+    }
+    assert verdicts(stored_function) == {"database work: completion": "KNOWN-EXTRA"}
+    in_a_transaction = {
+        ("lms", "complete: lesson 1"): [work(2, transaction=2)],
+        ("fastapi", "complete: lesson 1"): [work(3, transaction=2)],
+    }
+    assert verdicts(in_a_transaction) == {"database work: completion": "DIFFERENT"}
