@@ -252,12 +252,16 @@ async def get_course(
     user: UserState | None = await optional_user(request, session, settings)
     # One statement, as lms: the lessons joined in (selectinload would be a second query).
     course = (
-        await session.scalars(
-            select(Course)
-            .options(joinedload(Course.creator), joinedload(Course.lessons))
-            .where(Course.id == course_id)
+        (
+            await session.scalars(
+                select(Course)
+                .options(joinedload(Course.creator), joinedload(Course.lessons))
+                .where(Course.id == course_id)
+            )
         )
-    ).unique().one_or_none()
+        .unique()
+        .one_or_none()
+    )
     visible = course is not None and (
         course.status == "PUBLISHED"
         or (user is not None and (course.creator_id == user.id or user.role == "ADMIN"))

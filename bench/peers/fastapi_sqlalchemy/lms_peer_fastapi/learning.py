@@ -241,8 +241,11 @@ async def heartbeat(
 
 @router.post("/lessons/{lesson_id:uuid}/complete")
 async def complete(
-    lesson_id: uuid.UUID, user: CurrentUser, settings: SettingsDep
+    lesson_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> LessonCompletion:
+    # The token check's session (the request's, shared with CurrentUser) gives its connection
+    # back first: completion takes one of its own, and a request holding two could starve the pool.
+    await session.close()
     return await complete_lesson(settings, user, lesson_id)
 
 
