@@ -1,6 +1,6 @@
 """Capture the headers a real Chromium sends for the bench's requests, for bench/browser.py.
 
-    .venv/bin/python -m bench.browser_capture            # writes bench/fixtures/chromium-headers.json
+    .venv/bin/python -m bench.browser_capture   # writes bench/fixtures/chromium-headers.json
 
 Two local HTTP servers: a page on one port (the web player's origin) and a stand-in API on
 another (a cross-origin API, same site, as app.example.com calling api.example.com). The page
@@ -75,7 +75,7 @@ def api_handler(capture: Capture) -> type[BaseHTTPRequestHandler]:
             self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin", "*"))
             self.send_header("Access-Control-Expose-Headers", "X-Request-ID, ETag")
 
-        def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+        def do_OPTIONS(self) -> None:
             self.record()
             self.send_response(204)
             self.cors()
@@ -100,8 +100,8 @@ def api_handler(capture: Capture) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = answer  # noqa: N815
-        do_POST = answer  # noqa: N815
+        do_GET = answer
+        do_POST = answer
 
     return Api
 
@@ -113,7 +113,7 @@ def page_handler(capture: Capture, api: str) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/done":
                 capture.done.set()
             body = (PAGE % {"api": api, "token": TOKEN}).encode()
