@@ -218,8 +218,8 @@ function init(args)
     group.requests = {}
     for i, path in ipairs(group.paths) do
       if raw_headers ~= "" then
-        group.requests[i] = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n" ..
-                            raw_headers .. "\r\n"
+        group.requests[i] = method .. " " .. path .. " HTTP/1.1\\r\\nHost: " .. host .. "\\r\\n" ..
+                            raw_headers .. "\\r\\n"
       else
         local headers = { ["Accept"] = "application/json",
                           ["X-Request-ID"] = "bench-" .. group.kind .. "-" .. i }

@@ -386,7 +386,11 @@ local heads = {}
 local preflight_req = {}  -- browser: pair -> its OPTIONS request
 local cached_until = {}   -- browser: pair -> when its preflight answer expires
 local awaiting = {}       -- browser: pairs whose preflight is in flight, oldest first
-local awaiting_first = 1
+local awaiting_first = 1  -- the queue's head and tail (no holes: Lua's # would not do)
+local awaiting_last = 0
+local ready = {}  -- complete: pairs whose preflight was answered, to send their POST next
+local ready_first = 1
+local ready_last = 0
 local preflight_pending = {}  -- browser: pair -> its preflight is in flight
 local duration = {}
 local play_from = {}
@@ -528,7 +532,8 @@ end
 local function preflight(i)
   preflights = preflights + 1
   preflight_pending[i] = true
-  awaiting[#awaiting + 1] = i
+  awaiting_last = awaiting_last + 1
+  awaiting[awaiting_last] = i
   return preflight_req[i]
 end
 
@@ -564,6 +569,9 @@ local function preflight_answered(status, headers)
   if scenario == "heartbeat" then
     due[i] = now
     push(waiting, i)
+  else
+    ready_last = ready_last + 1
+    ready[ready_last] = i
   end
 end
 
@@ -622,7 +630,14 @@ function request()
     return idle_request
   end
   if scenario == "heartbeat" then return heartbeat_request() end
-  local i = next_pair()
+  local i = nil
+  if ready_first <= ready_last then  -- browser: the POST a preflight was just answered for
+    i = ready[ready_first]
+    ready[ready_first] = nil
+    ready_first = ready_first + 1
+  else
+    i = next_pair()
+  end
   if i == nil then
     stalled = stalled + 1
     return idle_request

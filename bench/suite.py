@@ -1389,7 +1389,7 @@ def measure_postgresql(plan: Plan, shared: Shared, workdir: Path, progress: Prog
     scripts = pgbench_scripts(mkdir(workdir / "pgbench"), counts, words)
     runs = []
     for scenario in RUN_ORDER:
-        if scenario not in plan.scenarios:
+        if scenario not in plan.scenarios or scenario in BROWSER_ONLY:
             continue
         try:
             if scenario == "verify" and not counts["serials"]:
@@ -1550,7 +1550,7 @@ def sorted_runs(report: dict[str, Any], variant: str | None = None) -> list[dict
             if variant is None or r["implementation"] == "postgresql" or variant_of(r) == variant
         ),
         key=lambda r: (
-            VARIANTS.index(variant_of(r)),
+            VARIANTS.index(variant_of(r)) if variant is None else 0,
             SCENARIOS.index(r["scenario"]),
             order.get(r["implementation"], 99),
         ),
