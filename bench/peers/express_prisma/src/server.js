@@ -985,11 +985,52 @@ async function verify(req, res) {
 // ---------------------------------------------------------------------------------------------
 // the app
 
+// The bench's browser variant: CORS for the origins of LMS_CORS_ORIGINS with the lists lms
+// configures (lms.app's CORSConfig), the headers as lms sends them; nothing when it is unset.
+function cors(origins) {
+  const methods = "DELETE, GET, OPTIONS, PATCH, POST, PUT";
+  const allowed = ["authorization", "content-type", "if-none-match", "x-request-id"];
+  const preflightAllowed = [...allowed, "Accept", "Accept-Language", "Content-Language", "Content-Type"];
+  const preflightHeaders = preflightAllowed.sort().join(", ");
+  const asked = new Set([...allowed, "accept", "accept-language", "content-language"]);
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (origin === undefined) return next();
+    const ok = origins.has(origin);
+    if (req.method === "OPTIONS") {
+      const headers = (req.headers["access-control-request-headers"] || "").split(",");
+      const badHeaders = headers.some((h) => h.trim() && !asked.has(h.trim().toLowerCase()));
+      if (!ok || badHeaders) {
+        const failures = [...(ok ? [] : ["Origin"]), ...(badHeaders ? ["headers"] : [])];
+        res.status(400).type("text/plain").send(`Disallowed CORS ${failures.join(", ")}`);
+        return;
+      }
+      res.setHeader("Access-Control-Max-Age", "600");
+      res.setHeader("Vary", "Origin");
+      res.setHeader("Access-Control-Allow-Headers", preflightHeaders);
+      res.setHeader("Access-Control-Allow-Methods", methods);
+      res.setHeader("Access-Control-Allow-Origin", origin);
+      res.status(204).end();
+      return;
+    }
+    res.setHeader("Access-Control-Expose-Headers", "ETag, Location, Retry-After, X-Request-ID");
+    if (ok) {
+      res.setHeader("Access-Control-Allow-Origin", origin);
+      res.setHeader("Vary", "Origin");
+    }
+    res.setHeader("Access-Control-Allow-Headers", allowed.join(", "));
+    res.setHeader("Access-Control-Allow-Methods", methods);
+    next();
+  };
+}
+
 function buildApp() {
   const app = express();
   app.set("etag", false);
   app.set("x-powered-by", false);
   app.set("query parser", "simple");
+  const origins = (process.env.LMS_CORS_ORIGINS || "").split(",").map((o) => o.trim()).filter(Boolean);
+  if (origins.length) app.use(cors(new Set(origins)));
   // X-Request-ID comes back as sent, as lms answers it: the suite's wrk scripts match responses
   // to requests by it (bench/suite.py, bench/learning.py).
   app.use((req, res, next) => {
