@@ -15,9 +15,10 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.security import PUBLIC, requires
-from lms.context import AppContext, Ctx, Db
+from lms.context import AppContext
 from lms.db.replicas import ReplicaReads
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission

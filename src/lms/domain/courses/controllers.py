@@ -18,6 +18,7 @@ from litestar.status_codes import (
 )
 
 from lms.api.client_ip import client_ip
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -35,7 +36,6 @@ from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC, optional_principal, requires
 from lms.api.uploads import receive_upload
-from lms.context import Ctx, Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.courses import authoring, catalog, lessons, video

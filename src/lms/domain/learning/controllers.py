@@ -14,6 +14,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from lms.api import json_body
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -28,7 +29,6 @@ from lms.api.openapi import (
 )
 from lms.api.security import requires
 from lms.api.text import ADDRESS_PATTERN
-from lms.context import Ctx, Db
 from lms.db.queries import dashboard as dashboard_sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
