@@ -154,6 +154,28 @@ def test_the_transitive_check_sees_a_chain() -> None:
     assert "lms.context" not in chains and "lms.domain.learning.progress" not in chains
 
 
+def test_the_services_load_no_litestar_when_imported() -> None:
+    """The same, as Python sees it: every module off the HTTP edge imported in a fresh process
+    (the raw-limit bench peer relies on it), and Litestar is still not loaded."""
+    import subprocess
+    import sys
+
+    names = sorted(
+        name
+        for name in (module_name(p) for p in PACKAGE.rglob("*.py"))
+        if not is_http_edge(name)
+        and "piccolo_migrations" not in name
+        and name
+        not in ("lms.__main__", "lms.cli", "lms.server", "lms.worker", "lms.db.piccolo_conf")
+    )
+    program = f"import importlib, sys\nfor n in {names!r}: importlib.import_module(n)\n"
+    program += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'litestar'))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_the_api_does_not_load_pyav_until_an_upload_is_probed() -> None:
     """PyAV (FFmpeg's libraries) is some 16 MB per API process: it is imported by the first
     probe (lms.integrations.media), never by building the app."""
