@@ -455,8 +455,7 @@ class HotLane:
     async def caller(self, route: LaneRoute, request: Request) -> Principal | None:
         """As lms.api.answers.respond: on a public route whose answer reads the caller, the
         caller when a token is sent, else anonymous (an invalid token is a 401 either way);
-        elsewhere the authentication middleware, then the
-        route's permission guards."""
+        elsewhere the authentication middleware, then the route's permission guards."""
         if route.public and not route.reads_caller:
             return None
         token = request.token()

@@ -1,4 +1,4 @@
-"""The hot lane (lms.api.hot_lane) answers exactly as Litestar does: each request is sent through
+"""The hot lane (lms.hot_lane) answers exactly as Litestar does: each request is sent through
 the app twice, once with the lane and once with the lane stepping aside, and the two answers
 (status, every header, body) must be the same. Each case also says which way the lane must go:
 answer itself, or hand the request on to Litestar."""
