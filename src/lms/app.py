@@ -16,7 +16,6 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.allow_header import AllowHeader
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
-from lms.api.hot_lane import HotLane
 from lms.api.input_guard import InputGuard
 from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
 from lms.api.request import LmsRequest
@@ -63,6 +62,7 @@ from lms.domain.learning.controllers import (
 )
 from lms.domain.media.controllers import MediaController
 from lms.domain.transcripts.controllers import TranscriptController
+from lms.hot_lane import HotLane, lane_routes
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
@@ -214,9 +214,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),
     )
-    # The hot routes' common requests skip Litestar's per-request machinery (lms.api.hot_lane);
+    # The hot routes' common requests skip Litestar's per-request machinery (lms.hot_lane): the
+    # handlers naming an answer function, read from the app as built, CORS by the same config;
     # the rest, and anything unusual about those, go on to it.
-    hot_lane = HotLane(app.asgi_handler, ctx)  # type: ignore[arg-type]
+    hot_lane = HotLane(app.asgi_handler, ctx, lane_routes(app), cors)  # type: ignore[arg-type]
     # Outermost layer, around CORS and exception handling, so every response gets a request id
     # and a log line, 404s and hot-lane answers included.
     request_context = RequestContextMiddleware(hot_lane)

@@ -1,16 +1,14 @@
-"""AppContext: the per-process services a request needs, built once by create_app, and the two
-dependencies Litestar's DI gives handlers: the context (`Ctx`) and the connection pool (`Db`)."""
+"""AppContext: the per-process services a request needs, built once by create_app. Services import
+it, so it imports nothing of HTTP (Litestar's `Ctx` / `Db` dependencies: lms.api.dependencies)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import asyncpg
-from litestar.di import Dependency
-from litestar.params import SkipValidationMarker
 
 from lms.invariants import present
 from lms.settings import Settings
@@ -83,9 +81,3 @@ class AppContext:
     def pool(self) -> asyncpg.Pool:
         """For the HTTP edge (guards, middleware), which Litestar's DI does not reach."""
         return present(self.db, "the pool starts with the app")
-
-
-# How handlers ask for them: `ctx: Ctx`, `db: Db` (provided app-wide by create_app; not
-# validated per request).
-Ctx = Annotated[AppContext, Dependency(kind="named"), SkipValidationMarker()]
-Db = Annotated[asyncpg.Pool, Dependency(kind="named"), SkipValidationMarker()]

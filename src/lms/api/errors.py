@@ -30,7 +30,7 @@ log = logging.getLogger("lms.errors")
 @dataclass(frozen=True, slots=True)
 class Problem:
     """An error answer before it becomes a response: Litestar's handlers below and the hot lane
-    (lms.api.hot_lane) render the same one."""
+    (lms.hot_lane) render the same one."""
 
     status_code: int
     detail: str
