@@ -94,7 +94,10 @@ class HeartbeatBatcher:
         try:
             return await asyncio.shield(answer)
         except asyncio.CancelledError:
-            answer.add_done_callback(_consume)  # nobody will read an error: do not log one
+            # Nobody waits for the answer any more: a heartbeat not sent yet is dropped from its
+            # batch (_start skips it); one in flight goes on (its answer is ignored).
+            if not answer.cancel() and not answer.cancelled():
+                answer.exception()  # answered meanwhile: an error nobody reads is not logged
             raise
 
     def _start(self) -> None:
@@ -103,6 +106,8 @@ class HeartbeatBatcher:
         if not batch:
             return
         self._in_flight += 1
+        self.statements += 1
+        self.heartbeats += len(batch)
         task = asyncio.get_running_loop().create_task(self._flush(batch))
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -115,8 +120,6 @@ class HeartbeatBatcher:
 
     async def _flush(self, batch: list[Member]) -> None:
         try:
-            self.statements += 1
-            self.heartbeats += len(batch)
             try:
                 rows = await self._run(batch)
             except _MEMBER_FAULTS:
@@ -159,11 +162,6 @@ class HeartbeatBatcher:
             return await statement()
         except asyncpg.DeadlockDetectedError:
             return await statement()
-
-
-def _consume(answer: asyncio.Future[asyncpg.Record]) -> None:
-    if not answer.cancelled():
-        answer.exception()
 
 
 def _answer(member: Member, row: asyncpg.Record) -> None:
