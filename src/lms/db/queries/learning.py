@@ -209,7 +209,9 @@ async def heartbeat(
 # - Heartbeats of one enrollment in a batch: the first in the video that is on time is accepted;
 #   every later one is too soon, as it would be one after the other (the first moved
 #   last_heartbeat_at to now). So each enrollment, and each lesson row, is written at most once.
-# - Everything else is HEARTBEAT row by row, correlated by the enrollment.
+# - Everything else is HEARTBEAT row by row, correlated by the enrollment. The enrollment is
+#   found through its (user, course) key: as a lateral lookup, so that the generic plan of a
+#   statement whose batch size it cannot know does not scan a course's enrollments instead.
 HEARTBEATS = """
 WITH input AS (
     SELECT t.n, t.lesson_id, t.user_id, t.position_seconds
@@ -224,7 +226,10 @@ WITH input AS (
            extract(epoch FROM now() - e.watch_clock)::float8 AS budget
     FROM input i
     JOIN lessons l ON l.id = i.lesson_id
-    JOIN enrollments e ON e.course_id = l.course_id AND e.user_id = i.user_id
+    JOIN LATERAL (
+        SELECT e.* FROM enrollments e WHERE e.user_id = i.user_id AND e.course_id = l.course_id
+        ORDER BY e.user_id, e.course_id
+    ) e ON true
     ORDER BY e.id, i.n
     FOR NO KEY UPDATE OF e
 ), ranked AS (
