@@ -403,6 +403,27 @@ async def mark_completed(
     return present(row, "the enrollment is locked by this transaction")
 
 
+async def complete_in_one_statement(
+    conn: Conn,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    require_watch: bool,
+    threshold_percent: float,
+) -> asyncpg.Record | None:
+    """lms_complete_lesson() (migration lms_0017): LOCK_FOR_COMPLETION, the watch rule and
+    MARK_COMPLETED in one round trip, for every completion that issues no certificate. None: not
+    enrolled, or no such lesson; `allowed` false: the watch rule refused (nothing marked);
+    `needs_certificate`: nothing marked, the lesson completes a course without a certificate."""
+    return await conn.fetchrow(
+        "SELECT * FROM lms_complete_lesson($1, $2, $3, $4)",
+        lesson_id,
+        user_id,
+        require_watch,
+        threshold_percent,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # reading progress
 
