@@ -180,19 +180,21 @@ class BatchedLimit:
             totals = await sql.hit_many(self._db, pending, self.window_seconds)
         except Exception as exc:  # kept for the next flush; the process's own count still holds
             for key, n in pending.items():
-                self._counts[key].pending += n
-            log.warning(
-                "adding %d keys' hits to the shared rate limits failed: %s", len(pending), exc
-            )
+                if (count := self._counts.get(key)) is not None:
+                    count.pending += n
+            log.warning("adding hits to the shared rate limits failed: %s", exc)
             return
         now = time.monotonic()
         for key, hit in totals.items():
-            count = self._counts[key]
-            count.shared, count.resets_at = hit.count, now + hit.reset_in
+            if (count := self._counts.get(key)) is not None:  # else forgotten meanwhile
+                count.shared, count.resets_at = hit.count, now + hit.reset_in
         # Keys whose window is over and that have nothing to add are forgotten.
         for key in [k for k, c in self._counts.items() if not c.pending and now >= c.resets_at]:
             del self._counts[key]
 
     def forget(self) -> None:
-        """Drop this process's counts (tests start from an empty database)."""
+        """Drop this process's counts, unwritten ones too (tests start from an empty database)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
         self._counts.clear()
