@@ -141,7 +141,10 @@ async def list_courses(
                         within=SEARCH_TIMEOUT_SECONDS,
                     )
             except TimeoutError:
-                # A query matching much of a huge catalog must not hold a connection long.
+                # A query matching much of a huge catalog must not hold a connection long; it
+                # is a common one, so its top is kept for the next asker.
+                if creator_id is None and after_rank is None:
+                    _keep(db, query)
                 raise Unavailable("search took too long; try more specific words") from None
         common = plain and after_rank is None and row["matches"] >= KEEP_FROM_MATCHES
         if common and creator_id is None:
