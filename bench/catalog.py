@@ -46,6 +46,7 @@ WORD_PAIRS = 14
 TITLE_PHRASES = 6
 SEARCH_PAGES = 3  # pages requested per query: its first page and up to two cursor pages
 READY_TIMEOUT = 90.0
+BUSY_RETRIES = 60  # a 503 with Retry-After while collecting paths: asked again this many times
 STOP_TIMEOUT = 45.0
 
 
@@ -87,6 +88,13 @@ class Walker:
     def get(self, kind: str, path: str) -> dict[str, Any]:
         started = time.perf_counter()
         response = self.client.get(path)
+        # A search refused with 503 and Retry-After (one that took too long has its top kept
+        # meanwhile, lms_0016) is asked again after the pause, as a client would, a while.
+        for _ in range(BUSY_RETRIES):
+            if response.status_code != 503 or "Retry-After" not in response.headers:
+                break
+            time.sleep(float(response.headers["Retry-After"]))
+            response = self.client.get(path)
         elapsed = (time.perf_counter() - started) * 1000
         # Any non-200 here would also be one under load: stop before measuring errors.
         if response.status_code != 200:

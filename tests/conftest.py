@@ -175,6 +175,8 @@ TRUNCATE_EXCEPT = {"migration", "system_settings", "certificate_signing_keys"}
 @pytest.fixture
 async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
     """The pool, on a database emptied before the test (settings back to their defaults)."""
+    # Search counts not yet added to the shared counters would land after the emptying.
+    catalog.forget_kept_searches()
     async with db_pool.acquire() as conn:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"

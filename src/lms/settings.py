@@ -289,14 +289,6 @@ class Settings:
         "short line, then is refused with 503 and `Retry-After`. Keep it below "
         "`LMS_DB_POOL_MAX`, so other requests always find a connection",
     )
-    search_cache_seconds: int = setting(
-        "LMS_SEARCH_CACHE_SECONDS",
-        integer(0, 3600),
-        30,
-        doc="how long each API process keeps an anonymous catalog search page and serves it to "
-        "everyone (then as long again while one request's worth of work refreshes it); a "
-        "ranked search costs in proportion to its matches. 0: every search runs",
-    )
     trusted_proxies: tuple[str, ...] = setting(
         "LMS_TRUSTED_PROXIES",
         networks,

@@ -39,6 +39,8 @@ EXPECTED_TABLES = {
     "system_settings",
     "outbound_messages",
     "rate_limit_counters",
+    "search_tops",
+    "search_top_rows",
     "upload_slots",
     "cloudinary_notifications",
 }
