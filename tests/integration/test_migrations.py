@@ -41,6 +41,8 @@ EXPECTED_TABLES = {
     "rate_limit_counters",
     "upload_slots",
     "cloudinary_notifications",
+    "orders",
+    "stripe_events",
 }
 
 
