@@ -220,6 +220,9 @@ class Certificate(Table, tablename="certificates"):
     course = ForeignKey(
         db_column_name="course_id", references=Course, on_delete=OnDelete.restrict, null=False
     )
+    # The enrollment it was earned in, as its signed credential names it. lms_0013 dropped the
+    # database's foreign key: a refund deletes the enrollment, and the (revoked) certificate
+    # stays verifiable.
     enrollment = ForeignKey(
         db_column_name="enrollment_id",
         references=Enrollment,
