@@ -61,12 +61,20 @@ from lms.domain.learning.controllers import (
     ProgressController,
 )
 from lms.domain.media.controllers import MediaController
+from lms.domain.payments.controllers import (
+    AdminOrderController,
+    CheckoutController,
+    OrderController,
+    StripeWebhookController,
+)
+from lms.domain.payments.reconciler import reconcile_once
 from lms.domain.transcripts.controllers import TranscriptController
 from lms.hot_lane import HotLane, lane_routes
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
 from lms.integrations.storages import make_storage
+from lms.integrations.stripe_gateway import make_gateway
 from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
@@ -112,6 +120,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         nats=nats,
         storage=make_storage(settings),
         signing_key=load_signing_key(settings.cert_signing_key),
+        payments=make_gateway(settings),
     )
     ctx.listener.subscribe(USER_AUTH_CHANNEL, ctx.users.subscriber())
     ctx.listener.subscribe(SESSION_CHANNEL, ctx.sessions.subscriber())
@@ -134,7 +143,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
-        housekeeper.start(db_pool)
+        stripe = ctx.payments
+        housekeeper.start(
+            db_pool, None if stripe is None else (lambda: reconcile_once(db_pool, stripe))
+        )
         await nats.start()
         # What exists now (modules, the app, its routes and schemas: some 120,000 objects) lives
         # as long as the process. Frozen, the collector stops walking it: an unfrozen full
@@ -190,6 +202,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EnrollmentCertificateController,
             JwksController,
             AdminCertificateController,
+            CheckoutController,
+            StripeWebhookController,
+            OrderController,
+            AdminOrderController,
         ],
         # Bad characters and malformed headers are refused before anything else looks at them;
         # JSON bodies get the same rules where LmsRequest decodes them.

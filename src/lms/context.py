@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # types only: these modules import this one
     from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
     from lms.integrations.storage import VideoStorage
+    from lms.integrations.stripe_gateway import StripeGateway
     from lms.messaging.dispatcher import OutboxDispatcher
     from lms.notifications.listener import ChangeListener
 
@@ -38,6 +39,8 @@ class AppContext:
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None
     signing_key: SigningKey | None = None  # signs certificates (LMS_CERT_SIGNING_KEY)
+    # Stripe (LMS_STRIPE_*); None: payments are not configured and checkout answers 503.
+    payments: StripeGateway | None = None
     # The connection pool, started with the app; handlers get it as the `db` dependency and
     # hand it to the services, which never reach for a module-level one.
     db: asyncpg.Pool | None = None

@@ -43,6 +43,8 @@ EXPECTED_TABLES = {
     "search_top_rows",
     "upload_slots",
     "cloudinary_notifications",
+    "orders",
+    "stripe_events",
 }
 
 

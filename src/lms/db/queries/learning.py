@@ -23,12 +23,16 @@ ENROLLMENT_COLUMNS_OF_E = ", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS
 
 
 async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncpg.Record | None:
-    """The new enrollment in a PUBLISHED course, or None when the course is not published or the
-    user is enrolled already (the unique (user, course) constraint decides between racers)."""
+    """The new enrollment in a PUBLISHED course that is free or that the user has a PAID order
+    of, or None when the course is not published, is sold and not paid for, or the user is
+    enrolled already (the unique (user, course) constraint decides between racers)."""
     return await conn.fetchrow(
         f"""
         INSERT INTO enrollments (user_id, course_id)
-        SELECT $1, c.id FROM courses c WHERE c.id = $2 AND c.status = 'PUBLISHED'
+        SELECT $1, c.id FROM courses c
+        WHERE c.id = $2 AND c.status = 'PUBLISHED'
+          AND (c.price <= 0 OR EXISTS (SELECT 1 FROM orders o WHERE o.user_id = $1
+                                       AND o.course_id = c.id AND o.status = 'PAID'))
         ON CONFLICT (user_id, course_id) DO NOTHING
         RETURNING {ENROLLMENT_COLUMNS}
         """,

@@ -12,7 +12,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+    HTTP_402_PAYMENT_REQUIRED,
+)
 
 from lms.api import json_body
 from lms.api.answers import ANSWER, Answer, Incoming, respond
@@ -51,6 +56,7 @@ from lms.domain.learning.schemas import (
     LessonCompletion,
     ProgressEntry,
 )
+from lms.domain.payments.schemas import PaymentRequiredBody
 
 PrincipalRequest = Request[Principal, Any, Any]
 LEARNER_ERRORS = (UNAUTHORIZED, FORBIDDEN, NOT_FOUND)
@@ -99,6 +105,11 @@ class EnrollmentController(Controller):
             **errors(*LEARNER_ERRORS),
             HTTP_200_OK: ResponseSpec(
                 Enrollment, description="Enrolled already: the same enrollment"
+            ),
+            HTTP_402_PAYMENT_REQUIRED: ResponseSpec(
+                PaymentRequiredBody,
+                description="A priced course without a PAID order: buy it at checkoutPath",
+                generate_examples=False,
             ),
         },
         summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
@@ -196,11 +207,17 @@ class CreatorDashboardController(Controller):
         "/",
         guards=[requires(Permission.VIEW_ANALYTICS)],
         responses=errors(UNAUTHORIZED, FORBIDDEN),
-        summary="Enrollments, completions and drop-off per course and lesson of the caller's "
-        "courses",
+        summary="Enrollments, completions, drop-off and revenue per course and lesson of the "
+        "caller's courses",
     )
-    async def dashboard(self, request: PrincipalRequest, db: Db) -> Response[CreatorDashboard]:
-        return json_text(await dashboard_sql.creator_dashboard_json(db, request.user.user_id))
+    async def dashboard(
+        self, request: PrincipalRequest, ctx: Ctx, db: Db
+    ) -> Response[CreatorDashboard]:
+        return json_text(
+            await dashboard_sql.creator_dashboard_json(
+                db, request.user.user_id, ctx.settings.currency
+            )
+        )
 
 
 @dataclass
