@@ -340,6 +340,27 @@ class Settings:
     sms_from: str | None = setting(
         "LMS_SMS_FROM", text(32), shown="none", doc="the sender number (E.164) for SMS"
     )
+    xapi_endpoint: str | None = setting(
+        "LMS_XAPI_ENDPOINT",
+        url("http", "https", strip_slash=True),
+        shown="unset: no xAPI statements",
+        doc="an xAPI 1.0.3 learning record store's endpoint (`https://lrs.example.com/xAPI`, "
+        "statements are POSTed to `<endpoint>/statements`): enrollments, lesson milestones, "
+        "completions and certificates are sent to it as statements, in batches, by the workers "
+        "(see Integrations)",
+    )
+    xapi_username: str | None = setting(
+        "LMS_XAPI_USERNAME",
+        text(200),
+        shown="none",
+        doc="the LRS's Basic auth user (its key) for `LMS_XAPI_ENDPOINT`",
+    )
+    xapi_password: str | None = setting(
+        "LMS_XAPI_PASSWORD",
+        verbatim,
+        shown="none",
+        doc="the LRS's Basic auth password (its secret) for `LMS_XAPI_ENDPOINT`",
+    )
     cloudinary_url: str | None = setting(
         "CLOUDINARY_URL",
         url("cloudinary"),
