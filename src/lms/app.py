@@ -54,6 +54,8 @@ from lms.domain.courses.controllers import (
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.errors import DomainError
+from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.webhooks import WebhookSink
 from lms.domain.learning.controllers import (
     AdminEnrollmentController,
     CreatorDashboardController,
@@ -134,6 +136,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
+        # Sinks of the event log; the xAPI output adds its own here.
+        ctx.events = EventDispatcher(db_pool, [WebhookSink(nats, settings)])
+        ctx.events.start()
         housekeeper.start(db_pool)
         await nats.start()
         # What exists now (modules, the app, its routes and schemas: some 120,000 objects) lives
@@ -145,6 +150,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def stop_services(app: Litestar) -> None:
         await nats.stop()
         await housekeeper.stop()
+        if ctx.events is not None:
+            await ctx.events.stop()
         if ctx.outbox is not None:
             await ctx.outbox.stop()
         await ctx.listener.stop()

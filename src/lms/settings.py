@@ -479,6 +479,42 @@ class Settings:
         doc="comma-separated IPs/CIDRs that may read `/metrics` and a worker's metrics port "
         "(`10.0.0.0/8`); with `LMS_METRICS_TOKEN` too, a scrape needs both",
     )
+    webhook_allow: tuple[str, ...] = setting(
+        "LMS_WEBHOOK_ALLOW",
+        fetch_allow_list,
+        (),
+        shown="none",
+        doc="where webhooks may be delivered besides public addresses on ports 80, 443, 8080 "
+        "and 8443: comma-separated networks (`10.2.0.0/16`, any port) or `host:port` endpoints "
+        "(`crm.internal:9000`), as `LMS_VIDEO_FETCH_ALLOW`; metadata addresses are refused",
+    )
+    webhook_timeout_seconds: int = setting(
+        "LMS_WEBHOOK_TIMEOUT",
+        integer(1, 60),
+        10,
+        doc="seconds one webhook delivery may take in all (connecting, sending, the answer)",
+    )
+    webhook_retry_base_ms: int = setting(
+        "LMS_WEBHOOK_RETRY_BASE_MS",
+        integer(1, 600_000),
+        5000,
+        doc="milliseconds before the first retry of a failed webhook delivery; each further "
+        "failure doubles it (with jitter) up to `LMS_WEBHOOK_RETRY_MAX`",
+    )
+    webhook_retry_max_seconds: int = setting(
+        "LMS_WEBHOOK_RETRY_MAX",
+        integer(1, 86400),
+        3600,
+        doc="the longest wait between two attempts at a failing webhook endpoint",
+    )
+    webhook_disable_after_seconds: int = setting(
+        "LMS_WEBHOOK_DISABLE_AFTER",
+        integer(1, 30 * 86400),
+        3 * 86400,
+        shown="`259200` (3 days)",
+        doc="an endpoint that has failed every attempt for this long is disabled (the reason "
+        "shown in the admin API); its undelivered events wait for it to be enabled again",
+    )
     jobs_stream: str = setting(
         "LMS_JOBS_STREAM", text(200), "LMS_JOBS", doc="JetStream stream of the jobs"
     )

@@ -41,6 +41,9 @@ EXPECTED_TABLES = {
     "rate_limit_counters",
     "upload_slots",
     "cloudinary_notifications",
+    "events",
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
 
 
