@@ -54,8 +54,9 @@ from lms.domain.courses.controllers import (
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.errors import DomainError
-from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.dispatcher import EventDispatcher, EventSink
 from lms.domain.events.webhooks import WebhookSink
+from lms.domain.events.xapi_sink import XapiSink
 from lms.domain.learning.controllers import (
     AdminEnrollmentController,
     CreatorDashboardController,
@@ -136,8 +137,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
-        # Sinks of the event log; the xAPI output adds its own here.
-        ctx.events = EventDispatcher(db_pool, [WebhookSink(nats, settings)])
+        # Sinks of the event log: webhooks, and xAPI statements when an LRS is configured.
+        sinks: list[EventSink] = [WebhookSink(nats, settings)]
+        if settings.xapi_endpoint:
+            sinks.append(XapiSink(nats, settings))
+        ctx.events = EventDispatcher(db_pool, sinks)
         ctx.events.start()
         housekeeper.start(db_pool)
         await nats.start()

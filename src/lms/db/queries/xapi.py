@@ -116,3 +116,8 @@ async def seconds_until_next_due(conn: Conn) -> float | None:
 async def counts(conn: Conn) -> dict[str, int]:
     rows = await conn.fetch("SELECT status, count(*) AS n FROM xapi_statements GROUP BY status")
     return {row["status"]: int(row["n"]) for row in rows}
+
+
+async def pending_count(conn: Conn) -> int:
+    """The queue's depth (on the partial index of PENDING rows)."""
+    return int(await conn.fetchval("SELECT count(*) FROM xapi_statements WHERE status = 'PENDING'"))

@@ -29,21 +29,29 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import httpx
 import msgspec
-from prometheus_client import Counter, Histogram
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge, Histogram
 
 from lms.background import BackgroundTask
 from lms.db.queries import Conn
 from lms.db.queries import xapi as sql
 from lms.domain.events import xapi
+from lms.settings import Settings
+
+if TYPE_CHECKING:
+    from lms.broker import BrokerConnection
 
 log = logging.getLogger("lms.xapi")
 
 BATCH = 100
+CONSUMER_NAME = "lms-xapi"
 LEASE_SECONDS = 120.0  # more than the HTTP timeout: a live sender's batch is never re-leased
 HTTP_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 2.0
@@ -57,6 +65,11 @@ XAPI_STATEMENTS = Counter(
     "xAPI statements by outcome: queued, sent, retried (their batch waits for the LRS), "
     "rejected (refused by the LRS as such), unmappable (an event lacking a field).",
     ["outcome"],
+)
+XAPI_QUEUE_DEPTH = Gauge(
+    "lms_xapi_queue_depth",
+    "xAPI statements waiting for the LRS (as a worker's sender last counted them).",
+    multiprocess_mode="mostrecent",
 )
 XAPI_BATCH_SECONDS = Histogram(
     "lms_xapi_batch_seconds",
@@ -195,6 +208,7 @@ class XapiSender:
             try:
                 if await self.send_due():
                     continue  # there may be more
+                XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
                 wait = await sql.seconds_until_next_due(self.pool)
                 timeout = POLL_SECONDS if wait is None else min(max(wait, 0.05), POLL_SECONDS)
             except asyncio.CancelledError:
@@ -254,3 +268,93 @@ class XapiSender:
             row["event_type"],
             reason,
         )
+
+
+def xapi_subject(settings: Settings) -> str:
+    """Where "statements are queued" goes: the jobs stream, beside the transcription jobs."""
+    return f"{settings.jobs_subject}.xapi"
+
+
+class XapiSink:
+    """The event sink of xAPI (in the API's EventDispatcher when LMS_XAPI_ENDPOINT is set):
+    statements queued in the dispatcher's transaction; after commit one wake-up on NATS for the
+    workers' senders (who also poll the queue, so a lost wake-up delays, never loses)."""
+
+    name = "xapi"
+
+    def __init__(self, nats: BrokerConnection | None, settings: Settings) -> None:
+        self.nats = nats
+        self.base_url = settings.base_url
+        self.subject = xapi_subject(settings)
+        self._queued = 0
+
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[EventLike]) -> None:
+        self._queued += await enqueue(conn, events, self.base_url)
+
+    async def after_commit(self) -> None:
+        queued, self._queued = self._queued, 0
+        nats = self.nats
+        if not queued or nats is None or not nats.connected:
+            return
+        await nats.broker.client.jetstream().publish(self.subject, b"queued", timeout=2.0)
+
+
+def make_sender(pool: asyncpg.Pool, settings: Settings) -> XapiSender | None:
+    """The sender for LMS_XAPI_ENDPOINT, or None when no LRS is configured."""
+    if not settings.xapi_endpoint:
+        return None
+    client = LrsClient(settings.xapi_endpoint, settings.xapi_username, settings.xapi_password)
+    return XapiSender(pool, client)
+
+
+async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
+    js = nc.jetstream()
+    try:
+        await js.consumer_info(settings.jobs_stream, CONSUMER_NAME)
+    except NotFoundError:
+        await js.add_consumer(
+            settings.jobs_stream,
+            ConsumerConfig(
+                durable_name=CONSUMER_NAME,
+                filter_subject=xapi_subject(settings),
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_deliver=-1,
+            ),
+        )
+
+
+async def run_sender(
+    nc: NatsClient, sender: XapiSender, settings: Settings, stop: asyncio.Event
+) -> None:
+    """A worker's xAPI sender until `stop`: its loop sends what is due (polling the queue every
+    POLL_SECONDS), and each "statements are queued" message from JetStream wakes it at once.
+    Messages are acked on receipt: PostgreSQL holds the work, a message is only a wake-up."""
+    sender.start()
+    try:
+        subscription = None
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    await ensure_consumer(nc, settings)
+                    subscription = await nc.jetstream().pull_subscribe_bind(
+                        CONSUMER_NAME, stream=settings.jobs_stream
+                    )
+                messages = await subscription.fetch(batch=50, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # NATS away: the sender's polling still sends
+                log.warning("xapi: pulling from JetStream failed: %s", exc)
+                subscription = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await stop.wait()
+                continue
+            if messages:
+                sender.wake()
+            for message in messages:
+                with contextlib.suppress(Exception):
+                    await message.ack()
+    finally:
+        await sender.stop()
