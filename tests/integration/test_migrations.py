@@ -44,6 +44,7 @@ EXPECTED_TABLES = {
     "events",
     "webhook_endpoints",
     "webhook_deliveries",
+    "xapi_statements",
 }
 
 
