@@ -18,7 +18,7 @@ from litestar import Litestar
 
 from lms.db.queries import xapi as sql
 from lms.domain.events import xapi
-from lms.domain.events.xapi_sink import LrsClient, XapiSender, XapiSink
+from lms.domain.events.xapi_sink import LrsClient, XapiSender, XapiSink, run_sender
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.integration.learning.helpers import complete, course_with_lessons, enroll
@@ -158,3 +158,38 @@ async def test_killing_ralph_mid_burst_of_1000_enrollments_loses_and_duplicates_
     held = [s["id"] for s in await asyncio.to_thread(ralph.all_statements) if s["id"] not in before]
     assert len(held) == len(set(held)) == 1000
     assert set(held) == {xapi.statement_id(i) for i in event_ids}
+
+
+async def test_the_worker_sender_is_woken_over_jetstream(
+    app: Litestar,
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+    ralph: Ralph,
+    settings: Settings,
+) -> None:
+    """As in `lms worker`: run_sender pulls the sink's "statements are queued" message from the
+    jobs stream and sends at once, long before its own polling would have."""
+    course, _ = await course_with_lessons(api, db, creator, admin, [None])
+    sink = XapiSink(app.state.nats, settings)
+    app.state.ctx.events.sinks.append(sink)
+    client = LrsClient(ralph.endpoint, ralph.username, ralph.password, timeout=10)
+    sender = XapiSender(db, client, poll_seconds=120)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_sender(app.state.broker.client, sender, settings, stop))
+    try:
+        await asyncio.sleep(0.5)  # the sender's first look at the (empty) queue
+        enrollment = await enroll(api, learner, course["id"])
+        event_id = await db.fetchval(
+            "SELECT id FROM events"
+            " WHERE type = 'enrollment.created' AND data->>'enrollmentId' = $1",
+            enrollment["id"],
+        )
+        assert await settled(db, 1, within=10) == {"SENT": 1}
+        assert ralph.statement(xapi.statement_id(event_id)) is not None
+    finally:
+        app.state.ctx.events.sinks.remove(sink)
+        stop.set()
+        await running

@@ -184,8 +184,10 @@ class XapiSender:
         batch: int = BATCH,
         retry_base: float = RETRY_BASE_SECONDS,
         retry_max: float = RETRY_MAX_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.pool = pool
+        self.poll_seconds = poll_seconds
         self.client = client
         self.batch = batch
         self.retry_base = retry_base
@@ -210,12 +212,13 @@ class XapiSender:
                     continue  # there may be more
                 XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
                 wait = await sql.seconds_until_next_due(self.pool)
-                timeout = POLL_SECONDS if wait is None else min(max(wait, 0.05), POLL_SECONDS)
+                poll = self.poll_seconds
+                timeout = poll if wait is None else min(max(wait, 0.05), poll)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: keep trying, nothing is lost
                 log.warning("xapi: sending failed: %s", exc)
-                timeout = POLL_SECONDS
+                timeout = self.poll_seconds
             # asyncio.timeout, not wait_for (see OutboxDispatcher._run).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
