@@ -185,3 +185,22 @@ async def test_killing_the_lrs_mid_burst_loses_and_duplicates_nothing(
     expected = {xapi.statement_id(event.id) for event in events}
     assert len(held) == len(set(held)) == 1000
     assert set(held) == expected
+
+
+async def test_the_housekeeper_forgets_what_the_lrs_has_held_for_30_days(
+    db: asyncpg.Pool,
+) -> None:
+    from lms.housekeeping import sweep_once
+
+    await enqueue(db, enrollments(3), BASE)
+    rows = await db.fetch("SELECT event_id FROM xapi_statements ORDER BY event_id")
+    old, recent, pending = (row["event_id"] for row in rows)
+    await db.execute(
+        "UPDATE xapi_statements SET status = 'SENT', sent_at = now() - interval '31 days'"
+        " WHERE event_id = $1",
+        old,
+    )
+    await sql.mark_sent(db, [recent])
+    await sweep_once(db)
+    left = {row["event_id"] for row in await db.fetch("SELECT event_id FROM xapi_statements")}
+    assert left == {recent, pending}

@@ -43,6 +43,11 @@ STEPS: list[tuple[str, str]] = [
         " WHERE status = 'PENDING'",
         "DROP INDEX IF EXISTS xapi_statements_due",
     ),
+    (
+        # The housekeeper's purge of what the LRS has had for a while.
+        "CREATE INDEX xapi_statements_sent ON xapi_statements (sent_at) WHERE status = 'SENT'",
+        "DROP INDEX IF EXISTS xapi_statements_sent",
+    ),
 ]
 
 

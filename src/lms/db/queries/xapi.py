@@ -121,3 +121,17 @@ async def counts(conn: Conn) -> dict[str, int]:
 async def pending_count(conn: Conn) -> int:
     """The queue's depth (on the partial index of PENDING rows)."""
     return int(await conn.fetchval("SELECT count(*) FROM xapi_statements WHERE status = 'PENDING'"))
+
+
+async def purge_sent(conn: Conn, older_than_seconds: int) -> str:
+    """Forget statements the LRS has held for a while (it keeps them; a REJECTED one stays here
+    for an operator to see)."""
+    return str(
+        await conn.execute(
+            """
+            DELETE FROM xapi_statements
+            WHERE status = 'SENT' AND sent_at < now() - make_interval(secs => $1)
+            """,
+            float(older_than_seconds),
+        )
+    )
