@@ -157,6 +157,11 @@ def settings(
             "LMS_SMS_FROM": "+15005550006",
             "LMS_CERT_SIGNING_KEY": new_private_key_pem(),
             "LMS_PUBLIC_BASE_URL": "https://lms.example.test",
+            # Webhook receivers of the tests run on loopback; retries come quickly.
+            "LMS_WEBHOOK_ALLOW": "127.0.0.1/32",
+            "LMS_WEBHOOK_RETRY_BASE_MS": "50",
+            "LMS_WEBHOOK_RETRY_MAX": "1",
+            "LMS_WEBHOOK_TIMEOUT": "2",
         }
     )
 

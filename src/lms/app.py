@@ -54,6 +54,7 @@ from lms.domain.courses.controllers import (
 )
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.errors import DomainError
+from lms.domain.events.controllers import AdminWebhookController
 from lms.domain.events.dispatcher import EventDispatcher, EventSink
 from lms.domain.events.webhooks import WebhookSink
 from lms.domain.events.xapi_sink import XapiSink
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EnrollmentCertificateController,
             JwksController,
             AdminCertificateController,
+            AdminWebhookController,
         ],
         # Bad characters and malformed headers are refused before anything else looks at them;
         # JSON bodies get the same rules where LmsRequest decodes them.

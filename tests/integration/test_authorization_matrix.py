@@ -44,18 +44,6 @@ PENDING: dict[tuple[str, str], str] = {
             ("POST", "/admin/orders/:id/refund"),
         ]
     },
-    **{
-        (method, path): "issue 22: Events out"
-        for method, path in [
-            ("POST", "/admin/webhooks"),
-            ("GET", "/admin/webhooks"),
-            ("GET", "/admin/webhooks/:id"),
-            ("PATCH", "/admin/webhooks/:id"),
-            ("DELETE", "/admin/webhooks/:id"),
-            ("GET", "/admin/webhooks/:id/deliveries"),
-            ("POST", "/admin/webhooks/:id/deliveries/:deliveryId/retry"),
-        ]
-    },
 }
 ALL_CONTRACT = {(e.method, e.path): e.who for e in contract.endpoints()}
 CONTRACT = {key: who for key, who in ALL_CONTRACT.items() if key not in PENDING}

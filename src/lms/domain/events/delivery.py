@@ -249,11 +249,18 @@ async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
 
 
 async def run_deliverer(
-    nc: NatsClient, deliverer: WebhookDeliverer, settings: Settings, stop: asyncio.Event
+    nc: NatsClient,
+    deliverer: WebhookDeliverer,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    sweep_seconds: float = SWEEP_SECONDS,
 ) -> None:
     """Pull "endpoint has work" messages and sweep, until `stop`. A message is acked once its
     endpoint's drain has started: PostgreSQL holds the work, the message is only a wake-up."""
-    sweeping = asyncio.create_task(_sweep_forever(deliverer, stop), name="webhook-sweep")
+    sweeping = asyncio.create_task(
+        _sweep_forever(deliverer, stop, sweep_seconds), name="webhook-sweep"
+    )
     try:
         subscription = None
         while not stop.is_set():
@@ -283,12 +290,14 @@ async def run_deliverer(
         await deliverer.stop()
 
 
-async def _sweep_forever(deliverer: WebhookDeliverer, stop: asyncio.Event) -> None:
+async def _sweep_forever(
+    deliverer: WebhookDeliverer, stop: asyncio.Event, every_seconds: float
+) -> None:
     while not stop.is_set():
         try:
             await deliverer.sweep()
         except Exception as exc:
             log.warning("webhooks: sweep failed: %s", exc)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SWEEP_SECONDS):
+            async with asyncio.timeout(every_seconds):
                 await stop.wait()

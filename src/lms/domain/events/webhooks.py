@@ -77,6 +77,8 @@ async def get(db: asyncpg.Pool, endpoint_id: uuid.UUID) -> Webhook:
 async def update(
     db: asyncpg.Pool, settings: Settings, endpoint_id: uuid.UUID, data: WebhookUpdate
 ) -> Webhook:
+    if all(getattr(data, f) is UNSET for f in data.__struct_fields__):
+        raise Invalid("nothing to change: give url, events, description or enabled")
     row = await sql.update_endpoint(
         db,
         endpoint_id,
