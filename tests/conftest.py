@@ -173,6 +173,11 @@ def settings(
             "LMS_STRIPE_SECRET_KEY": "sk_test_lms",
             "LMS_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
             "LMS_STRIPE_API_BASE": localstripe.url,
+            # Webhook receivers of the tests run on loopback; retries come quickly.
+            "LMS_WEBHOOK_ALLOW": "127.0.0.1/32",
+            "LMS_WEBHOOK_RETRY_BASE_MS": "50",
+            "LMS_WEBHOOK_RETRY_MAX": "1",
+            "LMS_WEBHOOK_TIMEOUT": "2",
         }
     )
 

@@ -384,6 +384,26 @@ class Settings:
         "usd",
         doc="the ISO 4217 currency (lower case) course prices are in and orders are charged in "
         "(one counted in hundredths: not jpy, not kwd)",
+    xapi_endpoint: str | None = setting(
+        "LMS_XAPI_ENDPOINT",
+        url("http", "https", strip_slash=True),
+        shown="unset: no xAPI statements",
+        doc="an xAPI 1.0.3 learning record store's endpoint (`https://lrs.example.com/xAPI`, "
+        "statements are POSTed to `<endpoint>/statements`): enrollments, lesson milestones, "
+        "completions and certificates are sent to it as statements, in batches, by the workers "
+        "(see Integrations)",
+    )
+    xapi_username: str | None = setting(
+        "LMS_XAPI_USERNAME",
+        text(200),
+        shown="none",
+        doc="the LRS's Basic auth user (its key) for `LMS_XAPI_ENDPOINT`",
+    )
+    xapi_password: str | None = setting(
+        "LMS_XAPI_PASSWORD",
+        verbatim,
+        shown="none",
+        doc="the LRS's Basic auth password (its secret) for `LMS_XAPI_ENDPOINT`",
     )
     cloudinary_url: str | None = setting(
         "CLOUDINARY_URL",
@@ -502,6 +522,42 @@ class Settings:
         shown="unset: any address",
         doc="comma-separated IPs/CIDRs that may read `/metrics` and a worker's metrics port "
         "(`10.0.0.0/8`); with `LMS_METRICS_TOKEN` too, a scrape needs both",
+    )
+    webhook_allow: tuple[str, ...] = setting(
+        "LMS_WEBHOOK_ALLOW",
+        fetch_allow_list,
+        (),
+        shown="none",
+        doc="where webhooks may be delivered besides public addresses on ports 80, 443, 8080 "
+        "and 8443: comma-separated networks (`10.2.0.0/16`, any port) or `host:port` endpoints "
+        "(`crm.internal:9000`), as `LMS_VIDEO_FETCH_ALLOW`; metadata addresses are refused",
+    )
+    webhook_timeout_seconds: int = setting(
+        "LMS_WEBHOOK_TIMEOUT",
+        integer(1, 60),
+        10,
+        doc="seconds one webhook delivery may take in all (connecting, sending, the answer)",
+    )
+    webhook_retry_base_ms: int = setting(
+        "LMS_WEBHOOK_RETRY_BASE_MS",
+        integer(1, 600_000),
+        5000,
+        doc="milliseconds before the first retry of a failed webhook delivery; each further "
+        "failure doubles it (with jitter) up to `LMS_WEBHOOK_RETRY_MAX`",
+    )
+    webhook_retry_max_seconds: int = setting(
+        "LMS_WEBHOOK_RETRY_MAX",
+        integer(1, 86400),
+        3600,
+        doc="the longest wait between two attempts at a failing webhook endpoint",
+    )
+    webhook_disable_after_seconds: int = setting(
+        "LMS_WEBHOOK_DISABLE_AFTER",
+        integer(1, 30 * 86400),
+        3 * 86400,
+        shown="`259200` (3 days)",
+        doc="an endpoint that has failed every attempt for this long is disabled (the reason "
+        "shown in the admin API); its undelivered events wait for it to be enabled again",
     )
     jobs_stream: str = setting(
         "LMS_JOBS_STREAM", text(200), "LMS_JOBS", doc="JetStream stream of the jobs"

@@ -45,6 +45,10 @@ EXPECTED_TABLES = {
     "cloudinary_notifications",
     "orders",
     "stripe_events",
+    "events",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "xapi_statements",
 }
 
 

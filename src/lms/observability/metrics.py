@@ -120,6 +120,33 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+EVENTS_DISPATCHED = Counter(
+    "lms_events_dispatched_total",
+    "Events of the event log fanned out to the sinks (webhooks, xAPI).",
+)
+# Refreshed on every scrape of /metrics, like the transcription queue.
+EVENTS_UNDISPATCHED = Gauge(
+    "lms_events_undispatched",
+    "Events recorded but not yet fanned out to the sinks (from PostgreSQL).",
+    multiprocess_mode="mostrecent",
+)
+WEBHOOK_QUEUE_DEPTH = Gauge(
+    "lms_webhook_queue_depth",
+    "Webhook deliveries not yet acknowledged by their endpoint, by endpoint id (from PostgreSQL).",
+    ["endpoint"],
+    multiprocess_mode="mostrecent",
+)
+WEBHOOK_DELIVERIES = Counter(
+    "lms_webhook_deliveries_total",
+    "Webhook delivery attempts by endpoint id and outcome (delivered, failed).",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "lms_webhook_delivery_latency_seconds",
+    "Seconds from an event's recording to its delivery to an endpoint (2xx answer).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+
 
 def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

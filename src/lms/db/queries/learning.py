@@ -22,19 +22,38 @@ ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, 
 ENROLLMENT_COLUMNS_OF_E = ", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))
 
 
+def enrollment_created_data(alias: str, source: str) -> str:
+    """The data of an enrollment.created event, built from the new row `alias` (see
+    lms.domain.events.log: ids and when, no email)."""
+    return (
+        f"jsonb_build_object('enrollmentId', {alias}.id, 'userId', {alias}.user_id, "
+        f"'courseId', {alias}.course_id, 'enrolledAt', {alias}.enrolled_at, "
+        f"'source', '{source}')"
+    )
+
+
 async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncpg.Record | None:
     """The new enrollment in a PUBLISHED course that is free or that the user has a PAID order
     of, or None when the course is not published, is sold and not paid for, or the user is
     enrolled already (the unique (user, course) constraint decides between racers)."""
+    # The enrollment.created event in the same statement (lms.domain.events.log): one round
+    # trip still, and the event commits with the row or not at all.
     return await conn.fetchrow(
         f"""
-        INSERT INTO enrollments (user_id, course_id)
-        SELECT $1, c.id FROM courses c
-        WHERE c.id = $2 AND c.status = 'PUBLISHED'
-          AND (c.price <= 0 OR EXISTS (SELECT 1 FROM orders o WHERE o.user_id = $1
-                                       AND o.course_id = c.id AND o.status = 'PAID'))
-        ON CONFLICT (user_id, course_id) DO NOTHING
-        RETURNING {ENROLLMENT_COLUMNS}
+        WITH enrolled AS (
+            INSERT INTO enrollments (user_id, course_id)
+            SELECT $1, c.id FROM courses c
+            WHERE c.id = $2 AND c.status = 'PUBLISHED'
+              AND (c.price <= 0 OR EXISTS (SELECT 1 FROM orders o WHERE o.user_id = $1
+                                           AND o.course_id = c.id AND o.status = 'PAID'))
+            ON CONFLICT (user_id, course_id) DO NOTHING
+            RETURNING {ENROLLMENT_COLUMNS}
+        ), recorded AS (
+            INSERT INTO events (type, data)
+            SELECT 'enrollment.created', {enrollment_created_data("enrolled", "self")}
+            FROM enrolled
+        )
+        SELECT {ENROLLMENT_COLUMNS} FROM enrolled
         """,
         user_id,
         course_id,
@@ -60,7 +79,7 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
     order. A row whose address has no account is NO_SUCH_USER; the first row of an account that
     was not enrolled is ENROLLED, every other row of it ALREADY_ENROLLED."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """
+        f"""
         WITH input AS (
             SELECT t.email, t.n FROM unnest($2::text[]) WITH ORDINALITY AS t(email, n)
         ), matched AS (
@@ -72,7 +91,11 @@ async def enroll_many(conn: Conn, course_id: uuid.UUID, emails: list[str]) -> li
             SELECT m.user_id, $1 FROM matched m WHERE m.user_id IS NOT NULL AND m.occurrence = 1
             ORDER BY m.user_id  -- one lock order for every writer: no deadlock between them
             ON CONFLICT (user_id, course_id) DO NOTHING
-            RETURNING user_id
+            RETURNING id, user_id, course_id, enrolled_at
+        ), recorded AS (
+            INSERT INTO events (type, data)
+            SELECT 'enrollment.created', {enrollment_created_data("inserted", "admin")}
+            FROM inserted ORDER BY user_id
         )
         SELECT m.email,
                CASE WHEN m.user_id IS NULL THEN 'NO_SUCH_USER'

@@ -31,6 +31,7 @@ from lms.domain.certificates.schemas import (
 )
 from lms.domain.certificates.view import CertificateView
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.events.log import record_event
 from lms.invariants import present
 
 # 192 bits from the OS's CSPRNG, as 48 hex digits: unguessable, and nothing public derives it.
@@ -94,7 +95,23 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         )
         if row["id"] is None:
             raise RuntimeError("the insert conflicted, so the enrollment has a certificate")
+        return row
+    await record_event(conn, "certificate.issued", certificate_event(ctx, row))
     return row
+
+
+def certificate_event(ctx: AppContext, row: asyncpg.Record) -> dict[str, object]:
+    """What certificate.issued / .revoked tell integrators: ids, the public verification URL
+    (what an xAPI `earned` statement points to), never the learner's email."""
+    return {
+        "certificateId": row["id"],
+        "enrollmentId": row["enrollment_id"],
+        "userId": row["user_id"],
+        "courseId": row["course_id"],
+        "verifyUrl": verify_url(ctx, row["serial_hash"]),
+        "issuedAt": row["issued_at"],
+        "status": row["status"],
+    }
 
 
 def credential_of(row: asyncpg.Record) -> str | None:
@@ -230,6 +247,11 @@ async def revoke(
         row = await sql.revoke(conn, certificate_id, reason)
         if row is None:
             raise Conflict("the certificate is revoked already")
+        await record_event(
+            conn,
+            "certificate.revoked",
+            certificate_event(ctx, row) | {"reason": reason, "revokedAt": row["revoked_at"]},
+        )
         await audit.record(
             conn,
             actor_id=admin.user_id,

@@ -18,6 +18,7 @@ from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import require_draft, require_manager, require_owner, visible_course
 from lms.domain.courses.schemas import CourseCreate, CourseUpdate, parse_price
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.events.log import record_event
 from lms.domain.paging import after_position, encode_cursor, json_page
 
 
@@ -88,6 +89,11 @@ async def submit_course(db: asyncpg.Pool, principal: Principal, course_id: uuid.
                 raise NotFound("no such course")
             require_draft(current, "submitted")
             raise Conflict("a course needs at least one lesson before it is submitted")
+        await record_event(
+            conn,
+            "course.submitted",
+            {"courseId": course_id, "creatorId": principal.user_id, "title": course["title"]},
+        )
         return await sql.as_json(conn, course_id)
 
 
@@ -150,6 +156,11 @@ async def _review(
                 f"the course is {course['status']}: only a PENDING course can be reviewed"
             )
         new_status = CourseStatus.PUBLISHED if publish else CourseStatus.DRAFT
+        about = {"courseId": course_id, "creatorId": course["creator_id"], "title": course["title"]}
+        if publish:
+            await record_event(conn, "course.published", about)
+        else:
+            await record_event(conn, "course.rejected", about | {"feedback": feedback})
         await audit.record(
             conn,
             actor_id=admin.user_id,

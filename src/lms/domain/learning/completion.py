@@ -22,6 +22,7 @@ from lms.db.queries import learning as sql
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.certificates import services as certificates
 from lms.domain.errors import Conflict, NotFound
+from lms.domain.events.log import record_event
 from lms.domain.learning.schemas import LessonCompletion
 from lms.invariants import present
 
@@ -119,8 +120,31 @@ async def complete_lesson(
             user_id=user_id,
             course_id=facts["course_id"],
         )
+        if not facts["lesson_completed"]:  # a lesson completes once: one event
+            await record_event(
+                conn,
+                "lesson.completed",
+                {
+                    "enrollmentId": facts["enrollment_id"],
+                    "userId": user_id,
+                    "courseId": facts["course_id"],
+                    "lessonId": lesson_id,
+                    "progress": float(state["progress"]),
+                },
+            )
         certificate = None
         if state["completed"]:
+            if not facts["course_completed"]:
+                await record_event(
+                    conn,
+                    "course.completed",
+                    {
+                        "enrollmentId": facts["enrollment_id"],
+                        "userId": user_id,
+                        "courseId": facts["course_id"],
+                        "completedAt": state["completed_at"],
+                    },
+                )
             if facts["certificate_id"] is None:
                 row = await certificates.issue(ctx, conn, facts)
             else:  # completed before: the same certificate, every time

@@ -14,9 +14,11 @@ from taskiq.kicker import AsyncKicker
 
 from lms.broker import BrokerConnection
 from lms.db.queries import Conn
+from lms.db.queries import events as events_sql
 from lms.db.queries import lessons as sql
 from lms.db.queries import transcription_jobs as jobs_sql
 from lms.domain.errors import TooMany
+from lms.domain.events.log import record_event
 
 log = logging.getLogger("lms.jobs")
 
@@ -71,3 +73,20 @@ async def require_queue_room(
             "try again once one is done",
             retry_after=QUEUE_RETRY_AFTER_SECONDS,
         )
+
+
+async def record_transcript_failed(
+    conn: asyncpg.Connection, job_id: uuid.UUID, lesson_id: uuid.UUID, version: int, error: str
+) -> None:
+    """transcript.failed, in the transaction that gave the job up."""
+    await record_event(
+        conn,
+        "transcript.failed",
+        {
+            "lessonId": lesson_id,
+            "courseId": await events_sql.course_of_lesson(conn, lesson_id),
+            "jobId": job_id,
+            "videoVersion": version,
+            "error": error[:500],
+        },
+    )

@@ -15,7 +15,7 @@ import asyncpg
 from lms.broker import JobsBroker
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
-from lms.domain.transcripts.jobs import kick
+from lms.domain.transcripts.jobs import kick, record_transcript_failed
 from lms.settings import Settings
 
 log = logging.getLogger("lms.sweeper")
@@ -37,6 +37,9 @@ async def sweep_once(db: asyncpg.Pool, settings: Settings, broker: JobsBroker) -
                 await sql.finish(conn, job["id"], JobStatus.FAILED.value, error)
                 await sql.set_lesson_status(
                     conn, job["lesson_id"], job["video_version"], TranscriptStatus.FAILED.value
+                )
+                await record_transcript_failed(
+                    conn, job["id"], job["lesson_id"], job["video_version"], error
                 )
             else:
                 await sql.retry_later(conn, job["id"], error)

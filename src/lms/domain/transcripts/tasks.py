@@ -22,10 +22,12 @@ from pathlib import Path
 import asyncpg
 
 from lms.broker import JobsBroker
+from lms.db.queries import events as events_sql
 from lms.db.queries import lessons as lessons_sql
 from lms.db.queries import transcription_jobs as sql
 from lms.db.tables import JobStatus, TranscriptStatus
-from lms.domain.transcripts.jobs import TRANSCRIBE_TASK
+from lms.domain.events.log import record_event
+from lms.domain.transcripts.jobs import TRANSCRIBE_TASK, record_transcript_failed
 from lms.integrations.fetch_policy import FetchPolicy
 from lms.integrations.media import media_duration
 from lms.integrations.storage import LocalVideoStorage, VideoStorage
@@ -227,6 +229,19 @@ async def _store(
             warning=result.warning,
         )
         await sql.finish(conn, job_id, JobStatus.DONE.value, None)
+        await record_event(
+            conn,
+            "transcript.ready",
+            {
+                "lessonId": lesson_id,
+                "courseId": await events_sql.course_of_lesson(conn, lesson_id),
+                "jobId": job_id,
+                "videoVersion": version,
+                "language": result.language,
+                "durationSeconds": result.duration_seconds,
+                "speechCoverage": round(result.coverage.ratio, 4),
+            },
+        )
     return True
 
 
@@ -280,6 +295,7 @@ async def _failed(
         if final:
             await sql.finish(conn, job_id, JobStatus.FAILED.value, error)
             await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.FAILED.value)
+            await record_transcript_failed(conn, job_id, lesson_id, version, error)
         else:
             await sql.retry_later(conn, job_id, error)
             await sql.set_lesson_status(conn, lesson_id, version, TranscriptStatus.QUEUED.value)

@@ -1,0 +1,64 @@
+"""SQL for the event log: append in the caller's transaction, claim what is not fanned out yet.
+
+Raw because appending joins the callers' raw transactions (enrollment, completion, review), and
+the claim is FOR UPDATE SKIP LOCKED under a transaction-scoped advisory lock, so one dispatcher at a
+time fans out, in `seq` order."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from lms.db.queries import Conn
+
+# Taken by the dispatcher for its fan-out transaction: two dispatchers (every API process runs
+# one) never interleave the deliveries of one endpoint out of event order.
+DISPATCH_LOCK = 0x1E7E_0001
+
+
+async def insert(conn: Conn, type_: str, data: dict[str, Any]) -> uuid.UUID:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "INSERT INTO events (type, data) VALUES ($1, $2) RETURNING id", type_, data
+    )
+
+
+async def lock_dispatch(conn: asyncpg.Connection) -> bool:
+    """In the caller's transaction: whether this dispatcher is the one fanning out now."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK))
+
+
+async def claim_undispatched(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """The oldest events not fanned out yet, locked until the caller's transaction ends."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT id, seq, type, occurred_at, data FROM events
+        WHERE dispatched_at IS NULL
+        ORDER BY seq
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        """,
+        limit,
+    )
+    return rows
+
+
+async def mark_dispatched(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+    await conn.execute("UPDATE events SET dispatched_at = now() WHERE id = ANY($1::uuid[])", ids)
+
+
+async def undispatched_count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL"))
+
+
+async def any_undispatched(conn: Conn) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE dispatched_at IS NULL)")
+    )
+
+
+async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT course_id FROM lessons WHERE id = $1", lesson_id
+    )

@@ -1,0 +1,1 @@
+"""Events out: the event log, webhook endpoints and their deliveries."""

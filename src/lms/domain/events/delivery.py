@@ -1,0 +1,303 @@
+"""Webhook delivery by workers: JetStream carries "endpoint X has work" and the worker that takes
+it delivers that endpoint's queue from PostgreSQL, in event order, one request at a time.
+
+- At least once: a delivery is PENDING until the endpoint answers 2xx; a worker that dies
+  mid-request leaves it PENDING and its lease on the endpoint runs out, so another worker (the
+  sweep, every few seconds) sends it again, with the same `webhook-id`.
+- Order: one worker holds an endpoint (a lease in its row) and sends its queue oldest first;
+  a failure stops the queue and the endpoint waits (exponential backoff with full jitter, capped
+  by LMS_WEBHOOK_RETRY_MAX) before the same delivery is tried again, so later events never
+  overtake an earlier one while the receiver is up.
+- An endpoint that has failed every attempt for LMS_WEBHOOK_DISABLE_AFTER is disabled with the
+  reason; its queue stays and goes out once an admin enables it again.
+- Outbound: the video-download address policy (lms.integrations.fetch_policy, exceptions in
+  LMS_WEBHOOK_ALLOW) checked at each connection; no redirect followed (a 3xx is a failure); the
+  whole exchange bounded by LMS_WEBHOOK_TIMEOUT and the answer's body read to at most 64 KiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import httpcore
+import httpx
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from lms.db.queries import webhooks as sql
+from lms.domain.events import signing
+from lms.domain.events.webhooks import webhooks_subject
+from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
+from lms.integrations.safe_fetch import GuardedBackend
+from lms.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LATENCY, WEBHOOK_QUEUE_DEPTH
+from lms.settings import Settings
+
+log = logging.getLogger("lms.webhooks")
+
+CONSUMER_NAME = "lms-webhooks"
+LEASE_SECONDS = 60.0  # renewed by every success; a dead worker's endpoint is free after this
+PAGE = 100
+MAX_RESPONSE_BYTES = 64 * 1024
+SWEEP_SECONDS = 2.0
+USER_AGENT = b"lms-webhooks/1"
+
+
+def retry_delay(settings: Settings, failures: int) -> float:
+    """Full jitter over an exponential ceiling: receivers coming back are not hit in step."""
+    ceiling = min(
+        settings.webhook_retry_base_ms / 1000 * 2 ** max(failures - 1, 0),
+        float(settings.webhook_retry_max_seconds),
+    )
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def body_of(row: asyncpg.Record) -> bytes:
+    """`{type, timestamp, data}`, the Standard Webhooks payload shape."""
+    occurred: datetime = row["occurred_at"]
+    return msgspec.json.encode(
+        {
+            "type": row["type"],
+            "timestamp": occurred.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": row["data"],
+        }
+    )
+
+
+class Poster:
+    """POSTs to one endpoint over a connection pool whose every connection obeys the policy."""
+
+    def __init__(self, url: str, policy: FetchPolicy, timeout_seconds: float) -> None:
+        self.url = httpx.URL(url)
+        self.timeout = timeout_seconds
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpcore.default_ssl_context(),
+            network_backend=GuardedBackend(policy),
+            max_connections=1,
+            retries=0,
+        )
+
+    async def close(self) -> None:
+        await self.pool.aclose()
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> Outcome:
+        url = self.url
+        request_headers = [
+            (b"Host", url.netloc),
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", USER_AGENT),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.pool.stream(
+                    "POST",
+                    httpcore.URL(
+                        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+                    ),
+                    headers=request_headers,
+                    content=body,
+                    extensions={"timeout": timeouts},
+                ) as response:
+                    read = 0
+                    async for chunk in response.aiter_stream():
+                        read += len(chunk)
+                        if read > MAX_RESPONSE_BYTES:
+                            break  # what it says past this is not our business
+                    status = response.status
+        except FetchRefused as exc:
+            return Outcome(False, None, f"refused by the outbound address policy: {exc}")
+        except TimeoutError:
+            return Outcome(False, None, f"no answer within {self.timeout:g} s")
+        except Exception as exc:  # the network: unreachable, reset, not HTTP
+            detail = str(exc).strip().splitlines()
+            return Outcome(
+                False, None, f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+            )
+        if 200 <= status < 300:
+            return Outcome(True, status, None)
+        if 300 <= status < 400:
+            return Outcome(False, status, f"answered {status}: redirects are not followed")
+        return Outcome(False, status, f"answered {status}")
+
+
+class WebhookDeliverer:
+    """Delivers endpoints' queues; driven by JetStream messages and a periodic sweep."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.policy = FetchPolicy.from_entries(settings.webhook_allow)
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    def kick(self, endpoint_id: uuid.UUID) -> None:
+        """Drain the endpoint in the background unless this process is on it already."""
+        task = self._running.get(endpoint_id)
+        if task is not None and not task.done():
+            return
+        self._running[endpoint_id] = asyncio.create_task(
+            self.drain(endpoint_id), name=f"webhook-{endpoint_id}"
+        )
+
+    async def stop(self) -> None:
+        tasks = [t for t in self._running.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+    async def sweep(self) -> int:
+        """Start every endpoint that has due deliveries and nobody on it; refresh the gauges."""
+        due = await sql.due_endpoints(self.pool)
+        for endpoint_id in due:
+            self.kick(endpoint_id)
+        for endpoint_id, depth in (await sql.queue_depths(self.pool)).items():
+            WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
+        return len(due)
+
+    async def drain(self, endpoint_id: uuid.UUID) -> None:
+        """Send the endpoint's queue in order until it is empty or an attempt fails."""
+        try:
+            endpoint = await sql.lease(self.pool, endpoint_id, LEASE_SECONDS)
+        except Exception as exc:
+            log.warning("webhooks: cannot lease endpoint %s: %s", endpoint_id, exc)
+            return
+        if endpoint is None:  # another worker has it, it is waiting out a backoff, or disabled
+            return
+        poster = Poster(endpoint["url"], self.policy, float(self.settings.webhook_timeout_seconds))
+        keep_lease = True
+        try:
+            while True:
+                rows = await sql.pending(self.pool, endpoint_id, PAGE)
+                if not rows:
+                    return
+                for row in rows:
+                    if not await self._attempt(endpoint, poster, row):
+                        keep_lease = False  # `failed` released it, with the backoff
+                        return
+        finally:
+            await poster.close()
+            if keep_lease:
+                with contextlib.suppress(Exception):
+                    await sql.release(self.pool, endpoint_id)
+
+    async def _attempt(self, endpoint: asyncpg.Record, poster: Poster, row: asyncpg.Record) -> bool:
+        body = body_of(row)
+        message_id = str(row["event_id"])
+        headers = signing.headers(endpoint["secret"], message_id, int(time.time()), body)
+        outcome = await poster.post(body, headers)
+        label = str(endpoint["id"])
+        if outcome.ok:
+            await sql.delivered(self.pool, row["id"], outcome.status or 200, LEASE_SECONDS)
+            WEBHOOK_DELIVERIES.labels(label, "delivered").inc()
+            WEBHOOK_LATENCY.observe(
+                max((datetime.now(UTC) - row["occurred_at"]).total_seconds(), 0.0)
+            )
+            return True
+        WEBHOOK_DELIVERIES.labels(label, "failed").inc()
+        settled = await sql.failed(
+            self.pool,
+            row["id"],
+            response_status=outcome.status,
+            error=outcome.error or "failed",
+            retry_in_seconds=retry_delay(self.settings, row["attempts"] + 1),
+            disable_after_seconds=float(self.settings.webhook_disable_after_seconds),
+        )
+        if settled["disabled_at"] is not None:
+            log.error("webhooks: endpoint %s disabled: %s", endpoint["id"], outcome.error)
+        else:
+            log.warning(
+                "webhooks: delivery to endpoint %s failed (%d in a row): %s",
+                endpoint["id"],
+                settled["consecutive_failures"],
+                outcome.error,
+            )
+        return False
+
+
+async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        durable_name=CONSUMER_NAME,
+        filter_subject=webhooks_subject(settings),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+    )
+    try:
+        await js.consumer_info(settings.jobs_stream, CONSUMER_NAME)
+    except NotFoundError:
+        await js.add_consumer(settings.jobs_stream, config)
+
+
+async def run_deliverer(
+    nc: NatsClient,
+    deliverer: WebhookDeliverer,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    sweep_seconds: float = SWEEP_SECONDS,
+) -> None:
+    """Pull "endpoint has work" messages and sweep, until `stop`. A message is acked once its
+    endpoint's drain has started: PostgreSQL holds the work, the message is only a wake-up."""
+    sweeping = asyncio.create_task(
+        _sweep_forever(deliverer, stop, sweep_seconds), name="webhook-sweep"
+    )
+    try:
+        subscription = None
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    await ensure_consumer(nc, settings)
+                    subscription = await nc.jetstream().pull_subscribe_bind(
+                        CONSUMER_NAME, stream=settings.jobs_stream
+                    )
+                messages = await subscription.fetch(batch=50, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # NATS away: the sweep still delivers from PostgreSQL
+                log.warning("webhooks: pulling from JetStream failed: %s", exc)
+                subscription = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SWEEP_SECONDS):
+                        await stop.wait()
+                continue
+            for message in messages:
+                with contextlib.suppress(ValueError):
+                    deliverer.kick(uuid.UUID(message.data.decode()))
+                with contextlib.suppress(Exception):
+                    await message.ack()
+    finally:
+        await sweeping
+        await deliverer.stop()
+
+
+async def _sweep_forever(
+    deliverer: WebhookDeliverer, stop: asyncio.Event, every_seconds: float
+) -> None:
+    while not stop.is_set():
+        try:
+            await deliverer.sweep()
+        except Exception as exc:
+            log.warning("webhooks: sweep failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every_seconds):
+                await stop.wait()

@@ -1,0 +1,107 @@
+"""Fans the event log out to its sinks: webhook deliveries, xAPI statements.
+
+Every API process runs one (as it runs the mail outbox's); a transaction-scoped advisory lock
+lets one of them at a time take a batch of undispatched events, in `seq` order, hand it to
+every sink inside that transaction (each sink queues its own work there: rows of its own table)
+and mark the events dispatched. Either all sinks have the batch or none has: a crash or an
+error in between rolls back and the next pass takes the same events again. After commit each
+sink may wake its workers (a NATS JetStream publish); if that fails the workers' own sweep finds
+the work in PostgreSQL. Nothing on the request path waits for any of this: the request only
+inserted its event row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+
+from lms.background import BackgroundTask
+from lms.db.queries import events as sql
+from lms.domain.events.log import Event, event_of
+from lms.observability.metrics import EVENTS_DISPATCHED
+
+log = logging.getLogger("lms.events")
+
+BATCH = 500
+POLL_SECONDS = 0.5
+
+
+class EventSink(Protocol):
+    """Something that tells the outside world about events (webhooks, xAPI)."""
+
+    name: str
+
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+        """Queue the work for `events` (in `seq` order) on `conn`, inside the dispatcher's
+        transaction: commit makes it durable with the events' dispatch mark. Raise to roll the
+        whole batch back (it is retried)."""
+
+    async def after_commit(self) -> None:
+        """Wake whoever does the work (best effort: a failure is logged, the work waits in
+        PostgreSQL for the workers' sweep)."""
+
+
+class EventDispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sinks: Sequence[EventSink],
+        *,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.pool = pool
+        self.sinks = list(sinks)
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task = BackgroundTask("lms-events")
+
+    def wake(self, _payload: str = "") -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task.start(self._run)
+
+    async def stop(self) -> None:
+        await self._task.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.dispatch_once():
+                    continue  # there may be more
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down, a sink's bug: nothing is lost, retry
+                log.warning("event dispatch failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def dispatch_once(self) -> int:
+        """Fan out one batch; the number of events dispatched (0: none waiting, or another
+        process is dispatching right now)."""
+        # One cheap statement on the partial index while there is nothing to do.
+        if not await sql.any_undispatched(self.pool):
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await sql.lock_dispatch(conn):
+                return 0
+            events = [event_of(row) for row in await sql.claim_undispatched(conn, BATCH)]
+            if not events:
+                return 0
+            for sink in self.sinks:
+                await sink.accept(conn, events)
+            await sql.mark_dispatched(conn, [e.id for e in events])
+        EVENTS_DISPATCHED.inc(len(events))
+        for sink in self.sinks:
+            try:
+                await sink.after_commit()
+            except Exception as exc:
+                log.warning("event sink %s could not wake its workers: %s", sink.name, exc)
+        return len(events)

@@ -1,0 +1,316 @@
+"""Webhooks end to end: the admin API, Standard Webhooks signatures checked by the reference
+library on a loopback receiver, delivery by the worker over NATS JetStream, order, retries,
+a receiver killed in the middle of a burst, automatic disabling, and an API a dead receiver
+cannot slow down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+import pytest
+
+from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
+from lms.settings import Settings
+from tests.conftest import TestUser
+from tests.helpers import eventually
+from tests.integration.learning.helpers import course_with_lessons
+from tests.support.webhook_receiver import WebhookReceiver
+
+
+async def until(check: Callable[[], bool], within: float, what: str) -> None:
+    async def holds() -> bool:
+        return check()
+
+    await eventually(holds, within=within, what=what)
+
+
+@contextlib.asynccontextmanager
+async def delivering(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[WebhookDeliverer]:
+    """A webhook worker in this process, as `lms worker` runs one."""
+    assert settings.nats_url
+    nc = await nats.connect(settings.nats_url)
+    stop = asyncio.Event()
+    deliverer = WebhookDeliverer(db, settings)
+    task = asyncio.create_task(run_deliverer(nc, deliverer, settings, stop, sweep_seconds=0.2))
+    try:
+        yield deliverer
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def register(
+    api: httpx.AsyncClient, admin: TestUser, receiver: WebhookReceiver, events: list[str]
+) -> dict[str, Any]:
+    response = await api.post(
+        "/admin/webhooks",
+        json={"url": receiver.url, "events": events, "description": "test receiver"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    receiver.secret = body["secret"]
+    return body
+
+
+async def test_admin_manages_endpoints_and_bad_input_changes_nothing(
+    api: httpx.AsyncClient, admin: TestUser, learner: TestUser, receiver: WebhookReceiver
+) -> None:
+    created = await register(api, admin, receiver, ["enrollment.created", "course.published"])
+    assert created["secret"].startswith("whsec_") and len(created["secret"]) > 40
+    assert created["events"] == ["course.published", "enrollment.created"]
+    assert created["disabledAt"] is None and created["createdAt"]
+    listed = (await api.get("/admin/webhooks", headers=admin.headers)).json()
+    assert [w["id"] for w in listed] == [created["id"]] and "secret" not in listed[0]
+    one = await api.get(f"/admin/webhooks/{created['id']}", headers=admin.headers)
+    assert one.status_code == 200 and "secret" not in one.json()
+
+    for body, why in [
+        ({"url": receiver.url, "events": ["course.exploded"]}, "unknown event type"),
+        ({"url": receiver.url, "events": []}, ""),
+        ({"url": "http://10.1.2.3/hook", "events": ["course.published"]}, "private"),
+        ({"url": "http://169.254.169.254/", "events": ["course.published"]}, "metadata"),
+        ({"url": "ftp://example.com/", "events": ["course.published"]}, "http"),
+        ({"url": "http://[::1]:8080/", "events": ["course.published"]}, "loopback"),
+    ]:
+        refused = await api.post("/admin/webhooks", json=body, headers=admin.headers)
+        assert refused.status_code == 400, (body, refused.text)
+        assert why in refused.text, refused.text
+    assert len((await api.get("/admin/webhooks", headers=admin.headers)).json()) == 1
+    assert (await api.get("/admin/webhooks", headers=learner.headers)).status_code == 403
+
+    patched = await api.patch(
+        f"/admin/webhooks/{created['id']}",
+        json={"events": ["lesson.completed"], "enabled": False},
+        headers=admin.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["events"] == ["lesson.completed"]
+    assert patched.json()["disabledReason"] == "disabled by an admin"
+    enabled = await api.patch(
+        f"/admin/webhooks/{created['id']}", json={"enabled": True}, headers=admin.headers
+    )
+    assert enabled.json()["disabledAt"] is None and enabled.json()["disabledReason"] is None
+    assert (
+        await api.patch(f"/admin/webhooks/{created['id']}", json={}, headers=admin.headers)
+    ).status_code == 400
+    gone = await api.delete(f"/admin/webhooks/{created['id']}", headers=admin.headers)
+    assert gone.status_code == 204
+    assert (
+        await api.get(f"/admin/webhooks/{created['id']}", headers=admin.headers)
+    ).status_code == 404
+    missing = f"/admin/webhooks/{uuid.uuid4()}/deliveries/{uuid.uuid4()}/retry"
+    assert (await api.post(missing, headers=admin.headers)).status_code == 404
+
+
+async def test_events_arrive_signed_in_order_with_the_event_id_and_can_be_sent_again(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    learner: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    endpoint = await register(api, admin, receiver, ["enrollment.created", "course.published"])
+    async with delivering(db, settings):
+        course, _ = await course_with_lessons(api, db, creator, admin, [None])
+        enrolled = await api.post(f"/courses/{course['id']}/enroll", headers=learner.headers)
+        assert enrolled.status_code == 201
+        await until(lambda: len(receiver.received) == 2, 15, "both events delivered")
+        events = await db.fetch(
+            "SELECT id, type FROM events WHERE type <> 'course.submitted' ORDER BY seq"
+        )
+        assert receiver.ids() == [str(e["id"]) for e in events]
+        assert [r.type for r in receiver.received] == ["course.published", "enrollment.created"]
+        assert receiver.received[1].data["enrollmentId"] == enrolled.json()["id"]
+        assert receiver.rejected == []
+
+        log = await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
+        assert log.status_code == 200, log.text
+        items = log.json()["items"]
+        assert {(d["status"], d["attempt"], d["responseStatus"]) for d in items} == {
+            ("DELIVERED", 1, 200)
+        }
+        first = next(d for d in items if d["type"] == "course.published")
+        retried = await api.post(
+            f"/admin/webhooks/{endpoint['id']}/deliveries/{first['id']}/retry",
+            headers=admin.headers,
+        )
+        assert retried.status_code == 202
+        await until(lambda: len(receiver.received) == 3, 15, "the retry delivered")
+        assert receiver.ids()[2] == first["eventId"]  # the same webhook-id again
+        assert receiver.received[2].body == receiver.received[0].body
+
+        async def settled() -> bool:
+            pending = await api.get(
+                f"/admin/webhooks/{endpoint['id']}/deliveries?status=PENDING",
+                headers=admin.headers,
+            )
+            return bool(pending.json()["items"] == [])
+
+        await eventually(settled, within=10, what="the retry recorded as delivered")
+        again = await db.fetchrow(
+            "SELECT attempts FROM webhook_deliveries WHERE id = $1", uuid.UUID(first["id"])
+        )
+        assert again["attempts"] == 2
+
+
+async def test_an_endpoint_failing_for_long_is_disabled_with_the_reason_and_loses_nothing(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    endpoint = await register(api, admin, receiver, ["course.submitted", "course.published"])
+    receiver.answer = 302  # a redirect is not followed: a failure like a 500
+    impatient = dataclasses.replace(settings, webhook_disable_after_seconds=1)
+    async with delivering(db, impatient):
+        await course_with_lessons(api, db, creator, admin, [None])
+
+        async def disabled() -> bool:
+            row = await db.fetchrow("SELECT disabled_at FROM webhook_endpoints")
+            return row["disabled_at"] is not None
+
+        await eventually(disabled, within=20, what="the endpoint disabled")
+        shown = (await api.get(f"/admin/webhooks/{endpoint['id']}", headers=admin.headers)).json()
+        assert "redirects are not followed" in shown["disabledReason"]
+        assert "every delivery failed since" in shown["disabledReason"]
+        assert shown["consecutiveFailures"] >= 2 and shown["failingSince"]
+        log = await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
+        head = next(d for d in log.json()["items"] if d["type"] == "course.submitted")
+        assert head["status"] == "PENDING" and head["responseStatus"] == 302
+        assert head["attempt"] >= 2
+        assert receiver.received == []
+
+        receiver.answer = 200
+        await api.patch(
+            f"/admin/webhooks/{endpoint['id']}", json={"enabled": True}, headers=admin.headers
+        )
+        await until(lambda: len(receiver.received) == 2, 15, "both events delivered")
+        assert [r.type for r in receiver.received] == ["course.submitted", "course.published"]
+
+
+async def many_learners(db: asyncpg.Pool, n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:8]
+    rows = await db.fetch(
+        """
+        INSERT INTO users (email, username, password_hash, full_name, name, role,
+                           email_verified, is_profile_complete, is_active)
+        SELECT 'burst-' || $2 || '-' || i || '@example.test', 'burst_' || $2 || '_' || i, 'x',
+               'Burst ' || i, 'Burst ' || i, 'LEARNER', true, true, true
+        FROM generate_series(1, $1) AS i
+        RETURNING email
+        """,
+        n,
+        tag,
+    )
+    return [r["email"] for r in rows]
+
+
+@pytest.mark.slow
+async def test_a_receiver_killed_mid_burst_gets_every_event_once_back(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    n = 1000
+    await register(api, admin, receiver, ["enrollment.created"])
+    course, _ = await course_with_lessons(api, db, creator, admin, [None])
+    emails = await many_learners(db, n)
+    async with delivering(db, settings):
+
+        async def burst() -> None:
+            for chunk in range(0, n, 100):
+                response = await api.post(
+                    f"/admin/courses/{course['id']}/enrollments",
+                    json={"emails": emails[chunk : chunk + 100]},
+                    headers=admin.headers,
+                )
+                assert response.status_code == 200, response.text
+
+        sending = asyncio.create_task(burst())
+        await until(lambda: len(receiver.received) >= 150, 60, "the burst under way")
+        receiver.stop()  # killed mid-burst
+        killed_at = len(receiver.received)
+        await sending
+        await asyncio.sleep(1.5)  # down for a while: attempts fail, backoff grows
+        receiver.start()  # back, on the same port
+        await until(lambda: len(set(receiver.ids())) >= n, 120, "every event delivered")
+
+    recorded = [
+        str(r["id"])
+        for r in await db.fetch(
+            "SELECT id FROM events WHERE type = 'enrollment.created' ORDER BY seq"
+        )
+    ]
+    assert len(recorded) == n  # N events in
+    ids = receiver.ids()
+    assert set(ids) == set(recorded)  # N distinct ids delivered, 0 lost
+    first_seen = list(dict.fromkeys(ids))
+    assert first_seen == recorded  # in order, the receiver's outage notwithstanding
+    bodies: dict[str, bytes] = {}
+    for r in receiver.received:  # a duplicate carries the same id and the same event
+        assert bodies.setdefault(r.id, r.body) == r.body
+    assert killed_at < n
+    assert receiver.rejected == []
+
+
+@pytest.mark.slow
+async def test_a_slow_or_failing_receiver_never_slows_the_api(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    make_user: Any,
+    receiver: WebhookReceiver,
+) -> None:
+    course, _ = await course_with_lessons(api, db, creator, admin, [None])
+    learners = [await make_user("LEARNER") for _ in range(80)]
+
+    async def enroll_all(users: list[TestUser]) -> float:
+        started = time.perf_counter()
+        for user in users:
+            response = await api.post(f"/courses/{course['id']}/enroll", headers=user.headers)
+            assert response.status_code == 201
+        return time.perf_counter() - started
+
+    baseline = await enroll_all(learners[:40])
+    receiver.delay = 5.0  # slower than LMS_WEBHOOK_TIMEOUT: every attempt times out
+    await register(api, admin, receiver, ["enrollment.created"])
+    failing = WebhookReceiver(answer=500)
+    failing.start()
+    try:
+        await register(api, admin, failing, ["enrollment.created"])
+        async with delivering(db, settings):
+            with_dead_receivers = await enroll_all(learners[40:])
+            await asyncio.sleep(0.5)
+    finally:
+        failing.stop()
+    pending = await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING'")
+    assert pending == 80  # 40 events x 2 endpoints, none lost, none delivered
+    assert with_dead_receivers < baseline * 1.5 + 0.5, (baseline, with_dead_receivers)
