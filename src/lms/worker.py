@@ -19,6 +19,7 @@ from taskiq.receiver import Receiver
 
 from lms.broker import JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
+from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
 from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
@@ -127,6 +128,11 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
     )
     sweeping = asyncio.create_task(sweep_forever(db, settings, broker, stop), name="lms-sweeper")
+    # Webhook deliveries: "endpoint has work" messages on the same stream, and a sweep.
+    delivering = asyncio.create_task(
+        run_deliverer(broker.client, WebhookDeliverer(db, settings), settings, stop),
+        name="lms-webhooks",
+    )
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         receiver = Receiver(
             broker=broker,
@@ -142,6 +148,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         finally:
             stop.set()
             await sweeping
+            await delivering
             await broker.shutdown()
             await close_pool()
     log.info("worker stopped")
