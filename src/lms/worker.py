@@ -19,6 +19,7 @@ from taskiq.receiver import Receiver
 
 from lms.broker import JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
+from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
 from lms.domain.events.xapi_sink import make_sender as make_xapi_sender
 from lms.domain.events.xapi_sink import run_sender as run_xapi_sender
 from lms.domain.transcripts import tasks
@@ -129,6 +130,11 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
     )
     sweeping = asyncio.create_task(sweep_forever(db, settings, broker, stop), name="lms-sweeper")
+    # Webhook deliveries: "endpoint has work" messages on the same stream, and a sweep.
+    delivering = asyncio.create_task(
+        run_deliverer(broker.client, WebhookDeliverer(db, settings), settings, stop),
+        name="lms-webhooks",
+    )
     # The xAPI sender (LMS_XAPI_ENDPOINT): statements queued by the API's event dispatcher.
     xapi_sender = make_xapi_sender(db, settings)
     sending_xapi = (
@@ -153,6 +159,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         finally:
             stop.set()
             await sweeping
+            await delivering
             if sending_xapi is not None:
                 await sending_xapi
             await broker.shutdown()

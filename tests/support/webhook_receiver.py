@@ -62,10 +62,13 @@ class WebhookReceiver:
                                 self.headers["webhook-id"], payload["type"], payload["data"], body
                             )
                         )
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up waiting (a slow receiver)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -16,6 +16,7 @@ from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC_OPT
 from lms.broker import BrokerConnection
 from lms.domain.errors import Forbidden, Unauthenticated
+from lms.domain.events.dispatcher import refresh_metrics as refresh_event_metrics
 from lms.domain.transcripts.monitoring import refresh_queue_metrics
 from lms.observability.metrics import render
 from lms.observability.metrics_access import Verdict, metrics_access
@@ -81,5 +82,6 @@ class OpsController(Controller):
         if verdict is Verdict.TOKEN_MISSING:
             raise Unauthenticated("metrics need the bearer token set in LMS_METRICS_TOKEN")
         await refresh_queue_metrics(db, request.app.state.nats, settings.jobs_stream)
+        await refresh_event_metrics(db)
         payload, content_type = render()
         return Response(payload, media_type=content_type)

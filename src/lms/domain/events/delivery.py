@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -83,11 +84,13 @@ def body_of(row: asyncpg.Record) -> bytes:
 class Poster:
     """POSTs to one endpoint over a connection pool whose every connection obeys the policy."""
 
-    def __init__(self, url: str, policy: FetchPolicy, timeout_seconds: float) -> None:
+    def __init__(
+        self, url: str, policy: FetchPolicy, timeout_seconds: float, ssl_context: ssl.SSLContext
+    ) -> None:
         self.url = httpx.URL(url)
         self.timeout = timeout_seconds
         self.pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpcore.default_ssl_context(),
+            ssl_context=ssl_context,
             network_backend=GuardedBackend(policy),
             max_connections=1,
             retries=0,
@@ -145,6 +148,8 @@ class WebhookDeliverer:
         self.pool = pool
         self.settings = settings
         self.policy = FetchPolicy.from_entries(settings.webhook_allow)
+        # Made once: loading the CA bundle takes tens of milliseconds of blocking work.
+        self.ssl_context = httpcore.default_ssl_context()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def kick(self, endpoint_id: uuid.UUID) -> None:
@@ -181,7 +186,12 @@ class WebhookDeliverer:
             return
         if endpoint is None:  # another worker has it, it is waiting out a backoff, or disabled
             return
-        poster = Poster(endpoint["url"], self.policy, float(self.settings.webhook_timeout_seconds))
+        poster = Poster(
+            endpoint["url"],
+            self.policy,
+            float(self.settings.webhook_timeout_seconds),
+            self.ssl_context,
+        )
         keep_lease = True
         try:
             while True:

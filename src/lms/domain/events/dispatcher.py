@@ -105,3 +105,15 @@ class EventDispatcher:
             except Exception as exc:
                 log.warning("event sink %s could not wake its workers: %s", sink.name, exc)
         return len(events)
+
+
+async def refresh_metrics(db: asyncpg.Pool) -> None:
+    """The event queues' gauges, read when Prometheus scrapes /metrics (two cheap queries)."""
+    from lms.db.queries import webhooks as webhook_sql
+    from lms.observability.metrics import EVENTS_UNDISPATCHED, WEBHOOK_QUEUE_DEPTH
+
+    with contextlib.suppress(Exception):  # a scrape must not fail because the database is slow
+        async with asyncio.timeout(1.0):
+            EVENTS_UNDISPATCHED.set(await sql.undispatched_count(db))
+            for endpoint_id, depth in (await webhook_sql.queue_depths(db)).items():
+                WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
