@@ -384,6 +384,7 @@ class Settings:
         "usd",
         doc="the ISO 4217 currency (lower case) course prices are in and orders are charged in "
         "(one counted in hundredths: not jpy, not kwd)",
+    )
     xapi_endpoint: str | None = setting(
         "LMS_XAPI_ENDPOINT",
         url("http", "https", strip_slash=True),
