@@ -51,12 +51,18 @@ TRANSACTION = re.compile(
 # introspection), not per request.
 SETUP = re.compile(
     r"^\s*(select pg_catalog\.version\(\)|show |select current_schema\(\)|SET |RESET |"
-    r"SELECT\s+t\.oid|WITH RECURSIVE typeinfo_tree)",
+    r"SELECT\s+t\.oid|WITH RECURSIVE typeinfo_tree|SELECT (current_setting|set_config)\()",
     re.IGNORECASE,
 )
 # A server's background work, whenever it falls: a LISTEN connection's health check, lms's
-# outbox dispatcher (outbound_messages).
-NOISE = re.compile(r"^\s*(SELECT 1;?\s*$|LISTEN |UNLISTEN )|\boutbound_messages\b", re.IGNORECASE)
+# outbox and event dispatchers (outbound_messages, events), its rate-limit counts flushed in
+# aggregate (unnest).
+NOISE = re.compile(
+    r"^\s*(SELECT 1;?\s*$|LISTEN |UNLISTEN |SELECT pg_try_advisory_xact_lock)"
+    r"|\boutbound_messages\b|\bFROM events\b|\bUPDATE events\b"
+    r"|INSERT INTO rate_limit_counters[^;]*\bunnest\(",
+    re.IGNORECASE,
+)
 DETAIL = re.compile(r"^.*?\[(?P<pid>\d+)\].*? DETAIL:  parameters: (?P<params>.*)$")
 PARAM = re.compile(r"\$(\d+) = ('(?:[^']|'')*'|NULL)")
 
@@ -223,32 +229,42 @@ class StatementLog:
         return self.attribute(parse(text, self.database))
 
     def attribute(self, entries: list[tuple[int, Statement]]) -> dict[tuple[str, str], list[Work]]:
+        """BEGIN/COMMIT/ROLLBACK count for a request only from a connection that ran one of its
+        statements in the window (a background task's transaction is not the request's)."""
         out: dict[tuple[str, str], list[Work]] = {}
-        current: Work | None = None
+        window: list[tuple[int, Statement]] | None = None
+        current = 0
         for pid, statement in entries:
-            sql = statement.sql
             if pid == self.pid:
-                mark = MARK.match(sql.strip())
+                mark = MARK.match(statement.sql.strip())
                 if mark is None:
                     continue
+                if window is not None:
+                    out.setdefault(self.windows[current], []).append(_work(window))
                 n, edge = int(mark.group(1)), mark.group(2)
-                if edge == "begin" and n in self.windows:
-                    current = Work()
-                    out.setdefault(self.windows[n], []).append(current)
-                else:
-                    current = None
+                window = [] if edge == "begin" and n in self.windows else None
+                current = n
                 continue
-            if current is None:
-                continue
-            kind = kind_of(sql)
-            if kind == "statement":
-                current.statements.append(sql)
-                current.logged.append(statement)
-            elif kind == "transaction":
-                current.transaction.append(sql)
-            elif kind == "setup":
-                current.setup.append(sql)
+            if window is not None:
+                window.append((pid, statement))
+        if window is not None:
+            out.setdefault(self.windows[current], []).append(_work(window))
         return out
+
+
+def _work(entries: list[tuple[int, Statement]]) -> Work:
+    work = Work()
+    kinds = [(pid, statement, kind_of(statement.sql)) for pid, statement in entries]
+    working = {pid for pid, _, kind in kinds if kind == "statement"}
+    for pid, statement, kind in kinds:
+        if kind == "statement":
+            work.statements.append(statement.sql)
+            work.logged.append(statement)
+        elif kind == "transaction" and pid in working:
+            work.transaction.append(statement.sql)
+        elif kind == "setup":
+            work.setup.append(statement.sql)
+    return work
 
 
 def parse(text: str, database: str) -> list[tuple[int, Statement]]:

@@ -869,20 +869,22 @@ SCENARIOS = (
 KNOWN_EXTRAS: dict[tuple[str, str], tuple[str, Callable[[Work], bool]]] = {}
 
 
-def _one_call(want: Work) -> bool:
-    """lms answered with one statement outside a transaction (a stored function of its own)."""
-    return len(want.statements) <= 1 and not want.transaction
+def _stored_completion(want: Work) -> bool:
+    """lms completed the lesson in one call of its stored function (lms_complete_lesson)."""
+    return any("lms_complete_lesson(" in sql for sql in want.statements)
 
 
-# Where lms completes a lesson in a stored function of its migrations (one round trip, as on the
-# group-commit branch), a FastAPI or Express team runs the same statements from the application,
-# in one transaction (BEGIN, the locked read, mark-and-tally, COMMIT). Only for such requests.
+# Where lms completes a lesson in a stored function of its migrations (one round trip, on main
+# since the group-commit merge), a FastAPI or Express team runs the same statements from the
+# application, in one transaction (BEGIN, the locked read, mark-and-tally, COMMIT): for a
+# completion, and for the heartbeat that completes its lesson. Only for such requests.
 for _peer in ("fastapi", "express"):
-    KNOWN_EXTRAS[(_peer, "completion")] = (
-        "lms completes in a stored function of its own migrations; the peer runs its statements "
-        "from the application, in one transaction",
-        _one_call,
-    )
+    for _scenario in ("completion", "heartbeat"):
+        KNOWN_EXTRAS[(_peer, _scenario)] = (
+            "lms completes in a stored function of its own migrations; the peer runs its "
+            "statements from the application, in one transaction",
+            _stored_completion,
+        )
 
 
 def scenario_of(check: str) -> str:

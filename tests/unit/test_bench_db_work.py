@@ -115,7 +115,7 @@ def test_a_peer_running_more_statements_or_round_trips_than_lms_fails() -> None:
 
 def test_completion_in_a_transaction_is_known_only_against_a_stored_function() -> None:
     stored_function = {
-        ("lms", "complete: lesson 1"): [work(1)],
+        ("lms", "complete: lesson 1"): [Work(statements=["SELECT * FROM lms_complete_lesson($1)"])],
         ("fastapi", "complete: lesson 1"): [work(2, transaction=2)],
     }
     assert verdicts(stored_function) == {"database work: completion": "KNOWN-EXTRA"}
