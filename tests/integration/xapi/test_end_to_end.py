@@ -151,6 +151,7 @@ async def test_killing_ralph_mid_burst_of_1000_enrollments_loses_and_duplicates_
     # Ralph really died mid-burst: statements were waiting for it when it came back.
     assert at_restart is not None
     assert at_restart.get("PENDING", 0) > 0, (at_kill, at_restart)
+    assert await db.fetchval("SELECT count(*) FROM xapi_statements WHERE attempts > 1") > 0
     event_ids = [
         r["id"] for r in await db.fetch("SELECT id FROM events WHERE type = 'enrollment.created'")
     ]
