@@ -18,8 +18,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -220,3 +222,21 @@ def test_bench_variants_and_the_full_runs_length() -> None:
         pytest.raises(BenchError, match="BENCH_VARIANTS: unknown firefox"),
     ):
         suite.Plan.from_env()
+
+
+def test_raw_limit_sends_the_cors_headers_lms_sends(settings: Any) -> None:
+    """raw-limit writes out what Litestar's CORS middleware sends for lms's CORSConfig: a change
+    to that configuration in lms.app fails here until raw-limit follows."""
+    from bench.peers import raw_limit
+
+    from lms.app import create_app
+
+    config = create_app(replace(settings, cors_origins=(browser.ORIGIN,))).cors_config
+    assert config is not None and config.is_origin_allowed(browser.ORIGIN)
+    preflight = config.preflight_headers
+    assert raw_limit.CORS_PREFLIGHT_HEADERS.decode() == preflight["Access-Control-Allow-Headers"]
+    assert raw_limit.CORS_METHODS.decode() == preflight["Access-Control-Allow-Methods"]
+    assert raw_limit.CORS_MAX_AGE.decode() == preflight["Access-Control-Max-Age"]
+    assert raw_limit.CORS_EXPOSE.decode() == config.simple_headers["Access-Control-Expose-Headers"]
+    assert raw_limit.CORS_SIMPLE_HEADERS.decode() == ", ".join(sorted(set(config.allow_headers)))
+    assert not config.allow_credentials and "Access-Control-Allow-Credentials" not in preflight

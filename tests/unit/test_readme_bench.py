@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bench.suite import ratios, ratios_table, readme_tables, results_table, variants_of
 
@@ -50,7 +51,7 @@ def test_each_variant_gets_its_tables_and_ratios_against_its_own_targets() -> No
         run("raw-limit", "browser", "preflight", 2000.0),
         run("postgresql", "plain", "course", 5000.0),
     ]
-    report = {"runs": runs, "ratios": ratios(runs)}
+    report: dict[str, Any] = {"runs": runs, "ratios": ratios(runs)}
     assert report["ratios"]["plain"]["course"]["lms/raw-limit"] == 0.9
     assert report["ratios"]["browser"]["course"]["lms/postgresql"] == 0.17
     plain, browser = ratios_table(report, "plain"), ratios_table(report, "browser")
