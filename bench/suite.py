@@ -24,8 +24,9 @@ It writes bench/results/latest.json, latest.md and latest.png (the chart is draw
 bench/report_chart.py in bench/.report-venv, created from bench/report-requirements.txt).
 Environment: BENCH_QUICK, BENCH_DURATION (seconds per run), BENCH_CONNECTIONS, BENCH_THREADS,
 BENCH_TIMEOUT, BENCH_POOL, BENCH_WORKERS, BENCH_WARMUP, BENCH_DATABASE_URL, NATS_URL,
-BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS / BENCH_VARIANTS (comma lists), BENCH_REUSE_DATA=1 (skip the seed when the
-database already has the dataset), BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES.
+BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS / BENCH_VARIANTS (comma lists; variants plain and browser,
+bench.browser), BENCH_REUSE_DATA=1 (skip the seed when the database already has the dataset),
+BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES.
 """
 
 from __future__ import annotations
