@@ -24,9 +24,10 @@ It writes bench/results/latest.json, latest.md and latest.png (the chart is draw
 bench/report_chart.py in bench/.report-venv, created from bench/report-requirements.txt).
 Environment: BENCH_QUICK, BENCH_DURATION (seconds per run), BENCH_CONNECTIONS, BENCH_THREADS,
 BENCH_TIMEOUT, BENCH_POOL, BENCH_WORKERS, BENCH_WARMUP, BENCH_DATABASE_URL, NATS_URL,
-BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS (comma lists), BENCH_REUSE_DATA=1 (skip the seed when the
-database already has the dataset), BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES (a
-size the scale database holds already is not seeded again; BENCH_SCALE_RESEED=1 seeds it anyway).
+BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS / BENCH_VARIANTS (comma lists; variants plain and browser,
+bench.browser), BENCH_REUSE_DATA=1 (skip the seed when the database already has the dataset),
+BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES (a size the scale database holds already is
+not seeded again; BENCH_SCALE_RESEED=1 seeds it anyway).
 """
 
 from __future__ import annotations
@@ -1585,14 +1586,14 @@ def ratios_table(report: dict[str, Any], variant: str = "plain") -> list[str]:
     """lms against each peer and the variant's targets, per scenario, as a Markdown table."""
     t = TARGETS[variant]
     heartbeat = (
-        f"; heartbeat >= {t['heartbeat raw-limit']} x raw-limit"
+        f"; heartbeat >= {t['heartbeat raw-limit']:g} x raw-limit"
         if "heartbeat raw-limit" in t
         else ""
     )
     lines = [
-        f"Targets ({TARGETS_OF[variant]}, {variant} variant): lms >= {t['raw-limit']} x raw-limit "
-        f"requests/s with p99 <= {t['p99']} x raw-limit's{heartbeat}; "
-        f">= {t['fastapi-sqlalchemy']} x fastapi; >= {t['express-prisma']} x express.",
+        f"Targets ({TARGETS_OF[variant]}, {variant} variant): lms >= {t['raw-limit']:g} x "
+        f"raw-limit requests/s with p99 <= {t['p99']:g} x raw-limit's{heartbeat}; "
+        f">= {t['fastapi-sqlalchemy']:g} x fastapi; >= {t['express-prisma']:g} x express.",
         "",
         "| scenario | lms/raw-limit | p99 lms/raw-limit | lms/fastapi | lms/express | "
         "lms/postgresql |",
