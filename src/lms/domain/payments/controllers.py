@@ -10,6 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -23,7 +24,6 @@ from lms.api.openapi import (
 )
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.security import PUBLIC_OPT, requires
-from lms.context import Ctx, Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.payments import orders, webhook
