@@ -1,6 +1,6 @@
 """Periodic clean-up in each API process: rows whose only purpose has expired (rate-limit windows,
-spent codes, dead refresh tokens, delivered messages). Every statement is idempotent, so several
-processes running it at once do no harm."""
+spent codes, dead refresh tokens, delivered messages, delivered webhooks and old events). Every
+statement is idempotent, so several processes running it at once do no harm."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import asyncpg
 
 from lms.background import BackgroundTask
-from lms.db.queries import otp_codes, outbox, rate_limits, refresh_tokens
+from lms.db.queries import events, otp_codes, outbox, rate_limits, refresh_tokens
 from lms.domain.rate_limits import WINDOW_LONGEST_SECONDS
 
 log = logging.getLogger("lms.housekeeping")
@@ -24,6 +24,7 @@ async def sweep_once(db: asyncpg.Pool) -> None:
     await otp_codes.purge_old(db, DAY)
     await refresh_tokens.purge_expired(7 * DAY)  # Piccolo's engine: on the same pool
     await outbox.purge_settled(db, 30 * DAY)
+    await events.purge_old(db, 30 * DAY)
 
 
 async def run_forever(db: asyncpg.Pool) -> None:
