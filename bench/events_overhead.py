@@ -52,8 +52,8 @@ async def main(n: int) -> None:
             courses = [
                 await conn.fetchval(
                     "INSERT INTO courses (creator_id, title, description, price, status, "
-                    "submitted_at, published_at) VALUES ($1, $2, 'd', 0, 'PUBLISHED', now(), now()) "
-                    "RETURNING id",
+                    "submitted_at, published_at) "
+                    "VALUES ($1, $2, 'd', 0, 'PUBLISHED', now(), now()) RETURNING id",
                     creator,
                     title,
                 )
