@@ -323,6 +323,13 @@ LUA_TEMPLATE = Template("""\
 --
 -- complete: each thread goes round its pairs in order and skips a pair whose request is still
 -- in flight.
+--
+-- The browser variant (bench/browser.py) sends Chromium's headers, and before a pair's first
+-- POST the CORS preflight Chromium sends (OPTIONS), again once the preflight's answer is older
+-- than its Access-Control-Max-Age (Chromium's preflight cache: per URL; 5 s when the answer has
+-- none, 2 h at most). The POST goes only once the preflight is answered. A preflight carries no
+-- X-Request-ID (a browser sends none on it), so its answer is matched to the oldest preflight
+-- of the thread still waiting: the count is exact, the pair it releases may be another's.
 local data_path = $data_path
 local out_path = $out_path
 local scenario = "$scenario"
@@ -330,6 +337,12 @@ local seed = $seed
 local period = $period
 local min_gap = $min_gap
 local expected_status = $expected_status
+local browser = $browser
+local pre_auth = $pre_auth        -- header lines before Authorization (browser: Chromium's)
+local post_auth = $post_auth      -- and after it (plain: Content-Type for the heartbeat)
+local preflight_head = $preflight_head  -- the preflight's header lines (browser only)
+local default_max_age = $default_max_age
+local max_max_age = $max_max_age
 local threads = {}
 local next_id = 0
 
@@ -351,6 +364,11 @@ unmatched = 0     -- responses without a request id of ours
 stalled = 0       -- request() calls with no pair to send (then /readyz is sent)
 course_completed = 0  -- complete: 200s saying the course is completed
 with_certificate = 0  -- complete: 200s carrying a certificate
+-- browser: CORS preflights
+preflights = 0    -- sent
+preflight_ok = 0  -- answered 2xx
+preflight_failed = 0  -- answered otherwise (a browser would then not send the POST)
+preflight_max_age = -1  -- the last Access-Control-Max-Age answered (-1: none seen)
 -- heartbeat pacing, for the report
 started = 0       -- enrollments that started playing
 retired = 0       -- enrollments whose lesson played to its end
@@ -365,6 +383,15 @@ histogram = {0, 0, 0, 0, 0, 0, 0}  -- intervals below 0.5, 1, 1.1, 1.5, 2, 5 s, 
 local edges = {0.5, 1.0, 1.1, 1.5, 2.0, 5.0}
 
 local heads = {}
+local preflight_req = {}  -- browser: pair -> its OPTIONS request
+local cached_until = {}   -- browser: pair -> when its preflight answer expires
+local awaiting = {}       -- browser: pairs whose preflight is in flight, oldest first
+local awaiting_first = 1  -- the queue's head and tail (no holes: Lua's # would not do)
+local awaiting_last = 0
+local ready = {}  -- complete: pairs whose preflight was answered, to send their POST next
+local ready_first = 1
+local ready_last = 0
+local preflight_pending = {}  -- browser: pair -> its preflight is in flight
 local duration = {}
 local play_from = {}
 local local_of = {}
@@ -441,7 +468,6 @@ function init(args)
   local tokens = {}
   local gid = 0
   local suffix = scenario == "heartbeat" and "/progress" or "/complete"
-  local content_type = scenario == "heartbeat" and "Content-Type: application/json\\r\\n" or ""
   for line in io.lines(data_path) do
     local f = split(line)
     if f[1] == "T" then
@@ -452,8 +478,12 @@ function init(args)
         n = n + 1
         -- Everything but the request id, its length and the body is formatted once, here.
         heads[n] = "POST /lessons/" .. f[4] .. suffix .. " HTTP/1.1\\r\\nHost: " .. host ..
-                   "\\r\\nAuthorization: Bearer " .. tokens[f[3]] .. "\\r\\n" .. content_type ..
-                   "X-Request-ID: " .. scenario .. "-" .. gid .. "-"
+                   "\\r\\n" .. pre_auth .. "Authorization: Bearer " .. tokens[f[3]] ..
+                   "\\r\\n" .. post_auth .. "X-Request-ID: " .. scenario .. "-" .. gid .. "-"
+        if browser then
+          preflight_req[n] = "OPTIONS /lessons/" .. f[4] .. suffix .. " HTTP/1.1\\r\\nHost: " ..
+                             host .. "\\r\\n" .. preflight_head .. "\\r\\n"
+        end
         gids[n] = gid
         local_of[gid] = n
         duration[n] = tonumber(f[5])
@@ -494,10 +524,64 @@ end
 
 if scenario == "heartbeat" then delay = pace end
 
+-- browser: whether pair i must be preflighted before its POST (its cached answer expired)
+local function needs_preflight(i, now)
+  return browser and (cached_until[i] == nil or now >= cached_until[i])
+end
+
+local function preflight(i)
+  preflights = preflights + 1
+  preflight_pending[i] = true
+  awaiting_last = awaiting_last + 1
+  awaiting[awaiting_last] = i
+  return preflight_req[i]
+end
+
+local function header(headers, name)
+  local value = headers[name]
+  if value == nil then
+    name = string.lower(name)
+    for k, v in pairs(headers) do
+      if string.lower(k) == name then return v end
+    end
+  end
+  return value
+end
+
+-- browser: a preflight answered; the oldest waiting pair may send its POST (or, refused, retires)
+local function preflight_answered(status, headers)
+  local i = awaiting[awaiting_first]
+  awaiting[awaiting_first] = nil
+  awaiting_first = awaiting_first + 1
+  preflight_pending[i] = nil
+  local now = clock()
+  if status < 200 or status > 299 then
+    preflight_failed = preflight_failed + 1
+    cached_until[i] = math.huge  -- a browser would not send the POST: the pair is done
+    if scenario == "heartbeat" then retired = retired + 1 end
+    return
+  end
+  preflight_ok = preflight_ok + 1
+  local max_age = tonumber(header(headers, "Access-Control-Max-Age") or "")
+  if max_age ~= nil then preflight_max_age = max_age end
+  max_age = math.min(max_age or default_max_age, max_max_age)
+  cached_until[i] = now + max_age
+  if scenario == "heartbeat" then
+    due[i] = now
+    push(waiting, i)
+  else
+    ready_last = ready_last + 1
+    ready[ready_last] = i
+  end
+end
+
 local function next_pair()
   for _ = 1, n do
     cursor = cursor % n + 1
-    if sent[cursor] == acked[cursor] then return cursor end
+    if sent[cursor] == acked[cursor] and not preflight_pending[cursor] and
+       (cached_until[cursor] ~= math.huge) then
+      return cursor
+    end
   end
   return nil
 end
@@ -509,6 +593,7 @@ local function heartbeat_request()
     return idle_request
   end
   local now = clock()
+  if needs_preflight(i, now) then return preflight(i) end
   if due[i] > now then early = early + 1 end
   if sent_at[i] ~= nil then
     local gap = now - sent_at[i]
@@ -545,26 +630,42 @@ function request()
     return idle_request
   end
   if scenario == "heartbeat" then return heartbeat_request() end
-  local i = next_pair()
+  local i = nil
+  if ready_first <= ready_last then  -- browser: the POST a preflight was just answered for
+    i = ready[ready_first]
+    ready[ready_first] = nil
+    ready_first = ready_first + 1
+  else
+    i = next_pair()
+  end
   if i == nil then
     stalled = stalled + 1
     return idle_request
   end
+  if needs_preflight(i, clock()) then return preflight(i) end
   local seq = sent[i] + 1
   sent[i] = seq
   return heads[i] .. seq .. "\\r\\nContent-Length: 0\\r\\n\\r\\n"
 end
 
 function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
   local rid = headers["x-request-id"] or headers["X-Request-ID"] or headers["X-Request-Id"]
   local g, seq = nil, nil
   if rid then g, seq = string.match(rid, "^%a+%-(%d+)%-(%d+)$$") end
   local i = g and local_of[tonumber(g)]
   if not i then
+    -- browser: an answer without our request id while preflights wait is a preflight's (the
+    -- /readyz of a stalled request() answers 200 with no Access-Control-Allow-Methods)
+    if awaiting[awaiting_first] ~= nil and
+       (status ~= 200 or header(headers, "Access-Control-Allow-Methods") ~= nil) then
+      preflight_answered(status, headers)
+      return
+    end
+    statuses[status] = (statuses[status] or 0) + 1
     unmatched = unmatched + 1
     return
   end
+  statuses[status] = (statuses[status] or 0) + 1
   acked[i] = tonumber(seq)
   last_status[i] = status
   if scenario == "heartbeat" then
@@ -612,6 +713,9 @@ function done(summary, latency, requests)
                     thread:get("intervals"), string.format("%.6f", thread:get("interval_sum")),
                     table.concat(thread:get("histogram"), ",")}
     out:write("K\\t" .. table.concat(pacing, "\\t") .. "\\n")
+    out:write(string.format("F\\t%d\\t%d\\t%d\\t%d\\t%s\\n", t, thread:get("preflights"),
+                            thread:get("preflight_ok"), thread:get("preflight_failed"),
+                            tostring(thread:get("preflight_max_age"))))
   end
   out:close()
 $report
@@ -619,8 +723,20 @@ end
 """)
 
 
-def write_script(directory: Path, scenario: str, seed: int) -> tuple[Path, Path, Path]:
-    """(the script, the data file it reads, the file its done() writes)."""
+def write_script(
+    directory: Path, scenario: str, seed: int, *, browser: bool = False
+) -> tuple[Path, Path, Path]:
+    """(the script, the data file it reads, the file its done() writes). `browser`: the browser
+    variant (bench.browser): Chromium's headers and its CORS preflights."""
+    from bench import browser as chromium
+
+    if browser:
+        kind = "progress" if scenario == "heartbeat" else "complete"
+        pre_auth, post_auth = chromium.split_at_authorization(kind)
+        preflight_head = chromium.lines(chromium.headers("preflight_" + kind))
+    else:
+        pre_auth, preflight_head = "", ""
+        post_auth = "Content-Type: application/json\r\n" if scenario == "heartbeat" else ""
     data, out = directory / f"{scenario}.tsv", directory / f"{scenario}.sent.tsv"
     script = directory / f"{scenario}.lua"
     script.write_text(
@@ -632,6 +748,12 @@ def write_script(directory: Path, scenario: str, seed: int) -> tuple[Path, Path,
             period=repr(HEARTBEAT_PERIOD),
             min_gap=repr(HEARTBEAT_MIN_GAP),
             expected_status=ROUTES[scenario][2],
+            browser="true" if browser else "false",
+            pre_auth=chromium.lua_string(pre_auth),
+            post_auth=chromium.lua_string(post_auth),
+            preflight_head=chromium.lua_string(preflight_head),
+            default_max_age=chromium.DEFAULT_PREFLIGHT_MAX_AGE,
+            max_max_age=chromium.MAX_PREFLIGHT_MAX_AGE,
             report=WRK_REPORT_LUA,
         )
     )
@@ -650,6 +772,8 @@ class WrkRun:
     with_certificate: int
     cpu: dict[str, Any] | None
     pacing: dict[str, Any] = field(default_factory=dict)  # heartbeat: the players' clock
+    # browser variant: CORS preflights sent, answered 2xx, refused, the last max-age answered
+    preflight: dict[str, Any] = field(default_factory=dict)
 
 
 INTERVAL_BUCKETS = ("<0.5 s", "0.5-1 s", "1-1.1 s", "1.1-1.5 s", "1.5-2 s", "2-5 s", ">=5 s")
@@ -712,6 +836,7 @@ def run_wrk(
         raise BenchError(f"the wrk script wrote no {sent_path.name}:\n{outcome.output}")
     run = WrkRun(outcome.result, outcome.output, {}, Counter(), 0, 0, 0, 0, outcome.measured)
     pacing: list[list[str]] = []
+    preflight: dict[str, Any] = {"sent": 0, "answered": 0, "refused": 0, "max_age_s": None}
     for line in sent_path.read_text().splitlines():
         f = line.split("\t")
         if f[0] == "P":
@@ -731,7 +856,14 @@ def run_wrk(
             run.with_certificate += int(f[5])
         elif f[0] == "K":
             pacing.append(f)
+        elif f[0] == "F":
+            preflight["sent"] += int(f[2])
+            preflight["answered"] += int(f[3])
+            preflight["refused"] += int(f[4])
+            if float(f[5]) >= 0:
+                preflight["max_age_s"] = float(f[5])
     run.pacing = pacing_summary(pacing)
+    run.preflight = preflight
     return run
 
 
@@ -1240,6 +1372,8 @@ def wrk_scenario(
     workdir: Path,
     log_path: Path | None,
     sampler: CpuSampler,
+    *,
+    browser: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(args.seed)  # noqa: S311 - picks benchmark inputs, nothing secret
     build = heartbeat_workload if scenario == "heartbeat" else complete_workload
@@ -1265,7 +1399,7 @@ def wrk_scenario(
             await conn.close()
 
     asyncio.run(sign_in())
-    script, data_path, sent_path = write_script(workdir, scenario, args.seed)
+    script, data_path, sent_path = write_script(workdir, scenario, args.seed, browser=browser)
     write_data(data_path, workload)
     log_offset = log_path.stat().st_size if log_path and log_path.exists() else 0
     started_at = datetime.now(UTC)
@@ -1292,6 +1426,10 @@ def wrk_scenario(
         failures.append(f"responses other than {expected}: {wrong}")
     if run.stalled:
         failures.append(f"{run.stalled} requests found every learner+lesson in flight")
+    if browser and run.preflight["refused"]:
+        failures.append(f"{run.preflight['refused']} CORS preflights refused")
+    if browser and run.preflight["sent"] and run.preflight["max_age_s"] is None:
+        failures.append("no preflight answer had Access-Control-Max-Age")
     if scenario == "heartbeat":
         failures += pacing_failures(run.pacing, len(workload.pairs))
     if scenario == "heartbeat" and checks["lost_updates"]:
@@ -1324,8 +1462,13 @@ def wrk_scenario(
             "bytes": run.result["bytes"],
             # socket errors and timeouts, plus every answer other than the expected status
             "errors": sum(n for k, n in run.result["errors"].items() if k != "status")
-            + sum(wrong.values()),
+            + sum(wrong.values())
+            + run.preflight["refused"],
+            # browser: the CORS preflights are among the requests (and the latencies)
+            "preflights": run.preflight["sent"],
         },
+        "variant": "browser" if browser else "plain",
+        "preflight": run.preflight if browser else None,
         "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
         "unmatched_responses": run.unmatched,
         "pacing": run.pacing if scenario == "heartbeat" else None,

@@ -16,7 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SCENARIOS = ("catalog", "course", "heartbeat", "complete", "verify")
+SCENARIOS = ("catalog", "course", "heartbeat", "complete", "verify", "preflight")
+VARIANTS = ("plain", "browser")  # bench.suite's; a run without one is plain
 IMPLEMENTATIONS = ("lms", "raw-limit", "fastapi-sqlalchemy", "express-prisma", "postgresql")
 COLOURS = {
     "lms": "#1f77b4",
@@ -29,13 +30,22 @@ COLOURS = {
 
 def main(source: str, target: str) -> int:
     report = json.loads(Path(source).read_text())
-    runs = {(r["scenario"], r["implementation"]): r for r in report["runs"] if r.get("rps")}
-    scenarios = [s for s in SCENARIOS if any(k[0] == s for k in runs)]
+    # One group of bars per scenario and variant; the postgresql ceiling (one pgbench run) in
+    # each variant's group.
+    found = [r for r in report["runs"] if r.get("rps")]
+    variants = [v for v in VARIANTS if any((r.get("variant") or "plain") == v for r in found)]
+    runs = {}
+    for r in found:
+        shared = r["implementation"] == "postgresql"
+        for variant in variants if shared else [r.get("variant") or "plain"]:
+            runs[(r["scenario"], variant), r["implementation"]] = r
+    scenarios = [(s, v) for s in SCENARIOS for v in variants if any(k[0] == (s, v) for k in runs)]
     names = [n for n in IMPLEMENTATIONS if any(k[1] == n for k in runs)]
     if not scenarios:
         print("report_chart: no successful runs to draw", file=sys.stderr)
         return 1
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8.5), constrained_layout=True)
+    size = (11 if len(variants) == 1 else 16, 8.5)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=size, constrained_layout=True)
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         xs = [s + (i - (len(names) - 1) / 2) * width for s in range(len(scenarios))]
@@ -46,7 +56,8 @@ def main(source: str, target: str) -> int:
         top.bar_label(bars, labels=[f"{v:,.0f}" if v else "" for v in rps], fontsize=6)
         bottom.bar(xs, p99, width, label=name, color=colour)
     for axis in (top, bottom):
-        axis.set_xticks(range(len(scenarios)), scenarios)
+        labels = [s if len(variants) == 1 else f"{s}\n{v}" for s, v in scenarios]
+        axis.set_xticks(range(len(scenarios)), labels, fontsize=7)
         axis.grid(axis="y", alpha=0.3)
     top.set_ylabel("requests/s (higher is better)")
     bottom.set_ylabel("p99 latency, ms (log; lower is better)")

@@ -34,6 +34,7 @@ from lms.domain.courses import catalog
 from lms.embedded import EmbeddedServices
 from lms.netutil import free_port
 from lms.settings import Settings, load_settings
+from tests.support.localstripe import LocalStripe, running_localstripe
 from tests.support.sms_provider import SmsProvider, start_sms_provider
 from tests.support.smtp import Mailbox, start_smtp_server
 
@@ -134,12 +135,24 @@ def outside() -> Iterator[Outside]:
         sms.server.shutdown()
 
 
+# The webhook signing secret the session's app and localstripe share.
+STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    """A real Stripe-compatible server (localstripe) for the session's app."""
+    with running_localstripe(tmp_path_factory.mktemp("localstripe") / "localstripe.log") as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def settings(
     database_url: str,
     server_urls: ServerUrls,
     tmp_path_factory: pytest.TempPathFactory,
     outside: Outside,
+    localstripe: LocalStripe,
 ) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return load_settings(
@@ -157,6 +170,9 @@ def settings(
             "LMS_SMS_FROM": "+15005550006",
             "LMS_CERT_SIGNING_KEY": new_private_key_pem(),
             "LMS_PUBLIC_BASE_URL": "https://lms.example.test",
+            "LMS_STRIPE_SECRET_KEY": "sk_test_lms",
+            "LMS_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            "LMS_STRIPE_API_BASE": localstripe.url,
             # Webhook receivers of the tests run on loopback; retries come quickly.
             "LMS_WEBHOOK_ALLOW": "127.0.0.1/32",
             "LMS_WEBHOOK_RETRY_BASE_MS": "50",
@@ -180,6 +196,8 @@ TRUNCATE_EXCEPT = {"migration", "system_settings", "certificate_signing_keys"}
 @pytest.fixture
 async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
     """The pool, on a database emptied before the test (settings back to their defaults)."""
+    # Search counts not yet added to the shared counters would land after the emptying.
+    catalog.forget_kept_searches()
     async with db_pool.acquire() as conn:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"

@@ -88,6 +88,7 @@ class Config:
     issuer_name: str
     search_rate_limit: int
     search_concurrency: int
+    cors_origins: frozenset[str]
     pool_min: int
     pool_max: int
     signing_key: SigningKey
@@ -116,6 +117,9 @@ class Config:
             issuer_name=get("LMS_ISSUER_NAME", "LMS"),
             search_rate_limit=int(get("LMS_SEARCH_RATE_LIMIT", "120")),
             search_concurrency=int(get("LMS_SEARCH_CONCURRENCY", "4")),
+            cors_origins=frozenset(
+                o.strip() for o in env.get("LMS_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
             pool_min=int(get("LMS_DB_POOL_MIN", "2")),
             pool_max=int(get("LMS_DB_POOL_MAX", "10")),
             signing_key=load_signing_key(env["LMS_CERT_SIGNING_KEY"]),
@@ -760,6 +764,81 @@ LESSON_PATH = re.compile(rf"^/lessons/{UUID_SEGMENT}/(progress|complete)/?$")
 VERIFY_PATH = re.compile(r"^/certificates/verify/([^/]+)/?$")
 
 
+# ---------------------------------------------------------------------------------------------
+# CORS (bench suite's browser variant): the headers lms's CORSConfig (lms.app) makes Litestar
+# send, for the origins of LMS_CORS_ORIGINS; nothing when it is unset, as in lms.
+
+CORS_METHODS = b"DELETE, GET, OPTIONS, PATCH, POST, PUT"
+CORS_ALLOWED = ("authorization", "content-type", "if-none-match", "x-request-id")
+# Litestar adds its defaults to a preflight's list, and sorts the two together as they are.
+CORS_PREFLIGHT_HEADERS = ", ".join(
+    sorted({*CORS_ALLOWED, "Accept", "Accept-Language", "Content-Language", "Content-Type"})
+).encode()
+CORS_SIMPLE_HEADERS = ", ".join(sorted(CORS_ALLOWED)).encode()
+CORS_EXPOSE = b"ETag, Location, Retry-After, X-Request-ID"
+CORS_MAX_AGE = b"600"
+
+
+async def cors_preflight(send: Send, origin: bytes, headers: dict[bytes, bytes], ok: bool) -> None:
+    """The answer to an OPTIONS with an Origin, as Litestar's CORS middleware gives it."""
+    method = headers.get(b"access-control-request-method", b"").decode("latin-1")
+    asked = headers.get(b"access-control-request-headers", b"").decode("latin-1").split(",")
+    allowed = {*CORS_ALLOWED, "accept", "accept-language", "content-language"}
+    failures = []
+    if method and method not in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        failures.append("method")
+    if not ok:
+        failures.append("Origin")
+    if any(h.strip() and h.strip().lower() not in allowed for h in asked):
+        failures.append("headers")
+    if failures:
+        body = f"Disallowed CORS {', '.join(failures)}".encode()
+        text = (b"content-type", b"text/plain; charset=utf-8")
+        await respond_raw(send, 400, body, [text])
+        return
+    await respond_raw(
+        send,
+        204,
+        b"",
+        [
+            (b"access-control-max-age", CORS_MAX_AGE),
+            (b"vary", b"Origin"),
+            (b"access-control-allow-headers", CORS_PREFLIGHT_HEADERS),
+            (b"access-control-allow-methods", CORS_METHODS),
+            (b"access-control-allow-origin", origin),
+        ],
+    )
+
+
+async def respond_raw(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    if body:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def cors_simple(send: Send, origin: bytes, ok: bool) -> Send:
+    """A cross-origin request's answer gets what Litestar's CORS middleware adds (its Vary:
+    Origin replaces the answer's Vary, as there)."""
+
+    async def sender(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message["headers"] if not (ok and k == b"vary")]
+            headers.append((b"access-control-expose-headers", CORS_EXPOSE))
+            if ok:
+                headers += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+            headers += [
+                (b"access-control-allow-headers", CORS_SIMPLE_HEADERS),
+                (b"access-control-allow-methods", CORS_METHODS),
+            ]
+            message["headers"] = headers
+        await send(message)
+
+    return sender
+
+
 def echo_request_id(send: Send, request_id: bytes) -> Send:
     async def sender(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -787,6 +866,13 @@ class App:
         request_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         if request_id is not None:
             send = echo_request_id(send, request_id)
+        origins = state.config.cors_origins
+        if origins and (origin := next((v for k, v in scope["headers"] if k == b"origin"), None)):
+            ok = origin.decode("latin-1") in origins
+            if scope["method"] == "OPTIONS":
+                await cors_preflight(send, origin, dict(scope["headers"]), ok)
+                return
+            send = cors_simple(send, origin, ok)
         try:
             await self.route(state, scope, receive, send)
         except HttpError as exc:

@@ -30,6 +30,14 @@ order, number and string literals byte for byte; only the whitespace between tok
 JSON does not give meaning to: lms's catalog bodies are PostgreSQL's json_build_object text, with
 " : " and ", "), or DIFFERENT.
 
+The same database work: with a superuser (unless --no-statements), the statements each server
+runs for each request are read from PostgreSQL's statement log (bench.peers.db_work: log_statement
+is set for the run and put back however it ends), with the rows its reads read (EXPLAIN ANALYZE
+of the logged reads, afterwards). One check per peer and scenario is DIFFERENT when any request
+of it runs more statements or round trips (BEGIN/COMMIT counted) than lms's, or reads far more
+rows, unless KNOWN_EXTRAS says why the peer's stack must; the figures are printed after the
+checks, and as one `same_bytes work: {json}` line.
+
 Normalised, and why: a certificate issued during the run has its own id, serialHash, issuedAt,
 verifyUrl (which holds the serial) and VC-JWT on every server (random serial, issue time), and
 its own bit in a revocation status list (each issue takes the next number of
@@ -50,6 +58,7 @@ import argparse
 import asyncio
 import base64
 import calendar
+import contextlib
 import hashlib
 import json
 import os
@@ -57,7 +66,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +75,7 @@ import asyncpg
 import httpx
 import jwt
 
+from bench.peers.db_work import StatementLog, Work, rows_read, short
 from bench.vc_jwt import PublishedKey, published_keys, status_entry_matches, verified_claims
 from lms.derived_keys import Purpose, derived_key
 from lms.domain.auth.logins import open_logins
@@ -274,11 +284,16 @@ class Servers:
             name: httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
             for name, url in {"lms": lms, **peers}.items()
         }
+        self.log: StatementLog | None = None  # --statements: each request's statements
 
     def send(self, name: str, request: Request) -> Answer:
-        response = self.clients[name].request(
-            request.method, request.path, headers=request.headers, content=request.body
-        )
+        """One request (from a thread other than the event loop's when statements are logged:
+        the loop runs the marker statements)."""
+        window = self.log.window(name, request.name) if self.log else contextlib.nullcontext()
+        with window:
+            response = self.clients[name].request(
+                request.method, request.path, headers=request.headers, content=request.body
+            )
         return Answer(
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
@@ -306,11 +321,12 @@ class Report:
             summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
             print(f"\n{peer}: {len(outcomes)} checks: {summary}")
             for o in outcomes:
-                if show and o.verdict != "DIFFERENT":
+                if show and o.verdict not in ("DIFFERENT", "KNOWN-EXTRA"):
                     print(f"  {o.verdict:<10} {o.lms_status or '':>3} {o.name}")
                 if o.verdict == "DIFFERENT":
                     failed += 1
-                    print(f"  DIFFERENT  {o.lms_status or '':>3} {o.name}")
+                if o.verdict in ("DIFFERENT", "KNOWN-EXTRA"):
+                    print(f"  {o.verdict:<10} {o.lms_status or '':>3} {o.name}")
                     for problem in o.problems:
                         print(f"      {problem}")
         return 1 if failed else 0
@@ -798,7 +814,7 @@ async def writes(
                     await conn.execute(ELAPSE, fx.enrollment, step.elapse)
                 if step.just_now:
                     await conn.execute(JUST_NOW, fx.enrollment)
-                answers[name].append(servers.send(name, step.request))
+                answers[name].append(await asyncio.to_thread(servers.send, name, step.request))
             # The certificate this server just issued, verified by this server; then revoked.
             last = answers[name][-1]
             serial = (
@@ -807,11 +823,11 @@ async def writes(
                 else None
             )
             verify = Request(names[-3], "GET", f"/certificates/verify/{serial or 'none'}")
-            answers[name].append(servers.send(name, verify))
+            answers[name].append(await asyncio.to_thread(servers.send, name, verify))
             if serial is not None:
                 await conn.execute(REVOKE, serial, REVOKED_AT)
-            answers[name].append(servers.send(name, verify))
-            answers[name].append(servers.send(name, again))
+            answers[name].append(await asyncio.to_thread(servers.send, name, verify))
+            answers[name].append(await asyncio.to_thread(servers.send, name, again))
             snapshot = json.loads(await conn.fetchval(SNAPSHOT, fx.enrollment))
             snapshot["statusEntryIsTheRow"] = await status_entry_of_row(conn, fx)
             snapshots[name] = snapshot
@@ -838,6 +854,159 @@ async def writes(
 
 
 # ---------------------------------------------------------------------------------------------
+# the database work: statements per request (bench.peers.db_work), rows read per request
+
+SCENARIOS = (
+    ("heartbeat: ", "heartbeat"),
+    ("complete: ", "completion"),
+    ("verify", "verification"),
+    ("search", "catalog search"),
+    ("course ", "course page"),
+)
+# Where a peer's stack cannot run what lms runs: (a word of the peer's name, scenario) -> why. A
+# request for which a peer runs more statements, or more round trips (BEGIN/COMMIT counted), than
+# lms fails the check unless its scenario is listed here for that peer.
+KNOWN_EXTRAS: dict[tuple[str, str], tuple[str, Callable[[Work], bool]]] = {}
+
+
+def _stored_completion(want: Work) -> bool:
+    """lms completed the lesson in one call of its stored function (lms_complete_lesson)."""
+    return any("lms_complete_lesson(" in sql for sql in want.statements)
+
+
+# Where lms completes a lesson in a stored function of its migrations (one round trip, on main
+# since the group-commit merge), a FastAPI or Express team runs the same statements from the
+# application, in one transaction (BEGIN, the locked read, mark-and-tally, COMMIT): for a
+# completion, and for the heartbeat that completes its lesson. Only for such requests.
+for _peer in ("fastapi", "express"):
+    for _scenario in ("completion", "heartbeat"):
+        KNOWN_EXTRAS[(_peer, _scenario)] = (
+            "lms completes in a stored function of its own migrations; the peer runs its "
+            "statements from the application, in one transaction",
+            _stored_completion,
+        )
+
+
+def scenario_of(check: str) -> str:
+    return next((name for prefix, name in SCENARIOS if check.startswith(prefix)), "catalog listing")
+
+
+def known_extra(peer: str, scenario: str, want: Work) -> str | None:
+    """Why the peer's stack must do more than lms for this request, if it must."""
+    for (word, sc), (why, applies) in KNOWN_EXTRAS.items():
+        if word in peer and sc == scenario and applies(want):
+            return why
+    return None
+
+
+def work_figures(
+    names: list[str], works: dict[tuple[str, str], list[Work]]
+) -> dict[str, dict[str, Any]]:
+    """Per implementation and scenario: requests, statements and BEGIN/COMMIT per request, rows
+    read per request (of those measured)."""
+    figures: dict[str, Any] = {}
+    for name in names:
+        totals: dict[str, list[int]] = {}
+        for (server, check), items in works.items():
+            if server != name:
+                continue
+            t = totals.setdefault(scenario_of(check), [0, 0, 0, 0, 0, 0])
+            for w in items:
+                t[0] += 1
+                t[1] += len(w.statements)
+                t[2] += len(w.transaction)
+                t[3] += len(w.setup)
+                if w.rows_read is not None:
+                    t[4] += 1
+                    t[5] += int(w.rows_read)
+        figures[name] = {
+            sc: {
+                "requests": n,
+                "statements": round(st / n, 2),
+                "transaction_control": round(tx / n, 2),
+                "connection_setup": setup,
+                "rows_read": round(rows / measured, 1) if measured else None,
+            }
+            for sc, (n, st, tx, setup, measured, rows) in sorted(totals.items())
+            if n
+        }
+    return figures
+
+
+def print_work(figures: dict[str, dict[str, Any]]) -> None:
+    print("\ndatabase work per request (statements the server ran + BEGIN/COMMIT/ROLLBACK):")
+    for name, scenarios in figures.items():
+        print(f"  {name}:")
+        for sc, f in scenarios.items():
+            read = "" if f["rows_read"] is None else f", {f['rows_read']:,.1f} rows read"
+            print(
+                f"    {sc:<16} {f['statements']:.2f} + {f['transaction_control']:.2f} "
+                f"({f['requests']} requests{read})"
+            )
+
+
+def compare_work(
+    names: list[str], works: dict[tuple[str, str], list[Work]], report: Report, show: bool
+) -> None:
+    """One check per peer and scenario: no request of it may run more statements or round trips
+    than lms's, or read far more rows, unless KNOWN_EXTRAS says why the peer's stack must."""
+    scenarios = sorted({scenario_of(check) for server, check in works if server == "lms"})
+    for peer in names[1:]:
+        extra: dict[str, list[str]] = {}
+        known: dict[str, str] = {}
+        for (server, check), items in works.items():
+            if server != peer:
+                continue
+            mine = works.get(("lms", check), [])
+            for got, want in zip(items, mine, strict=False):
+                more_rows = (
+                    got.rows_read is not None
+                    and want.rows_read is not None
+                    and got.rows_read > 3 * want.rows_read + 200
+                )
+                if (
+                    len(got.statements) <= len(want.statements)
+                    and got.round_trips <= want.round_trips
+                    and not more_rows
+                ):
+                    continue
+                scenario = scenario_of(check)
+                why = known_extra(peer, scenario, want)
+                if why is not None:
+                    known.setdefault(scenario, why)
+                    continue
+                lines = extra.setdefault(scenario, [])
+                rows = ""
+                if more_rows and got.rows_read is not None and want.rows_read is not None:
+                    rows = f"; {got.rows_read:,.0f} rows read, lms {want.rows_read:,.0f}"
+                lines.append(
+                    f"{check}: {len(got.statements)}+{len(got.transaction)}, "
+                    f"lms {len(want.statements)}+{len(want.transaction)}{rows}"
+                )
+                if show or not lines[1:]:
+                    lines.extend(
+                        f"        {peer}: {short(q)}" for q in got.transaction + got.statements
+                    )
+                    lines.extend(
+                        f"        lms: {short(q)}" for q in want.transaction + want.statements
+                    )
+        for scenario in scenarios:
+            lines = extra.get(scenario, [])
+            verdict = "DIFFERENT" if lines else "KNOWN-EXTRA" if scenario in known else "IDENTICAL"
+            problems = ["more database work than lms (statements+BEGIN/COMMIT)", *lines]
+            if scenario in known:
+                problems.append(f"known: {known[scenario]}")
+            report.add(
+                Outcome(
+                    peer,
+                    f"database work: {scenario}",
+                    verdict,
+                    problems[: None if show else 14] if verdict != "IDENTICAL" else [],
+                )
+            )
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def parse_peer(text: str) -> tuple[str, str]:
@@ -861,14 +1030,20 @@ async def run(args: argparse.Namespace) -> int:
     servers = Servers(args.lms, peers)
     report = Report(peers)
     conn = await asyncpg.connect(database_url)
+    log: StatementLog | None = None
+    works: dict[tuple[str, str], list[Work]] = {}
     try:
         fx = await fixtures(conn, secret, algorithm)
         normalise = Normaliser(fx.public_keys)
+        if args.statements:
+            log = StatementLog(database_url)
+            await log.open()
+            servers.log = log
         # One course of the busiest creator is PENDING during the reads (seeded ones are all
         # PUBLISHED): its page is then for its creator only.
         await conn.execute("UPDATE courses SET status = 'PENDING' WHERE id = $1", fx.hidden_course)
         try:
-            reads(servers, report, fx, secret, algorithm)
+            await asyncio.to_thread(reads, servers, report, fx, secret, algorithm)
         finally:
             await conn.execute(
                 "UPDATE courses SET status = 'PUBLISHED' WHERE id = $1", fx.hidden_course
@@ -876,10 +1051,23 @@ async def run(args: argparse.Namespace) -> int:
         if not args.reads_only:
             await writes(servers, report, conn, fx, secret, algorithm, normalise)
             # The new keys peers registered are verifiable; reload them for the report.
+        if log is not None:
+            works = await log.read()
+            await log.close()
+            servers.log = None
+            await rows_read(conn, works)
+            compare_work(servers.names, works, report, args.show)
     finally:
+        if log is not None:
+            await log.close()
         await conn.close()
         servers.close()
-    return report.print(args.show)
+    status = report.print(args.show)
+    if works:
+        figures = work_figures(servers.names, works)
+        print_work(figures)
+        print("\nsame_bytes work: " + json.dumps(figures))
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -902,6 +1090,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL")
     parser.add_argument("--show", action="store_true", help="list every check, not only failures")
     parser.add_argument("--reads-only", action="store_true", help="skip the write script")
+    parser.add_argument(
+        "--no-statements",
+        dest="statements",
+        action="store_false",
+        help="do not log and compare the statements each request runs (they need a superuser: "
+        "log_statement is set for the run, and put back)",
+    )
+
     args = parser.parse_args(argv)
     if not args.peer:
         parser.error("give at least one --peer NAME=URL")

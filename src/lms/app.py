@@ -16,7 +16,6 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.allow_header import AllowHeader
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
-from lms.api.hot_lane import HotLane
 from lms.api.input_guard import InputGuard
 from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
 from lms.api.request import LmsRequest
@@ -55,8 +54,9 @@ from lms.domain.courses.controllers import (
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.errors import DomainError
 from lms.domain.events.controllers import AdminWebhookController
-from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.dispatcher import EventDispatcher, EventSink
 from lms.domain.events.webhooks import WebhookSink
+from lms.domain.events.xapi_sink import XapiSink
 from lms.domain.learning.controllers import (
     AdminEnrollmentController,
     CreatorDashboardController,
@@ -65,11 +65,20 @@ from lms.domain.learning.controllers import (
     ProgressController,
 )
 from lms.domain.media.controllers import MediaController
+from lms.domain.payments.controllers import (
+    AdminOrderController,
+    CheckoutController,
+    OrderController,
+    StripeWebhookController,
+)
+from lms.domain.payments.reconciler import reconcile_once
 from lms.domain.transcripts.controllers import TranscriptController
+from lms.hot_lane import HotLane, lane_routes
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
 from lms.integrations.sms import make_sms_sender
 from lms.integrations.storages import make_storage
+from lms.integrations.stripe_gateway import make_gateway
 from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
@@ -115,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         nats=nats,
         storage=make_storage(settings),
         signing_key=load_signing_key(settings.cert_signing_key),
+        payments=make_gateway(settings),
     )
     ctx.listener.subscribe(USER_AUTH_CHANNEL, ctx.users.subscriber())
     ctx.listener.subscribe(SESSION_CHANNEL, ctx.sessions.subscriber())
@@ -137,10 +147,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
-        # Sinks of the event log; the xAPI output adds its own here.
-        ctx.events = EventDispatcher(db_pool, [WebhookSink(nats, settings)])
+        # Sinks of the event log: webhooks, and xAPI statements when an LRS is configured.
+        sinks: list[EventSink] = [WebhookSink(nats, settings)]
+        if settings.xapi_endpoint:
+            sinks.append(XapiSink(nats, settings))
+        ctx.events = EventDispatcher(db_pool, sinks)
         ctx.events.start()
-        housekeeper.start(db_pool)
+        stripe = ctx.payments
+        housekeeper.start(
+            db_pool, None if stripe is None else (lambda: reconcile_once(db_pool, stripe))
+        )
         await nats.start()
         # What exists now (modules, the app, its routes and schemas: some 120,000 objects) lives
         # as long as the process. Frozen, the collector stops walking it: an unfrozen full
@@ -198,6 +214,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EnrollmentCertificateController,
             JwksController,
             AdminCertificateController,
+            CheckoutController,
+            StripeWebhookController,
+            OrderController,
+            AdminOrderController,
             AdminWebhookController,
         ],
         # Bad characters and malformed headers are refused before anything else looks at them;
@@ -223,9 +243,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),
     )
-    # The hot routes' common requests skip Litestar's per-request machinery (lms.api.hot_lane);
+    # The hot routes' common requests skip Litestar's per-request machinery (lms.hot_lane): the
+    # handlers naming an answer function, read from the app as built, CORS by the same config;
     # the rest, and anything unusual about those, go on to it.
-    hot_lane = HotLane(app.asgi_handler, ctx)  # type: ignore[arg-type]
+    hot_lane = HotLane(app.asgi_handler, ctx, lane_routes(app), cors)  # type: ignore[arg-type]
     # Outermost layer, around CORS and exception handling, so every response gets a request id
     # and a log line, 404s and hot-lane answers included.
     request_context = RequestContextMiddleware(hot_lane)

@@ -301,8 +301,14 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             raise RuntimeError("resolved_services() resolves database_url")
         applied = _run(migrate_forward(s.database_url, quiet=True))
         log.info("migrations applied", extra={"applied": applied})
-        env = {**os.environ, **s.to_environ()}
         children: dict[str, subprocess.Popen[bytes]] = {}
+        if not s.stripe_secret_key and not stop_requested:
+            from lms.local_stripe import with_local_stripe
+
+            preexec = _die_with_parent if sys.platform == "linux" else None
+            s, local_stripe = with_local_stripe(s, preexec)
+            children["localstripe"] = local_stripe.process
+        env = {**os.environ, **s.to_environ()}
         exit_code = 0
         try:
             if not stop_requested:
@@ -344,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="everything on this machine: services, migrations, API and a worker",
         description="Start embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), "
         "apply migrations, serve the API on LMS_PORT (default 8000) under Granian and run one "
-        "transcription worker, until Ctrl-C or SIGTERM.",
+        "transcription worker, until Ctrl-C or SIGTERM. With LMS_STRIPE_SECRET_KEY unset, also a "
+        "local Stripe-compatible server (localstripe) with the API's webhook registered on it.",
     )
     dev.add_argument("--worker-concurrency", type=int, default=1, metavar="N")
     dev.set_defaults(handler=cmd_dev)

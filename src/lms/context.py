@@ -1,16 +1,14 @@
-"""AppContext: the per-process services a request needs, built once by create_app, and the two
-dependencies Litestar's DI gives handlers: the context (`Ctx`) and the connection pool (`Db`)."""
+"""AppContext: the per-process services a request needs, built once by create_app. Services import
+it, so it imports nothing of HTTP (Litestar's `Ctx` / `Db` dependencies: lms.api.dependencies)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import asyncpg
-from litestar.di import Dependency
-from litestar.params import SkipValidationMarker
 
 from lms.invariants import present
 from lms.settings import Settings
@@ -24,6 +22,7 @@ if TYPE_CHECKING:  # types only: these modules import this one
     from lms.domain.certificates.keys import SigningKey
     from lms.domain.events.dispatcher import EventDispatcher
     from lms.integrations.storage import VideoStorage
+    from lms.integrations.stripe_gateway import StripeGateway
     from lms.messaging.dispatcher import OutboxDispatcher
     from lms.notifications.listener import ChangeListener
 
@@ -42,6 +41,8 @@ class AppContext:
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None
     signing_key: SigningKey | None = None  # signs certificates (LMS_CERT_SIGNING_KEY)
+    # Stripe (LMS_STRIPE_*); None: payments are not configured and checkout answers 503.
+    payments: StripeGateway | None = None
     # The connection pool, started with the app; handlers get it as the `db` dependency and
     # hand it to the services, which never reach for a module-level one.
     db: asyncpg.Pool | None = None
@@ -85,9 +86,3 @@ class AppContext:
     def pool(self) -> asyncpg.Pool:
         """For the HTTP edge (guards, middleware), which Litestar's DI does not reach."""
         return present(self.db, "the pool starts with the app")
-
-
-# How handlers ask for them: `ctx: Ctx`, `db: Db` (provided app-wide by create_app; not
-# validated per request).
-Ctx = Annotated[AppContext, Dependency(kind="named"), SkipValidationMarker()]
-Db = Annotated[asyncpg.Pool, Dependency(kind="named"), SkipValidationMarker()]

@@ -46,6 +46,17 @@ def refusals(settings: Settings) -> list[str]:
             "LMS_PUBLIC_BASE_URL: certificates would name http://LMS_HOST:LMS_PORT as their "
             "issuer, key id and QR target"
         )
+    if settings.stripe_secret_key:
+        if not settings.stripe_webhook_secret:
+            found.append(
+                "LMS_STRIPE_WEBHOOK_SECRET (with LMS_STRIPE_SECRET_KEY set): without it no Stripe "
+                "event can be verified, so no payment is ever fulfilled"
+            )
+        if not settings.stripe_api_base.startswith("https://"):
+            found.append(
+                "LMS_STRIPE_API_BASE of https:// (Stripe's own by default): "
+                f"{settings.stripe_api_base} is a local Stripe server, for development only"
+            )
     return found
 
 

@@ -118,6 +118,26 @@ def fetch_allow_list(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
+# Stripe's currencies whose smallest unit is not a hundredth: a price of two decimals cannot be
+# charged in them exactly, so they are refused rather than rounded.
+_NOT_TWO_DECIMAL_CURRENCIES = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf", "bhd", "jod", "kwd", "omr", "tnd", "isk"}
+)
+
+
+def currency(name: str, raw: str) -> str:
+    """An ISO 4217 code, lower case, of a currency counted in hundredths."""
+    value = raw.strip().lower()
+    if len(value) != 3 or not value.isascii() or not value.isalpha():
+        raise StartupError(f"{name} must be a three-letter ISO 4217 code such as usd, got {raw!r}")
+    if value in _NOT_TWO_DECIMAL_CURRENCIES:
+        raise StartupError(
+            f"{name}: {value} is not counted in hundredths; course prices have two decimals"
+        )
+    return value
+
+
 def directory(_name: str, raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
@@ -218,7 +238,9 @@ class Settings:
         "is unset (one-time codes would only be written to the log, where whoever reads it can "
         "take over accounts), while both `LMS_METRICS_TOKEN` and `LMS_METRICS_ALLOW` are unset, "
         "while `LMS_JWT_SECRET`, `LMS_CERT_SIGNING_KEY` or `LMS_PUBLIC_BASE_URL` is unset, or "
-        "with a `LMS_JWT_SECRET` under 32 bytes (the README's production checklist); "
+        "with a `LMS_JWT_SECRET` under 32 bytes, or with `LMS_STRIPE_SECRET_KEY` set but "
+        "`LMS_STRIPE_WEBHOOK_SECRET` unset or `LMS_STRIPE_API_BASE` not an `https://` URL (a "
+        "local Stripe server) (the README's production checklist); "
         "`development` starts with a warning about mail and SMS instead",
     )
     host: str = setting("LMS_HOST", text(255), "127.0.0.1", doc="the address the API listens on")
@@ -289,14 +311,6 @@ class Settings:
         "short line, then is refused with 503 and `Retry-After`. Keep it below "
         "`LMS_DB_POOL_MAX`, so other requests always find a connection",
     )
-    search_cache_seconds: int = setting(
-        "LMS_SEARCH_CACHE_SECONDS",
-        integer(0, 3600),
-        30,
-        doc="how long each API process keeps an anonymous catalog search page and serves it to "
-        "everyone (then as long again while one request's worth of work refreshes it); a "
-        "ranked search costs in proportion to its matches. 0: every search runs",
-    )
     trusted_proxies: tuple[str, ...] = setting(
         "LMS_TRUSTED_PROXIES",
         networks,
@@ -339,6 +353,58 @@ class Settings:
     )
     sms_from: str | None = setting(
         "LMS_SMS_FROM", text(32), shown="none", doc="the sender number (E.164) for SMS"
+    )
+    stripe_secret_key: str | None = setting(
+        "LMS_STRIPE_SECRET_KEY",
+        verbatim,
+        shown="unset: `lms dev` starts a local Stripe-compatible server (localstripe); "
+        "`lms serve` answers checkout with 503",
+        doc="the Stripe secret key (`sk_live_...`, `sk_test_...`) that priced courses are sold "
+        "with (PaymentIntents, refunds, the reconciler's look-ups)",
+    )
+    stripe_webhook_secret: str | None = setting(
+        "LMS_STRIPE_WEBHOOK_SECRET",
+        verbatim,
+        shown="none (`lms dev` sets one with its local server)",
+        doc="the signing secret (`whsec_...`) of the Stripe webhook endpoint "
+        "`POST /payments/stripe/webhook`; events whose `Stripe-Signature` does not verify "
+        "against it, or is older than 5 minutes, are refused",
+    )
+    stripe_api_base: str = setting(
+        "LMS_STRIPE_API_BASE",
+        url("http", "https", strip_slash=True),
+        "https://api.stripe.com",
+        doc="where the Stripe API is: Stripe's own, or a Stripe-compatible server "
+        "(localstripe) in development and tests; `LMS_ENV=production` refuses anything but "
+        "`https://`",
+    )
+    currency: str = setting(
+        "LMS_CURRENCY",
+        currency,
+        "usd",
+        doc="the ISO 4217 currency (lower case) course prices are in and orders are charged in "
+        "(one counted in hundredths: not jpy, not kwd)",
+    )
+    xapi_endpoint: str | None = setting(
+        "LMS_XAPI_ENDPOINT",
+        url("http", "https", strip_slash=True),
+        shown="unset: no xAPI statements",
+        doc="an xAPI 1.0.3 learning record store's endpoint (`https://lrs.example.com/xAPI`, "
+        "statements are POSTed to `<endpoint>/statements`): enrollments, lesson milestones, "
+        "completions and certificates are sent to it as statements, in batches, by the workers "
+        "(see Integrations)",
+    )
+    xapi_username: str | None = setting(
+        "LMS_XAPI_USERNAME",
+        text(200),
+        shown="none",
+        doc="the LRS's Basic auth user (its key) for `LMS_XAPI_ENDPOINT`",
+    )
+    xapi_password: str | None = setting(
+        "LMS_XAPI_PASSWORD",
+        verbatim,
+        shown="none",
+        doc="the LRS's Basic auth password (its secret) for `LMS_XAPI_ENDPOINT`",
     )
     cloudinary_url: str | None = setting(
         "CLOUDINARY_URL",
@@ -573,7 +639,16 @@ class Settings:
             env["LMS_JWT_SECRET"] = self.jwt_secret
         if self.cert_signing_key:
             env["LMS_CERT_SIGNING_KEY"] = self.cert_signing_key
+        if self.stripe_secret_key:
+            env["LMS_STRIPE_SECRET_KEY"] = self.stripe_secret_key
+            env["LMS_STRIPE_API_BASE"] = self.stripe_api_base
+        if self.stripe_webhook_secret:
+            env["LMS_STRIPE_WEBHOOK_SECRET"] = self.stripe_webhook_secret
         return env
+
+    @property
+    def payments_configured(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
 
 
 def specs() -> list[tuple[str, Spec]]:

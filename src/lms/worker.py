@@ -20,6 +20,8 @@ from taskiq.receiver import Receiver
 from lms.broker import JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
+from lms.domain.events.xapi_sink import make_sender as make_xapi_sender
+from lms.domain.events.xapi_sink import run_sender as run_xapi_sender
 from lms.domain.transcripts import tasks
 from lms.domain.transcripts.sweeper import sweep_forever
 from lms.errors import StartupError
@@ -133,6 +135,15 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         run_deliverer(broker.client, WebhookDeliverer(db, settings), settings, stop),
         name="lms-webhooks",
     )
+    # The xAPI sender (LMS_XAPI_ENDPOINT): statements queued by the API's event dispatcher.
+    xapi_sender = make_xapi_sender(db, settings)
+    sending_xapi = (
+        asyncio.create_task(
+            run_xapi_sender(broker.client, xapi_sender, settings, stop), name="lms-xapi"
+        )
+        if xapi_sender is not None
+        else None
+    )
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         receiver = Receiver(
             broker=broker,
@@ -149,6 +160,8 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
             stop.set()
             await sweeping
             await delivering
+            if sending_xapi is not None:
+                await sending_xapi
             await broker.shutdown()
             await close_pool()
     log.info("worker stopped")

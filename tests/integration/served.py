@@ -21,6 +21,16 @@ from tests.conftest import Outside, ServerUrls
 from tests.helpers import child_env, wait_ready
 
 
+def settings_of_payments(settings: Settings) -> dict[str, str]:
+    if not settings.stripe_secret_key or not settings.stripe_webhook_secret:
+        return {}
+    return {
+        "LMS_STRIPE_SECRET_KEY": settings.stripe_secret_key,
+        "LMS_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        "LMS_STRIPE_API_BASE": settings.stripe_api_base,
+    }
+
+
 @contextlib.contextmanager
 def lms_serving(
     *,
@@ -47,6 +57,8 @@ def lms_serving(
         LMS_PUBLIC_BASE_URL=settings.public_base_url,
         LMS_JOBS_STREAM=settings.jobs_stream,
         LMS_JOBS_SUBJECT=settings.jobs_subject,
+        # The session's localstripe, so checkout and refunds reach a Stripe.
+        **settings_of_payments(settings),
         **env,
     )
     log = folder / "lms-serve.log"

@@ -254,6 +254,17 @@ def test_serve_refuses_production_without_mail_and_sms(
         ({"LMS_JWT_SECRET": ""}, "LMS_JWT_SECRET of at least 32 bytes"),
         ({"LMS_CERT_SIGNING_KEY": ""}, "LMS_CERT_SIGNING_KEY"),
         ({"LMS_PUBLIC_BASE_URL": ""}, "LMS_PUBLIC_BASE_URL"),
+        # Stripe without its webhook secret would take payments and never fulfil them.
+        ({"LMS_STRIPE_SECRET_KEY": "sk_live_x"}, "LMS_STRIPE_WEBHOOK_SECRET"),
+        # A local Stripe-compatible server (what `lms dev` starts) is for development only.
+        (
+            {
+                "LMS_STRIPE_SECRET_KEY": "sk_live_x",
+                "LMS_STRIPE_WEBHOOK_SECRET": "whsec_x",
+                "LMS_STRIPE_API_BASE": "http://127.0.0.1:8420",
+            },
+            "LMS_STRIPE_API_BASE of https://",
+        ),
     ],
 )
 def test_serve_refuses_production_without_each_safe_setting(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lms.netutil import free_port, wait_until
@@ -69,11 +71,24 @@ def test_dev_starts_shares_and_stops_cleanly(data_dir: Path) -> None:
         assert admin.returncode == 0, admin.stderr
         # ...and leaves them running for `lms dev`.
         assert wait_ready(port, 5)
+        # LMS_STRIPE_SECRET_KEY unset: a local Stripe server, with the API's webhook on it.
+        stripe_url = _local_stripe_url(data_dir.parent / f"dev-{port}.log")
+        assert httpx.get(f"{stripe_url}/v1/balance", auth=("sk_test_x", "")).status_code == 200
     finally:
         _kill_group(dev, signal.SIGTERM)
         dev.wait(timeout=90)
     assert dev.returncode == 0
     assert wait_until(lambda: not processes_using(data_dir), 10), processes_using(data_dir)
+    with pytest.raises(httpx.ConnectError):  # stopped with the rest
+        httpx.get(f"{stripe_url}/v1/balance")
+
+
+def _local_stripe_url(log: Path) -> str:
+    found = re.search(
+        r"local Stripe \(localstripe[^)]*\) on (http://127\.0\.0\.1:\d+)", log.read_text()
+    )
+    assert found, log.read_text()[-3000:]
+    return found.group(1)
 
 
 def test_dev_recovers_after_kill_9_of_everything(data_dir: Path) -> None:

@@ -39,11 +39,16 @@ EXPECTED_TABLES = {
     "system_settings",
     "outbound_messages",
     "rate_limit_counters",
+    "search_tops",
+    "search_top_rows",
     "upload_slots",
     "cloudinary_notifications",
+    "orders",
+    "stripe_events",
     "events",
     "webhook_endpoints",
     "webhook_deliveries",
+    "xapi_statements",
 }
 
 

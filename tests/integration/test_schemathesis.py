@@ -21,6 +21,7 @@ import pytest
 
 from lms.settings import Settings
 from tests.conftest import Outside, ServerUrls, TestUser
+from tests.integration.courses.helpers import published_course
 from tests.integration.learning.helpers import course_with_lessons, enroll
 from tests.integration.served import lms_serving
 
@@ -94,6 +95,10 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         headers=creator.headers,
     )
     assert draft.status_code == 201, draft.text
+    # And a priced course the learner has an order of (checkout, orders, refunds).
+    priced = await published_course(api, creator, admin, price="19.99")
+    ordered = await api.post(f"/courses/{priced['id']}/checkout", headers=learner.headers)
+    assert ordered.status_code == 201, ordered.text
 
     failures = []
     with lms_serving(

@@ -1,6 +1,6 @@
 """The package's modules import each other without cycles (lazy imports inside functions count;
-imports made only for the type checker do not), and the domain never imports Litestar except in
-its controllers: services know nothing about HTTP."""
+imports made only for the type checker do not), and nothing but the HTTP edge reaches Litestar,
+directly or through any chain of imports: services know nothing about HTTP."""
 
 from __future__ import annotations
 
@@ -102,6 +102,78 @@ def test_the_domain_knows_nothing_about_http() -> None:
         )
     )
     assert offenders == []
+
+
+def is_http_edge(name: str) -> bool:
+    """Modules that may import Litestar: the app and its lane, the API layer, controllers."""
+    return (
+        name in ("lms.app", "lms.hot_lane", "lms.api")
+        or name.startswith("lms.api.")
+        or name.endswith(".controllers")
+    )
+
+
+def chains_to_litestar() -> dict[str, list[str]]:
+    """For each module that reaches Litestar, one import chain that does."""
+    modules = {
+        module_name(p): p for p in PACKAGE.rglob("*.py") if "piccolo_migrations" not in p.parts
+    }
+    edges = graph()
+    found: dict[str, list[str]] = {
+        name: [name, "litestar"]
+        for name, path in modules.items()
+        if any(m == "litestar" or m.startswith("litestar.") for m in runtime_imports(path))
+    }
+    changed = True
+    while changed:  # a fixed point: a module reaches it when one it imports does
+        changed = False
+        for name in sorted(modules):
+            if name in found:
+                continue
+            via = next((t for t in sorted(edges[name]) if t in found), None)
+            if via is not None:
+                found[name] = [name, *found[via]]
+                changed = True
+    return found
+
+
+def test_nothing_but_the_http_edge_reaches_litestar_through_any_import_chain() -> None:
+    offenders = {
+        name: " -> ".join(chain)
+        for name, chain in chains_to_litestar().items()
+        if not is_http_edge(name)
+    }
+    assert offenders == {}
+
+
+def test_the_transitive_check_sees_a_chain() -> None:
+    """The check above follows chains: a controller reaches Litestar, and so does the app."""
+    chains = chains_to_litestar()
+    assert chains["lms.domain.courses.controllers"][-1] == "litestar"
+    assert chains["lms.app"][0] == "lms.app"
+    assert "lms.context" not in chains and "lms.domain.learning.progress" not in chains
+
+
+def test_the_services_load_no_litestar_when_imported() -> None:
+    """The same, as Python sees it: every module off the HTTP edge imported in a fresh process
+    (the raw-limit bench peer relies on it), and Litestar is still not loaded."""
+    import subprocess
+    import sys
+
+    names = sorted(
+        name
+        for name in (module_name(p) for p in PACKAGE.rglob("*.py"))
+        if not is_http_edge(name)
+        and "piccolo_migrations" not in name
+        and name
+        not in ("lms.__main__", "lms.cli", "lms.server", "lms.worker", "lms.db.piccolo_conf")
+    )
+    program = f"import importlib, sys\nfor n in {names!r}: importlib.import_module(n)\n"
+    program += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'litestar'))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_the_api_does_not_load_pyav_until_an_upload_is_probed() -> None:

@@ -31,17 +31,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "lms"
 # page for anonymous visitors, certificate verification (through verification_reads, with its
 # tighter bound). Adding one means adding it here.
 REPLICA_READERS = {
-    ("domain/courses/controllers.py", "list_courses"),
-    ("domain/courses/controllers.py", "get_course"),
+    # The answer functions the handlers and the hot lane both call (lms.api.answers).
+    ("domain/courses/controllers.py", "catalog_page"),
+    ("domain/courses/controllers.py", "course_page"),
     ("domain/certificates/controllers.py", "verification_reads"),
-    # The same two requests in the hot lane, which mirrors those handlers.
-    ("api/hot_lane.py", "catalog"),
-    ("api/hot_lane.py", "course"),
 }
-# Verification reads only through verification_reads, in the controller and the hot lane alike.
+# Verification reads only through verification_reads, in the one function that answers it.
 VERIFICATION_READERS = {
-    ("domain/certificates/controllers.py", "verify"),
-    ("api/hot_lane.py", "verify"),
+    ("domain/certificates/controllers.py", "verification"),
 }
 
 

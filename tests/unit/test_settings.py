@@ -49,6 +49,9 @@ def test_values_are_read() -> None:
         ({"NATS_URL": "http://nats:4222"}, "NATS_URL must be a nats://"),
         ({"LMS_WHISPER_DEVICE": "tpu"}, "LMS_WHISPER_DEVICE must be one of auto, cpu, cuda"),
         ({"CLOUDINARY_URL": "https://x"}, "CLOUDINARY_URL must be a cloudinary://"),
+        ({"LMS_CURRENCY": "dollars"}, "LMS_CURRENCY must be a three-letter ISO 4217 code"),
+        ({"LMS_CURRENCY": "JPY"}, "LMS_CURRENCY: jpy is not counted in hundredths"),
+        ({"LMS_STRIPE_API_BASE": "ftp://stripe"}, "LMS_STRIPE_API_BASE must be a http://"),
     ],
 )
 def test_bad_values_are_refused_with_one_line(env: dict[str, str], message: str) -> None:
@@ -56,6 +59,11 @@ def test_bad_values_are_refused_with_one_line(env: dict[str, str], message: str)
         load_settings(env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_currency_is_kept_in_lower_case() -> None:
+    assert load_settings({"LMS_CURRENCY": "EUR"}).currency == "eur"
+    assert load_settings({}).currency == "usd"
 
 
 def test_passwords_never_appear_in_errors() -> None:

@@ -22,7 +22,13 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from lms.domain.errors import DomainError, TooMany, Unauthenticated, Unavailable
+from lms.domain.errors import (
+    DomainError,
+    PaymentRequired,
+    TooMany,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("lms.errors")
 
@@ -30,14 +36,18 @@ log = logging.getLogger("lms.errors")
 @dataclass(frozen=True, slots=True)
 class Problem:
     """An error answer before it becomes a response: Litestar's handlers below and the hot lane
-    (lms.api.hot_lane) render the same one."""
+    (lms.hot_lane) render the same one."""
 
     status_code: int
     detail: str
     headers: dict[str, str] | None = None
+    # Members beside status_code and detail that an error's contract adds (402's checkoutPath).
+    more: dict[str, str] | None = None
 
     def body(self) -> bytes:
-        return _ENCODER.encode({"status_code": self.status_code, "detail": self.detail})
+        return _ENCODER.encode(
+            {"status_code": self.status_code, "detail": self.detail, **(self.more or {})}
+        )
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -49,7 +59,8 @@ def problem_of_domain_error(exc: DomainError) -> Problem:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    return Problem(exc.status_code, exc.detail, headers or None)
+    more = {"checkoutPath": exc.checkout_path} if isinstance(exc, PaymentRequired) else None
+    return Problem(exc.status_code, exc.detail, headers or None, more)
 
 
 def problem_of_unhandled(exc: Exception, method: str, path: str) -> Problem:

@@ -105,6 +105,7 @@ TAGS = [
     Tag(name="lessons", description="Lessons, video, transcripts"),
     Tag(name="learning", description="Enrollment, progress, completion"),
     Tag(name="certificates", description="Issue and verify certificates"),
+    Tag(name="payments", description="Priced courses: checkout, Stripe's webhook, orders"),
     Tag(name="creators", description="Creator applications and dashboard"),
     Tag(name="admin", description="Administration"),
     Tag(name="ops", description="Health, readiness, metrics"),

@@ -80,6 +80,7 @@ def requires(permission: Permission) -> Guard:
         check_permission(connection.scope.get("user"), permission)
 
     guard.__name__ = f"requires_{permission.name.lower()}"
+    guard.permission = permission  # type: ignore[attr-defined]  # read by lms.hot_lane
     return guard
 
 

@@ -88,6 +88,13 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    PAID = "PAID"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
 class User(Table, tablename="users"):
     id = UUID(primary_key=True)
     email = Varchar(length=320, unique=True)  # stored lower-cased
@@ -213,6 +220,9 @@ class Certificate(Table, tablename="certificates"):
     course = ForeignKey(
         db_column_name="course_id", references=Course, on_delete=OnDelete.restrict, null=False
     )
+    # The enrollment it was earned in, as its signed credential names it. lms_0013 dropped the
+    # database's foreign key: a refund deletes the enrollment, and the (revoked) certificate
+    # stays verifiable.
     enrollment = ForeignKey(
         db_column_name="enrollment_id",
         references=Enrollment,
@@ -445,3 +455,43 @@ ALL_TABLES: list[type[Table]] = [
     UploadSlot,
     CloudinaryNotification,
 ]
+
+
+class Order(Table, tablename="orders"):
+    """A learner buying a priced course (lms.domain.payments). Amount and currency are copied
+    from the course when ordered. lms_0013 adds in SQL: one PENDING order per (user, course)
+    (a partial unique index), amount > 0, the status/timestamp consistency checks."""
+
+    id = UUID(primary_key=True)
+    user = ForeignKey(
+        db_column_name="user_id", references=User, on_delete=OnDelete.restrict, null=False
+    )
+    course = ForeignKey(
+        db_column_name="course_id", references=Course, on_delete=OnDelete.restrict, null=False
+    )
+    amount = Numeric(digits=(10, 2))
+    currency = Varchar(length=3)  # ISO 4217, lower case
+    status = Varchar(length=16, default=OrderStatus.PENDING.value, choices=OrderStatus)
+    provider = Varchar(length=16, default="stripe")
+    payment_intent_id = Varchar(length=255, null=True, default=None, unique=True)
+    client_secret = Text(null=True, default=None, secret=True)
+    # Why a payment was not fulfilled (its amount or currency differ from the order's): for admins.
+    flag = Text(null=True, default=None)
+    failure_reason = Text(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    checked_at = Timestamptz(null=True, default=None)  # last looked up at Stripe (reconciler)
+    paid_at = Timestamptz(null=True, default=None)
+    refunded_at = Timestamptz(null=True, default=None)
+
+
+class StripeEvent(Table, tablename="stripe_events"):
+    """Every Stripe event handled, by its id: a replay or a concurrent duplicate is a no-op."""
+
+    id = Varchar(length=255, primary_key=True)
+    type = Varchar(length=100)
+    order = ForeignKey(
+        db_column_name="order_id", references=Order, on_delete=OnDelete.set_null, null=True
+    )
+    outcome = Varchar(length=32)
+    received_at = Timestamptz(default=TimestamptzNow())

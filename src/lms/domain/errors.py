@@ -30,6 +30,16 @@ class Unauthenticated(DomainError):
     status_code = 401
 
 
+class PaymentRequired(DomainError):
+    """The course is sold: buy it at `checkoutPath` first (a paid order enrolls)."""
+
+    status_code = 402
+
+    def __init__(self, detail: str, *, checkout_path: str) -> None:
+        super().__init__(detail)
+        self.checkout_path = checkout_path
+
+
 class Forbidden(DomainError):
     """The caller is known but may not do this (wrong role, not the owner)."""
 

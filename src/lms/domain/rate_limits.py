@@ -5,9 +5,12 @@ sign-in and codes all count here."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
+import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +18,8 @@ from lms.db.queries import Conn
 from lms.db.queries import rate_limits as sql
 from lms.domain.errors import TooMany
 from lms.observability.metrics import RATE_LIMITED
+
+log = logging.getLogger("lms.rate_limits")
 
 WINDOW_LONGEST_SECONDS = 86400  # counters older than any window are purged
 
@@ -111,3 +116,85 @@ async def uncount(db: Conn, key: str, window_seconds: int) -> None:
 async def restart(db: Conn, key: str, window_seconds: int) -> None:
     """Start `key` over from zero now (a new code was sent: its tries count afresh)."""
     await sql.restart(db, _row(key, window_seconds))
+
+
+# How often a process adds the hits it counted to the shared counters (BatchedLimit).
+FLUSH_SECONDS = 0.1
+
+
+@dataclass
+class _Count:
+    shared: int  # the key's count, all processes together, as of this process's last flush
+    pending: int  # hits this process admitted since, not yet added to the shared count
+    resets_at: float  # time.monotonic() when the key's window ends
+
+
+class BatchedLimit:
+    """A limit checked in memory and counted in PostgreSQL in aggregate, for a limit asked on a
+    hot read (the catalog search): no statement per request. A hit is admitted while the key's
+    shared count as of the last flush plus this process's hits since stays within the limit;
+    every FLUSH_SECONDS one statement adds each key's new hits to the shared counters (the same
+    rate_limit_counters rows and fixed windows `take` uses) and brings back their totals. One
+    process counts exactly; across processes a client can get past the limit only by what the
+    other processes admitted within one flush interval, so a burst spread over P processes
+    gets at most P x the limit inside the first 0.1 s of a window, and the limit from then on.
+    A refusal writes nothing. Counts a flush could not write are kept and tried again."""
+
+    def __init__(self, window_seconds: int, interval: float = FLUSH_SECONDS) -> None:
+        self.window_seconds = window_seconds
+        self.interval = interval
+        self._counts: dict[str, _Count] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._db: Conn | None = None
+
+    def take(self, db: Conn, key: str, limit: int, what: str, *, label: str) -> None:
+        """Count one hit against `key`; TooMany past `limit` (counted in metrics as `label`)."""
+        now = time.monotonic()
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = _Count(0, 0, now + self.window_seconds)
+        elif now >= count.resets_at:  # the window is over: a new one starts with what is pending
+            count.shared, count.resets_at = 0, now + self.window_seconds
+        if count.shared + count.pending + 1 > limit:
+            RATE_LIMITED.labels(label).inc()
+            raise too_many(count.resets_at - now, what)
+        count.pending += 1
+        self._db = db
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        """Flush every interval while hits keep coming, then stop (the next hit starts it)."""
+        while any(c.pending for c in self._counts.values()):
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Add the pending hits to the shared counters now."""
+        pending = {key: c.pending for key, c in self._counts.items() if c.pending}
+        if not pending or self._db is None:
+            return
+        for key, n in pending.items():
+            self._counts[key].pending -= n
+        try:
+            totals = await sql.hit_many(self._db, pending, self.window_seconds)
+        except Exception as exc:  # kept for the next flush; the process's own count still holds
+            for key, n in pending.items():
+                if (count := self._counts.get(key)) is not None:
+                    count.pending += n
+            log.warning("adding hits to the shared rate limits failed: %s", exc)
+            return
+        now = time.monotonic()
+        for key, hit in totals.items():
+            if (count := self._counts.get(key)) is not None:  # else forgotten meanwhile
+                count.shared, count.resets_at = hit.count, now + hit.reset_in
+        # Keys whose window is over and that have nothing to add are forgotten.
+        for key in [k for k, c in self._counts.items() if not c.pending and now >= c.resets_at]:
+            del self._counts[key]
+
+    def forget(self) -> None:
+        """Drop this process's counts, unwritten ones too (tests start from an empty database)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self._counts.clear()

@@ -10,11 +10,11 @@ from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from lms.api.client_ip import client_ip
+from lms.api.dependencies import Db
 from lms.api.openapi import FORBIDDEN, UNAUTHORIZED, errors
 from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC_OPT
 from lms.broker import BrokerConnection
-from lms.context import Db
 from lms.domain.errors import Forbidden, Unauthenticated
 from lms.domain.events.dispatcher import refresh_metrics as refresh_event_metrics
 from lms.domain.transcripts.monitoring import refresh_queue_metrics

@@ -116,7 +116,7 @@ async def test_the_dashboard_reads_only_the_creators_rows(
             "SELECT relpages FROM pg_class WHERE relname = 'lesson_progress'"
         )
         for plan in PLANS:
-            report = await analyze(conn, plan, CREATOR_DASHBOARD, creator.id)
+            report = await analyze(conn, plan, CREATOR_DASHBOARD, creator.id, "usd")
             found = list(nodes(report["Plan"]))
             on_progress = [n for n in found if n.get("Relation Name") == "lesson_progress"]
             assert on_progress, "the statement must read lesson_progress"
@@ -136,7 +136,7 @@ async def test_the_dashboard_reads_only_the_creators_rows(
             assert touched < mine and touched < heap_pages / 2, (plan, touched, mine, heap_pages)
 
         # And the API's answer adds up to the same rows.
-        body = json.loads(await conn.fetchval(CREATOR_DASHBOARD, creator.id))
+        body = json.loads(await conn.fetchval(CREATOR_DASHBOARD, creator.id, "usd"))
         assert body["totals"]["enrollmentCount"] == my_enrollments
         assert body["totals"]["courseCount"] == MY_COURSES
         started = sum(lesson["startedCount"] for c in body["courses"] for lesson in c["lessons"])

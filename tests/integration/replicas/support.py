@@ -259,8 +259,6 @@ def serving(
         LMS_PORT=str(port),
         LMS_DATABASE_REPLICA_URLS=cluster.standby.url,
         LMS_SEARCH_RATE_LIMIT="100000",
-        # Every anonymous search must reach a database here, not a page kept in the process.
-        LMS_SEARCH_CACHE_SECONDS="0",
         **settings,
     )
     log = folder / "api.log"

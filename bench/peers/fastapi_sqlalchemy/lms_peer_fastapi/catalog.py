@@ -3,20 +3,25 @@ signed cursors) and GET /courses/{id}."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import hashlib
 import math
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import REAL, case, cast, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload
 
+from .caches import UserState
 from .config import SessionDep, SettingsDep
-from .models import Course, RateLimitCounter, User
+from .models import Course, RateLimitCounter
 from .schemas import CourseDetail, CoursePage, CourseSummary, CreatorRef, LessonSummary
 from .security import BadCursor, decode_cursor, encode_cursor, optional_user
 
@@ -28,10 +33,60 @@ PRIVATE_CACHE = "private, no-cache"
 SEARCH_TIMEOUT_SECONDS = 5.0
 
 
-class SearchSlots:
-    """Searches this process runs at once; one over the cap is refused (503), not queued."""
+# As lms's search line (lms.domain.courses.search_slots): a search over the per-process cap
+# waits this long for a slot, behind at most this many others per slot, before a 503.
+SEARCH_WAIT_SECONDS = 1.0
+SEARCH_LINE_PER_SLOT = 8
 
-    running = 0
+
+def search_busy() -> HTTPException:
+    return HTTPException(
+        503, "too many searches at once; try again in a moment", headers={"Retry-After": "1"}
+    )
+
+
+class SearchSlots:
+    """Searches this process runs at once (LMS_SEARCH_CONCURRENCY): one over the cap waits in a
+    bounded line for a slot handed on in order, and is refused only when none frees in time."""
+
+    running: ClassVar[int] = 0
+    line: ClassVar[collections.deque[asyncio.Future[None]]] = collections.deque()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def take(cls, cap: int) -> AsyncIterator[None]:
+        if cls.running < cap and not cls.line:
+            cls.running += 1
+        else:
+            if len(cls.line) >= SEARCH_LINE_PER_SLOT * cap:
+                raise search_busy()
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            cls.line.append(turn)
+            try:
+                await asyncio.wait_for(asyncio.shield(turn), SEARCH_WAIT_SECONDS)
+            except BaseException as exc:
+                if turn.done():  # handed a slot as the wait ended: give it on
+                    cls.release()
+                else:
+                    turn.cancel()
+                    cls.line.remove(turn)
+                if isinstance(exc, TimeoutError):
+                    raise search_busy() from None
+                raise
+        try:
+            yield
+        finally:
+            cls.release()
+
+    @classmethod
+    def release(cls) -> None:
+        """The slot goes to the first in line (it stays counted as running), else it is freed."""
+        while cls.line:
+            turn = cls.line.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        cls.running -= 1
 
 
 def malformed() -> HTTPException:
@@ -161,21 +216,12 @@ async def list_courses(
         statement = statement.order_by(rank.desc(), Course.id.desc())
         client = request.client.host if request.client else "unknown"
         await count_search(session, client, settings.search_rate_limit)
-        if SearchSlots.running >= settings.search_concurrency:
-            raise HTTPException(
-                503,
-                "too many searches at once; try again in a moment",
-                headers={"Retry-After": "1"},
-            )
-        SearchSlots.running += 1
-        try:
+        async with SearchSlots.take(settings.search_concurrency):
             rows = (
                 await session.execute(
                     statement.limit(limit + 1).execution_options(timeout=SEARCH_TIMEOUT_SECONDS)
                 )
             ).all()
-        finally:
-            SearchSlots.running -= 1
         courses = [row[0] for row in rows]
         keys: list[Any] = [row[1] for row in rows]
     else:
@@ -203,11 +249,18 @@ async def list_courses(
 async def get_course(
     course_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    user: User | None = await optional_user(request, session, settings)
-    course = await session.scalar(
-        select(Course)
-        .options(joinedload(Course.creator), selectinload(Course.lessons))
-        .where(Course.id == course_id)
+    user: UserState | None = await optional_user(request, session, settings)
+    # One statement, as lms: the lessons joined in (selectinload would be a second query).
+    course = (
+        (
+            await session.scalars(
+                select(Course)
+                .options(joinedload(Course.creator), joinedload(Course.lessons))
+                .where(Course.id == course_id)
+            )
+        )
+        .unique()
+        .one_or_none()
     )
     visible = course is not None and (
         course.status == "PUBLISHED"

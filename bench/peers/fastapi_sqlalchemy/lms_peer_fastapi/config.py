@@ -14,7 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 # The keys lms signs certificates with, and the JWS algorithm of each (RS256 is lms's default).
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Ed25519PrivateKey
@@ -79,16 +84,32 @@ def async_url(url: str) -> str:
 
 
 @lru_cache
-def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+def get_engine() -> AsyncEngine:
     settings = get_settings()
-    engine = create_async_engine(
+    return create_async_engine(
         async_url(settings.database_url), pool_size=settings.pool_size, max_overflow=0
     )
-    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@lru_cache
+def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    """Sessions whose work is one transaction (BEGIN ... COMMIT): completion."""
+    return async_sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@lru_cache
+def get_autocommit_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same pool in the driver's autocommit mode: each statement is its own
+    transaction, with no BEGIN/COMMIT round trips around it (SQLAlchemy's documented
+    isolation_level="AUTOCOMMIT"). For requests that read, or write with one statement: the
+    catalog, the search counter, the heartbeat, verification; as lms runs them on its pool."""
+    return async_sessionmaker(
+        get_engine().execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
-    async with get_sessionmaker()() as session:
+    async with get_autocommit_sessionmaker()() as session:
         yield session
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
-from sqlalchemy import Double, Uuid, bindparam, func, select, text
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Double, Uuid, and_, bindparam, func, select, text
+from sqlalchemy.orm import aliased
 
-from .config import SessionDep, Settings, SettingsDep
+from .caches import CACHES, UserState, WatchRule
+from .config import SessionDep, Settings, SettingsDep, get_sessionmaker
 from .models import (
     Certificate,
     Course,
@@ -140,13 +141,61 @@ FROM target t LEFT JOIN saved s ON true
 )
 
 
+# Completion, step two, restated from lms (lms.db.queries.learning.MARK_COMPLETED): mark the
+# lesson and recompute the enrollment from the rows, in one statement under the enrollment's lock.
+# The count reads the other lessons' rows and adds this one (whose row the same statement writes,
+# and so cannot see). An upsert feeding an UPDATE ... FROM is beyond the ORM's unit of work; Core
+# could compose it as CTEs, but the SQL says it plainer.
+MARK_COMPLETED = text(
+    """
+WITH marked AS (
+    INSERT INTO lesson_progress AS p
+        (user_id, lesson_id, enrollment_id, completed, completed_at, updated_at)
+    VALUES (:user_id, :lesson_id, :enrollment_id, true, now(), now())
+    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE
+        SET completed = true, completed_at = coalesce(p.completed_at, now()), updated_at = now()
+    RETURNING p.lesson_id
+), tally AS (
+    SELECT (SELECT count(*) FROM lesson_progress
+            WHERE enrollment_id = :enrollment_id AND completed AND lesson_id <> :lesson_id) + 1
+               AS done,
+           (SELECT count(*) FROM lessons WHERE course_id = :course_id) AS total
+)
+UPDATE enrollments e
+SET progress = round(100.0 * least(t.done, t.total) / greatest(t.total, 1), 2),
+    completed = e.completed OR t.done >= t.total,
+    completed_at = CASE WHEN e.completed THEN e.completed_at
+                        WHEN t.done >= t.total THEN now() END
+FROM tally t, (SELECT count(*) FROM marked) m
+WHERE e.id = :enrollment_id
+RETURNING e.progress, e.completed
+"""
+).bindparams(
+    bindparam("user_id", type_=Uuid),
+    bindparam("lesson_id", type_=Uuid),
+    bindparam("enrollment_id", type_=Uuid),
+    bindparam("course_id", type_=Uuid),
+)
+
+
 def not_enrolled() -> HTTPException:
     return HTTPException(404, NOT_ENROLLED)
 
 
-async def watch_rule(session: Any) -> tuple[float, bool]:
+async def watch_rule(session: Any) -> WatchRule:
+    """The completion rule of the settings row: from the cache, else the row."""
+    rule = CACHES.rule
+    if rule is not None and CACHES.fresh(rule.loaded_at):
+        return rule
     settings = await session.get(SystemSettings, 1)
-    return float(settings.completion_threshold_percent), settings.require_watch_to_complete
+    rule = WatchRule(
+        float(settings.completion_threshold_percent),
+        settings.require_watch_to_complete,
+        time.monotonic(),
+    )
+    if CACHES.listening:
+        CACHES.rule = rule
+    return rule
 
 
 @router.post("/lessons/{lesson_id:uuid}/progress", status_code=204)
@@ -157,6 +206,7 @@ async def heartbeat(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
+    # One statement in autocommit mode (SessionDep): its own transaction, as lms runs it.
     row = (
         await session.execute(
             HEARTBEAT,
@@ -170,7 +220,6 @@ async def heartbeat(
             },
         )
     ).one_or_none()
-    await session.commit()
     if row is None:
         raise not_enrolled()
     if not row.in_video:
@@ -182,10 +231,11 @@ async def heartbeat(
     if not row.on_time:
         raise HTTPException(429, TOO_SOON, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if not row.completed:
-        threshold, _ = await watch_rule(session)
+        rule = await watch_rule(session)
         duration = row.duration_seconds
-        if duration and row.watched_seconds >= duration * threshold / 100.0:
-            await complete_lesson(session, settings, user, lesson_id)
+        if duration and row.watched_seconds >= duration * rule.threshold_percent / 100.0:
+            await session.close()  # its connection back to the pool before completion takes one
+            await complete_lesson(settings, user, lesson_id)
     return Response(status_code=204)
 
 
@@ -193,111 +243,118 @@ async def heartbeat(
 async def complete(
     lesson_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> LessonCompletion:
-    return await complete_lesson(session, settings, user, lesson_id)
+    # The token check's session (the request's, shared with CurrentUser) gives its connection
+    # back first: completion takes one of its own, and a request holding two could starve the pool.
+    await session.close()
+    return await complete_lesson(settings, user, lesson_id)
 
 
 async def complete_lesson(
-    session: Any, settings: Settings, user: User, lesson_id: uuid.UUID
+    settings: Settings, user: UserState, lesson_id: uuid.UUID
 ) -> LessonCompletion:
-    threshold, required = await watch_rule(session)
-    found = (
-        await session.execute(
-            select(Enrollment, Lesson)
-            .join(Lesson, Lesson.course_id == Enrollment.course_id)
-            .where(Lesson.id == lesson_id, Enrollment.user_id == user.id)
-            .options(
-                joinedload(Enrollment.course).joinedload(Course.creator),
-                joinedload(Enrollment.user),
+    """lms's statements in one transaction: (1) lock the enrollment and read what the rules and
+    the certificate need, (2) mark the lesson and recompute the enrollment, then the first time
+    the course is complete (3) the certificate's status number and (4) the certificate."""
+    async with get_sessionmaker()() as session, session.begin():
+        rule = await watch_rule(session)
+        creator, learner = aliased(User), aliased(User)
+        facts = (
+            await session.execute(
+                select(
+                    Enrollment.id,
+                    Enrollment.course_id,
+                    Lesson.duration_seconds,
+                    (Lesson.video_version > 0).label("has_video"),
+                    func.coalesce(LessonProgress.completed, False).label("lesson_completed"),
+                    func.coalesce(LessonProgress.watched_seconds, 0.0).label("watched_seconds"),
+                    Course.title.label("course_title"),
+                    func.coalesce(creator.name, creator.full_name, creator.username).label(
+                        "creator_name"
+                    ),
+                    func.coalesce(learner.full_name, learner.name, learner.username).label(
+                        "learner_name"
+                    ),
+                    Certificate,
+                )
+                .select_from(Lesson)
+                .join(
+                    Enrollment,
+                    and_(Enrollment.course_id == Lesson.course_id, Enrollment.user_id == user.id),
+                )
+                .join(Course, Course.id == Enrollment.course_id)
+                .join(creator, creator.id == Course.creator_id)
+                .join(learner, learner.id == Enrollment.user_id)
+                .outerjoin(
+                    LessonProgress,
+                    and_(
+                        LessonProgress.enrollment_id == Enrollment.id,
+                        LessonProgress.lesson_id == Lesson.id,
+                    ),
+                )
+                .outerjoin(Certificate, Certificate.enrollment_id == Enrollment.id)
+                .where(Lesson.id == lesson_id)
+                # FOR NO KEY UPDATE OF enrollments, as lms locks it
+                .with_for_update(of=Enrollment, key_share=True)
             )
-            .with_for_update(of=Enrollment, key_share=False)
-        )
-    ).one_or_none()
-    if found is None:
-        raise not_enrolled()
-    enrollment, lesson = found
-    progress = await session.scalar(
-        select(LessonProgress).where(
-            LessonProgress.enrollment_id == enrollment.id, LessonProgress.lesson_id == lesson_id
-        )
-    )
-    duration = lesson.duration_seconds
-    lesson_done = progress is not None and progress.completed
-    if required and lesson.video_version > 0 and not lesson_done:
-        # A video whose length is not known yet cannot be measured, so not completed either.
-        if not duration:
-            raise HTTPException(409, STILL_PROCESSING)
-        watched = progress.watched_seconds if progress is not None else 0.0
-        needed = duration * threshold / 100.0
-        if watched < needed:
-            left = math.ceil(needed - watched)
-            raise HTTPException(
-                409,
-                f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video "
-                f"first: {watched / duration * 100:.1f}% of {duration:.0f} s watched, "
-                f"{threshold:g}% needed",
+        ).one_or_none()
+        if facts is None:
+            raise not_enrolled()
+        duration = facts.duration_seconds
+        if rule.required and facts.has_video and not facts.lesson_completed:
+            # A video whose length is not known yet cannot be measured, so not completed either.
+            if not duration:
+                raise HTTPException(409, STILL_PROCESSING)
+            watched = facts.watched_seconds
+            needed = duration * rule.threshold_percent / 100.0
+            if watched < needed:
+                left = math.ceil(needed - watched)
+                raise HTTPException(
+                    409,
+                    f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video "
+                    f"first: {watched / duration * 100:.1f}% of {duration:.0f} s watched, "
+                    f"{rule.threshold_percent:g}% needed",
+                )
+        state = (
+            await session.execute(
+                MARK_COMPLETED,
+                {
+                    "user_id": user.id,
+                    "lesson_id": lesson_id,
+                    "enrollment_id": facts.id,
+                    "course_id": facts.course_id,
+                },
             )
-    now = datetime.now(UTC)
-    if progress is None:
-        progress = LessonProgress(
-            user_id=user.id,
-            lesson_id=lesson_id,
-            enrollment_id=enrollment.id,
-            watched=[],
-            updated_at=now,
-        )
-        session.add(progress)
-    progress.completed = True
-    progress.completed_at = progress.completed_at or now
-    progress.updated_at = now
-    await session.flush()
-    done = await session.scalar(
-        select(func.count())
-        .select_from(LessonProgress)
-        .where(LessonProgress.enrollment_id == enrollment.id, LessonProgress.completed)
-    )
-    total = await session.scalar(
-        select(func.count()).select_from(Lesson).where(Lesson.course_id == enrollment.course_id)
-    )
-    enrollment.progress = (Decimal(100 * min(done, total)) / Decimal(max(total, 1))).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP
-    )
-    if not enrollment.completed and done >= total:
-        enrollment.completed = True
-        enrollment.completed_at = now
-    certificate = None
-    if enrollment.completed:
-        certificate = await session.scalar(
-            select(Certificate).where(Certificate.enrollment_id == enrollment.id)
-        )
-        if certificate is None:
-            certificate = await issue_certificate(session, settings, enrollment)
-            session.add(certificate)
-    await session.commit()
+        ).one()
+        certificate = None
+        if state.completed:
+            certificate = facts.Certificate
+            if certificate is None:
+                certificate = await issue_certificate(session, settings, user.id, facts)
+                session.add(certificate)
     return LessonCompletion(
         lesson_id=lesson_id,
         completed=True,
-        progress=float(enrollment.progress),
-        course_completed=enrollment.completed,
+        progress=float(state.progress),
+        course_completed=state.completed,
         certificate=None if certificate is None else to_certificate(settings, certificate),
     )
 
 
 async def issue_certificate(
-    session: Any, settings: Settings, enrollment: Enrollment
+    session: Any, settings: Settings, user_id: uuid.UUID, facts: Any
 ) -> Certificate:
-    course = enrollment.course
     status_list, status_index = status_position(
         await session.scalar(select(certificate_status_seq.next_value()))
     )
     certificate = Certificate(
         id=uuid.uuid4(),
-        user_id=enrollment.user_id,
-        course_id=course.id,
-        enrollment_id=enrollment.id,
+        user_id=user_id,
+        course_id=facts.course_id,
+        enrollment_id=facts.id,
         serial_hash=secrets.token_hex(24),
-        learner_name=enrollment.user.certificate_name,
-        course_title=course.title,
-        creator_name=course.creator.display_name,
+        learner_name=facts.learner_name,
+        course_title=facts.course_title,
+        creator_name=facts.creator_name,
         status="VALID",
         issued_at=datetime.now(UTC).replace(microsecond=0),
         revoked_at=None,
@@ -308,11 +365,11 @@ async def issue_certificate(
         settings,
         certificate_id=certificate.id,
         serial_hash=certificate.serial_hash,
-        enrollment_id=enrollment.id,
+        enrollment_id=facts.id,
         issued_at=certificate.issued_at,
         learner_name=certificate.learner_name,
-        course_id=course.id,
-        course_title=course.title,
+        course_id=facts.course_id,
+        course_title=facts.course_title,
         status_list=status_list,
         status_index=status_index,
     )

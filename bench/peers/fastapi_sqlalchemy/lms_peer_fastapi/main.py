@@ -3,17 +3,20 @@ is published in the JWK table, as lms does, so the certificates this peer signs 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog, certificates, learning
+from .caches import CACHES
 from .config import get_sessionmaker, get_settings
 from .models import CertificateSigningKey
 from .security import key_id, public_jwk
@@ -29,13 +32,33 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             .on_conflict_do_nothing()
         )
         await session.commit()
+    CACHES.start(settings.database_url)
     yield
+    await CACHES.stop()
 
 
 app = FastAPI(title="lms peer: FastAPI + SQLAlchemy", lifespan=lifespan)
 app.include_router(catalog.router)
 app.include_router(learning.router)
 app.include_router(certificates.router)
+
+
+def add_cors(app: FastAPI) -> None:
+    """The bench's browser variant: CORS for the origins of LMS_CORS_ORIGINS with the lists lms
+    configures (lms.app's CORSConfig), by Starlette's own middleware; none when it is unset."""
+    origins = [o.strip() for o in os.environ.get("LMS_CORS_ORIGINS", "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After", "Location"],
+            max_age=600,
+        )
+
+
+add_cors(app)
 
 
 class EchoRequestId:

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -20,6 +21,7 @@ from fastapi import Depends, HTTPException, Request
 from jwt.algorithms import get_default_algorithms
 from sqlalchemy import func, select
 
+from .caches import CACHES, UserState
 from .config import SessionDep, Settings, SettingsDep
 from .models import RefreshToken, User
 
@@ -38,7 +40,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def user_from_token(token: str, session: Any, settings: Settings) -> User:
+async def user_from_token(token: str, session: Any, settings: Settings) -> UserState:
     try:
         claims = jwt.decode(
             token,
@@ -59,7 +61,7 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
         login = uuid.UUID(str(claims["sid"]))
     except (ValueError, TypeError):
         raise unauthenticated("invalid token") from None
-    user = await session.get(User, user_id)
+    user = await user_state(session, user_id)
     if user is None:
         raise unauthenticated("invalid token")
     if not user.is_active:
@@ -71,15 +73,37 @@ async def user_from_token(token: str, session: Any, settings: Settings) -> User:
     return user
 
 
+async def user_state(session: Any, user_id: uuid.UUID) -> UserState | None:
+    """The user's role, activity and token version: from the cache, else its row."""
+    hit = CACHES.users.get(user_id)
+    if hit is not None and CACHES.fresh(hit.loaded_at):
+        return hit
+    row = (
+        await session.execute(
+            select(User.role, User.is_active, User.token_version).where(User.id == user_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    state = UserState(user_id, row.role, row.is_active, row.token_version, time.monotonic())
+    CACHES.remember(CACHES.users, user_id, state)
+    return state
+
+
 async def login_ended(session: Any, family_id: uuid.UUID) -> bool:
     """As lms decides it: a login is ended once any of its refresh tokens is revoked, or when
-    none is left. Read on every request, as the user row is."""
+    none is left. From the cache, else the table."""
+    hit = CACHES.logins.get(family_id)
+    if hit is not None and CACHES.fresh(hit[1]):
+        return hit[0]
     revoked = await session.scalar(
         select(func.bool_or(RefreshToken.revoked_at.is_not(None))).where(
             RefreshToken.family_id == family_id
         )
     )
-    return revoked is not False  # NULL: no token of that login
+    ended = revoked is not False  # NULL: no token of that login
+    CACHES.remember(CACHES.logins, family_id, (ended, time.monotonic()))
+    return ended
 
 
 def _refusal(token: str, settings: Settings) -> str:
@@ -97,19 +121,19 @@ def _refusal(token: str, settings: Settings) -> str:
     return "a access token is required" if claims.get("typ") == "profile" else "invalid token"
 
 
-async def optional_user(request: Request, session: Any, settings: Settings) -> User | None:
+async def optional_user(request: Request, session: Any, settings: Settings) -> UserState | None:
     token = bearer_token(request)
     return None if token is None else await user_from_token(token, session, settings)
 
 
-async def current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+async def current_user(request: Request, session: SessionDep, settings: SettingsDep) -> UserState:
     token = bearer_token(request)
     if token is None:
         raise unauthenticated("missing bearer token")
     return await user_from_token(token, session, settings)
 
 
-CurrentUser = Annotated[User, Depends(current_user)]
+CurrentUser = Annotated[UserState, Depends(current_user)]
 
 # ---------------------------------------------------------------------------------------------
 # cursors: base64url(JSON [scope, *values]) "." base64url(HMAC-SHA256 truncated to 12 bytes)

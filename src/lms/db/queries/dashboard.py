@@ -1,5 +1,6 @@
 """The creator dashboard: enrollments, completions and where learners drop off, per course and
-per lesson of one creator, aggregated by PostgreSQL in one statement.
+per lesson of one creator, and each course's revenue (its orders), aggregated by PostgreSQL in one
+statement.
 
 Raw because it aggregates the biggest tables (enrollments, and lesson_progress with a row per
 learner and lesson): every step is an index lookup from the creator's own courses
@@ -42,20 +43,31 @@ WITH mine AS (
 ), lessons_json AS (
     SELECT s.course_id, json_agg({json_object(DashboardLesson)} ORDER BY s.position) AS lessons
     FROM per_lesson s GROUP BY s.course_id
+), revenue AS (
+    SELECT o.course_id,
+           sum(o.amount) FILTER (WHERE o.status IN ('PAID', 'REFUNDED')) AS gross,
+           sum(o.amount) FILTER (WHERE o.status = 'REFUNDED') AS refunded
+    FROM courses c JOIN orders o ON o.course_id = c.id
+    WHERE c.creator_id = $1 AND o.currency = $2 AND o.status IN ('PAID', 'REFUNDED')
+    GROUP BY o.course_id
 ), course_rows AS (
     SELECT m.id, m.title, m.status, m.lesson_count, m.created_at,
            coalesce(pc.enrollments, 0) AS enrollments,
            coalesce(pc.completions, 0) AS completions,
            coalesce(pc.progress_sum, 0) AS progress_sum,
-           coalesce(lj.lessons, '[]'::json) AS lessons
+           coalesce(lj.lessons, '[]'::json) AS lessons,
+           coalesce(rv.gross, 0) AS gross,
+           coalesce(rv.refunded, 0) AS refunded
     FROM mine m
     LEFT JOIN per_course pc ON pc.course_id = m.id
     LEFT JOIN lessons_json lj ON lj.course_id = m.id
+    LEFT JOIN revenue rv ON rv.course_id = m.id
 )
 SELECT {json_object(CreatorDashboard)}::text
 """
 
 
-async def creator_dashboard_json(conn: Conn, creator_id: uuid.UUID) -> str:
-    body: str = await conn.fetchval(CREATOR_DASHBOARD, creator_id)
+async def creator_dashboard_json(conn: Conn, creator_id: uuid.UUID, currency: str) -> str:
+    """$2: LMS_CURRENCY, the currency revenue is summed in (orders in another are left out)."""
+    body: str = await conn.fetchval(CREATOR_DASHBOARD, creator_id, currency)
     return body

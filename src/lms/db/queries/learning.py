@@ -33,15 +33,19 @@ def enrollment_created_data(alias: str, source: str) -> str:
 
 
 async def enroll(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> asyncpg.Record | None:
-    """The new enrollment in a PUBLISHED course, or None when the course is not published or the
-    user is enrolled already (the unique (user, course) constraint decides between racers)."""
+    """The new enrollment in a PUBLISHED course that is free or that the user has a PAID order
+    of, or None when the course is not published, is sold and not paid for, or the user is
+    enrolled already (the unique (user, course) constraint decides between racers)."""
     # The enrollment.created event in the same statement (lms.domain.events.log): one round
     # trip still, and the event commits with the row or not at all.
     return await conn.fetchrow(
         f"""
         WITH enrolled AS (
             INSERT INTO enrollments (user_id, course_id)
-            SELECT $1, c.id FROM courses c WHERE c.id = $2 AND c.status = 'PUBLISHED'
+            SELECT $1, c.id FROM courses c
+            WHERE c.id = $2 AND c.status = 'PUBLISHED'
+              AND (c.price <= 0 OR EXISTS (SELECT 1 FROM orders o WHERE o.user_id = $1
+                                           AND o.course_id = c.id AND o.status = 'PAID'))
             ON CONFLICT (user_id, course_id) DO NOTHING
             RETURNING {ENROLLMENT_COLUMNS}
         ), recorded AS (
@@ -222,6 +226,137 @@ async def heartbeat(
     )
 
 
+# Group commit: the same statement over a batch of heartbeats ($1 lessons, $2 users, $3
+# positions, one element per heartbeat; the rule parameters are shared), so heartbeats arriving
+# together cost one statement and one commit. Each row of the answer, in input order (`n`, from
+# 1), is what HEARTBEAT would have answered for that heartbeat had the batch run in sequence:
+# - The enrollments are locked in one order (their ids), as every batch locks them, and each
+#   enrollment's lesson rows after all enrollments: batches never deadlock with each other, and
+#   heartbeats and completions still take an enrollment before its lesson rows.
+# - Heartbeats of one enrollment in a batch: the first in the video that is on time is accepted;
+#   every later one is too soon, as it would be one after the other (the first moved
+#   last_heartbeat_at to now). So each enrollment, and each lesson row, is written at most once.
+# - Everything else is HEARTBEAT row by row, correlated by the enrollment. The enrollment is
+#   found through its (user, course) key: as a lateral lookup, so that the generic plan of a
+#   statement whose batch size it cannot know does not scan a course's enrollments instead.
+HEARTBEATS = """
+WITH input AS (
+    SELECT t.n, t.lesson_id, t.user_id, t.position_seconds
+    FROM unnest($1::uuid[], $2::uuid[], $3::float8[])
+         WITH ORDINALITY AS t(lesson_id, user_id, position_seconds, n)
+), target AS (
+    SELECT i.n, i.user_id, i.position_seconds, l.id AS lesson_id, l.duration_seconds,
+           e.id AS enrollment_id, e.watch_clock,
+           (l.duration_seconds IS NULL OR i.position_seconds <= l.duration_seconds) AS in_video,
+           (e.last_heartbeat_at IS NULL
+            OR e.last_heartbeat_at <= now() - make_interval(secs => $5)) AS on_time,
+           extract(epoch FROM now() - e.watch_clock)::float8 AS budget
+    FROM input i
+    JOIN lessons l ON l.id = i.lesson_id
+    JOIN LATERAL (
+        SELECT e.* FROM enrollments e WHERE e.user_id = i.user_id AND e.course_id = l.course_id
+        ORDER BY e.user_id, e.course_id
+    ) e ON true
+    ORDER BY e.id, i.n
+    FOR NO KEY UPDATE OF e
+), ranked AS (
+    SELECT t.*,
+           t.on_time AND coalesce(count(*) FILTER (WHERE t.in_video) OVER (
+               PARTITION BY t.enrollment_id ORDER BY t.n
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) = 0 AS first_on_time
+    FROM target t
+), accepted AS (
+    SELECT * FROM ranked WHERE in_video AND first_on_time
+), previous AS (
+    SELECT a.enrollment_id, p.position_seconds,
+           coalesce(p.credited_to, p.position_seconds) AS credited_to,
+           p.watched, p.watched_seconds
+    FROM accepted a
+    JOIN lesson_progress p ON p.enrollment_id = a.enrollment_id AND p.lesson_id = a.lesson_id
+    WHERE p.last_heartbeat_at IS NOT NULL
+    ORDER BY p.enrollment_id, p.lesson_id
+    FOR NO KEY UPDATE OF p
+), span AS (
+    SELECT a.enrollment_id, pr.watched, pr.watched_seconds,
+           numrange(round(pr.credited_to::numeric, 3),
+                    round((pr.credited_to
+                           + least(a.position_seconds - pr.credited_to, a.budget))::numeric, 3))
+               AS played
+    FROM accepted a JOIN previous pr ON pr.enrollment_id = a.enrollment_id
+    WHERE a.position_seconds > pr.position_seconds
+      AND a.position_seconds - pr.position_seconds <= a.budget + $4
+), credit AS (
+    SELECT s.enrollment_id, w.watched, upper(s.played)::float8 AS credited_to,
+           m.seconds AS watched_seconds, greatest(m.seconds - s.watched_seconds, 0) AS gained
+    FROM span s,
+         LATERAL (SELECT s.watched + nummultirange(s.played) AS watched) w,
+         LATERAL (SELECT coalesce(sum(upper(r) - lower(r)), 0)::float8 AS seconds
+                  FROM unnest(w.watched) AS r) m
+), saved AS (
+    INSERT INTO lesson_progress AS p (user_id, lesson_id, enrollment_id, position_seconds,
+                                      credited_to, last_heartbeat_at, updated_at)
+    SELECT a.user_id, a.lesson_id, a.enrollment_id, a.position_seconds, a.position_seconds,
+           now(), now()
+    FROM accepted a
+    ORDER BY a.enrollment_id
+    ON CONFLICT (enrollment_id, lesson_id) DO UPDATE SET
+        watched = coalesce(
+            (SELECT c.watched FROM credit c WHERE c.enrollment_id = EXCLUDED.enrollment_id),
+            p.watched),
+        watched_seconds = coalesce(
+            (SELECT c.watched_seconds FROM credit c
+             WHERE c.enrollment_id = EXCLUDED.enrollment_id),
+            p.watched_seconds),
+        credited_to = coalesce(
+            (SELECT c.credited_to FROM credit c WHERE c.enrollment_id = EXCLUDED.enrollment_id),
+            CASE WHEN EXCLUDED.position_seconds = p.position_seconds THEN p.credited_to
+                 ELSE EXCLUDED.position_seconds END),
+        position_seconds = EXCLUDED.position_seconds,
+        last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+        updated_at = EXCLUDED.updated_at
+    RETURNING p.enrollment_id, p.watched_seconds, p.completed
+), clock AS (
+    UPDATE enrollments e
+    SET last_heartbeat_at = now(),
+        watch_clock = least(now(), greatest(
+            coalesce(a.watch_clock + make_interval(secs => coalesce(c.gained, 0)), now()),
+            now() - make_interval(secs => $6)))
+    FROM accepted a LEFT JOIN credit c ON c.enrollment_id = a.enrollment_id
+    WHERE e.id = a.enrollment_id
+)
+SELECT i.n, r.enrollment_id IS NOT NULL AS found, r.duration_seconds, r.in_video,
+       r.first_on_time AS on_time, s.watched_seconds, s.completed
+FROM input i
+LEFT JOIN ranked r ON r.n = i.n
+LEFT JOIN saved s ON r.in_video AND r.first_on_time AND s.enrollment_id = r.enrollment_id
+ORDER BY i.n
+"""
+
+
+async def heartbeats(
+    conn: Conn,
+    *,
+    lesson_ids: list[uuid.UUID],
+    user_ids: list[uuid.UUID],
+    positions_seconds: list[float],
+    seek_slack_seconds: float,
+    min_interval_seconds: float,
+    carry_seconds: float,
+) -> list[asyncpg.Record]:
+    """HEARTBEAT for a batch, in one statement (one transaction): one row per heartbeat, in
+    input order, each with `found` false where HEARTBEAT would have answered None."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        HEARTBEATS,
+        lesson_ids,
+        user_ids,
+        positions_seconds,
+        seek_slack_seconds,
+        min_interval_seconds,
+        carry_seconds,
+    )
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # completion
 
@@ -293,6 +428,27 @@ async def mark_completed(
 ) -> asyncpg.Record:
     row = await conn.fetchrow(MARK_COMPLETED, enrollment_id, lesson_id, user_id, course_id)
     return present(row, "the enrollment is locked by this transaction")
+
+
+async def complete_in_one_statement(
+    conn: Conn,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    require_watch: bool,
+    threshold_percent: float,
+) -> asyncpg.Record | None:
+    """lms_complete_lesson() (migration lms_0017): LOCK_FOR_COMPLETION, the watch rule and
+    MARK_COMPLETED in one round trip, for every completion that issues no certificate. None: not
+    enrolled, or no such lesson; `allowed` false: the watch rule refused (nothing marked);
+    `needs_certificate`: nothing marked, the lesson completes a course without a certificate."""
+    return await conn.fetchrow(
+        "SELECT * FROM lms_complete_lesson($1, $2, $3, $4)",
+        lesson_id,
+        user_id,
+        require_watch,
+        threshold_percent,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,20 @@ RETURNING hits,
           extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8 AS reset_in
 """
 
+# Many keys' hits from one process at once (lms.domain.rate_limits.BatchedLimit): keys in a fixed
+# order, so two processes flushing the same keys lock their rows in the same order.
+HIT_MANY = """
+INSERT INTO rate_limit_counters AS c (key, window_start, hits)
+SELECT k, now(), n FROM unnest($1::text[], $2::int[]) AS t (k, n) ORDER BY k
+ON CONFLICT (key) DO UPDATE SET
+    window_start = CASE WHEN c.window_start <= now() - make_interval(secs => $3)
+                        THEN now() ELSE c.window_start END,
+    hits = CASE WHEN c.window_start <= now() - make_interval(secs => $3)
+                THEN excluded.hits ELSE c.hits + excluded.hits END
+RETURNING key, hits,
+          extract(epoch FROM window_start + make_interval(secs => $3) - now())::float8 AS reset_in
+"""
+
 UNDO = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE key = $1"
 
 RESTART = """
@@ -47,6 +61,13 @@ async def hit(conn: Conn, key: str, window_seconds: int) -> Hit:
         "INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row",
     )
     return Hit(row["hits"], max(row["reset_in"], 0.0))
+
+
+async def hit_many(conn: Conn, hits: dict[str, int], window_seconds: int) -> dict[str, Hit]:
+    """Count `hits[key]` hits against each key in one statement; each key's count after them."""
+    keys = sorted(hits)
+    rows = await conn.fetch(HIT_MANY, keys, [hits[k] for k in keys], float(window_seconds))
+    return {row["key"]: Hit(row["hits"], max(row["reset_in"], 0.0)) for row in rows}
 
 
 async def undo(conn: Conn, key: str) -> None:

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, patch
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from lms.api.dependencies import Ctx
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.security import requires
-from lms.context import Ctx
 from lms.domain import audit
 from lms.domain.admin import services
 from lms.domain.admin.schemas import SystemSettingsOut, SystemSettingsUpdate, UserUpdate

@@ -14,10 +14,10 @@ from litestar.status_codes import (
 )
 
 from lms.api.client_ip import client_ip
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, TOO_MANY, UNAUTHORIZED, errors
 from lms.api.rate_limits import per_ip
 from lms.api.security import PUBLIC, token_of_kind
-from lms.context import Ctx, Db
 from lms.domain.auth import recovery, sessions, signup
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.schemas import (

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
@@ -15,9 +16,12 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
+from lms.api.answers import ANSWER, Answer, Incoming, respond
+from lms.api.answers import preferred as preferred_media
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.security import PUBLIC, requires
-from lms.context import AppContext, Ctx, Db
+from lms.context import AppContext
 from lms.db.replicas import ReplicaReads
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
@@ -54,6 +58,31 @@ def verification_reads(ctx: AppContext) -> ReplicaReads:
     """Where verification reads (the controller and the hot lane alike): a replica at most
     LMS_VERIFY_MAX_LAG seconds behind the primary, else the primary."""
     return ctx.replica_reads(max_lag=ctx.settings.verify_max_lag_seconds)
+
+
+_VERIFY_HEADERS = (("Cache-Control", VERIFY_CACHE), ("Vary", "Accept"))
+_PAGE_HEADERS = (
+    *_VERIFY_HEADERS,
+    ("Content-Security-Policy", PAGE_POLICY),
+    ("Referrer-Policy", "no-referrer"),
+)
+_ENCODER = msgspec.json.Encoder()
+
+
+async def verification(
+    ctx: AppContext, incoming: Incoming, _caller: Principal | None, *, serial_hash: str
+) -> Answer:
+    """GET /certificates/verify/{serial_hash}, whole (the handler and the hot lane both answer
+    with it): JSON, or the printable page for a caller preferring text/html. Anyone may ask: no
+    token is read (`_caller`)."""
+    # Public: a read replica serves it when fresh enough (the primary otherwise).
+    answer, row = await services.verify(verification_reads(ctx), ctx, serial_hash)
+    status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
+    if preferred_media(incoming.header("accept"), (JSON, HTML)) == HTML:
+        view = None if row is None else services.to_view(ctx, row)
+        page = html_page.verification_page(view, serial_hash)
+        return Answer(status, page.encode(), _PAGE_HEADERS, HTML)
+    return Answer(status, _ENCODER.encode(answer or UNKNOWN_SERIAL), _VERIFY_HEADERS)
 
 
 # A status list as a VC-JWT (the default: it carries its own proof) or as JSON.
@@ -129,7 +158,7 @@ class CertificateController(Controller):
 
     @get(
         "/verify/{serial_hash:str}",
-        opt={PUBLIC: True},
+        opt={PUBLIC: True, ANSWER: verification},
         responses={
             HTTP_404_NOT_FOUND: ResponseSpec(
                 data_container=NotVerified,
@@ -148,18 +177,7 @@ class CertificateController(Controller):
     async def verify(
         self, request: AnyRequest, ctx: Ctx, serial_hash: FromPath[str]
     ) -> Response[Verification]:
-        # Public: a read replica serves it when fresh enough (the primary otherwise).
-        answer, row = await services.verify(verification_reads(ctx), ctx, serial_hash)
-        status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
-        headers = {"Cache-Control": VERIFY_CACHE, "Vary": "Accept"}
-        if preferred(request, [JSON, HTML]) == HTML:
-            view = None if row is None else services.to_view(ctx, row)
-            page = html_page.verification_page(view, serial_hash)
-            headers |= {"Content-Security-Policy": PAGE_POLICY, "Referrer-Policy": "no-referrer"}
-            # The page documents itself; the annotation documents the JSON answer.
-            return Response(page, status_code=status, media_type=HTML, headers=headers)  # type: ignore[arg-type]
-        body: Verification | NotVerified = answer or UNKNOWN_SERIAL
-        return Response(body, status_code=status, media_type=JSON, headers=headers)  # type: ignore[arg-type]
+        return await respond(request, ctx, serial_hash=serial_hash)
 
     @get(
         "/status/{list_id:int}",

@@ -100,8 +100,8 @@ async def submit_course(db: asyncpg.Pool, principal: Principal, course_id: uuid.
 async def delete_course(
     db: asyncpg.Pool, ctx: AppContext, principal: Principal, course_id: uuid.UUID
 ) -> None:
-    """The owner deletes a DRAFT; an admin any course without certificates. Videos go after
-    commit."""
+    """The owner deletes a DRAFT; an admin any course without certificates or orders. Videos go
+    after commit."""
     async with db.acquire() as conn:
         try:
             async with conn.transaction():
@@ -121,7 +121,9 @@ async def delete_course(
                         before={"status": course["status"], "title": course["title"]},
                     )
         except asyncpg.ForeignKeyViolationError:
-            raise Conflict("the course has issued certificates and cannot be deleted") from None
+            raise Conflict(
+                "the course has issued certificates or has orders and cannot be deleted"
+            ) from None
     await ctx.delete_videos([v["video_key"] for v in videos if v["video_provider"] != "external"])
 
 

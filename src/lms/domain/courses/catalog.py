@@ -3,7 +3,9 @@ adds the signed cursor, an ETag (a 304 when the client has it already) and cachi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,24 +17,40 @@ from lms.db.queries import ReadConn
 from lms.db.queries import catalog as sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.courses.access import can_see
-from lms.domain.courses.search_cache import SearchCache
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
 from lms.domain.errors import Invalid, NotFound, Unavailable
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
-from lms.domain.rate_limits import Limit, client_key, take
+from lms.domain.rate_limits import BatchedLimit, client_key
+
+log = logging.getLogger("lms.catalog")
 
 MAX_QUERY_LENGTH = 200
 # Anonymous catalog answers may be cached by browsers and CDNs for a little while.
 PUBLIC_CACHE = "public, max-age=30, stale-while-revalidate=60"
 PRIVATE_CACHE = "private, no-cache"
 SEARCH_TIMEOUT_SECONDS = 5.0
+# A search that ranked at least this many matches has its top kept (lms_0016) for the next
+# ones: KEPT_ROWS matches (50 pages of 20), for the KEPT_QUERIES most recently kept queries.
+KEEP_FROM_MATCHES = 1000
+KEPT_ROWS = 1000
+KEPT_QUERIES = 2000
 _searches = SearchSlots()
-_search_pages = SearchCache()
+_search_counts = BatchedLimit(60)
+# Queries this process is keeping now (one fill per query per process; the table's key and
+# the fill's lock settle it between processes), and the tasks doing so.
+_keeping: set[str] = set()
+_keep_tasks: set[asyncio.Task[None]] = set()
 
 
 def forget_kept_searches() -> None:
-    """Drop this process's kept search pages (tests start from an empty catalog)."""
-    _search_pages.clear()
+    """Drop this process's search counts (tests start from an empty database)."""
+    _search_counts.forget()
+
+
+async def keeping_done() -> None:
+    """Wait for the kept tops being filled in the background (tests)."""
+    while _keep_tasks:
+        await asyncio.gather(*_keep_tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,24 +103,35 @@ async def list_courses(
             if not isinstance(rank, (int, float)) or isinstance(rank, bool):
                 raise Invalid("malformed cursor")
             after_rank = (float(rank), last_id)
-        # A ranked search costs in proportion to its matches: a client gets so many a minute,
-        # and a process runs so many at once, so a few clients cannot take every connection.
+        # A client gets so many searches a minute (counted in memory, added to the shared
+        # counters in aggregate: no write per search), and a process runs so many at once.
         settings = ctx.settings
-        await take(
+        _search_counts.take(
             db,
             f"ip:search:{client_key(client_ip)}",
-            Limit(settings.search_rate_limit_per_minute, 60),
+            settings.search_rate_limit_per_minute,
             "searches from this address",
             label="search",
         )
-
-        async def search() -> str:
-            async with _searches.take(
-                settings.search_concurrency,
-                wait=SEARCH_WAIT_SECONDS,
-                line=settings.search_concurrency * SEARCH_LINE_PER_SLOT,
-            ):
-                try:
+        # A common query's top is kept in the database (lms_0016): a page within it is an
+        # index walk. Else, or below it, the plain ranked search, which ranks every match.
+        async with _searches.take(
+            settings.search_concurrency,
+            wait=SEARCH_WAIT_SECONDS,
+            line=settings.search_concurrency * SEARCH_LINE_PER_SLOT,
+        ):
+            try:
+                row = None
+                if creator_id is None:
+                    row = await sql.kept_search_page(
+                        reads,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
+                plain = row is None
+                if row is None:
                     row = await sql.search_page(
                         reads,
                         query=query,
@@ -111,22 +140,21 @@ async def list_courses(
                         creator_id=creator_id,
                         within=SEARCH_TIMEOUT_SECONDS,
                     )
-                except TimeoutError:
-                    # A query matching much of a huge catalog must not hold a connection long.
-                    raise Unavailable("search took too long; try more specific words") from None
-            next_cursor = (
-                encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
-                if row["more"]
-                else None
-            )
-            return json_page(row["items"], next_cursor)
-
-        # Anonymous visitors share the page for a moment (lms.domain.courses.search_cache).
-        ttl = settings.search_cache_seconds
-        if principal is None and ttl > 0:
-            key = (query, limit, cursor, creator_id)
-            return _answer(await _search_pages.get(key, ttl, search), principal)
-        return _answer(await search(), principal)
+            except TimeoutError:
+                # A query matching much of a huge catalog must not hold a connection long; it
+                # is a common one, so its top is kept for the next asker.
+                if creator_id is None and after_rank is None:
+                    _keep(db, query)
+                raise Unavailable("search took too long; try more specific words") from None
+        common = plain and after_rank is None and row["matches"] >= KEEP_FROM_MATCHES
+        if common and creator_id is None:
+            _keep(db, query)
+        next_cursor = (
+            encode_cursor(ctx.secret, scope, row["last_key"], str(row["last_id"]))
+            if row["more"]
+            else None
+        )
+        return _answer(json_page(row["items"], next_cursor), principal)
     else:
         after_time = None
         if cursor:
@@ -151,6 +179,26 @@ async def get_course(
     if row is None or not can_see(principal, row):
         raise NotFound("no such course")
     return _answer(row["body"], principal)
+
+
+def _keep(db: asyncpg.Pool, query: str) -> None:
+    """Keep the query's top, in the background on the primary (the asker has its page)."""
+    if query in _keeping:
+        return
+    _keeping.add(query)
+
+    async def fill() -> None:
+        try:
+            async with db.acquire() as conn:
+                await sql.keep_top(conn, query=query, rows=KEPT_ROWS, queries=KEPT_QUERIES)
+        except Exception as exc:  # the plain search still answers it; a later one tries again
+            log.warning("keeping the top of a search failed: %s", exc)
+        finally:
+            _keeping.discard(query)
+
+    task = asyncio.get_running_loop().create_task(fill())
+    _keep_tasks.add(task)
+    task.add_done_callback(_keep_tasks.discard)
 
 
 def _position(secret: str, scope: str, cursor: str) -> tuple[object, uuid.UUID]:

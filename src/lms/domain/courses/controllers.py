@@ -17,7 +17,8 @@ from litestar.status_codes import (
     HTTP_304_NOT_MODIFIED,
 )
 
-from lms.api.client_ip import client_ip
+from lms.api.answers import ANSWER, Answer, Incoming, respond
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -35,7 +36,7 @@ from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.schemas import CamelStruct
 from lms.api.security import PUBLIC, optional_principal, requires
 from lms.api.uploads import receive_upload
-from lms.context import Ctx, Db
+from lms.context import AppContext
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.courses import authoring, catalog, lessons, video
@@ -64,11 +65,53 @@ def json_bytes(body: str, status_code: int = HTTP_200_OK) -> Response[Any]:
     return Response(content=body.encode(), status_code=status_code, media_type="application/json")
 
 
-def catalog_response(answer: catalog.CatalogBody, request: AnyRequest) -> Response[Any]:
-    headers = {"ETag": answer.etag, "Cache-Control": answer.cache_control, "Vary": "Authorization"}
-    if catalog.not_modified(request.headers.get("if-none-match"), answer.etag):
-        return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(content=answer.body, media_type="application/json", headers=headers)
+def catalog_answer(answer: catalog.CatalogBody, incoming: Incoming) -> Answer:
+    """A catalog page or a course page, or 304 when the caller's If-None-Match names it."""
+    headers = (
+        ("ETag", answer.etag),
+        ("Cache-Control", answer.cache_control),
+        ("Vary", "Authorization"),
+    )
+    if catalog.not_modified(incoming.header("if-none-match"), answer.etag):
+        return Answer(HTTP_304_NOT_MODIFIED, headers=headers)
+    return Answer(HTTP_200_OK, answer.body, headers)
+
+
+async def catalog_page(
+    ctx: AppContext,
+    incoming: Incoming,
+    principal: Principal | None,
+    *,
+    limit: int,
+    cursor: str | None,
+    q: str | None,
+    creator_id: uuid.UUID | None,
+) -> Answer:
+    """GET /courses, whole (the handler and the hot lane both answer with it)."""
+    answer = await catalog.list_courses(
+        ctx.pool,
+        # Anonymous visitors' pages may be a moment stale: a read replica serves them. A
+        # signed-in caller reads the primary. A search's rate-limit count is a write: the pool.
+        ctx.replica_reads() if principal is None else ctx.pool,
+        ctx,
+        principal,
+        limit=limit,
+        cursor=cursor,
+        q=q,
+        creator_id=creator_id,
+        client_ip=incoming.client_ip(ctx.settings.trusted_proxies),
+    )
+    return catalog_answer(answer, incoming)
+
+
+async def course_page(
+    ctx: AppContext, incoming: Incoming, principal: Principal | None, *, course_id: uuid.UUID
+) -> Answer:
+    """GET /courses/{course_id}, whole (the handler and the hot lane both answer with it)."""
+    # Anonymous visitors see published courses only, a moment stale is fine: a read replica.
+    # Owners and admins may be looking at the draft they have just changed: the primary.
+    reads = ctx.replica_reads() if principal is None else ctx.pool
+    return catalog_answer(await catalog.get_course(reads, course_id, principal), incoming)
 
 
 class JobQueued(CamelStruct):
@@ -82,7 +125,7 @@ class CourseController(Controller):
 
     @get(
         "/",
-        opt=PUBLIC_OPT,
+        opt={PUBLIC: True, ANSWER: catalog_page},
         security=OPTIONAL_BEARER,
         responses=errors(BAD, UNAUTHORIZED),
         summary="Published courses, newest first; q searches title and description (ranked)",
@@ -91,43 +134,24 @@ class CourseController(Controller):
         self,
         request: AnyRequest,
         ctx: Ctx,
-        db: Db,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         creator_id: Annotated[uuid.UUID | None, QueryParameter(name="creatorId")] = None,
     ) -> Response[CourseSummaryPage]:
-        principal = await optional_principal(request)
-        answer = await catalog.list_courses(
-            db,
-            # Anonymous visitors' pages may be a moment stale: a read replica serves them. A
-            # signed-in caller reads the primary. A search's rate-limit count is a write: `db`.
-            ctx.replica_reads() if principal is None else db,
-            ctx,
-            principal,
-            limit=limit,
-            cursor=cursor,
-            q=q,
-            creator_id=creator_id,
-            client_ip=client_ip(request, ctx.settings.trusted_proxies),
-        )
-        return catalog_response(answer, request)
+        return await respond(request, ctx, limit=limit, cursor=cursor, q=q, creator_id=creator_id)
 
     @get(
         "/{course_id:uuid}",
-        opt=PUBLIC_OPT,
+        opt={PUBLIC: True, ANSWER: course_page},
         security=OPTIONAL_BEARER,
         responses=errors(UNAUTHORIZED, NOT_FOUND),
         summary="A course with its lessons: anyone if published, else its creator and admins",
     )
     async def get_course(
-        self, ctx: Ctx, db: Db, request: AnyRequest, course_id: FromPath[uuid.UUID]
+        self, request: AnyRequest, ctx: Ctx, course_id: FromPath[uuid.UUID]
     ) -> Response[Course]:
-        principal = await optional_principal(request)
-        # Anonymous visitors see published courses only, a moment stale is fine: a read replica.
-        # Owners and admins may be looking at the draft they have just changed: the primary.
-        reads = ctx.replica_reads() if principal is None else db
-        return catalog_response(await catalog.get_course(reads, course_id, principal), request)
+        return await respond(request, ctx, course_id=course_id)
 
     @post(
         "/",

@@ -9,10 +9,10 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from lms.api.dependencies import Ctx
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.security import requires
-from lms.context import Ctx
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
 from lms.domain.creators import services

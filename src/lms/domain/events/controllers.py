@@ -8,10 +8,10 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import BAD, BEARER, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.security import requires
-from lms.context import Ctx, Db
 from lms.domain.auth.permissions import Permission
 from lms.domain.events import webhooks
 from lms.domain.events.schemas import (

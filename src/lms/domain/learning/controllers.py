@@ -7,13 +7,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+    HTTP_402_PAYMENT_REQUIRED,
+)
 
 from lms.api import json_body
+from lms.api.answers import ANSWER, Answer, Incoming, respond
+from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import (
     BAD,
     BEARER,
@@ -28,7 +36,7 @@ from lms.api.openapi import (
 )
 from lms.api.security import requires
 from lms.api.text import ADDRESS_PATTERN
-from lms.context import Ctx, Db
+from lms.context import AppContext
 from lms.db.queries import dashboard as dashboard_sql
 from lms.domain.auth.authentication import Principal
 from lms.domain.auth.permissions import Permission
@@ -48,6 +56,7 @@ from lms.domain.learning.schemas import (
     LessonCompletion,
     ProgressEntry,
 )
+from lms.domain.payments.schemas import PaymentRequiredBody
 
 PrincipalRequest = Request[Principal, Any, Any]
 LEARNER_ERRORS = (UNAUTHORIZED, FORBIDDEN, NOT_FOUND)
@@ -55,6 +64,32 @@ LEARNER_ERRORS = (UNAUTHORIZED, FORBIDDEN, NOT_FOUND)
 
 def json_text(body: str) -> Response[Any]:
     return Response(content=body.encode(), media_type="application/json")
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+async def heartbeat_answer(
+    ctx: AppContext,
+    incoming: Incoming,
+    principal: Principal,
+    *,
+    lesson_id: uuid.UUID,
+    data: Heartbeat,
+) -> Answer:
+    """POST /lessons/{lesson_id}/progress, whole (the handler and the hot lane both answer
+    with it)."""
+    await progress.heartbeat(ctx.pool, ctx, principal.user_id, lesson_id, data.position_seconds)
+    return Answer(HTTP_204_NO_CONTENT)
+
+
+async def completion_answer(
+    ctx: AppContext, incoming: Incoming, principal: Principal, *, lesson_id: uuid.UUID
+) -> Answer:
+    """POST /lessons/{lesson_id}/complete, whole (the handler and the hot lane both answer
+    with it)."""
+    completion = await complete_lesson(ctx.pool, ctx, principal.user_id, lesson_id)
+    return Answer(HTTP_200_OK, _ENCODER.encode(completion))
 
 
 class EnrollmentController(Controller):
@@ -70,6 +105,11 @@ class EnrollmentController(Controller):
             **errors(*LEARNER_ERRORS),
             HTTP_200_OK: ResponseSpec(
                 Enrollment, description="Enrolled already: the same enrollment"
+            ),
+            HTTP_402_PAYMENT_REQUIRED: ResponseSpec(
+                PaymentRequiredBody,
+                description="A priced course without a PAID order: buy it at checkoutPath",
+                generate_examples=False,
             ),
         },
         summary="Enroll in a published course (201; 200 with the same enrollment when enrolled)",
@@ -118,6 +158,7 @@ class LessonProgressController(Controller):
         "/{lesson_id:uuid}/progress",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires(Permission.TRACK_PROGRESS)],
+        opt={ANSWER: heartbeat_answer},
         responses=errors(BAD, *LEARNER_ERRORS, TOO_MANY),
         summary="The player's heartbeat: save the resume position, count the seconds watched",
         description="Send one when playback starts and then every second or few. Watched "
@@ -134,16 +175,16 @@ class LessonProgressController(Controller):
         self,
         request: PrincipalRequest,
         ctx: Ctx,
-        db: Db,
         lesson_id: FromPath[uuid.UUID],
         data: JSONBody[Heartbeat],
-    ) -> None:
-        await progress.heartbeat(db, ctx, request.user.user_id, lesson_id, data.position_seconds)
+    ) -> Response[None]:
+        return await respond(request, ctx, lesson_id=lesson_id, data=data)
 
     @post(
         "/{lesson_id:uuid}/complete",
         status_code=HTTP_200_OK,
         guards=[requires(Permission.TRACK_PROGRESS)],
+        opt={ANSWER: completion_answer},
         responses=errors(*LEARNER_ERRORS, CONFLICT),
         summary="Complete a lesson (idempotent); the last one completes the course and issues "
         "its certificate",
@@ -152,9 +193,9 @@ class LessonProgressController(Controller):
         "video is still processing (its length not known yet).",
     )
     async def complete(
-        self, request: PrincipalRequest, ctx: Ctx, db: Db, lesson_id: FromPath[uuid.UUID]
-    ) -> LessonCompletion:
-        return await complete_lesson(db, ctx, request.user.user_id, lesson_id)
+        self, request: PrincipalRequest, ctx: Ctx, lesson_id: FromPath[uuid.UUID]
+    ) -> Response[LessonCompletion]:
+        return await respond(request, ctx, lesson_id=lesson_id)
 
 
 class CreatorDashboardController(Controller):
@@ -166,11 +207,17 @@ class CreatorDashboardController(Controller):
         "/",
         guards=[requires(Permission.VIEW_ANALYTICS)],
         responses=errors(UNAUTHORIZED, FORBIDDEN),
-        summary="Enrollments, completions and drop-off per course and lesson of the caller's "
-        "courses",
+        summary="Enrollments, completions, drop-off and revenue per course and lesson of the "
+        "caller's courses",
     )
-    async def dashboard(self, request: PrincipalRequest, db: Db) -> Response[CreatorDashboard]:
-        return json_text(await dashboard_sql.creator_dashboard_json(db, request.user.user_id))
+    async def dashboard(
+        self, request: PrincipalRequest, ctx: Ctx, db: Db
+    ) -> Response[CreatorDashboard]:
+        return json_text(
+            await dashboard_sql.creator_dashboard_json(
+                db, request.user.user_id, ctx.settings.currency
+            )
+        )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from lms.db.queries import learning as sql
 from lms.db.tables import CourseStatus
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
-from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.errors import Conflict, Invalid, NotFound, PaymentRequired
 from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
 from lms.domain.learning.schemas import (
     MAX_BULK_ROWS,
@@ -50,6 +50,14 @@ async def enroll(
             return to_enrollment(row), True
         # A separate statement, so it sees a row a concurrent request committed meanwhile.
         row = await sql.enrollment_in_published(conn, principal.user_id, course_id)
+        if row is None:
+            course = await course_sql.meta(conn, course_id)
+            if course is not None and course["status"] == CourseStatus.PUBLISHED:
+                # Published, not enrolled, not inserted: the course is sold and not paid for.
+                path = f"/courses/{course_id}/checkout"
+                raise PaymentRequired(
+                    f"this course is sold: buy it at POST {path}", checkout_path=path
+                )
     if row is None:
         raise NotFound("no such course")
     return to_enrollment(row), False

@@ -23,13 +23,10 @@ import uuid
 import asyncpg
 
 from lms.context import AppContext
-from lms.db.queries import learning as sql
 from lms.domain.errors import Invalid, NotFound, TooMany
 from lms.domain.learning.completion import NOT_ENROLLED, WatchRule, complete_lesson
-from lms.domain.learning.concurrency import (
-    again_after_deadlock,
-    not_found_if_deleted_meanwhile,
-)
+from lms.domain.learning.concurrency import not_found_if_deleted_meanwhile
+from lms.domain.learning.group_commit import Rules, batcher_for
 
 # A jump forward up to the real time available plus this much is playback; more is a seek. The
 # slack absorbs network jitter between heartbeats.
@@ -44,6 +41,13 @@ WATCH_CARRY_SECONDS = 2.0
 TOO_SOON = "heartbeat too soon: one a second per enrollment is enough (this one changed nothing)"
 
 
+_RULES = Rules(
+    seek_slack_seconds=SEEK_SLACK_SECONDS,
+    min_interval_seconds=MIN_INTERVAL_SECONDS,
+    carry_seconds=WATCH_CARRY_SECONDS,
+)
+
+
 async def heartbeat(
     db: asyncpg.Pool,
     ctx: AppContext,
@@ -51,19 +55,15 @@ async def heartbeat(
     lesson_id: uuid.UUID,
     position_seconds: float,
 ) -> None:
+    """Heartbeats of one process that arrive together are committed together (group commit,
+    lms.domain.learning.group_commit); each is answered after its commit, with its own outcome."""
     with not_found_if_deleted_meanwhile(NOT_ENROLLED):
-        row = await again_after_deadlock(
-            lambda: sql.heartbeat(
-                db,
-                lesson_id=lesson_id,
-                user_id=user_id,
-                position_seconds=position_seconds + 0.0,  # -0.0 is 0
-                seek_slack_seconds=SEEK_SLACK_SECONDS,
-                min_interval_seconds=MIN_INTERVAL_SECONDS,
-                carry_seconds=WATCH_CARRY_SECONDS,
-            )
+        row = await batcher_for(db, lambda: _RULES).submit(
+            lesson_id,
+            user_id,
+            position_seconds + 0.0,  # -0.0 is 0
         )
-    if row is None:
+    if not row["found"]:  # no such lesson, or not enrolled in its course
         raise NotFound(NOT_ENROLLED)
     if not row["in_video"]:
         raise Invalid(

@@ -126,6 +126,19 @@ class DashboardLesson(CamelStruct, forbid_unknown_fields=True):
     average_watched_seconds: Annotated[float, sql("round(s.average_watched::numeric, 2)::float8")]
 
 
+class DashboardRevenue(CamelStruct, forbid_unknown_fields=True):
+    """What the course has sold (orders in LMS_CURRENCY): every payment taken, and the part of
+    it refunded since."""
+
+    gross_amount: Annotated[
+        str, sql("to_char(r.gross, 'FM9999999990.00')"), Meta(pattern=r"^\d+\.\d{2}$")
+    ]
+    refunded_amount: Annotated[
+        str, sql("to_char(r.refunded, 'FM9999999990.00')"), Meta(pattern=r"^\d+\.\d{2}$")
+    ]
+    currency: Annotated[str, sql("$2::text"), Meta(pattern="^[a-z]{3}$")]
+
+
 class DashboardCourse(CamelStruct, forbid_unknown_fields=True):
     id: Annotated[uuid.UUID, sql("r.id")]
     title: Annotated[str, sql("r.title")]
@@ -139,6 +152,7 @@ class DashboardCourse(CamelStruct, forbid_unknown_fields=True):
         Meta(ge=0, le=100),
     ]
     lessons: Annotated[list[DashboardLesson], sql("r.lessons")]
+    revenue: DashboardRevenue
 
 
 class DashboardTotals(CamelStruct, forbid_unknown_fields=True):

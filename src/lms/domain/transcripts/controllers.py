@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
+from lms.api.dependencies import Db
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
-from lms.context import Db
 from lms.domain.auth.authentication import Principal
 from lms.domain.transcripts import services
 from lms.domain.transcripts.schemas import SearchResults, Transcript

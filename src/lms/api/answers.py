@@ -1,0 +1,132 @@
+"""A hot route's whole answer, made by ONE function that both its Litestar handler and the hot lane
+(lms.hot_lane) call.
+
+A handler names its answer function in its `opt` (ANSWER) and its body is `respond(...)`: the
+caller (optional on a public route, else the one the authentication middleware found), the
+request's headers and client as an `Incoming`, the handler's own parameters by name. On a public
+route the caller is read only when the answer function's third parameter is `principal`. The answer
+function decides everything the client sees (status, headers, body, the replica it reads, the
+cache headers, the media type), so the two paths cannot drift apart on what they answer. The lane
+reproduces what Litestar does around a handler (routing, the query and path parameters, the body,
+authentication, guards, CORS) from the handler's own declaration, and refuses to serve a handler
+declaring anything it does not reproduce (lms.hot_lane.lane_route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+from litestar import Request, Response
+from litestar.datastructures.headers import Accept
+
+from lms.api.client_ip import client_ip_of
+from lms.api.security import PUBLIC, optional_principal
+from lms.context import AppContext
+from lms.domain.auth.authentication import Principal
+
+ANSWER = "answer"  # opt key: the function answering this handler's requests, whole
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Status, headers (without Content-Type and Content-Length), body and its media type."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    media_type: str = JSON
+
+    def has_body(self) -> bool:
+        """As Litestar: no body, Content-Type or Content-Length on 204, 304 and 1xx."""
+        return self.status >= 200 and self.status not in (204, 304)
+
+    def content_type(self) -> str:
+        """Litestar's Content-Type for the media type (text types name their charset)."""
+        media = self.media_type
+        return f"{media}; charset=utf-8" if media.startswith("text/") else media
+
+    def response(self) -> Response[Any]:
+        """The answer as Litestar sends it."""
+        return Response(
+            content=self.body if self.has_body() else b"",
+            status_code=self.status,
+            headers=dict(self.headers),
+            media_type=self.media_type,
+        )
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers exactly as Litestar's Response encodes them, in the same order."""
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        if self.has_body():
+            headers.append((b"content-type", self.content_type().encode("latin-1")))
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        return headers
+
+
+class Incoming(Protocol):
+    """What an answer function may read of its request besides its parameters."""
+
+    def header(self, name: str) -> str | None:
+        """The value of the header `name` (lower case), None when absent."""
+
+    def client_ip(self, trusted: tuple[str, ...]) -> str:
+        """The client's address (X-Forwarded-For believed only from `trusted` proxies)."""
+
+
+AnswerFunction = Callable[..., Awaitable[Answer]]
+
+
+class LitestarIncoming:
+    """Incoming over a Litestar request."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self.request = request
+
+    def header(self, name: str) -> str | None:
+        value: str | None = self.request.headers.get(name)
+        return value
+
+    def client_ip(self, trusted: tuple[str, ...]) -> str:
+        request = self.request
+        return client_ip_of(
+            request.scope.get("client"),
+            lambda: request.headers.getall("x-forwarded-for", []),
+            trusted,
+        )
+
+
+async def respond(request: Request[Any, Any, Any], ctx: AppContext, **params: Any) -> Response[Any]:
+    """A hot handler's body: its answer function's answer (the caller as the route admits them)."""
+    handler = request.route_handler
+    answer: AnswerFunction = handler.opt[ANSWER]
+    principal: Principal | None
+    if not handler.opt.get(PUBLIC):
+        principal = request.user  # the authentication middleware's
+    elif reads_caller(answer):
+        principal = await optional_principal(request)
+    else:
+        principal = None
+    made = await answer(ctx, LitestarIncoming(request), principal, **params)
+    return made.response()
+
+
+def reads_caller(answer: AnswerFunction) -> bool:
+    """Whether `answer` reads who is calling: its third parameter is `principal`. On a public
+    route one that does not (`_caller`) reads no token, and an invalid one is no 401."""
+    return answer.__code__.co_varnames[2] == "principal"
+
+
+def preferred(accept: str | None, offered: tuple[str, ...]) -> str:
+    """The media type of `offered` the Accept header prefers (the first when none is)."""
+    return _preferred(accept or "*/*", offered)
+
+
+@lru_cache(maxsize=256)
+def _preferred(accept: str, offered: tuple[str, ...]) -> str:
+    return str(Accept(accept).best_match(list(offered), default=offered[0]) or offered[0])

@@ -1,0 +1,363 @@
+"""The xAPI sink: events become queued statements in the fan-out's transaction, and senders in the
+workers POST them to the LRS in batches, retrying with backoff while it is down.
+
+Nothing is lost: a statement leaves the queue (SENT) only once the LRS answered 2xx for a batch
+that held it. Nothing is duplicated: the statement id is derived from the event id and the
+statement is built once, at fan-out, so a batch sent again after a lost answer (a timeout, a
+sender killed before it settled) carries the same statements under the same ids, which an LRS
+stores once (xAPI 1.0.3: a repeated id with an equivalent statement is not stored again).
+Senders in several processes lease disjoint batches (FOR UPDATE SKIP LOCKED); a lease outlives
+the HTTP timeout, so one batch is never in flight from two senders at once.
+
+How the LRS's answers are read:
+- 200 / 204: the batch is stored.
+- 409 (a statement with that id and different content is stored) or another 4xx on a batch: the
+  batch is sent again statement by statement, so one bad statement holds up none of the others;
+  a single statement refused that way is REJECTED (logged, counted, kept for an operator).
+- 401, 403, 408, 429, 5xx, a timeout or no connection: the LRS (or its credentials) is not
+  taking anything now; the whole batch waits with exponential backoff and jitter, forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
+import httpx
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge, Histogram
+
+from lms.background import BackgroundTask
+from lms.db.queries import Conn
+from lms.db.queries import xapi as sql
+from lms.domain.events import xapi
+from lms.settings import Settings
+
+if TYPE_CHECKING:
+    from lms.broker import BrokerConnection
+
+log = logging.getLogger("lms.xapi")
+
+BATCH = 100
+CONSUMER_NAME = "lms-xapi"
+LEASE_SECONDS = 120.0  # more than the HTTP timeout: a live sender's batch is never re-leased
+HTTP_TIMEOUT_SECONDS = 30.0
+POLL_SECONDS = 2.0
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 300.0
+# LRS answers that say "not now" rather than "not this statement".
+TRANSIENT_STATUSES = frozenset({401, 403, 408, 425, 429})
+
+XAPI_STATEMENTS = Counter(
+    "lms_xapi_statements_total",
+    "xAPI statements by outcome: queued, sent, retried (their batch waits for the LRS), "
+    "rejected (refused by the LRS as such), unmappable (an event lacking a field).",
+    ["outcome"],
+)
+XAPI_QUEUE_DEPTH = Gauge(
+    "lms_xapi_queue_depth",
+    "xAPI statements waiting for the LRS (as a worker's sender last counted them).",
+    multiprocess_mode="mostrecent",
+)
+XAPI_BATCH_SECONDS = Histogram(
+    "lms_xapi_batch_seconds",
+    "Time the LRS took to answer a batch of statements, by answer class.",
+    ["answer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+class EventLike(Protocol):
+    """What the sink reads of an event (lms.domain.events.log.Event has it)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+async def enqueue(conn: Conn, events: Iterable[EventLike], base_url: str) -> int:
+    """Queue the statements of `events` (those of a mapped type), in the caller's transaction:
+    the fan-out's, so an event is queued exactly when it is marked dispatched. The number
+    queued."""
+    rows: list[tuple[uuid.UUID, uuid.UUID, str, dict[str, Any]]] = []
+    for event in events:
+        try:
+            statement = xapi.statement_for(
+                event.id, event.type, event.occurred_at, event.data, base_url=base_url
+            )
+        except xapi.UnmappableEvent as exc:
+            XAPI_STATEMENTS.labels("unmappable").inc()
+            log.error("xapi: event %s (%s) has no statement: %s", event.id, event.type, exc)
+            continue
+        if statement is not None:
+            rows.append((event.id, uuid.UUID(statement["id"]), event.type, statement))
+    queued = await sql.enqueue(conn, rows)
+    XAPI_STATEMENTS.labels("queued").inc(queued)
+    return queued
+
+
+def retry_delay(attempts: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with jitter (half to all of the step), so senders that failed
+    together do not come back together."""
+    step = min(base * 2 ** max(attempts - 1, 0), cap)
+    return float(step * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class LrsAnswer:
+    status: int | None  # None: no answer (connection refused, timeout)
+    detail: str
+
+    @property
+    def stored(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in TRANSIENT_STATUSES or self.status >= 500
+
+
+class LrsClient:
+    """POSTs statement batches to `<endpoint>/statements` with Basic auth."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        username: str | None,
+        password: str | None,
+        *,
+        timeout: float = HTTP_TIMEOUT_SECONDS,
+    ) -> None:
+        self.url = f"{endpoint.rstrip('/')}/statements"
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"X-Experience-API-Version": xapi.XAPI_VERSION},
+        )
+
+    async def post(self, statements: Sequence[dict[str, Any]]) -> LrsAnswer:
+        body = msgspec.json.encode(list(statements))
+        started = time.perf_counter()
+        try:
+            response = await self._http.post(
+                self.url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            XAPI_BATCH_SECONDS.labels("none").observe(time.perf_counter() - started)
+            return LrsAnswer(None, f"{type(exc).__name__}: {exc}"[:500])
+        XAPI_BATCH_SECONDS.labels(f"{response.status_code // 100}xx").observe(
+            time.perf_counter() - started
+        )
+        return LrsAnswer(response.status_code, response.text[:500])
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+class XapiSender:
+    """Sends what is due from the queue: one batch per turn, a loop when started."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: LrsClient,
+        *,
+        batch: int = BATCH,
+        retry_base: float = RETRY_BASE_SECONDS,
+        retry_max: float = RETRY_MAX_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.pool = pool
+        self.poll_seconds = poll_seconds
+        self.client = client
+        self.batch = batch
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._wake = asyncio.Event()
+        self._task = BackgroundTask("lms-xapi")
+
+    def wake(self, _payload: str = "") -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task.start(self._run)
+
+    async def stop(self) -> None:
+        await self._task.stop()
+        await self.client.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.send_due():
+                    continue  # there may be more
+                XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
+                wait = await sql.seconds_until_next_due(self.pool)
+                poll = self.poll_seconds
+                timeout = poll if wait is None else min(max(wait, 0.05), poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down: keep trying, nothing is lost
+                log.warning("xapi: sending failed: %s", exc)
+                timeout = self.poll_seconds
+            # asyncio.timeout, not wait_for (see OutboxDispatcher._run).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def send_due(self) -> int:
+        """Lease one batch of due statements and send it; the number leased."""
+        rows = await sql.claim_due(self.pool, limit=self.batch, lease_seconds=LEASE_SECONDS)
+        if rows:
+            await self._send(rows)
+        return len(rows)
+
+    async def _send(self, rows: list[asyncpg.Record]) -> None:
+        answer = await self.client.post([row["statement"] for row in rows])
+        if answer.stored:
+            await sql.mark_sent(self.pool, [row["event_id"] for row in rows])
+            XAPI_STATEMENTS.labels("sent").inc(len(rows))
+            return
+        if answer.transient:
+            attempts = max(row["attempts"] for row in rows)
+            delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_max)
+            reason = (
+                f"LRS answered {answer.status}: {answer.detail}"
+                if answer.status
+                else (answer.detail)
+            )
+            await sql.mark_retry(self.pool, [row["event_id"] for row in rows], reason, delay)
+            XAPI_STATEMENTS.labels("retried").inc(len(rows))
+            log.warning(
+                "xapi: %d statements wait %.1fs (attempt %d): %s",
+                len(rows),
+                delay,
+                attempts,
+                reason,
+            )
+            return
+        if len(rows) > 1:  # one refused statement must not hold up the others
+            for row in rows:
+                await self._send([row])
+            return
+        row = rows[0]
+        reason = f"LRS refused the statement ({answer.status}): {answer.detail}"
+        await sql.mark_rejected(self.pool, row["event_id"], reason)
+        XAPI_STATEMENTS.labels("rejected").inc()
+        log.error(
+            "xapi: statement %s of event %s (%s) rejected: %s",
+            row["statement_id"],
+            row["event_id"],
+            row["event_type"],
+            reason,
+        )
+
+
+def xapi_subject(settings: Settings) -> str:
+    """Where "statements are queued" goes: the jobs stream, beside the transcription jobs."""
+    return f"{settings.jobs_subject}.xapi"
+
+
+class XapiSink:
+    """The event sink of xAPI (in the API's EventDispatcher when LMS_XAPI_ENDPOINT is set):
+    statements queued in the dispatcher's transaction; after commit one wake-up on NATS for the
+    workers' senders (who also poll the queue, so a lost wake-up delays, never loses)."""
+
+    name = "xapi"
+
+    def __init__(self, nats: BrokerConnection | None, settings: Settings) -> None:
+        self.nats = nats
+        self.base_url = settings.base_url
+        self.subject = xapi_subject(settings)
+        self._queued = 0
+
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[EventLike]) -> None:
+        self._queued += await enqueue(conn, events, self.base_url)
+
+    async def after_commit(self) -> None:
+        queued, self._queued = self._queued, 0
+        nats = self.nats
+        if not queued or nats is None or not nats.connected:
+            return
+        await nats.broker.client.jetstream().publish(self.subject, b"queued", timeout=2.0)
+
+
+def make_sender(pool: asyncpg.Pool, settings: Settings) -> XapiSender | None:
+    """The sender for LMS_XAPI_ENDPOINT, or None when no LRS is configured."""
+    if not settings.xapi_endpoint:
+        return None
+    client = LrsClient(settings.xapi_endpoint, settings.xapi_username, settings.xapi_password)
+    return XapiSender(pool, client)
+
+
+async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
+    js = nc.jetstream()
+    try:
+        await js.consumer_info(settings.jobs_stream, CONSUMER_NAME)
+    except NotFoundError:
+        await js.add_consumer(
+            settings.jobs_stream,
+            ConsumerConfig(
+                durable_name=CONSUMER_NAME,
+                filter_subject=xapi_subject(settings),
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_deliver=-1,
+            ),
+        )
+
+
+async def run_sender(
+    nc: NatsClient, sender: XapiSender, settings: Settings, stop: asyncio.Event
+) -> None:
+    """A worker's xAPI sender until `stop`: its loop sends what is due (polling the queue every
+    POLL_SECONDS), and each "statements are queued" message from JetStream wakes it at once.
+    Messages are acked on receipt: PostgreSQL holds the work, a message is only a wake-up."""
+    sender.start()
+    try:
+        subscription = None
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    await ensure_consumer(nc, settings)
+                    subscription = await nc.jetstream().pull_subscribe_bind(
+                        CONSUMER_NAME, stream=settings.jobs_stream
+                    )
+                messages = await subscription.fetch(batch=50, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # NATS away: the sender's polling still sends
+                log.warning("xapi: pulling from JetStream failed: %s", exc)
+                subscription = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await stop.wait()
+                continue
+            if messages:
+                sender.wake()
+            for message in messages:
+                with contextlib.suppress(Exception):
+                    await message.ack()
+    finally:
+        await sender.stop()

@@ -1,0 +1,1 @@
+"""Paid enrollment: orders of priced courses, Stripe's webhook, reconciliation and refunds."""
