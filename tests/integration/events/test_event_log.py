@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from lms.domain.events.log import record_event
+from lms.housekeeping import sweep_once
 from tests.conftest import TestUser
 from tests.integration.courses.helpers import new_course, new_lesson
 from tests.integration.learning.helpers import complete, course_with_lessons, enroll
@@ -109,3 +110,26 @@ async def test_an_event_rolls_back_with_its_change(db: asyncpg.Pool) -> None:
     assert await events_of(db) == []
     with pytest.raises(ValueError, match="unknown event type"):
         await record_event(db, "course.exploded", {})
+
+
+async def test_housekeeping_forgets_what_every_sink_is_done_with(db: asyncpg.Pool) -> None:
+    old = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    waiting = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    fresh = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    await db.execute(
+        "UPDATE events SET dispatched_at = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
+        [old, waiting],
+    )
+    endpoint = await db.fetchval(
+        "INSERT INTO webhook_endpoints (url, events, secret)"
+        " VALUES ('https://example.com/', '{course.published}', 'whsec_x') RETURNING id"
+    )
+    await db.execute(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_seq, type)"
+        " SELECT $1, id, seq, type FROM events WHERE id = $2",
+        endpoint,
+        waiting,
+    )
+    await sweep_once(db)
+    left = {r["id"] for r in await db.fetch("SELECT id FROM events")}
+    assert left == {waiting, fresh}  # a pending delivery keeps its event

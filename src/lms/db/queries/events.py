@@ -62,3 +62,24 @@ async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT course_id FROM lessons WHERE id = $1", lesson_id
     )
+
+
+async def purge_old(conn: Conn, older_than_seconds: int) -> None:
+    """Delivered webhook deliveries, then events every sink is done with, past the age: the
+    log is a queue with a memory of a month, not an archive. A sink whose table references
+    events(id) adds its NOT EXISTS here."""
+    await conn.execute(
+        """
+        DELETE FROM webhook_deliveries
+        WHERE status = 'DELIVERED' AND delivered_at < now() - make_interval(secs => $1)
+        """,
+        float(older_than_seconds),
+    )
+    await conn.execute(
+        """
+        DELETE FROM events e
+        WHERE e.dispatched_at < now() - make_interval(secs => $1)
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+        """,
+        float(older_than_seconds),
+    )

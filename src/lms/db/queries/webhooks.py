@@ -178,10 +178,10 @@ async def failed(
     error: str,
     retry_in_seconds: float,
     disable_after_seconds: float,
-) -> asyncpg.Record:
+) -> asyncpg.Record | None:
     """Count the failed attempt; the endpoint waits `retry_in_seconds` (its whole queue: the
     order holds), or is disabled once it has failed for `disable_after_seconds`."""
-    row: asyncpg.Record = await conn.fetchrow(
+    row: asyncpg.Record | None = await conn.fetchrow(
         """
         WITH d AS (
             UPDATE webhook_deliveries

@@ -230,6 +230,8 @@ class WebhookDeliverer:
             retry_in_seconds=retry_delay(self.settings, row["attempts"] + 1),
             disable_after_seconds=float(self.settings.webhook_disable_after_seconds),
         )
+        if settled is None:  # the endpoint was deleted meanwhile
+            return False
         if settled["disabled_at"] is not None:
             log.error("webhooks: endpoint %s disabled: %s", endpoint["id"], outcome.error)
         else:
