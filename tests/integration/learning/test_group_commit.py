@@ -19,7 +19,7 @@ from lms.domain.learning.progress import _RULES
 from tests.conftest import TestUser
 from tests.integration.learning.helpers import beat, course_with_lessons, enroll, lesson_row
 
-BATCH_TEXT = "%unnest($1::uuid[], $2::uuid[], $3::float8[])%"
+BATCH_TEXT = "%jsonb_array_elements($1::text::jsonb)%"
 
 
 def one_at_a_time(db: asyncpg.Pool) -> HeartbeatBatcher:

@@ -226,30 +226,35 @@ async def heartbeat(
     )
 
 
-# Group commit: the same statement over a batch of heartbeats ($1 lessons, $2 users, $3
-# positions, one element per heartbeat; the rule parameters are shared), so heartbeats arriving
-# together cost one statement and one commit. Each row of the answer, in input order (`n`, from
-# 1), is what HEARTBEAT would have answered for that heartbeat had the batch run in sequence:
+# Group commit: the same statement over a batch of heartbeats ($1 [lesson, user] pairs, $2
+# positions, one element per heartbeat; the rule parameters, $3 to $5, are shared), so
+# heartbeats arriving together cost one statement and one commit. Each row of the answer, in
+# input order (`n`, from 1), is what HEARTBEAT would have answered for that heartbeat had the
+# batch run in sequence:
 # - The enrollments are locked in one order (their ids), as every batch locks them, and each
 #   enrollment's lesson rows after all enrollments: batches never deadlock with each other, and
 #   heartbeats and completions still take an enrollment before its lesson rows.
 # - Heartbeats of one enrollment in a batch: the first in the video that is on time is accepted;
 #   every later one is too soon, as it would be one after the other (the first moved
 #   last_heartbeat_at to now). So each enrollment, and each lesson row, is written at most once.
+# - The batch comes as a JSON array of [lesson, user] pairs ($1) and an array of positions ($2):
+#   the planner cannot see how many pairs a JSON value holds, so every batch costs the same to
+#   it and the prepared statement keeps one generic plan. (From arrays, which it can count, it
+#   made a custom plan for each batch size: planning cost more than running.)
 # - Everything else is HEARTBEAT row by row, correlated by the enrollment. The enrollment is
 #   found through its (user, course) key: as a lateral lookup, so that the generic plan of a
 #   statement whose batch size it cannot know does not scan a course's enrollments instead.
 HEARTBEATS = """
 WITH input AS (
-    SELECT t.n, t.lesson_id, t.user_id, t.position_seconds
-    FROM unnest($1::uuid[], $2::uuid[], $3::float8[])
-         WITH ORDINALITY AS t(lesson_id, user_id, position_seconds, n)
+    SELECT t.n, (t.pair ->> 0)::uuid AS lesson_id, (t.pair ->> 1)::uuid AS user_id,
+           ($2::float8[])[t.n] AS position_seconds
+    FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS t(pair, n)
 ), target AS (
     SELECT i.n, i.user_id, i.position_seconds, l.id AS lesson_id, l.duration_seconds,
            e.id AS enrollment_id, e.watch_clock,
            (l.duration_seconds IS NULL OR i.position_seconds <= l.duration_seconds) AS in_video,
            (e.last_heartbeat_at IS NULL
-            OR e.last_heartbeat_at <= now() - make_interval(secs => $5)) AS on_time,
+            OR e.last_heartbeat_at <= now() - make_interval(secs => $4)) AS on_time,
            extract(epoch FROM now() - e.watch_clock)::float8 AS budget
     FROM input i
     JOIN lessons l ON l.id = i.lesson_id
@@ -284,7 +289,7 @@ WITH input AS (
                AS played
     FROM accepted a JOIN previous pr ON pr.enrollment_id = a.enrollment_id
     WHERE a.position_seconds > pr.position_seconds
-      AND a.position_seconds - pr.position_seconds <= a.budget + $4
+      AND a.position_seconds - pr.position_seconds <= a.budget + $3
 ), credit AS (
     SELECT s.enrollment_id, w.watched, upper(s.played)::float8 AS credited_to,
            m.seconds AS watched_seconds, greatest(m.seconds - s.watched_seconds, 0) AS gained
@@ -320,7 +325,7 @@ WITH input AS (
     SET last_heartbeat_at = now(),
         watch_clock = least(now(), greatest(
             coalesce(a.watch_clock + make_interval(secs => coalesce(c.gained, 0)), now()),
-            now() - make_interval(secs => $6)))
+            now() - make_interval(secs => $5)))
     FROM accepted a LEFT JOIN credit c ON c.enrollment_id = a.enrollment_id
     WHERE e.id = a.enrollment_id
 )
@@ -345,10 +350,12 @@ async def heartbeats(
 ) -> list[asyncpg.Record]:
     """HEARTBEAT for a batch, in one statement (one transaction): one row per heartbeat, in
     input order, each with `found` false where HEARTBEAT would have answered None."""
+    pairs = ",".join(
+        f'["{lesson}","{user}"]' for lesson, user in zip(lesson_ids, user_ids, strict=True)
+    )
     rows: list[asyncpg.Record] = await conn.fetch(
         HEARTBEATS,
-        lesson_ids,
-        user_ids,
+        f"[{pairs}]",
         positions_seconds,
         seek_slack_seconds,
         min_interval_seconds,

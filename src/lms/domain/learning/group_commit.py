@@ -90,15 +90,9 @@ class HeartbeatBatcher:
         self._pending.append(Member(lesson_id, user_id, position_seconds, answer))
         if self._in_flight < self.max_in_flight:
             self._start()
-        # Shielded: a cancelled caller stops waiting, the answer (and its batch) go on.
-        try:
-            return await asyncio.shield(answer)
-        except asyncio.CancelledError:
-            # Nobody waits for the answer any more: a heartbeat not sent yet is dropped from its
-            # batch (_start skips it); one in flight goes on (its answer is ignored).
-            if not answer.cancel() and not answer.cancelled():
-                answer.exception()  # answered meanwhile: an error nobody reads is not logged
-            raise
+        # A cancelled caller cancels its answer, never the batch: a heartbeat not sent yet is
+        # dropped from its batch (_start skips it); one in flight goes on, its answer ignored.
+        return await answer
 
     def _start(self) -> None:
         batch = [m for m in self._pending[: self.max_batch] if not m.answer.cancelled()]
