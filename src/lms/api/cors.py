@@ -105,48 +105,54 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin: bytes | None = None
-        has_cookie = False
-        request_method: bytes | None = None
-        request_headers: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"cookie":
-                has_cookie = True
-            elif name == b"access-control-request-method":
-                request_method = value
-            elif name == b"access-control-request-headers":
-                request_headers = value
-        if origin is not None and scope["method"] == "OPTIONS":
-            await self.answer_preflight(origin, request_method, request_headers, send)
+        request = dict(scope["headers"])
+        origin: bytes | None = request.get(b"origin")
+        if origin is None:
+            await self.app(scope, receive, self.varied(send))
             return
-        extra: list[tuple[bytes, bytes]] = []
-        if origin is not None:
-            extra = list(self.simple)
-            config = self.config
-            if (config.is_allow_all_origins and has_cookie) or (
-                not config.is_allow_all_origins and self.allowed(origin)
-            ):
-                extra.append((ALLOW_ORIGIN, origin))
-            extra += self.simple_tail
-        written = self.written if extra else frozenset((VARY,))
+        if scope["method"] == "OPTIONS":
+            await self.answer_preflight(
+                origin,
+                request.get(b"access-control-request-method"),
+                request.get(b"access-control-request-headers"),
+                send,
+            )
+            return
+        extra = list(self.simple)
+        config = self.config
+        if (config.is_allow_all_origins and b"cookie" in request) or (
+            not config.is_allow_all_origins and self.allowed(origin)
+        ):
+            extra.append((ALLOW_ORIGIN, origin))
+        extra += self.simple_tail
+        written = self.written
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                kept: list[tuple[bytes, bytes]] = []
-                vary: list[bytes] = []
-                for name, value in message.get("headers", ()):
-                    if name == VARY:
-                        vary.append(value)
-                    elif name not in written:
-                        kept.append((name, value))
-                kept.append((VARY, self.vary(tuple(vary))))
-                kept += extra
-                message["headers"] = kept
+                headers = message.get("headers", ())
+                vary = tuple(v for k, v in headers if k == VARY)
+                message["headers"] = [
+                    *(h for h in headers if h[0] not in written),
+                    (VARY, self.vary(vary)),
+                    *extra,
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    def varied(self, send: Send) -> Send:
+        """`send` adding Origin to the answer's Vary (a request without Origin)."""
+
+        async def send_varied(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                vary = tuple(v for k, v in headers if k == VARY)
+                headers = [h for h in headers if h[0] != VARY] if vary else list(headers)
+                headers.append((VARY, self.vary(vary)))
+                message["headers"] = headers
+            await send(message)
+
+        return send_varied
 
     async def answer_preflight(
         self, origin: bytes, method: bytes | None, requested: bytes | None, send: Send
