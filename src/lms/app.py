@@ -15,6 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from lms.api.allow_header import AllowHeader
+from lms.api.cors import Cors
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
 from lms.api.input_guard import InputGuard
 from lms.api.openapi import docs_assets_router, finish_openapi, openapi_config
@@ -233,7 +234,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         on_startup=[start_services],
         on_shutdown=[stop_services],
-        cors_config=cors,
         openapi_config=openapi_config(VERSION),
         exception_handlers={
             DomainError: domain_error_handler,
@@ -241,15 +241,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         # Our JSON logging is configured once per process; Litestar must not install its own.
         logging_config=None,
-        state=State({"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx}),
+        state=State(
+            {"settings": settings, "nats": nats, "broker": nats.broker, "ctx": ctx, "cors": cors}
+        ),
     )
     # The hot routes' common requests skip Litestar's per-request machinery (lms.hot_lane): the
-    # handlers naming an answer function, read from the app as built, CORS by the same config;
-    # the rest, and anything unusual about those, go on to it.
-    hot_lane = HotLane(app.asgi_handler, ctx, lane_routes(app), cors)  # type: ignore[arg-type]
+    # handlers naming an answer function, read from the app as built; the rest, and anything
+    # unusual about those, go on to it.
+    hot_lane = HotLane(app.asgi_handler, ctx, lane_routes(app))  # type: ignore[arg-type]
+    # CORS around both, one implementation for every response (lms.api.cors), instead of
+    # Litestar's cors_config (whose middleware replaced a route's Vary); the config is
+    # app.state.cors.
+    inner = hot_lane if cors is None else Cors(hot_lane, cors)
     # Outermost layer, around CORS and exception handling, so every response gets a request id
-    # and a log line, 404s and hot-lane answers included.
-    request_context = RequestContextMiddleware(hot_lane)
+    # and a log line, 404s, preflights and hot-lane answers included.
+    request_context = RequestContextMiddleware(inner)
     app.asgi_handler = request_context  # type: ignore[assignment]
     finish_openapi(app)
     return app

@@ -15,8 +15,9 @@ opt the lane does not know) cannot be served: building the app fails, and so doe
 tests/integration/test_hot_lane.py, which also sends each kind of request both ways and compares
 status, every header and body.
 
-CORS is Litestar's own: a request with an Origin header is answered here and its response goes
-through the app's CORS configuration exactly as Litestar's middleware applies it. Anything the
+CORS is not the lane's: the app's CORS layer (lms.api.cors) sits outside both the lane and
+Litestar, so a request with an Origin header is answered here and gets the same CORS headers and
+Vary as through Litestar; the preflight never reaches the lane. Anything the
 lane does not decide itself goes on to Litestar untouched (a body it has read is replayed):
 OPTIONS and HEAD, a query parameter the handler does not declare or one given twice, a value a
 constraint refuses (Litestar words the 400), any path, header, Host or query not in its plainest
@@ -37,10 +38,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from litestar import Litestar
-from litestar.config.cors import CORSConfig
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
-from litestar.middleware._internal.cors import CORSMiddleware
 from litestar.params import BodyKwarg, ParameterKwarg
 from litestar.routes import HTTPRoute
 from litestar.types import Empty
@@ -376,11 +375,9 @@ class Request:
 
 class HotLane:
     """ASGI middleware inside the request-context layer (request id, log line, metrics), around
-    the whole of Litestar's handler (CORS included)."""
+    the whole of Litestar's handler, inside the CORS layer (lms.api.cors)."""
 
-    def __init__(
-        self, app: ASGIApp, ctx: AppContext, routes: Iterable[LaneRoute], cors: CORSConfig | None
-    ) -> None:
+    def __init__(self, app: ASGIApp, ctx: AppContext, routes: Iterable[LaneRoute]) -> None:
         self.app = app
         self.ctx = ctx
         self.static: dict[tuple[str, str], LaneRoute] = {}
@@ -390,8 +387,6 @@ class HotLane:
                 self.dynamic.setdefault(route.method, []).append(route)
             else:
                 self.static[(route.method, route.template)] = route
-        # Litestar's own CORS middleware, for its send wrapper: the same headers, byte for byte.
-        self.cors = None if cors is None else CORSMiddleware(app=app, config=cors)  # type: ignore[arg-type]
 
     def route(self, scope: Scope) -> tuple[LaneRoute, dict[str, Any]] | None:
         """(route, path parameters) for a hot request, else None."""
@@ -441,14 +436,6 @@ class HotLane:
             status, headers, body = _problem(problem)
         if answer is not None and not answer.has_body():
             body = b""
-        if self.cors is not None and request is not None:
-            origin = request.headers.get(b"origin")
-            if origin is not None:
-                send = self.cors.send_wrapper(  # type: ignore[assignment]
-                    send,  # type: ignore[arg-type]
-                    origin.decode("latin-1"),
-                    b"cookie" in request.headers,
-                )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

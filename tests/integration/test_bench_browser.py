@@ -225,13 +225,13 @@ def test_bench_variants_and_the_full_runs_length() -> None:
 
 
 def test_raw_limit_sends_the_cors_headers_lms_sends(settings: Any) -> None:
-    """raw-limit writes out what Litestar's CORS middleware sends for lms's CORSConfig: a change
-    to that configuration in lms.app fails here until raw-limit follows."""
+    """raw-limit writes out what lms's CORS layer (lms.api.cors) sends for lms's CORSConfig: a
+    change to that configuration in lms.app fails here until raw-limit follows."""
     from bench.peers import raw_limit
 
     from lms.app import create_app
 
-    config = create_app(replace(settings, cors_origins=(browser.ORIGIN,))).cors_config
+    config = create_app(replace(settings, cors_origins=(browser.ORIGIN,))).state.cors
     assert config is not None and config.is_origin_allowed(browser.ORIGIN)
     preflight = config.preflight_headers
     assert raw_limit.CORS_PREFLIGHT_HEADERS.decode() == preflight["Access-Control-Allow-Headers"]

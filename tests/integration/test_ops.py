@@ -25,7 +25,7 @@ from lms.observability.metrics_access import metrics_access
 from lms.observability.metrics_server import serve_metrics
 from lms.observability.middleware import AccessLog
 from lms.settings import Settings, load_settings
-from tests.conftest import http_client
+from tests.conftest import TestUser, http_client
 from tests.helpers import eventually
 
 
@@ -263,6 +263,34 @@ async def test_cors_allows_configured_origin(client: AsyncClient) -> None:
 async def test_cors_refuses_other_origins(client: AsyncClient) -> None:
     response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_cors_keeps_each_routes_vary_and_adds_origin(
+    api: AsyncClient, learner: TestUser
+) -> None:
+    """A shared cache must not serve a signed-in learner's catalog page to an anonymous browser
+    (Vary: Authorization) nor a page made for one origin to another (Vary: Origin): every answer
+    keeps its route's Vary and adds Origin once, hot lane or Litestar, preflight included."""
+    allowed, other = "https://app.example.test", "https://evil.example"
+    signed_in = {"Authorization": f"Bearer {learner.token}"}
+    for origin in ({"Origin": allowed}, {"Origin": other}, {}):
+        for path, extra, vary in (
+            ("/courses", {}, "Authorization, Origin"),  # the hot lane's
+            ("/courses", signed_in, "Authorization, Origin"),
+            ("/courses?limit=2&limit=2", {}, "Authorization, Origin"),  # handed on to Litestar
+            ("/healthz", {}, "Origin"),
+            ("/no/such/path", {}, "Origin"),
+        ):
+            response = await api.get(path, headers=origin | extra)
+            assert response.headers.get_list("vary") == [vary], (path, origin, extra)
+            assert (response.headers.get("access-control-allow-origin") == allowed) is (
+                origin.get("Origin") == allowed
+            )
+    preflight = await api.options(
+        "/courses", headers={"Origin": allowed, "Access-Control-Request-Method": "GET"}
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers.get_list("vary") == ["Origin"]
 
 
 async def test_role_fixtures_give_each_role_a_working_token(

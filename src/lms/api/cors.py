@@ -1,0 +1,201 @@
+"""CORS for every response of the app, the hot lane's answers and Litestar's alike.
+
+One ASGI layer outside both (lms.app): the preflight (OPTIONS with Origin) is answered here, for
+any path; every other response gets the Access-Control-* headers of the app's CORSConfig (the
+same names and values Litestar's own middleware writes) and `Origin` added to its `Vary`.
+
+Why not Litestar's middleware: for an allowed origin it sets `Vary: Origin`, replacing the
+route's own `Vary` (`Authorization` on the catalog, `Accept` on certificates), so a shared cache
+could serve a signed-in learner's page to an anonymous browser or the reverse. Here the route's
+values are kept and `Origin` is added once (`Vary: Authorization, Origin`), on every response,
+whether or not the request had an Origin and whether or not it was allowed: the answer's
+Access-Control-Allow-Origin depends on it either way, and a cache must not serve a response made
+without it to a browser it would have allowed (the Fetch standard, "CORS protocol and HTTP
+caches"). `Vary: *` is left as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar.config.cors import CORSConfig
+from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+VARY = b"vary"
+ALLOW_ORIGIN = b"access-control-allow-origin"
+_ORIGIN_TOKEN = "origin"  # noqa: S105 (a header name)
+# Bound on the memo of Vary values and origins seen (a client chooses its Origin).
+_MEMO_SIZE = 256
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def vary_with_origin(values: list[bytes]) -> bytes:
+    """One Vary value: the route's, in order, each once, with Origin added unless already there
+    (any case); `*` stays `*`."""
+    tokens: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for token in value.decode("latin-1").split(","):
+            token = token.strip()
+            if token and token.lower() not in seen:
+                seen.add(token.lower())
+                tokens.append(token)
+    if "*" in seen:
+        return b"*"
+    if _ORIGIN_TOKEN not in seen:
+        tokens.append("Origin")
+    return ", ".join(tokens).encode("latin-1")
+
+
+class Cors:
+    """ASGI middleware: CORS by `config` for every HTTP response of `app`."""
+
+    def __init__(self, app: ASGIApp, config: CORSConfig) -> None:
+        self.app = app
+        self.config = config
+        # What a response to a request with Origin gets, allowed or not (as Litestar sends it).
+        self.simple = _raw(config.simple_headers)
+        self.simple_tail = _raw(
+            {
+                "Access-Control-Allow-Headers": ", ".join(sorted(set(config.allow_headers))),
+                "Access-Control-Allow-Methods": ", ".join(sorted(set(config.allow_methods))),
+            }
+        )
+        # Headers this layer writes: the route's own of these names are replaced (ASGI header
+        # names are lower case).
+        self.written = frozenset(
+            [ALLOW_ORIGIN, VARY] + [k for k, _ in self.simple] + [k for k, _ in self.simple_tail]
+        )
+        preflight = dict(config.preflight_headers)
+        preflight.pop("Vary", None)
+        self.preflight = _raw(preflight)
+        self.allowed_headers = {h.lower() for h in config.allow_headers} | {
+            h.lower() for h in DEFAULT_ALLOWED_CORS_HEADERS
+        }
+        self._origins: dict[bytes, bool] = {}
+        self._varies: dict[tuple[bytes, ...], bytes] = {(): b"Origin"}
+
+    def allowed(self, origin: bytes) -> bool:
+        found = self._origins.get(origin)
+        if found is None:
+            found = self.config.is_origin_allowed(origin.decode("latin-1"))
+            if len(self._origins) < _MEMO_SIZE:
+                self._origins[origin] = found
+        return found
+
+    def vary(self, values: tuple[bytes, ...]) -> bytes:
+        found = self._varies.get(values)
+        if found is None:
+            found = vary_with_origin(list(values))
+            if len(self._varies) < _MEMO_SIZE:
+                self._varies[values] = found
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = dict(scope["headers"])
+        origin: bytes | None = request.get(b"origin")
+        if origin is None:
+            await self.app(scope, receive, self.varied(send))
+            return
+        if scope["method"] == "OPTIONS":
+            await self.answer_preflight(
+                origin,
+                request.get(b"access-control-request-method"),
+                request.get(b"access-control-request-headers"),
+                send,
+            )
+            return
+        extra = list(self.simple)
+        config = self.config
+        if (config.is_allow_all_origins and b"cookie" in request) or (
+            not config.is_allow_all_origins and self.allowed(origin)
+        ):
+            extra.append((ALLOW_ORIGIN, origin))
+        extra += self.simple_tail
+        written = self.written
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                vary = tuple(v for k, v in headers if k == VARY)
+                message["headers"] = [
+                    *(h for h in headers if h[0] not in written),
+                    (VARY, self.vary(vary)),
+                    *extra,
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    def varied(self, send: Send) -> Send:
+        """`send` adding Origin to the answer's Vary (a request without Origin)."""
+
+        async def send_varied(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                vary = tuple(v for k, v in headers if k == VARY)
+                headers = [h for h in headers if h[0] != VARY] if vary else list(headers)
+                headers.append((VARY, self.vary(vary)))
+                message["headers"] = headers
+            await send(message)
+
+        return send_varied
+
+    async def answer_preflight(
+        self, origin: bytes, method: bytes | None, requested: bytes | None, send: Send
+    ) -> None:
+        """204 with the preflight headers, or 400 naming what is not allowed; `Vary: Origin`."""
+        config = self.config
+        failures: list[str] = []
+        headers = list(self.preflight)
+        if (
+            not config.is_allow_all_methods
+            and method
+            and method.decode("latin-1") not in config.allow_methods
+        ):
+            failures.append("method")
+        if not self.allowed(origin):
+            failures.append("Origin")
+        elif not config.is_allow_all_origins:
+            headers.append((ALLOW_ORIGIN, origin))
+        names = [h.strip() for h in (requested or b"").decode("latin-1").split(",") if h.strip()]
+        if names:
+            if config.is_allow_all_headers:
+                every = ", ".join(sorted(set(names) | DEFAULT_ALLOWED_CORS_HEADERS))
+                headers = [h for h in headers if h[0] != b"access-control-allow-headers"]
+                headers.append((b"access-control-allow-headers", every.encode("latin-1")))
+            elif any(name.lower() not in self.allowed_headers for name in names):
+                failures.append("headers")
+        if failures:
+            body = f"Disallowed CORS {', '.join(failures)}".encode()
+            start = {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (VARY, b"Origin"),
+                ],
+            }
+        else:
+            body = b""
+            start = {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [*headers, (VARY, b"Origin")],
+            }
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
