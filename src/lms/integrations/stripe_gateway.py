@@ -21,6 +21,11 @@ class GatewayError(Exception):
     """Stripe did not do what was asked (down, refused, timed out); the message is for logs."""
 
 
+class UnknownIntent(GatewayError):
+    """Stripe does not know the PaymentIntent (404): it was never made there, or the local
+    development server was restarted and forgot it."""
+
+
 class BadSignature(Exception):
     """A webhook body whose Stripe-Signature is missing, wrong or too old."""
 
@@ -86,6 +91,10 @@ class StripeGateway:
     async def payment_intent(self, intent_id: str) -> PaymentIntent:
         try:
             obj = await self._client.v1.payment_intents.retrieve_async(intent_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                raise UnknownIntent(f"no PaymentIntent {intent_id} at Stripe") from exc
+            raise GatewayError(f"could not read PaymentIntent {intent_id}: {exc}") from exc
         except stripe.StripeError as exc:
             raise GatewayError(f"could not read PaymentIntent {intent_id}: {exc}") from exc
         return _intent(obj)

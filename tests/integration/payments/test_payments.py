@@ -516,3 +516,25 @@ async def test_order_lists(
     assert paid["items"] == []
     assert (await api.get("/admin/orders?status=NOPE", headers=admin.headers)).status_code == 400
     assert (await api.get("/admin/orders", headers=learner.headers)).status_code == 403
+
+
+async def test_the_reconciler_fails_an_order_stripe_does_not_know(
+    api: httpx.AsyncClient,
+    app: Litestar,
+    db: asyncpg.Pool,
+    stripe_world: WebhookRelay,
+    learner: TestUser,
+    creator: TestUser,
+    admin: TestUser,
+) -> None:
+    """A local Stripe restarted (it forgets), or an intent never made: the order is FAILED, not
+    looked up forever."""
+    course = await priced_course(api, creator, admin)
+    order = (await checkout(api, learner, course["id"])).json()
+    await db.execute(
+        "UPDATE orders SET payment_intent_id = 'pi_forgotten',"
+        " created_at = now() - interval '1 hour'"
+    )
+    tally = await reconcile_once(db, app.state.ctx.payments)
+    assert (tally.checked, tally.failed) == (1, 1)
+    assert (await order_row(db, order["id"]))["status"] == "FAILED"

@@ -12,7 +12,7 @@ import asyncpg
 
 from lms.db.queries import orders as sql
 from lms.domain.payments import settlement
-from lms.integrations.stripe_gateway import GatewayError, StripeGateway
+from lms.integrations.stripe_gateway import GatewayError, StripeGateway, UnknownIntent
 
 log = logging.getLogger("lms.payments.reconciler")
 
@@ -73,7 +73,10 @@ async def _settle(db: asyncpg.Pool, stripe: StripeGateway, order: asyncpg.Record
             return await _in_tx(db, order, "fail", "checkout never reached the payment provider")
         await sql.mark_checked(db, order["id"])
         return "waiting"
-    intent = await stripe.payment_intent(intent_id)  # no connection held meanwhile
+    try:
+        intent = await stripe.payment_intent(intent_id)  # no connection held meanwhile
+    except UnknownIntent:
+        return await _in_tx(db, order, "fail", "the payment provider does not know its payment")
     if intent.status == "succeeded":
         why = settlement.mismatch(order, intent.amount, intent.currency)
         if why is not None:
