@@ -21,7 +21,13 @@ from lms.domain.events import xapi
 from lms.domain.events.xapi_sink import LrsClient, XapiSender, XapiSink, run_sender
 from lms.settings import Settings
 from tests.conftest import TestUser
-from tests.integration.learning.helpers import complete, course_with_lessons, enroll
+from tests.integration.learning.helpers import (
+    beat,
+    complete,
+    course_with_lessons,
+    enroll,
+    wait_seconds,
+)
 from tests.support.lrs import Ralph, xapi_problems
 
 
@@ -97,6 +103,44 @@ async def test_a_learner_journey_arrives_as_conforming_statements(
     assert lesson_done["object"]["id"].endswith(f"/lessons/{lessons[0]['id']}")
     assert course_done["verb"]["id"] == xapi.VERB_COMPLETED
     assert earned["object"]["id"] == done.json()["certificate"]["verifyUrl"]
+
+
+async def test_a_milestone_crossed_by_heartbeat_arrives_as_a_progressed_statement(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    creator: TestUser,
+    admin: TestUser,
+    learner: TestUser,
+    ralph: Ralph,
+    settings: Settings,
+    to_ralph: XapiSender,
+) -> None:
+    """The lesson.progressed event the heartbeat statement writes (not a hand-made one) maps to
+    a statement Ralph accepts: the ADL progressed verb with the Video Profile's extensions."""
+    course, [lesson, _] = await course_with_lessons(api, db, creator, admin, [120.0, 60.0])
+    enrollment = await enroll(api, learner, course["id"])
+    assert (await beat(api, learner, lesson["id"], 0.0)).status_code == 204
+    await wait_seconds(db, learner, lesson["id"], 40.0)
+    assert (await beat(api, learner, lesson["id"], 40.0)).status_code == 204  # 33 %: 25 crossed
+    [event] = await db.fetch(
+        "SELECT id, data FROM events WHERE type = 'lesson.progressed' AND data->>'userId' = $1",
+        str(learner.id),
+    )
+    assert event["data"]["milestone"] == 25
+    assert await settled(db, 2) == {"SENT": 2}  # enrollment.created and lesson.progressed
+
+    statement = ralph.statement(xapi.statement_id(event["id"]))
+    assert statement is not None
+    assert xapi_problems([statement]) == [[]]
+    assert statement["verb"]["id"] == xapi.VERB_PROGRESSED
+    assert statement["actor"]["account"] == {"homePage": settings.base_url, "name": str(learner.id)}
+    assert statement["object"]["id"] == (
+        f"{settings.base_url}/courses/{course['id']}/lessons/{lesson['id']}"
+    )
+    assert statement["result"]["extensions"][xapi.VIDEO_PROGRESS] == 0.25
+    assert statement["result"]["extensions"][xapi.VIDEO_TIME] == 30.0
+    assert statement["context"]["extensions"][xapi.VIDEO_LENGTH] == 120.0
+    assert statement["context"]["registration"] == enrollment["id"]
 
 
 async def many_learners(db: asyncpg.Pool, count: int, password_hash: str) -> list[str]:

@@ -244,6 +244,13 @@ async def heartbeat(
 # - Everything else is HEARTBEAT row by row, correlated by the enrollment. The enrollment is
 #   found through its (user, course) key: as a lateral lookup, so that the generic plan of a
 #   statement whose batch size it cannot know does not scan a course's enrollments instead.
+# - progressed: a heartbeat whose credit carries its lesson over 25, 50 or 75 % of the known
+#   length records one `lesson.progressed` event per milestone crossed (watched before it below
+#   the mark, after it at or above). Watched time only grows and each enrollment's lesson row is
+#   credited at most once a statement, so each milestone of an (enrollment, lesson) is recorded
+#   once; nothing for a length unknown or 0, or a heartbeat that gained nothing. The CTE only
+#   reads `credit`'s rows (the few heartbeats that gained), so heartbeats crossing nothing pay
+#   for it next to nothing. (HEARTBEAT above, used by nothing in src, does not record them.)
 HEARTBEATS = """
 WITH input AS (
     SELECT t.n, (t.pair ->> 0)::uuid AS lesson_id, (t.pair ->> 1)::uuid AS user_id,
@@ -251,7 +258,7 @@ WITH input AS (
     FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS t(pair, n)
 ), target AS (
     SELECT i.n, i.user_id, i.position_seconds, l.id AS lesson_id, l.duration_seconds,
-           e.id AS enrollment_id, e.watch_clock,
+           l.course_id, e.id AS enrollment_id, e.watch_clock,
            (l.duration_seconds IS NULL OR i.position_seconds <= l.duration_seconds) AS in_video,
            (e.last_heartbeat_at IS NULL
             OR e.last_heartbeat_at <= now() - make_interval(secs => $4)) AS on_time,
@@ -292,7 +299,8 @@ WITH input AS (
       AND a.position_seconds - pr.position_seconds <= a.budget + $3
 ), credit AS (
     SELECT s.enrollment_id, w.watched, upper(s.played)::float8 AS credited_to,
-           m.seconds AS watched_seconds, greatest(m.seconds - s.watched_seconds, 0) AS gained
+           s.watched_seconds AS watched_before, m.seconds AS watched_seconds,
+           greatest(m.seconds - s.watched_seconds, 0) AS gained
     FROM span s,
          LATERAL (SELECT s.watched + nummultirange(s.played) AS watched) w,
          LATERAL (SELECT coalesce(sum(upper(r) - lower(r)), 0)::float8 AS seconds
@@ -328,6 +336,20 @@ WITH input AS (
             now() - make_interval(secs => $5)))
     FROM accepted a LEFT JOIN credit c ON c.enrollment_id = a.enrollment_id
     WHERE e.id = a.enrollment_id
+), progressed AS (
+    INSERT INTO events (type, data)
+    SELECT 'lesson.progressed',
+           jsonb_build_object('enrollmentId', a.enrollment_id, 'userId', a.user_id,
+                              'courseId', a.course_id, 'lessonId', a.lesson_id,
+                              'milestone', m.pct, 'watchedSeconds', c.watched_seconds,
+                              'durationSeconds', a.duration_seconds)
+    FROM credit c
+    JOIN accepted a ON a.enrollment_id = c.enrollment_id
+    CROSS JOIN (VALUES (25), (50), (75)) AS m(pct)
+    WHERE a.duration_seconds > 0 AND c.gained > 0
+      AND c.watched_before < a.duration_seconds * m.pct / 100
+      AND c.watched_seconds >= a.duration_seconds * m.pct / 100
+    ORDER BY a.enrollment_id, m.pct
 )
 SELECT i.n, r.enrollment_id IS NOT NULL AS found, r.duration_seconds, r.in_video,
        r.first_on_time AS on_time, s.watched_seconds, s.completed
