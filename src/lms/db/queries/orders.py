@@ -15,6 +15,7 @@ from decimal import Decimal
 import asyncpg
 
 from lms.db.queries import Conn
+from lms.db.queries.learning import enrollment_created_data
 
 COLUMNS = """id, course_id, user_id, amount, currency, status, provider, payment_intent_id,
 client_secret, flag, created_at, paid_at, refunded_at"""
@@ -154,23 +155,39 @@ async def flag(conn: Conn, order_id: uuid.UUID, why: str) -> None:
 
 
 async def grant_enrollment(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> bool:
-    """The paid enrollment, whatever the course's status now (the learner paid for it); False
+    """The paid enrollment, whatever the course's status now (the learner paid for it), and its
+    enrollment.created event (source "purchase") in the same statement; False, and no event,
     when enrolled already (the unique (user, course) constraint)."""
-    status: str = await conn.execute(
-        """
-        INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)
-        ON CONFLICT (user_id, course_id) DO NOTHING
+    created: bool = await conn.fetchval(
+        f"""
+        WITH granted AS (
+            INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)
+            ON CONFLICT (user_id, course_id) DO NOTHING
+            RETURNING id, user_id, course_id, enrolled_at
+        ), recorded AS (
+            INSERT INTO events (type, data)
+            SELECT 'enrollment.created', {enrollment_created_data("granted", "purchase")}
+            FROM granted
+        )
+        SELECT EXISTS (SELECT 1 FROM granted)
         """,
         user_id,
         course_id,
     )
-    return status == "INSERT 0 1"
+    return created
 
 
-async def end_access(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID, reason: str) -> int:
+# What certificate.revoked tells integrators (lms.domain.certificates.services.certificate_event).
+REVOKED_CERTIFICATE_COLUMNS = """id, enrollment_id, user_id, course_id, serial_hash, issued_at,
+    status, revoked_at, revoked_reason"""
+
+
+async def end_access(
+    conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID, reason: str
+) -> tuple[int, list[asyncpg.Record]]:
     """Revoke the enrollment's certificate (it stays verifiable, as REVOKED) and delete the
     enrollment, its progress with it, unless another PAID order of the same learner still pays
-    for the course. The number of enrollments deleted (0 or 1)."""
+    for the course. (The number of enrollments deleted (0 or 1), the certificates revoked.)"""
     still_paid = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM orders WHERE user_id = $1 AND course_id = $2"
         " AND status = 'PAID')",
@@ -178,12 +195,13 @@ async def end_access(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID, reaso
         course_id,
     )
     if still_paid:
-        return 0
-    await conn.execute(
-        """
+        return 0, []
+    revoked: list[asyncpg.Record] = await conn.fetch(
+        f"""
         UPDATE certificates SET status = 'REVOKED', revoked_at = now(), revoked_reason = $3
         WHERE user_id = $1 AND course_id = $2 AND status = 'VALID'
           AND enrollment_id IN (SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2)
+        RETURNING {REVOKED_CERTIFICATE_COLUMNS}
         """,
         user_id,
         course_id,
@@ -192,7 +210,7 @@ async def end_access(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID, reaso
     status: str = await conn.execute(
         "DELETE FROM enrollments WHERE user_id = $1 AND course_id = $2", user_id, course_id
     )
-    return int(status.split()[-1])
+    return int(status.split()[-1]), revoked
 
 
 async def is_enrolled(conn: Conn, user_id: uuid.UUID, course_id: uuid.UUID) -> bool:

@@ -178,7 +178,7 @@ async def refund(
     async with db.acquire() as conn, conn.transaction():
         await sql.by_id(conn, order_id, lock=True)
         row = await settlement.refunded(
-            conn, order_id, actor_id=admin.user_id, reason=reason, source="admin"
+            conn, ctx, order_id, actor_id=admin.user_id, reason=reason, source="admin"
         )
         if row is None:  # a charge.refunded webhook settled it meanwhile
             row = await sql.by_id(conn, order_id)

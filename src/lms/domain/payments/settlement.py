@@ -5,6 +5,11 @@ reverse) finds the order settled and changes nothing.
 A refund ends access: the enrollment is deleted (its lesson progress with it) and a certificate
 it earned is revoked (it stays verifiable, as REVOKED, with the reason); buying the course again
 starts a fresh enrollment. Another PAID order of the same learner for the course keeps access.
+
+Each change writes its events (lms.domain.events.log) on the same connection, in the same
+transaction: order.paid with enrollment.created (only for an enrollment really created), and
+order.refunded with certificate.revoked for a certificate the refund revokes. The webhook
+records the Stripe event id in that transaction too, so a replay writes nothing twice.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import uuid
 
 import asyncpg
 
+from lms.context import AppContext
 from lms.db.queries import orders as sql
 from lms.domain import audit
+from lms.domain.certificates.services import certificate_event
+from lms.domain.events.log import record_event
 from lms.integrations.stripe_gateway import to_minor_units
 
 REFUND_REASON = "the order was refunded"
@@ -36,8 +44,21 @@ async def succeeded(conn: asyncpg.Connection, order_id: uuid.UUID) -> str:
     row = await sql.mark_paid(conn, order_id)
     if row is None:
         return "already_settled"
-    await sql.grant_enrollment(conn, row["user_id"], row["course_id"])
+    await record_event(conn, "order.paid", _order_data(row) | {"paidAt": row["paid_at"]})
+    await sql.grant_enrollment(conn, row["user_id"], row["course_id"])  # + enrollment.created
     return "paid"
+
+
+def _order_data(row: asyncpg.Record) -> dict[str, object]:
+    """What order.* events tell integrators: ids, the amount as on the wire (a decimal string)."""
+    return {
+        "orderId": row["id"],
+        "userId": row["user_id"],
+        "courseId": row["course_id"],
+        "amount": f"{row['amount']:.2f}",
+        "currency": row["currency"],
+        "paymentIntentId": row["payment_intent_id"],
+    }
 
 
 async def failed(conn: asyncpg.Connection, order_id: uuid.UUID, reason: str) -> str:
@@ -47,6 +68,7 @@ async def failed(conn: asyncpg.Connection, order_id: uuid.UUID, reason: str) -> 
 
 async def refunded(
     conn: asyncpg.Connection,
+    ctx: AppContext,
     order_id: uuid.UUID,
     *,
     actor_id: uuid.UUID | None,
@@ -57,7 +79,21 @@ async def refunded(
     row = await sql.mark_refunded(conn, order_id)
     if row is None:
         return None
-    ended = await sql.end_access(conn, row["user_id"], row["course_id"], REFUND_REASON)
+    ended, revoked = await sql.end_access(conn, row["user_id"], row["course_id"], REFUND_REASON)
+    data = _order_data(row)
+    del data["paymentIntentId"]
+    await record_event(
+        conn,
+        "order.refunded",
+        data | {"refundedAt": row["refunded_at"], "enrollmentEnded": bool(ended)},
+    )
+    for certificate in revoked:
+        await record_event(
+            conn,
+            "certificate.revoked",
+            certificate_event(ctx, certificate)
+            | {"reason": certificate["revoked_reason"], "revokedAt": certificate["revoked_at"]},
+        )
     await audit.record(
         conn,
         actor_id=actor_id,

@@ -101,7 +101,7 @@ async def handle(db: asyncpg.Pool, ctx: AppContext, body: bytes, signature: str 
             async with conn.transaction():
                 if not await sql.record_event(conn, event.id, event.type):
                     return "duplicate"
-                order, outcome = await _act(conn, event, obj)
+                order, outcome = await _act(conn, ctx, event, obj)
                 await sql.settle_event(conn, event.id, order["id"] if order else None, outcome)
         except _Mismatch as exc:
             # Rolled back (the event stays unhandled, so a retry says so again); the order is
@@ -116,7 +116,7 @@ async def handle(db: asyncpg.Pool, ctx: AppContext, body: bytes, signature: str 
 
 
 async def _act(
-    conn: asyncpg.Connection, event: _Event, obj: dict[str, Any]
+    conn: asyncpg.Connection, ctx: AppContext, event: _Event, obj: dict[str, Any]
 ) -> tuple[asyncpg.Record | None, str]:
     if event.type == "charge.refunded":
         intent_id = obj.get("payment_intent")
@@ -126,7 +126,7 @@ async def _act(
         if not obj.get("refunded"):
             return order, "partial_refund_ignored"  # only a full refund ends access
         row = await settlement.refunded(
-            conn, order["id"], actor_id=None, reason="refunded at Stripe", source="stripe"
+            conn, ctx, order["id"], actor_id=None, reason="refunded at Stripe", source="stripe"
         )
         return order, "refunded" if row is not None else "already_settled"
     order = await _order_of_intent(conn, obj)
