@@ -3,6 +3,7 @@ ids an integrator needs and no secrets; a refused change writes none."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -15,6 +16,8 @@ from lms.housekeeping import sweep_once
 from tests.conftest import TestUser
 from tests.integration.courses.helpers import new_course, new_lesson
 from tests.integration.learning.helpers import complete, course_with_lessons, enroll
+
+UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 async def events_of(db: asyncpg.Pool, type_: str | None = None) -> list[dict[str, Any]]:
@@ -67,6 +70,12 @@ async def test_the_learning_path_writes_one_event_per_change(
     text = str(await events_of(db))
     assert learner.email not in text and "password" not in text.lower()
     assert len({e["id"] for e in await events_of(db)}) == len(await events_of(db))
+    # Every time in every event's data reads alike (UTC, "Z"), whether SQL or Python wrote it.
+    times = [v for e in await events_of(db) for k, v in e.items() if k.endswith("At")]
+    assert {"enrolledAt", "issuedAt", "revokedAt"} <= {
+        k for e in await events_of(db) for k in e if k.endswith("At")
+    }
+    assert all(UTC_TIME.fullmatch(t) for t in times), times
 
 
 async def test_a_rejected_course_and_bulk_enrollment_write_their_events(

@@ -22,12 +22,18 @@ ENROLLMENT_COLUMNS = "id, course_id, user_id, progress, completed, enrolled_at, 
 ENROLLMENT_COLUMNS_OF_E = ", ".join(f"e.{c.strip()}" for c in ENROLLMENT_COLUMNS.split(","))
 
 
+# Timestamps in event data as record_event writes its datetimes (UTC, "Z"), so that every event's
+# times read alike whether SQL or Python built the data.
+EVENT_TIME = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
 def enrollment_created_data(alias: str, source: str) -> str:
     """The data of an enrollment.created event, built from the new row `alias` (see
     lms.domain.events.log: ids and when, no email)."""
+    enrolled_at = EVENT_TIME.format(f"{alias}.enrolled_at")
     return (
         f"jsonb_build_object('enrollmentId', {alias}.id, 'userId', {alias}.user_id, "
-        f"'courseId', {alias}.course_id, 'enrolledAt', {alias}.enrolled_at, "
+        f"'courseId', {alias}.course_id, 'enrolledAt', {enrolled_at}, "
         f"'source', '{source}')"
     )
 
