@@ -621,9 +621,26 @@ def parse_same_bytes(output: str) -> dict[str, dict[str, Any]]:
     return peers
 
 
+def parse_db_work(output: str) -> dict[str, dict[str, Any]]:
+    """same_bytes' `same_bytes work: {json}` line, keyed by the suite's implementation names:
+    per implementation and scenario, the statements and BEGIN/COMMIT per request (a mean over the
+    scenario's requests), the requests counted and the rows read. {} when it printed none."""
+    names = {v: k for k, v in SAME_BYTES_NAMES.items()} | {"lms": "lms"}
+    for line in output.splitlines():
+        if line.startswith("same_bytes work: "):
+            figures: dict[str, dict[str, Any]] = json.loads(line[len("same_bytes work: ") :])
+            return {names.get(name, name): scenarios for name, scenarios in figures.items()}
+    return {}
+
+
+# The database work of each request, from the last same_bytes run (run_suite sets it).
+DB_WORK: dict[str, dict[str, Any]] = {}
+
+
 def same_bytes_check(plan: Plan, environ: dict[str, str], logs: Path) -> dict[str, dict[str, Any]]:
     """All implementations up at once (one process each), bench.peers.same_bytes against lms;
-    per peer: counts, known and unexpected differences, and whether it may be measured."""
+    per peer: counts, known and unexpected differences, and whether it may be measured. The
+    database work it measured per request goes to DB_WORK."""
     peers = [p for p in plan.implementations if p != "lms"]
     results: dict[str, dict[str, Any]] = {}
     if not peers:
@@ -649,6 +666,8 @@ def same_bytes_check(plan: Plan, environ: dict[str, str], logs: Path) -> dict[st
             command, cwd=REPO_ROOT, env=environ, capture_output=True, text=True, check=False
         )
     parsed = parse_same_bytes(done.stdout)
+    DB_WORK.clear()
+    DB_WORK.update(parse_db_work(done.stdout))
     for name in peers:
         if name in results:
             continue
@@ -1626,14 +1645,43 @@ VARIANT_TITLES = {
 }
 
 
+def db_work_table(report: dict[str, Any]) -> list[str]:
+    """Statements + BEGIN/COMMIT per request, per scenario (rows) and implementation (columns),
+    as same_bytes measured them; [] for a report without them."""
+    work: dict[str, dict[str, Any]] = (report.get("db_work") or {}).get("per_request") or {}
+    if not work:
+        return []
+    names = [n for n in IMPLEMENTATIONS if n in work] + [
+        n for n in work if n not in IMPLEMENTATIONS
+    ]
+    scenarios: list[str] = []
+    for name in names:
+        scenarios += [sc for sc in work[name] if sc not in scenarios]
+    lines = [
+        "| scenario (same_bytes) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for sc in scenarios:
+        cells = []
+        for name in names:
+            f = work[name].get(sc)
+            cells.append(
+                "-" if f is None else f"{f['statements']:.2f} + {f['transaction_control']:.2f}"
+            )
+        lines.append(f"| {sc} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def readme_tables(report: dict[str, Any]) -> list[str]:
-    """What `--readme` prints: each variant's results and ratios."""
+    """What `--readme` prints: each variant's results and ratios, the database work."""
     lines: list[str] = []
     for variant in variants_of(report):
         if lines:
             lines.append("")
         lines += [f"#### {VARIANT_TITLES[variant]}", ""]
         lines += [*results_table(report, variant), "", *ratios_table(report, variant)]
+    if table := db_work_table(report):
+        lines += ["", "#### Database work per request (statements + BEGIN/COMMIT)", "", *table]
     return lines
 
 
@@ -1671,6 +1719,17 @@ def markdown(report: dict[str, Any]) -> str:
         if report_ratios(report).get(variant):
             lines += ["", "### Ratios (same run)", "", *ratios_table(report, variant)]
         lines.append("")
+    if table := db_work_table(report):
+        lines += [
+            "## Database work per request",
+            "",
+            "Statements each server ran per request + BEGIN/COMMIT/ROLLBACK per request, a mean "
+            "over the scenario's requests in bench.peers.same_bytes' run (bench/peers/db_work.py; "
+            "background work such as the search counts flushed in aggregate not counted).",
+            "",
+            *table,
+            "",
+        ]
     runs = sorted_runs(report)
     lines += ["", "## Checks", ""]
     for name, check in report["same_bytes"].items():
@@ -1862,6 +1921,13 @@ def run_suite(plan: Plan) -> int:
         "params": plan.public(),
         "dataset": data,
         "same_bytes": checks,
+        "db_work": {
+            "what": "per implementation and scenario, from bench.peers.same_bytes' run: "
+            "statements the server ran per request and BEGIN/COMMIT/ROLLBACK per request (means "
+            "over the scenario's requests, answers with no statement included), requests, rows "
+            "read by its read-only statements (bench/peers/db_work.py)",
+            "per_request": dict(DB_WORK),
+        },
         "ratios": ratios(records),
         "failures": failed,
         "cors_differences": differences,
