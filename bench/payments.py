@@ -139,6 +139,59 @@ def sign(body: str, secret: str, at: int) -> str:
     return f"t={at},v1={mac}"
 
 
+async def sale_orders(
+    database_url: str, learners: list[uuid.UUID], total: int, currency: str, seed: int
+) -> int:
+    """Top the learners' PENDING orders up to `total` with orders as checkout leaves them (the
+    course's price, an intent id), written directly: checkout runs at localstripe's pace (a few
+    dozen a second here), and a sale spike's webhooks need many more orders than one checkout
+    run leaves. Their intents are not at localstripe (`pi_bench_...`): the webhook does not ask
+    Stripe, it verifies the signature and the amount. The number added."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        have = await conn.fetchval(
+            "SELECT count(*) FROM orders WHERE user_id = ANY($1::uuid[]) AND status = 'PENDING' "
+            "AND payment_intent_id IS NOT NULL",
+            learners,
+        )
+        missing = total - int(have)
+        if missing <= 0:
+            return 0
+        added = await conn.fetchval(
+            """
+            WITH candidates AS (
+                SELECT u.id AS user_id, c.id AS course_id, c.price
+                FROM unnest($1::uuid[]) AS u (id)
+                CROSS JOIN LATERAL (
+                    SELECT id, price FROM courses
+                    WHERE status = 'PUBLISHED' AND price > 0
+                    ORDER BY md5(id::text || u.id::text || $4) LIMIT 50
+                ) c
+                WHERE NOT EXISTS (SELECT 1 FROM enrollments e
+                                  WHERE e.user_id = u.id AND e.course_id = c.id)
+                  AND NOT EXISTS (SELECT 1 FROM orders o
+                                  WHERE o.user_id = u.id AND o.course_id = c.id)
+                LIMIT $2
+            ), added AS (
+                INSERT INTO orders (user_id, course_id, amount, currency, payment_intent_id,
+                                    client_secret)
+                SELECT user_id, course_id, price, $3, 'pi_bench_' || md5(random()::text),
+                       'pi_bench_secret'
+                FROM candidates
+                RETURNING 1
+            )
+            SELECT count(*) FROM added
+            """,
+            learners,
+            missing,
+            currency,
+            str(seed),
+        )
+        return int(added)
+    finally:
+        await conn.close()
+
+
 async def webhook_posts(database_url: str, learners: list[uuid.UUID], seed: int) -> list[Post]:
     """A payment_intent.succeeded event per PENDING order of `learners` that has its intent,
     each twice (the same event id), shuffled, signed now."""
