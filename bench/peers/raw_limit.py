@@ -63,6 +63,8 @@ from lms.domain.certificates.schemas import (
     Verification,
     VerifiedCertificate,
 )
+from lms.domain.courses.catalog import KEEP_FROM_MATCHES
+from lms.domain.courses.catalog import _keep as keep_search_top
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
 from lms.domain.errors import Invalid, TooMany, Unavailable
 from lms.domain.learning.schemas import Heartbeat, LessonCompletion
@@ -518,28 +520,53 @@ async def list_courses(state: State, params: dict[str, str], client: str | None)
     if creator_id is not None:
         args.append(creator_id)
     if query:
+        after_rank: tuple[float, uuid.UUID] | None = None
         if cursor:
             rank, last_id = _position(state.cursor_key, scope, cursor)
             if not isinstance(rank, int | float) or isinstance(rank, bool):
                 raise Invalid("malformed cursor")
-            args += [float(rank), last_id]
+            after_rank = (float(rank), last_id)
         search_slot_hit(state, client)
         cap = state.config.search_concurrency
         try:
             async with state.searches.take(
                 cap, wait=SEARCH_WAIT_SECONDS, line=cap * SEARCH_LINE_PER_SLOT
             ):
-                row = await state.db.fetchrow(
-                    SEARCHES[(bool(cursor), creator_id is not None)],
-                    *args,
-                    timeout=SEARCH_TIMEOUT_SECONDS,
+                # As lms.domain.courses.catalog: a common query's kept top first (lms_0016),
+                # else (or below it) the plain ranked search; a common query's top is then
+                # kept, in the background, by lms's own code.
+                kept = None
+                if creator_id is None:
+                    kept = await catalog_sql.kept_search_page(
+                        state.db,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
+                row = (
+                    kept
+                    if kept is not None
+                    else await catalog_sql.search_page(
+                        state.db,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        creator_id=creator_id,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
                 )
         except Unavailable as exc:  # no slot freed within the wait
             raise HttpError(503, exc.detail, [(b"retry-after", b"1")]) from None
         except TimeoutError:
+            if creator_id is None and after_rank is None:
+                keep_search_top(state.db, query)
             raise HttpError(
                 503, "search took too long; try more specific words", [(b"retry-after", b"1")]
             ) from None
+        common = kept is None and after_rank is None and row["matches"] >= KEEP_FROM_MATCHES
+        if common and creator_id is None:
+            keep_search_top(state.db, query)
         last_key: object = row["last_key"]
     else:
         if cursor:
