@@ -761,10 +761,14 @@ async def prepare_shared(plan: Plan) -> Shared:
     if not ids or not learners:
         raise BenchError("the database has no published courses or no learners: seed it")
     random.Random(plan.seed).shuffle(learners)  # noqa: S311 - benchmark inputs
-    # [0]: lms's certificates, one per implementation, the events runs' (off, on), payments'.
-    parts = len(IMPLEMENTATIONS) + 1 + len(EVENT_MODES) + 1
+    # [0]: lms's certificates, then one per implementation; then the learners left over, in
+    # three: the events runs' (off, on) and the payments runs'.
+    parts = len(IMPLEMENTATIONS) + 1
     size = min(plan.learners_per_implementation, len(learners) // parts)
     slices = [learners[i * size : (i + 1) * size] for i in range(parts)]
+    rest = learners[parts * size :]
+    extra = len(EVENT_MODES) + 1
+    slices += [rest[i * len(rest) // extra : (i + 1) * len(rest) // extra] for i in range(extra)]
     return Shared(
         course_ids=[r["id"] for r in ids], lesson_ids=[r["id"] for r in lessons], slices=slices
     )
