@@ -62,7 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench import browser, catalog, harness, learning
+from bench import browser, catalog, events, harness, learning, payments
 from bench.harness import BenchError
 from bench.seed import BENCH_EMAIL_DOMAIN
 
@@ -146,6 +146,8 @@ class Plan:
     reuse_data: bool
     note: str
     seed: int = 1
+    events: bool = False  # issue 22: lms's enrollment and completion, event sinks on and off
+    payments: bool = False  # issue 21: checkout and the Stripe webhook, against localstripe
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -181,6 +183,8 @@ class Plan:
             variants=variants,
             reuse_data=env_flag("BENCH_REUSE_DATA"),
             note=os.environ.get("BENCH_NOTE", "").strip(),
+            events=os.environ.get("BENCH_EVENTS", "1") != "0",
+            payments=os.environ.get("BENCH_PAYMENTS", "1") != "0",
         )
 
     def public(self) -> dict[str, Any]:
@@ -205,6 +209,8 @@ class Plan:
             "course_paths": self.course_paths,
             "certificate_signing": CERTIFICATE_SIGNING,
             "variants": self.variants,
+            "events": self.events,
+            "payments": self.payments,
             "browser": {
                 "origin": browser.ORIGIN,
                 "headers": "bench/fixtures/chromium-headers.json ("
@@ -621,9 +627,26 @@ def parse_same_bytes(output: str) -> dict[str, dict[str, Any]]:
     return peers
 
 
+def parse_db_work(output: str) -> dict[str, dict[str, Any]]:
+    """same_bytes' `same_bytes work: {json}` line, keyed by the suite's implementation names:
+    per implementation and scenario, the statements and BEGIN/COMMIT per request (a mean over the
+    scenario's requests), the requests counted and the rows read. {} when it printed none."""
+    names = {v: k for k, v in SAME_BYTES_NAMES.items()} | {"lms": "lms"}
+    for line in output.splitlines():
+        if line.startswith("same_bytes work: "):
+            figures: dict[str, dict[str, Any]] = json.loads(line[len("same_bytes work: ") :])
+            return {names.get(name, name): scenarios for name, scenarios in figures.items()}
+    return {}
+
+
+# The database work of each request, from the last same_bytes run (run_suite sets it).
+DB_WORK: dict[str, dict[str, Any]] = {}
+
+
 def same_bytes_check(plan: Plan, environ: dict[str, str], logs: Path) -> dict[str, dict[str, Any]]:
     """All implementations up at once (one process each), bench.peers.same_bytes against lms;
-    per peer: counts, known and unexpected differences, and whether it may be measured."""
+    per peer: counts, known and unexpected differences, and whether it may be measured. The
+    database work it measured per request goes to DB_WORK."""
     peers = [p for p in plan.implementations if p != "lms"]
     results: dict[str, dict[str, Any]] = {}
     if not peers:
@@ -649,6 +672,8 @@ def same_bytes_check(plan: Plan, environ: dict[str, str], logs: Path) -> dict[st
             command, cwd=REPO_ROOT, env=environ, capture_output=True, text=True, check=False
         )
     parsed = parse_same_bytes(done.stdout)
+    DB_WORK.clear()
+    DB_WORK.update(parse_db_work(done.stdout))
     for name in peers:
         if name in results:
             continue
@@ -736,8 +761,14 @@ async def prepare_shared(plan: Plan) -> Shared:
     if not ids or not learners:
         raise BenchError("the database has no published courses or no learners: seed it")
     random.Random(plan.seed).shuffle(learners)  # noqa: S311 - benchmark inputs
-    size = min(plan.learners_per_implementation, len(learners) // (len(IMPLEMENTATIONS) + 1))
-    slices = [learners[i * size : (i + 1) * size] for i in range(len(IMPLEMENTATIONS) + 1)]
+    # [0]: lms's certificates, then one per implementation; then the learners left over, in
+    # three: the events runs' (off, on) and the payments runs'.
+    parts = len(IMPLEMENTATIONS) + 1
+    size = min(plan.learners_per_implementation, len(learners) // parts)
+    slices = [learners[i * size : (i + 1) * size] for i in range(parts)]
+    rest = learners[parts * size :]
+    extra = len(EVENT_MODES) + 1
+    slices += [rest[i * len(rest) // extra : (i + 1) * len(rest) // extra] for i in range(extra)]
     return Shared(
         course_ids=[r["id"] for r in ids], lesson_ids=[r["id"] for r in lessons], slices=slices
     )
@@ -1169,6 +1200,262 @@ def measure_implementation(
             progress.line(run)
             runs.append(run)
     return runs
+
+
+EVENT_MODES = ("off", "on")
+EVENT_SCENARIOS = ("enroll", "complete")
+# Pairs prepared for the enrollment run: more than the fastest run takes (a pair sent again is
+# answered 200, counted as `again`).
+ENROLL_PAIRS = 60_000
+# How long the suite waits after the "on" run for its deliveries to drain.
+DELIVERY_WAIT_SECONDS = 120.0
+
+
+def measure_posts(
+    plan: Plan,
+    server: Server,
+    scenario: str,
+    posts: list[events.Post],
+    workdir: Path,
+    sampler: Measure,
+) -> Run:
+    """wrk POSTing `posts` (bench.events.POST_LUA), each thread its share, in order."""
+    script = events.write_post_script(workdir, scenario, posts, plan.threads)
+    outcome = harness.run_wrk(
+        script,
+        server.url,
+        threads=plan.threads,
+        connections=plan.connections,
+        duration=plan.duration,
+        timeout=plan.timeout,
+        sampler=sampler,
+    )
+    rps, p50, p99, errors = wrk_figures(outcome.result, outcome.output)
+    rss = sampler.rss or {}
+    extra = {
+        "rss_total_mb": rss.get("total_peak_mb"),
+        "requests": outcome.result["requests"],
+        "duration_s": round(outcome.result["duration_us"] / 1e6, 2),
+        "statuses": events.post_outcome(outcome.output),
+        "prepared": len(posts),
+    }
+    return Run(
+        scenario,
+        server.name,
+        plan.connections,
+        rps,
+        p50,
+        p99,
+        errors,
+        rss.get("per_process_peak_mb"),
+        extra,
+    )
+
+
+@contextlib.contextmanager
+def lms_worker(environ: dict[str, str], logs: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`lms worker` (it delivers webhooks and sends xAPI statements), stopped as a server is."""
+    with (logs / "lms-worker.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lms", "worker", "--concurrency", "1"],
+            cwd=REPO_ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def measure_events(
+    plan: Plan, environ: dict[str, str], shared: Shared, workdir: Path, progress: Progress
+) -> dict[str, Any]:
+    """Issue 22: lms's enrollment and completion with no event sink ("off"), then with two
+    webhook endpoints and an LRS, `lms worker` delivering ("on"); the on/off ratios, and the
+    check that every event of the "on" run was delivered (bench.events)."""
+    from lms.settings import load_settings
+
+    runs: list[Run] = []
+    check: dict[str, Any] = {}
+    for index, mode in enumerate(EVENT_MODES):
+        learners = shared.slices[len(IMPLEMENTATIONS) + 1 + index]
+        receivers = [events.Sink("webhook"), events.Sink("webhook")]
+        lrs = events.Sink("lrs")
+        env = environ
+        directory = mkdir(workdir / f"events-{mode}")
+        with contextlib.ExitStack() as stack:
+            if mode == "on":
+                for sink in [*receivers, lrs]:
+                    sink.start()
+                    stack.callback(sink.stop)
+                env = events.events_environ(environ, lrs)
+                asyncio.run(
+                    events.register_endpoints(plan.database_url, load_settings(env), receivers)
+                )
+                stack.callback(lambda: asyncio.run(events.remove_endpoints(plan.database_url)))
+                stack.enter_context(lms_worker(env, directory))
+            since = asyncio.run(events.last_event_seq(plan.database_url))
+            settings = load_settings(env)
+            print(f"lms, events {mode}: {plan.workers} processes, pool {plan.pool} each")
+            server = stack.enter_context(serving("lms", env, plan.workers, directory))
+            for scenario in EVENT_SCENARIOS:
+                sampler = Measure(database_name(plan.database_url), server.proc.pid)
+                try:
+                    if scenario == "enroll":
+                        pairs = asyncio.run(
+                            events.enroll_pairs(
+                                plan.database_url, settings, learners, ENROLL_PAIRS, plan.seed
+                            )
+                        )
+                        if not pairs:
+                            raise BenchError("no free published course to enroll in")
+                        run = measure_posts(plan, server, scenario, pairs, directory, sampler)
+                    else:
+                        run = measure_learning(
+                            plan, server, scenario, settings, learners, directory, sampler
+                        )
+                except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+                    run = Run(
+                        scenario,
+                        "lms",
+                        plan.connections,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+                    )
+                run.variant = f"events {mode}"
+                run.extra["events"] = mode
+                progress.line(run)
+                runs.append(run)
+            if mode == "on":
+                print(f"events on: waiting up to {DELIVERY_WAIT_SECONDS:.0f} s for deliveries ...")
+                check = asyncio.run(
+                    events.delivery_check(
+                        plan.database_url, since, receivers, lrs, DELIVERY_WAIT_SECONDS
+                    )
+                )
+                print(
+                    f"events on: {check['events']:,} events, {check['delivered']:,} webhook "
+                    f"deliveries DELIVERED (2 endpoints), receivers got "
+                    f"{', '.join(f'{n:,}' for n in check['received_per_endpoint'])}; xAPI "
+                    f"{check['xapi_sent']:,} of {check['xapi_queued']:,} statements SENT, the "
+                    f"LRS got {check['lrs_received']:,}; lost {check['lost']:,}"
+                )
+    records = [r.record() for r in runs]
+    ratios_on_off: dict[str, dict[str, float | None]] = {}
+    for scenario in EVENT_SCENARIOS:
+        by = {r["events"]: r for r in records if r["scenario"] == scenario}
+        off, on = by.get("off"), by.get("on")
+        if off and on and off["rps"] and on["rps"]:
+            ratios_on_off[scenario] = {
+                "rps_on_over_off": round(on["rps"] / off["rps"], 3),
+                "p99_on_over_off": (
+                    round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None
+                ),
+            }
+    return {
+        "what": "lms only: enrollment (POST /courses/:id/enroll, distinct learners) and "
+        "completion with no event sink (off), then with two webhook endpoints (loopback "
+        "receivers answering 204) and an LRS stand-in (answers like Ralph: 200 and the ids), "
+        "`lms worker` delivering (on); target: on within 10 % of off (issue 22)",
+        "runs": records,
+        "ratios": ratios_on_off,
+        "deliveries": check,
+    }
+
+
+PAYMENT_SCENARIOS = ("checkout", "stripe-webhook")
+CHECKOUTS = 30_000  # prepared for the checkout run: more than it takes
+# Orders whose payment_intent.succeeded events the webhook run sends (each twice): more than
+# one run gets through here, so its figures are mostly first deliveries.
+SALE_ORDERS = 15_000
+
+
+def measure_payments(
+    plan: Plan, environ: dict[str, str], shared: Shared, workdir: Path, progress: Progress
+) -> dict[str, Any]:
+    """Issue 21: lms's checkout (each one creates its PaymentIntent at localstripe), then the
+    Stripe webhook as a sale spike sends it, each event twice (bench.payments); then no order
+    whose event was sent is left unpaid and no learner holds a course twice."""
+    from lms.settings import load_settings
+
+    learners = shared.slices[len(IMPLEMENTATIONS) + 1 + len(EVENT_MODES)]
+    directory = mkdir(workdir / "payments")
+    runs: list[Run] = []
+    check: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        try:
+            stripe_url = stack.enter_context(
+                payments.running_localstripe(directory / "localstripe.log")
+            )
+            env = payments.payments_environ(environ, stripe_url)
+            settings = load_settings(env)
+            print(f"lms, payments: {plan.workers} processes, pool {plan.pool} each, localstripe")
+            server = stack.enter_context(serving("lms", env, plan.workers, directory))
+        except BenchError as exc:
+            return {"failure": str(exc), "runs": [], "check": {}}
+        sent = 0
+        for scenario in PAYMENT_SCENARIOS:
+            sampler = Measure(database_name(plan.database_url), server.proc.pid)
+            try:
+                if scenario == "checkout":
+                    posts = asyncio.run(
+                        payments.checkout_posts(
+                            plan.database_url, settings, learners, CHECKOUTS, plan.seed
+                        )
+                    )
+                else:
+                    added = asyncio.run(
+                        payments.sale_orders(
+                            plan.database_url, learners, SALE_ORDERS, settings.currency, plan.seed
+                        )
+                    )
+                    print(f"payments: {added:,} PENDING orders added for the webhook spike")
+                    posts = asyncio.run(
+                        payments.webhook_posts(plan.database_url, learners, plan.seed)
+                    )
+                    sent = len(posts) // 2
+                if not posts:
+                    raise BenchError(f"nothing to send for {scenario}")
+                run = measure_posts(plan, server, scenario, posts, directory, sampler)
+            except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+                run = Run(
+                    scenario,
+                    "lms",
+                    plan.connections,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+                )
+            run.variant = "payments"
+            progress.line(run)
+            runs.append(run)
+        # The webhook run may end before every event went out: count what the script sent.
+        check = asyncio.run(payments.sale_check(plan.database_url, learners, sent))
+        print(
+            f"payments: {check['orders']:,} orders, {check['paid']:,} PAID "
+            f"({check['paid_enrolled']:,} of them enrolled), {sent:,} events prepared (each sent "
+            f"twice), duplicate enrollments {check['duplicate_enrollments']}"
+        )
+    return {
+        "what": "lms only, against localstripe: POST /courses/:id/checkout by distinct "
+        "(learner, priced course) pairs (201: the order and its PaymentIntent), then "
+        "POST /payments/stripe/webhook with payment_intent.succeeded for every order, each "
+        "event twice, shuffled, signed as Stripe signs; check: PAID orders enrolled once, no "
+        "duplicate enrollment",
+        "runs": [r.record() for r in runs],
+        "check": check,
+    }
 
 
 def mkdir(path: Path) -> Path:
@@ -1626,14 +1913,110 @@ VARIANT_TITLES = {
 }
 
 
+def db_work_table(report: dict[str, Any]) -> list[str]:
+    """Statements + BEGIN/COMMIT per request, per scenario (rows) and implementation (columns),
+    as same_bytes measured them; [] for a report without them."""
+    work: dict[str, dict[str, Any]] = (report.get("db_work") or {}).get("per_request") or {}
+    if not work:
+        return []
+    names = [n for n in IMPLEMENTATIONS if n in work] + [
+        n for n in work if n not in IMPLEMENTATIONS
+    ]
+    scenarios: list[str] = []
+    for name in names:
+        scenarios += [sc for sc in work[name] if sc not in scenarios]
+    lines = [
+        "| scenario (same_bytes) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for sc in scenarios:
+        cells = []
+        for name in names:
+            f = work[name].get(sc)
+            cells.append(
+                "-" if f is None else f"{f['statements']:.2f} + {f['transaction_control']:.2f}"
+            )
+        lines.append(f"| {sc} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def events_table(report: dict[str, Any]) -> list[str]:
+    """Issue 22's lines: lms's enrollment and completion, events off and on, the ratio, and the
+    delivery check; [] for a report without them."""
+    ev = report.get("events")
+    if not ev or not ev.get("runs"):
+        return []
+    lines = [
+        "| scenario | events | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in ev["runs"]:
+        lines.append(
+            f"| {r['scenario']} | {r['events']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+            f"{fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} |"
+        )
+    lines.append("")
+    for scenario, ratio in ev.get("ratios", {}).items():
+        rps = ratio["rps_on_over_off"]
+        verdict = "ok" if rps >= 0.9 else "MISSED"
+        lines.append(
+            f"- {scenario}: events on / events off = {rps:.2f} x requests/s, "
+            f"{fmt(ratio['p99_on_over_off'], 2)} x p99 (target >= 0.90: {verdict})"
+        )
+    d = ev.get("deliveries") or {}
+    if d:
+        lines.append(
+            f'- deliveries: {fmt(d["events"])} events in the "on" runs, {fmt(d["delivered"])} '
+            f"webhook deliveries DELIVERED to 2 endpoints (receivers got "
+            f"{', '.join(fmt(n) for n in d['received_per_endpoint'])}), {fmt(d['xapi_sent'])} of "
+            f"{fmt(d['xapi_queued'])} xAPI statements SENT (the LRS got {fmt(d['lrs_received'])}); "
+            f"lost {fmt(d['lost'])}"
+        )
+    return lines
+
+
+def payments_table(report: dict[str, Any]) -> list[str]:
+    """Issue 21's lines: checkout and the Stripe webhook against localstripe, and the check."""
+    pay = report.get("payments")
+    if not pay:
+        return []
+    if pay.get("failure"):
+        return [f"- not measured: {pay['failure']}"]
+    lines = [
+        "| scenario | requests/s | p50 ms | p99 ms | errors | answers |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in pay["runs"]:
+        answers = ", ".join(f"{k} {v:,}" for k, v in (r.get("statuses") or {}).items())
+        lines.append(
+            f"| {r['scenario']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+            f"{fmt(r['p99_ms'], 2)} | {fmt(r['errors'])} | {answers} |"
+        )
+    c = pay.get("check") or {}
+    if c:
+        lines += [
+            "",
+            f"- {fmt(c['orders'])} orders, {fmt(c['paid'])} PAID ({fmt(c['paid_enrolled'])} of "
+            f"them enrolled), {fmt(c['events_sent'])} succeeded events prepared (each sent twice); "
+            f"duplicate enrollments: {fmt(c['duplicate_enrollments'])}",
+        ]
+    return lines
+
+
 def readme_tables(report: dict[str, Any]) -> list[str]:
-    """What `--readme` prints: each variant's results and ratios."""
+    """What `--readme` prints: each variant's results and ratios, the database work."""
     lines: list[str] = []
     for variant in variants_of(report):
         if lines:
             lines.append("")
         lines += [f"#### {VARIANT_TITLES[variant]}", ""]
         lines += [*results_table(report, variant), "", *ratios_table(report, variant)]
+    if table := db_work_table(report):
+        lines += ["", "#### Database work per request (statements + BEGIN/COMMIT)", "", *table]
+    if table := events_table(report):
+        lines += ["", "#### Events on / events off (lms, issue 22)", "", *table]
+    if table := payments_table(report):
+        lines += ["", "#### Checkout and the Stripe webhook (lms, issue 21)", "", *table]
     return lines
 
 
@@ -1671,6 +2054,35 @@ def markdown(report: dict[str, Any]) -> str:
         if report_ratios(report).get(variant):
             lines += ["", "### Ratios (same run)", "", *ratios_table(report, variant)]
         lines.append("")
+    if table := db_work_table(report):
+        lines += [
+            "## Database work per request",
+            "",
+            "Statements each server ran per request + BEGIN/COMMIT/ROLLBACK per request, a mean "
+            "over the scenario's requests in bench.peers.same_bytes' run (bench/peers/db_work.py; "
+            "background work such as the search counts flushed in aggregate not counted).",
+            "",
+            *table,
+            "",
+        ]
+    if table := events_table(report):
+        lines += [
+            "## Events on / events off (lms, issue 22)",
+            "",
+            (report["events"].get("what") or "") + ".",
+            "",
+            *table,
+            "",
+        ]
+    if table := payments_table(report):
+        lines += [
+            "## Checkout and the Stripe webhook (lms, issue 21)",
+            "",
+            (report["payments"].get("what") or "") + ".",
+            "",
+            *table,
+            "",
+        ]
     runs = sorted_runs(report)
     lines += ["", "## Checks", ""]
     for name, check in report["same_bytes"].items():
@@ -1812,7 +2224,9 @@ def run_suite(plan: Plan) -> int:
     shared = asyncio.run(prepare_shared(plan))
     per_impl = sum(len(plan.scenarios_of(v)) for v in plan.variants)
     pg_runs = len([s for s in plan.scenarios if s not in BROWSER_ONLY])
-    progress = Progress(per_impl * len(plan.implementations) + pg_runs)
+    event_runs = len(EVENT_MODES) * len(EVENT_SCENARIOS) if plan.events else 0
+    event_runs += len(PAYMENT_SCENARIOS) if plan.payments else 0
+    progress = Progress(per_impl * len(plan.implementations) + pg_runs + event_runs)
     runs: list[Run] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="lms-bench-suite-") as tmp:
@@ -1842,11 +2256,30 @@ def run_suite(plan: Plan) -> int:
                     failed.append(f"{name} ({variant}): {exc}")
                     print(f"{name} ({variant}): FAILED: {exc}")
         runs += measure_postgresql(plan, shared, workdir, progress)
+        events_report: dict[str, Any] | None = None
+        if plan.events and "lms" in plan.implementations:
+            events_report = measure_events(plan, environ, shared, workdir, progress)
+        payments_report: dict[str, Any] | None = None
+        if plan.payments and "lms" in plan.implementations:
+            payments_report = measure_payments(plan, environ, shared, workdir, progress)
     records = [r.record() for r in runs]
     differences = cors_differences(records)
     for line in differences:
         if line.startswith("raw-limit"):
             failed.append(f"CORS headers: {line}")
+    for r in (events_report or {}).get("runs", []):
+        if r["rps"] is None:
+            failed.append(f"lms events {r['events']} {r['scenario']}: {r.get('failure')}")
+    if events_report and events_report["deliveries"].get("lost"):
+        failed.append(f"events on: {events_report['deliveries']['lost']} deliveries lost")
+    if payments_report is not None:
+        if payments_report.get("failure"):
+            failed.append(f"payments: {payments_report['failure']}")
+        for r in payments_report["runs"]:
+            if r["rps"] is None:
+                failed.append(f"lms payments {r['scenario']}: {r.get('failure')}")
+        if (payments_report.get("check") or {}).get("duplicate_enrollments"):
+            failed.append("payments: duplicate enrollments")
     for r in records:
         if r["rps"] is None:
             failed.append(
@@ -1862,7 +2295,16 @@ def run_suite(plan: Plan) -> int:
         "params": plan.public(),
         "dataset": data,
         "same_bytes": checks,
+        "db_work": {
+            "what": "per implementation and scenario, from bench.peers.same_bytes' run: "
+            "statements the server ran per request and BEGIN/COMMIT/ROLLBACK per request (means "
+            "over the scenario's requests, answers with no statement included), requests, rows "
+            "read by its read-only statements (bench/peers/db_work.py)",
+            "per_request": dict(DB_WORK),
+        },
         "ratios": ratios(records),
+        "events": events_report,
+        "payments": payments_report,
         "failures": failed,
         "cors_differences": differences,
         "skipped": skipped,

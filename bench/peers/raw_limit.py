@@ -49,7 +49,6 @@ from lms.api.json_body import decode as decode_body
 from lms.db.queries import catalog as catalog_sql
 from lms.db.queries import certificates as certificate_sql
 from lms.db.queries import learning as learning_sql
-from lms.db.queries import rate_limits as rate_limit_sql
 from lms.db.queries import refresh_tokens as refresh_token_sql
 from lms.db.queries import users as user_sql
 from lms.domain.auth import session_state
@@ -64,11 +63,13 @@ from lms.domain.certificates.schemas import (
     Verification,
     VerifiedCertificate,
 )
+from lms.domain.courses.catalog import KEEP_FROM_MATCHES
+from lms.domain.courses.catalog import _keep as keep_search_top
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
-from lms.domain.errors import Invalid, Unavailable
+from lms.domain.errors import Invalid, TooMany, Unavailable
 from lms.domain.learning.schemas import Heartbeat, LessonCompletion
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
-from lms.domain.rate_limits import client_key
+from lms.domain.rate_limits import BatchedLimit, client_key
 from lms.settings import Settings
 
 Scope = dict[str, Any]
@@ -136,7 +137,6 @@ class Config:
 LISTINGS = catalog_sql.LISTINGS
 SEARCHES = catalog_sql.SEARCHES
 COURSE_BY_ID = catalog_sql.COURSE_BY_ID
-RATE_HIT = rate_limit_sql.HIT
 HEARTBEAT = learning_sql.HEARTBEAT
 LOCK_FOR_COMPLETION = learning_sql.LOCK_FOR_COMPLETION
 MARK_COMPLETED = learning_sql.MARK_COMPLETED
@@ -260,6 +260,8 @@ class State:
         self.listening = False
         # lms's own per-process cap and its short wait in line (lms.domain.courses.search_slots).
         self.searches = SearchSlots()
+        # lms's search limit, counted as lms counts it (lms.domain.courses.catalog).
+        self.search_counts = BatchedLimit(60)
         self.cursor_key = config.jwt_secret
         self._listener: asyncio.Task[None] | None = None
 
@@ -489,15 +491,21 @@ def _position(secret: str, scope: str, cursor: str) -> tuple[object, uuid.UUID]:
         raise Invalid("malformed cursor") from None
 
 
-async def search_slot_hit(state: State, client: str | None) -> None:
-    row = await state.db.fetchrow(RATE_HIT, f"ip:search:{client_key(client)}:60", 60.0)
-    if row["hits"] > state.config.search_rate_limit:
-        seconds = max(1, math.ceil(max(row["reset_in"], 0.0)))
-        raise HttpError(
-            429,
-            f"too many searches from this address; try again in {seconds} s",
-            [(b"retry-after", str(seconds).encode())],
+def search_slot_hit(state: State, client: str | None) -> None:
+    """lms's search limit, as lms counts it (lms.domain.rate_limits.BatchedLimit): in memory,
+    added to the shared counters in aggregate every 0.1 s, no statement per search."""
+    try:
+        state.search_counts.take(
+            state.db,
+            f"ip:search:{client_key(client)}",
+            state.config.search_rate_limit,
+            "searches from this address",
+            label="search",
         )
+    except TooMany as exc:
+        raise HttpError(
+            429, exc.detail, [(b"retry-after", str(exc.retry_after).encode())]
+        ) from None
 
 
 async def list_courses(state: State, params: dict[str, str], client: str | None) -> str:
@@ -512,28 +520,53 @@ async def list_courses(state: State, params: dict[str, str], client: str | None)
     if creator_id is not None:
         args.append(creator_id)
     if query:
+        after_rank: tuple[float, uuid.UUID] | None = None
         if cursor:
             rank, last_id = _position(state.cursor_key, scope, cursor)
             if not isinstance(rank, int | float) or isinstance(rank, bool):
                 raise Invalid("malformed cursor")
-            args += [float(rank), last_id]
-        await search_slot_hit(state, client)
+            after_rank = (float(rank), last_id)
+        search_slot_hit(state, client)
         cap = state.config.search_concurrency
         try:
             async with state.searches.take(
                 cap, wait=SEARCH_WAIT_SECONDS, line=cap * SEARCH_LINE_PER_SLOT
             ):
-                row = await state.db.fetchrow(
-                    SEARCHES[(bool(cursor), creator_id is not None)],
-                    *args,
-                    timeout=SEARCH_TIMEOUT_SECONDS,
+                # As lms.domain.courses.catalog: a common query's kept top first (lms_0016),
+                # else (or below it) the plain ranked search; a common query's top is then
+                # kept, in the background, by lms's own code.
+                kept = None
+                if creator_id is None:
+                    kept = await catalog_sql.kept_search_page(
+                        state.db,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
+                row = (
+                    kept
+                    if kept is not None
+                    else await catalog_sql.search_page(
+                        state.db,
+                        query=query,
+                        limit=limit,
+                        after=after_rank,
+                        creator_id=creator_id,
+                        within=SEARCH_TIMEOUT_SECONDS,
+                    )
                 )
         except Unavailable as exc:  # no slot freed within the wait
             raise HttpError(503, exc.detail, [(b"retry-after", b"1")]) from None
         except TimeoutError:
+            if creator_id is None and after_rank is None:
+                keep_search_top(state.db, query)
             raise HttpError(
                 503, "search took too long; try more specific words", [(b"retry-after", b"1")]
             ) from None
+        common = kept is None and after_rank is None and row["matches"] >= KEEP_FROM_MATCHES
+        if common and creator_id is None:
+            keep_search_top(state.db, query)
         last_key: object = row["last_key"]
     else:
         if cursor:
@@ -656,8 +689,58 @@ async def issue_certificate(
     return row
 
 
+def check_watched(threshold: float, required: bool, facts: asyncpg.Record) -> None:
+    """The watch rule's 409s (lms.domain.learning.completion._check_watched, copied)."""
+    if not required or not facts["has_video"] or facts["lesson_completed"]:
+        return
+    duration = facts["duration_seconds"]
+    if not duration:
+        raise HttpError(409, STILL_PROCESSING)
+    watched = facts["watched_seconds"]
+    if watched_enough(threshold, watched, duration):
+        return
+    left = math.ceil(needed_seconds(threshold, duration) - watched)
+    raise HttpError(
+        409,
+        f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video "
+        f"first: {watched / duration * 100:.1f}% of {duration:.0f} s watched, "
+        f"{threshold:g}% needed",
+    )
+
+
 async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID) -> bytes:
+    """As lms.domain.learning.completion.complete_lesson: one call of lms_complete_lesson()
+    (lms_0017) for every completion that issues no certificate; the transaction for the one
+    that completes a course without its certificate yet."""
     threshold, required = await state.watch_rule()
+    try:
+        quick = await learning_sql.complete_in_one_statement(
+            state.db,
+            lesson_id,
+            user_id,
+            require_watch=required,
+            threshold_percent=threshold,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise HttpError(404, NOT_ENROLLED) from None
+    if quick is None:
+        raise HttpError(404, NOT_ENROLLED)
+    if not quick["allowed"]:
+        check_watched(threshold, required, quick)
+    elif not quick["needs_certificate"]:
+        certificate = None
+        if quick["completed"]:  # completed before: the same certificate, every time
+            row = await certificate_sql.by_id(state.db, quick["certificate_id"])
+            certificate = to_certificate(state, row)
+        return ENCODER.encode(
+            LessonCompletion(
+                lesson_id=lesson_id,
+                completed=True,
+                progress=float(quick["progress"]),
+                course_completed=quick["completed"],
+                certificate=certificate,
+            )
+        )
     async with state.db.acquire() as conn, conn.transaction():
         try:
             facts = await conn.fetchrow(LOCK_FOR_COMPLETION, lesson_id, user_id)
@@ -665,19 +748,7 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
             raise HttpError(404, NOT_ENROLLED) from None
         if facts is None:
             raise HttpError(404, NOT_ENROLLED)
-        duration = facts["duration_seconds"]
-        if required and facts["has_video"] and not facts["lesson_completed"] and not duration:
-            raise HttpError(409, STILL_PROCESSING)
-        if required and facts["has_video"] and not facts["lesson_completed"] and duration:
-            watched = facts["watched_seconds"]
-            if not watched_enough(threshold, watched, duration):
-                left = math.ceil(needed_seconds(threshold, duration) - watched)
-                raise HttpError(
-                    409,
-                    f"watch {left} more second{'s' if left != 1 else ''} of this lesson's video "
-                    f"first: {watched / duration * 100:.1f}% of {duration:.0f} s watched, "
-                    f"{threshold:g}% needed",
-                )
+        check_watched(threshold, required, facts)
         done = await conn.fetchrow(
             MARK_COMPLETED, facts["enrollment_id"], lesson_id, user_id, facts["course_id"]
         )

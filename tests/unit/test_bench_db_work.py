@@ -124,3 +124,32 @@ def test_completion_in_a_transaction_is_known_only_against_a_stored_function() -
         ("fastapi", "complete: lesson 1"): [work(3, transaction=2)],
     }
     assert verdicts(in_a_transaction) == {"database work: completion": "DIFFERENT"}
+
+
+def test_background_work_every_server_does_is_not_a_requests() -> None:
+    """The search counts flushed in aggregate (lms's unnest, the peers' many-row upserts adding
+    excluded.hits), lms's event fan-out (it runs with no endpoint too), the kept search top's
+    fill, and asyncpg's multi-line jit setup; a per-search counter upsert still counts."""
+    from bench.peers.db_work import kind_of
+
+    background = [
+        "INSERT INTO rate_limit_counters AS c (key, window_start, hits)\n"
+        "SELECT k, now(), n FROM unnest($1::text[], $2::int[]) AS t (k, n) ORDER BY k",
+        "INSERT INTO rate_limit_counters (key, window_start, hits) VALUES ($1, now(), $2), "
+        "($3, now(), $4) ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN x "
+        "THEN excluded.hits ELSE rate_limit_counters.hits + excluded.hits END",
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_seq, type)\nSELECT w.id",
+        "INSERT INTO xapi_statements (event_id) SELECT 1",
+        "SELECT pg_advisory_xact_lock($1)",
+        "WITH q AS (SELECT 1), top AS (\n    INSERT INTO search_tops (key) SELECT 1) SELECT 1",
+        "SELECT t.id, t.complete, (SELECT count(*) FROM search_top_rows s) AS n",
+    ]
+    assert [kind_of(sql) for sql in background] == ["noise"] * len(background)
+    jit = "\n    SELECT\n        current_setting('jit') AS cur,\n        set_config('jit', 'off')"
+    assert kind_of(jit) == "setup"
+    per_search = (
+        "INSERT INTO rate_limit_counters AS c (key, window_start, hits) VALUES ($1, now(), 1) "
+        "ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN x THEN 1 ELSE c.hits + 1 END"
+    )
+    kept_page = "WITH q AS (SELECT 1), page AS (SELECT r.id FROM search_top_rows r) SELECT 1"
+    assert kind_of(per_search) == kind_of(kept_page) == "statement"

@@ -443,23 +443,85 @@ function blake2b16(body) {
   return blake2b128.init().update(body).digest("hex");
 }
 
-async function countSearch(client) {
-  const key = `ip:search:${client}:60`;
-  const [row] = await prisma.$queryRaw`
-    INSERT INTO rate_limit_counters AS c (key, window_start, hits)
-    VALUES (${key}, now(), 1)
-    ON CONFLICT (key) DO UPDATE SET
-        window_start = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
-                            THEN now() ELSE c.window_start END,
-        hits = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
-                    THEN 1 ELSE c.hits + 1 END
-    RETURNING hits,
-        extract(epoch FROM window_start + make_interval(secs => 60) - now())::float8 AS reset_in`;
-  if (row.hits > CFG.searchRateLimit) {
-    const seconds = Math.max(1, Math.ceil(Math.max(row.reset_in, 0)));
+// lms's search limit, counted as lms counts it (lms.domain.rate_limits.BatchedLimit, its rule
+// restated): in this process's memory, a search admitted while the client's shared count as of
+// the last flush plus this process's searches since stays within the limit; every 0.1 s one
+// upsert adds each client's new searches to the shared counters (the rate_limit_counters rows
+// lms's processes count in) and brings back their totals. No statement per search; a refusal
+// writes nothing. Prisma's upsert takes one row, so the many-row upsert is $queryRaw.
+const SEARCH_WINDOW_SECONDS = 60;
+const SEARCH_FLUSH_MS = 100;
+const searchCounts = new Map(); // key -> {shared, pending, resetsAt (ms, monotonic)}
+let searchFlusher = null;
+
+function countSearch(client) {
+  const now = performance.now();
+  const key = `ip:search:${client}`;
+  let count = searchCounts.get(key);
+  if (count === undefined) {
+    count = { shared: 0, pending: 0, resetsAt: now + SEARCH_WINDOW_SECONDS * 1000 };
+    searchCounts.set(key, count);
+  } else if (now >= count.resetsAt) {
+    count.shared = 0;
+    count.resetsAt = now + SEARCH_WINDOW_SECONDS * 1000;
+  }
+  if (count.shared + count.pending + 1 > CFG.searchRateLimit) {
+    const seconds = Math.max(1, Math.ceil((count.resetsAt - now) / 1000));
     throw new HttpError(429, `too many searches from this address; try again in ${seconds} s`, {
       "Retry-After": String(seconds),
     });
+  }
+  count.pending += 1;
+  if (searchFlusher === null) searchFlusher = flushSearchesSoon();
+}
+
+async function flushSearchesSoon() {
+  try {
+    while ([...searchCounts.values()].some((c) => c.pending)) {
+      await new Promise((resolve) => setTimeout(resolve, SEARCH_FLUSH_MS));
+      await flushSearches();
+    }
+  } finally {
+    searchFlusher = null;
+  }
+}
+
+async function flushSearches() {
+  const pending = [...searchCounts.entries()]
+    .filter(([, c]) => c.pending)
+    .map(([key, c]) => [key, c.pending])
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (pending.length === 0) return;
+  for (const [key, n] of pending) searchCounts.get(key).pending -= n;
+  let rows;
+  try {
+    rows = await prisma.$queryRaw`
+      INSERT INTO rate_limit_counters AS c (key, window_start, hits)
+      VALUES ${Prisma.join(pending.map(([key, n]) => Prisma.sql`(${key}, now(), ${n}::int)`))}
+      ON CONFLICT (key) DO UPDATE SET
+          window_start = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
+                              THEN now() ELSE c.window_start END,
+          hits = CASE WHEN c.window_start <= now() - make_interval(secs => 60)
+                      THEN excluded.hits ELSE c.hits + excluded.hits END
+      RETURNING key, hits,
+          extract(epoch FROM window_start + make_interval(secs => 60) - now())::float8 AS reset_in`;
+  } catch (err) {
+    for (const [key, n] of pending) {
+      const count = searchCounts.get(key);
+      if (count !== undefined) count.pending += n;
+    }
+    return;
+  }
+  const now = performance.now();
+  for (const row of rows) {
+    const count = searchCounts.get(row.key);
+    if (count !== undefined) {
+      count.shared = row.hits;
+      count.resetsAt = now + Math.max(row.reset_in, 0) * 1000;
+    }
+  }
+  for (const [key, c] of [...searchCounts.entries()]) {
+    if (!c.pending && now >= c.resetsAt) searchCounts.delete(key);
   }
 }
 
@@ -514,7 +576,7 @@ async function listCourses(req, res) {
       if (typeof rank !== "number") throw new HttpError(400, "malformed cursor");
       after = { rank, id };
     }
-    await countSearch(clientKey(req.socket.remoteAddress));
+    countSearch(clientKey(req.socket.remoteAddress));
     await searchSlot();
     let ranked;
     try {

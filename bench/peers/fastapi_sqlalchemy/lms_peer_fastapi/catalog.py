@@ -8,6 +8,7 @@ import collections
 import contextlib
 import hashlib
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import contains_eager, joinedload
 
 from .caches import UserState
-from .config import SessionDep, SettingsDep
+from .config import SessionDep, SettingsDep, get_autocommit_sessionmaker
 from .models import Course, RateLimitCounter
 from .schemas import CourseDetail, CoursePage, CourseSummary, CreatorRef, LessonSummary
 from .security import BadCursor, decode_cursor, encode_cursor, optional_user
@@ -144,34 +145,89 @@ def cached_json(request: Request, model: BaseModel, private: bool) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-async def count_search(session: Any, client: str, limit: int) -> None:
-    """One hit on this client's per-minute search counter (shared with lms's processes)."""
-    window = func.make_interval(0, 0, 0, 0, 0, 0, 60)
-    expired = RateLimitCounter.window_start <= func.now() - window
-    statement = (
-        insert(RateLimitCounter)
-        .values(key=f"ip:search:{client}:60", window_start=func.now(), hits=1)
-        .on_conflict_do_update(
+class SearchCounts:
+    """lms's search limit, counted as lms counts it (lms.domain.rate_limits.BatchedLimit, its
+    rule restated): in this process's memory, a search admitted while the client's shared count
+    as of the last flush plus this process's searches since stays within the limit; every 0.1 s
+    one ORM upsert adds each client's new searches to the shared counters (the same
+    rate_limit_counters rows lms's processes count in) and brings back their totals. No
+    statement per search; a refusal writes nothing."""
+
+    WINDOW_SECONDS = 60
+    INTERVAL_SECONDS = 0.1
+    # client key -> [shared count at the last flush, searches since, monotonic end of window]
+    counts: ClassVar[dict[str, list[float]]] = {}
+    flusher: ClassVar[asyncio.Task[None] | None] = None
+
+    @classmethod
+    def take(cls, client: str, limit: int) -> None:
+        now = time.monotonic()
+        key = f"ip:search:{client}"
+        count = cls.counts.get(key)
+        if count is None:
+            count = cls.counts[key] = [0, 0, now + cls.WINDOW_SECONDS]
+        elif now >= count[2]:  # the window is over: a new one starts with what is pending
+            count[0], count[2] = 0, now + cls.WINDOW_SECONDS
+        if count[0] + count[1] + 1 > limit:
+            seconds = max(1, math.ceil(count[2] - now))
+            raise HTTPException(
+                429,
+                f"too many searches from this address; try again in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
+        count[1] += 1
+        if cls.flusher is None or cls.flusher.done():
+            cls.flusher = asyncio.get_running_loop().create_task(cls.flush_soon())
+
+    @classmethod
+    async def flush_soon(cls) -> None:
+        while any(c[1] for c in cls.counts.values()):
+            await asyncio.sleep(cls.INTERVAL_SECONDS)
+            await cls.flush()
+
+    @classmethod
+    async def flush(cls) -> None:
+        pending = {key: int(c[1]) for key, c in cls.counts.items() if c[1]}
+        if not pending:
+            return
+        for key, n in pending.items():
+            cls.counts[key][1] -= n
+        window = func.make_interval(0, 0, 0, 0, 0, 0, cls.WINDOW_SECONDS)
+        expired = RateLimitCounter.window_start <= func.now() - window
+        statement = insert(RateLimitCounter).values(
+            [
+                {"key": key, "window_start": func.now(), "hits": pending[key]}
+                for key in sorted(pending)
+            ]
+        )
+        statement = statement.on_conflict_do_update(
             index_elements=[RateLimitCounter.key],
             set_={
                 "window_start": case((expired, func.now()), else_=RateLimitCounter.window_start),
-                "hits": case((expired, 1), else_=RateLimitCounter.hits + 1),
+                "hits": case(
+                    (expired, statement.excluded.hits),
+                    else_=RateLimitCounter.hits + statement.excluded.hits,
+                ),
             },
-        )
-        .returning(
+        ).returning(
+            RateLimitCounter.key,
             RateLimitCounter.hits,
             func.extract("epoch", RateLimitCounter.window_start + window - func.now()),
         )
-    )
-    hits, reset_in = (await session.execute(statement)).one()
-    await session.commit()
-    if hits > limit:
-        seconds = max(1, math.ceil(max(float(reset_in), 0.0)))
-        raise HTTPException(
-            429,
-            f"too many searches from this address; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+        try:
+            async with get_autocommit_sessionmaker()() as session:
+                rows = (await session.execute(statement)).all()
+        except Exception:  # kept for the next flush, as lms does
+            for key, n in pending.items():
+                if (count := cls.counts.get(key)) is not None:
+                    count[1] += n
+            return
+        now = time.monotonic()
+        for key, hits, reset_in in rows:
+            if (count := cls.counts.get(key)) is not None:
+                count[0], count[2] = hits, now + max(float(reset_in), 0.0)
+        for key in [k for k, c in cls.counts.items() if not c[1] and now >= c[2]]:
+            del cls.counts[key]
 
 
 @router.get("/courses")
@@ -215,7 +271,7 @@ async def list_courses(
             )
         statement = statement.order_by(rank.desc(), Course.id.desc())
         client = request.client.host if request.client else "unknown"
-        await count_search(session, client, settings.search_rate_limit)
+        SearchCounts.take(client, settings.search_rate_limit)
         async with SearchSlots.take(settings.search_concurrency):
             rows = (
                 await session.execute(

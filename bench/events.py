@@ -1,0 +1,344 @@
+"""Issue 22's bench: lms's enrollment and completion with its event sinks on and off.
+
+"On": two webhook endpoints registered (both subscribed to every event type), each a tiny
+receiver on loopback answering 204 (LMS_WEBHOOK_ALLOW names loopback), and LMS_XAPI_ENDPOINT
+pointing at an LRS stand-in on loopback: it answers an xAPI statement batch as Ralph does (200
+and the statement ids, JSON), and counts the statements. Not Ralph itself (tests/support/lrs.py):
+Ralph needs a venv of its own, written to its file backend per batch, and would be the slowest
+process on a 2-core machine, measuring itself more than lms; what lms does per statement (queue
+it in the fan-out's transaction, lease, POST, mark SENT) is the same against either. `lms worker`
+runs beside the API so deliveries happen while the load runs. "Off": no endpoint, no LRS.
+
+After the "on" run the suite waits for the deliveries to drain and checks nothing is lost: every
+event recorded during the run has a DELIVERED delivery per endpoint, each receiver got each event
+once (by its webhook-id), and every xAPI statement queued is SENT and reached the LRS.
+
+The enrollment scenario: POST /courses/:id/enroll, each request a distinct (learner, free
+course) pair not enrolled before (201 expected), sent with the learner's access token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.harness import WRK_REPORT_LUA
+from lms.netutil import free_port
+
+XAPI_USER = "bench"
+XAPI_PASSWORD = "bench-lrs-secret"  # noqa: S105 - a loopback stand-in's credential
+
+
+@dataclass
+class Sink:
+    """A loopback HTTP server that takes POSTs and counts them (webhooks: by webhook-id; LRS: the
+    statements of each batch, by id)."""
+
+    kind: str  # "webhook" or "lrs"
+    ids: set[str] = field(default_factory=set)
+    posts: int = 0
+    port: int = 0
+    server: ThreadingHTTPServer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/" + ("hooks" if self.kind == "webhook" else "xapi")
+
+    def start(self) -> None:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                answer = b""
+                with sink.lock:
+                    sink.posts += 1
+                    if sink.kind == "webhook":
+                        sink.ids.add(self.headers.get("webhook-id", ""))
+                    else:
+                        statements = json.loads(body)
+                        if isinstance(statements, dict):
+                            statements = [statements]
+                        ids = [str(s.get("id") or uuid.uuid4()) for s in statements]
+                        sink.ids.update(ids)
+                        answer = json.dumps(ids).encode()
+                if sink.kind == "webhook":
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Experience-API-Version", "1.0.3")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.ids)
+
+
+def events_environ(environ: dict[str, str], lrs: Sink) -> dict[str, str]:
+    return {
+        **environ,
+        "LMS_WEBHOOK_ALLOW": "127.0.0.0/8",
+        "LMS_XAPI_ENDPOINT": lrs.url,
+        "LMS_XAPI_USERNAME": XAPI_USER,
+        "LMS_XAPI_PASSWORD": XAPI_PASSWORD,
+    }
+
+
+async def register_endpoints(database_url: str, settings: Any, receivers: list[Sink]) -> None:
+    """The two endpoints, as an admin's POST /webhooks registers them (lms.domain.events.webhooks
+    .create: the same checks and secret), subscribed to every event type."""
+    from lms.domain.events import webhooks
+    from lms.domain.events.log import EVENT_TYPES
+    from lms.domain.events.schemas import WebhookCreate
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        for receiver in receivers:
+            await webhooks.create(
+                pool,
+                settings,
+                WebhookCreate(url=receiver.url, events=sorted(EVENT_TYPES), description="bench"),
+            )
+    finally:
+        await pool.close()
+
+
+async def remove_endpoints(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DELETE FROM webhook_endpoints WHERE description = 'bench'")
+    finally:
+        await conn.close()
+
+
+async def last_event_seq(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events"))
+    finally:
+        await conn.close()
+
+
+async def delivery_check(
+    database_url: str, since_seq: int, receivers: list[Sink], lrs: Sink, wait_s: float
+) -> dict[str, Any]:
+    """Wait up to `wait_s` for the run's events to be delivered, then count: events recorded,
+    deliveries per endpoint DELIVERED, what each receiver got, xAPI statements queued / SENT /
+    received by the LRS. `lost` is what is missing once the wait is over."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            row = await conn.fetchrow(
+                """
+                SELECT (SELECT count(*) FROM events WHERE seq > $1) AS events,
+                       (SELECT count(*) FROM events WHERE seq > $1 AND dispatched_at IS NULL)
+                           AS undispatched,
+                       (SELECT count(*) FROM webhook_deliveries d
+                        JOIN webhook_endpoints w ON w.id = d.endpoint_id
+                        WHERE d.event_seq > $1 AND w.description = 'bench'
+                          AND d.status = 'DELIVERED') AS delivered,
+                       (SELECT count(*) FROM webhook_deliveries d
+                        JOIN webhook_endpoints w ON w.id = d.endpoint_id
+                        WHERE d.event_seq > $1 AND w.description = 'bench') AS deliveries,
+                       (SELECT count(*) FROM xapi_statements x JOIN events e ON e.id = x.event_id
+                        WHERE e.seq > $1) AS xapi_queued,
+                       (SELECT count(*) FROM xapi_statements x JOIN events e ON e.id = x.event_id
+                        WHERE e.seq > $1 AND x.status = 'SENT') AS xapi_sent
+                """,
+                since_seq,
+            )
+            figures = dict(row)
+            expected = figures["events"] * len(receivers)
+            done = (
+                figures["undispatched"] == 0
+                and figures["delivered"] == expected
+                and figures["xapi_sent"] == figures["xapi_queued"]
+                and all(r.count() >= figures["events"] for r in receivers)
+                and lrs.count() >= figures["xapi_queued"]
+            )
+            if done or loop.time() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        figures["received_per_endpoint"] = [r.count() for r in receivers]
+        figures["lrs_received"] = lrs.count()
+        figures["lost"] = (
+            expected
+            - figures["delivered"]
+            + sum(max(figures["events"] - n, 0) for n in figures["received_per_endpoint"])
+            + (figures["xapi_queued"] - figures["xapi_sent"])
+            + max(figures["xapi_queued"] - figures["lrs_received"], 0)
+        )
+        return figures
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the enrollment scenario
+
+
+async def enroll_pairs(
+    database_url: str, settings: Any, learners: list[uuid.UUID], count: int, seed: int
+) -> list[Post]:
+    """`count` enrollments to POST: distinct (learner, free published course) pairs the
+    learner is not enrolled in, each learner signed in once (a login of its own, as
+    bench.learning's learners)."""
+    from lms.domain.auth.logins import open_logins
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        courses = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM courses WHERE status = 'PUBLISHED' AND price <= 0 "
+                "ORDER BY md5(id::text || $1) LIMIT 2000",
+                str(seed),
+            )
+        ]
+        if not courses or not learners:
+            return []
+        enrolled = {
+            (r["user_id"], r["course_id"])
+            for r in await conn.fetch(
+                "SELECT user_id, course_id FROM enrollments WHERE user_id = ANY($1::uuid[])",
+                learners,
+            )
+        }
+        logins = await open_logins(conn, settings, learners, user_agent="bench.events")
+    finally:
+        await conn.close()
+    tokens = {u: login.access_token for u, login in zip(learners, logins, strict=True)}
+    rng = random.Random(seed)  # noqa: S311 - benchmark inputs
+    out: list[Post] = []
+    for course in courses:
+        for user in rng.sample(learners, len(learners)):
+            if (user, course) not in enrolled:
+                out.append(Post(f"/courses/{course}/enroll", f"Bearer {tokens[user]}"))
+                if len(out) >= count:
+                    rng.shuffle(out)
+                    return out
+    rng.shuffle(out)
+    return out
+
+
+POST_LUA = """
+-- POSTs from a data file, each line once per thread share (thread i takes every n-th line):
+-- path, Authorization, Stripe-Signature, body, tab-separated ("-": none). When a thread's lines
+-- run out it starts them again (counted in ran_out).
+local threads = {}
+local counter = 1
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  requests_left = {}
+  local n = tonumber(NTHREADS)
+  local i = 0
+  for line in io.lines(DATA) do
+    if i % n == id - 1 then
+      local path, auth, sig, body = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t(.*)$")
+      local headers = {["Accept"] = "application/json"}
+      if auth ~= "-" then headers["Authorization"] = auth end
+      if sig ~= "-" then headers["Stripe-Signature"] = sig end
+      if body ~= "-" then headers["Content-Type"] = "application/json" else body = nil end
+      table.insert(requests_left, wrk.format("POST", path, headers, body))
+    end
+    i = i + 1
+  end
+  at = 0
+  created = 0
+  again = 0
+  other = 0
+  ran_out = 0
+end
+
+function request()
+  at = at + 1
+  if at > #requests_left then
+    ran_out = ran_out + 1
+    at = 1
+  end
+  return requests_left[at]
+end
+
+function response(status, headers, body)
+  if status == 201 then created = created + 1
+  elseif status >= 200 and status < 300 then again = again + 1
+  else other = other + 1 end
+end
+
+function done(summary, latency, requests)
+  local c, a, o, r = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("created"); a = a + t:get("again"); o = o + t:get("other")
+    r = r + t:get("ran_out")
+  end
+  io.write(string.format('POSTS {"201":%d,"2xx":%d,"other":%d,"ran_out":%d}\\n', c, a, o, r))
+__REPORT__
+end
+"""
+
+
+@dataclass(frozen=True)
+class Post:
+    path: str
+    authorization: str | None = None
+    stripe_signature: str | None = None
+    body: str | None = None  # compact JSON: no tab, no newline
+
+
+def write_post_script(directory: Path, name: str, posts: list[Post], threads: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / f"{name}.tsv"
+    data.write_text(
+        "".join(
+            f"{p.path}\t{p.authorization or '-'}\t{p.stripe_signature or '-'}\t{p.body or '-'}\n"
+            for p in posts
+        )
+    )
+    script = directory / f"{name}.lua"
+    head = f"DATA = {json.dumps(str(data))}\nNTHREADS = {threads}\n"
+    script.write_text(head + POST_LUA.replace("__REPORT__", WRK_REPORT_LUA))
+    return script
+
+
+def post_outcome(output: str) -> dict[str, int]:
+    """The statuses the script counted: 201, other 2xx, others; how often a thread ran out."""
+    for line in output.splitlines():
+        if line.startswith("POSTS "):
+            parsed: dict[str, int] = json.loads(line[len("POSTS ") :])
+            return parsed
+    return {}

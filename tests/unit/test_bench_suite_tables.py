@@ -1,0 +1,60 @@
+"""bench.suite's records of same_bytes' database work, the events on/off runs and the payments
+runs, and the tables latest.md shows of them."""
+
+from __future__ import annotations
+
+import json
+
+from bench import suite
+
+WORK = {
+    "lms": {"heartbeat": {"requests": 31, "statements": 0.71, "transaction_control": 0.0}},
+    "raw-limit": {"heartbeat": {"requests": 31, "statements": 0.71, "transaction_control": 0.0}},
+    "express": {"heartbeat": {"requests": 31, "statements": 0.74, "transaction_control": 0.06}},
+}
+
+
+def test_the_work_line_is_kept_under_the_suites_names() -> None:
+    output = "raw-limit: 3 checks: 3 IDENTICAL\n\nsame_bytes work: " + json.dumps(WORK) + "\n"
+    work = suite.parse_db_work(output)
+    assert set(work) == {"lms", "raw-limit", "express-prisma"}
+    assert suite.parse_db_work("no such line") == {}
+    table = suite.db_work_table({"db_work": {"per_request": work}})
+    assert table[0] == "| scenario (same_bytes) | lms | raw-limit | express-prisma |"
+    assert table[2] == "| heartbeat | 0.71 + 0.00 | 0.71 + 0.00 | 0.74 + 0.06 |"
+    assert suite.db_work_table({}) == []
+
+
+def test_events_on_over_off_with_the_delivery_check() -> None:
+    runs = [
+        {
+            "scenario": "enroll",
+            "events": mode,
+            "rps": rps,
+            "p50_ms": 1.0,
+            "p99_ms": 2.0,
+            "errors": 0,
+        }
+        for mode, rps in (("off", 100.0), ("on", 95.0))
+    ]
+    deliveries = {
+        "events": 10,
+        "delivered": 20,
+        "received_per_endpoint": [10, 10],
+        "xapi_sent": 4,
+        "xapi_queued": 4,
+        "lrs_received": 4,
+        "lost": 0,
+    }
+    report = {
+        "events": {
+            "runs": runs,
+            "ratios": {"enroll": {"rps_on_over_off": 0.95, "p99_on_over_off": 1.0}},
+            "deliveries": deliveries,
+        }
+    }
+    lines = suite.events_table(report)
+    assert "- enroll: events on / events off = 0.95 x requests/s" in "\n".join(lines)
+    assert "(target >= 0.90: ok)" in "\n".join(lines)
+    assert lines[-1].endswith("lost 0")
+    assert suite.events_table({}) == []
