@@ -865,7 +865,7 @@ async def cors_preflight(send: Send, origin: bytes, headers: dict[bytes, bytes],
     if failures:
         body = f"Disallowed CORS {', '.join(failures)}".encode()
         text = (b"content-type", b"text/plain; charset=utf-8")
-        await respond_raw(send, 400, body, [text])
+        await respond_raw(send, 400, body, [text, (b"vary", b"Origin")])
         return
     await respond_raw(
         send,
@@ -873,10 +873,10 @@ async def cors_preflight(send: Send, origin: bytes, headers: dict[bytes, bytes],
         b"",
         [
             (b"access-control-max-age", CORS_MAX_AGE),
-            (b"vary", b"Origin"),
             (b"access-control-allow-headers", CORS_PREFLIGHT_HEADERS),
             (b"access-control-allow-methods", CORS_METHODS),
             (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
         ],
     )
 
@@ -890,21 +890,47 @@ async def respond_raw(
     await send({"type": "http.response.body", "body": body})
 
 
+def vary_with_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The answer's headers with Origin added to its Vary (kept, each value once), as lms's CORS
+    layer does for every response while CORS is configured (lms.api.cors)."""
+    values = [v for k, v in headers if k == b"vary"]
+    tokens: list[str] = []
+    for value in values:
+        for token in value.decode("latin-1").split(","):
+            if token.strip() and token.strip().lower() not in {t.lower() for t in tokens}:
+                tokens.append(token.strip())
+    if "*" not in tokens and "origin" not in {t.lower() for t in tokens}:
+        tokens.append("Origin")
+    vary = b"*" if "*" in tokens else ", ".join(tokens).encode("latin-1")
+    return [*(h for h in headers if h[0] != b"vary"), (b"vary", vary)]
+
+
 def cors_simple(send: Send, origin: bytes, ok: bool) -> Send:
-    """A cross-origin request's answer gets what Litestar's CORS middleware adds (its Vary:
-    Origin replaces the answer's Vary, as there)."""
+    """A cross-origin request's answer gets what lms's CORS layer adds: the answer's Vary with
+    Origin added, the exposed headers, the origin when allowed, the allowed headers and methods."""
 
     async def sender(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            headers = [(k, v) for k, v in message["headers"] if not (ok and k == b"vary")]
+            headers = vary_with_origin(list(message["headers"]))
             headers.append((b"access-control-expose-headers", CORS_EXPOSE))
             if ok:
-                headers += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+                headers.append((b"access-control-allow-origin", origin))
             headers += [
                 (b"access-control-allow-headers", CORS_SIMPLE_HEADERS),
                 (b"access-control-allow-methods", CORS_METHODS),
             ]
             message["headers"] = headers
+        await send(message)
+
+    return sender
+
+
+def cors_varied(send: Send) -> Send:
+    """A same-origin (no Origin) answer while CORS is configured: Origin added to its Vary."""
+
+    async def sender(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = vary_with_origin(list(message["headers"]))
         await send(message)
 
     return sender
@@ -938,12 +964,15 @@ class App:
         if request_id is not None:
             send = echo_request_id(send, request_id)
         origins = state.config.cors_origins
-        if origins and (origin := next((v for k, v in scope["headers"] if k == b"origin"), None)):
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), None) if origins else None
+        if origin is not None:
             ok = origin.decode("latin-1") in origins
             if scope["method"] == "OPTIONS":
                 await cors_preflight(send, origin, dict(scope["headers"]), ok)
                 return
             send = cors_simple(send, origin, ok)
+        elif origins:
+            send = cors_varied(send)
         try:
             await self.route(state, scope, receive, send)
         except HttpError as exc:
