@@ -50,6 +50,17 @@ async def test_every_error_answer_is_the_one_error_schema(document: dict[str, An
     assert all("items" in s for s in arrays)
 
 
+async def test_no_content_answers_document_no_body(document: dict[str, Any]) -> None:
+    """A 204 has no body: a documented one (even `null`) has generated clients parse the empty
+    answer as JSON."""
+    with_body = [
+        f"{method.upper()} {path}"
+        for path, method, operation in operations(document)
+        if "content" in operation.get("responses", {}).get("204", {})
+    ]
+    assert not with_body, with_body
+
+
 async def test_component_names_are_plain(document: dict[str, Any]) -> None:
     odd = [name for name in document["components"]["schemas"] if not name.isidentifier()]
     assert not odd, odd

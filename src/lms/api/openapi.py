@@ -188,6 +188,11 @@ def _finish(document: OpenAPI) -> OpenAPI:
                     ),
                 )
             for status, response in operation.responses.items():
+                # A 204 has no body (RFC 9110), whatever the handler's return annotation says (a
+                # hot route's handler returns a ready Response[None]): a typed `null` content
+                # would have generated clients parse an empty body as JSON.
+                if status == "204" and isinstance(response, OpenAPIResponse):
+                    response.content = None
                 if not status.startswith(("4", "5")) or not isinstance(response, OpenAPIResponse):
                     continue
                 if status in _RETRY_AFTER_STATUSES:

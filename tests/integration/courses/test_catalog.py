@@ -43,7 +43,7 @@ async def test_only_published_courses_newest_first(
 ) -> None:
     await new_course(api, creator, title="A draft")
     first = await published_course(api, creator, admin, title="First")
-    second = await published_course(api, creator, admin, title="Second")
+    second = await published_course(api, creator, admin, title="Second", price="49.99")
     page = await api.get("/courses")
     assert page.status_code == 200
     items = page.json()["items"]

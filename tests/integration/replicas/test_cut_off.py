@@ -44,14 +44,9 @@ pytestmark = pytest.mark.slow
 MAX_LAG = 10  # LMS_REPLICA_MAX_LAG: the catalog's bound
 VERIFY_MAX_LAG = 2  # LMS_VERIFY_MAX_LAG: verification's, the tighter one
 
+
 # What the replica's own view says of itself: the old test of health, "lag 0 once everything
 # received is replayed", which a replica cut off from its primary passes forever.
-APPARENTLY_CURRENT = """
-SELECT pg_last_wal_receive_lsn() IS NOT NULL
-       AND pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
-"""
-
-
 @contextlib.asynccontextmanager
 async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(url)
@@ -129,10 +124,12 @@ async def _silent_partition(
     assert revoked.status_code == 200, revoked.text
     revoked_at = time.monotonic()  # the revocation is committed on the primary by now
 
-    # The replica believes itself current and still holds the certificate VALID.
+    # The replica believes itself connected and still holds the certificate VALID. (Whether it
+    # also looks current by its own positions depends on what was in flight when the link
+    # stalled: with a record cut in two it waits for the rest, receive ahead of replay. The
+    # service must not rely on either: it measures against the primary.)
     async with connected(standby.url) as conn:
         assert await conn.fetchval("SELECT status FROM pg_stat_wal_receiver") == "streaming"
-        assert await conn.fetchval(APPARENTLY_CURRENT)
         held = await conn.fetchval("SELECT status FROM certificates WHERE serial_hash = $1", serial)
         assert held == "VALID"
 
@@ -201,8 +198,6 @@ async def _receiver_gone(
         within=30,
         what="the standby's WAL receiver gone",
     )
-    async with connected(standby.url) as conn:
-        assert await conn.fetchval(APPARENTLY_CURRENT)  # "lag 0", by its own account
     await metrics.wait_healthy(False)
     assert skipped_for.count("not streaming") > not_streaming
     at_replica, at_primary = standby.log.count(serial), primary_log.count(serial)
