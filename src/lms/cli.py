@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lms import production
 from lms.errors import StartupError
+from lms.netutil import reserve_ports
 from lms.observability.logs import configure_logging
 from lms.settings import Settings, get_settings, load_settings
 
@@ -40,6 +41,9 @@ STDIN_ARGUMENT = "-"  # `--password -`: read it from standard input
 def resolved_services(settings: Settings, *, needs_nats: bool = True) -> Iterator[Settings]:
     """Settings with concrete service URLs: the configured ones, else embedded servers (started
     or reused) for exactly what is unset. Commands that never touch NATS pass needs_nats=False."""
+    # Servers this process starts (embedded ones, `lms dev`'s local Stripe) take free ports;
+    # never the ones its API and worker are about to listen on.
+    reserve_ports(settings.port, settings.worker_metrics_port)
     need_postgres = not settings.database_url
     need_nats = needs_nats and not settings.nats_url
     if not need_postgres and not need_nats:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lms.errors import StartupError
 from lms.invariants import present
-from lms.netutil import accepts_connections, free_port, port_is_free, wait_until
+from lms.netutil import accepts_connections, free_port, is_reserved, port_is_free, wait_until
 
 log = logging.getLogger("lms.embedded")
 
@@ -119,7 +119,7 @@ def _read_port(path: Path) -> int | None:
 
 def _choose_port(preferred: int | None) -> int:
     """Reuse last run's port when it is still free, so URLs stay stable across restarts."""
-    if preferred and port_is_free("127.0.0.1", preferred):
+    if preferred and not is_reserved(preferred) and port_is_free("127.0.0.1", preferred):
         return preferred
     return free_port()
 

@@ -6,12 +6,28 @@ import socket
 import time
 from collections.abc import Callable
 
+# Ports this process is about to listen on (the API's LMS_PORT, the worker's metrics port) but
+# has not bound yet: a server we start on a "free" port (embedded NATS, localstripe) must not take
+# one of them in the meantime, or the API then finds its own port in use.
+_RESERVED: set[int] = set()
+
+
+def reserve_ports(*ports: int | None) -> None:
+    _RESERVED.update(port for port in ports if port)
+
+
+def is_reserved(port: int) -> bool:
+    return port in _RESERVED
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now on `host`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port the OS says is free right now on `host`, and not one this process reserved."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _RESERVED:
+            return port
 
 
 def port_is_free(host: str, port: int) -> bool:
