@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -157,7 +158,8 @@ def expiry(ttl_seconds: int, now: float | None = None) -> int:
     """Unix time `ttl_seconds` from now, rounded up to the minute: a player asking again soon
     gets the same, cacheable URL."""
     moment = time.time() if now is None else now
-    return (int(moment) + ttl_seconds + 59) // 60 * 60
+    # Up from the second too: made at 12:00:00.4, a 600 s URL must not end at 12:10:00.
+    return (math.ceil(moment) + ttl_seconds + 59) // 60 * 60
 
 
 @dataclass(frozen=True, slots=True)
