@@ -9,6 +9,7 @@ isolated by truncating every table before each test that uses the database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -203,7 +204,17 @@ async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
         )
         names = [t["tablename"] for t in tables if t["tablename"] not in TRUNCATE_EXCEPT]
-        await conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+        # A background task of the previous test's app (a search-top fill, the event dispatcher)
+        # may still hold row locks the TRUNCATE queues behind; PostgreSQL then picks one of the
+        # two as a deadlock victim. The TRUNCATE is the one to retry.
+        for attempt in range(5):
+            try:
+                await conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+                break
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2)
         await conn.execute(
             "DELETE FROM system_settings; INSERT INTO system_settings (id) VALUES (1)"
         )
