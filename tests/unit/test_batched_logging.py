@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -98,3 +99,61 @@ def test_request_ids_are_32_hex_digits_and_unique() -> None:
     assert len(made) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
     assert len({i[:16] for i in made} | {RequestIds().next()[:16]}) == 2
+
+
+def test_request_lines_written_directly_are_the_lines_the_formatter_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AccessLog encodes its lines itself when the app's JSON handler alone writes them; a
+    subclass of the formatter gets records, so the two ways can be compared byte for byte."""
+    monkeypatch.setattr(time, "time", lambda: 1_764_892_800.0429)  # both ways end at once
+
+    class SameFormatter(JsonFormatter):
+        pass
+
+    requests = [
+        ("GET", "/courses", "/courses", 200, 0.0123456, "10.0.0.1", "rid-1"),
+        ("POST", "/lessons/x/progress", "/lessons/{lesson_id}/progress", 204, 0.0, None, "r2"),
+        ("GET", '/a"b\\c\u202e\u00e9', "unmatched", 404, 1.5, "::1", "rid-3"),
+    ]
+    written: dict[str, str] = {}
+    for way, formatter in (("direct", JsonFormatter()), ("records", SameFormatter())):
+        stream = io.StringIO()
+        logger = logging.getLogger(f"test.access.{way}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler = BatchingStreamHandler(stream)
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+        access = AccessLog(logger)
+        assert (access.direct_handler() is handler) == (way == "direct")
+        try:
+            for method, path, route, status, duration, client, request_id in requests:
+                access.add(method, path, route, status, duration, client, request_id)
+            access.stop()  # off a loop: written at once
+        finally:
+            logger.removeHandler(handler)
+        written[way] = stream.getvalue().replace(f"test.access.{way}", "LOGGER")
+    assert written["direct"] == written["records"]
+    statuses = [json.loads(line)["status"] for line in written["direct"].splitlines()]
+    assert statuses == [200, 204, 404]
+
+
+def test_a_filter_or_a_second_handler_gets_records() -> None:
+    logger = logging.getLogger("test.access.guarded")
+    logger.propagate = False
+    handler = handler_on(io.StringIO())
+    logger.addHandler(handler)
+    try:
+        assert AccessLog(logger).direct_handler() is handler
+        logger.addFilter(lambda record: True)
+        assert AccessLog(logger).direct_handler() is None
+        logger.filters.clear()
+        second = logging.StreamHandler(io.StringIO())
+        logger.addHandler(second)
+        assert AccessLog(logger).direct_handler() is None
+        logger.removeHandler(second)
+        handler.setLevel(logging.WARNING)
+        assert AccessLog(logger).direct_handler() is None
+    finally:
+        logger.removeHandler(handler)

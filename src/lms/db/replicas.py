@@ -152,7 +152,13 @@ class ReplicaReads:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._replicas.read(
+        replicas = self._replicas
+        if not replicas.replicas:  # as fetchrow
+            TALLY.inc(_READ_ON_PRIMARY)
+            async with replicas.primary.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(query, *args, timeout=timeout)
+            return rows
+        rows = await replicas.read(
             lambda conn: conn.fetch(query, *args, timeout=timeout), self.max_lag
         )
         return rows
@@ -163,7 +169,13 @@ class ReplicaReads:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._replicas.read(
+        replicas = self._replicas
+        if not replicas.replicas:  # the primary serves every read: no routing to pay for
+            TALLY.inc(_READ_ON_PRIMARY)
+            async with replicas.primary.acquire() as conn:
+                row: asyncpg.Record | None = await conn.fetchrow(query, *args, timeout=timeout)
+            return row
+        row = await replicas.read(
             lambda conn: conn.fetchrow(query, *args, timeout=timeout), self.max_lag
         )
         return row
@@ -174,7 +186,12 @@ class ReplicaReads:
         *args: object,
         timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
     ) -> Any:
-        return await self._replicas.read(
+        replicas = self._replicas
+        if not replicas.replicas:  # as fetchrow
+            TALLY.inc(_READ_ON_PRIMARY)
+            async with replicas.primary.acquire() as conn:
+                return await conn.fetchval(query, *args, timeout=timeout)
+        return await replicas.read(
             lambda conn: conn.fetchval(query, *args, timeout=timeout), self.max_lag
         )
 
