@@ -620,6 +620,9 @@ def parse_same_bytes(output: str) -> dict[str, dict[str, Any]]:
         elif current is not None and line.startswith("  DIFFERENT"):
             diff = {"check": line[len("  DIFFERENT") :].strip(), "problems": []}
             current["different"].append(diff)
+        elif re.match(r"^  [A-Z]", line):
+            # Another verdict (KNOWN-EXTRA lists its explanation too): its lines are its own.
+            diff = None
         elif diff is not None and line.startswith("      ") and not line.startswith("         "):
             diff["problems"].append(line.strip())
         elif diff is not None and line.startswith("         ") and diff["problems"]:

@@ -25,6 +25,26 @@ def test_the_work_line_is_kept_under_the_suites_names() -> None:
     assert suite.db_work_table({}) == []
 
 
+def test_a_known_extra_explanation_is_not_read_as_the_difference_before_it() -> None:
+    """same_bytes prints a KNOWN-EXTRA outcome's lines under it; they are not the problems of
+    the DIFFERENT check printed just before (which then looked like an unexpected one)."""
+    output = "\n".join(
+        [
+            "express: 3 checks: 1 DIFFERENT, 1 IDENTICAL, 1 KNOWN-EXTRA",
+            "  DIFFERENT  200 complete: the last lesson again",
+            "      the same but for the microseconds of timestamps",
+            "  KNOWN-EXTRA     database work: complete",
+            "      more database work than lms (statements+BEGIN/COMMIT)",
+            "      known: lms completes in a stored function",
+        ]
+    )
+    (diff,) = suite.parse_same_bytes(output)["express"]["different"]
+    assert diff == {
+        "check": "200 complete: the last lesson again",
+        "problems": ["the same but for the microseconds of timestamps"],
+    }
+
+
 def test_events_on_over_off_with_the_delivery_check() -> None:
     runs = [
         {
