@@ -148,24 +148,32 @@ async def pending(conn: Conn, endpoint_id: uuid.UUID, limit: int) -> list[asyncp
 
 
 async def delivered(
-    conn: Conn, delivery_id: uuid.UUID, response_status: int, lease_seconds: float
+    conn: Conn,
+    delivery_ids: list[uuid.UUID],
+    response_statuses: list[int],
+    delivered_at: list[datetime],
+    lease_seconds: float,
 ) -> None:
+    """Mark deliveries answered 2xx (each with its status and time), in one statement, and
+    renew their endpoint's lease and clear its failure streak."""
     await conn.execute(
         """
         WITH d AS (
-            UPDATE webhook_deliveries
-            SET status = 'DELIVERED', attempts = attempts + 1, response_status = $2, error = NULL,
-                last_attempt_at = now(), delivered_at = now()
-            WHERE id = $1
-            RETURNING endpoint_id
+            UPDATE webhook_deliveries x
+            SET status = 'DELIVERED', attempts = x.attempts + 1, response_status = u.status,
+                error = NULL, last_attempt_at = u.at, delivered_at = u.at
+            FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS u(id, status, at)
+            WHERE x.id = u.id
+            RETURNING x.endpoint_id
         )
         UPDATE webhook_endpoints w
         SET failing_since = NULL, consecutive_failures = 0, last_success_at = now(),
-            lease_until = now() + make_interval(secs => $3)
-        FROM d WHERE w.id = d.endpoint_id
+            lease_until = now() + make_interval(secs => $4)
+        WHERE w.id IN (SELECT endpoint_id FROM d)
         """,
-        delivery_id,
-        response_status,
+        delivery_ids,
+        response_statuses,
+        delivered_at,
         lease_seconds,
     )
 
