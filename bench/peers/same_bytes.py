@@ -479,6 +479,33 @@ def walk(
     return bodies
 
 
+# The searches of `reads` that a large dataset makes common queries (lms_0016).
+WARMED_SEARCHES = (
+    "/courses?q=python",
+    "/courses?q=python%20docker&limit=5",
+    "/courses?q=%22intermediate%20javascript%22",
+    "/courses?q=python%20-docker%20or%20%22data%22&limit=4",
+)
+
+
+async def warm_search_tops(servers: Servers, conn: asyncpg.Connection) -> None:
+    """A common query's top (lms_0016) is kept, in the background, by whichever server ranks it
+    first: asked of lms once before the checks, and waited for, so every server answers them
+    from the same state and no request's statements include a fill another one started."""
+    client = servers.clients["lms"]
+    for path in WARMED_SEARCHES:
+        await asyncio.to_thread(client.get, path)
+    quiet = 0
+    deadline = time.monotonic() + 60
+    while quiet < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        filling = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND state <> 'idle' AND (query ILIKE '%search_top%' OR query ILIKE '%advisory%')"
+        )
+        quiet = 0 if filling else quiet + 1
+
+
 def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm: str) -> None:
     def get(name: str, path: str, **headers: str) -> Answer:
         return same_for_all(servers, report, Request(name, "GET", path, headers))
@@ -1061,6 +1088,7 @@ async def run(args: argparse.Namespace) -> int:
         # PUBLISHED): its page is then for its creator only.
         await conn.execute("UPDATE courses SET status = 'PENDING' WHERE id = $1", fx.hidden_course)
         try:
+            await warm_search_tops(servers, conn)
             await asyncio.to_thread(reads, servers, report, fx, secret, algorithm)
         finally:
             await conn.execute(
