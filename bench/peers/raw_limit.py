@@ -67,6 +67,7 @@ from lms.domain.courses.catalog import KEEP_FROM_MATCHES
 from lms.domain.courses.catalog import _keep as keep_search_top
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
 from lms.domain.errors import Invalid, TooMany, Unavailable
+from lms.domain.events.log import record_events
 from lms.domain.learning.schemas import Heartbeat, LessonCompletion
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
 from lms.domain.rate_limits import BatchedLimit, client_key
@@ -648,7 +649,10 @@ def to_certificate(state: State, row: asyncpg.Record) -> Certificate:
 
 
 async def issue_certificate(
-    state: State, conn: asyncpg.Connection, facts: asyncpg.Record
+    state: State,
+    conn: asyncpg.Connection,
+    facts: asyncpg.Record,
+    events: list[tuple[str, dict[str, object]]],
 ) -> asyncpg.Record:
     config = state.config
     list_id, index = status_list.position(await certificate_sql.next_status_number(conn))
@@ -686,6 +690,19 @@ async def issue_certificate(
     )
     if row is None:  # issued meanwhile by another transaction: that one stands
         row = await certificate_sql.for_enrollment(conn, facts["enrollment_id"])
+        await record_events(conn, events)
+        return row
+    # certificate.issued, as lms.domain.certificates.services.certificate_event words it
+    issued = {
+        "certificateId": row["id"],
+        "enrollmentId": row["enrollment_id"],
+        "userId": row["user_id"],
+        "courseId": row["course_id"],
+        "verifyUrl": f"{config.base_url}/certificates/verify/{row['serial_hash']}",
+        "issuedAt": row["issued_at"],
+        "status": row["status"],
+    }
+    await record_events(conn, [*events, ("certificate.issued", issued)])
     return row
 
 
@@ -752,13 +769,43 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
         done = await conn.fetchrow(
             MARK_COMPLETED, facts["enrollment_id"], lesson_id, user_id, facts["course_id"]
         )
+        # The completion's events, as lms.domain.learning.completion writes them (one
+        # statement, with certificate.issued when one is issued).
+        events: list[tuple[str, dict[str, object]]] = []
+        if not facts["lesson_completed"]:
+            events.append(
+                (
+                    "lesson.completed",
+                    {
+                        "enrollmentId": facts["enrollment_id"],
+                        "userId": user_id,
+                        "courseId": facts["course_id"],
+                        "lessonId": lesson_id,
+                        "progress": float(done["progress"]),
+                    },
+                )
+            )
+        if done["completed"] and not facts["course_completed"]:
+            events.append(
+                (
+                    "course.completed",
+                    {
+                        "enrollmentId": facts["enrollment_id"],
+                        "userId": user_id,
+                        "courseId": facts["course_id"],
+                        "completedAt": done["completed_at"],
+                    },
+                )
+            )
         certificate = None
-        if done["completed"]:
-            if facts["certificate_id"] is None:
-                row = await issue_certificate(state, conn, facts)
-            else:
-                row = await certificate_sql.by_id(conn, facts["certificate_id"])
+        if done["completed"] and facts["certificate_id"] is None:
+            row = await issue_certificate(state, conn, facts, events)
             certificate = to_certificate(state, row)
+        else:
+            await record_events(conn, events)
+            if done["completed"]:
+                row = await certificate_sql.by_id(conn, facts["certificate_id"])
+                certificate = to_certificate(state, row)
     progress: Decimal = done["progress"]
     return ENCODER.encode(
         LessonCompletion(

@@ -24,6 +24,18 @@ async def insert(conn: Conn, type_: str, data: dict[str, Any]) -> uuid.UUID:
     )
 
 
+async def insert_many(conn: Conn, types: list[str], data: list[str]) -> None:
+    """Several events in one statement, in the order given (their `seq` follows it); `data`
+    is each one's JSON text (whatever jsonb codec the connection has)."""
+    await conn.execute(
+        "INSERT INTO events (type, data) "
+        "SELECT t, d::jsonb FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS e(t, d, n) "
+        "ORDER BY n",
+        types,
+        data,
+    )
+
+
 async def lock_dispatch(conn: asyncpg.Connection) -> bool:
     """In the caller's transaction: whether this dispatcher is the one fanning out now."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK))

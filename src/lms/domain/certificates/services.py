@@ -31,7 +31,7 @@ from lms.domain.certificates.schemas import (
 )
 from lms.domain.certificates.view import CertificateView
 from lms.domain.errors import Conflict, Invalid, NotFound
-from lms.domain.events.log import record_event
+from lms.domain.events.log import record_event, record_events
 from lms.invariants import present
 
 # 192 bits from the OS's CSPRNG, as 48 hex digits: unguessable, and nothing public derives it.
@@ -51,10 +51,17 @@ def signing_key(ctx: AppContext) -> SigningKey:
     return present(ctx.signing_key, "create_app loads the signing key")
 
 
-async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record) -> asyncpg.Record:
+async def issue(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    facts: asyncpg.Record,
+    events: list[tuple[str, dict[str, object]]] | None = None,
+) -> asyncpg.Record:
     """Issue the certificate of a completed enrollment, inside the transaction that completed
     it (which holds the enrollment's lock). `facts` is that transaction's locked row: the
-    enrollment, its course and creator, and the learner's name."""
+    enrollment, its course and creator, and the learner's name. `events`, the completion's
+    own, are recorded with certificate.issued, before it, in one statement."""
+    events = list(events or ())
     list_id, index = status_list.position(await sql.next_status_number(conn))
     achievement = credential.Achievement(
         certificate_id=uuid.uuid4(),
@@ -95,8 +102,10 @@ async def issue(ctx: AppContext, conn: asyncpg.Connection, facts: asyncpg.Record
         )
         if row["id"] is None:
             raise RuntimeError("the insert conflicted, so the enrollment has a certificate")
+        await record_events(conn, events)
         return row
-    await record_event(conn, "certificate.issued", certificate_event(ctx, row))
+    events.append(("certificate.issued", certificate_event(ctx, row)))
+    await record_events(conn, events)
     return row
 
 

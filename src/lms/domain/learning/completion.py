@@ -22,7 +22,7 @@ from lms.db.queries import learning as sql
 from lms.domain.admin.system_settings import RuntimeSettings
 from lms.domain.certificates import services as certificates
 from lms.domain.errors import Conflict, NotFound
-from lms.domain.events.log import record_event
+from lms.domain.events.log import record_events
 from lms.domain.learning.schemas import LessonCompletion
 from lms.invariants import present
 
@@ -120,23 +120,26 @@ async def complete_lesson(
             user_id=user_id,
             course_id=facts["course_id"],
         )
+        # This completion's events, written together (with certificate.issued when it issues
+        # one): one statement, not one each.
+        events: list[tuple[str, dict[str, object]]] = []
         if not facts["lesson_completed"]:  # a lesson completes once: one event
-            await record_event(
-                conn,
-                "lesson.completed",
-                {
-                    "enrollmentId": facts["enrollment_id"],
-                    "userId": user_id,
-                    "courseId": facts["course_id"],
-                    "lessonId": lesson_id,
-                    "progress": float(state["progress"]),
-                },
+            events.append(
+                (
+                    "lesson.completed",
+                    {
+                        "enrollmentId": facts["enrollment_id"],
+                        "userId": user_id,
+                        "courseId": facts["course_id"],
+                        "lessonId": lesson_id,
+                        "progress": float(state["progress"]),
+                    },
+                )
             )
         certificate = None
-        if state["completed"]:
-            if not facts["course_completed"]:
-                await record_event(
-                    conn,
+        if state["completed"] and not facts["course_completed"]:
+            events.append(
+                (
                     "course.completed",
                     {
                         "enrollmentId": facts["enrollment_id"],
@@ -145,10 +148,17 @@ async def complete_lesson(
                         "completedAt": state["completed_at"],
                     },
                 )
-            if facts["certificate_id"] is None:
-                row = await certificates.issue(ctx, conn, facts)
-            else:  # completed before: the same certificate, every time
-                row = await certificate_sql.by_id(conn, facts["certificate_id"])
+            )
+        if state["completed"] and facts["certificate_id"] is None:
+            row = await certificates.issue(ctx, conn, facts, events)
+        else:
+            await record_events(conn, events)
+            row = (
+                await certificate_sql.by_id(conn, facts["certificate_id"])  # the same, always
+                if state["completed"]
+                else None
+            )
+        if state["completed"]:
             row = present(row, "certificates are never deleted")
             certificate = certificates.to_certificate(ctx, row)
     return LessonCompletion(
