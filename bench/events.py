@@ -141,6 +141,10 @@ async def register_endpoints(database_url: str, settings: Any, receivers: list[S
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
+        # The earlier runs' events (no worker ran them: the workers dispatch) are settled, as a
+        # deployment's workers would have settled them long before: they are not the new
+        # endpoints' to receive, and the "on" run measures its own events only.
+        await pool.execute("UPDATE events SET dispatched_at = now() WHERE dispatched_at IS NULL")
         for receiver in receivers:
             await webhooks.create(
                 pool,

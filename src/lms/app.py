@@ -55,9 +55,6 @@ from lms.domain.courses.controllers import (
 from lms.domain.creators.controllers import ApplicationReviewController, CreatorController
 from lms.domain.errors import DomainError
 from lms.domain.events.controllers import AdminWebhookController
-from lms.domain.events.dispatcher import EventDispatcher, EventSink
-from lms.domain.events.webhooks import WebhookSink
-from lms.domain.events.xapi_sink import XapiSink
 from lms.domain.learning.controllers import (
     AdminEnrollmentController,
     CreatorDashboardController,
@@ -148,12 +145,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ctx.listener.subscribe("lms_outbox", Subscriber(ctx.outbox.wake))
         await ctx.listener.start()
         ctx.outbox.start()
-        # Sinks of the event log: webhooks, and xAPI statements when an LRS is configured.
-        sinks: list[EventSink] = [WebhookSink(nats, settings)]
-        if settings.xapi_endpoint:
-            sinks.append(XapiSink(nats, settings))
-        ctx.events = EventDispatcher(db_pool, sinks)
-        ctx.events.start()
         stripe = ctx.payments
         housekeeper.start(
             db_pool, None if stripe is None else (lambda: reconcile_once(db_pool, stripe))
@@ -168,8 +159,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def stop_services(app: Litestar) -> None:
         await nats.stop()
         await housekeeper.stop()
-        if ctx.events is not None:
-            await ctx.events.stop()
         if ctx.outbox is not None:
             await ctx.outbox.stop()
         await ctx.listener.stop()

@@ -188,6 +188,13 @@ class BrokerConnection:
         self.connected = False
         self._task: asyncio.Task[None] | None = None
 
+    @classmethod
+    def of_started(cls, broker: JobsBroker) -> BrokerConnection:
+        """The connection of a broker its owner has started already (`lms worker`'s)."""
+        connection = cls(broker)
+        connection.connected = True
+        return connection
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect_until_done(), name="nats-connect")
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # types only: these modules import this one
     from lms.domain.auth.session_state import SessionStateCache
     from lms.domain.auth.user_state import UserAuthCache
     from lms.domain.certificates.keys import SigningKey
-    from lms.domain.events.dispatcher import EventDispatcher
     from lms.integrations.storage import VideoStorage
     from lms.integrations.stripe_gateway import StripeGateway
     from lms.messaging.dispatcher import OutboxDispatcher
@@ -37,7 +36,6 @@ class AppContext:
     listener: ChangeListener
     sessions: SessionStateCache  # logins ended (refresh token families revoked)
     outbox: OutboxDispatcher | None = None  # needs the pool: made at startup
-    events: EventDispatcher | None = None  # the event log's fan-out to webhooks and xAPI
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None
     signing_key: SigningKey | None = None  # signs certificates (LMS_CERT_SIGNING_KEY)

@@ -14,12 +14,16 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import asyncpg
 from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
-from lms.broker import JobsBroker, make_broker
+from lms.broker import BrokerConnection, JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
+from lms.domain.events.dispatcher import EventDispatcher, EventSink
+from lms.domain.events.webhooks import WebhookSink
+from lms.domain.events.xapi_sink import XapiSink
 from lms.domain.events.xapi_sink import make_sender as make_xapi_sender
 from lms.domain.events.xapi_sink import run_sender as run_xapi_sender
 from lms.domain.transcripts import tasks
@@ -107,6 +111,17 @@ def load_transcriber(settings: Settings, concurrency: int | None = None) -> Tran
     return transcriber
 
 
+def event_dispatcher(
+    db: asyncpg.Pool, settings: Settings, nats: BrokerConnection | None
+) -> EventDispatcher:
+    """The event log's dispatcher with its sinks: webhooks, and xAPI statements when an LRS is
+    configured."""
+    sinks: list[EventSink] = [WebhookSink(nats, settings)]
+    if settings.xapi_endpoint:
+        sinks.append(XapiSink(nats, settings))
+    return EventDispatcher(db, sinks)
+
+
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,12 +145,16 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
     )
     sweeping = asyncio.create_task(sweep_forever(db, settings, broker, stop), name="lms-sweeper")
+    # The event log's fan-out (one worker at a time): the API only writes event rows, so what
+    # integrations cost is the workers' to pay, not the requests'.
+    events = event_dispatcher(db, settings, BrokerConnection.of_started(broker))
+    events.start()
     # Webhook deliveries: "endpoint has work" messages on the same stream, and a sweep.
     delivering = asyncio.create_task(
         run_deliverer(broker.client, WebhookDeliverer(db, settings), settings, stop),
         name="lms-webhooks",
     )
-    # The xAPI sender (LMS_XAPI_ENDPOINT): statements queued by the API's event dispatcher.
+    # The xAPI sender (LMS_XAPI_ENDPOINT): statements queued by the event dispatcher.
     xapi_sender = make_xapi_sender(db, settings)
     sending_xapi = (
         asyncio.create_task(
@@ -159,6 +178,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
         finally:
             stop.set()
             await sweeping
+            await events.stop()
             await delivering
             if sending_xapi is not None:
                 await sending_xapi

@@ -21,6 +21,8 @@ import pytest
 
 from lms.db.engine import open_pool
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
+from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.webhooks import WebhookSink
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.helpers import eventually
@@ -39,10 +41,13 @@ async def until(check: Callable[[], bool], within: float, what: str) -> None:
 async def delivering(
     db: asyncpg.Pool, settings: Settings, *, stop: asyncio.Event | None = None
 ) -> AsyncIterator[WebhookDeliverer]:
-    """A webhook worker in this process, as `lms worker` runs one."""
+    """A webhook worker in this process, as `lms worker` runs one: the event dispatcher (which
+    fans events out to the endpoints) and the deliverer."""
     assert settings.nats_url
     nc = await nats.connect(settings.nats_url)
     stop = stop or asyncio.Event()
+    dispatcher = EventDispatcher(db, [WebhookSink(None, settings)], poll_seconds=0.1)
+    dispatcher.start()
     deliverer = WebhookDeliverer(db, settings)
     task = asyncio.create_task(run_deliverer(nc, deliverer, settings, stop, sweep_seconds=0.2))
     try:
@@ -50,6 +55,7 @@ async def delivering(
     finally:
         stop.set()
         await task
+        await dispatcher.stop()
         await nc.close()
 
 

@@ -18,6 +18,7 @@ from litestar import Litestar
 
 from lms.db.queries import xapi as sql
 from lms.domain.events import xapi
+from lms.domain.events.dispatcher import EventDispatcher
 from lms.domain.events.xapi_sink import LrsClient, XapiSender, XapiSink, run_sender
 from lms.settings import Settings
 from tests.conftest import TestUser
@@ -35,18 +36,17 @@ from tests.support.lrs import Ralph, xapi_problems
 async def to_ralph(
     app: Litestar, api: httpx.AsyncClient, settings: Settings, ralph: Ralph
 ) -> AsyncIterator[XapiSender]:
-    """The app's dispatcher with the xAPI sink (as with LMS_XAPI_ENDPOINT set) and a running
+    """A worker's dispatcher with the xAPI sink (as with LMS_XAPI_ENDPOINT set) and a running
     sender to Ralph (fast backoff, so a test does not wait minutes)."""
-    dispatcher = app.state.ctx.events
-    sink = XapiSink(None, settings)
-    dispatcher.sinks.append(sink)
+    dispatcher = EventDispatcher(app.state.ctx.db, [XapiSink(None, settings)], poll_seconds=0.1)
+    dispatcher.start()
     client = LrsClient(ralph.endpoint, ralph.username, ralph.password, timeout=10)
     sender = XapiSender(app.state.ctx.db, client, retry_base=0.05, retry_max=0.5)
     sender.start()
     try:
         yield sender
     finally:
-        dispatcher.sinks.remove(sink)
+        await dispatcher.stop()
         await sender.stop()
 
 
@@ -218,8 +218,8 @@ async def test_the_worker_sender_is_woken_over_jetstream(
     """As in `lms worker`: run_sender pulls the sink's "statements are queued" message from the
     jobs stream and sends at once, long before its own polling would have."""
     course, _ = await course_with_lessons(api, db, creator, admin, [None])
-    sink = XapiSink(app.state.nats, settings)
-    app.state.ctx.events.sinks.append(sink)
+    dispatcher = EventDispatcher(db, [XapiSink(app.state.nats, settings)], poll_seconds=0.1)
+    dispatcher.start()
     client = LrsClient(ralph.endpoint, ralph.username, ralph.password, timeout=10)
     sender = XapiSender(db, client, poll_seconds=120)
     stop = asyncio.Event()
@@ -235,6 +235,6 @@ async def test_the_worker_sender_is_woken_over_jetstream(
         assert await settled(db, 1, within=10) == {"SENT": 1}
         assert ralph.statement(xapi.statement_id(event_id)) is not None
     finally:
-        app.state.ctx.events.sinks.remove(sink)
+        await dispatcher.stop()
         stop.set()
         await running

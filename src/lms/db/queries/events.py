@@ -13,7 +13,7 @@ import asyncpg
 
 from lms.db.queries import Conn
 
-# Taken by the dispatcher for its fan-out transaction: two dispatchers (every API process runs
+# Taken by the dispatcher for its fan-out transaction: two dispatchers (every worker runs
 # one) never interleave the deliveries of one endpoint out of event order.
 DISPATCH_LOCK = 0x1E7E_0001
 

@@ -1,13 +1,13 @@
 """Fans the event log out to its sinks: webhook deliveries, xAPI statements.
 
-Every API process runs one (as it runs the mail outbox's); a transaction-scoped advisory lock
-lets one of them at a time take a batch of undispatched events, in `seq` order, hand it to
-every sink inside that transaction (each sink queues its own work there: rows of its own table)
-and mark the events dispatched. Either all sinks have the batch or none has: a crash or an
-error in between rolls back and the next pass takes the same events again. After commit each
-sink may wake its workers (a NATS JetStream publish); if that fails the workers' own sweep finds
-the work in PostgreSQL. Nothing on the request path waits for any of this: the request only
-inserted its event row.
+Every `lms worker` runs one (so integrations cost the workers' CPU, never the API's); a
+transaction-scoped advisory lock lets one of them at a time take a batch of undispatched
+events, in `seq` order, hand it to every sink inside that transaction (each sink queues its
+own work there: rows of its own table) and mark the events dispatched. Either all sinks have
+the batch or none has: a crash or an error in between rolls back and the next pass takes the
+same events again. After commit each sink may wake its workers (a NATS JetStream publish); if
+that fails the workers' own sweep finds the work in PostgreSQL. Nothing on the request path
+waits for any of this: the request only inserted its event row.
 """
 
 from __future__ import annotations

@@ -279,7 +279,7 @@ def xapi_subject(settings: Settings) -> str:
 
 
 class XapiSink:
-    """The event sink of xAPI (in the API's EventDispatcher when LMS_XAPI_ENDPOINT is set):
+    """The event sink of xAPI (in the workers' EventDispatcher when LMS_XAPI_ENDPOINT is set):
     statements queued in the dispatcher's transaction; after commit one wake-up on NATS for the
     workers' senders (who also poll the queue, so a lost wake-up delays, never loses)."""
 
