@@ -108,6 +108,8 @@ class Sink:
             # Linux: per thread, and inherited by the threads it starts for connections.
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DELIVERY_NICE)
+            with contextlib.suppress(OSError, AttributeError):  # SCHED_IDLE, as the worker
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
             server.serve_forever()
 
         threading.Thread(target=serve, daemon=True).start()

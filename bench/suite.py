@@ -1263,6 +1263,8 @@ def lms_worker(environ: dict[str, str], logs: Path) -> Iterator[subprocess.Popen
         proc = subprocess.Popen(
             [
                 *(["nice", "-n", str(events.DELIVERY_NICE)] if shutil.which("nice") else []),
+                # SCHED_IDLE: it runs when nothing else of the machine wants the CPU
+                *(["chrt", "--idle", "0"] if shutil.which("chrt") else []),
                 *[sys.executable, "-m", "lms", "worker", "--concurrency", "1"],
             ],
             cwd=REPO_ROOT,

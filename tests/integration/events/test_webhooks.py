@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ from lms.domain.events.webhooks import WebhookSink
 from lms.settings import Settings
 from tests.conftest import TestUser
 from tests.helpers import eventually
+from tests.integration.faults.processes import log_tail, service_env, spawn, stop
 from tests.integration.learning.helpers import course_with_lessons
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -376,3 +378,40 @@ async def test_a_slow_or_failing_receiver_never_slows_the_api(
     assert with_dead_receivers < baseline * 1.5 + 0.5, (baseline, with_dead_receivers)
     pending = await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING'")
     assert pending == 80  # 40 events x 2 endpoints, none lost, none delivered
+
+
+async def test_lms_worker_dispatches_and_delivers_what_the_api_only_recorded(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    learner: TestUser,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    """The API writes the event row and nothing more (its requests never pay for the fan-out);
+    a real `lms worker` process dispatches it and delivers it."""
+    await register(api, admin, receiver, ["enrollment.created"])
+    course, _ = await course_with_lessons(api, db, creator, admin, [None])
+    enrolled = await api.post(f"/courses/{course['id']}/enroll", headers=learner.headers)
+    assert enrolled.status_code == 201
+    event_id = await db.fetchval("SELECT id FROM events WHERE type = 'enrollment.created'")
+    await asyncio.sleep(1.0)  # the API's own background work would have dispatched it by now
+    assert await db.fetchval("SELECT dispatched_at FROM events WHERE id = $1", event_id) is None
+    assert settings.database_url and settings.nats_url and settings.jwt_secret
+    env = service_env(
+        database_url=settings.database_url,
+        nats_url=settings.nats_url,
+        data_dir=tmp_path,
+        jwt_secret=settings.jwt_secret,
+        LMS_WEBHOOK_ALLOW="127.0.0.1/32",
+    )
+    log = tmp_path / "worker.log"
+    worker = spawn(env, "worker", log=log)
+    try:
+        await until(lambda: bool(receiver.received), 90, "the worker's delivery")
+    finally:
+        stop(worker)
+    assert receiver.ids() == [str(event_id)], log_tail(log)
+    assert receiver.rejected == []
