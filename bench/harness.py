@@ -4,6 +4,7 @@ before a run, and one line and an exit status for each way a run can fail)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -229,3 +230,18 @@ def _run_wrk_once(
     if not match:
         raise BenchError(f"wrk printed no result line:\n{output}")
     return WrkOutcome(json.loads(match.group(1)), output, measured)
+
+
+async def search_fills_done(conn: asyncpg.Connection, within: float = 120.0) -> None:
+    """Wait until no server is keeping a common query's top (lms_0016: filled in the
+    background by whichever server first ranked the query): no statement of a fill has run on
+    any connection for three looks in a row, 0.1 s apart, or `within` seconds have passed."""
+    quiet = 0
+    deadline = time.monotonic() + within
+    while quiet < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        filling = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND state <> 'idle' AND (query ILIKE '%search_top%' OR query ILIKE '%advisory%')"
+        )
+        quiet = 0 if filling else quiet + 1

@@ -75,6 +75,7 @@ import asyncpg
 import httpx
 import jwt
 
+from bench.harness import search_fills_done
 from bench.peers.db_work import StatementLog, Work, rows_read, short
 from bench.vc_jwt import PublishedKey, published_keys, status_entry_matches, verified_claims
 from lms.derived_keys import Purpose, derived_key
@@ -495,15 +496,7 @@ async def warm_search_tops(servers: Servers, conn: asyncpg.Connection) -> None:
     client = servers.clients["lms"]
     for path in WARMED_SEARCHES:
         await asyncio.to_thread(client.get, path)
-    quiet = 0
-    deadline = time.monotonic() + 60
-    while quiet < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        filling = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND state <> 'idle' AND (query ILIKE '%search_top%' OR query ILIKE '%advisory%')"
-        )
-        quiet = 0 if filling else quiet + 1
+    await search_fills_done(conn, within=60)
 
 
 def reads(servers: Servers, report: Report, fx: Fixtures, secret: str, algorithm: str) -> None:
