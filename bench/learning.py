@@ -823,21 +823,34 @@ def run_wrk(
     args: argparse.Namespace,
     sampler: CpuSampler,
 ) -> WrkRun:
-    outcome = harness.run_wrk(
-        script,
-        f"{url.rstrip('/')}/",
-        threads=args.threads,
-        connections=args.connections,
-        duration=args.duration,
-        timeout=args.timeout,
-        sampler=sampler,
-    )
-    if not sent_path.exists():
-        raise BenchError(f"the wrk script wrote no {sent_path.name}:\n{outcome.output}")
+    for attempt in (1, 2):
+        outcome = harness.run_wrk(
+            script,
+            f"{url.rstrip('/')}/",
+            threads=args.threads,
+            connections=args.connections,
+            duration=args.duration,
+            timeout=args.timeout,
+            sampler=sampler,
+        )
+        if not sent_path.exists():
+            raise BenchError(f"the wrk script wrote no {sent_path.name}:\n{outcome.output}")
+        try:
+            sent_text = sent_path.read_text()
+            break
+        except UnicodeDecodeError as exc:
+            # Seen once under a loaded test run: bytes no script wrote in done()'s report, the
+            # kind of memory fault that also makes wrk die of SIGSEGV now and then. What it
+            # counted cannot be trusted: as for a crash (bench.harness.run_wrk), run again.
+            if attempt == 2:
+                raise BenchError(f"wrk wrote a {sent_path.name} that is not text: {exc}") from None
+            print(f"wrk wrote a {sent_path.name} that is not text ({exc}); running wrk again")
+            sent_path.unlink()
+            time.sleep(harness.WRK_CRASH_PAUSE_SECONDS)
     run = WrkRun(outcome.result, outcome.output, {}, Counter(), 0, 0, 0, 0, outcome.measured)
     pacing: list[list[str]] = []
     preflight: dict[str, Any] = {"sent": 0, "answered": 0, "refused": 0, "max_age_s": None}
-    for line in sent_path.read_text().splitlines():
+    for line in sent_text.splitlines():
         f = line.split("\t")
         if f[0] == "P":
             run.sent[int(f[1]) - 1] = Sent(
