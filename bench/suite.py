@@ -1370,7 +1370,7 @@ def measure_events(
                     f"events on: {check['events']:,} events, {check['delivered']:,} webhook "
                     f"deliveries DELIVERED (2 endpoints), receivers got "
                     f"{', '.join(f'{n:,}' for n in check['received_per_endpoint'])}; xAPI "
-                    f"{check['xapi_sent']:,} of {check['xapi_queued']:,} statements SENT, the "
+                    f"{check['xapi_sent']:,} of {check['xapi_queued']:,} statements sent, the "
                     f"LRS got {check['lrs_received']:,}; lost {check['lost']:,}"
                 )
     records = [r.record() for r in runs]
@@ -1998,7 +1998,7 @@ def events_table(report: dict[str, Any]) -> list[str]:
             f'- deliveries: {fmt(d["events"])} events in the "on" runs, {fmt(d["delivered"])} '
             f"webhook deliveries DELIVERED to 2 endpoints (receivers got "
             f"{', '.join(fmt(n) for n in d['received_per_endpoint'])}), {fmt(d['xapi_sent'])} of "
-            f"{fmt(d['xapi_queued'])} xAPI statements SENT (the LRS got {fmt(d['lrs_received'])}); "
+            f"{fmt(d['xapi_queued'])} xAPI statements sent (the LRS got {fmt(d['lrs_received'])}); "
             f"lost {fmt(d['lost'])}"
         )
     return lines

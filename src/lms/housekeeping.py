@@ -1,9 +1,9 @@
 """Periodic clean-up in each API process: rows whose only purpose has expired (rate-limit windows,
-spent codes, dead refresh tokens, delivered messages, xAPI statements, delivered webhooks and old
-events). Every statement is idempotent, so several processes running it at once do no harm. With
-payments configured, the same loop reconciles PENDING orders with Stripe every
-RECONCILE_INTERVAL_SECONDS, one process at a time (its own advisory lock:
-lms.domain.payments.reconciler)."""
+spent codes, dead refresh tokens, delivered messages, delivered webhooks and old events; the
+xAPI queue needs none: a statement leaves it when the LRS takes it). Every statement is
+idempotent, so several processes running it at once do no harm. With payments configured, the
+same loop reconciles PENDING orders with Stripe every RECONCILE_INTERVAL_SECONDS, one process at
+a time (its own advisory lock: lms.domain.payments.reconciler)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from lms.background import BackgroundTask
-from lms.db.queries import events, otp_codes, outbox, rate_limits, refresh_tokens, xapi
+from lms.db.queries import events, otp_codes, outbox, rate_limits, refresh_tokens
 from lms.domain.rate_limits import WINDOW_LONGEST_SECONDS
 
 log = logging.getLogger("lms.housekeeping")
@@ -32,7 +32,6 @@ async def sweep_once(db: asyncpg.Pool) -> None:
     await otp_codes.purge_old(db, DAY)
     await refresh_tokens.purge_expired(7 * DAY)  # Piccolo's engine: on the same pool
     await outbox.purge_settled(db, 30 * DAY)
-    await xapi.purge_sent(db, 30 * DAY)
     await events.purge_old(db, 30 * DAY)
 
 

@@ -48,6 +48,7 @@ EXPECTED_TABLES = {
     "events",
     "webhook_endpoints",
     "webhook_deliveries",
+    "webhook_queue",
     "xapi_statements",
 }
 

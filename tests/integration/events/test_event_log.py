@@ -134,11 +134,11 @@ async def test_housekeeping_forgets_what_every_sink_is_done_with(db: asyncpg.Poo
         " VALUES ('https://example.com/', '{course.published}', 'whsec_x') RETURNING id"
     )
     await db.execute(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_seq, type)"
-        " SELECT $1, id, seq, type FROM events WHERE id = $2",
+        "INSERT INTO webhook_queue (endpoint_id, event_id, event_seq, delivery_id, type)"
+        " SELECT $1, id, seq, gen_random_uuid(), type FROM events WHERE id = $2",
         endpoint,
         waiting,
     )
     await sweep_once(db)
     left = {r["id"] for r in await db.fetch("SELECT id FROM events")}
-    assert left == {waiting, fresh}  # a pending delivery keeps its event
+    assert left == {waiting, fresh}  # a queued delivery keeps its event

@@ -222,6 +222,58 @@ async def test_events_arrive_signed_in_order_with_the_event_id_and_can_be_sent_a
     assert "lms_events_undispatched 0.0" in metrics
 
 
+async def test_a_queued_delivery_is_listed_before_its_first_attempt_under_the_id_it_keeps(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    endpoint = await register(api, admin, receiver, ["course.submitted", "course.published"])
+    log_path = f"/admin/webhooks/{endpoint['id']}/deliveries"
+    await course_with_lessons(api, db, creator, admin, [None])
+    # Fanned out, no deliverer yet: the queue holds them, the log has no row of its own.
+    assert await EventDispatcher(db, [WebhookSink(None, settings)]).dispatch_once() >= 2
+    queued = (await api.get(f"{log_path}?status=PENDING", headers=admin.headers)).json()
+    assert sorted((d["type"], d["status"], d["attempt"]) for d in queued["items"]) == [
+        ("course.published", "PENDING", 0),
+        ("course.submitted", "PENDING", 0),
+    ]
+    assert (await api.get(f"{log_path}?status=DELIVERED", headers=admin.headers)).json()[
+        "items"
+    ] == []
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
+
+    async with delivering(db, settings):
+        await until(lambda: len(receiver.received) == 2, 15, "both delivered")
+
+        async def logged() -> bool:
+            rows = await db.fetch("SELECT status FROM webhook_deliveries")
+            return [r["status"] for r in rows] == ["DELIVERED"] * 2
+
+        await eventually(logged, within=10, what="both logged as delivered")
+    done = (await api.get(log_path, headers=admin.headers)).json()["items"]
+    assert {d["id"] for d in done} == {d["id"] for d in queued["items"]}  # the same ids
+    assert {(d["status"], d["attempt"], d["responseStatus"]) for d in done} == {
+        ("DELIVERED", 1, 200)
+    }
+    assert await db.fetchval("SELECT count(*) FROM webhook_queue") == 0
+
+    # A delivery whose event the housekeeper has since forgotten cannot be sent again: 409,
+    # and nothing is queued.
+    from lms.housekeeping import sweep_once
+
+    await db.execute("UPDATE events SET dispatched_at = now() - interval '40 days'")
+    await sweep_once(db)
+    assert await db.fetchval("SELECT count(*) FROM events") == 0
+    forgotten = await api.post(f"{log_path}/{done[0]['id']}/retry", headers=admin.headers)
+    assert forgotten.status_code == 409, forgotten.text
+    assert "older than the event log keeps" in forgotten.json()["detail"]
+    assert await db.fetchval("SELECT count(*) FROM webhook_queue") == 0
+    assert (await api.get(log_path, headers=admin.headers)).json()["items"] == done  # unchanged
+
+
 async def test_an_endpoint_failing_for_long_is_disabled_with_the_reason_and_loses_nothing(
     api: httpx.AsyncClient,
     db: asyncpg.Pool,
@@ -376,8 +428,11 @@ async def test_a_slow_or_failing_receiver_never_slows_the_api(
         worker.__exit__(None, None, None)
         failing.stop()
     assert with_dead_receivers < baseline * 1.5 + 0.5, (baseline, with_dead_receivers)
-    pending = await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING'")
-    assert pending == 80  # 40 events x 2 endpoints, none lost, none delivered
+    queued = await db.fetchval("SELECT count(*) FROM webhook_queue")
+    assert queued == 80  # 40 events x 2 endpoints, none lost, none delivered
+    assert not await db.fetchval(
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'"
+    )
 
 
 async def test_lms_worker_dispatches_and_delivers_what_the_api_only_recorded(

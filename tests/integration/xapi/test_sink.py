@@ -1,9 +1,11 @@
 """The xAPI sink against a real LRS (Ralph): statements queued from events reach it in batches,
-once each, through lost answers and refused statements; a dead LRS only makes them wait (the
-kill-mid-burst test goes through the API: test_end_to_end.py)."""
+once each, through lost answers and refused statements, and leave the queue once it has them; a
+dead LRS only makes them wait (the kill-mid-burst test goes through the API:
+test_end_to_end.py)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import pytest
 from lms.db.queries import xapi as sql
 from lms.domain.events import xapi
 from lms.domain.events.xapi_sink import LrsClient, XapiSender, enqueue
+from lms.settings import Settings
 from tests.support.lrs import Ralph, xapi_problems
 
 BASE = "https://lms.example.test"
@@ -74,11 +77,11 @@ async def test_queued_events_reach_the_lrs_once_each_and_conform(
     ]
     before = set(held_ids(ralph))
     assert await enqueue(db, events, BASE) == 7
-    assert await enqueue(db, events, BASE) == 0  # a fan-out that runs twice queues nothing twice
+    assert await enqueue(db, events, BASE) == 0  # an event still queued is not queued twice
 
     await drain(sender)
 
-    assert await sql.counts(db) == {"SENT": 7}
+    assert await sql.counts(db) == {}  # sent: the LRS keeps them, the queue forgets them
     expected = {xapi.statement_id(event.id) for event in events[:7]}
     held = [i for i in held_ids(ralph) if i not in before]
     assert sorted(held) == sorted(expected)
@@ -87,19 +90,26 @@ async def test_queued_events_reach_the_lrs_once_each_and_conform(
 
 
 async def test_a_batch_sent_again_after_its_answer_was_lost_is_stored_once(
-    db: asyncpg.Pool, ralph: Ralph, sender: XapiSender
+    db: asyncpg.Pool, settings: Settings, ralph: Ralph, sender: XapiSender
 ) -> None:
     events = enrollments(5)
     await enqueue(db, events, BASE)
     # A sender posts the batch and dies before it records the answer: the LRS has them, the
-    # queue still says PENDING, leased.
-    rows = await sql.claim_due(db, limit=10, lease_seconds=600)
-    assert (await sender.client.post([row["statement"] for row in rows])).stored
-    await db.execute("UPDATE xapi_statements SET lease_until = now() - interval '1 second'")
+    # queue still holds them; the sender's connection, and with it its turn, is gone.
+    assert settings.database_url
+    dying = await asyncpg.connect(settings.database_url)
+    await dying.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    try:
+        assert await sql.try_lock_sending(dying)
+        rows = await sql.due(dying, limit=10)
+        assert await sender.send_due() == 0  # its turn: nobody else sends meanwhile
+        assert (await sender.client.post([row["statement"] for row in rows])).stored
+    finally:
+        await dying.close()
 
-    await drain(sender)  # the lease ran out: another sender sends the same batch
+    await drain(sender)  # another sender sends the same batch
 
-    assert await sql.counts(db) == {"SENT": 5}
+    assert await sql.counts(db) == {}
     ids = {xapi.statement_id(event.id) for event in events}
     assert sorted(i for i in held_ids(ralph) if i in ids) == sorted(ids)
 
@@ -115,7 +125,7 @@ async def test_a_refused_statement_holds_up_none_of_its_batch(
 
     await drain(sender)
 
-    assert await sql.counts(db) == {"SENT": 3, "REJECTED": 1}
+    assert await sql.counts(db) == {"REJECTED": 1}  # kept for an operator
     error = await db.fetchval(
         "SELECT last_error FROM xapi_statements WHERE event_id = $1", broken_event
     )
@@ -143,22 +153,3 @@ async def test_nothing_waits_on_a_dead_lrs_but_the_queue(db: asyncpg.Pool, tmp_p
         assert "Connect" in row["why"]
     finally:
         await sender.stop()
-
-
-async def test_the_housekeeper_forgets_what_the_lrs_has_held_for_30_days(
-    db: asyncpg.Pool,
-) -> None:
-    from lms.housekeeping import sweep_once
-
-    await enqueue(db, enrollments(3), BASE)
-    rows = await db.fetch("SELECT event_id FROM xapi_statements ORDER BY event_id")
-    old, recent, pending = (row["event_id"] for row in rows)
-    await db.execute(
-        "UPDATE xapi_statements SET status = 'SENT', sent_at = now() - interval '31 days'"
-        " WHERE event_id = $1",
-        old,
-    )
-    await sql.mark_sent(db, [recent])
-    await sweep_once(db)
-    left = {row["event_id"] for row in await db.fetch("SELECT event_id FROM xapi_statements")}
-    assert left == {recent, pending}

@@ -78,8 +78,8 @@ async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None
 
 async def purge_old(conn: Conn, older_than_seconds: int) -> None:
     """Delivered webhook deliveries, then events every sink is done with, past the age: the
-    log is a queue with a memory of a month, not an archive. A sink whose table references
-    events(id) adds its NOT EXISTS here."""
+    log is a queue with a memory of a month, not an archive. A sink whose queue reads events
+    adds its NOT EXISTS here (the xAPI queue holds its statements whole)."""
     await conn.execute(
         """
         DELETE FROM webhook_deliveries
@@ -91,7 +91,7 @@ async def purge_old(conn: Conn, older_than_seconds: int) -> None:
         """
         DELETE FROM events e
         WHERE e.dispatched_at < now() - make_interval(secs => $1)
-          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+          AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.event_id = e.id)
         """,
         float(older_than_seconds),
     )

@@ -1,4 +1,11 @@
-"""SQL for webhook endpoints and deliveries.
+"""SQL for webhook endpoints, their queues and their delivery log.
+
+An endpoint's queue (webhook_queue) holds what it has still to receive, in event order; the log
+(webhook_deliveries) gets a row at a delivery's first outcome, the same row on every attempt
+after (its id is the queue row's delivery_id, given at fan-out). A delivery answered 2xx leaves
+the queue and is logged DELIVERED in one statement per batch; one that fails stays queued and is
+logged PENDING with the reason. So a delivery that succeeds at once costs one narrow queue row
+and one log row, each written once (lms_0019 says what it cost before).
 
 Raw because the fan-out joins the dispatcher's raw transaction (one INSERT ... SELECT for a whole
 batch of events), and an endpoint's lease and backoff are conditional UPDATEs that decide races
@@ -17,6 +24,12 @@ ENDPOINT = """id, url, events, description, created_at, updated_at, disabled_at,
     failing_since, consecutive_failures, next_attempt_at, last_success_at"""
 DELIVERY = """d.id, d.event_id, d.type, d.attempts, d.status, d.response_status, d.error,
     d.created_at, d.delivered_at, d.last_attempt_at"""
+# A delivery's id, given at fan-out: a UUID whose first 48 bits are the time in milliseconds
+# (the layout of RFC 9562's version 7), so the log's primary key grows at its right edge
+# instead of touching a random page per delivery.
+DELIVERY_ID = """encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+    substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+    FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"""
 
 
 async def insert_endpoint(
@@ -94,23 +107,26 @@ async def delete_endpoint(conn: Conn, endpoint_id: uuid.UUID) -> bool:
 async def fan_out(
     conn: Conn, ids: list[uuid.UUID], seqs: list[int], types: list[str]
 ) -> list[uuid.UUID]:
-    """A delivery per (enabled endpoint subscribed to its type, event); the endpoints that got
-    any. An endpoint disabled now does not collect events meanwhile."""
+    """Queue a delivery per (enabled endpoint subscribed to its type, event); the endpoints that
+    got any. An endpoint disabled now does not collect events meanwhile."""
     rows = await conn.fetch(
-        """
-        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_seq, type)
-        SELECT w.id, e.id, e.seq, e.type
-        FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS e(id, seq, type)
-        JOIN webhook_endpoints w ON e.type = ANY (w.events) AND w.disabled_at IS NULL
-        ORDER BY w.id, e.seq
-        ON CONFLICT (endpoint_id, event_id) DO NOTHING
-        RETURNING endpoint_id
+        f"""
+        WITH queued AS (
+            INSERT INTO webhook_queue (endpoint_id, event_seq, event_id, delivery_id, type)
+            SELECT w.id, e.seq, e.id, {DELIVERY_ID}, e.type
+            FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS e(id, seq, type)
+            JOIN webhook_endpoints w ON e.type = ANY (w.events) AND w.disabled_at IS NULL
+            ORDER BY w.id, e.seq
+            ON CONFLICT (endpoint_id, event_seq) DO NOTHING
+            RETURNING endpoint_id
+        )
+        SELECT DISTINCT endpoint_id FROM queued
         """,
         ids,
         seqs,
         types,
     )
-    return list({r["endpoint_id"] for r in rows})
+    return [r["endpoint_id"] for r in rows]
 
 
 async def lease(conn: Conn, endpoint_id: uuid.UUID, seconds: float) -> asyncpg.Record | None:
@@ -133,12 +149,14 @@ async def release(conn: Conn, endpoint_id: uuid.UUID) -> None:
 
 
 async def pending(conn: Conn, endpoint_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
+    """The head of the endpoint's queue, in event order, with what its requests carry."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT d.id, d.event_id, d.attempts, e.type, e.occurred_at, e.data
-        FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
-        WHERE d.endpoint_id = $1 AND d.status = 'PENDING'
-        ORDER BY d.event_seq
+        SELECT q.delivery_id AS id, q.event_id, q.event_seq, q.attempts, q.type,
+               e.occurred_at, e.data
+        FROM webhook_queue q JOIN events e ON e.id = q.event_id
+        WHERE q.endpoint_id = $1
+        ORDER BY q.event_seq
         LIMIT $2
         """,
         endpoint_id,
@@ -149,29 +167,41 @@ async def pending(conn: Conn, endpoint_id: uuid.UUID, limit: int) -> list[asyncp
 
 async def delivered(
     conn: Conn,
-    delivery_ids: list[uuid.UUID],
+    endpoint_id: uuid.UUID,
+    event_seqs: list[int],
     response_statuses: list[int],
     delivered_at: list[datetime],
     lease_seconds: float,
 ) -> None:
-    """Mark deliveries answered 2xx (each with its status and time), in one statement, and
-    renew their endpoint's lease and clear its failure streak."""
+    """Deliveries answered 2xx (each with its status and time) leave the endpoint's queue and
+    are logged DELIVERED, in one statement; the endpoint's lease is renewed and its failure
+    streak cleared."""
     await conn.execute(
         """
-        WITH d AS (
-            UPDATE webhook_deliveries x
-            SET status = 'DELIVERED', attempts = x.attempts + 1, response_status = u.status,
-                error = NULL, last_attempt_at = u.at, delivered_at = u.at
-            FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS u(id, status, at)
-            WHERE x.id = u.id
-            RETURNING x.endpoint_id
+        WITH done AS (
+            DELETE FROM webhook_queue q
+            USING unnest($2::bigint[], $3::int[], $4::timestamptz[]) AS u(seq, status, at)
+            WHERE q.endpoint_id = $1 AND q.event_seq = u.seq
+            RETURNING q.delivery_id, q.endpoint_id, q.event_id, q.event_seq, q.type, q.attempts,
+                      q.created_at, u.status, u.at
+        ), logged AS (
+            INSERT INTO webhook_deliveries AS d (id, endpoint_id, event_id, event_seq, type,
+                status, attempts, response_status, created_at, last_attempt_at, delivered_at)
+            SELECT delivery_id, endpoint_id, event_id, event_seq, type, 'DELIVERED',
+                   attempts + 1, status, created_at, at, at
+            FROM done
+            ON CONFLICT (id) DO UPDATE SET status = 'DELIVERED', attempts = excluded.attempts,
+                response_status = excluded.response_status, error = NULL,
+                last_attempt_at = excluded.last_attempt_at, delivered_at = excluded.delivered_at
+            RETURNING 1
         )
         UPDATE webhook_endpoints w
         SET failing_since = NULL, consecutive_failures = 0, last_success_at = now(),
-            lease_until = now() + make_interval(secs => $4)
-        WHERE w.id IN (SELECT endpoint_id FROM d)
+            lease_until = now() + make_interval(secs => $5)
+        WHERE w.id = $1 AND EXISTS (SELECT 1 FROM logged)
         """,
-        delivery_ids,
+        endpoint_id,
+        event_seqs,
         response_statuses,
         delivered_at,
         lease_seconds,
@@ -180,39 +210,50 @@ async def delivered(
 
 async def failed(
     conn: Conn,
-    delivery_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    event_seq: int,
     *,
     response_status: int | None,
     error: str,
     retry_in_seconds: float,
     disable_after_seconds: float,
 ) -> asyncpg.Record | None:
-    """Count the failed attempt; the endpoint waits `retry_in_seconds` (its whole queue: the
-    order holds), or is disabled once it has failed for `disable_after_seconds`."""
+    """Count the failed attempt (the delivery stays at the head of the queue, logged PENDING
+    with the reason); the endpoint waits `retry_in_seconds` (its whole queue: the order holds),
+    or is disabled once it has failed for `disable_after_seconds`."""
     row: asyncpg.Record | None = await conn.fetchrow(
         """
-        WITH d AS (
-            UPDATE webhook_deliveries
-            SET attempts = attempts + 1, response_status = $2, error = $3,
-                last_attempt_at = now()
-            WHERE id = $1
-            RETURNING endpoint_id
+        WITH q AS (
+            UPDATE webhook_queue SET attempts = attempts + 1
+            WHERE endpoint_id = $1 AND event_seq = $2
+            RETURNING delivery_id, endpoint_id, event_id, event_seq, type, attempts, created_at
+        ), logged AS (
+            INSERT INTO webhook_deliveries AS d (id, endpoint_id, event_id, event_seq, type,
+                status, attempts, response_status, error, created_at, last_attempt_at)
+            SELECT delivery_id, endpoint_id, event_id, event_seq, type, 'PENDING', attempts,
+                   $3, $4, created_at, now()
+            FROM q
+            ON CONFLICT (id) DO UPDATE SET status = 'PENDING', attempts = excluded.attempts,
+                response_status = excluded.response_status, error = excluded.error,
+                last_attempt_at = excluded.last_attempt_at
+            RETURNING d.endpoint_id
         )
         UPDATE webhook_endpoints w
         SET consecutive_failures = w.consecutive_failures + 1,
             failing_since = coalesce(w.failing_since, now()),
-            next_attempt_at = now() + make_interval(secs => $4),
+            next_attempt_at = now() + make_interval(secs => $5),
             lease_until = NULL,
-            disabled_at = CASE WHEN w.failing_since < now() - make_interval(secs => $5)
+            disabled_at = CASE WHEN w.failing_since < now() - make_interval(secs => $6)
                                THEN now() END,
-            disabled_reason = CASE WHEN w.failing_since < now() - make_interval(secs => $5)
+            disabled_reason = CASE WHEN w.failing_since < now() - make_interval(secs => $6)
                 THEN 'every delivery failed since ' || to_char(w.failing_since AT TIME ZONE 'UTC',
                      'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ' (' || w.consecutive_failures + 1
-                     || ' attempts); the last: ' || $3 END
-        FROM d WHERE w.id = d.endpoint_id
+                     || ' attempts); the last: ' || $4 END
+        FROM logged WHERE w.id = logged.endpoint_id
         RETURNING w.id, w.consecutive_failures, w.disabled_at
         """,
-        delivery_id,
+        endpoint_id,
+        event_seq,
         response_status,
         error[:1000],
         retry_in_seconds,
@@ -228,8 +269,7 @@ async def due_endpoints(conn: Conn, limit: int = 100) -> list[uuid.UUID]:
         SELECT w.id FROM webhook_endpoints w
         WHERE w.disabled_at IS NULL AND w.next_attempt_at <= now()
           AND (w.lease_until IS NULL OR w.lease_until < now())
-          AND EXISTS (SELECT 1 FROM webhook_deliveries d
-                      WHERE d.endpoint_id = w.id AND d.status = 'PENDING')
+          AND EXISTS (SELECT 1 FROM webhook_queue q WHERE q.endpoint_id = w.id)
         ORDER BY w.next_attempt_at
         LIMIT $1
         """,
@@ -241,10 +281,8 @@ async def due_endpoints(conn: Conn, limit: int = 100) -> list[uuid.UUID]:
 async def queue_depths(conn: Conn) -> dict[uuid.UUID, int]:
     rows = await conn.fetch(
         """
-        SELECT w.id, count(d.id) AS pending
+        SELECT w.id, (SELECT count(*) FROM webhook_queue q WHERE q.endpoint_id = w.id) AS pending
         FROM webhook_endpoints w
-        LEFT JOIN webhook_deliveries d ON d.endpoint_id = w.id AND d.status = 'PENDING'
-        GROUP BY w.id
         """
     )
     return {r["id"]: int(r["pending"]) for r in rows}
@@ -258,10 +296,20 @@ async def deliveries_page(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
+    """The log, newest first, with the queued deliveries not attempted yet (PENDING, attempt 0:
+    they have no log row until their first outcome)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
-        SELECT {DELIVERY} FROM webhook_deliveries d
-        WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
+        SELECT * FROM (
+            SELECT {DELIVERY} FROM webhook_deliveries d WHERE d.endpoint_id = $1
+            UNION ALL
+            SELECT q.delivery_id, q.event_id, q.type, q.attempts, 'PENDING', NULL::integer,
+                   NULL::text, q.created_at, NULL::timestamptz, NULL::timestamptz
+            FROM webhook_queue q
+            WHERE q.endpoint_id = $1 AND q.attempts = 0
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = q.delivery_id)
+        ) d
+        WHERE ($2::text IS NULL OR d.status = $2)
           AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4::uuid))
         ORDER BY d.created_at DESC, d.id DESC
         LIMIT $5
@@ -275,20 +323,41 @@ async def deliveries_page(
     return rows
 
 
-async def requeue(conn: Conn, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) -> bool:
+async def requeue(conn: Conn, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) -> str:
     """Send it again (a delivered one too: a replay), first in the endpoint's queue since the
-    queue goes in event order; the endpoint is tried at once."""
-    status = await conn.execute(
+    queue goes in event order; the endpoint is tried at once. "queued"; "unknown" (no such
+    delivery of this endpoint); "gone" (its event is older than the log keeps)."""
+    row = await conn.fetchrow(
         """
         WITH d AS (
-            UPDATE webhook_deliveries SET status = 'PENDING', delivered_at = NULL
-            WHERE id = $2 AND endpoint_id = $1
-            RETURNING endpoint_id
+            SELECT id, endpoint_id, event_id, event_seq, type, attempts, created_at
+            FROM webhook_deliveries WHERE id = $2 AND endpoint_id = $1
+        ), waiting AS (
+            SELECT 1 FROM webhook_queue WHERE endpoint_id = $1 AND delivery_id = $2
+        ), queued AS (
+            INSERT INTO webhook_queue
+                (endpoint_id, event_seq, event_id, delivery_id, type, attempts, created_at)
+            SELECT endpoint_id, event_seq, event_id, id, type, attempts, created_at FROM d
+            WHERE EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
+            ON CONFLICT (endpoint_id, event_seq) DO NOTHING
+            RETURNING delivery_id
+        ), marked AS (
+            UPDATE webhook_deliveries x SET status = 'PENDING', delivered_at = NULL
+            FROM queued WHERE x.id = queued.delivery_id
+            RETURNING 1
+        ), kicked AS (
+            UPDATE webhook_endpoints SET next_attempt_at = now()
+            WHERE id = $1
+              AND (EXISTS (SELECT 1 FROM queued) OR EXISTS (SELECT 1 FROM waiting))
+            RETURNING 1
         )
-        UPDATE webhook_endpoints w SET next_attempt_at = now()
-        FROM d WHERE w.id = d.endpoint_id
+        SELECT EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM waiting) AS known,
+               EXISTS (SELECT 1 FROM kicked) AS kicked,
+               (SELECT count(*) FROM marked) AS marked
         """,
         endpoint_id,
         delivery_id,
     )
-    return bool(status == "UPDATE 1")
+    if not row["known"]:
+        return "unknown"
+    return "queued" if row["kicked"] else "gone"

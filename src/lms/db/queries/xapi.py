@@ -1,8 +1,9 @@
-"""SQL for the xAPI queue: enqueue in the fan-out's transaction, lease a batch, settle it.
+"""SQL for the xAPI queue: enqueue in the fan-out's transaction, read a due batch under the
+senders' advisory lock, settle it (a sent statement is deleted: the queue holds only what the
+LRS has not taken, and REJECTED statements for an operator).
 
-Raw because enqueueing joins the event dispatcher's raw transaction, and the claim is FOR UPDATE
-SKIP LOCKED inside a data-modifying UPDATE: senders in several worker processes take disjoint
-batches without waiting on each other."""
+Raw because enqueueing joins the event dispatcher's raw transaction, and the senders' turn is a
+session-level advisory lock held on the connection that reads and settles a batch."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from lms.db.queries import Conn
 async def enqueue(
     conn: Conn, rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, dict[str, Any]]]
 ) -> int:
-    """Queue (event id, statement id, event type, statement) rows; an event queued already is
-    left as it is (a fan-out that ran twice queues nothing twice). The number queued."""
+    """Queue (event id, statement id, event type, statement) rows; an event still queued is left
+    as it is. The number queued."""
     if not rows:
         return 0
     queued = await conn.fetchval(
@@ -40,38 +41,37 @@ async def enqueue(
     return int(queued)
 
 
-async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
-    """Lease up to `limit` due statements, oldest first, to this sender."""
+# Held by the sender that is sending, for the length of one batch (session-level, on the
+# connection that reads and settles the batch): senders in several workers take turns, so no
+# row needs a lease written into it, and a sender that dies lets go with its connection.
+SEND_LOCK = 0x1E7E_0002
+
+
+async def try_lock_sending(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", SEND_LOCK))
+
+
+async def unlock_sending(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", SEND_LOCK)
+
+
+async def due(conn: Conn, *, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` due statements, oldest first (the caller holds SEND_LOCK)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        UPDATE xapi_statements x
-        SET lease_until = now() + make_interval(secs => $2), attempts = x.attempts + 1
-        FROM (
-            SELECT event_id FROM xapi_statements
-            WHERE status = 'PENDING' AND next_attempt_at <= now()
-              AND (lease_until IS NULL OR lease_until < now())
-            ORDER BY next_attempt_at, created_at
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
-        ) due
-        WHERE x.event_id = due.event_id
-        RETURNING x.event_id, x.statement_id, x.event_type, x.statement, x.attempts
+        SELECT event_id, statement_id, event_type, statement, attempts FROM xapi_statements
+        WHERE status = 'PENDING' AND next_attempt_at <= now()
+        ORDER BY next_attempt_at, created_at
+        LIMIT $1
         """,
         limit,
-        float(lease_seconds),
     )
     return rows
 
 
-async def mark_sent(conn: Conn, event_ids: list[uuid.UUID]) -> None:
-    await conn.execute(
-        """
-        UPDATE xapi_statements SET status = 'SENT', sent_at = now(), lease_until = NULL,
-               last_error = NULL
-        WHERE event_id = ANY($1::uuid[])
-        """,
-        event_ids,
-    )
+async def forget_sent(conn: Conn, event_ids: list[uuid.UUID]) -> None:
+    """The LRS took them: they leave the queue (the LRS keeps them)."""
+    await conn.execute("DELETE FROM xapi_statements WHERE event_id = ANY($1::uuid[])", event_ids)
 
 
 async def mark_retry(
@@ -79,7 +79,7 @@ async def mark_retry(
 ) -> None:
     await conn.execute(
         """
-        UPDATE xapi_statements SET last_error = $2, lease_until = NULL,
+        UPDATE xapi_statements SET attempts = attempts + 1, last_error = $2,
                next_attempt_at = now() + make_interval(secs => $3)
         WHERE event_id = ANY($1::uuid[])
         """,
@@ -92,7 +92,7 @@ async def mark_retry(
 async def mark_rejected(conn: Conn, event_id: uuid.UUID, error: str) -> None:
     await conn.execute(
         """
-        UPDATE xapi_statements SET status = 'REJECTED', last_error = $2, lease_until = NULL
+        UPDATE xapi_statements SET status = 'REJECTED', attempts = attempts + 1, last_error = $2
         WHERE event_id = $1
         """,
         event_id,
@@ -104,9 +104,7 @@ async def seconds_until_next_due(conn: Conn) -> float | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         """
         SELECT greatest(
-                   extract(epoch FROM min(greatest(next_attempt_at,
-                                                   coalesce(lease_until, next_attempt_at)))
-                                      - now()),
+                   extract(epoch FROM min(next_attempt_at) - now()),
                    0)::float8
         FROM xapi_statements WHERE status = 'PENDING'
         """
@@ -121,17 +119,3 @@ async def counts(conn: Conn) -> dict[str, int]:
 async def pending_count(conn: Conn) -> int:
     """The queue's depth (on the partial index of PENDING rows)."""
     return int(await conn.fetchval("SELECT count(*) FROM xapi_statements WHERE status = 'PENDING'"))
-
-
-async def purge_sent(conn: Conn, older_than_seconds: int) -> str:
-    """Forget statements the LRS has held for a while (it keeps them; a REJECTED one stays here
-    for an operator to see)."""
-    return str(
-        await conn.execute(
-            """
-            DELETE FROM xapi_statements
-            WHERE status = 'SENT' AND sent_at < now() - make_interval(secs => $1)
-            """,
-            float(older_than_seconds),
-        )
-    )

@@ -9,7 +9,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from lms.api.dependencies import Ctx, Db
-from lms.api.openapi import BAD, BEARER, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
+from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
 from lms.api.pagination import DEFAULT_LIMIT, PageCursor, PageLimit
 from lms.api.security import requires
 from lms.domain.auth.permissions import Permission
@@ -94,7 +94,7 @@ class AdminWebhookController(Controller):
     @post(
         "/{webhook_id:uuid}/deliveries/{delivery_id:uuid}/retry",
         status_code=HTTP_202_ACCEPTED,
-        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND),
+        responses=errors(UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT),
         summary="Send a delivery again (first in the endpoint's queue), with the same webhook-id",
     )
     async def retry_delivery(

@@ -1,9 +1,10 @@
 """Webhook delivery by workers: JetStream carries "endpoint X has work" and the worker that takes
 it delivers that endpoint's queue from PostgreSQL, in event order, one request at a time.
 
-- At least once: a delivery is PENDING until the endpoint answers 2xx; a worker that dies
-  mid-request leaves it PENDING and its lease on the endpoint runs out, so another worker (the
-  sweep, every few seconds) sends it again, with the same `webhook-id`.
+- At least once: a delivery stays in the endpoint's queue (webhook_queue) until the endpoint
+  answers 2xx; a worker that dies mid-request leaves it there and its lease on the endpoint
+  runs out, so another worker (the sweep, every few seconds) sends it again, with the same
+  `webhook-id`.
 - Order: one worker holds an endpoint (a lease in its row) and sends its queue oldest first;
   a failure stops the queue and the endpoint waits (exponential backoff with full jitter, capped
   by LMS_WEBHOOK_RETRY_MAX) before the same delivery is tried again, so later events never
@@ -198,7 +199,7 @@ class WebhookDeliverer:
             self.ssl_context,
         )
         keep_lease = True
-        marks = _Marks(self.pool)
+        marks = _Marks(self.pool, endpoint_id)
         try:
             while True:
                 rows = await sql.pending(self.pool, endpoint_id, PAGE)
@@ -227,7 +228,7 @@ class WebhookDeliverer:
         label = str(endpoint["id"])
         if outcome.ok:
             now = datetime.now(UTC)
-            await marks.add(row["id"], outcome.status or 200, now)
+            await marks.add(row["event_seq"], outcome.status or 200, now)
             WEBHOOK_DELIVERIES.labels(label, "delivered").inc()
             WEBHOOK_LATENCY.observe(max((now - row["occurred_at"]).total_seconds(), 0.0))
             return True
@@ -235,7 +236,8 @@ class WebhookDeliverer:
         await marks.write()  # the successes before it first: the log reads in order
         settled = await sql.failed(
             self.pool,
-            row["id"],
+            endpoint["id"],
+            row["event_seq"],
             response_status=outcome.status,
             error=outcome.error or "failed",
             retry_in_seconds=retry_delay(self.settings, row["attempts"] + 1),
@@ -258,27 +260,30 @@ class WebhookDeliverer:
 class _Marks:
     """One drain's deliveries answered 2xx and not yet marked (see MARK_SECONDS)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> None:
         self.pool = pool
-        self.ids: list[uuid.UUID] = []
+        self.endpoint_id = endpoint_id
+        self.seqs: list[int] = []  # the deliveries' places in the endpoint's queue
         self.statuses: list[int] = []
         self.times: list[datetime] = []
         self.since = 0.0
 
-    async def add(self, delivery_id: uuid.UUID, status: int, at: datetime) -> None:
-        if not self.ids:
+    async def add(self, event_seq: int, status: int, at: datetime) -> None:
+        if not self.seqs:
             self.since = time.monotonic()
-        self.ids.append(delivery_id)
+        self.seqs.append(event_seq)
         self.statuses.append(status)
         self.times.append(at)
         if time.monotonic() - self.since >= MARK_SECONDS:
             await self.write()
 
     async def write(self) -> None:
-        if not self.ids:
+        if not self.seqs:
             return
-        await sql.delivered(self.pool, self.ids, self.statuses, self.times, LEASE_SECONDS)
-        self.ids, self.statuses, self.times = [], [], []
+        await sql.delivered(
+            self.pool, self.endpoint_id, self.seqs, self.statuses, self.times, LEASE_SECONDS
+        )
+        self.seqs, self.statuses, self.times = [], [], []
 
 
 async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:

@@ -11,7 +11,7 @@ import asyncpg
 from msgspec import UNSET
 
 from lms.db.queries import webhooks as sql
-from lms.domain.errors import Invalid, NotFound
+from lms.domain.errors import Conflict, Invalid, NotFound
 from lms.domain.events.log import EVENT_TYPES, Event
 from lms.domain.events.schemas import (
     Webhook,
@@ -145,8 +145,14 @@ async def retry(
     endpoint_id: uuid.UUID,
     delivery_id: uuid.UUID,
 ) -> None:
-    if not await sql.requeue(db, endpoint_id, delivery_id):
+    outcome = await sql.requeue(db, endpoint_id, delivery_id)
+    if outcome == "unknown":
         raise NotFound("no such delivery of this webhook endpoint")
+    if outcome == "gone":
+        raise Conflict(
+            "this delivery's event is older than the event log keeps (30 days): it cannot be "
+            "sent again"
+        )
     try:
         await publish_kicks(nats, webhooks_subject(settings), [endpoint_id])
     except Exception as exc:  # the workers' sweep takes it within seconds anyway
@@ -165,7 +171,7 @@ async def publish_kicks(
 
 
 class WebhookSink:
-    """The event sink of webhooks: a delivery row per subscribed endpoint, queued in the
+    """The event sink of webhooks: a queued delivery per subscribed endpoint, in the
     dispatcher's transaction; after commit the endpoints that got any are announced on NATS."""
 
     name = "webhooks"

@@ -1,13 +1,14 @@
-"""The xAPI sink: events become queued statements in the fan-out's transaction, and senders in the
-workers POST them to the LRS in batches, retrying with backoff while it is down.
+"""The xAPI sink: events become queued statements in the fan-out's transaction, and senders in
+the workers POST them to the LRS in batches, retrying with backoff while it is down.
 
-Nothing is lost: a statement leaves the queue (SENT) only once the LRS answered 2xx for a batch
-that held it. Nothing is duplicated: the statement id is derived from the event id and the
-statement is built once, at fan-out, so a batch sent again after a lost answer (a timeout, a
-sender killed before it settled) carries the same statements under the same ids, which an LRS
-stores once (xAPI 1.0.3: a repeated id with an equivalent statement is not stored again).
-Senders in several processes lease disjoint batches (FOR UPDATE SKIP LOCKED); a lease outlives
-the HTTP timeout, so one batch is never in flight from two senders at once.
+Nothing is lost: a statement leaves the queue (deleted: the LRS keeps it) only once the LRS
+answered 2xx for a batch that held it. Nothing is duplicated: the statement id is derived from
+the event id and the statement is built once, at fan-out, so a batch sent again after a lost
+answer (a timeout, a sender killed before it settled) carries the same statements under the
+same ids, which an LRS stores once (xAPI 1.0.3: a repeated id with an equivalent statement is
+not stored again). Senders in several processes take turns: the one sending holds an advisory
+lock on the connection that read its batch until it has settled it, so one batch is never in
+flight from two senders at once, and sending writes nothing per statement but its delete.
 
 How the LRS's answers are read:
 - 200 / 204: the batch is stored.
@@ -52,7 +53,6 @@ log = logging.getLogger("lms.xapi")
 
 BATCH = 100
 CONSUMER_NAME = "lms-xapi"
-LEASE_SECONDS = 120.0  # more than the HTTP timeout: a live sender's batch is never re-leased
 HTTP_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 2.0
 RETRY_BASE_SECONDS = 1.0
@@ -194,6 +194,7 @@ class XapiSender:
         self.retry_max = retry_max
         self._wake = asyncio.Event()
         self._task = BackgroundTask("lms-xapi")
+        self._others_turn = False  # the last send_due found another sender sending
 
     def wake(self, _payload: str = "") -> None:
         self._wake.set()
@@ -210,10 +211,13 @@ class XapiSender:
             try:
                 if await self.send_due():
                     continue  # there may be more
-                XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
-                wait = await sql.seconds_until_next_due(self.pool)
                 poll = self.poll_seconds
-                timeout = poll if wait is None else min(max(wait, 0.05), poll)
+                if self._others_turn:  # it sends what is due; look again after a poll
+                    timeout = poll
+                else:
+                    XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
+                    wait = await sql.seconds_until_next_due(self.pool)
+                    timeout = poll if wait is None else min(max(wait, 0.05), poll)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: keep trying, nothing is lost
@@ -226,27 +230,35 @@ class XapiSender:
             self._wake.clear()
 
     async def send_due(self) -> int:
-        """Lease one batch of due statements and send it; the number leased."""
-        rows = await sql.claim_due(self.pool, limit=self.batch, lease_seconds=LEASE_SECONDS)
-        if rows:
-            await self._send(rows)
-        return len(rows)
+        """Send one batch of due statements, if no other sender is sending now; the number
+        sent or settled otherwise (0: nothing due, or another sender's turn)."""
+        async with self.pool.acquire() as conn:
+            self._others_turn = not await sql.try_lock_sending(conn)
+            if self._others_turn:
+                return 0
+            try:
+                rows = await sql.due(conn, limit=self.batch)
+                if rows:
+                    await self._send(conn, rows)
+                return len(rows)
+            finally:
+                await sql.unlock_sending(conn)
 
-    async def _send(self, rows: list[asyncpg.Record]) -> None:
+    async def _send(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
         answer = await self.client.post([row["statement"] for row in rows])
         if answer.stored:
-            await sql.mark_sent(self.pool, [row["event_id"] for row in rows])
+            await sql.forget_sent(conn, [row["event_id"] for row in rows])
             XAPI_STATEMENTS.labels("sent").inc(len(rows))
             return
         if answer.transient:
-            attempts = max(row["attempts"] for row in rows)
+            attempts = max(row["attempts"] for row in rows) + 1
             delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_max)
             reason = (
                 f"LRS answered {answer.status}: {answer.detail}"
                 if answer.status
                 else (answer.detail)
             )
-            await sql.mark_retry(self.pool, [row["event_id"] for row in rows], reason, delay)
+            await sql.mark_retry(conn, [row["event_id"] for row in rows], reason, delay)
             XAPI_STATEMENTS.labels("retried").inc(len(rows))
             log.warning(
                 "xapi: %d statements wait %.1fs (attempt %d): %s",
@@ -258,11 +270,11 @@ class XapiSender:
             return
         if len(rows) > 1:  # one refused statement must not hold up the others
             for row in rows:
-                await self._send([row])
+                await self._send(conn, [row])
             return
         row = rows[0]
         reason = f"LRS refused the statement ({answer.status}): {answer.detail}"
-        await sql.mark_rejected(self.pool, row["event_id"], reason)
+        await sql.mark_rejected(conn, row["event_id"], reason)
         XAPI_STATEMENTS.labels("rejected").inc()
         log.error(
             "xapi: statement %s of event %s (%s) rejected: %s",
