@@ -161,11 +161,15 @@ async def register_endpoints(database_url: str, settings: Any, receivers: list[S
 
 
 async def remove_endpoints(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
+    """The bench's endpoints, with their queues and logs (as an admin's DELETE removes one)."""
+    from lms.db.queries import webhooks as webhooks_sql
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        await conn.execute("DELETE FROM webhook_endpoints WHERE description = 'bench'")
+        for row in await pool.fetch("SELECT id FROM webhook_endpoints WHERE description = 'bench'"):
+            await webhooks_sql.delete_endpoint(pool, row["id"])
     finally:
-        await conn.close()
+        await pool.close()
 
 
 async def last_event_seq(database_url: str) -> int:

@@ -1998,7 +1998,7 @@ def events_table(report: dict[str, Any]) -> list[str]:
             f'- deliveries: {fmt(d["events"])} events in the "on" runs, {fmt(d["delivered"])} '
             f"webhook deliveries DELIVERED to 2 endpoints (receivers got "
             f"{', '.join(fmt(n) for n in d['received_per_endpoint'])}), {fmt(d['xapi_sent'])} of "
-            f"{fmt(d['xapi_queued'])} xAPI statements sent (the LRS got {fmt(d['lrs_received'])}); "
+            f"{fmt(d['xapi_queued'])} xAPI statements SENT (the LRS got {fmt(d['lrs_received'])}); "
             f"lost {fmt(d['lost'])}"
         )
     return lines
@@ -2249,6 +2249,10 @@ def run_suite(plan: Plan) -> int:
         and have.get("bench_learners") == plan.learners
     ):
         seed(plan.database_url, plan.courses, plan.creators, plan.learners, plan.progress_rows)
+    else:  # the data kept, the schema brought up to this code's (as a deployment's `lms migrate`)
+        from lms.db.migrate import migrate_forward
+
+        asyncio.run(migrate_forward(plan.database_url, quiet=True))
     data = asyncio.run(dataset(plan.database_url))
     shared = asyncio.run(prepare_shared(plan))
     per_impl = sum(len(plan.scenarios_of(v)) for v in plan.variants)

@@ -53,25 +53,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._inner = inner or httpcore.AnyIOBackend()
 
     async def resolve(self, host: str, port: int, within: float | None) -> list[IPAddress]:
-        """Every address `host` resolves to, each checked; FetchRefused if any is refused (one
-        bad address in the answer and a later connection attempt could land on it)."""
-        loop = asyncio.get_running_loop()
+        """checked_addresses, its failures as httpcore's."""
         try:
             async with asyncio.timeout(within):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                return await checked_addresses(self._policy, host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from None
-        addresses: list[IPAddress] = []
-        for _family, _type, _proto, _name, sockaddr in infos:
-            ip = ipaddress.ip_address(_sockaddr_host(sockaddr))
-            self._policy.check_address(host, port, ip)
-            if ip not in addresses:
-                addresses.append(ip)
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        return addresses
+        except ConnectionError as exc:
+            raise httpcore.ConnectError(str(exc)) from None
 
     async def connect_tcp(
         self,
@@ -102,6 +91,27 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+async def checked_addresses(policy: FetchPolicy, host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, each checked; FetchRefused if any is refused (one bad
+    address in the answer and a later connection attempt could land on it), ConnectionError if
+    the name does not resolve. Connect to these addresses themselves: nothing is resolved again
+    after the check."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectionError(f"cannot resolve {host}: {exc.strerror}") from None
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        ip = ipaddress.ip_address(_sockaddr_host(sockaddr))
+        policy.check_address(host, port, ip)
+        if ip not in addresses:
+            addresses.append(ip)
+    if not addresses:
+        raise ConnectionError(f"{host} resolves to no address")
+    return addresses
 
 
 def _sockaddr_host(sockaddr: tuple[Any, ...]) -> str:

@@ -185,9 +185,15 @@ async def test_events_arrive_signed_in_order_with_the_event_id_and_can_be_sent_a
         assert receiver.received[1].data["enrollmentId"] == enrolled.json()["id"]
         assert receiver.rejected == []
 
-        log = await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
-        assert log.status_code == 200, log.text
-        items = log.json()["items"]
+        log_path = f"/admin/webhooks/{endpoint['id']}/deliveries"
+
+        async def logged() -> bool:  # successes are written together, a moment after
+            log = await api.get(log_path, headers=admin.headers)
+            assert log.status_code == 200, log.text
+            return all(d["status"] == "DELIVERED" for d in log.json()["items"])
+
+        await eventually(logged, within=10, what="both logged as delivered")
+        items = (await api.get(log_path, headers=admin.headers)).json()["items"]
         assert {(d["status"], d["attempt"], d["responseStatus"]) for d in items} == {
             ("DELIVERED", 1, 200)
         }

@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from lms.db.queries import Conn
+from lms.db.queries.events import DISPATCH_LOCK
 
 ENDPOINT = """id, url, events, description, created_at, updated_at, disabled_at, disabled_reason,
     failing_since, consecutive_failures, next_attempt_at, last_success_at"""
@@ -99,9 +100,18 @@ async def update_endpoint(
     )
 
 
-async def delete_endpoint(conn: Conn, endpoint_id: uuid.UUID) -> bool:
-    status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
-    return bool(status == "DELETE 1")
+async def delete_endpoint(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> bool:
+    """The endpoint with its queue and log (no foreign key does it: lms_0019). The dispatcher's
+    lock first, so that no fan-out running now queues a delivery to the endpoint after its
+    queue is gone; a deliverer on it finds its rows gone and settles nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", DISPATCH_LOCK)
+        status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
+        if status != "DELETE 1":
+            return False
+        await conn.execute("DELETE FROM webhook_queue WHERE endpoint_id = $1", endpoint_id)
+        await conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = $1", endpoint_id)
+        return True
 
 
 async def fan_out(

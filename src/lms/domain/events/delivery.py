@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpcore
-import httpx
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -40,7 +39,7 @@ from lms.db.queries import webhooks as sql
 from lms.domain.events import signing
 from lms.domain.events.webhooks import webhooks_subject
 from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
-from lms.integrations.safe_fetch import GuardedBackend
+from lms.integrations.keepalive_post import KeepAlivePoster
 from lms.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LATENCY, WEBHOOK_QUEUE_DEPTH
 from lms.settings import Settings
 
@@ -88,54 +87,33 @@ def body_of(row: asyncpg.Record) -> bytes:
 
 
 class Poster:
-    """POSTs to one endpoint over a connection pool whose every connection obeys the policy."""
+    """POSTs to one endpoint over one kept-alive connection that obeys the policy."""
 
     def __init__(
         self, url: str, policy: FetchPolicy, timeout_seconds: float, ssl_context: ssl.SSLContext
     ) -> None:
-        self.url = httpx.URL(url)
         self.timeout = timeout_seconds
-        self.pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            network_backend=GuardedBackend(policy),
-            max_connections=1,
-            retries=0,
-        )
+        self.client = KeepAlivePoster(url, policy, ssl_context, max_body=MAX_RESPONSE_BYTES)
 
     async def close(self) -> None:
-        await self.pool.aclose()
+        self.client.close()
 
     async def post(self, body: bytes, headers: dict[str, str]) -> Outcome:
-        url = self.url
         request_headers = [
-            (b"Host", url.netloc),
             (b"Content-Type", b"application/json"),
             (b"User-Agent", USER_AGENT),
             *((k.encode(), v.encode()) for k, v in headers.items()),
         ]
-        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.pool.stream(
-                    "POST",
-                    httpcore.URL(
-                        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-                    ),
-                    headers=request_headers,
-                    content=body,
-                    extensions={"timeout": timeouts},
-                ) as response:
-                    read = 0
-                    async for chunk in response.aiter_stream():
-                        read += len(chunk)
-                        if read > MAX_RESPONSE_BYTES:
-                            break  # what it says past this is not our business
-                    status = response.status
+                status = await self.client.post(body, request_headers)
         except FetchRefused as exc:
             return Outcome(False, None, f"refused by the outbound address policy: {exc}")
         except TimeoutError:
+            self.client.close()  # mid-exchange: the connection cannot carry another request
             return Outcome(False, None, f"no answer within {self.timeout:g} s")
         except Exception as exc:  # the network: unreachable, reset, not HTTP
+            self.client.close()
             detail = str(exc).strip().splitlines()
             return Outcome(
                 False, None, f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
