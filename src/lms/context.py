@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
 
+from lms.domain.auth.verified_tokens import VerifiedTokens
 from lms.invariants import present
 from lms.settings import Settings
 
@@ -35,6 +36,8 @@ class AppContext:
     system: SystemSettingsCache
     listener: ChangeListener
     sessions: SessionStateCache  # logins ended (refresh token families revoked)
+    # Access tokens verified already (their signature is checked once per process).
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     outbox: OutboxDispatcher | None = None  # needs the pool: made at startup
     storage: VideoStorage | None = None
     nats: BrokerConnection | None = None

@@ -26,7 +26,11 @@ async def authenticate(
     ctx: AppContext, token: str, kinds: tuple[str, ...] = (ACCESS,)
 ) -> Principal:
     try:
-        claims = decode_token(ctx.settings, token, kinds)
+        claims = (
+            ctx.verified_tokens.access_claims(ctx.settings, token)
+            if kinds == (ACCESS,)
+            else decode_token(ctx.settings, token, kinds)
+        )
     except InvalidToken as exc:
         raise Unauthenticated(str(exc)) from None
     state = await ctx.users.get(claims.user_id)

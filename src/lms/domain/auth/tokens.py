@@ -50,6 +50,7 @@ class TokenClaims:
     kind: str
     # The login (refresh token family) an access token was issued for; None on profile tokens.
     session_id: uuid.UUID | None = None
+    expires_at: int = 0  # `exp`, seconds since the epoch
 
 
 def _key(settings: Settings, kind: str) -> bytes:
@@ -126,6 +127,7 @@ def _token_claims(claims: dict[str, Any], kind: str) -> TokenClaims:
             int(claims["ver"]),
             kind,
             uuid.UUID(str(claims["sid"])) if kind == ACCESS else None,
+            int(claims["exp"]),
         )
     except (ValueError, TypeError):
         raise InvalidToken("invalid token") from None
