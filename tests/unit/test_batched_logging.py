@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -99,6 +100,21 @@ def test_request_ids_are_32_hex_digits_and_unique() -> None:
     assert len(made) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
     assert len({i[:16] for i in made} | {RequestIds().next()[:16]}) == 2
+
+
+def test_a_forked_process_makes_request_ids_of_its_own() -> None:
+    ids = RequestIds()
+    parent = ids.next()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: as a Granian worker, forked after the app was built
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert len(child) == 32 and child[:16] != parent[:16]
 
 
 def test_request_lines_written_directly_are_the_lines_the_formatter_writes(

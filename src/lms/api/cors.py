@@ -84,6 +84,11 @@ class Cors:
         }
         self._origins: dict[bytes, bool] = {}
         self._varies: dict[tuple[bytes, ...], bytes] = {(): b"Origin"}
+        # A player's preflights repeat exactly (its origin, method and header list): the answer
+        # to each is worked out once (status, headers, body), bounded as the memos above.
+        self._preflights: dict[
+            tuple[bytes, bytes | None, bytes | None], tuple[int, list[tuple[bytes, bytes]], bytes]
+        ] = {}
 
     def allowed(self, origin: bytes) -> bool:
         found = self._origins.get(origin)
@@ -158,6 +163,19 @@ class Cors:
         self, origin: bytes, method: bytes | None, requested: bytes | None, send: Send
     ) -> None:
         """204 with the preflight headers, or 400 naming what is not allowed; `Vary: Origin`."""
+        key = (origin, method, requested)
+        answer = self._preflights.get(key)
+        if answer is None:
+            answer = self._preflight_answer(origin, method, requested)
+            if len(self._preflights) < _MEMO_SIZE:
+                self._preflights[key] = answer
+        status, headers, body = answer
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+    def _preflight_answer(
+        self, origin: bytes, method: bytes | None, requested: bytes | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         config = self.config
         failures: list[str] = []
         headers = list(self.preflight)
@@ -181,21 +199,13 @@ class Cors:
                 failures.append("headers")
         if failures:
             body = f"Disallowed CORS {', '.join(failures)}".encode()
-            start = {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
+            return (
+                400,
+                [
                     (b"content-type", b"text/plain; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                     (VARY, b"Origin"),
                 ],
-            }
-        else:
-            body = b""
-            start = {
-                "type": "http.response.start",
-                "status": 204,
-                "headers": [*headers, (VARY, b"Origin")],
-            }
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+                body,
+            )
+        return 204, [*headers, (VARY, b"Origin")], b""

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from typing import Any
 
 import msgspec
@@ -30,13 +31,18 @@ class RequestIds:
     id only has to be unique, not secret, and this costs a tenth of uuid4 (a system call)."""
 
     def __init__(self) -> None:
+        self._start()
+        # Forked after it was made (Granian's workers are forks): a prefix of its own, set in
+        # the child as it starts rather than checked (a system call) on every request. A weak
+        # reference: the hook stays registered for the process's life, the ids need not.
+        started = weakref.WeakMethod(self._start)
+        os.register_at_fork(after_in_child=lambda: (start := started()) and start())
+
+    def _start(self) -> None:
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count(int.from_bytes(os.urandom(4)))
-        self._pid = os.getpid()
 
     def next(self) -> str:
-        if os.getpid() != self._pid:  # forked after it was made: a prefix of its own
-            self.__init__()  # type: ignore[misc]
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
@@ -200,12 +206,10 @@ class AccessLog:
         if handler is not None:
             formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
             name = self.logger.name
-            terminator = handler.terminator
-            encode = _LINE_ENCODER.encode
-            lines = []
-            for at, method, path, route, status, duration, client, request_id in pending:
-                line = AccessLine(
-                    formatter.time_text(at, int((at - int(at)) * 1000)),
+            time_text = formatter.time_text
+            lines = [
+                AccessLine(
+                    time_text(at, int((at - int(at)) * 1000)),
                     "info",
                     name,
                     f"{method} {path} {status}",
@@ -217,8 +221,14 @@ class AccessLog:
                     round(duration * 1000, 3),
                     client,
                 )
-                lines.append(encode(line).decode())
-            handler.emit_formatted(terminator.join(lines) + terminator)
+                for at, method, path, route, status, duration, client, request_id in pending
+            ]
+            # One call for the batch: each line encoded and ended with "\n" by msgspec.
+            text = _LINE_ENCODER.encode_lines(lines).decode()
+            terminator = handler.terminator
+            if terminator != "\n":
+                text = text.replace("\n", terminator)  # JSON text holds no raw newline
+            handler.emit_formatted(text)
             return
         logger = self.logger
         for at, method, path, route, status, duration, client, request_id in pending:
