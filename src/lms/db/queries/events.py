@@ -1,8 +1,8 @@
 """SQL for the event log: append in the caller's transaction, claim what is not fanned out yet.
 
 Raw because appending joins the callers' raw transactions (enrollment, completion, review), and
-the claim is FOR UPDATE SKIP LOCKED under a transaction-scoped advisory lock, so one dispatcher at a
-time fans out, in `seq` order."""
+the claim runs under a transaction-scoped advisory lock, so one dispatcher at a time fans out,
+in `seq` order."""
 
 from __future__ import annotations
 
@@ -42,14 +42,15 @@ async def lock_dispatch(conn: asyncpg.Connection) -> bool:
 
 
 async def claim_undispatched(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """The oldest events not fanned out yet, locked until the caller's transaction ends."""
+    """The oldest events not fanned out yet. The caller holds DISPATCH_LOCK (lock_dispatch) for
+    its transaction, so no other dispatcher reads them meanwhile: no row lock is taken (one
+    would cost a write per event)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT id, seq, type, occurred_at, data FROM events
         WHERE dispatched_at IS NULL
         ORDER BY seq
         LIMIT $1
-        FOR UPDATE SKIP LOCKED
         """,
         limit,
     )

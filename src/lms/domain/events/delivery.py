@@ -27,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpcore
@@ -41,6 +42,7 @@ from lms.domain.events.webhooks import webhooks_subject
 from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
 from lms.integrations.keepalive_post import KeepAlivePoster
 from lms.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LATENCY, WEBHOOK_QUEUE_DEPTH
+from lms.observability.tally import TALLY
 from lms.settings import Settings
 
 log = logging.getLogger("lms.webhooks")
@@ -65,6 +67,16 @@ def retry_delay(settings: Settings, failures: int) -> float:
         float(settings.webhook_retry_max_seconds),
     )
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+_DELIVERED: dict[str, Any] = {}  # endpoint label -> its "delivered" series (labels() is dear)
+
+
+def _delivered_series(label: str) -> Any:
+    series = _DELIVERED.get(label)
+    if series is None:
+        series = _DELIVERED[label] = WEBHOOK_DELIVERIES.labels(label, "delivered")
+    return series
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +219,10 @@ class WebhookDeliverer:
         if outcome.ok:
             now = datetime.now(UTC)
             await marks.add(row["event_seq"], outcome.status or 200, now)
-            WEBHOOK_DELIVERIES.labels(label, "delivered").inc()
-            WEBHOOK_LATENCY.observe(max((now - row["occurred_at"]).total_seconds(), 0.0))
+            # Counted in the process's tally, added to the shared series together: an increment
+            # of a multiprocess series writes its file under a lock, twice per delivery here.
+            TALLY.inc(_delivered_series(label))
+            TALLY.observe(WEBHOOK_LATENCY, max((now - row["occurred_at"]).total_seconds(), 0.0))
             return True
         WEBHOOK_DELIVERIES.labels(label, "failed").inc()
         await marks.write()  # the successes before it first: the log reads in order

@@ -242,7 +242,13 @@ class XapiSender:
                     await self._send(conn, rows)
                 return len(rows)
             finally:
-                await sql.unlock_sending(conn)
+                try:
+                    await sql.unlock_sending(conn)
+                except BaseException:
+                    # Never back into the pool still holding the turn (the pool does not reset
+                    # connections): the lock goes with the connection.
+                    conn.terminate()
+                    raise
 
     async def _send(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
         answer = await self.client.post([row["statement"] for row in rows])
