@@ -127,6 +127,9 @@ class _Count:
     shared: int  # the key's count, all processes together, as of this process's last flush
     pending: int  # hits this process admitted since, not yet added to the shared count
     resets_at: float  # time.monotonic() when the key's window ends
+    # Hits a flush is adding right now: no longer pending, not yet in `shared` (until the
+    # totals come back), and still counted.
+    writing: int = 0
 
 
 class BatchedLimit:
@@ -155,7 +158,7 @@ class BatchedLimit:
             count = self._counts[key] = _Count(0, 0, now + self.window_seconds)
         elif now >= count.resets_at:  # the window is over: a new one starts with what is pending
             count.shared, count.resets_at = 0, now + self.window_seconds
-        if count.shared + count.pending + 1 > limit:
+        if count.shared + count.writing + count.pending + 1 > limit:
             RATE_LIMITED.labels(label).inc()
             raise too_many(count.resets_at - now, what)
         count.pending += 1
@@ -175,21 +178,30 @@ class BatchedLimit:
         if not pending or self._db is None:
             return
         for key, n in pending.items():
-            self._counts[key].pending -= n
+            handed = self._counts[key]
+            handed.pending -= n
+            handed.writing += n
         try:
             totals = await sql.hit_many(self._db, pending, self.window_seconds)
         except Exception as exc:  # kept for the next flush; the process's own count still holds
             for key, n in pending.items():
                 if (count := self._counts.get(key)) is not None:
                     count.pending += n
+                    count.writing -= n
             log.warning("adding hits to the shared rate limits failed: %s", exc)
             return
         now = time.monotonic()
-        for key, hit in totals.items():
+        for key, n in pending.items():
             if (count := self._counts.get(key)) is not None:  # else forgotten meanwhile
-                count.shared, count.resets_at = hit.count, now + hit.reset_in
+                count.writing -= n
+                if (hit := totals.get(key)) is not None:
+                    count.shared, count.resets_at = hit.count, now + hit.reset_in
         # Keys whose window is over and that have nothing to add are forgotten.
-        for key in [k for k, c in self._counts.items() if not c.pending and now >= c.resets_at]:
+        for key in [
+            k
+            for k, c in self._counts.items()
+            if not c.pending and not c.writing and now >= c.resets_at
+        ]:
             del self._counts[key]
 
     def forget(self) -> None:

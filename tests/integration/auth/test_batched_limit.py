@@ -59,3 +59,28 @@ async def test_the_flusher_runs_by_itself(db: asyncpg.Pool) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the hit never reached the shared counter")
+
+
+async def test_hits_being_written_still_count_while_the_write_waits(db: asyncpg.Pool) -> None:
+    """A flush hands its pending hits to PostgreSQL: until the totals come back, those hits are
+    neither pending nor in the shared count it knows, and must still count (a search admitted
+    past the limit was seen while a flush waited)."""
+    limit = BatchedLimit(60, interval=3600)
+    for _ in range(3):
+        limit.take(db, f"{KEY}:60", 5, "searches", label="search")
+    await limit.flush()  # shared: 3
+    for _ in range(2):
+        limit.take(db, f"{KEY}:60", 5, "searches", label="search")  # 5 of 5
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM rate_limit_counters WHERE key = $1 FOR UPDATE", f"{KEY}:60"
+        )
+        flushing = asyncio.create_task(limit.flush())  # waits on the row
+        await asyncio.sleep(0.2)
+        assert not flushing.done()
+        with pytest.raises(TooMany):
+            limit.take(db, f"{KEY}:60", 5, "searches", label="search")
+    await flushing
+    assert await hits(db) == 5
+    with pytest.raises(TooMany):
+        limit.take(db, f"{KEY}:60", 5, "searches", label="search")

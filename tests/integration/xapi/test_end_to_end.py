@@ -46,8 +46,10 @@ async def to_ralph(
     try:
         yield sender
     finally:
-        await dispatcher.stop()
-        await sender.stop()
+        try:
+            await dispatcher.stop()
+        finally:
+            await sender.stop()  # never left running into the next test's queue
 
 
 async def settled(

@@ -5,6 +5,8 @@ test_end_to_end.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -153,3 +155,25 @@ async def test_nothing_waits_on_a_dead_lrs_but_the_queue(db: asyncpg.Pool, tmp_p
         assert "Connect" in row["why"]
     finally:
         await sender.stop()
+
+
+async def test_a_sender_stopped_mid_turn_never_leaves_the_turn_taken(
+    db: asyncpg.Pool, ralph: Ralph, sender: XapiSender
+) -> None:
+    """A sender cancelled at any moment of a batch (as `lms worker` stops it) gives its turn
+    back: its connection returns to the pool without the lock, or does not return at all."""
+    client = LrsClient(ralph.endpoint, ralph.username, ralph.password, timeout=10)
+    stopping = XapiSender(db, client)
+    try:
+        for ticks in range(40):  # cancelled after 0 to 39 turns of the loop, 0.2 ms apart
+            await enqueue(db, enrollments(1), BASE)
+            turn = asyncio.create_task(stopping.send_due())
+            for _ in range(ticks):
+                await asyncio.sleep(0.0002)
+            turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await turn
+            await drain(sender)  # another sender gets the turn, whatever the moment was
+            assert await sql.counts(db) == {}, ticks
+    finally:
+        await client.close()

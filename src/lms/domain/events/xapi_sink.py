@@ -233,7 +233,14 @@ class XapiSender:
         """Send one batch of due statements, if no other sender is sending now; the number
         sent or settled otherwise (0: nothing due, or another sender's turn)."""
         async with self.pool.acquire() as conn:
-            self._others_turn = not await sql.try_lock_sending(conn)
+            try:
+                self._others_turn = not await sql.try_lock_sending(conn)
+            except BaseException:
+                # Cancelled (a stopping sender) or failed while asking: the server may have
+                # granted the turn all the same, and the pool does not reset connections, so
+                # this one must not go back to it.
+                conn.terminate()
+                raise
             if self._others_turn:
                 return 0
             try:
