@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -822,7 +822,11 @@ def run_wrk(
     url: str,
     args: argparse.Namespace,
     sampler: CpuSampler,
+    *,
+    before_again: Callable[[], None] | None = None,
 ) -> WrkRun:
+    """wrk with the script, once more if its report is not text; `before_again` is called
+    before that second run (a stand-in that checks what it was sent forgets the first)."""
     for attempt in (1, 2):
         outcome = harness.run_wrk(
             script,
@@ -845,6 +849,8 @@ def run_wrk(
             if attempt == 2:
                 raise BenchError(f"wrk wrote a {sent_path.name} that is not text: {exc}") from None
             print(f"wrk wrote a {sent_path.name} that is not text ({exc}); running wrk again")
+            if before_again is not None:
+                before_again()
             sent_path.unlink()
             time.sleep(harness.WRK_CRASH_PAUSE_SECONDS)
     run = WrkRun(outcome.result, outcome.output, {}, Counter(), 0, 0, 0, 0, outcome.measured)

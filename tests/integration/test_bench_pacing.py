@@ -51,6 +51,11 @@ class Players:
         self.lock = threading.Lock()
         self.seen: dict[str, Seen] = {}
 
+    def forget(self) -> None:
+        """A second wrk run starts the players over: only what it sends is checked."""
+        with self.lock:
+            self.seen.clear()
+
     def heartbeat(self, lesson: str, position: float) -> int:
         with self.lock:
             seen = self.seen.setdefault(lesson, Seen())
@@ -131,14 +136,26 @@ def workload(learners: int, enrollments_each: int, short: int) -> learning.Workl
 
 
 def play(
-    tmp_path: Path, work: learning.Workload, url: str, connections: int, seconds: int
+    tmp_path: Path,
+    work: learning.Workload,
+    url: str,
+    connections: int,
+    seconds: int,
+    players: Players | None = None,
 ) -> learning.WrkRun:
     learning.assign_threads(work, 2)
     learning.enough_enrollments(work, 2, connections)
     script, data, out = learning.write_script(tmp_path, "heartbeat", 1)
     learning.write_data(data, work)
     args = argparse.Namespace(threads=2, connections=connections, duration=seconds, timeout=5)
-    return learning.run_wrk(script, out, url, args, learning.CpuSampler(None, None))
+    return learning.run_wrk(
+        script,
+        out,
+        url,
+        args,
+        learning.CpuSampler(None, None),
+        before_again=None if players is None else players.forget,
+    )
 
 
 @needs_wrk
@@ -146,7 +163,7 @@ def test_players_send_one_heartbeat_a_second_per_enrollment_at_most(tmp_path: Pa
     players = Players()
     work = workload(learners=50, enrollments_each=20, short=16)
     with stand_in(players, latency=(0.0, 0.04)) as url:
-        run = play(tmp_path, work, url, connections=8, seconds=4)
+        run = play(tmp_path, work, url, connections=8, seconds=4, players=players)
 
     assert run.statuses and set(run.statuses) == {204}, run.statuses
     assert sum(s.refused for s in players.seen.values()) == 0
@@ -185,7 +202,7 @@ def test_a_run_whose_learners_run_out_fails_instead_of_sending_early(tmp_path: P
     players = Players()
     work = workload(learners=8, enrollments_each=4, short=0)  # 16 per thread, 4 per connection
     with stand_in(players, latency=(0.0, 0.005)) as url:
-        run = play(tmp_path, work, url, connections=8, seconds=3)
+        run = play(tmp_path, work, url, connections=8, seconds=3, players=players)
 
     assert sum(s.refused for s in players.seen.values()) == 0
     assert run.pacing["enrollments_started"] == len(work.pairs)

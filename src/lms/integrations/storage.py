@@ -7,6 +7,7 @@ import base64
 import errno
 import hashlib
 import hmac
+import math
 import os
 import re
 import shutil
@@ -191,7 +192,9 @@ class LocalVideoStorage:
         if not self._secret:
             raise RuntimeError("signed media URLs need LMS_JWT_SECRET")
         # Rounded up to the minute, so a player asking again soon gets the same, cacheable URL.
-        exp = (int(time.time()) + ttl_seconds + 59) // 60 * 60
+        # Rounded up to the minute (URLs made within one minute are the same, cacheable), and
+        # from the time itself, not its whole seconds: never less than `ttl_seconds` away.
+        exp = math.ceil((time.time() + ttl_seconds) / 60) * 60
         query = urlencode({"exp": exp, "sig": sign_media_path(self._secret, key, exp)})
         return f"{self.base_url}/media/{quote(key)}?{query}"
 
