@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from lms.db.queries import learning as sql
+from lms.domain.learning.concurrency import again_after_deadlock
 
 MAX_BATCH = 256
 MAX_IN_FLIGHT = 2
@@ -137,8 +138,8 @@ class HeartbeatBatcher:
                 raise
 
     async def _run(self, batch: Sequence[Member]) -> list[asyncpg.Record]:
-        """The statement, once more if PostgreSQL broke a deadlock with it (as
-        lms.domain.learning.concurrency.again_after_deadlock)."""
+        """The statement, again if PostgreSQL broke a deadlock with it
+        (lms.domain.learning.concurrency.again_after_deadlock)."""
 
         async def statement() -> list[asyncpg.Record]:
             async with self.pool.acquire() as conn:
@@ -152,10 +153,7 @@ class HeartbeatBatcher:
                     carry_seconds=self.rules.carry_seconds,
                 )
 
-        try:
-            return await statement()
-        except asyncpg.DeadlockDetectedError:
-            return await statement()
+        return await again_after_deadlock(statement)
 
 
 def _answer(member: Member, row: asyncpg.Record) -> None:
