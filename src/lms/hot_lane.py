@@ -33,7 +33,6 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -62,6 +61,7 @@ from lms.context import AppContext
 from lms.domain.auth.authentication import Principal, authenticate
 from lms.domain.auth.permissions import Permission
 from lms.domain.errors import DomainError, Unauthenticated
+from lms.request_headers import has_repeats, header_map
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -321,6 +321,30 @@ def lane_routes(app: Litestar) -> list[LaneRoute]:
 # -- a request -----------------------------------------------------------------------------------
 
 
+# Header names and values seen to hold no control byte (a browser's User-Agent, Accept, Origin
+# and sec-fetch-* repeat on every request): each is searched once, not on every request. Bounded:
+# past the bound (tokens, cookies) a value is searched each time it comes.
+_CLEAN: set[bytes] = set()
+_CLEAN_MAX = 4096
+
+
+def _check_controls(raw: Iterable[tuple[bytes, bytes]]) -> None:
+    """HandOn when a header name or value holds a control byte (lms.api.input_guard's rule)."""
+    clean = _CLEAN
+    for name, value in raw:
+        if name not in clean:
+            _remember_clean(name)
+        if value not in clean:
+            _remember_clean(value)
+
+
+def _remember_clean(text: bytes) -> None:
+    if _HEADER_CONTROLS.search(text):
+        raise HandOn
+    if len(_CLEAN) < _CLEAN_MAX:
+        _CLEAN.add(text)
+
+
 class Request:
     """What the lane reads of a request: its headers, read once (lms.api.answers.Incoming)."""
 
@@ -332,16 +356,17 @@ class Request:
         self.body_complete = False
         self.content_length: int | None = None
         raw = scope["headers"]
-        # Names and values joined by a tab, which either may hold: one search for them all.
-        if _HEADER_CONTROLS.search(b"\t".join(chain.from_iterable(raw))):
-            raise HandOn
-        headers: dict[bytes, bytes] = {}
-        for name, value in raw:
-            if name in headers:
-                if name not in _LISTS:  # which one counts is Litestar's to say
-                    raise HandOn
-                continue
-            headers[name] = value
+        _check_controls(raw)
+        if has_repeats(scope):
+            headers: dict[bytes, bytes] = {}
+            for name, value in raw:
+                if name in headers:
+                    if name not in _LISTS:  # which one counts is Litestar's to say
+                        raise HandOn
+                    continue
+                headers[name] = value
+        else:
+            headers = header_map(scope)  # made once for the layers around the lane too
         self.headers = headers
         host = headers.get(b"host")
         if host is not None and not _PLAIN_HOST.fullmatch(host):

@@ -85,6 +85,12 @@ async def test_an_unsafe_incoming_request_id_is_replaced(client: AsyncClient) ->
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
 
 
+async def test_of_repeated_request_ids_the_first_plain_one_is_kept(client: AsyncClient) -> None:
+    sent = [("X-Request-ID", "evil id"), ("X-Request-ID", "first-plain"), ("X-Request-ID", "2nd")]
+    response = await client.get("/healthz", headers=sent)
+    assert response.headers["x-request-id"] == "first-plain"
+
+
 async def test_one_json_log_line_per_request(
     client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 from litestar.config.cors import CORSConfig
 from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
 
+from lms.request_headers import header_map
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -110,7 +112,7 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = dict(scope["headers"])
+        request = header_map(scope)  # a name sent twice: its last value, as before
         origin: bytes | None = request.get(b"origin")
         if origin is None:
             await self.app(scope, receive, self.varied(send))

@@ -16,6 +16,7 @@ from lms.observability.flush_soon import FlushSoon
 from lms.observability.logs import BatchingStreamHandler, JsonFormatter, request_id_var
 from lms.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 from lms.observability.tally import TALLY
+from lms.request_headers import has_repeats, header_map
 
 log = logging.getLogger("lms.request")
 
@@ -46,10 +47,18 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def _incoming_request_id(headers: list[tuple[bytes, bytes]], ids: RequestIds) -> str:
-    for name, value in headers:
-        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
-            return value.decode()
+def _incoming_request_id(scope: dict[str, Any], ids: RequestIds) -> str:
+    """The caller's X-Request-ID when it is plain (the first plain one, if it came more than
+    once), else a new id."""
+    if has_repeats(scope):
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        for name, sent in raw:
+            if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(sent):
+                return sent.decode()
+        return ids.next()
+    value = header_map(scope).get(REQUEST_ID_HEADER)
+    if value is not None and _VALID_REQUEST_ID.match(value):
+        return value.decode()
     return ids.next()
 
 
@@ -68,7 +77,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope["headers"], self.ids)
+        request_id = _incoming_request_id(scope, self.ids)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
