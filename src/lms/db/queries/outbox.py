@@ -107,16 +107,18 @@ async def mark_failed(conn: Conn, message_id: uuid.UUID, error: str) -> None:
 
 
 async def seconds_until_next_due(conn: Conn) -> float | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    """Seconds until the next pending message may be sent (0: one may be now), None when
+    nothing is pending. Not greatest(min(...), 0): greatest() skips a NULL, and an empty outbox
+    would read as "due now" (an idle dispatcher then asked every 50 ms)."""
+    wait: float | None = await conn.fetchval(
         """
-        SELECT greatest(
-                   extract(epoch FROM min(greatest(next_attempt_at,
-                                                   coalesce(locked_until, next_attempt_at)))
-                                      - now()),
-                   0)::float8
+        SELECT extract(epoch FROM min(greatest(next_attempt_at,
+                                               coalesce(locked_until, next_attempt_at)))
+                                  - now())::float8
         FROM outbound_messages WHERE status = 'PENDING'
         """
     )
+    return None if wait is None else max(wait, 0.0)
 
 
 async def purge_settled(conn: Conn, older_than_seconds: int) -> str:

@@ -101,14 +101,15 @@ async def mark_rejected(conn: Conn, event_id: uuid.UUID, error: str) -> None:
 
 
 async def seconds_until_next_due(conn: Conn) -> float | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    """Seconds until the next pending statement is due (0: now), None when none is pending
+    (as lms.db.queries.outbox.seconds_until_next_due: greatest() would read none as now)."""
+    wait: float | None = await conn.fetchval(
         """
-        SELECT greatest(
-                   extract(epoch FROM min(next_attempt_at) - now()),
-                   0)::float8
+        SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
         FROM xapi_statements WHERE status = 'PENDING'
         """
     )
+    return None if wait is None else max(wait, 0.0)
 
 
 async def counts(conn: Conn) -> dict[str, int]:
