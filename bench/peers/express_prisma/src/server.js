@@ -111,6 +111,18 @@ const wholeSeconds = (d) => (d ? d.toISOString().replace(/\.\d{3}Z$/, "Z") : nul
 // has none, else six digits, of which a JS Date keeps three.
 const stampedTime = (d) => (d && d.getUTCMilliseconds() ? catalogTime(d) : wholeSeconds(d));
 
+// Python's format(x, ".<digits>f"): the nearest decimal, an exact tie to the even digit, where
+// toFixed takes the larger one (646.5 is "646" in lms's message and "647" by toFixed; the bench's
+// same-bytes check failed on such a lesson). toFixed(100) is the double's exact expansion.
+function pyFixed(x, digits) {
+  const [whole, fraction] = Math.abs(x).toFixed(100).split(".");
+  const rest = fraction.slice(digits);
+  if (rest[0] !== "5" || !/^0*$/.test(rest.slice(1))) return x.toFixed(digits);
+  const kept = digits ? `${whole}.${fraction.slice(0, digits)}` : whole;
+  if (Number(kept[kept.length - 1]) % 2 !== 0) return x.toFixed(digits); // odd: up to even
+  return (x < 0 ? "-" : "") + kept;
+}
+
 // %g of Python: up to six significant digits, no trailing zeros.
 function pyG(x) {
   if (x === 0) return "0";
@@ -875,7 +887,7 @@ async function completeLesson(user, lessonId) {
         throw new HttpError(
           409,
           `watch ${left} more second${left !== 1 ? "s" : ""} of this lesson's video first: ` +
-            `${((watched / duration) * 100).toFixed(1)}% of ${duration.toFixed(0)} s watched, ` +
+            `${pyFixed((watched / duration) * 100, 1)}% of ${pyFixed(duration, 0)} s watched, ` +
             `${pyG(rule.threshold)}% needed`,
         );
       }
