@@ -322,10 +322,12 @@ def lane_routes(app: Litestar) -> list[LaneRoute]:
 
 
 # Header names and values seen to hold no control byte (a browser's User-Agent, Accept, Origin
-# and sec-fetch-* repeat on every request): each is searched once, not on every request. Bounded:
-# past the bound (tokens, cookies) a value is searched each time it comes.
+# and sec-fetch-* repeat on every request): each is searched once, not on every request. Bounded
+# in count and in length (at most 4096 x 512 bytes, whatever clients send): past the bound, and
+# for longer values (cookies), a value is searched each time it comes.
 _CLEAN: set[bytes] = set()
 _CLEAN_MAX = 4096
+_CLEAN_LONGEST = 512
 
 
 def _check_controls(raw: Iterable[tuple[bytes, bytes]]) -> None:
@@ -341,7 +343,7 @@ def _check_controls(raw: Iterable[tuple[bytes, bytes]]) -> None:
 def _remember_clean(text: bytes) -> None:
     if _HEADER_CONTROLS.search(text):
         raise HandOn
-    if len(_CLEAN) < _CLEAN_MAX:
+    if len(_CLEAN) < _CLEAN_MAX and len(text) <= _CLEAN_LONGEST:
         _CLEAN.add(text)
 
 
