@@ -30,6 +30,17 @@ async def conn(db: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             await transaction.rollback()
 
 
+async def due_in(
+    conn: asyncpg.Connection, table: str, key: str, value: uuid.UUID, seconds: float
+) -> None:
+    """Make the queued row `key` = `value` of `table` due `seconds` from now."""
+    await conn.execute(
+        f"UPDATE {table} SET next_attempt_at = now() + make_interval(secs => $2) WHERE {key} = $1",
+        value,
+        float(seconds),
+    )
+
+
 async def test_an_empty_outbox_has_nothing_due(conn: asyncpg.Connection) -> None:
     await conn.execute("DELETE FROM outbound_messages")
     assert await outbox_sql.seconds_until_next_due(conn) is None
@@ -48,17 +59,10 @@ async def test_the_outbox_says_how_long_until_its_next_message(conn: asyncpg.Con
         expires_at=None,
         request_id=None,
     )
-    await conn.execute(
-        "UPDATE outbound_messages SET next_attempt_at = now() + interval '30 seconds' "
-        "WHERE id = $1",
-        message,
-    )
+    await due_in(conn, "outbound_messages", "id", message, 30)
     wait = await outbox_sql.seconds_until_next_due(conn)
     assert wait is not None and 29 < wait <= 30
-    await conn.execute(
-        "UPDATE outbound_messages SET next_attempt_at = now() - interval '1 minute' WHERE id = $1",
-        message,
-    )
+    await due_in(conn, "outbound_messages", "id", message, -60)
     assert await outbox_sql.seconds_until_next_due(conn) == 0  # overdue: at once
 
 
@@ -73,10 +77,6 @@ async def test_the_xapi_queue_says_how_long_until_its_next_statement(
     await conn.execute("DELETE FROM xapi_statements")
     event = uuid.uuid4()
     await xapi_sql.enqueue(conn, [(event, uuid.uuid4(), "enrollment.created", {"id": "x"})])
-    await conn.execute(
-        "UPDATE xapi_statements SET next_attempt_at = now() + interval '30 seconds' "
-        "WHERE event_id = $1",
-        event,
-    )
+    await due_in(conn, "xapi_statements", "event_id", event, 30)
     wait = await xapi_sql.seconds_until_next_due(conn)
     assert wait is not None and 29 < wait <= 30
