@@ -67,7 +67,7 @@ from lms.domain.courses.catalog import KEEP_FROM_MATCHES
 from lms.domain.courses.catalog import _keep as keep_search_top
 from lms.domain.courses.search_slots import SEARCH_LINE_PER_SLOT, SEARCH_WAIT_SECONDS, SearchSlots
 from lms.domain.errors import Invalid, TooMany, Unavailable
-from lms.domain.events.log import record_events
+from lms.domain.events.log import event_texts, record_events
 from lms.domain.learning.schemas import Heartbeat, LessonCompletion
 from lms.domain.paging import decode_cursor, encode_cursor, json_page
 from lms.domain.rate_limits import BatchedLimit, client_key
@@ -725,10 +725,96 @@ def check_watched(threshold: float, required: bool, facts: asyncpg.Record) -> No
     )
 
 
+async def complete_with_certificate(
+    state: State,
+    threshold: float,
+    required: bool,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    prepared: asyncpg.Record,
+) -> bytes | None:
+    """As lms.domain.learning.completion._complete_with_certificate: sign with no transaction
+    open, then lms_complete_with_certificate() (lms_0020) stores the lesson, the enrollment,
+    the certificate and the events in one statement; None: something changed, decide afresh."""
+    config = state.config
+    enrollment_id, course_id = prepared["enrollment_id"], prepared["course_id"]
+    completed_at = datetime.now(UTC)
+    list_id, index = status_list.position(prepared["status_number"])
+    achievement = credential.Achievement(
+        certificate_id=uuid.uuid4(),
+        serial_hash=secrets.token_hex(24),
+        enrollment_id=enrollment_id,
+        issued_at=datetime.now(UTC).replace(microsecond=0),
+        learner_name=prepared["learner_name"],
+        course_id=course_id,
+        course_title=prepared["course_title"],
+        status_list=list_id,
+        status_index=index,
+    )
+    jws = credential.sign(
+        achievement,
+        config.signing_key,
+        issuer_url=config.base_url,
+        issuer_name=config.issuer_name,
+    )
+    ids = {"enrollmentId": enrollment_id, "userId": user_id, "courseId": course_id}
+    events: list[tuple[str, dict[str, object]]] = []
+    if not prepared["lesson_completed"]:
+        events.append(("lesson.completed", {**ids, "lessonId": lesson_id, "progress": 100.0}))
+    events.append(("course.completed", {**ids, "completedAt": completed_at}))
+    events.append(
+        (
+            "certificate.issued",
+            {
+                "certificateId": achievement.certificate_id,
+                **ids,
+                "verifyUrl": f"{config.base_url}/certificates/verify/{achievement.serial_hash}",
+                "issuedAt": achievement.issued_at,
+                "status": "VALID",
+            },
+        )
+    )
+    try:
+        row = await learning_sql.complete_with_certificate(
+            state.db,
+            lesson_id,
+            user_id,
+            require_watch=required,
+            threshold_percent=threshold,
+            lesson_completed=prepared["lesson_completed"],
+            completed_at=completed_at,
+            certificate=certificate_sql.CertificateToStore(
+                certificate_id=achievement.certificate_id,
+                serial_hash=achievement.serial_hash,
+                learner_name=achievement.learner_name,
+                course_title=achievement.course_title,
+                jws=jws,
+                issued_at=achievement.issued_at,
+                status_list=list_id,
+                status_index=index,
+            ),
+            events=event_texts(events),
+        )
+    except asyncpg.UniqueViolationError:
+        return None
+    if row is None:
+        return None
+    return ENCODER.encode(
+        LessonCompletion(
+            lesson_id=lesson_id,
+            completed=True,
+            progress=100.0,
+            course_completed=True,
+            certificate=to_certificate(state, row),
+        )
+    )
+
+
 async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID) -> bytes:
-    """As lms.domain.learning.completion.complete_lesson: one call of lms_complete_lesson()
-    (lms_0017) for every completion that issues no certificate; the transaction for the one
-    that completes a course without its certificate yet."""
+    """As lms.domain.learning.completion.complete_lesson: one call of
+    lms_complete_or_prepare() (lms_0020) for every completion that issues no certificate; for
+    the one that completes a course without its certificate yet, complete_with_certificate,
+    and the transaction should that find something changed."""
     threshold, required = await state.watch_rule()
     try:
         quick = await learning_sql.complete_in_one_statement(
@@ -744,7 +830,13 @@ async def complete_lesson(state: State, user_id: uuid.UUID, lesson_id: uuid.UUID
         raise HttpError(404, NOT_ENROLLED)
     if not quick["allowed"]:
         check_watched(threshold, required, quick)
-    elif not quick["needs_certificate"]:
+    elif quick["needs_certificate"]:
+        issued = await complete_with_certificate(
+            state, threshold, required, lesson_id, user_id, quick
+        )
+        if issued is not None:
+            return issued
+    else:
         certificate = None
         if quick["completed"]:  # completed before: the same certificate, every time
             row = await certificate_sql.by_id(state.db, quick["certificate_id"])

@@ -890,12 +890,16 @@ KNOWN_EXTRAS: dict[tuple[str, str], tuple[str, Callable[[Work], bool]]] = {}
 
 
 def _stored_completion(want: Work) -> bool:
-    """lms completed the lesson in one call of its stored function (lms_complete_lesson)."""
-    return any("lms_complete_lesson(" in sql for sql in want.statements)
+    """lms completed the lesson with its stored functions (lms_complete_or_prepare, and
+    lms_complete_with_certificate for the lesson that completes a course)."""
+    return any(
+        "lms_complete_or_prepare(" in sql or "lms_complete_with_certificate(" in sql
+        for sql in want.statements
+    )
 
 
-# Where lms completes a lesson in a stored function of its migrations (one round trip, on main
-# since the group-commit merge), a FastAPI or Express team runs the same statements from the
+# Where lms completes a lesson in stored functions of its migrations (one round trip, two for
+# the lesson that completes a course with its certificate), a FastAPI or Express team runs the same statements from the
 # application, in one transaction (BEGIN, the locked read, mark-and-tally, COMMIT): for a
 # completion, and for the heartbeat that completes its lesson. Only for such requests.
 for _peer in ("fastapi", "express"):

@@ -115,10 +115,24 @@ def test_a_peer_running_more_statements_or_round_trips_than_lms_fails() -> None:
 
 def test_completion_in_a_transaction_is_known_only_against_a_stored_function() -> None:
     stored_function = {
-        ("lms", "complete: lesson 1"): [Work(statements=["SELECT * FROM lms_complete_lesson($1)"])],
+        ("lms", "complete: lesson 1"): [
+            Work(statements=["SELECT * FROM lms_complete_or_prepare($1)"])
+        ],
         ("fastapi", "complete: lesson 1"): [work(2, transaction=2)],
     }
     assert verdicts(stored_function) == {"database work: completion": "KNOWN-EXTRA"}
+    with_certificate = {
+        ("lms", "complete: lesson 2"): [
+            Work(
+                statements=[
+                    "SELECT * FROM lms_complete_or_prepare($1)",
+                    "SELECT * FROM lms_complete_with_certificate($1)",
+                ]
+            )
+        ],
+        ("fastapi", "complete: lesson 2"): [work(6, transaction=2)],
+    }
+    assert verdicts(with_certificate) == {"database work: completion": "KNOWN-EXTRA"}
     in_a_transaction = {
         ("lms", "complete: lesson 1"): [work(2, transaction=2)],
         ("fastapi", "complete: lesson 1"): [work(3, transaction=2)],

@@ -7,6 +7,7 @@ indexed lookup on the unique serial_hash, raw for that reason; the rest sits bes
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -15,6 +16,20 @@ from lms.db.queries import Conn, ReadConn
 
 COLUMNS = """id, user_id, course_id, enrollment_id, serial_hash, learner_name, course_title,
     creator_name, status, jws, issued_at, revoked_at, status_list, status_index"""
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateToStore:
+    """A signed certificate's columns, as lms_complete_with_certificate() stores them."""
+
+    certificate_id: uuid.UUID
+    serial_hash: str
+    learner_name: str
+    course_title: str
+    jws: str
+    issued_at: datetime
+    status_list: int
+    status_index: int
 
 
 async def insert(

@@ -9,11 +9,13 @@ a read in Python followed by a write.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 
 from lms.db.projection import json_object
 from lms.db.queries import Conn
+from lms.db.queries.certificates import CertificateToStore
 from lms.domain.learning.schemas import ProgressEntry
 from lms.invariants import present
 
@@ -473,16 +475,57 @@ async def complete_in_one_statement(
     require_watch: bool,
     threshold_percent: float,
 ) -> asyncpg.Record | None:
-    """lms_complete_lesson() (migration lms_0017): LOCK_FOR_COMPLETION, the watch rule and
+    """lms_complete_or_prepare() (migration lms_0020): LOCK_FOR_COMPLETION, the watch rule and
     MARK_COMPLETED in one round trip, for every completion that issues no certificate. None: not
     enrolled, or no such lesson; `allowed` false: the watch rule refused (nothing marked);
-    `needs_certificate`: nothing marked, the lesson completes a course without a certificate."""
+    `needs_certificate`: nothing marked, the lesson completes a course without a certificate,
+    and the row also holds what is signed (course_id, course_title, learner_name) and a number
+    from certificate_status_seq for the certificate's status list entry."""
     return await conn.fetchrow(
-        "SELECT * FROM lms_complete_lesson($1, $2, $3, $4)",
+        "SELECT * FROM lms_complete_or_prepare($1, $2, $3, $4)",
         lesson_id,
         user_id,
         require_watch,
         threshold_percent,
+    )
+
+
+async def complete_with_certificate(
+    conn: Conn,
+    lesson_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    require_watch: bool,
+    threshold_percent: float,
+    lesson_completed: bool,
+    completed_at: datetime,
+    certificate: CertificateToStore,
+    events: tuple[list[str], list[str]],
+) -> asyncpg.Record | None:
+    """lms_complete_with_certificate() (migration lms_0020): the lesson, its enrollment, the
+    signed certificate and the completion's events (types, JSON texts) in one statement, under
+    the enrollment's lock, all written only while what they were built from still holds
+    (`lesson_completed` as read before, the same title and name, the course completed by this
+    lesson, no certificate yet). The certificate's row, or None: nothing written, decide afresh."""
+    return await conn.fetchrow(
+        "SELECT * FROM lms_complete_with_certificate("
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        lesson_id,
+        user_id,
+        require_watch,
+        threshold_percent,
+        lesson_completed,
+        completed_at,
+        certificate.certificate_id,
+        certificate.serial_hash,
+        certificate.learner_name,
+        certificate.course_title,
+        certificate.jws,
+        certificate.issued_at,
+        certificate.status_list,
+        certificate.status_index,
+        events[0],
+        events[1],
     )
 
 

@@ -8,13 +8,16 @@ import asyncio
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from lms.context import AppContext
 from lms.db.queries import ReadConn
 from lms.db.queries import certificates as sql
+from lms.db.queries.certificates import CertificateToStore
 from lms.db.tables import Role
 from lms.domain import audit
 from lms.domain.auth.authentication import Principal
@@ -51,6 +54,47 @@ def signing_key(ctx: AppContext) -> SigningKey:
     return present(ctx.signing_key, "create_app loads the signing key")
 
 
+def sign_new(
+    ctx: AppContext,
+    *,
+    enrollment_id: uuid.UUID,
+    course_id: uuid.UUID,
+    learner_name: str,
+    course_title: str,
+    status_number: int,
+) -> CertificateToStore:
+    """A new certificate, signed: a fresh id and serial, issued now (whole seconds), its status
+    list entry from `status_number` (certificate_status_seq's, never given twice)."""
+    list_id, index = status_list.position(status_number)
+    achievement = credential.Achievement(
+        certificate_id=uuid.uuid4(),
+        serial_hash=new_serial(),
+        enrollment_id=enrollment_id,
+        issued_at=datetime.now(UTC).replace(microsecond=0),
+        learner_name=learner_name,
+        course_id=course_id,
+        course_title=course_title,
+        status_list=list_id,
+        status_index=index,
+    )
+    jws = credential.sign(
+        achievement,
+        signing_key(ctx),
+        issuer_url=ctx.settings.base_url,
+        issuer_name=ctx.settings.issuer_name,
+    )
+    return CertificateToStore(
+        certificate_id=achievement.certificate_id,
+        serial_hash=achievement.serial_hash,
+        learner_name=learner_name,
+        course_title=course_title,
+        jws=jws,
+        issued_at=achievement.issued_at,
+        status_list=list_id,
+        status_index=index,
+    )
+
+
 async def issue(
     ctx: AppContext,
     conn: asyncpg.Connection,
@@ -62,38 +106,28 @@ async def issue(
     enrollment, its course and creator, and the learner's name. `events`, the completion's
     own, are recorded with certificate.issued, before it, in one statement."""
     events = list(events or ())
-    list_id, index = status_list.position(await sql.next_status_number(conn))
-    achievement = credential.Achievement(
-        certificate_id=uuid.uuid4(),
-        serial_hash=new_serial(),
+    new = sign_new(
+        ctx,
         enrollment_id=facts["enrollment_id"],
-        issued_at=datetime.now(UTC).replace(microsecond=0),
-        learner_name=facts["learner_name"],
         course_id=facts["course_id"],
+        learner_name=facts["learner_name"],
         course_title=facts["course_title"],
-        status_list=list_id,
-        status_index=index,
-    )
-    jws = credential.sign(
-        achievement,
-        signing_key(ctx),
-        issuer_url=ctx.settings.base_url,
-        issuer_name=ctx.settings.issuer_name,
+        status_number=await sql.next_status_number(conn),
     )
     row = await sql.insert(
         conn,
-        certificate_id=achievement.certificate_id,
+        certificate_id=new.certificate_id,
         user_id=facts["user_id"],
         course_id=facts["course_id"],
         enrollment_id=facts["enrollment_id"],
-        serial_hash=achievement.serial_hash,
-        learner_name=achievement.learner_name,
-        course_title=achievement.course_title,
+        serial_hash=new.serial_hash,
+        learner_name=new.learner_name,
+        course_title=new.course_title,
         creator_name=facts["creator_name"],
-        jws=jws,
-        issued_at=achievement.issued_at,
-        status_list=list_id,
-        status_index=index,
+        jws=new.jws,
+        issued_at=new.issued_at,
+        status_list=new.status_list,
+        status_index=new.status_index,
     )
     if row is None:  # issued meanwhile by another transaction: that one stands
         row = present(
@@ -109,7 +143,7 @@ async def issue(
     return row
 
 
-def certificate_event(ctx: AppContext, row: asyncpg.Record) -> dict[str, object]:
+def certificate_event(ctx: AppContext, row: Mapping[str, Any]) -> dict[str, object]:
     """What certificate.issued / .revoked tell integrators: ids, the public verification URL
     (what an xAPI `earned` statement points to), never the learner's email."""
     return {

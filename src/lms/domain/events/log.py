@@ -63,11 +63,15 @@ async def record_events(conn: Conn, events: list[tuple[str, dict[str, Any]]]) ->
     """record_event for several events, in one statement, in the order given."""
     if not events:
         return
+    await sql.insert_many(conn, *event_texts(events))
+
+
+def event_texts(events: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[str]]:
+    """(types, data as JSON texts) of events to record in one statement, in the order given."""
     for type_, _ in events:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}: add it to EVENT_TYPES")
-    texts = [_JSON.encode(data).decode() for _, data in events]
-    await sql.insert_many(conn, [type_ for type_, _ in events], texts)
+    return [type_ for type_, _ in events], [_JSON.encode(data).decode() for _, data in events]
 
 
 # What msgspec.to_builtins and the pool's jsonb codec make of `data`, as JSON text: UUIDs,
