@@ -429,3 +429,21 @@ async def test_the_credential_meets_the_open_badges_3_schema(
     broken = {name: value for name, value in document.items() if name != "issuer"}
     with pytest.raises(AssertionError, match="issuer"):
         assert_schema_valid(broken)
+
+
+async def test_the_credential_stays_in_the_row_even_with_the_longest_names(
+    api: httpx.AsyncClient, db: asyncpg.Pool, learner: TestUser, creator: TestUser, admin: TestUser
+) -> None:
+    """lms_0021: a certificate's row is never toasted (its credential is read with the row on
+    every verification), even with a title and a learner name at their 200-character limits in
+    two-byte characters."""
+    course, lessons = await course_with_lessons(api, db, creator, admin, [None], title="é" * 200)
+    await db.execute("UPDATE users SET full_name = $2 WHERE id = $1", learner.id, "ü" * 200)
+    await enroll(api, learner, course["id"])
+    response = await complete(api, learner, lessons[0]["id"])
+    assert response.status_code == 200, response.text
+    assert len(response.json()["certificate"]["jws"]) > 2_500  # past the default toast threshold
+    toast = await db.fetchval(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'certificates'::regclass"
+    )
+    assert await db.fetchval(f"SELECT count(*) FROM {toast}") == 0
