@@ -899,9 +899,10 @@ def _stored_completion(want: Work) -> bool:
 
 
 # Where lms completes a lesson in stored functions of its migrations (one round trip, two for
-# the lesson that completes a course with its certificate), a FastAPI or Express team runs the same statements from the
-# application, in one transaction (BEGIN, the locked read, mark-and-tally, COMMIT): for a
-# completion, and for the heartbeat that completes its lesson. Only for such requests.
+# the lesson that completes a course with its certificate), a FastAPI or Express team runs the
+# same statements from the application, in one transaction (BEGIN, the locked read,
+# mark-and-tally, COMMIT): for a completion, and for the heartbeat that completes its lesson.
+# Only for such requests.
 for _peer in ("fastapi", "express"):
     for _scenario in ("completion", "heartbeat"):
         KNOWN_EXTRAS[(_peer, _scenario)] = (

@@ -79,7 +79,9 @@ async def _prepared_then_stored(
 
 
 async def _retitle(db: asyncpg.Pool, course_id: uuid.UUID, learner: TestUser) -> None:
-    await db.execute("UPDATE courses SET title = title || ' (2nd edition)' WHERE id = $1", course_id)
+    await db.execute(
+        "UPDATE courses SET title = title || ' (2nd edition)' WHERE id = $1", course_id
+    )
 
 
 async def _rename(db: asyncpg.Pool, course_id: uuid.UUID, learner: TestUser) -> None:
@@ -176,7 +178,8 @@ async def test_the_events_of_the_two_statements_match_what_they_stored(
     assert response.status_code == 200, response.text
     certificate = response.json()["certificate"]
     rows = await db.fetch("SELECT type, data FROM events WHERE seq > $1 ORDER BY seq", seq)
-    assert [r["type"] for r in rows] == ["lesson.completed", "course.completed", "certificate.issued"]
+    types = [r["type"] for r in rows]
+    assert types == ["lesson.completed", "course.completed", "certificate.issued"]
     lesson_event, course_event, issued_event = (r["data"] for r in rows)
     ids = {"enrollmentId": enrollment["id"], "userId": str(learner.id), "courseId": course["id"]}
     assert lesson_event == {**ids, "lessonId": lessons[1]["id"], "progress": 100.0}

@@ -4,9 +4,10 @@ crosses the watch threshold.
 One transaction: lock the enrollment, check the watch rule, mark the lesson, recompute the
 enrollment's progress from the stored rows, complete it when every lesson is done and issue its
 certificate (one statement of a stored function for most completions; for the one that issues
-the certificate, one that reads what to sign and one that stores it all, signed in between). The enrollment's row lock queues concurrent completions of one enrollment, so each
-counts the ones before it and exactly one issues the certificate; the unique enrollment_id of
-certificates backs that up.
+the certificate, one that reads what to sign and one that stores it all, signed in between).
+The enrollment's row lock queues concurrent completions of one enrollment, so each counts the
+ones before it and exactly one issues the certificate; the unique enrollment_id of certificates
+backs that up.
 """
 
 from __future__ import annotations
