@@ -71,6 +71,7 @@ from lms.domain.payments.controllers import (
 )
 from lms.domain.payments.reconciler import reconcile_once
 from lms.domain.transcripts.controllers import TranscriptController
+from lms.edge import Edge
 from lms.hot_lane import HotLane, lane_routes
 from lms.housekeeping import Housekeeper
 from lms.integrations.mail import make_mailer
@@ -80,7 +81,6 @@ from lms.integrations.stripe_gateway import make_gateway
 from lms.messaging.dispatcher import OutboxDispatcher
 from lms.notifications.listener import ChangeListener, Subscriber
 from lms.observability.logs import configure_logging
-from lms.observability.middleware import RequestContextMiddleware
 from lms.observability.tally import TALLY
 from lms.ops.controllers import OpsController
 from lms.settings import Settings, get_settings
@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if ctx.replicas is not None:
             await ctx.replicas.stop()
         await close_pool()
-        request_context.access_log.stop()
+        edge.recorder.stop()
         TALLY.flush()
 
     cors = (
@@ -237,14 +237,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # The hot routes' common requests skip Litestar's per-request machinery (lms.hot_lane): the
     # handlers naming an answer function, read from the app as built; the rest, and anything
     # unusual about those, go on to it.
-    hot_lane = HotLane(app.asgi_handler, ctx, lane_routes(app))  # type: ignore[arg-type]
-    # CORS around both, one implementation for every response (lms.api.cors), instead of
-    # Litestar's cors_config (whose middleware replaced a route's Vary); the config is
-    # app.state.cors.
-    inner = hot_lane if cors is None else Cors(hot_lane, cors)
-    # Outermost layer, around CORS and exception handling, so every response gets a request id
-    # and a log line, 404s, preflights and hot-lane answers included.
-    request_context = RequestContextMiddleware(inner)
-    app.asgi_handler = request_context  # type: ignore[assignment]
+    litestar = app.asgi_handler
+    hot_lane = HotLane(ctx, lane_routes(app))
+    # The edge around both (lms.edge): request id, CORS for every response, one implementation
+    # (lms.api.cors) instead of Litestar's cors_config (whose middleware replaced a route's
+    # Vary; the config is app.state.cors), the log line and metrics, 404s, preflights and
+    # hot-lane answers included.
+    edge = Edge(litestar, hot_lane, None if cors is None else Cors(cors))  # type: ignore[arg-type]
+    app.asgi_handler = edge  # type: ignore[assignment]
     finish_openapi(app)
     return app

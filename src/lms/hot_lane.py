@@ -15,9 +15,9 @@ opt the lane does not know) cannot be served: building the app fails, and so doe
 tests/integration/test_hot_lane.py, which also sends each kind of request both ways and compares
 status, every header and body.
 
-CORS is not the lane's: the app's CORS layer (lms.api.cors) sits outside both the lane and
-Litestar, so a request with an Origin header is answered here and gets the same CORS headers and
-Vary as through Litestar; the preflight never reaches the lane. Anything the
+Nor are CORS, the request id and the request's record: the app's edge (lms.edge) asks the lane
+first and Litestar for what it hands on, and adds the same CORS headers, Vary and X-Request-ID to
+either's answer; the preflight never reaches the lane. Anything the
 lane does not decide itself goes on to Litestar untouched (a body it has read is replayed):
 OPTIONS and HEAD, a query parameter the handler does not declare or one given twice, a value a
 constraint refuses (Litestar words the 400), any path, header, Host or query not in its plainest
@@ -68,6 +68,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# A whole answer: status, headers, body.
+Answered = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 # What the app's middleware does the lane does for its requests: the input guard's rules (plain
 # path, query and headers, or hand on), Allow (OPTIONS only: never here), authentication.
@@ -401,11 +403,9 @@ class Request:
 
 
 class HotLane:
-    """ASGI middleware inside the request-context layer (request id, log line, metrics), around
-    the whole of Litestar's handler, inside the CORS layer (lms.api.cors)."""
+    """The answers to hot requests, asked by the app's edge (lms.edge) before Litestar."""
 
-    def __init__(self, app: ASGIApp, ctx: AppContext, routes: Iterable[LaneRoute]) -> None:
-        self.app = app
+    def __init__(self, ctx: AppContext, routes: Iterable[LaneRoute]) -> None:
         self.ctx = ctx
         self.static: dict[tuple[str, str], LaneRoute] = {}
         self.dynamic: dict[str, list[LaneRoute]] = {}
@@ -431,14 +431,15 @@ class HotLane:
                 }
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("root_path"):
-            await self.app(scope, receive, send)
-            return
+    async def answer(self, scope: Scope, receive: Receive) -> Answered | Receive | None:
+        """The lane's whole answer to an HTTP request, (status, headers, body); or, for a request
+        that is Litestar's, the `receive` to hand it on with (a body the lane read replayed
+        first); None when the client went away before its body came (no one to answer)."""
+        if scope.get("root_path"):
+            return receive
         routed = self.route(scope)
         if routed is None:
-            await self.app(scope, receive, send)
-            return
+            return receive
         route, params = routed
         request: Request | None = None
         answer: Answer | None = None
@@ -452,10 +453,9 @@ class HotLane:
             answer = await route.answer(self.ctx, request, principal, **params)
             status, headers, body = answer.status, answer.raw_headers(), answer.body
         except HandOn:
-            await self.app(scope, _replay(request, receive), send)
-            return
+            return _replay(request, receive)
         except Disconnected:
-            return
+            return None
         except DomainError as exc:
             status, headers, body = _problem(problem_of_domain_error(exc))
         except Exception as exc:
@@ -463,8 +463,7 @@ class HotLane:
             status, headers, body = _problem(problem)
         if answer is not None and not answer.has_body():
             body = b""
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return status, headers, body
 
     async def caller(self, route: LaneRoute, request: Request) -> Principal | None:
         """As lms.api.answers.respond: on a public route whose answer reads the caller, the

@@ -35,6 +35,7 @@ from lms.domain.auth.permissions import Permission
 from lms.domain.certificates.controllers import VERIFY_CACHE
 from lms.domain.courses.controllers import catalog_page
 from lms.domain.learning.controllers import completion_answer
+from lms.edge import Edge
 from lms.hot_lane import HotLane, LaneCannotServe, lane_routes
 from lms.settings import Settings
 from tests.conftest import TestUser
@@ -55,8 +56,12 @@ class Answer:
 class Lane:
     """The app's hot lane, with a record of the requests it handed on."""
 
-    lane: HotLane
+    edge: Edge
     handed_on: list[str] = field(default_factory=list)
+
+    @property
+    def lane(self) -> HotLane:
+        return self.edge.lane
 
     @contextmanager
     def aside(self) -> Iterator[None]:
@@ -70,18 +75,18 @@ class Lane:
 
 @pytest.fixture
 def lane(app: Litestar) -> Iterator[Lane]:
-    found = app.asgi_handler.app.app  # type: ignore[attr-defined]  # request context, CORS
-    assert isinstance(found, HotLane)
-    record = Lane(found)
-    litestar = found.app
+    edge = app.asgi_handler
+    assert isinstance(edge, Edge)
+    record = Lane(edge)
+    litestar = edge.app
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         record.handed_on.append(f"{scope['method']} {scope['path']}")
         await litestar(scope, receive, send)
 
-    found.app = recording
+    edge.app = recording
     yield record
-    found.app = litestar
+    edge.app = litestar
 
 
 async def call(
@@ -947,16 +952,15 @@ async def test_a_permission_the_caller_lacks_is_the_same_403_both_ways(
         return await respond(request, ctx, lesson_id=lesson_id)
 
     copy = drifted(app, guarded, ctx=ctx, state=State({"ctx": ctx}))
-    hot = HotLane(copy.asgi_handler, ctx, lane_routes(copy))
-    copy.asgi_handler = hot
-    record = Lane(hot)
-    litestar = hot.app
+    litestar = copy.asgi_handler
+    record = Lane(Edge(litestar, HotLane(ctx, lane_routes(copy)), None))  # type: ignore[arg-type]
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         record.handed_on.append(f"{scope['method']} {scope['path']}")
         await litestar(scope, receive, send)
 
-    hot.app = recording
+    record.edge.app = recording
+    copy.asgi_handler = record.edge  # type: ignore[assignment]
     course, lessons = await course_with_lessons(api, db, creator, admin, [None])
     await enroll(api, learner, course["id"])
     path = f"/lessons/{lessons[0]['id']}/complete"

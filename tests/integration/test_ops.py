@@ -147,6 +147,23 @@ async def test_metrics_are_prometheus_text_with_route_templates(client: AsyncCli
     assert "lms_http_request_duration_seconds_bucket" in text
 
 
+async def test_a_scrape_counts_every_request_that_ended_before_it(client: AsyncClient) -> None:
+    """Requests are recorded in batches (lms.observability.middleware.RequestRecorder); a scrape
+    right after them, before the batch is due, still counts each one."""
+
+    def served(text: str) -> float:
+        found = re.search(
+            r'lms_http_requests_total\{method="GET",route="/readyz",status="(?:200|503)"\} (\S+)',
+            text,
+        )
+        return float(found.group(1)) if found else 0.0
+
+    before = served((await client.get("/metrics")).text)
+    for _ in range(3):
+        await client.get("/readyz")
+    assert served((await client.get("/metrics")).text) == before + 3
+
+
 @contextlib.asynccontextmanager
 async def app_with(settings: Settings, db_pool: asyncpg.Pool, **changes: Any) -> AsyncIterator[Any]:
     """A client of an app built with `changes` to the settings, on the shared pool."""

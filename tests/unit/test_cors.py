@@ -1,4 +1,5 @@
-"""The CORS layer (lms.api.cors) around an app answering with headers of the test's choosing."""
+"""CORS (lms.api.cors, at the app's edge) around an app answering with headers of the test's
+choosing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from litestar.config.cors import CORSConfig
 from litestar.middleware._internal.cors import CORSMiddleware
 
 from lms.api.cors import Cors, vary_with_origin
+from lms.edge import Edge
+from lms.hot_lane import HotLane
 
 ALLOWED = "https://app.example.test"
 CONFIG = CORSConfig(  # as lms.app builds it
@@ -20,6 +23,11 @@ CONFIG = CORSConfig(  # as lms.app builds it
     max_age=600,
 )
 Headers = list[tuple[bytes, bytes]]
+
+
+def at_edge(app: Any) -> Edge:
+    """`app` behind the app's edge (with a lane that serves nothing), CORS by CONFIG."""
+    return Edge(app, HotLane(None, []), Cors(CONFIG))  # type: ignore[arg-type]
 
 
 def answering(headers: Headers, reached: list[str] | None = None) -> Any:
@@ -73,7 +81,7 @@ def test_the_routes_vary_is_kept_and_origin_added_once(
 ) -> None:
     """Allowed origin, refused one or none: the answer's Access-Control-Allow-Origin depends on
     Origin either way, so a cache must key on it, besides what the route varies on."""
-    app = Cors(answering([(b"vary", v) for v in route]), CONFIG)
+    app = at_edge(answering([(b"vary", v) for v in route]))
     _, headers, _ = call(app, **({} if origin is None else {"origin": origin}))
     assert varies(headers) == [sent]
     assert ((b"access-control-allow-origin", ALLOWED.encode()) in headers) is (origin == ALLOWED)
@@ -83,18 +91,19 @@ def test_the_access_control_headers_are_litestars() -> None:
     """Every other header is what Litestar's own CORS middleware sends, for an allowed origin,
     a refused one and no Origin at all."""
     route = [(b"vary", b"Authorization"), (b"content-type", b"application/json")]
-    ours = Cors(answering(route), CONFIG)
+    ours = at_edge(answering(route))
     litestars = CORSMiddleware(answering(route), CONFIG)
     for headers in ({"origin": ALLOWED, "cookie": "a=b"}, {"origin": "https://x.test"}, {}):
         mine, theirs = call(ours, **headers)[1], call(litestars, **headers)[1]
-        assert sorted(h for h in mine if h[0] != b"vary") == sorted(
+        # The edge adds the request id as well.
+        assert sorted(h for h in mine if h[0] not in (b"vary", b"x-request-id")) == sorted(
             h for h in theirs if h[0] != b"vary"
         )
 
 
 def test_preflights_are_answered_here_with_vary_origin() -> None:
     reached: list[str] = []
-    app = Cors(answering([], reached), CONFIG)
+    app = at_edge(answering([], reached))
     status, headers, body = call(
         app,
         "OPTIONS",

@@ -105,9 +105,9 @@ def test_the_domain_knows_nothing_about_http() -> None:
 
 
 def is_http_edge(name: str) -> bool:
-    """Modules that may import Litestar: the app and its lane, the API layer, controllers."""
+    """Modules that may import Litestar: the app, its edge and lane, the API layer, controllers."""
     return (
-        name in ("lms.app", "lms.hot_lane", "lms.api")
+        name in ("lms.app", "lms.edge", "lms.hot_lane", "lms.api")
         or name.startswith("lms.api.")
         or name.endswith(".controllers")
     )

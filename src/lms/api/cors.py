@@ -1,8 +1,9 @@
 """CORS for every response of the app, the hot lane's answers and Litestar's alike.
 
-One ASGI layer outside both (lms.app): the preflight (OPTIONS with Origin) is answered here, for
-any path; every other response gets the Access-Control-* headers of the app's CORSConfig (the
-same names and values Litestar's own middleware writes) and `Origin` added to its `Vary`.
+The app's edge (lms.edge), outside both, asks this policy: the preflight (OPTIONS with Origin)
+is answered by it, for any path; every other response gets the Access-Control-* headers of the
+app's CORSConfig (the same names and values Litestar's own middleware writes) and `Origin` added
+to its `Vary`.
 
 Why not Litestar's middleware: for an allowed origin it sets `Vary: Origin`, replacing the
 route's own `Vary` (`Authorization` on the catalog, `Accept` on certificates), so a shared cache
@@ -16,19 +17,10 @@ caches"). `Vary: *` is left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterable
 
 from litestar.config.cors import CORSConfig
 from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
-
-from lms.request_headers import header_map
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VARY = b"vary"
 ALLOW_ORIGIN = b"access-control-allow-origin"
@@ -60,10 +52,9 @@ def vary_with_origin(values: list[bytes]) -> bytes:
 
 
 class Cors:
-    """ASGI middleware: CORS by `config` for every HTTP response of `app`."""
+    """CORS by `config`: preflight answers, and the headers of every other answer."""
 
-    def __init__(self, app: ASGIApp, config: CORSConfig) -> None:
-        self.app = app
+    def __init__(self, config: CORSConfig) -> None:
         self.config = config
         # What a response to a request with Origin gets, allowed or not (as Litestar sends it).
         self.simple = _raw(config.simple_headers)
@@ -80,11 +71,12 @@ class Cors:
         )
         preflight = dict(config.preflight_headers)
         preflight.pop("Vary", None)
-        self.preflight = _raw(preflight)
+        self.preflight_headers = _raw(preflight)
         self.allowed_headers = {h.lower() for h in config.allow_headers} | {
             h.lower() for h in DEFAULT_ALLOWED_CORS_HEADERS
         }
         self._origins: dict[bytes, bool] = {}
+        self._extras: dict[tuple[bytes, bool], list[tuple[bytes, bytes]]] = {}
         self._varies: dict[tuple[bytes, ...], bytes] = {(): b"Origin"}
         # A player's preflights repeat exactly (its origin, method and header list): the answer
         # to each is worked out once (status, headers, body), bounded as the memos above.
@@ -108,63 +100,51 @@ class Cors:
                 self._varies[values] = found
         return found
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = header_map(scope)  # a name sent twice: its last value, as before
-        origin: bytes | None = request.get(b"origin")
+    def headers_for(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        origin: bytes | None,
+        request: dict[bytes, bytes],
+    ) -> list[tuple[bytes, bytes]]:
+        """An answer's headers as sent: with Origin added to its Vary, and for a request with
+        an Origin (`request` its header map), the Access-Control-* ones replacing the route's."""
         if origin is None:
-            await self.app(scope, receive, self.varied(send))
-            return
-        if scope["method"] == "OPTIONS":
-            await self.answer_preflight(
-                origin,
-                request.get(b"access-control-request-method"),
-                request.get(b"access-control-request-headers"),
-                send,
-            )
-            return
-        extra = list(self.simple)
-        config = self.config
-        if (config.is_allow_all_origins and b"cookie" in request) or (
-            not config.is_allow_all_origins and self.allowed(origin)
-        ):
-            extra.append((ALLOW_ORIGIN, origin))
-        extra += self.simple_tail
+            vary = tuple(v for k, v in headers if k == VARY)
+            kept = [h for h in headers if h[0] != VARY] if vary else list(headers)
+            kept.append((VARY, self.vary(vary)))
+            return kept
         written = self.written
+        vary = tuple(v for k, v in headers if k == VARY)
+        return [
+            *(h for h in headers if h[0] not in written),
+            (VARY, self.vary(vary)),
+            *self.allow_headers_for(origin, b"cookie" in request),
+        ]
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                vary = tuple(v for k, v in headers if k == VARY)
-                message["headers"] = [
-                    *(h for h in headers if h[0] not in written),
-                    (VARY, self.vary(vary)),
-                    *extra,
-                ]
-            await send(message)
+    def allow_headers_for(self, origin: bytes, with_cookie: bool) -> list[tuple[bytes, bytes]]:
+        """The Access-Control-* headers of an answer to a request from `origin`."""
+        key = (origin, with_cookie)
+        found = self._extras.get(key)
+        if found is None:
+            config = self.config
+            found = list(self.simple)
+            if (config.is_allow_all_origins and with_cookie) or (
+                not config.is_allow_all_origins and self.allowed(origin)
+            ):
+                found.append((ALLOW_ORIGIN, origin))
+            found += self.simple_tail
+            if len(self._extras) < _MEMO_SIZE:
+                self._extras[key] = found
+        return found
 
-        await self.app(scope, receive, send_with_cors)
-
-    def varied(self, send: Send) -> Send:
-        """`send` adding Origin to the answer's Vary (a request without Origin)."""
-
-        async def send_varied(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                vary = tuple(v for k, v in headers if k == VARY)
-                headers = [h for h in headers if h[0] != VARY] if vary else list(headers)
-                headers.append((VARY, self.vary(vary)))
-                message["headers"] = headers
-            await send(message)
-
-        return send_varied
-
-    async def answer_preflight(
-        self, origin: bytes, method: bytes | None, requested: bytes | None, send: Send
-    ) -> None:
-        """204 with the preflight headers, or 400 naming what is not allowed; `Vary: Origin`."""
+    def preflight(
+        self, origin: bytes, request: dict[bytes, bytes]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The answer to a preflight (OPTIONS with Origin; `request` its header map): 204 with
+        the preflight headers, or 400 naming what is not allowed; `Vary: Origin`. A new list of
+        headers each time (the caller may add to it)."""
+        method = request.get(b"access-control-request-method")
+        requested = request.get(b"access-control-request-headers")
         key = (origin, method, requested)
         answer = self._preflights.get(key)
         if answer is None:
@@ -172,15 +152,14 @@ class Cors:
             if len(self._preflights) < _MEMO_SIZE:
                 self._preflights[key] = answer
         status, headers, body = answer
-        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-        await send({"type": "http.response.body", "body": body})
+        return status, list(headers), body
 
     def _preflight_answer(
         self, origin: bytes, method: bytes | None, requested: bytes | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         config = self.config
         failures: list[str] = []
-        headers = list(self.preflight)
+        headers = list(self.preflight_headers)
         if (
             not config.is_allow_all_methods
             and method

@@ -9,6 +9,7 @@ at most FLUSH_DELAY later, and before every scrape of this process's /metrics.
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left
 from typing import Any
 
@@ -24,6 +25,13 @@ class Tally:
         # then the sum of the values.
         self._observed: dict[Any, list[float]] = {}
         self._soon = FlushSoon(self.flush, self.FLUSH_DELAY)
+        # What gathers counts of its own (the edge's request records): asked to hand them in
+        # before every flush, so a scrape sees every request that has ended.
+        self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def feed_from(self, source: Any) -> None:
+        """`source.flush()` is called first at every flush (a weak reference: the source may go)."""
+        self._sources.add(source)
 
     def inc(self, counter: Any, amount: float = 1) -> None:
         """counter.inc(amount), soon: `counter` is a Counter or a labelled child of one."""
@@ -41,7 +49,20 @@ class Tally:
         observed[-1] += value
         self._soon.ask()
 
+    def observe_many(self, histogram: Any, values: list[float]) -> None:
+        """observe(histogram, value) for each of `values`."""
+        observed = self._observed.get(histogram)
+        bounds = histogram._upper_bounds
+        if observed is None:
+            observed = self._observed[histogram] = [0.0] * (len(bounds) + 1)
+        for value in values:
+            observed[bisect_left(bounds, value)] += 1
+        observed[-1] += sum(values)
+        self._soon.ask()
+
     def flush(self) -> None:
+        for source in list(self._sources):
+            source.flush()
         counts, self._counts = self._counts, {}
         for counter, amount in counts.items():
             counter.inc(amount)
