@@ -243,7 +243,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # (lms.api.cors) instead of Litestar's cors_config (whose middleware replaced a route's
     # Vary; the config is app.state.cors), the log line and metrics, 404s, preflights and
     # hot-lane answers included.
-    edge = Edge(litestar, hot_lane, None if cors is None else Cors(cors))  # type: ignore[arg-type]
+    edge = Edge(
+        litestar,  # type: ignore[arg-type]
+        hot_lane,
+        None if cors is None else Cors(cors),
+        app,  # type: ignore[arg-type]
+    )
     app.asgi_handler = edge  # type: ignore[assignment]
     finish_openapi(app)
     return app
+
+
+def serve_app() -> Edge:
+    """What `lms serve` hands Granian: the app's edge itself, lifespan passed to the app
+    (lms.edge.Edge). The app's own call adds nothing else while it has no before-send hook."""
+    app = create_app()
+    if app.before_send:
+        raise RuntimeError("serve_app: the app has before-send hooks; serve create_app instead")
+    edge = app.asgi_handler
+    assert isinstance(edge, Edge)  # noqa: S101 - create_app makes it
+    return edge

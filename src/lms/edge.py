@@ -34,17 +34,28 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class Edge:
     """ASGI: `lane` first, `app` (Litestar's handler) for what the lane hands on; CORS by `cors`
-    (None: no CORS configured) and the request record around both."""
+    (None: no CORS configured) and the request record around both.
 
-    def __init__(self, app: ASGIApp, lane: HotLane, cors: Cors | None) -> None:
+    It is Litestar's handler (the Litestar app calls it), and may also be served itself
+    (lms.app.serve_app) with `litestar`, the app, given: a server's lifespan messages then go to
+    the app, and the scope keys the app would set are set for what is handed on to it (the app's
+    own call cost every request some 3 us)."""
+
+    def __init__(
+        self, app: ASGIApp, lane: HotLane, cors: Cors | None, litestar: ASGIApp | None = None
+    ) -> None:
         self.app = app
         self.lane = lane
         self.cors = cors
+        self.litestar = litestar
         self.recorder = RequestRecorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if self.litestar is not None and "litestar_app" not in scope:
+                await self.litestar(scope, receive, send)  # served: lifespan, websockets
+            else:
+                await self.app(scope, receive, send)
             return
         request = header_map(scope)
         request_id = incoming_request_id(scope, request, self.recorder.ids)
@@ -93,6 +104,8 @@ class Edge:
         sent: list[int],
     ) -> None:
         """Litestar answers; `sent` gets the status it sends."""
+        if self.litestar is not None and "litestar_app" not in scope:
+            scope["app"] = scope["litestar_app"] = self.litestar  # as the app's own call does
         cors = self.cors
 
         async def send_at_edge(message: Message) -> None:

@@ -107,7 +107,7 @@ def build_server(
         kwargs["http2_settings"] = _dataclass_settings(HTTP2Settings, data["http2"], "http2", hint)
     kwargs.setdefault("interface", Interfaces.ASGI)
     return Granian(
-        "lms.app:create_app",
+        "lms.app:serve_app",
         factory=True,
         address=settings.host,
         port=settings.port,

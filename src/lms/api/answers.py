@@ -60,11 +60,24 @@ class Answer:
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers exactly as Litestar's Response encodes them, in the same order."""
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
-        if self.has_body():
-            headers.append((b"content-type", self.content_type().encode("latin-1")))
-            headers.append((b"content-length", str(len(self.body)).encode()))
+        if not self.has_body():
+            return list(_encoded(self.headers, None))
+        headers = list(_encoded(self.headers, self.content_type()))
+        headers.append((b"content-length", str(len(self.body)).encode()))
         return headers
+
+
+# Most answers of a route carry the same headers (verification's Cache-Control and Vary): the
+# encodings of the sets used most recently are kept (an ETag makes each set new).
+@lru_cache(maxsize=512)
+def _encoded(
+    headers: tuple[tuple[str, str], ...], content_type: str | None
+) -> tuple[tuple[bytes, bytes], ...]:
+    """`headers` as ASGI sends them (lower-case names, Latin-1), then Content-Type when given."""
+    found = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+    if content_type is not None:
+        found += ((b"content-type", content_type.encode("latin-1")),)
+    return found
 
 
 class Incoming(Protocol):

@@ -75,15 +75,18 @@ class RequestRecorder:
 
     def add(self, scope: dict[str, Any], status: int, duration: float, request_id: str) -> None:
         client = scope.get("client")
-        self.access_log.add(
-            scope["method"],
-            scope["path"],
-            # The route template ("/courses/{course_id}"), never the raw path: bounded labels.
-            scope.get("path_template") or "unmatched",
-            status,
-            duration,
-            client[0] if client else None,
-            request_id,
+        self.access_log.add_record(
+            (
+                time.time(),
+                scope["method"],
+                scope["path"],
+                # The route template ("/courses/{course_id}"), never the raw path: bounded labels.
+                scope.get("path_template") or "unmatched",
+                status,
+                duration,
+                client[0] if client else None,
+                request_id,
+            )
         )
 
     def stop(self) -> None:
@@ -182,13 +185,16 @@ class AccessLog:
         client: str | None,
         request_id: str,
     ) -> None:
-        self._pending.append(
-            (time.time(), method, path, route, status, duration, client, request_id)
-        )
-        if len(self._pending) >= self.MAX_PENDING:
-            self.flush()
-        else:
+        self.add_record((time.time(), method, path, route, status, duration, client, request_id))
+
+    def add_record(self, record: AccessRecord) -> None:
+        pending = self._pending
+        pending.append(record)
+        waiting = len(pending)
+        if waiting == 1:  # the first since the last flush: the flush is due FLUSH_DELAY later
             self._soon.ask()
+        elif waiting >= self.MAX_PENDING:
+            self.flush()
 
     def direct_handler(self) -> BatchingStreamHandler | None:
         """The one handler that would write this logger's INFO lines, when it is the app's JSON

@@ -35,8 +35,11 @@ class Tally:
 
     def inc(self, counter: Any, amount: float = 1) -> None:
         """counter.inc(amount), soon: `counter` is a Counter or a labelled child of one."""
-        self._counts[counter] = self._counts.get(counter, 0) + amount
-        self._soon.ask()
+        counts = self._counts
+        first = not counts
+        counts[counter] = counts.get(counter, 0) + amount
+        if first:  # the first since the last flush, which is then due FLUSH_DELAY later
+            self._soon.ask()
 
     def observe(self, histogram: Any, value: float) -> None:
         """histogram.observe(value), soon: `histogram` is a Histogram or a labelled child."""
