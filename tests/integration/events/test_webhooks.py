@@ -317,6 +317,39 @@ async def test_an_endpoint_failing_for_long_is_disabled_with_the_reason_and_lose
         assert [r.type for r in receiver.received] == ["course.submitted", "course.published"]
 
 
+async def test_a_delivery_queued_behind_a_running_drain_goes_out_in_that_drain(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    creator: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    """A drain reads on from the last delivery it sent; an event that committed after later ones
+    is queued behind that place, and the drain reads from the head again before it ends."""
+    await register(api, admin, receiver, ["course.submitted", "course.published"])
+    await course_with_lessons(api, db, creator, admin, [None])
+    await course_with_lessons(api, db, creator, admin, [None])
+    dispatcher = EventDispatcher(db, [WebhookSink(None, settings)])
+    assert await dispatcher.dispatch_once() == 4  # two courses, submitted and published
+    queued = await db.fetch("SELECT * FROM webhook_queue ORDER BY event_seq")
+    assert len(queued) == 4
+    late = dict(queued[0])  # its event "commits late": queued once the drain is past it
+    await db.execute("DELETE FROM webhook_queue WHERE event_seq = $1", late["event_seq"])
+    receiver.delay = 0.3
+    endpoint_id = queued[0]["endpoint_id"]
+    drain = asyncio.create_task(WebhookDeliverer(db, settings).drain(endpoint_id))
+    await until(lambda: len(receiver.received) >= 1, 15, "the drain under way")
+    await db.execute(
+        f"INSERT INTO webhook_queue ({', '.join(late)}) "
+        f"VALUES ({', '.join(f'${i}' for i in range(1, len(late) + 1))})",
+        *late.values(),
+    )
+    await asyncio.wait_for(drain, 15)
+    assert receiver.ids() == [str(q["event_id"]) for q in [*queued[1:], queued[0]]]
+    assert await db.fetchval("SELECT count(*) FROM webhook_queue") == 0
+
+
 async def many_learners(db: asyncpg.Pool, n: int) -> list[str]:
     tag = uuid.uuid4().hex[:8]
     rows = await db.fetch(

@@ -158,20 +158,29 @@ async def release(conn: Conn, endpoint_id: uuid.UUID) -> None:
     await conn.execute("UPDATE webhook_endpoints SET lease_until = NULL WHERE id = $1", endpoint_id)
 
 
-async def pending(conn: Conn, endpoint_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
-    """The head of the endpoint's queue, in event order, with what its requests carry."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """
-        SELECT q.delivery_id AS id, q.event_id, q.event_seq, q.attempts, q.type,
-               e.occurred_at, e.data
-        FROM webhook_queue q JOIN events e ON e.id = q.event_id
-        WHERE q.endpoint_id = $1
-        ORDER BY q.event_seq
-        LIMIT $2
-        """,
-        endpoint_id,
-        limit,
-    )
+_PENDING = """
+    SELECT q.delivery_id AS id, q.event_id, q.event_seq, q.attempts, q.type,
+           e.occurred_at, e.data
+    FROM webhook_queue q JOIN events e ON e.id = q.event_id
+    WHERE q.endpoint_id = $1 {after}
+    ORDER BY q.event_seq
+    LIMIT $2
+"""
+_PENDING_FROM_HEAD = _PENDING.format(after="")
+_PENDING_AFTER = _PENDING.format(after="AND q.event_seq > $3")
+
+
+async def pending(
+    conn: Conn, endpoint_id: uuid.UUID, limit: int, after: int | None = None
+) -> list[asyncpg.Record]:
+    """The head of the endpoint's queue, in event order, with what its requests carry; with
+    `after`, the deliveries queued behind that event_seq. A drain reads on from where it is:
+    from the head, the index scan steps over every delivery removed since the table was last
+    vacuumed (73,000 in a bench run: 1.4 ms a page, a quarter of the delivery's database time)."""
+    if after is None:
+        rows: list[asyncpg.Record] = await conn.fetch(_PENDING_FROM_HEAD, endpoint_id, limit)
+    else:
+        rows = await conn.fetch(_PENDING_AFTER, endpoint_id, limit, after)
     return rows
 
 

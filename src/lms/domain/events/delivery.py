@@ -52,12 +52,19 @@ LEASE_SECONDS = 60.0  # renewed by every success; a dead worker's endpoint is fr
 PAGE = 100
 MAX_RESPONSE_BYTES = 64 * 1024
 SWEEP_SECONDS = 2.0
+# The queue-depth gauges (a count per endpoint, which steps over every delivery removed since the
+# queue was last vacuumed: 19 ms a sweep in a bench run) are refreshed this often; a scrape of
+# the API's /metrics counts afresh anyway (lms.domain.events.dispatcher.refresh_metrics).
+DEPTH_SECONDS = 10.0
 # Deliveries answered 2xx are marked DELIVERED together, at least this often (and at the end of
 # a page, before a failure is recorded, when the drain stops): a statement per delivery was
 # most of the database's share of the work. A worker dying in between sends those again, with
 # the same webhook-id (at least once, as the contract says).
 MARK_SECONDS = 0.25
 USER_AGENT = b"lms-webhooks/1"
+# A drain reading on from its place reads the endpoint's queue from the head again at least this
+# often, for deliveries queued behind it (their events committed after later ones).
+RESCAN_SECONDS = 1.0
 
 
 def retry_delay(settings: Settings, failures: int) -> float:
@@ -147,6 +154,7 @@ class WebhookDeliverer:
         # Made once: loading the CA bundle takes tens of milliseconds of blocking work.
         self.ssl_context = httpcore.default_ssl_context()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._depths_due = 0.0
 
     def kick(self, endpoint_id: uuid.UUID) -> None:
         """Drain the endpoint in the background unless this process is on it already."""
@@ -165,12 +173,15 @@ class WebhookDeliverer:
         self._running.clear()
 
     async def sweep(self) -> int:
-        """Start every endpoint that has due deliveries and nobody on it; refresh the gauges."""
+        """Start every endpoint that has due deliveries and nobody on it; refresh the gauges
+        every DEPTH_SECONDS."""
         due = await sql.due_endpoints(self.pool)
         for endpoint_id in due:
             self.kick(endpoint_id)
-        for endpoint_id, depth in (await sql.queue_depths(self.pool)).items():
-            WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
+        if time.monotonic() >= self._depths_due:
+            self._depths_due = time.monotonic() + DEPTH_SECONDS
+            for endpoint_id, depth in (await sql.queue_depths(self.pool)).items():
+                WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
         return len(due)
 
     async def drain(self, endpoint_id: uuid.UUID) -> None:
@@ -191,14 +202,25 @@ class WebhookDeliverer:
         keep_lease = True
         marks = _Marks(self.pool, endpoint_id)
         try:
+            # Pages are read on from the last delivery sent (sql.pending). A delivery queued
+            # behind that place (its event committed late) is found by reading from the head
+            # again: before the drain ends, and at least every RESCAN_SECONDS meanwhile.
+            after: int | None = None
+            rescan_at = time.monotonic() + RESCAN_SECONDS
             while True:
-                rows = await sql.pending(self.pool, endpoint_id, PAGE)
+                if after is not None and time.monotonic() >= rescan_at:
+                    after, rescan_at = None, time.monotonic() + RESCAN_SECONDS
+                rows = await sql.pending(self.pool, endpoint_id, PAGE, after)
                 if not rows:
-                    return
+                    if after is None:
+                        return
+                    after = None
+                    continue
                 for row in rows:
                     if not await self._attempt(endpoint, poster, row, marks):
                         keep_lease = False  # `failed` released it, with the backoff
                         return
+                after = rows[-1]["event_seq"]
                 await marks.write()
         finally:
             await poster.close()

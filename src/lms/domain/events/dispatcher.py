@@ -78,9 +78,11 @@ class EventDispatcher:
         await self._task.stop()
 
     async def _run(self) -> None:
+        dispatched = 0
         while True:
             try:
-                dispatched = await self.dispatch_once()
+                # While events keep coming the pre-check is skipped: it would find some.
+                dispatched = await self.dispatch_once(look_first=not dispatched)
                 if dispatched >= BATCH:
                     continue  # a backlog: take the next batch at once
                 if dispatched:
@@ -90,16 +92,17 @@ class EventDispatcher:
                 raise
             except Exception as exc:  # database down, a sink's bug: nothing is lost, retry
                 log.warning("event dispatch failed: %s", exc)
+                dispatched = 0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
             self._wake.clear()
 
-    async def dispatch_once(self) -> int:
+    async def dispatch_once(self, *, look_first: bool = True) -> int:
         """Fan out one batch; the number of events dispatched (0: none waiting, or another
-        process is dispatching right now)."""
-        # One cheap statement on the partial index while there is nothing to do.
-        if not await sql.any_undispatched(self.pool):
+        process is dispatching right now). `look_first`: ask whether any event waits before
+        taking the dispatch lock (one cheap statement while there is nothing to do)."""
+        if look_first and not await sql.any_undispatched(self.pool):
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
             if not await sql.lock_dispatch(conn):
