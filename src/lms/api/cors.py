@@ -17,7 +17,7 @@ caches"). `Vary: *` is left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from litestar.config.cors import CORSConfig
 from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
@@ -102,7 +102,7 @@ class Cors:
 
     def headers_for(
         self,
-        headers: Iterable[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         origin: bytes | None,
         request: dict[bytes, bytes],
     ) -> list[tuple[bytes, bytes]]:
