@@ -153,14 +153,14 @@ async def test_a_scrape_counts_every_request_that_ended_before_it(client: AsyncC
 
     def served(text: str) -> float:
         found = re.search(
-            r'lms_http_requests_total\{method="GET",route="/readyz",status="(?:200|503)"\} (\S+)',
+            r'lms_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)',
             text,
         )
         return float(found.group(1)) if found else 0.0
 
     before = served((await client.get("/metrics")).text)
     for _ in range(3):
-        await client.get("/readyz")
+        assert (await client.get("/healthz")).status_code == 200
     assert served((await client.get("/metrics")).text) == before + 3
 
 
