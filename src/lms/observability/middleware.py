@@ -17,6 +17,7 @@ from lms.observability.flush_soon import FlushSoon
 from lms.observability.logs import BatchingStreamHandler, JsonFormatter
 from lms.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 from lms.observability.tally import TALLY
+from lms.request_headers import has_repeats
 
 log = logging.getLogger("lms.request")
 
@@ -48,7 +49,7 @@ class RequestIds:
 def incoming_request_id(scope: dict[str, Any], request: dict[bytes, bytes], ids: RequestIds) -> str:
     """The caller's X-Request-ID when it is plain (the first plain one, if it came more than
     once), else a new id. `request` is the scope's header map (lms.request_headers)."""
-    if len(request) != len(scope["headers"]):  # some header came more than once
+    if has_repeats(scope):
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         for name, sent in raw:
             if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(sent):
