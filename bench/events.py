@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 
 from bench.harness import WRK_REPORT_LUA
+from lms.db.queries import event_cursors
 from lms.domain.events import xapi
 from lms.netutil import free_port
 
@@ -149,7 +150,7 @@ async def register_endpoints(database_url: str, settings: Any, receivers: list[S
         # The earlier runs' events (no worker ran them: the workers dispatch) are settled, as a
         # deployment's workers would have settled them long before: they are not the new
         # endpoints' to receive, and the "on" run measures its own events only.
-        await pool.execute("UPDATE events SET dispatched_at = now() WHERE dispatched_at IS NULL")
+        await skip_to_now(pool)
         for receiver in receivers:
             await webhooks.create(
                 pool,
@@ -158,6 +159,21 @@ async def register_endpoints(database_url: str, settings: Any, receivers: list[S
             )
     finally:
         await pool.close()
+
+
+async def skip_to_now(pool: asyncpg.Pool) -> None:
+    """Every reader of the event log (the dispatcher, the xAPI sender) moved past what is
+    recorded now, as if a worker had read it all."""
+    from lms.db.queries import events as events_sql
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", events_sql.DISPATCH_LOCK)
+        await event_cursors.begin(conn, "dispatch")
+        await event_cursors.add_tick(conn)
+        await conn.execute(
+            "UPDATE event_cursors SET tick = (SELECT max(id) + 1 FROM event_ticks),"
+            " after_xid = '0', after_seq = 0"
+        )
 
 
 async def remove_endpoints(database_url: str) -> None:
@@ -196,8 +212,7 @@ async def delivery_check(
             row = await conn.fetchrow(
                 """
                 SELECT (SELECT count(*) FROM events WHERE seq > $1) AS events,
-                       (SELECT count(*) FROM events WHERE seq > $1 AND dispatched_at IS NULL)
-                           AS undispatched,
+
                        (SELECT count(*) FROM webhook_deliveries d
                         JOIN webhook_endpoints w ON w.id = d.endpoint_id
                         WHERE d.event_seq > $1 AND w.description = 'bench'
@@ -207,17 +222,19 @@ async def delivery_check(
                         WHERE d.event_seq > $1 AND w.description = 'bench') AS deliveries,
                        (SELECT count(*) FROM events
                         WHERE seq > $1 AND type = ANY($2::text[])) AS xapi_queued,
-                       (SELECT count(*) FROM xapi_statements x JOIN events e ON e.id = x.event_id
-                        WHERE e.seq > $1) AS xapi_waiting
                 """,
                 since_seq,
                 sorted(xapi.MAPPED_TYPES),
             )
             figures = dict(row)
-            # A statement the LRS took leaves the queue: what is not waiting went, once its
-            # event was dispatched (an undispatched event's statement is not queued yet).
+            figures["undispatched"] = await event_cursors.unread_count(conn, "dispatch")
+            xapi_waiting = await event_cursors.unread_count(
+                conn, "xapi", sorted(xapi.MAPPED_TYPES)
+            )
+            # The xAPI sender's place moves past a statement the LRS took: what is not after
+            # it went, once the dispatcher (which gives the sender its first place) read all.
             figures["xapi_sent"] = (
-                figures["xapi_queued"] - figures.pop("xapi_waiting")
+                figures["xapi_queued"] - xapi_waiting
                 if figures["undispatched"] == 0
                 else 0
             )

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from lms.db.queries import event_cursors
 from lms.db.queries import outbox as outbox_sql
-from lms.db.queries import xapi as xapi_sql
 from lms.db.tables import MessageChannel
 
 
@@ -66,17 +66,16 @@ async def test_the_outbox_says_how_long_until_its_next_message(conn: asyncpg.Con
     assert await outbox_sql.seconds_until_next_due(conn) == 0  # overdue: at once
 
 
-async def test_an_empty_xapi_queue_has_nothing_due(conn: asyncpg.Connection) -> None:
-    await conn.execute("DELETE FROM xapi_statements")
-    assert await xapi_sql.seconds_until_next_due(conn) is None
-
-
-async def test_the_xapi_queue_says_how_long_until_its_next_statement(
+async def test_an_event_reader_says_how_long_its_backoff_lasts(
     conn: asyncpg.Connection,
 ) -> None:
-    await conn.execute("DELETE FROM xapi_statements")
-    event = uuid.uuid4()
-    await xapi_sql.enqueue(conn, [(event, uuid.uuid4(), "enrollment.created", {"id": "x"})])
-    await due_in(conn, "xapi_statements", "event_id", event, 30)
-    wait = await xapi_sql.seconds_until_next_due(conn)
-    assert wait is not None and 29 < wait <= 30
+    await conn.execute("DELETE FROM event_cursors WHERE name = 'idle-test'")
+    assert await event_cursors.place(conn, "idle-test") is None  # no such reader
+    await event_cursors.add_reader(conn, "idle-test", 1, 0, 0)
+    assert (await event_cursors.place(conn, "idle-test"))["wait_seconds"] == 0  # at once
+    assert await event_cursors.back_off(conn, "idle-test", "LRS down", 30) == 1
+    wait = (await event_cursors.place(conn, "idle-test"))["wait_seconds"]
+    assert 29 < wait <= 30
+    await event_cursors.move(conn, "idle-test", 2, 0, 0)
+    assert (await event_cursors.place(conn, "idle-test"))["wait_seconds"] == 0
+    await conn.execute("DELETE FROM event_cursors WHERE name = 'idle-test'")

@@ -50,6 +50,8 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "webhook_queue",
     "xapi_statements",
+    "event_ticks",
+    "event_cursors",
 }
 
 

@@ -154,6 +154,8 @@ def test_background_work_every_server_does_is_not_a_requests() -> None:
         "THEN excluded.hits ELSE rate_limit_counters.hits + excluded.hits END",
         "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_seq, type)\nSELECT w.id",
         "INSERT INTO xapi_statements (event_id) SELECT 1",
+        "UPDATE event_cursors SET tick = $2, after_xid = $3, after_seq = $4 WHERE name = $1",
+        "INSERT INTO event_ticks (id, snapshot) SELECT t.id + 1, pg_current_snapshot()",
         "SELECT pg_advisory_xact_lock($1)",
         "WITH q AS (SELECT 1), top AS (\n    INSERT INTO search_tops (key) SELECT 1) SELECT 1",
         "SELECT t.id, t.complete, (SELECT count(*) FROM search_top_rows s) AS n",

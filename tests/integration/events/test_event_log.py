@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from lms.domain.events.dispatcher import EventDispatcher
 from lms.domain.events.log import record_event
 from lms.housekeeping import sweep_once
 from tests.conftest import TestUser
@@ -125,9 +126,13 @@ async def test_housekeeping_forgets_what_every_sink_is_done_with(db: asyncpg.Poo
     old = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
     waiting = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
     fresh = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    # The dispatcher (no sinks here) reads past the three; the fourth comes after.
+    while await EventDispatcher(db, []).dispatch_once():
+        pass
+    unread = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
     await db.execute(
-        "UPDATE events SET dispatched_at = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
-        [old, waiting],
+        "UPDATE events SET occurred_at = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
+        [old, waiting, unread],
     )
     endpoint = await db.fetchval(
         "INSERT INTO webhook_endpoints (url, events, secret)"
@@ -141,4 +146,5 @@ async def test_housekeeping_forgets_what_every_sink_is_done_with(db: asyncpg.Poo
     )
     await sweep_once(db)
     left = {r["id"] for r in await db.fetch("SELECT id FROM events")}
-    assert left == {waiting, fresh}  # a queued delivery keeps its event
+    # A queued delivery keeps its event, and so does a reader that has not passed it.
+    assert left == {waiting, fresh, unread}

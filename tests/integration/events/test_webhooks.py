@@ -21,6 +21,7 @@ import nats
 import pytest
 
 from lms.db.engine import open_pool
+from lms.db.queries import event_cursors
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
 from lms.domain.events.dispatcher import EventDispatcher
 from lms.domain.events.webhooks import WebhookSink
@@ -270,7 +271,7 @@ async def test_a_queued_delivery_is_listed_before_its_first_attempt_under_the_id
     # and nothing is queued.
     from lms.housekeeping import sweep_once
 
-    await db.execute("UPDATE events SET dispatched_at = now() - interval '40 days'")
+    await db.execute("UPDATE events SET occurred_at = now() - interval '40 days'")
     await sweep_once(db)
     assert await db.fetchval("SELECT count(*) FROM events") == 0
     forgotten = await api.post(f"{log_path}/{done[0]['id']}/retry", headers=admin.headers)
@@ -443,7 +444,7 @@ async def test_a_slow_or_failing_receiver_never_slows_the_api(
     baseline = await enroll_all(learners[:40])
 
     async def all_dispatched() -> bool:
-        return not await db.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL")
+        return not await event_cursors.unread_count(db, "dispatch")
 
     # Those events are fanned out before the endpoints exist: they are not theirs.
     await eventually(all_dispatched, within=10, what="the first enrollments dispatched")
@@ -492,7 +493,8 @@ async def test_lms_worker_dispatches_and_delivers_what_the_api_only_recorded(
     assert enrolled.status_code == 201
     event_id = await db.fetchval("SELECT id FROM events WHERE type = 'enrollment.created'")
     await asyncio.sleep(1.0)  # the API's own background work would have dispatched it by now
-    assert await db.fetchval("SELECT dispatched_at FROM events WHERE id = $1", event_id) is None
+    recorded = await db.fetchval("SELECT count(*) FROM events")
+    assert await event_cursors.unread_count(db, "dispatch") == recorded  # none dispatched
     assert settings.database_url and settings.nats_url and settings.jwt_secret
     env = service_env(
         database_url=settings.database_url,

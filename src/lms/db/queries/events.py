@@ -1,8 +1,9 @@
-"""SQL for the event log: append in the caller's transaction, claim what is not fanned out yet.
+"""SQL for the event log: append in the caller's transaction (each row carries its transaction's
+id, the `xid` default, by which readers find it: lms.db.queries.event_cursors), purge old.
 
 Raw because appending joins the callers' raw transactions (enrollment, completion, review), and
-the claim runs under a transaction-scoped advisory lock, so one dispatcher at a time fans out,
-in `seq` order."""
+the dispatcher reads under a transaction-scoped advisory lock, so one dispatcher at a time cuts
+ticks and fans out."""
 
 from __future__ import annotations
 
@@ -41,36 +42,6 @@ async def lock_dispatch(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK))
 
 
-async def claim_undispatched(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """The oldest events not fanned out yet. The caller holds DISPATCH_LOCK (lock_dispatch) for
-    its transaction, so no other dispatcher reads them meanwhile: no row lock is taken (one
-    would cost a write per event)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """
-        SELECT id, seq, type, occurred_at, data FROM events
-        WHERE dispatched_at IS NULL
-        ORDER BY seq
-        LIMIT $1
-        """,
-        limit,
-    )
-    return rows
-
-
-async def mark_dispatched(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
-    await conn.execute("UPDATE events SET dispatched_at = now() WHERE id = ANY($1::uuid[])", ids)
-
-
-async def undispatched_count(conn: Conn) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL"))
-
-
-async def any_undispatched(conn: Conn) -> bool:
-    return bool(
-        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE dispatched_at IS NULL)")
-    )
-
-
 async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT course_id FROM lessons WHERE id = $1", lesson_id
@@ -78,9 +49,10 @@ async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None
 
 
 async def purge_old(conn: Conn, older_than_seconds: int) -> None:
-    """Delivered webhook deliveries, then events every sink is done with, past the age: the
-    log is a queue with a memory of a month, not an archive. A sink whose queue reads events
-    adds its NOT EXISTS here (the xAPI queue holds its statements whole)."""
+    """Delivered webhook deliveries, then events every reader has passed and no webhook queue
+    names, past the age: the log is a queue with a memory of a month, not an archive. (A reader
+    that never moves, an LRS configured once and gone, keeps the log from its place on: remove
+    its event_cursors row.)"""
     await conn.execute(
         """
         DELETE FROM webhook_deliveries
@@ -90,8 +62,14 @@ async def purge_old(conn: Conn, older_than_seconds: int) -> None:
     )
     await conn.execute(
         """
+        WITH passed AS (
+            SELECT t.snapshot FROM event_ticks t
+            WHERE t.id = (SELECT min(tick) FROM event_cursors) - 1
+        )
         DELETE FROM events e
-        WHERE e.dispatched_at < now() - make_interval(secs => $1)
+        WHERE e.occurred_at < now() - make_interval(secs => $1)
+          AND (e.xid IS NULL
+               OR pg_visible_in_snapshot(e.xid, (SELECT snapshot FROM passed)))
           AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.event_id = e.id)
         """,
         float(older_than_seconds),

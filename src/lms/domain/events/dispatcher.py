@@ -1,13 +1,14 @@
-"""Fans the event log out to its sinks: webhook deliveries, xAPI statements.
+"""Fans the event log out to its sinks: webhook deliveries, and the xAPI sender's wake-up.
 
 Every `lms worker` runs one (so integrations cost the workers' CPU, never the API's); a
-transaction-scoped advisory lock lets one of them at a time take a batch of undispatched
-events, in `seq` order, hand it to every sink inside that transaction (each sink queues its
-own work there: rows of its own table) and mark the events dispatched. Either all sinks have
-the batch or none has: a crash or an error in between rolls back and the next pass takes the
-same events again. After commit each sink may wake its workers (a NATS JetStream publish); if
-that fails the workers' own sweep finds the work in PostgreSQL. Nothing on the request path
-waits for any of this: the request only inserted its event row.
+transaction-scoped advisory lock lets one of them at a time cut a tick of the log and read on
+from the dispatcher's place (lms.domain.events.cursor), hand the batch to every sink inside that
+transaction (the webhook sink queues a delivery per subscribed endpoint) and move its place past
+the batch. Either all sinks have the batch or none has: a crash or an error in between rolls
+back and the next pass reads the same events again. After commit each sink may wake its workers
+(a NATS JetStream publish); if that fails the workers' own sweep finds the work in PostgreSQL.
+Nothing on the request path waits for any of this: the request only inserted its event row,
+and nothing marks it afterwards.
 """
 
 from __future__ import annotations
@@ -21,19 +22,27 @@ from typing import Protocol
 import asyncpg
 
 from lms.background import BackgroundTask
+from lms.db.queries import event_cursors as cursors
 from lms.db.queries import events as sql
-from lms.domain.events.log import Event, event_of
+from lms.domain.events import cursor
+from lms.domain.events.cursor import Place
+from lms.domain.events.log import Event
 from lms.observability.metrics import EVENTS_DISPATCHED
 
 log = logging.getLogger("lms.events")
 
 BATCH = 500
+# The dispatcher's place in the event log (event_cursors).
+READER = "dispatch"
+# Every this many ticks cut (a few a second under load), the ticks every reader has passed go.
+FORGET_TICKS_EVERY = 1000
 POLL_SECONDS = 0.5
 # After a batch smaller than BATCH, the next pass waits this long: while requests keep adding
 # events, a pass that started at once would find a handful, and every pass costs the same
-# statements (the claim, each sink's insert and wake-up, the marking, and the deliverers' lease,
-# read and settle behind it) whatever it carries. Gathering a fifth of a second's events makes
-# that bookkeeping a cost per batch, not per event; a webhook waits at most this much longer.
+# statements (the tick, the read, each sink's insert and wake-up, the move, and the
+# deliverers' lease, read and settle behind it) whatever it carries. Gathering a fifth of a
+# second's events makes that bookkeeping a cost per batch, not per event; a webhook waits at
+# most this much longer.
 GATHER_SECONDS = 0.2
 
 
@@ -42,10 +51,10 @@ class EventSink(Protocol):
 
     name: str
 
-    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event]) -> None:
-        """Queue the work for `events` (in `seq` order) on `conn`, inside the dispatcher's
-        transaction: commit makes it durable with the events' dispatch mark. Raise to roll the
-        whole batch back (it is retried)."""
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
+        """Queue the work for `events` (read after `since`, in the log's order) on `conn`,
+        inside the dispatcher's transaction: commit makes it durable with the dispatcher's move
+        past them. Raise to roll the whole batch back (it is read again)."""
 
     async def after_commit(self) -> None:
         """Wake whoever does the work (best effort: a failure is logged, the work waits in
@@ -100,26 +109,44 @@ class EventDispatcher:
 
     async def dispatch_once(self, *, look_first: bool = True) -> int:
         """Fan out one batch; the number of events dispatched (0: none waiting, or another
-        process is dispatching right now). `look_first`: ask whether any event waits before
+        process is dispatching right now). `look_first`: ask whether anything waits before
         taking the dispatch lock (one cheap statement while there is nothing to do)."""
-        if look_first and not await sql.any_undispatched(self.pool):
+        if look_first and not await cursors.has_unread(self.pool, READER):
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
             if not await sql.lock_dispatch(conn):
                 return 0
-            events = [event_of(row) for row in await sql.claim_undispatched(conn, BATCH)]
-            if not events:
-                return 0
-            for sink in self.sinks:
-                await sink.accept(conn, events)
-            await sql.mark_dispatched(conn, [e.id for e in events])
-        EVENTS_DISPATCHED.inc(len(events))
+            row = await cursors.place(conn, READER)
+            if row is None:  # a new or emptied log
+                await cursors.begin(conn, READER)
+                row = await cursors.place(conn, READER)
+                if row is None:  # begun just now, in this transaction: cannot be
+                    raise RuntimeError("the dispatcher's place was not recorded")
+            place, latest = Place.of(row), row["latest_tick"]
+            if place.tick > latest:
+                # Read all there is: cut the next tick (under the lock, so ticks follow their
+                # snapshots' order).
+                tick = await cursors.add_tick(conn)
+                if tick is None:
+                    return 0
+                latest = tick
+                if tick % FORGET_TICKS_EVERY == 0:
+                    await cursors.forget_passed_ticks(conn)
+            batch = await cursor.read(conn, place, latest, BATCH)
+            if batch.events:
+                for sink in self.sinks:
+                    await sink.accept(conn, batch.events, place)
+            if batch.end != place:
+                await cursors.move(conn, READER, batch.end.tick, batch.end.xid, batch.end.seq)
+        if not batch.events:
+            return 0
+        EVENTS_DISPATCHED.inc(len(batch.events))
         for sink in self.sinks:
             try:
                 await sink.after_commit()
             except Exception as exc:
                 log.warning("event sink %s could not wake its workers: %s", sink.name, exc)
-        return len(events)
+        return len(batch.events)
 
 
 async def refresh_metrics(db: asyncpg.Pool) -> None:
@@ -129,6 +156,6 @@ async def refresh_metrics(db: asyncpg.Pool) -> None:
 
     with contextlib.suppress(Exception):  # a scrape must not fail because the database is slow
         async with asyncio.timeout(1.0):
-            EVENTS_UNDISPATCHED.set(await sql.undispatched_count(db))
+            EVENTS_UNDISPATCHED.set(await cursors.unread_count(db, READER))
             for endpoint_id, depth in (await webhook_sql.queue_depths(db)).items():
                 WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)

@@ -12,6 +12,7 @@ from msgspec import UNSET
 
 from lms.db.queries import webhooks as sql
 from lms.domain.errors import Conflict, Invalid, NotFound
+from lms.domain.events.cursor import Place
 from lms.domain.events.log import EVENT_TYPES, Event
 from lms.domain.events.schemas import (
     Webhook,
@@ -181,7 +182,9 @@ class WebhookSink:
         self.subject = webhooks_subject(settings)
         self._touched: set[uuid.UUID] = set()
 
-    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    async def accept(
+        self, conn: asyncpg.Connection, events: Sequence[Event], since: Place
+    ) -> None:
         touched = await sql.fan_out(
             conn, [e.id for e in events], [e.seq for e in events], [e.type for e in events]
         )

@@ -1,22 +1,25 @@
-"""The xAPI sink: events become queued statements in the fan-out's transaction, and senders in
-the workers POST them to the LRS in batches, retrying with backoff while it is down.
+"""The xAPI sender: workers read the event log from the xAPI reader's place (lms.domain.events
+.cursor), build each event's statement and POST them to the LRS in batches, retrying with
+backoff while it is down.
 
-Nothing is lost: a statement leaves the queue (deleted: the LRS keeps it) only once the LRS
-answered 2xx for a batch that held it. Nothing is duplicated: the statement id is derived from
-the event id and the statement is built once, at fan-out, so a batch sent again after a lost
-answer (a timeout, a sender killed before it settled) carries the same statements under the
-same ids, which an LRS stores once (xAPI 1.0.3: a repeated id with an equivalent statement is
-not stored again). Senders in several processes take turns: the one sending holds an advisory
-lock on the connection that read its batch until it has settled it, so one batch is never in
-flight from two senders at once, and sending writes nothing per statement but its delete.
+Nothing is lost: the reader's place moves past a statement only once the LRS answered 2xx for a
+batch that held it (or refused that statement alone, see below). Nothing is duplicated: the
+statement id is derived from the event id and the statement from the event row, so a batch sent
+again after a lost answer (a timeout, a sender killed before it moved) carries the same
+statements under the same ids, which an LRS stores once (xAPI 1.0.3: a repeated id with an
+equivalent statement is not stored again). Senders in several processes take turns: the one
+sending holds an advisory lock on the connection that read its batch until it has moved past
+it, so one batch is never in flight from two senders at once, and sending writes one row per
+batch (the place), nothing per statement.
 
 How the LRS's answers are read:
 - 200 / 204: the batch is stored.
 - 409 (a statement with that id and different content is stored) or another 4xx on a batch: the
   batch is sent again statement by statement, so one bad statement holds up none of the others;
-  a single statement refused that way is REJECTED (logged, counted, kept for an operator).
+  a single statement refused that way is REJECTED (logged, counted, kept in xapi_statements for
+  an operator).
 - 401, 403, 408, 429, 5xx, a timeout or no connection: the LRS (or its credentials) is not
-  taking anything now; the whole batch waits with exponential backoff and jitter, forever.
+  taking anything now; the reader waits with exponential backoff and jitter, forever.
 """
 
 from __future__ import annotations
@@ -26,11 +29,9 @@ import contextlib
 import logging
 import random
 import time
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -41,9 +42,11 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from lms.background import BackgroundTask
-from lms.db.queries import Conn
+from lms.db.queries import event_cursors as cursors
 from lms.db.queries import xapi as sql
-from lms.domain.events import xapi
+from lms.domain.events import cursor, xapi
+from lms.domain.events.cursor import Batch, Place
+from lms.domain.events.log import Event
 from lms.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lms.xapi")
 
 BATCH = 100
+# The xAPI sender's place in the event log (event_cursors).
+READER = "xapi"
 CONSUMER_NAME = "lms-xapi"
 HTTP_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 2.0
@@ -62,13 +67,15 @@ TRANSIENT_STATUSES = frozenset({401, 403, 408, 425, 429})
 
 XAPI_STATEMENTS = Counter(
     "lms_xapi_statements_total",
-    "xAPI statements by outcome: queued, sent, retried (their batch waits for the LRS), "
+    "xAPI statements by outcome: queued (read from the log for the LRS), sent, retried (their "
+    "batch waits for the LRS), "
     "rejected (refused by the LRS as such), unmappable (an event lacking a field).",
     ["outcome"],
 )
 XAPI_QUEUE_DEPTH = Gauge(
     "lms_xapi_queue_depth",
-    "xAPI statements waiting for the LRS (as a worker's sender last counted them).",
+    "Events with an xAPI statement the LRS has not taken yet (as a worker's sender last "
+    "counted them).",
     multiprocess_mode="mostrecent",
 )
 XAPI_BATCH_SECONDS = Histogram(
@@ -79,25 +86,11 @@ XAPI_BATCH_SECONDS = Histogram(
 )
 
 
-class EventLike(Protocol):
-    """What the sink reads of an event (lms.domain.events.log.Event has it)."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-
-
-async def enqueue(conn: Conn, events: Iterable[EventLike], base_url: str) -> int:
-    """Queue the statements of `events` (those of a mapped type), in the caller's transaction:
-    the fan-out's, so an event is queued exactly when it is marked dispatched. The number
-    queued."""
-    rows: list[tuple[uuid.UUID, uuid.UUID, str, dict[str, Any]]] = []
-    for event in events:
+def statements_of(batch: Batch, base_url: str) -> list[tuple[dict[str, Any], Event, Place]]:
+    """Each event's statement with the event and the place past it; an event of a mapped type
+    that lacks a field is logged and passed over (its place moves with the next statement)."""
+    out: list[tuple[dict[str, Any], Event, Place]] = []
+    for event, place in zip(batch.events, batch.places, strict=True):
         try:
             statement = xapi.statement_for(
                 event.id, event.type, event.occurred_at, event.data, base_url=base_url
@@ -107,10 +100,8 @@ async def enqueue(conn: Conn, events: Iterable[EventLike], base_url: str) -> int
             log.error("xapi: event %s (%s) has no statement: %s", event.id, event.type, exc)
             continue
         if statement is not None:
-            rows.append((event.id, uuid.UUID(statement["id"]), event.type, statement))
-    queued = await sql.enqueue(conn, rows)
-    XAPI_STATEMENTS.labels("queued").inc(queued)
-    return queued
+            out.append((statement, event, place))
+    return out
 
 
 def retry_delay(attempts: int, *, base: float, cap: float) -> float:
@@ -174,12 +165,13 @@ class LrsClient:
 
 
 class XapiSender:
-    """Sends what is due from the queue: one batch per turn, a loop when started."""
+    """Sends what is after the xAPI reader's place: one batch per turn, a loop when started."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         client: LrsClient,
+        base_url: str,
         *,
         batch: int = BATCH,
         retry_base: float = RETRY_BASE_SECONDS,
@@ -189,12 +181,14 @@ class XapiSender:
         self.pool = pool
         self.poll_seconds = poll_seconds
         self.client = client
+        self.base_url = base_url
         self.batch = batch
         self.retry_base = retry_base
         self.retry_max = retry_max
         self._wake = asyncio.Event()
         self._task = BackgroundTask("lms-xapi")
         self._others_turn = False  # the last send_due found another sender sending
+        self._wait: float | None = None  # the reader's backoff, as the last send_due saw it
 
     def wake(self, _payload: str = "") -> None:
         self._wake.set()
@@ -215,9 +209,11 @@ class XapiSender:
                 if self._others_turn:  # it sends what is due; look again after a poll
                     timeout = poll
                 else:
-                    XAPI_QUEUE_DEPTH.set(await sql.pending_count(self.pool))
-                    wait = await sql.seconds_until_next_due(self.pool)
-                    timeout = poll if wait is None else min(max(wait, 0.05), poll)
+                    XAPI_QUEUE_DEPTH.set(
+                        await cursors.unread_count(self.pool, READER, sorted(xapi.MAPPED_TYPES))
+                    )
+                    wait = self._wait
+                    timeout = poll if not wait else min(max(wait, 0.05), poll)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: keep trying, nothing is lost
@@ -230,8 +226,9 @@ class XapiSender:
             self._wake.clear()
 
     async def send_due(self) -> int:
-        """Send one batch of due statements, if no other sender is sending now; the number
-        sent or settled otherwise (0: nothing due, or another sender's turn)."""
+        """Send one batch of what is after the reader's place, if no other sender is sending
+        now and the LRS is not being waited for; the number of statements sent or settled
+        otherwise (0: nothing to send, a backoff, or another sender's turn)."""
         async with self.pool.acquire() as conn:
             try:
                 self._others_turn = not await sql.try_lock_sending(conn)
@@ -244,10 +241,23 @@ class XapiSender:
             if self._others_turn:
                 return 0
             try:
-                rows = await sql.due(conn, limit=self.batch)
-                if rows:
-                    await self._send(conn, rows)
-                return len(rows)
+                row = await cursors.place(conn, READER)
+                if row is None:  # the dispatcher has not met an event since the LRS was set
+                    self._wait = None
+                    return 0
+                self._wait = row["wait_seconds"]
+                if self._wait:
+                    return 0
+                place = Place.of(row)
+                batch = await cursor.read(
+                    conn, place, row["latest_tick"], self.batch, sorted(xapi.MAPPED_TYPES)
+                )
+                statements = statements_of(batch, self.base_url)
+                if statements:
+                    await self._send(conn, statements, row["attempts"])
+                if batch.end != place and (not statements or self._wait is None):
+                    await self._move(conn, batch.end)
+                return len(statements)
             finally:
                 try:
                     await sql.unlock_sending(conn)
@@ -257,43 +267,58 @@ class XapiSender:
                     conn.terminate()
                     raise
 
-    async def _send(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
-        answer = await self.client.post([row["statement"] for row in rows])
+    async def _move(self, conn: asyncpg.Connection, place: Place) -> None:
+        await cursors.move(conn, READER, place.tick, place.xid, place.seq)
+        self._wait = None
+
+    async def _send(
+        self,
+        conn: asyncpg.Connection,
+        statements: list[tuple[dict[str, Any], Event, Place]],
+        attempts: int,
+    ) -> None:
+        """POST the statements; the reader moves past what the LRS took (or refused alone),
+        or backs off (self._wait set) when the LRS takes nothing now."""
+        answer = await self.client.post([statement for statement, _, _ in statements])
         if answer.stored:
-            await sql.forget_sent(conn, [row["event_id"] for row in rows])
-            XAPI_STATEMENTS.labels("sent").inc(len(rows))
+            XAPI_STATEMENTS.labels("sent").inc(len(statements))
+            self._wait = None
             return
         if answer.transient:
-            attempts = max(row["attempts"] for row in rows) + 1
-            delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_max)
+            delay = retry_delay(attempts + 1, base=self.retry_base, cap=self.retry_max)
             reason = (
                 f"LRS answered {answer.status}: {answer.detail}"
                 if answer.status
                 else (answer.detail)
             )
-            await sql.mark_retry(conn, [row["event_id"] for row in rows], reason, delay)
-            XAPI_STATEMENTS.labels("retried").inc(len(rows))
+            failures = await cursors.back_off(conn, READER, reason, delay)
+            self._wait = delay
+            XAPI_STATEMENTS.labels("retried").inc(len(statements))
             log.warning(
                 "xapi: %d statements wait %.1fs (attempt %d): %s",
-                len(rows),
+                len(statements),
                 delay,
-                attempts,
+                failures,
                 reason,
             )
             return
-        if len(rows) > 1:  # one refused statement must not hold up the others
-            for row in rows:
-                await self._send(conn, [row])
+        if len(statements) > 1:  # one refused statement must not hold up the others
+            for one in statements:
+                await self._send(conn, [one], attempts)
+                if self._wait is not None:
+                    return  # the LRS stopped taking anything: the rest waits
+                await self._move(conn, one[2])
             return
-        row = rows[0]
+        statement, event, _ = statements[0]
         reason = f"LRS refused the statement ({answer.status}): {answer.detail}"
-        await sql.mark_rejected(conn, row["event_id"], reason)
+        await sql.reject(conn, event.id, event.type, statement, reason)
         XAPI_STATEMENTS.labels("rejected").inc()
+        self._wait = None
         log.error(
             "xapi: statement %s of event %s (%s) rejected: %s",
-            row["statement_id"],
-            row["event_id"],
-            row["event_type"],
+            statement["id"],
+            event.id,
+            event.type,
             reason,
         )
 
@@ -304,25 +329,31 @@ def xapi_subject(settings: Settings) -> str:
 
 
 class XapiSink:
-    """The event sink of xAPI (in the workers' EventDispatcher when LMS_XAPI_ENDPOINT is set):
-    statements queued in the dispatcher's transaction; after commit one wake-up on NATS for the
-    workers' senders (who also poll the queue, so a lost wake-up delays, never loses)."""
+    """The xAPI side of the workers' EventDispatcher (when LMS_XAPI_ENDPOINT is set): the first
+    batch it sees gives the xAPI reader its place (where the dispatcher read from: every event
+    not yet dispatched when the LRS was set gets a statement); after each commit that held a
+    mapped event, one wake-up on NATS for the workers' senders (who also poll, so a lost
+    wake-up delays, never loses)."""
 
     name = "xapi"
 
     def __init__(self, nats: BrokerConnection | None, settings: Settings) -> None:
         self.nats = nats
-        self.base_url = settings.base_url
         self.subject = xapi_subject(settings)
-        self._queued = 0
+        self._mapped = 0
+        self._has_reader = False  # known to exist (committed) in this process
 
-    async def accept(self, conn: asyncpg.Connection, events: Sequence[EventLike]) -> None:
-        self._queued += await enqueue(conn, events, self.base_url)
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
+        if not self._has_reader:
+            await cursors.add_reader(conn, READER, since.tick, since.xid, since.seq)
+        self._mapped += sum(1 for event in events if event.type in xapi.MAPPED_TYPES)
 
     async def after_commit(self) -> None:
-        queued, self._queued = self._queued, 0
+        self._has_reader = True
+        mapped, self._mapped = self._mapped, 0
+        XAPI_STATEMENTS.labels("queued").inc(mapped)
         nats = self.nats
-        if not queued or nats is None or not nats.connected:
+        if not mapped or nats is None or not nats.connected:
             return
         await nats.broker.client.jetstream().publish(self.subject, b"queued", timeout=2.0)
 
@@ -332,7 +363,7 @@ def make_sender(pool: asyncpg.Pool, settings: Settings) -> XapiSender | None:
     if not settings.xapi_endpoint:
         return None
     client = LrsClient(settings.xapi_endpoint, settings.xapi_username, settings.xapi_password)
-    return XapiSender(pool, client)
+    return XapiSender(pool, client, settings.base_url)
 
 
 async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
@@ -356,7 +387,7 @@ async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:
 async def run_sender(
     nc: NatsClient, sender: XapiSender, settings: Settings, stop: asyncio.Event
 ) -> None:
-    """A worker's xAPI sender until `stop`: its loop sends what is due (polling the queue every
+    """A worker's xAPI sender until `stop`: its loop sends what is due (polling the log every
     POLL_SECONDS), and each "statements are queued" message from JetStream wakes it at once.
     Messages are acked on receipt: PostgreSQL holds the work, a message is only a wake-up."""
     sender.start()

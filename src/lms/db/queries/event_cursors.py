@@ -1,0 +1,205 @@
+"""SQL for reading the event log by cursor: ticks (snapshots that cut the log into fixed sets) and
+each reader's place in them (lms_0022 says why and how).
+
+Tick T holds the events whose transaction is visible in T's snapshot and not in T-1's. A
+reader's place (tick, after_xid, after_seq) means: every event of the ticks before `tick` is
+read, and of `tick` those up to (after_xid, after_seq) in the index's order. A place at the tick
+after the latest one waits for the next tick.
+
+Raw because the dispatcher reads and moves its place inside its own raw transaction, and the
+visibility tests are PostgreSQL functions on xid8 and pg_snapshot values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from lms.db.queries import Conn
+
+# One tick's events after a place, in (xid, seq) order, on the events_by_xid index: the range
+# [T-1's xmin, T's xmax) holds every transaction the tick can contain.
+_TICK_EVENTS = """
+    SELECT e.id, e.seq, e.xid, e.type, e.occurred_at, e.data
+    FROM event_ticks p JOIN event_ticks c ON c.id = p.id + 1
+    JOIN events e ON e.xid >= pg_snapshot_xmin(p.snapshot) AND e.xid < pg_snapshot_xmax(c.snapshot)
+    WHERE p.id = $1 - 1
+      AND (e.xid, e.seq) > ($2::xid8, $3::bigint)
+      AND pg_visible_in_snapshot(e.xid, c.snapshot)
+      AND NOT pg_visible_in_snapshot(e.xid, p.snapshot)
+      {types}
+    ORDER BY e.xid, e.seq
+    LIMIT $4
+"""
+_TICK_EVENTS_ALL = _TICK_EVENTS.format(types="")
+_TICK_EVENTS_OF_TYPES = _TICK_EVENTS.format(types="AND e.type = ANY($5::text[])")
+
+
+async def tick_events(
+    conn: Conn,
+    tick: int,
+    after_xid: int,
+    after_seq: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+) -> list[asyncpg.Record]:
+    """Up to `limit` events of `tick` after (after_xid, after_seq), of `types` when given."""
+    if types is None:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            _TICK_EVENTS_ALL, tick, after_xid, after_seq, limit
+        )
+    else:
+        rows = await conn.fetch(
+            _TICK_EVENTS_OF_TYPES, tick, after_xid, after_seq, limit, list(types)
+        )
+    return rows
+
+
+async def place(conn: Conn, name: str) -> asyncpg.Record | None:
+    """A reader's place, its backoff, and the latest tick (None: no such reader yet)."""
+    return await conn.fetchrow(
+        """
+        SELECT c.tick, c.after_xid, c.after_seq, c.attempts, c.last_error,
+               greatest(extract(epoch FROM c.next_attempt_at - now()), 0)::float8 AS wait_seconds,
+               (SELECT max(id) FROM event_ticks) AS latest_tick
+        FROM event_cursors c WHERE c.name = $1
+        """,
+        name,
+    )
+
+
+async def begin(conn: Conn, name: str) -> None:
+    """A log with no ticks gets its first (nothing visible: every event is after it), and the
+    reader `name`, when it has no place, starts after the latest tick (what earlier ticks held
+    was read before its place was lost). For a new or emptied log, and under the dispatcher's
+    lock."""
+    await conn.execute(
+        "INSERT INTO event_ticks (id, snapshot) SELECT 0, '3:3:'"
+        " WHERE NOT EXISTS (SELECT 1 FROM event_ticks)"
+    )
+    await conn.execute(
+        "INSERT INTO event_cursors (name, tick) SELECT $1, max(id) + 1 FROM event_ticks"
+        " ON CONFLICT (name) DO NOTHING",
+        name,
+    )
+
+
+async def add_reader(conn: Conn, name: str, tick: int, after_xid: int, after_seq: int) -> None:
+    """A new reader at the given place (a reader already there keeps its own)."""
+    await conn.execute(
+        """
+        INSERT INTO event_cursors (name, tick, after_xid, after_seq) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (name) DO NOTHING
+        """,
+        name,
+        tick,
+        after_xid,
+        after_seq,
+    )
+
+
+async def move(conn: Conn, name: str, tick: int, after_xid: int, after_seq: int) -> None:
+    """The reader has what is up to its new place; a backoff it was in is over."""
+    await conn.execute(
+        """
+        UPDATE event_cursors SET tick = $2, after_xid = $3, after_seq = $4, attempts = 0,
+               last_error = NULL, next_attempt_at = now(), updated_at = now()
+        WHERE name = $1
+        """,
+        name,
+        tick,
+        after_xid,
+        after_seq,
+    )
+
+
+async def back_off(conn: Conn, name: str, error: str, delay_seconds: float) -> int:
+    """The reader failed to pass on what is after its place: it waits `delay_seconds`; the
+    number of failures in a row."""
+    return int(
+        await conn.fetchval(
+            """
+            UPDATE event_cursors SET attempts = attempts + 1, last_error = $2,
+                   next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+            WHERE name = $1
+            RETURNING attempts
+            """,
+            name,
+            error[:2000],
+            delay_seconds,
+        )
+    )
+
+
+async def add_tick(conn: Conn) -> int | None:
+    """Cut a new tick when an event committed since the latest one; its id, or None. The caller
+    serialises tick cutting (the dispatcher's lock), so ticks' ids follow their snapshots."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        INSERT INTO event_ticks (id, snapshot)
+        SELECT t.id + 1, pg_current_snapshot()
+        FROM (SELECT id, snapshot FROM event_ticks ORDER BY id DESC LIMIT 1) t
+        WHERE EXISTS (
+            SELECT 1 FROM events e
+            WHERE e.xid >= pg_snapshot_xmin(t.snapshot)
+              AND NOT pg_visible_in_snapshot(e.xid, t.snapshot)
+        )
+        RETURNING id
+        """
+    )
+
+
+async def has_unread(conn: Conn, name: str) -> bool:
+    """Whether the reader has anything to read: a tick past its place, or an event committed
+    since the latest tick; for a reader with no place yet, any event (one cheap statement for
+    an idle reader's poll)."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT coalesce((
+                SELECT k.tick <= t.id OR EXISTS (
+                    SELECT 1 FROM events e
+                    WHERE e.xid >= pg_snapshot_xmin(t.snapshot)
+                      AND NOT pg_visible_in_snapshot(e.xid, t.snapshot))
+                FROM event_cursors k,
+                     LATERAL (SELECT id, snapshot FROM event_ticks ORDER BY id DESC LIMIT 1) t
+                WHERE k.name = $1
+            ), EXISTS (SELECT 1 FROM events))
+            """,
+            name,
+        )
+    )
+
+
+async def unread_count(conn: Conn, name: str, types: Sequence[str] | None = None) -> int:
+    """Events after the reader's place (of `types` when given), ticked or not yet: the depth of
+    its queue. A reader with no place yet counts from the latest tick (where it would begin)."""
+    count = await conn.fetchval(
+        """
+        WITH k AS (SELECT tick, after_xid, after_seq FROM event_cursors WHERE name = $1),
+        base AS (
+            SELECT coalesce(
+                (SELECT p.snapshot FROM k JOIN event_ticks p ON p.id = k.tick - 1),
+                (SELECT snapshot FROM event_ticks ORDER BY id DESC LIMIT 1),
+                '3:3:'::pg_snapshot
+            ) AS snapshot
+        )
+        SELECT count(*) FROM base JOIN events e ON e.xid >= pg_snapshot_xmin(base.snapshot)
+        WHERE NOT pg_visible_in_snapshot(e.xid, base.snapshot)
+          AND NOT coalesce((
+              SELECT pg_visible_in_snapshot(e.xid, c.snapshot)
+                     AND (e.xid, e.seq) <= (k.after_xid, k.after_seq)
+              FROM k JOIN event_ticks c ON c.id = k.tick), false)
+          AND ($2::text[] IS NULL OR e.type = ANY($2::text[]))
+        """,
+        name,
+        None if types is None else list(types),
+    )
+    return int(count or 0)
+
+
+async def forget_passed_ticks(conn: Conn) -> None:
+    """Ticks no reader needs any more (a reader at T reads T-1's snapshot)."""
+    await conn.execute(
+        "DELETE FROM event_ticks WHERE id < (SELECT min(tick) FROM event_cursors) - 1"
+    )

@@ -1,0 +1,58 @@
+"""Reading the event log from a place, tick by tick (lms.db.queries.event_cursors).
+
+A reader (the dispatcher's webhook fan-out, the xAPI sender) keeps one `Place`; reading returns
+the events after it, each with the place just past it (a sender that passes on part of a batch
+moves there), and the place past the whole batch. Reading writes nothing: a reader moves its
+place when what it read is safely elsewhere, so a crash in between reads the same events again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from lms.db.queries import Conn
+from lms.db.queries import event_cursors as sql
+from lms.domain.events.log import Event, event_of
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Every event of the ticks before `tick` is read, and of `tick` those up to (xid, seq)."""
+
+    tick: int
+    xid: int = 0
+    seq: int = 0
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Place:
+        return cls(row["tick"], row["after_xid"], row["after_seq"])
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    events: list[Event]
+    places: list[Place]  # places[i]: just past events[i]
+    end: Place  # past the whole batch (and any tick found empty after it)
+
+
+async def read(
+    conn: Conn,
+    place: Place,
+    latest_tick: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+) -> Batch:
+    """Up to `limit` events after `place` (of `types` when given), through `latest_tick`."""
+    events: list[Event] = []
+    places: list[Place] = []
+    while len(events) < limit and place.tick <= latest_tick:
+        wanted = limit - len(events)
+        rows = await sql.tick_events(conn, place.tick, place.xid, place.seq, wanted, types)
+        for row in rows:
+            events.append(event_of(row))
+            places.append(Place(place.tick, row["xid"], row["seq"]))
+        place = places[-1] if len(rows) == wanted else Place(place.tick + 1)
+    return Batch(events, places, place)

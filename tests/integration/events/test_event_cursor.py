@@ -1,0 +1,124 @@
+"""Readers of the event log (the dispatcher, the xAPI sender) find every committed event exactly
+once, whatever order transactions commit in, and an open transaction holds up only its own
+events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+
+from lms.db.queries import event_cursors
+from lms.domain.events.cursor import Place
+from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.log import Event, record_event
+
+
+class Recorder:
+    """A sink that remembers what it was handed, in order."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[uuid.UUID] = []
+
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
+        self.seen.extend(event.id for event in events)
+
+    async def after_commit(self) -> None:
+        return None
+
+
+async def dispatch_all(dispatcher: EventDispatcher) -> None:
+    while await dispatcher.dispatch_once():
+        pass
+
+
+def published() -> dict[str, uuid.UUID]:
+    return {"courseId": uuid.uuid4()}
+
+
+async def test_an_event_committed_after_later_ones_were_read_is_read_once(
+    db: asyncpg.Pool,
+) -> None:
+    recorder = Recorder()
+    dispatcher = EventDispatcher(db, [recorder])
+    async with db.acquire() as slow:
+        transaction = slow.transaction()
+        await transaction.start()
+        # Its seq is taken now, before the others': a cursor on seq alone would pass it by.
+        late = await record_event(slow, "course.published", published())
+        first = await record_event(db, "course.published", published())
+        await dispatch_all(dispatcher)
+        assert recorder.seen == [first]
+        assert await event_cursors.unread_count(db, "dispatch") == 0  # `late` is not committed
+        second = await record_event(db, "course.published", published())
+        await dispatch_all(dispatcher)
+        assert recorder.seen == [first, second]  # the open transaction holds up only itself
+        await transaction.commit()
+    assert await event_cursors.unread_count(db, "dispatch") == 1
+    await dispatch_all(dispatcher)
+    assert recorder.seen == [first, second, late]
+    await dispatch_all(dispatcher)
+    assert recorder.seen == [first, second, late]  # nothing twice
+
+
+async def test_a_rolled_back_event_is_never_read(db: asyncpg.Pool) -> None:
+    recorder = Recorder()
+    dispatcher = EventDispatcher(db, [recorder])
+    async with db.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await record_event(conn, "course.published", published())
+        kept = await record_event(db, "course.published", published())
+        await dispatch_all(dispatcher)
+        await transaction.rollback()
+    await dispatch_all(dispatcher)
+    assert recorder.seen == [kept]
+    assert await event_cursors.unread_count(db, "dispatch") == 0
+
+
+async def test_a_batch_a_sink_refuses_is_read_again(db: asyncpg.Pool) -> None:
+    """A sink raising rolls the dispatcher's move back with the batch: the next pass reads the
+    same events (in the same order)."""
+
+    class Flaky(Recorder):
+        failures = 1
+
+        async def accept(
+            self, conn: asyncpg.Connection, events: Sequence[Event], since: Place
+        ) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("the sink's database write failed")
+            await super().accept(conn, events, since)
+
+    flaky = Flaky()
+    dispatcher = EventDispatcher(db, [flaky])
+    ids = [await record_event(db, "course.published", published()) for _ in range(3)]
+    with pytest.raises(RuntimeError, match="database write failed"):
+        await dispatcher.dispatch_once()
+    assert flaky.seen == []
+    assert await event_cursors.unread_count(db, "dispatch") == 3
+    await dispatch_all(dispatcher)
+    assert flaky.seen == ids
+
+
+async def test_a_backlog_larger_than_a_batch_is_read_in_pages_in_order(db: asyncpg.Pool) -> None:
+    from lms.domain.events import dispatcher as dispatching
+
+    recorder = Recorder()
+    dispatcher = EventDispatcher(db, [recorder])
+    ids = [await record_event(db, "course.published", published()) for _ in range(7)]
+    original = dispatching.BATCH
+    dispatching.BATCH = 3
+    try:
+        passes = 0
+        while await dispatcher.dispatch_once():
+            passes += 1
+    finally:
+        dispatching.BATCH = original
+    assert recorder.seen == ids
+    assert passes == 3  # 3 + 3 + 1
