@@ -228,15 +228,11 @@ async def delivery_check(
             )
             figures = dict(row)
             figures["undispatched"] = await event_cursors.unread_count(conn, "dispatch")
-            xapi_waiting = await event_cursors.unread_count(
-                conn, "xapi", sorted(xapi.MAPPED_TYPES)
-            )
+            xapi_waiting = await event_cursors.unread_count(conn, "xapi", sorted(xapi.MAPPED_TYPES))
             # The xAPI sender's place moves past a statement the LRS took: what is not after
             # it went, once the dispatcher (which gives the sender its first place) read all.
             figures["xapi_sent"] = (
-                figures["xapi_queued"] - xapi_waiting
-                if figures["undispatched"] == 0
-                else 0
+                figures["xapi_queued"] - xapi_waiting if figures["undispatched"] == 0 else 0
             )
             expected = figures["events"] * len(receivers)
             done = (

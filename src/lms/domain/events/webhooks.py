@@ -182,9 +182,7 @@ class WebhookSink:
         self.subject = webhooks_subject(settings)
         self._touched: set[uuid.UUID] = set()
 
-    async def accept(
-        self, conn: asyncpg.Connection, events: Sequence[Event], since: Place
-    ) -> None:
+    async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
         touched = await sql.fan_out(
             conn, [e.id for e in events], [e.seq for e in events], [e.type for e in events]
         )
