@@ -59,8 +59,9 @@ SETUP = re.compile(
 # flushes in aggregate (lms's unnest; the peers' many-row upserts, adding `excluded.hits`,
 # where a per-search upsert adds 1), lms's event fan-out to its sinks (webhook_deliveries,
 # xapi_statements, the readers' ticks and places: it runs with no endpoint too), and the
-# background fill of a common query's kept search top (lms_0016: the advisory lock, search_tops, search_top_rows), which lms and
-# raw-limit (lms's own code) start after answering a search.
+# background fill of a common query's kept search top (lms_0016: the advisory lock,
+# search_tops, search_top_rows), which lms and raw-limit (lms's own code) start after
+# answering a search.
 NOISE = re.compile(
     r"^\s*(SELECT 1;?\s*$|LISTEN |UNLISTEN |SELECT pg_try_advisory_xact_lock)"
     r"|\boutbound_messages\b|\bFROM events\b|\bUPDATE events\b"
