@@ -212,7 +212,6 @@ async def delivery_check(
             row = await conn.fetchrow(
                 """
                 SELECT (SELECT count(*) FROM events WHERE seq > $1) AS events,
-
                        (SELECT count(*) FROM webhook_deliveries d
                         JOIN webhook_endpoints w ON w.id = d.endpoint_id
                         WHERE d.event_seq > $1 AND w.description = 'bench'
@@ -221,7 +220,7 @@ async def delivery_check(
                         JOIN webhook_endpoints w ON w.id = d.endpoint_id
                         WHERE d.event_seq > $1 AND w.description = 'bench') AS deliveries,
                        (SELECT count(*) FROM events
-                        WHERE seq > $1 AND type = ANY($2::text[])) AS xapi_queued,
+                        WHERE seq > $1 AND type = ANY($2::text[])) AS xapi_queued
                 """,
                 since_seq,
                 sorted(xapi.MAPPED_TYPES),

@@ -17,23 +17,6 @@ import asyncpg
 
 from lms.db.queries import Conn
 
-# One tick's events after a place, in (xid, seq) order, on the events_by_xid index: the range
-# [T-1's xmin, T's xmax) holds every transaction the tick can contain.
-_TICK_EVENTS = """
-    SELECT e.id, e.seq, e.xid, e.type, e.occurred_at, e.data
-    FROM event_ticks p JOIN event_ticks c ON c.id = p.id + 1
-    JOIN events e ON e.xid >= pg_snapshot_xmin(p.snapshot) AND e.xid < pg_snapshot_xmax(c.snapshot)
-    WHERE p.id = $1 - 1
-      AND (e.xid, e.seq) > ($2::xid8, $3::bigint)
-      AND pg_visible_in_snapshot(e.xid, c.snapshot)
-      AND NOT pg_visible_in_snapshot(e.xid, p.snapshot)
-      {types}
-    ORDER BY e.xid, e.seq
-    LIMIT $4
-"""
-_TICK_EVENTS_ALL = _TICK_EVENTS.format(types="")
-_TICK_EVENTS_OF_TYPES = _TICK_EVENTS.format(types="AND e.type = ANY($5::text[])")
-
 
 async def tick_events(
     conn: Conn,
@@ -43,15 +26,16 @@ async def tick_events(
     limit: int,
     types: Sequence[str] | None = None,
 ) -> list[asyncpg.Record]:
-    """Up to `limit` events of `tick` after (after_xid, after_seq), of `types` when given."""
-    if types is None:
-        rows: list[asyncpg.Record] = await conn.fetch(
-            _TICK_EVENTS_ALL, tick, after_xid, after_seq, limit
-        )
-    else:
-        rows = await conn.fetch(
-            _TICK_EVENTS_OF_TYPES, tick, after_xid, after_seq, limit, list(types)
-        )
+    """Up to `limit` events of `tick` after (after_xid, after_seq), of `types` when given, in
+    (xid, seq) order (lms_tick_events, lms_0022: an index scan that stops after the page)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM lms_tick_events($1, $2, $3, $4, $5)",
+        tick,
+        after_xid,
+        after_seq,
+        limit,
+        None if types is None else list(types),
+    )
     return rows
 
 
@@ -138,12 +122,8 @@ async def add_tick(conn: Conn) -> int | None:
         """
         INSERT INTO event_ticks (id, snapshot)
         SELECT t.id + 1, pg_current_snapshot()
-        FROM (SELECT id, snapshot FROM event_ticks ORDER BY id DESC LIMIT 1) t
-        WHERE EXISTS (
-            SELECT 1 FROM events e
-            WHERE e.xid >= pg_snapshot_xmin(t.snapshot)
-              AND NOT pg_visible_in_snapshot(e.xid, t.snapshot)
-        )
+        FROM (SELECT max(id) AS id FROM event_ticks) t
+        WHERE lms_events_after_tick(t.id)
         RETURNING id
         """
     )
@@ -157,12 +137,8 @@ async def has_unread(conn: Conn, name: str) -> bool:
         await conn.fetchval(
             """
             SELECT coalesce((
-                SELECT k.tick <= t.id OR EXISTS (
-                    SELECT 1 FROM events e
-                    WHERE e.xid >= pg_snapshot_xmin(t.snapshot)
-                      AND NOT pg_visible_in_snapshot(e.xid, t.snapshot))
-                FROM event_cursors k,
-                     LATERAL (SELECT id, snapshot FROM event_ticks ORDER BY id DESC LIMIT 1) t
+                SELECT k.tick <= t.id OR lms_events_after_tick(t.id)
+                FROM event_cursors k, (SELECT max(id) AS id FROM event_ticks) t
                 WHERE k.name = $1
             ), EXISTS (SELECT 1 FROM events))
             """,
@@ -175,25 +151,7 @@ async def unread_count(conn: Conn, name: str, types: Sequence[str] | None = None
     """Events after the reader's place (of `types` when given), ticked or not yet: the depth of
     its queue. A reader with no place yet counts from the latest tick (where it would begin)."""
     count = await conn.fetchval(
-        """
-        WITH k AS (SELECT tick, after_xid, after_seq FROM event_cursors WHERE name = $1),
-        base AS (
-            SELECT coalesce(
-                (SELECT p.snapshot FROM k JOIN event_ticks p ON p.id = k.tick - 1),
-                (SELECT snapshot FROM event_ticks ORDER BY id DESC LIMIT 1),
-                '3:3:'::pg_snapshot
-            ) AS snapshot
-        )
-        SELECT count(*) FROM base JOIN events e ON e.xid >= pg_snapshot_xmin(base.snapshot)
-        WHERE NOT pg_visible_in_snapshot(e.xid, base.snapshot)
-          AND NOT coalesce((
-              SELECT pg_visible_in_snapshot(e.xid, c.snapshot)
-                     AND (e.xid, e.seq) <= (k.after_xid, k.after_seq)
-              FROM k JOIN event_ticks c ON c.id = k.tick), false)
-          AND ($2::text[] IS NULL OR e.type = ANY($2::text[]))
-        """,
-        name,
-        None if types is None else list(types),
+        "SELECT lms_events_unread($1, $2)", name, None if types is None else list(types)
     )
     return int(count or 0)
 
