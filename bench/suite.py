@@ -1279,6 +1279,9 @@ def measure_posts(
     )
 
 
+WORKER_START_SECONDS = 180.0
+
+
 @contextlib.contextmanager
 def lms_worker(environ: dict[str, str], logs: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`lms worker` (it delivers webhooks and sends xAPI statements), stopped as a server is,
@@ -1303,6 +1306,13 @@ def lms_worker(environ: dict[str, str], logs: Path) -> Iterator[subprocess.Popen
     with contextlib.suppress(OSError):
         Path(f"/proc/{proc.pid}/autogroup").write_text(str(events.DELIVERY_NICE))
     try:
+        # Started, not starting: loading and warming the Whisper model takes seconds of CPU
+        # that a deployment spends once per pod, and that must not fall in the "on" runs.
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while b"worker ready" not in (logs / "lms-worker.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"lms worker did not start: see {logs / 'lms-worker.log'}")
+            time.sleep(0.2)
         yield proc
     finally:
         stop(proc)
