@@ -65,6 +65,7 @@ class Sink:
     posts: int = 0
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    native_id: int = 0  # its thread's, for the CPU figures (bench.learning.CpuSampler)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
 
@@ -79,6 +80,7 @@ class Sink:
         self._loop = loop
 
         def serve() -> None:
+            self.native_id = threading.get_native_id()
             # Linux: per thread (the rest of the bench keeps its priority).
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DELIVERY_NICE)

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import secrets
 import sys
@@ -900,6 +901,9 @@ class CpuSampler:
         self.database = database
         self.api_pid = api_pid
         self.wrk_pid: int | None = None
+        self.worker_pid: int | None = None
+        self.receiver_threads: list[int] = []
+        self._worker_ports: set[int] = set()
         self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._start: dict[int, tuple[str, float]] | None = None
         self._start_total: tuple[float, float] | None = None
@@ -908,6 +912,13 @@ class CpuSampler:
 
     def watch(self, wrk_pid: int) -> None:
         self.wrk_pid = wrk_pid
+
+    def watch_delivery(self, worker_pid: int, receiver_threads: list[int]) -> None:
+        """Count the event delivery apart (issue 22's "on" runs): `lms worker` (the process
+        group it leads), the bench database's backends it is the client of, and this script's
+        threads that stand for the receivers and the LRS."""
+        self.worker_pid = worker_pid
+        self.receiver_threads = list(receiver_threads)
 
     @staticmethod
     def _children() -> float:
@@ -921,6 +932,8 @@ class CpuSampler:
             return None  # counted from its rusage once it has exited
         if self.api_pid is not None and pgrp == self.api_pid:
             return "api"
+        if self.worker_pid is not None and pgrp == self.worker_pid:
+            return "delivery_worker"
         if self.api_pid is None and comm in ("lms", "python", "python3") and self._is_api(pid):
             return "api"
         if comm.startswith("postgres"):
@@ -931,6 +944,9 @@ class CpuSampler:
             if "(" not in cmdline and "[local]" not in cmdline:
                 return "postgres_background"
             if self.database and f" {self.database} " in cmdline:
+                port = re.search(r"\((\d+)\)", cmdline)
+                if port and int(port.group(1)) in self._worker_ports:
+                    return "postgres_delivery"
                 return "postgres_bench"
             return "postgres_other_databases"
         if pid == os.getpid():
@@ -950,8 +966,33 @@ class CpuSampler:
                 return True
         return False
 
+    def _ports_of(self, pid: int) -> set[int]:
+        """The local TCP ports of a process's sockets (its connections to PostgreSQL)."""
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        ports = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[9] in inodes:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return ports
+
+    def _thread_seconds(self, tid: int) -> float:
+        raw = Path(f"/proc/{os.getpid()}/task/{tid}/stat").read_text()
+        rest = raw[raw.rindex(")") + 2 :].split()
+        return (int(rest[11]) + int(rest[12])) / self.ticks
+
     def _processes(self) -> dict[int, tuple[str, float]]:
         found: dict[int, tuple[str, float]] = {}
+        if self.worker_pid is not None:
+            self._worker_ports = self._ports_of(self.worker_pid)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -965,6 +1006,13 @@ class CpuSampler:
             group = self._group(pid, comm, int(rest[2]))
             if group:
                 found[pid] = (group, (int(rest[11]) + int(rest[12])) / self.ticks)
+        # The receivers' threads, out of this script's own figure (negative keys: not pids).
+        for tid in self.receiver_threads:
+            with contextlib.suppress(OSError, ValueError):
+                used = self._thread_seconds(tid)
+                found[-tid] = ("delivery_receivers", used)
+                group, mine = found.get(os.getpid(), ("bench", 0.0))
+                found[os.getpid()] = (group, mine - used)
         return found
 
     def _machine(self) -> tuple[float, float]:
@@ -1027,6 +1075,9 @@ def cpu_line(cpu: dict[str, Any] | None) -> str | None:
         "api": "API (Granian workers)",
         "wrk": "wrk",
         "bench": "this script",
+        "delivery_worker": "lms worker (delivery)",
+        "postgres_delivery": "PostgreSQL (the worker's backends)",
+        "delivery_receivers": "receivers and LRS stand-ins",
         "other": "other processes",
         "idle": "idle",
     }

@@ -1264,6 +1264,7 @@ def measure_posts(
         "requests": outcome.result["requests"],
         "duration_s": round(outcome.result["duration_us"] / 1e6, 2),
         "statuses": events.post_outcome(outcome.output),
+        "cpu_share": (outcome.measured or {}).get("share_of_machine"),
         "prepared": len(posts),
     }
     return Run(
@@ -1333,6 +1334,7 @@ def measure_events(
         receivers = [events.Sink("webhook"), events.Sink("webhook")]
         lrs = events.Sink("lrs")
         env = environ
+        worker: subprocess.Popen[bytes] | None = None
         directory = mkdir(workdir / f"events-{mode}")
         with contextlib.ExitStack() as stack:
             if mode == "on":
@@ -1344,13 +1346,17 @@ def measure_events(
                     events.register_endpoints(plan.database_url, load_settings(env), receivers)
                 )
                 stack.callback(lambda: asyncio.run(events.remove_endpoints(plan.database_url)))
-                stack.enter_context(lms_worker(env, directory))
+                worker = stack.enter_context(lms_worker(env, directory))
             since = asyncio.run(events.last_event_seq(plan.database_url))
             settings = load_settings(env)
             print(f"lms, events {mode}: {plan.workers} processes, pool {plan.pool} each")
             server = stack.enter_context(serving("lms", env, plan.workers, directory))
             for scenario in EVENT_SCENARIOS:
                 sampler = Measure(database_name(plan.database_url), server.proc.pid)
+                if worker is not None:
+                    sampler.watch_delivery(
+                        worker.pid, [sink.native_id for sink in [*receivers, lrs]]
+                    )
                 try:
                     if scenario == "enroll":
                         pairs = asyncio.run(
@@ -1991,6 +1997,16 @@ def db_work_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The delivery side's CPU groups (bench.learning.CpuSampler.watch_delivery), as the report
+# names them: on a deployment the worker and the receivers are other machines, the worker's
+# database work is not.
+DELIVERY_CPU = {
+    "postgres_delivery": "the worker's PostgreSQL backends",
+    "delivery_worker": "lms worker",
+    "delivery_receivers": "the receivers and the LRS stand-in",
+}
+
+
 def events_table(report: dict[str, Any]) -> list[str]:
     """Issue 22's lines: lms's enrollment and completion, events off and on, the ratio, and the
     delivery check; [] for a report without them."""
@@ -2013,6 +2029,18 @@ def events_table(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"- {scenario}: events on / events off = {rps:.2f} x requests/s, "
             f"{fmt(ratio['p99_on_over_off'], 2)} x p99 (target >= 0.90: {verdict})"
+        )
+    for r in ev["runs"]:
+        share = r.get("cpu_share") or {}
+        delivery = {k: v for k, v in share.items() if k in DELIVERY_CPU}
+        if r["events"] != "on" or not delivery:
+            continue
+        lines.append(
+            f"- {r['scenario']}, events on: delivery took {sum(delivery.values()):.0%} of the "
+            "machine during the run ("
+            + ", ".join(f"{DELIVERY_CPU[k]} {v:.0%}" for k, v in delivery.items())
+            + f"); the API {share.get('api', 0):.0%}, its PostgreSQL backends "
+            f"{share.get('postgres_bench', 0):.0%}, idle {share.get('idle', 0):.0%}"
         )
     d = ev.get("deliveries") or {}
     if d:

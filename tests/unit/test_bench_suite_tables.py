@@ -54,8 +54,23 @@ def test_events_on_over_off_with_the_delivery_check() -> None:
             "p50_ms": 1.0,
             "p99_ms": 2.0,
             "errors": 0,
+            "cpu_share": share,
         }
-        for mode, rps in (("off", 100.0), ("on", 95.0))
+        for mode, rps, share in (
+            ("off", 100.0, {"api": 0.4, "postgres_bench": 0.5, "idle": 0.1}),
+            (
+                "on",
+                95.0,
+                {
+                    "api": 0.38,
+                    "postgres_bench": 0.48,
+                    "delivery_worker": 0.06,
+                    "postgres_delivery": 0.04,
+                    "delivery_receivers": 0.02,
+                    "idle": 0.02,
+                },
+            ),
+        )
     ]
     deliveries = {
         "events": 10,
@@ -76,5 +91,11 @@ def test_events_on_over_off_with_the_delivery_check() -> None:
     lines = suite.events_table(report)
     assert "- enroll: events on / events off = 0.95 x requests/s" in "\n".join(lines)
     assert "(target >= 0.90: ok)" in "\n".join(lines)
+    (share,) = [line for line in lines if "delivery took" in line]
+    assert share == (
+        "- enroll, events on: delivery took 12% of the machine during the run (lms worker 6%, "
+        "the worker's PostgreSQL backends 4%, the receivers and the LRS stand-in 2%); the API "
+        "38%, its PostgreSQL backends 48%, idle 2%"
+    )
     assert lines[-1].endswith("lost 0")
     assert suite.events_table({}) == []
