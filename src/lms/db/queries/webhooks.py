@@ -160,7 +160,7 @@ async def release(conn: Conn, endpoint_id: uuid.UUID) -> None:
 
 _PENDING = """
     SELECT q.delivery_id AS id, q.event_id, q.event_seq, q.attempts, q.type,
-           e.occurred_at, e.data
+           e.occurred_at, e.data::text AS data_json
     FROM webhook_queue q JOIN events e ON e.id = q.event_id
     WHERE q.endpoint_id = $1 {after}
     ORDER BY q.event_seq
@@ -173,7 +173,8 @@ _PENDING_AFTER = _PENDING.format(after="AND q.event_seq > $3")
 async def pending(
     conn: Conn, endpoint_id: uuid.UUID, limit: int, after: int | None = None
 ) -> list[asyncpg.Record]:
-    """The head of the endpoint's queue, in event order, with what its requests carry; with
+    """The head of the endpoint's queue, in event order, with what its requests carry (the
+    event's data as JSON text: it goes into the body as it is, never decoded); with
     `after`, the deliveries queued behind that event_seq. A drain reads on from where it is:
     from the head, the index scan steps over every delivery removed since the table was last
     vacuumed (73,000 in a bench run: 1.4 ms a page, a quarter of the delivery's database time)."""

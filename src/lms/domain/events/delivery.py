@@ -94,14 +94,21 @@ class Outcome:
 
 
 def body_of(row: asyncpg.Record) -> bytes:
-    """`{type, timestamp, data}`, the Standard Webhooks payload shape."""
+    """`{type, timestamp, data}`, the Standard Webhooks payload shape. The data goes in as the
+    JSON text PostgreSQL gave (decoding it to re-encode it was a tenth of a worker's CPU per
+    delivery); the type is a checked identifier (the events table's CHECK), the timestamp ISO."""
     occurred: datetime = row["occurred_at"]
-    return msgspec.json.encode(
-        {
-            "type": row["type"],
-            "timestamp": occurred.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": row["data"],
-        }
+    timestamp = occurred.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return b"".join(
+        (
+            b'{"type":',
+            msgspec.json.encode(row["type"]),
+            b',"timestamp":"',
+            timestamp.encode(),
+            b'","data":',
+            row["data_json"].encode(),
+            b"}",
+        )
     )
 
 
