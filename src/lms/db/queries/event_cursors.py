@@ -17,6 +17,12 @@ import asyncpg
 
 from lms.db.queries import Conn
 
+_TICK_EVENTS = "SELECT * FROM lms_tick_events($1, $2, $3, $4, $5)"
+_TICK_EVENTS_WITHOUT_DATA = (
+    "SELECT id, seq, xid, type, occurred_at, NULL::jsonb AS data"
+    " FROM lms_tick_events($1, $2, $3, $4, $5)"
+)
+
 
 async def tick_events(
     conn: Conn,
@@ -25,11 +31,14 @@ async def tick_events(
     after_seq: int,
     limit: int,
     types: Sequence[str] | None = None,
+    *,
+    with_data: bool = True,
 ) -> list[asyncpg.Record]:
     """Up to `limit` events of `tick` after (after_xid, after_seq), of `types` when given, in
-    (xid, seq) order (lms_tick_events, lms_0022: an index scan that stops after the page)."""
+    (xid, seq) order (lms_tick_events, lms_0022: an index scan that stops after the page);
+    without their data (None) for a reader that does not look at it."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM lms_tick_events($1, $2, $3, $4, $5)",
+        _TICK_EVENTS if with_data else _TICK_EVENTS_WITHOUT_DATA,
         tick,
         after_xid,
         after_seq,

@@ -44,15 +44,24 @@ async def read(
     latest_tick: int,
     limit: int,
     types: Sequence[str] | None = None,
+    *,
+    with_data: bool = True,
 ) -> Batch:
-    """Up to `limit` events after `place` (of `types` when given), through `latest_tick`."""
+    """Up to `limit` events after `place` (of `types` when given), through `latest_tick`;
+    `with_data=False`: their data is left in the database (each event's `data` is {})."""
     events: list[Event] = []
     places: list[Place] = []
     while len(events) < limit and place.tick <= latest_tick:
         wanted = limit - len(events)
-        rows = await sql.tick_events(conn, place.tick, place.xid, place.seq, wanted, types)
+        rows = await sql.tick_events(
+            conn, place.tick, place.xid, place.seq, wanted, types, with_data=with_data
+        )
         for row in rows:
-            events.append(event_of(row))
+            events.append(
+                event_of(row)
+                if with_data
+                else Event(row["id"], row["seq"], row["type"], row["occurred_at"], {})
+            )
             places.append(Place(place.tick, row["xid"], row["seq"]))
         place = places[-1] if len(rows) == wanted else Place(place.tick + 1)
     return Batch(events, places, place)

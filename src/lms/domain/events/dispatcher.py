@@ -52,9 +52,10 @@ class EventSink(Protocol):
     name: str
 
     async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
-        """Queue the work for `events` (read after `since`, in the log's order) on `conn`,
-        inside the dispatcher's transaction: commit makes it durable with the dispatcher's move
-        past them. Raise to roll the whole batch back (it is read again)."""
+        """Queue the work for `events` (read after `since`, in the log's order; their `data` is
+        not read: {}) on `conn`, inside the dispatcher's transaction: commit makes it durable
+        with the dispatcher's move past them. Raise to roll the whole batch back (it is read
+        again)."""
 
     async def after_commit(self) -> None:
         """Wake whoever does the work (best effort: a failure is logged, the work waits in
@@ -132,7 +133,9 @@ class EventDispatcher:
                 latest = tick
                 if tick % FORGET_TICKS_EVERY == 0:
                     await cursors.forget_passed_ticks(conn)
-            batch = await cursor.read(conn, place, latest, BATCH)
+            # The sinks queue deliveries and wake senders: they need each event's id, seq and
+            # type, never its data (a sender reads that when it sends).
+            batch = await cursor.read(conn, place, latest, BATCH, with_data=False)
             if batch.events:
                 for sink in self.sinks:
                     await sink.accept(conn, batch.events, place)
