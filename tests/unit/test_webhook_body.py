@@ -11,12 +11,8 @@ from lms.domain.events.delivery import body_of
 
 def test_the_body_is_json_with_the_type_the_utc_time_and_the_data_as_stored() -> None:
     stored = '{"userId": "u-1", "title": "Quotes \\" and \\\\ and \\u00e9", "n": [1, 2.5]}'
-    row = {
-        "type": "course.published",
-        "occurred_at": datetime(2026, 12, 5, 13, 0, 1, 123456, tzinfo=timezone(timedelta(hours=2))),
-        "data_json": stored,
-    }
-    body = body_of(row)  # type: ignore[arg-type]
+    occurred = datetime(2026, 12, 5, 13, 0, 1, 123456, tzinfo=timezone(timedelta(hours=2)))
+    body = body_of("course.published", occurred, stored)
     assert json.loads(body) == {
         "type": "course.published",
         "timestamp": "2026-12-05T11:00:01.123456Z",

@@ -318,7 +318,7 @@ async def test_an_endpoint_failing_for_long_is_disabled_with_the_reason_and_lose
         assert [r.type for r in receiver.received] == ["course.submitted", "course.published"]
 
 
-async def test_a_delivery_queued_behind_a_running_drain_goes_out_in_that_drain(
+async def test_a_delivery_that_fails_waits_at_the_head_and_nothing_overtakes_it(
     api: httpx.AsyncClient,
     db: asyncpg.Pool,
     settings: Settings,
@@ -326,29 +326,58 @@ async def test_a_delivery_queued_behind_a_running_drain_goes_out_in_that_drain(
     creator: TestUser,
     receiver: WebhookReceiver,
 ) -> None:
-    """A drain reads on from the last delivery it sent; an event that committed after later ones
-    is queued behind that place, and the drain reads from the head again before it ends."""
-    await register(api, admin, receiver, ["course.submitted", "course.published"])
+    """An endpoint reads the event log from its own place. A delivery that fails moves to the
+    head of its queue with the place past it; the next drains send the queue first, so the
+    events after it wait, and once the receiver takes it they follow in order."""
+    endpoint = await register(api, admin, receiver, ["course.submitted", "course.published"])
     await course_with_lessons(api, db, creator, admin, [None])
     await course_with_lessons(api, db, creator, admin, [None])
     dispatcher = EventDispatcher(db, [WebhookSink(None, settings)])
     assert await dispatcher.dispatch_once() == 4  # two courses, submitted and published
-    queued = await db.fetch("SELECT * FROM webhook_queue ORDER BY event_seq")
-    assert len(queued) == 4
-    late = dict(queued[0])  # its event "commits late": queued once the drain is past it
-    await db.execute("DELETE FROM webhook_queue WHERE event_seq = $1", late["event_seq"])
-    receiver.delay = 0.3
-    endpoint_id = queued[0]["endpoint_id"]
-    drain = asyncio.create_task(WebhookDeliverer(db, settings).drain(endpoint_id))
-    await until(lambda: len(receiver.received) >= 1, 15, "the drain under way")
-    await db.execute(
-        f"INSERT INTO webhook_queue ({', '.join(late)}) "
-        f"VALUES ({', '.join(f'${i}' for i in range(1, len(late) + 1))})",
-        *late.values(),
-    )
-    await asyncio.wait_for(drain, 15)
-    assert receiver.ids() == [str(q["event_id"]) for q in [*queued[1:], queued[0]]]
+    assert await db.fetchval("SELECT count(*) FROM webhook_queue") == 0  # nothing fanned out
+    order = [
+        str(r["id"])
+        for r in await db.fetch(
+            "SELECT id FROM events WHERE type IN ('course.submitted', 'course.published')"
+            " ORDER BY xid, seq"
+        )
+    ]
+    listed = (
+        await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
+    ).json()["items"]
+    assert sorted(d["eventId"] for d in listed) == sorted(order)
+    assert {(d["status"], d["attempt"]) for d in listed} == {("PENDING", 0)}
+
+    fast = dataclasses.replace(settings, webhook_retry_base_ms=50, webhook_retry_max_seconds=1)
+    deliverer = WebhookDeliverer(db, fast)
+    receiver.answer = 500
+    await deliverer.drain(uuid.UUID(endpoint["id"]))
+    assert receiver.received == []
+    head = await db.fetchrow("SELECT event_id, attempts FROM webhook_queue")
+    assert str(head["event_id"]) == order[0] and head["attempts"] == 1
+    # The first event's delivery, under the id it was listed with, failed once.
+    log_rows = (
+        await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
+    ).json()["items"]
+    first = next(d for d in log_rows if d["eventId"] == order[0])
+    assert first["id"] == next(d["id"] for d in listed if d["eventId"] == order[0])
+    assert (first["status"], first["attempt"], first["responseStatus"]) == ("PENDING", 1, 500)
+
+    await asyncio.sleep(1.1)  # the backoff
+    await deliverer.drain(uuid.UUID(endpoint["id"]))  # fails again: still nothing overtakes
+    assert receiver.received == []
+    receiver.answer = 200
+    await asyncio.sleep(1.1)
+    await deliverer.drain(uuid.UUID(endpoint["id"]))
+    assert receiver.ids() == order
     assert await db.fetchval("SELECT count(*) FROM webhook_queue") == 0
+    done = (
+        await api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", headers=admin.headers)
+    ).json()["items"]
+    assert {d["id"] for d in done} == {d["id"] for d in listed}  # the ids they were listed with
+    assert sorted((d["eventId"], d["status"]) for d in done) == sorted(
+        (event_id, "DELIVERED") for event_id in order
+    )
 
 
 async def many_learners(db: asyncpg.Pool, n: int) -> list[str]:
@@ -468,8 +497,14 @@ async def test_a_slow_or_failing_receiver_never_slows_the_api(
         worker.__exit__(None, None, None)
         failing.stop()
     assert with_dead_receivers < baseline * 1.5 + 0.5, (baseline, with_dead_receivers)
-    queued = await db.fetchval("SELECT count(*) FROM webhook_queue")
-    assert queued == 80  # 40 events x 2 endpoints, none lost, none delivered
+    # What each endpoint has still to receive: the delivery that failed, at the head of its
+    # queue, and the events after its place in the log.
+    parked = await db.fetchval("SELECT count(*) FROM webhook_queue")
+    unread = await db.fetchval(
+        "SELECT sum(lms_events_unread('webhook:' || id, events)) FROM webhook_endpoints"
+    )
+    assert parked == 2
+    assert parked + unread == 80  # 40 events x 2 endpoints, none lost, none delivered
     assert not await db.fetchval(
         "SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'"
     )

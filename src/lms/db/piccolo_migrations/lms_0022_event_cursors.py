@@ -187,6 +187,63 @@ STEPS: list[tuple[str, str]] = [
         "DROP FUNCTION IF EXISTS lms_events_unread(text, text[])",
     ),
     (
+        # Each webhook endpoint reads the log from its own place, where the dispatcher was: the
+        # events not dispatched yet are its to receive, as they were before.
+        """
+        INSERT INTO event_cursors (name, tick, after_xid, after_seq)
+        SELECT 'webhook:' || w.id, c.tick, c.after_xid, c.after_seq
+        FROM webhook_endpoints w, event_cursors c WHERE c.name = 'dispatch'
+        """,
+        "SELECT 1",
+    ),
+    (
+        # A webhook delivery's id, from its endpoint and event: the same whether it is listed
+        # before its first attempt, logged at its first outcome or queued after a failure. Its
+        # first 48 bits are the event's time in milliseconds (the log's primary key grows at its
+        # right edge), the rest a hash of the pair.
+        """
+        CREATE FUNCTION lms_delivery_id(p_endpoint uuid, p_event uuid, p_at timestamptz)
+        RETURNS uuid
+        LANGUAGE sql STABLE
+        AS $$
+            SELECT encode(set_bit(set_bit(overlay(
+                decode(md5(p_endpoint::text || p_event::text), 'hex')
+                PLACING substring(int8send(floor(extract(epoch FROM p_at) * 1000)::bigint) FROM 3)
+                FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+        $$
+        """,
+        "DROP FUNCTION IF EXISTS lms_delivery_id(uuid, uuid, timestamptz)",
+    ),
+    (
+        # The newest events after reader p_name's place (of p_types): a webhook endpoint's
+        # deliveries not attempted yet, for its delivery log.
+        """
+        CREATE FUNCTION lms_unread_events(p_name text, p_types text[], p_limit int)
+        RETURNS TABLE (id uuid, seq bigint, type text, occurred_at timestamptz)
+        LANGUAGE sql STABLE
+        SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off SET jit = off
+        AS $$
+            WITH k AS (SELECT tick, after_xid, after_seq FROM event_cursors WHERE name = p_name),
+            base AS (SELECT p.snapshot AS s FROM k JOIN event_ticks p ON p.id = k.tick - 1),
+            cur AS (
+                SELECT c.snapshot AS s, k.after_xid, k.after_seq
+                FROM k JOIN event_ticks c ON c.id = k.tick
+            )
+            SELECT e.id, e.seq, e.type, e.occurred_at FROM events e
+            WHERE e.xid >= (SELECT pg_snapshot_xmin(base.s) FROM base)
+              AND NOT pg_visible_in_snapshot(e.xid, (SELECT base.s FROM base))
+              AND NOT coalesce((
+                  SELECT pg_visible_in_snapshot(e.xid, cur.s)
+                         AND (e.xid, e.seq) <= (cur.after_xid, cur.after_seq)
+                  FROM cur), false)
+              AND (p_types IS NULL OR e.type = ANY (p_types))
+            ORDER BY e.xid DESC, e.seq DESC
+            LIMIT p_limit
+        $$
+        """,
+        "DROP FUNCTION IF EXISTS lms_unread_events(text, text[], int)",
+    ),
+    (
         "DELETE FROM xapi_statements WHERE status <> 'REJECTED'",
         # Backwards: what the dispatch cursor has passed is dispatched (while the ticks and
         # cursors are still there: the column is added by the step below's backward, first).

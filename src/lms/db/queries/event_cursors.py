@@ -18,6 +18,10 @@ import asyncpg
 from lms.db.queries import Conn
 
 _TICK_EVENTS = "SELECT * FROM lms_tick_events($1, $2, $3, $4, $5)"
+_TICK_EVENTS_DATA_TEXT = (
+    "SELECT id, seq, xid, type, occurred_at, data::text AS data"
+    " FROM lms_tick_events($1, $2, $3, $4, $5)"
+)
 _TICK_EVENTS_WITHOUT_DATA = (
     "SELECT id, seq, xid, type, occurred_at, NULL::jsonb AS data"
     " FROM lms_tick_events($1, $2, $3, $4, $5)"
@@ -33,12 +37,16 @@ async def tick_events(
     types: Sequence[str] | None = None,
     *,
     with_data: bool = True,
+    data_as_text: bool = False,
 ) -> list[asyncpg.Record]:
     """Up to `limit` events of `tick` after (after_xid, after_seq), of `types` when given, in
     (xid, seq) order (lms_tick_events, lms_0022: an index scan that stops after the page);
-    without their data (None) for a reader that does not look at it."""
+    without their data (None) for a reader that does not look at it, or with it as JSON text
+    (`data_as_text`) for one that passes it on as it is."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        _TICK_EVENTS if with_data else _TICK_EVENTS_WITHOUT_DATA,
+        (_TICK_EVENTS_DATA_TEXT if data_as_text else _TICK_EVENTS)
+        if with_data
+        else _TICK_EVENTS_WITHOUT_DATA,
         tick,
         after_xid,
         after_seq,

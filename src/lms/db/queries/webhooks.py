@@ -1,15 +1,16 @@
 """SQL for webhook endpoints, their queues and their delivery log.
 
-An endpoint's queue (webhook_queue) holds what it has still to receive, in event order; the log
-(webhook_deliveries) gets a row at a delivery's first outcome, the same row on every attempt
-after (its id is the queue row's delivery_id, given at fan-out). A delivery answered 2xx leaves
-the queue and is logged DELIVERED in one statement per batch; one that fails stays queued and is
-logged PENDING with the reason. So a delivery that succeeds at once costs one narrow queue row
-and one log row, each written once (lms_0019 says what it cost before).
+An endpoint reads the event log from its own place (event_cursors, lms_0022): what it has still
+to receive is the events after its place, of the types it subscribes to, and its queue
+(webhook_queue) holds only deliveries that failed at the head of the log or that an admin asked
+to send again; the queue goes out first. The log (webhook_deliveries) gets a row at a delivery's
+first outcome, the same row on every attempt after (its id is lms_delivery_id(endpoint, event,
+event time): the same when it is listed before its first attempt). A delivery answered 2xx is
+logged DELIVERED with the endpoint's move past it, one statement per batch. So a delivery that
+succeeds at once costs one log row, written once; nothing is fanned out.
 
-Raw because the fan-out joins the dispatcher's raw transaction (one INSERT ... SELECT for a whole
-batch of events), and an endpoint's lease and backoff are conditional UPDATEs that decide races
-between workers in the database."""
+Raw because an endpoint's lease and backoff are conditional UPDATEs that decide races between
+workers in the database, and a batch's log rows and the move of its place are one statement."""
 
 from __future__ import annotations
 
@@ -19,28 +20,38 @@ from datetime import datetime
 import asyncpg
 
 from lms.db.queries import Conn
-from lms.db.queries.events import DISPATCH_LOCK
 
+# An endpoint's place in the event log (event_cursors.name), from its id in SQL (`w.id`).
+READER_OF = "'webhook:' || w.id"
 ENDPOINT = """id, url, events, description, created_at, updated_at, disabled_at, disabled_reason,
     failing_since, consecutive_failures, next_attempt_at, last_success_at"""
 DELIVERY = """d.id, d.event_id, d.type, d.attempts, d.status, d.response_status, d.error,
     d.created_at, d.delivered_at, d.last_attempt_at"""
-# A delivery's id, given at fan-out: a UUID whose first 48 bits are the time in milliseconds
-# (the layout of RFC 9562's version 7), so the log's primary key grows at its right edge
-# instead of touching a random page per delivery.
-DELIVERY_ID = """encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
-    substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
-    FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"""
 
 
 async def insert_endpoint(
     conn: Conn, *, url: str, events: list[str], description: str, secret: str
 ) -> asyncpg.Record:
+    """The endpoint, and its place in the event log: after the latest tick, so every event not
+    read by the dispatcher yet is its to receive (a log with no tick gets its first)."""
     row: asyncpg.Record = await conn.fetchrow(
         f"""
-        INSERT INTO webhook_endpoints (url, events, description, secret)
-        VALUES ($1, $2, $3, $4)
-        RETURNING {ENDPOINT}, secret
+        WITH w AS (
+            INSERT INTO webhook_endpoints (url, events, description, secret)
+            VALUES ($1, $2, $3, $4)
+            RETURNING {ENDPOINT}, secret
+        ), first_tick AS (
+            INSERT INTO event_ticks (id, snapshot)
+            SELECT 0, '3:3:' WHERE NOT EXISTS (SELECT 1 FROM event_ticks)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        ), reader AS (
+            INSERT INTO event_cursors (name, tick)
+            SELECT {READER_OF}, coalesce((SELECT max(id) FROM event_ticks),
+                                         (SELECT max(id) FROM first_tick), 0) + 1
+            FROM w
+        )
+        SELECT * FROM w
         """,
         url,
         events,
@@ -101,42 +112,30 @@ async def update_endpoint(
 
 
 async def delete_endpoint(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> bool:
-    """The endpoint with its queue and log (no foreign key does it: lms_0019). The dispatcher's
-    lock first, so that no fan-out running now queues a delivery to the endpoint after its
-    queue is gone; a deliverer on it finds its rows gone and settles nothing."""
+    """The endpoint with its queue, log and place in the event log (no foreign key does it:
+    lms_0019), in one transaction; a deliverer on it finds its rows gone and settles nothing."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", DISPATCH_LOCK)
         status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
         if status != "DELETE 1":
             return False
         await conn.execute("DELETE FROM webhook_queue WHERE endpoint_id = $1", endpoint_id)
         await conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = $1", endpoint_id)
+        await conn.execute("DELETE FROM event_cursors WHERE name = $1", reader_of(endpoint_id))
         return True
 
 
-async def fan_out(
-    conn: Conn, ids: list[uuid.UUID], seqs: list[int], types: list[str]
-) -> list[uuid.UUID]:
-    """Queue a delivery per (enabled endpoint subscribed to its type, event); the endpoints that
-    got any. An endpoint disabled now does not collect events meanwhile."""
+def reader_of(endpoint_id: uuid.UUID) -> str:
+    """The endpoint's place in the event log (event_cursors.name)."""
+    return f"webhook:{endpoint_id}"
+
+
+async def subscribed(conn: Conn, types: list[str]) -> list[uuid.UUID]:
+    """The enabled endpoints subscribed to any of `types`: those a batch of events gives work."""
     rows = await conn.fetch(
-        f"""
-        WITH queued AS (
-            INSERT INTO webhook_queue (endpoint_id, event_seq, event_id, delivery_id, type)
-            SELECT w.id, e.seq, e.id, {DELIVERY_ID}, e.type
-            FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS e(id, seq, type)
-            JOIN webhook_endpoints w ON e.type = ANY (w.events) AND w.disabled_at IS NULL
-            ORDER BY w.id, e.seq
-            ON CONFLICT (endpoint_id, event_seq) DO NOTHING
-            RETURNING endpoint_id
-        )
-        SELECT DISTINCT endpoint_id FROM queued
-        """,
-        ids,
-        seqs,
+        "SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL AND events && $1::text[]",
         types,
     )
-    return [r["endpoint_id"] for r in rows]
+    return [r["id"] for r in rows]
 
 
 async def lease(conn: Conn, endpoint_id: uuid.UUID, seconds: float) -> asyncpg.Record | None:
@@ -147,7 +146,7 @@ async def lease(conn: Conn, endpoint_id: uuid.UUID, seconds: float) -> asyncpg.R
         UPDATE webhook_endpoints SET lease_until = now() + make_interval(secs => $2)
         WHERE id = $1 AND disabled_at IS NULL AND next_attempt_at <= now()
           AND (lease_until IS NULL OR lease_until < now())
-        RETURNING id, url, secret, failing_since
+        RETURNING id, url, secret, failing_since, events
         """,
         endpoint_id,
         seconds,
@@ -228,6 +227,85 @@ async def delivered(
     )
 
 
+async def delivered_from_log(
+    conn: Conn,
+    endpoint_id: uuid.UUID,
+    deliveries: list[tuple[uuid.UUID, int, str, datetime, int, datetime]],
+    place: tuple[int, int, int],
+    lease_seconds: float,
+) -> None:
+    """Deliveries read from the event log and answered 2xx, each (event id, seq, type, event
+    time, status, time), logged DELIVERED, and the endpoint's place moved past them, in one
+    statement; the endpoint's lease is renewed and its failure streak cleared. With no
+    deliveries it only moves the place (ticks that held nothing for the endpoint)."""
+    await conn.execute(
+        """
+        WITH logged AS (
+            INSERT INTO webhook_deliveries AS d (id, endpoint_id, event_id, event_seq, type,
+                status, attempts, response_status, created_at, last_attempt_at, delivered_at)
+            SELECT lms_delivery_id($1, u.id, u.occurred), $1, u.id, u.seq, u.type, 'DELIVERED',
+                   1, u.status, u.occurred, u.at, u.at
+            FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[], $6::int[],
+                        $7::timestamptz[]) AS u(id, seq, type, occurred, status, at)
+            ON CONFLICT (id) DO UPDATE SET status = 'DELIVERED', attempts = d.attempts + 1,
+                response_status = excluded.response_status, error = NULL,
+                last_attempt_at = excluded.last_attempt_at, delivered_at = excluded.delivered_at
+            RETURNING 1
+        ), moved AS (
+            UPDATE event_cursors SET tick = $8, after_xid = $9, after_seq = $10,
+                   updated_at = now()
+            WHERE name = $11
+            RETURNING 1
+        )
+        UPDATE webhook_endpoints w
+        SET failing_since = NULL, consecutive_failures = 0, last_success_at = now(),
+            lease_until = now() + make_interval(secs => $12)
+        WHERE w.id = $1 AND EXISTS (SELECT 1 FROM logged)
+          AND EXISTS (SELECT 1 FROM moved)
+        """,
+        endpoint_id,
+        [d[0] for d in deliveries],
+        [d[1] for d in deliveries],
+        [d[2] for d in deliveries],
+        [d[3] for d in deliveries],
+        [d[4] for d in deliveries],
+        [d[5] for d in deliveries],
+        place[0],
+        place[1],
+        place[2],
+        reader_of(endpoint_id),
+        lease_seconds,
+    )
+
+
+async def park(
+    conn: Conn,
+    endpoint_id: uuid.UUID,
+    event: tuple[uuid.UUID, int, str, datetime],
+    place: tuple[int, int, int],
+) -> None:
+    """A delivery read from the event log that failed moves to the head of the endpoint's queue
+    (event id, seq, type, event time), under the id it was listed with, and the endpoint's place
+    moves past it: the queue goes out before anything after the place, so the order holds.
+    In the caller's transaction, with `failed` after it."""
+    await conn.execute(
+        """
+        INSERT INTO webhook_queue (endpoint_id, event_seq, event_id, delivery_id, type,
+                                   created_at)
+        VALUES ($1, $3, $2, lms_delivery_id($1, $2, $5), $4, $5)
+        ON CONFLICT (endpoint_id, event_seq) DO NOTHING
+        """,
+        endpoint_id,
+        *event,
+    )
+    await conn.execute(
+        "UPDATE event_cursors SET tick = $2, after_xid = $3, after_seq = $4, updated_at = now()"
+        " WHERE name = $1",
+        reader_of(endpoint_id),
+        *place,
+    )
+
+
 async def failed(
     conn: Conn,
     endpoint_id: uuid.UUID,
@@ -283,13 +361,17 @@ async def failed(
 
 
 async def due_endpoints(conn: Conn, limit: int = 100) -> list[uuid.UUID]:
-    """Endpoints with deliveries waiting that a worker could take now (the sweep's work)."""
+    """Endpoints with deliveries waiting that a worker could take now (the sweep's work): queued
+    ones, or a tick of the log past their place."""
     rows = await conn.fetch(
         """
         SELECT w.id FROM webhook_endpoints w
         WHERE w.disabled_at IS NULL AND w.next_attempt_at <= now()
           AND (w.lease_until IS NULL OR w.lease_until < now())
-          AND EXISTS (SELECT 1 FROM webhook_queue q WHERE q.endpoint_id = w.id)
+          AND (EXISTS (SELECT 1 FROM webhook_queue q WHERE q.endpoint_id = w.id)
+               OR EXISTS (SELECT 1 FROM event_cursors k
+                          WHERE k.name = 'webhook:' || w.id
+                            AND k.tick <= (SELECT max(id) FROM event_ticks)))
         ORDER BY w.next_attempt_at
         LIMIT $1
         """,
@@ -301,7 +383,8 @@ async def due_endpoints(conn: Conn, limit: int = 100) -> list[uuid.UUID]:
 async def queue_depths(conn: Conn) -> dict[uuid.UUID, int]:
     rows = await conn.fetch(
         """
-        SELECT w.id, (SELECT count(*) FROM webhook_queue q WHERE q.endpoint_id = w.id) AS pending
+        SELECT w.id, (SELECT count(*) FROM webhook_queue q WHERE q.endpoint_id = w.id)
+                     + lms_events_unread('webhook:' || w.id, w.events) AS pending
         FROM webhook_endpoints w
         """
     )
@@ -316,8 +399,9 @@ async def deliveries_page(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """The log, newest first, with the queued deliveries not attempted yet (PENDING, attempt 0:
-    they have no log row until their first outcome)."""
+    """The log, newest first, with the deliveries not attempted yet (PENDING, attempt 0: the
+    events after the endpoint's place in the log, and queued ones; they have no log row until
+    their first outcome, and keep the id they are listed with: lms_delivery_id)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
         SELECT * FROM (
@@ -328,6 +412,13 @@ async def deliveries_page(
             FROM webhook_queue q
             WHERE q.endpoint_id = $1 AND q.attempts = 0
               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = q.delivery_id)
+            UNION ALL
+            SELECT lms_delivery_id($1, e.id, e.occurred_at), e.id, e.type, 0, 'PENDING',
+                   NULL::integer, NULL::text, e.occurred_at, NULL::timestamptz,
+                   NULL::timestamptz
+            FROM webhook_endpoints w,
+                 lms_unread_events('webhook:' || w.id, w.events, 100000) e
+            WHERE w.id = $1
         ) d
         WHERE ($2::text IS NULL OR d.status = $2)
           AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4::uuid))
@@ -354,6 +445,10 @@ async def requeue(conn: Conn, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) ->
             FROM webhook_deliveries WHERE id = $2 AND endpoint_id = $1
         ), waiting AS (
             SELECT 1 FROM webhook_queue WHERE endpoint_id = $1 AND delivery_id = $2
+            UNION ALL
+            SELECT 1 FROM webhook_endpoints w,
+                 lms_unread_events('webhook:' || w.id, w.events, 100000) e
+            WHERE w.id = $1 AND lms_delivery_id($1, e.id, e.occurred_at) = $2
         ), queued AS (
             INSERT INTO webhook_queue
                 (endpoint_id, event_seq, event_id, delivery_id, type, attempts, created_at)

@@ -46,22 +46,39 @@ async def read(
     types: Sequence[str] | None = None,
     *,
     with_data: bool = True,
+    data_as_text: bool = False,
 ) -> Batch:
     """Up to `limit` events after `place` (of `types` when given), through `latest_tick`;
-    `with_data=False`: their data is left in the database (each event's `data` is {})."""
+    `with_data=False`: their data is left in the database (each event's `data` is {});
+    `data_as_text`: it comes as PostgreSQL's JSON text, in `data_json` (`data` is {})."""
     events: list[Event] = []
     places: list[Place] = []
     while len(events) < limit and place.tick <= latest_tick:
         wanted = limit - len(events)
         rows = await sql.tick_events(
-            conn, place.tick, place.xid, place.seq, wanted, types, with_data=with_data
+            conn,
+            place.tick,
+            place.xid,
+            place.seq,
+            wanted,
+            types,
+            with_data=with_data,
+            data_as_text=data_as_text,
         )
         for row in rows:
-            events.append(
-                event_of(row)
-                if with_data
-                else Event(row["id"], row["seq"], row["type"], row["occurred_at"], {})
-            )
+            if with_data and not data_as_text:
+                events.append(event_of(row))
+            else:
+                events.append(
+                    Event(
+                        row["id"],
+                        row["seq"],
+                        row["type"],
+                        row["occurred_at"],
+                        {},
+                        row["data"] if data_as_text else None,
+                    )
+                )
             places.append(Place(place.tick, row["xid"], row["seq"]))
         place = places[-1] if len(rows) == wanted else Place(place.tick + 1)
     return Batch(events, places, place)

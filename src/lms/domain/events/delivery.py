@@ -36,8 +36,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from lms.db.queries import Conn, event_cursors
 from lms.db.queries import webhooks as sql
-from lms.domain.events import signing
+from lms.domain.events import cursor, signing
+from lms.domain.events.cursor import Place
+from lms.domain.events.log import Event
 from lms.domain.events.webhooks import webhooks_subject
 from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
 from lms.integrations.keepalive_post import KeepAlivePoster
@@ -62,9 +65,6 @@ DEPTH_SECONDS = 10.0
 # the same webhook-id (at least once, as the contract says).
 MARK_SECONDS = 0.25
 USER_AGENT = b"lms-webhooks/1"
-# A drain reading on from its place reads the endpoint's queue from the head again at least this
-# often, for deliveries queued behind it (their events committed after later ones).
-RESCAN_SECONDS = 1.0
 
 
 def retry_delay(settings: Settings, failures: int) -> float:
@@ -93,20 +93,19 @@ class Outcome:
     error: str | None
 
 
-def body_of(row: asyncpg.Record) -> bytes:
+def body_of(type_: str, occurred: datetime, data_json: str) -> bytes:
     """`{type, timestamp, data}`, the Standard Webhooks payload shape. The data goes in as the
     JSON text PostgreSQL gave (decoding it to re-encode it was a tenth of a worker's CPU per
     delivery); the type is a checked identifier (the events table's CHECK), the timestamp ISO."""
-    occurred: datetime = row["occurred_at"]
     timestamp = occurred.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return b"".join(
         (
             b'{"type":',
-            msgspec.json.encode(row["type"]),
+            msgspec.json.encode(type_),
             b',"timestamp":"',
             timestamp.encode(),
             b'","data":',
-            row["data_json"].encode(),
+            data_json.encode(),
             b"}",
         )
     )
@@ -192,7 +191,8 @@ class WebhookDeliverer:
         return len(due)
 
     async def drain(self, endpoint_id: uuid.UUID) -> None:
-        """Send the endpoint's queue in order until it is empty or an attempt fails."""
+        """Send the endpoint's queue, then the events after its place in the log, in order,
+        until both are done or an attempt fails."""
         try:
             endpoint = await sql.lease(self.pool, endpoint_id, LEASE_SECONDS)
         except Exception as exc:
@@ -208,64 +208,122 @@ class WebhookDeliverer:
         )
         keep_lease = True
         marks = _Marks(self.pool, endpoint_id)
+        from_log = _LogMarks(self.pool, endpoint_id)
         try:
-            # Pages are read on from the last delivery sent (sql.pending). A delivery queued
-            # behind that place (its event committed late) is found by reading from the head
-            # again: before the drain ends, and at least every RESCAN_SECONDS meanwhile.
-            after: int | None = None
-            rescan_at = time.monotonic() + RESCAN_SECONDS
-            while True:
-                if after is not None and time.monotonic() >= rescan_at:
-                    after, rescan_at = None, time.monotonic() + RESCAN_SECONDS
-                rows = await sql.pending(self.pool, endpoint_id, PAGE, after)
-                if not rows:
-                    if after is None:
-                        return
-                    after = None
-                    continue
+            # The queue first: deliveries that failed at the head of the log (the order holds
+            # only if they go before anything after the place), and those asked for again.
+            while rows := await sql.pending(self.pool, endpoint_id, PAGE):
                 for row in rows:
                     if not await self._attempt(endpoint, poster, row, marks):
                         keep_lease = False  # `failed` released it, with the backoff
                         return
-                after = rows[-1]["event_seq"]
                 await marks.write()
+            reader = sql.reader_of(endpoint_id)
+            while True:
+                found = await event_cursors.place(self.pool, reader)
+                if found is None:  # the endpoint was deleted meanwhile
+                    return
+                place = Place.of(found)
+                batch = await cursor.read(
+                    self.pool,
+                    place,
+                    found["latest_tick"],
+                    PAGE,
+                    endpoint["events"],
+                    data_as_text=True,
+                )
+                if batch.end == place:
+                    return
+                for event, past in zip(batch.events, batch.places, strict=True):
+                    if not await self._attempt_from_log(endpoint, poster, event, past, from_log):
+                        keep_lease = False
+                        return
+                await from_log.write(batch.end)
         finally:
             await poster.close()
             with contextlib.suppress(Exception):  # unmarked: sent again (at least once)
                 await marks.write()
+            with contextlib.suppress(Exception):
+                await from_log.write()
             if keep_lease:
                 with contextlib.suppress(Exception):
                     await sql.release(self.pool, endpoint_id)
 
-    async def _attempt(
-        self, endpoint: asyncpg.Record, poster: Poster, row: asyncpg.Record, marks: _Marks
+    async def _attempt_from_log(
+        self,
+        endpoint: asyncpg.Record,
+        poster: Poster,
+        event: Event,
+        past: Place,
+        marks: _LogMarks,
     ) -> bool:
-        body = body_of(row)
-        message_id = str(row["event_id"])
-        headers = signing.headers(endpoint["secret"], message_id, int(time.time()), body)
+        """One event after the endpoint's place: sent, and marked; or, failing, moved to the
+        head of the endpoint's queue with the place past it (sql.park), and counted."""
+        outcome = await self._post(
+            endpoint, poster, event.id, event.type, event.occurred_at, event.data_json or "{}"
+        )
+        if outcome.ok:
+            await marks.add(event, past, outcome.status or 200, datetime.now(UTC))
+            return True
+        await marks.write()  # the successes before it first: the log reads in order
+        async with self.pool.acquire() as conn, conn.transaction():
+            await sql.park(
+                conn,
+                endpoint["id"],
+                (event.id, event.seq, event.type, event.occurred_at),
+                (past.tick, past.xid, past.seq),
+            )
+            settled = await self._failed(conn, endpoint, event.seq, 0, outcome)
+        self._log_failure(endpoint, settled, outcome)
+        return False
+
+    async def _post(
+        self,
+        endpoint: asyncpg.Record,
+        poster: Poster,
+        event_id: uuid.UUID,
+        type_: str,
+        occurred: datetime,
+        data_json: str,
+    ) -> Outcome:
+        body = body_of(type_, occurred, data_json)
+        headers = signing.headers(endpoint["secret"], str(event_id), int(time.time()), body)
         outcome = await poster.post(body, headers)
         label = str(endpoint["id"])
         if outcome.ok:
-            now = datetime.now(UTC)
-            await marks.add(row["event_seq"], outcome.status or 200, now)
             # Counted in the process's tally, added to the shared series together: an increment
             # of a multiprocess series writes its file under a lock, twice per delivery here.
             TALLY.inc(_delivered_series(label))
-            TALLY.observe(WEBHOOK_LATENCY, max((now - row["occurred_at"]).total_seconds(), 0.0))
-            return True
-        WEBHOOK_DELIVERIES.labels(label, "failed").inc()
-        await marks.write()  # the successes before it first: the log reads in order
-        settled = await sql.failed(
-            self.pool,
+            latency = (datetime.now(UTC) - occurred).total_seconds()
+            TALLY.observe(WEBHOOK_LATENCY, max(latency, 0.0))
+        else:
+            WEBHOOK_DELIVERIES.labels(label, "failed").inc()
+        return outcome
+
+    async def _failed(
+        self,
+        conn: Conn,
+        endpoint: asyncpg.Record,
+        event_seq: int,
+        attempts: int,
+        outcome: Outcome,
+    ) -> asyncpg.Record | None:
+        return await sql.failed(
+            conn,
             endpoint["id"],
-            row["event_seq"],
+            event_seq,
             response_status=outcome.status,
             error=outcome.error or "failed",
-            retry_in_seconds=retry_delay(self.settings, row["attempts"] + 1),
+            retry_in_seconds=retry_delay(self.settings, attempts + 1),
             disable_after_seconds=float(self.settings.webhook_disable_after_seconds),
         )
+
+    @staticmethod
+    def _log_failure(
+        endpoint: asyncpg.Record, settled: asyncpg.Record | None, outcome: Outcome
+    ) -> None:
         if settled is None:  # the endpoint was deleted meanwhile
-            return False
+            return
         if settled["disabled_at"] is not None:
             log.error("webhooks: endpoint %s disabled: %s", endpoint["id"], outcome.error)
         else:
@@ -275,6 +333,22 @@ class WebhookDeliverer:
                 settled["consecutive_failures"],
                 outcome.error,
             )
+
+    async def _attempt(
+        self, endpoint: asyncpg.Record, poster: Poster, row: asyncpg.Record, marks: _Marks
+    ) -> bool:
+        """One queued delivery: sent, and marked; or, failing, counted (it stays at the head)."""
+        outcome = await self._post(
+            endpoint, poster, row["event_id"], row["type"], row["occurred_at"], row["data_json"]
+        )
+        if outcome.ok:
+            await marks.add(row["event_seq"], outcome.status or 200, datetime.now(UTC))
+            return True
+        await marks.write()  # the successes before it first: the log reads in order
+        settled = await self._failed(
+            self.pool, endpoint, row["event_seq"], row["attempts"], outcome
+        )
+        self._log_failure(endpoint, settled, outcome)
         return False
 
 
@@ -305,6 +379,40 @@ class _Marks:
             self.pool, self.endpoint_id, self.seqs, self.statuses, self.times, LEASE_SECONDS
         )
         self.seqs, self.statuses, self.times = [], [], []
+
+
+class _LogMarks:
+    """One drain's deliveries read from the log, answered 2xx, and not yet logged with the
+    endpoint's move past them (see MARK_SECONDS)."""
+
+    def __init__(self, pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.endpoint_id = endpoint_id
+        self.items: list[tuple[uuid.UUID, int, str, datetime, int, datetime]] = []
+        self.place: Place | None = None  # past the last of them
+        self.since = 0.0
+
+    async def add(self, event: Event, past: Place, status: int, at: datetime) -> None:
+        if not self.items:
+            self.since = time.monotonic()
+        self.items.append((event.id, event.seq, event.type, event.occurred_at, status, at))
+        self.place = past
+        if time.monotonic() - self.since >= MARK_SECONDS:
+            await self.write()
+
+    async def write(self, end: Place | None = None) -> None:
+        """Log what is marked and move the place past it, or to `end` (past the whole page)."""
+        place = end or self.place
+        if place is None:
+            return
+        await sql.delivered_from_log(
+            self.pool,
+            self.endpoint_id,
+            self.items,
+            (place.tick, place.xid, place.seq),
+            LEASE_SECONDS,
+        )
+        self.items, self.place = [], None
 
 
 async def ensure_consumer(nc: NatsClient, settings: Settings) -> None:

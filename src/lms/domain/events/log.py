@@ -49,6 +49,9 @@ class Event:
     type: str
     occurred_at: datetime
     data: dict[str, Any]
+    # The data as the JSON text PostgreSQL keeps, for a reader that sends it on as it is (a
+    # webhook's body); None when the data was decoded instead.
+    data_json: str | None = None
 
 
 async def record_event(conn: Conn, type_: str, data: dict[str, Any]) -> uuid.UUID:

@@ -172,8 +172,9 @@ async def publish_kicks(
 
 
 class WebhookSink:
-    """The event sink of webhooks: a queued delivery per subscribed endpoint, in the
-    dispatcher's transaction; after commit the endpoints that got any are announced on NATS."""
+    """The event sink of webhooks: nothing is queued (each endpoint reads the log from its own
+    place, lms.db.queries.webhooks); after the dispatcher's commit, the enabled endpoints
+    subscribed to a type in the batch are announced on NATS."""
 
     name = "webhooks"
 
@@ -183,10 +184,7 @@ class WebhookSink:
         self._touched: set[uuid.UUID] = set()
 
     async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
-        touched = await sql.fan_out(
-            conn, [e.id for e in events], [e.seq for e in events], [e.type for e in events]
-        )
-        self._touched.update(touched)
+        self._touched.update(await sql.subscribed(conn, sorted({e.type for e in events})))
 
     async def after_commit(self) -> None:
         touched, self._touched = sorted(self._touched), set()
