@@ -50,9 +50,10 @@ async def course_of_lesson(conn: Conn, lesson_id: uuid.UUID) -> uuid.UUID | None
 
 async def purge_old(conn: Conn, older_than_seconds: int) -> None:
     """Delivered webhook deliveries, then events every reader has passed and no webhook queue
-    names, past the age: the log is a queue with a memory of a month, not an archive. (A reader
-    that never moves, an LRS configured once and gone, keeps the log from its place on: remove
-    its event_cursors row.)"""
+    names, past the age: the log is a queue with a memory of a month, not an archive. A webhook
+    endpoint disabled for longer than the age no longer holds it back. (Another reader that
+    never moves, an LRS configured once and gone, keeps the log from its place on: remove its
+    event_cursors row.)"""
     await conn.execute(
         """
         DELETE FROM webhook_deliveries
@@ -64,7 +65,13 @@ async def purge_old(conn: Conn, older_than_seconds: int) -> None:
         """
         WITH passed AS (
             SELECT t.snapshot FROM event_ticks t
-            WHERE t.id = (SELECT min(tick) FROM event_cursors) - 1
+            WHERE t.id = (
+                SELECT min(c.tick) FROM event_cursors c
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM webhook_endpoints w
+                    WHERE c.name = 'webhook:' || w.id
+                      AND w.disabled_at < now() - make_interval(secs => $1))
+            ) - 1
         )
         DELETE FROM events e
         WHERE e.occurred_at < now() - make_interval(secs => $1)

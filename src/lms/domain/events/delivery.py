@@ -1,16 +1,18 @@
 """Webhook delivery by workers: JetStream carries "endpoint X has work" and the worker that takes
-it delivers that endpoint's queue from PostgreSQL, in event order, one request at a time.
+it delivers that endpoint's queue, then the events after its place in the event log, from
+PostgreSQL, in order, one request at a time.
 
-- At least once: a delivery stays in the endpoint's queue (webhook_queue) until the endpoint
-  answers 2xx; a worker that dies mid-request leaves it there and its lease on the endpoint
-  runs out, so another worker (the sweep, every few seconds) sends it again, with the same
-  `webhook-id`.
-- Order: one worker holds an endpoint (a lease in its row) and sends its queue oldest first;
-  a failure stops the queue and the endpoint waits (exponential backoff with full jitter, capped
-  by LMS_WEBHOOK_RETRY_MAX) before the same delivery is tried again, so later events never
-  overtake an earlier one while the receiver is up.
+- At least once: an endpoint's place in the log moves past a delivery only once the endpoint
+  answered 2xx, and a queued delivery leaves the queue only then; a worker that dies
+  mid-request leaves both as they were and its lease on the endpoint runs out, so another
+  worker (the sweep, every few seconds) sends it again, with the same `webhook-id`.
+- Order: one worker holds an endpoint (a lease in its row). A delivery read from the log that
+  fails moves to the head of the endpoint's queue (the place moves past it) and the endpoint
+  waits (exponential backoff with full jitter, capped by LMS_WEBHOOK_RETRY_MAX); every drain
+  sends the queue before anything after the place, so later events never overtake an earlier
+  one while the receiver is up.
 - An endpoint that has failed every attempt for LMS_WEBHOOK_DISABLE_AFTER is disabled with the
-  reason; its queue stays and goes out once an admin enables it again.
+  reason; its queue and place stay, and what it missed goes out once an admin enables it.
 - Outbound: the video-download address policy (lms.integrations.fetch_policy, exceptions in
   LMS_WEBHOOK_ALLOW) checked at each connection; no redirect followed (a 3xx is a failure); the
   whole exchange bounded by LMS_WEBHOOK_TIMEOUT and the answer's body read to at most 64 KiB.

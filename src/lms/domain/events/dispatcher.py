@@ -1,14 +1,15 @@
-"""Fans the event log out to its sinks: webhook deliveries, and the xAPI sender's wake-up.
+"""Cuts the event log into ticks and tells its sinks what came: webhook endpoints, the xAPI
+sender (each reads the log from its own place: lms.domain.events.cursor).
 
 Every `lms worker` runs one (so integrations cost the workers' CPU, never the API's); a
 transaction-scoped advisory lock lets one of them at a time cut a tick of the log and read on
-from the dispatcher's place (lms.domain.events.cursor), hand the batch to every sink inside that
-transaction (the webhook sink queues a delivery per subscribed endpoint) and move its place past
-the batch. Either all sinks have the batch or none has: a crash or an error in between rolls
-back and the next pass reads the same events again. After commit each sink may wake its workers
-(a NATS JetStream publish); if that fails the workers' own sweep finds the work in PostgreSQL.
-Nothing on the request path waits for any of this: the request only inserted its event row,
-and nothing marks it afterwards.
+from the dispatcher's place, hand the batch to every sink inside that transaction (the webhook
+sink finds the endpoints it gives work to) and move its place past the batch. Either all sinks
+have the batch or none has: a crash or an error in between rolls back and the next pass reads
+the same events again. After commit each sink may wake its workers (a NATS JetStream publish);
+if that fails the workers' own sweep finds the work in PostgreSQL. Nothing on the request path
+waits for any of this: the request only inserted its event row, and nothing marks it
+afterwards.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class EventSink(Protocol):
     name: str
 
     async def accept(self, conn: asyncpg.Connection, events: Sequence[Event], since: Place) -> None:
-        """Queue the work for `events` (read after `since`, in the log's order; their `data` is
-        not read: {}) on `conn`, inside the dispatcher's transaction: commit makes it durable
-        with the dispatcher's move past them. Raise to roll the whole batch back (it is read
-        again)."""
+        """Take note of `events` (read after `since`, in the log's order; their `data` is not
+        read: {}) on `conn`, inside the dispatcher's transaction: commit makes what it writes
+        durable with the dispatcher's move past them. Raise to roll the whole batch back (it is
+        read again)."""
 
     async def after_commit(self) -> None:
         """Wake whoever does the work (best effort: a failure is logged, the work waits in
@@ -133,7 +134,7 @@ class EventDispatcher:
                 latest = tick
                 if tick % FORGET_TICKS_EVERY == 0:
                     await cursors.forget_passed_ticks(conn)
-            # The sinks queue deliveries and wake senders: they need each event's id, seq and
+            # The sinks find whom to wake and wake them: they need each event's id, seq and
             # type, never its data (a sender reads that when it sends).
             batch = await cursor.read(conn, place, latest, BATCH, with_data=False)
             if batch.events:
