@@ -1,5 +1,7 @@
 """What the event log adds to enrollment: the enroll statement with and without its
-enrollment.created CTE, and the dispatcher's fan-out per event with two webhook endpoints.
+enrollment.created CTE, and the dispatcher's pass per event with two webhook endpoints (a tick
+cut, the events read without their data, the endpoints to wake found; nothing is fanned out:
+each endpoint reads the log from its own place).
 
     DATABASE_URL=postgresql://... .venv/bin/python -m bench.events_overhead [N]
 
@@ -98,7 +100,7 @@ async def main(n: int) -> None:
             dispatched += done
         spent = time.perf_counter() - began
         print(
-            f"fan-out to 2 endpoints: {dispatched} events in {spent:.2f} s "
+            f"dispatch with 2 endpoints: {dispatched} events in {spent:.2f} s "
             f"({spent / max(dispatched, 1) * 1000:.3f} ms per event, in batches of 500)"
         )
         await pool.close()

@@ -148,3 +148,38 @@ async def test_housekeeping_forgets_what_every_sink_is_done_with(db: asyncpg.Poo
     left = {r["id"] for r in await db.fetch("SELECT id FROM events")}
     # A queued delivery keeps its event, and so does a reader that has not passed it.
     assert left == {waiting, fresh, unread}
+
+
+async def test_a_webhook_endpoint_behind_keeps_the_log_unless_disabled_for_longer(
+    db: asyncpg.Pool,
+) -> None:
+    """Each endpoint reads the log from its own place: one that has not passed an event keeps it
+    past the age (it is still to receive it), unless it has been disabled for longer than the
+    age (what it missed is older than the log keeps)."""
+    from lms.db.queries import webhooks as webhook_sql
+
+    endpoints = [
+        await webhook_sql.insert_endpoint(
+            db,
+            url=f"https://example.com/{i}",
+            events=["course.published"],
+            description="",
+            secret="whsec_x",
+        )
+        for i in range(2)
+    ]
+    old = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    while await EventDispatcher(db, []).dispatch_once():
+        pass
+    await db.execute("UPDATE events SET occurred_at = now() - interval '40 days'")
+    await sweep_once(db)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = $1", old) == 1  # both behind
+    await db.execute(
+        "UPDATE webhook_endpoints SET disabled_at = now() - interval '40 days' WHERE id = $1",
+        endpoints[0]["id"],
+    )
+    await sweep_once(db)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = $1", old) == 1  # one behind
+    await db.execute("UPDATE webhook_endpoints SET disabled_at = now() - interval '40 days'")
+    await sweep_once(db)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = $1", old) == 0
