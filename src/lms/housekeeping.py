@@ -32,7 +32,7 @@ async def sweep_once(db: asyncpg.Pool) -> None:
     await otp_codes.purge_old(db, DAY)
     await refresh_tokens.purge_expired(7 * DAY)  # Piccolo's engine: on the same pool
     await outbox.purge_settled(db, 30 * DAY)
-    await events.purge_old(db, 30 * DAY)
+    await events.purge_old(db, events.LOG_KEEPS_SECONDS)
 
 
 async def run_forever(db: asyncpg.Pool, reconcile: Reconcile | None = None) -> None:

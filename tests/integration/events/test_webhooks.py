@@ -22,8 +22,10 @@ import pytest
 
 from lms.db.engine import open_pool
 from lms.db.queries import event_cursors
+from lms.db.queries.events import LOG_KEEPS_SECONDS
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
 from lms.domain.events.dispatcher import EventDispatcher
+from lms.domain.events.log import record_event
 from lms.domain.events.webhooks import WebhookSink
 from lms.settings import Settings
 from tests.conftest import TestUser
@@ -378,6 +380,42 @@ async def test_a_delivery_that_fails_waits_at_the_head_and_nothing_overtakes_it(
     assert sorted((d["eventId"], d["status"]) for d in done) == sorted(
         (event_id, "DELIVERED") for event_id in order
     )
+
+
+async def test_an_endpoint_disabled_longer_than_the_log_keeps_gets_what_the_log_still_has(
+    api: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    settings: Settings,
+    admin: TestUser,
+    receiver: WebhookReceiver,
+) -> None:
+    """Its place no longer holds every tick since it was disabled: the ticks older than the log
+    keeps go (but the newest of them), and once enabled it starts after the oldest tick left,
+    with no read per tick gone."""
+    endpoint = await register(api, admin, receiver, ["course.published"])
+    endpoint_id = uuid.UUID(endpoint["id"])
+    await db.execute(
+        "UPDATE webhook_endpoints SET disabled_at = now() - interval '40 days' WHERE id = $1",
+        endpoint_id,
+    )
+    dispatcher = EventDispatcher(db, [WebhookSink(None, settings)])
+    for _ in range(3):  # three ticks, each an event, all older than the log keeps
+        await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+        assert await dispatcher.dispatch_once() == 1
+    await db.execute("UPDATE event_ticks SET created_at = now() - interval '40 days'")
+    recent = await record_event(db, "course.published", {"courseId": uuid.uuid4()})
+    assert await dispatcher.dispatch_once() == 1
+    ticks = await db.fetchval("SELECT count(*) FROM event_ticks")
+    await event_cursors.forget_passed_ticks(db, LOG_KEEPS_SECONDS)
+    left = [r["id"] for r in await db.fetch("SELECT id FROM event_ticks ORDER BY id")]
+    assert len(left) == 2 < ticks  # the newest old tick and the recent one
+    enabled = await api.patch(
+        f"/admin/webhooks/{endpoint['id']}", json={"enabled": True}, headers=admin.headers
+    )
+    assert enabled.status_code == 200
+    await WebhookDeliverer(db, settings).drain(endpoint_id)
+    assert receiver.ids() == [str(recent)]
+    assert await event_cursors.unread_count(db, f"webhook:{endpoint_id}") == 0
 
 
 async def many_learners(db: asyncpg.Pool, n: int) -> list[str]:

@@ -57,12 +57,14 @@ async def tick_events(
 
 
 async def place(conn: Conn, name: str) -> asyncpg.Record | None:
-    """A reader's place, its backoff, and the latest tick (None: no such reader yet)."""
+    """A reader's place, its backoff, and the latest and oldest ticks (None: no such reader
+    yet)."""
     return await conn.fetchrow(
         """
         SELECT c.tick, c.after_xid, c.after_seq, c.attempts, c.last_error,
                greatest(extract(epoch FROM c.next_attempt_at - now()), 0)::float8 AS wait_seconds,
-               (SELECT max(id) FROM event_ticks) AS latest_tick
+               (SELECT max(id) FROM event_ticks) AS latest_tick,
+               (SELECT min(id) FROM event_ticks) AS oldest_tick
         FROM event_cursors c WHERE c.name = $1
         """,
         name,
@@ -173,8 +175,26 @@ async def unread_count(conn: Conn, name: str, types: Sequence[str] | None = None
     return int(count or 0)
 
 
-async def forget_passed_ticks(conn: Conn) -> None:
-    """Ticks no reader needs any more (a reader at T reads T-1's snapshot)."""
+async def forget_passed_ticks(conn: Conn, keep_seconds: float) -> None:
+    """Ticks no reader needs any more (a reader at T reads T-1's snapshot). A webhook endpoint
+    disabled for longer than `keep_seconds` keeps only the ticks that young, and the newest
+    older one (the snapshot the first of them is read against): when it is enabled again its
+    drain starts after the oldest tick left (cursor.read), as far back as the log keeps,
+    instead of holding every tick since it was disabled."""
     await conn.execute(
-        "DELETE FROM event_ticks WHERE id < (SELECT min(tick) FROM event_cursors) - 1"
+        """
+        WITH readers AS (
+            SELECT c.tick, EXISTS (
+                SELECT 1 FROM webhook_endpoints w
+                WHERE c.name = 'webhook:' || w.id
+                  AND w.disabled_at < now() - make_interval(secs => $1)) AS long_disabled
+            FROM event_cursors c
+        )
+        DELETE FROM event_ticks t
+        WHERE t.id < (SELECT min(tick) FROM readers WHERE NOT long_disabled) - 1
+          AND (t.id < (SELECT min(tick) FROM readers) - 1
+               OR t.id < (SELECT max(o.id) FROM event_ticks o
+                          WHERE o.created_at < now() - make_interval(secs => $1)))
+        """,
+        float(keep_seconds),
     )

@@ -14,6 +14,10 @@ import asyncpg
 
 from lms.db.queries import Conn
 
+# How long the event log keeps what every reader has passed (the housekeeper's purge), and how
+# far back an endpoint disabled for longer can still be sent what it missed.
+LOG_KEEPS_SECONDS = 30 * 86400
+
 # Taken by the dispatcher for its fan-out transaction: two dispatchers (every worker runs
 # one) never interleave the deliveries of one endpoint out of event order.
 DISPATCH_LOCK = 0x1E7E_0001

@@ -47,10 +47,15 @@ async def read(
     *,
     with_data: bool = True,
     data_as_text: bool = False,
+    oldest_tick: int | None = None,
 ) -> Batch:
     """Up to `limit` events after `place` (of `types` when given), through `latest_tick`;
     `with_data=False`: their data is left in the database (each event's `data` is {});
-    `data_as_text`: it comes as PostgreSQL's JSON text, in `data_json` (`data` is {})."""
+    `data_as_text`: it comes as PostgreSQL's JSON text, in `data_json` (`data` is {}).
+    `oldest_tick`: a place whose previous tick is gone (a webhook endpoint disabled for longer
+    than the log keeps: sql.forget_passed_ticks) starts after the oldest tick left."""
+    if oldest_tick is not None and place.tick - 1 < oldest_tick:
+        place = Place(oldest_tick + 1)
     events: list[Event] = []
     places: list[Place] = []
     while len(events) < limit and place.tick <= latest_tick:

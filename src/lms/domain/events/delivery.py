@@ -233,6 +233,7 @@ class WebhookDeliverer:
                     PAGE,
                     endpoint["events"],
                     data_as_text=True,
+                    oldest_tick=found["oldest_tick"],
                 )
                 if batch.end == place:
                     return

@@ -133,7 +133,7 @@ class EventDispatcher:
                     return 0
                 latest = tick
                 if tick % FORGET_TICKS_EVERY == 0:
-                    await cursors.forget_passed_ticks(conn)
+                    await cursors.forget_passed_ticks(conn, sql.LOG_KEEPS_SECONDS)
             # The sinks find whom to wake and wake them: they need each event's id, seq and
             # type, never its data (a sender reads that when it sends).
             batch = await cursor.read(conn, place, latest, BATCH, with_data=False)
