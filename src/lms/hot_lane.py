@@ -425,9 +425,12 @@ class HotLane:
         for route in self.dynamic.get(method, ()):
             if path.startswith(route.prefix) and (match := route.path.fullmatch(path)):
                 values = match.groups()
+                params = route.path_params
+                if len(params) == 1:  # the hot routes' case: no loop to set up
+                    ((name, kind),) = params
+                    return route, {name: kind(values[0])}
                 return route, {
-                    name: uuid.UUID(value) if kind is uuid.UUID else value
-                    for (name, kind), value in zip(route.path_params, values, strict=True)
+                    name: kind(value) for (name, kind), value in zip(params, values, strict=True)
                 }
         return None
 

@@ -24,6 +24,7 @@ from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
 
 VARY = b"vary"
 ALLOW_ORIGIN = b"access-control-allow-origin"
+_VARY_ONLY = frozenset([VARY])
 _ORIGIN_TOKEN = "origin"  # noqa: S105 (a header name)
 # Bound on the memo of Vary values and origins seen (a client chooses its Origin).
 _MEMO_SIZE = 256
@@ -108,18 +109,20 @@ class Cors:
     ) -> list[tuple[bytes, bytes]]:
         """An answer's headers as sent: with Origin added to its Vary, and for a request with
         an Origin (`request` its header map), the Access-Control-* ones replacing the route's."""
-        if origin is None:
-            vary = tuple(v for k, v in headers if k == VARY)
-            kept = [h for h in headers if h[0] != VARY] if vary else list(headers)
-            kept.append((VARY, self.vary(vary)))
-            return kept
-        written = self.written
-        vary = tuple(v for k, v in headers if k == VARY)
-        return [
-            *(h for h in headers if h[0] not in written),
-            (VARY, self.vary(vary)),
-            *self.allow_headers_for(origin, b"cookie" in request),
-        ]
+        # One pass over the route's headers (a loop, not generators: this runs for every answer).
+        replaced = self.written if origin is not None else _VARY_ONLY
+        kept: list[tuple[bytes, bytes]] = []
+        varies: list[bytes] = []
+        for header in headers:
+            name = header[0]
+            if name not in replaced:
+                kept.append(header)
+            elif name == VARY:
+                varies.append(header[1])
+        kept.append((VARY, self.vary(tuple(varies))))
+        if origin is not None:
+            kept += self.allow_headers_for(origin, b"cookie" in request)
+        return kept
 
     def allow_headers_for(self, origin: bytes, with_cookie: bool) -> list[tuple[bytes, bytes]]:
         """The Access-Control-* headers of an answer to a request from `origin`."""

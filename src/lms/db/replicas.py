@@ -163,22 +163,20 @@ class ReplicaReads:
         )
         return rows
 
-    async def fetchrow(
+    def fetchrow(
         self,
         query: str,
         *args: object,
-        timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's interface, as above
-    ) -> asyncpg.Record | None:
+        timeout: float | None = None,
+    ) -> Awaitable[asyncpg.Record | None]:
         replicas = self._replicas
         if not replicas.replicas:  # the primary serves every read: no routing to pay for
             TALLY.inc(_READ_ON_PRIMARY)
-            async with replicas.primary.acquire() as conn:
-                row: asyncpg.Record | None = await conn.fetchrow(query, *args, timeout=timeout)
-            return row
-        row = await replicas.read(
+            # The pool's own call, awaited by the caller: no coroutine of ours in between.
+            return replicas.primary.fetchrow(query, *args, timeout=timeout)  # type: ignore[no-any-return]
+        return replicas.read(
             lambda conn: conn.fetchrow(query, *args, timeout=timeout), self.max_lag
         )
-        return row
 
     async def fetchval(
         self,

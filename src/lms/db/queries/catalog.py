@@ -16,6 +16,7 @@ connection (a builder would rebuild and recompile each on every request).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 
 import asyncpg
@@ -252,6 +253,8 @@ WHERE c.id = $1
 """
 
 
-async def course_json(conn: ReadConn, course_id: uuid.UUID) -> asyncpg.Record | None:
-    """The Course (any state) as JSON text with its status and owner, for the visibility check."""
-    return await conn.fetchrow(COURSE_BY_ID, course_id)
+def course_json(conn: ReadConn, course_id: uuid.UUID) -> Awaitable[asyncpg.Record | None]:
+    """The Course (any state) as JSON text with its status and owner, for the visibility check.
+    The statement's own awaitable: every course page passes here, and a coroutine of ours in
+    between is one more frame each resumption goes through."""
+    return conn.fetchrow(COURSE_BY_ID, course_id)

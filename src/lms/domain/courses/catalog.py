@@ -7,8 +7,8 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
@@ -53,8 +53,10 @@ async def keeping_done() -> None:
         await asyncio.gather(*_keep_tasks, return_exceptions=True)
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogBody:
+class CatalogBody(NamedTuple):
+    """A catalog or course page's JSON, its ETag and Cache-Control (made per request: a tuple
+    costs a third of a frozen dataclass)."""
+
     body: bytes
     etag: str
     cache_control: str
