@@ -7,6 +7,7 @@ indexed lookup on the unique serial_hash, raw for that reason; the rest sits bes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -131,8 +132,9 @@ async def of_user(conn: Conn, user_id: uuid.UUID) -> list[asyncpg.Record]:
     return rows
 
 
-async def by_serial(conn: ReadConn, serial_hash: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+def by_serial(conn: ReadConn, serial_hash: str) -> Awaitable[asyncpg.Record | None]:
+    """The statement's own awaitable (every verification passes here: no coroutine between)."""
+    return conn.fetchrow(
         """
         SELECT serial_hash, learner_name, course_title, creator_name, course_id, status,
                issued_at, revoked_at, jws
