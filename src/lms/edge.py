@@ -60,7 +60,6 @@ class Edge:
         request = header_map(scope)
         request_id = incoming_request_id(scope, request, self.recorder.ids)
         token = request_id_var.set(request_id)
-        scope.setdefault("state", {})["request_id"] = request_id
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = time.perf_counter()
         status = 500
@@ -104,6 +103,8 @@ class Edge:
         sent: list[int],
     ) -> None:
         """Litestar answers; `sent` gets the status it sends."""
+        # Litestar's request.state carries the id (only what Litestar answers reads it there).
+        scope.setdefault("state", {})["request_id"] = id_header[1].decode()
         if self.litestar is not None and "litestar_app" not in scope:
             scope["app"] = scope["litestar_app"] = self.litestar  # as the app's own call does
         cors = self.cors

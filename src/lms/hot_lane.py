@@ -448,9 +448,16 @@ class HotLane:
         answer: Answer | None = None
         try:
             request = Request(scope)
-            _read_query(route, scope["query_string"], params)
+            query = scope["query_string"]
+            if query or route.query:
+                _read_query(route, query, params)
             scope["path_template"] = route.template
-            principal = await self.caller(route, request)
+            # A public answer that does not read the caller (verification) awaits nothing here.
+            principal = (
+                None
+                if route.public and not route.reads_caller
+                else await self.caller(route, request)
+            )
             if route.body is not None:
                 params["data"] = await _body(request, receive, route.body)
             answer = await route.answer(self.ctx, request, principal, **params)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -140,6 +141,11 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
     if not await _start_broker(broker, stop):
         await close_pool()
         return
+    # What exists now (modules, the model's Python side, the broker) lives as long as the
+    # process. Frozen, the collector stops walking it: the event senders build a dict or more
+    # per statement and delivery, and each full collection walked the whole start-up heap
+    # (6 % of a delivering worker's samples fell on one dict literal of the xAPI mapping).
+    gc.freeze()
     log.info(
         "worker ready",
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},
