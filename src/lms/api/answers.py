@@ -60,11 +60,28 @@ class Answer(NamedTuple):
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers exactly as Litestar's Response encodes them, in the same order."""
-        headers = [(_name(k), v.encode("latin-1")) for k, v in self.headers]
+        constant = _CONSTANT.get(id(self.headers))
+        if constant is not None:
+            headers = list(constant[1])
+        else:
+            headers = [(_name(k), v.encode("latin-1")) for k, v in self.headers]
         if self.has_body():
             headers.append((b"content-type", _content_type(self.media_type)))
             headers.append((b"content-length", b"%d" % len(self.body)))
         return headers
+
+
+# id -> (a header set an answer function sends as it is, that set encoded). The set is kept
+# here, so its id stays its own for the process's life.
+_CONSTANT: dict[int, tuple[tuple[tuple[str, str], ...], tuple[tuple[bytes, bytes], ...]]] = {}
+
+
+def constant_headers(*headers: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """A header set an answer function sends unchanged on every answer (a module constant):
+    encoded here once, not for each answer (half the encoding's 0.85 us a verification)."""
+    made = tuple(headers)
+    _CONSTANT[id(made)] = (made, tuple((_name(k), v.encode("latin-1")) for k, v in made))
+    return made
 
 
 # Header names and Content-Type values, encoded once each: a route sends the same few. (An ETag

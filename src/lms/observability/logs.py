@@ -24,7 +24,7 @@ _STANDARD_ATTRS = frozenset(
 
 # ".000Z" to ".999Z": the end of a line's `ts`, looked up (formatting it took most of the time
 # an access line took to make).
-_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
+MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,11 +41,14 @@ class JsonFormatter(logging.Formatter):
     def time_text(self, created: float, msecs: float) -> str:
         """`ts` of a line made at `created` (time.time()), `msecs` its milliseconds as a record
         holds them."""
-        second = int(created)
+        return self.second_text(int(created)) + MILLISECONDS[int(msecs)]
+
+    def second_text(self, second: int) -> str:
+        """`ts` up to its seconds ("2026-12-05T15:00:00") for a time.time() second."""
         if second != self._second:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return self._second_text + _MILLISECONDS[int(msecs)]
+        return self._second_text
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

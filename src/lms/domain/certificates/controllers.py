@@ -16,7 +16,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND
 
-from lms.api.answers import ANSWER, Answer, Incoming, respond
+from lms.api.answers import ANSWER, Answer, Incoming, constant_headers, respond
 from lms.api.answers import preferred as preferred_media
 from lms.api.dependencies import Ctx, Db
 from lms.api.openapi import BAD, BEARER, CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, errors
@@ -60,8 +60,8 @@ def verification_reads(ctx: AppContext) -> ReplicaReads:
     return ctx.replica_reads(max_lag=ctx.settings.verify_max_lag_seconds)
 
 
-_VERIFY_HEADERS = (("Cache-Control", VERIFY_CACHE), ("Vary", "Accept"))
-_PAGE_HEADERS = (
+_VERIFY_HEADERS = constant_headers(("Cache-Control", VERIFY_CACHE), ("Vary", "Accept"))
+_PAGE_HEADERS = constant_headers(
     *_VERIFY_HEADERS,
     ("Content-Security-Policy", PAGE_POLICY),
     ("Referrer-Policy", "no-referrer"),
