@@ -23,7 +23,8 @@ cores, the same pool size (LMS_DB_POOL_MAX), the same secrets and the same wrk s
 It writes bench/results/latest.json, latest.md and latest.png (the chart is drawn by
 bench/report_chart.py in bench/.report-venv, created from bench/report-requirements.txt).
 Environment: BENCH_QUICK, BENCH_DURATION (seconds per run), BENCH_CONNECTIONS, BENCH_THREADS,
-BENCH_TIMEOUT, BENCH_POOL, BENCH_WORKERS, BENCH_WARMUP, BENCH_DATABASE_URL, NATS_URL,
+BENCH_TIMEOUT, BENCH_POOL, BENCH_WORKERS, BENCH_WARMUP, BENCH_ROUNDS (lms and raw-limit's runs
+of a read-only scenario, in turn: measure_alternating), BENCH_DATABASE_URL, NATS_URL,
 BENCH_IMPLEMENTATIONS / BENCH_SCENARIOS / BENCH_VARIANTS (comma lists; variants plain and browser,
 bench.browser), BENCH_REUSE_DATA=1 (skip the seed when the database already has the dataset),
 BENCH_NOTE (a line for latest.md), BENCH_SCALE_SIZES (a size the scale database holds already is
@@ -83,6 +84,10 @@ RUN_ORDER = ("catalog", "course", "verify", "preflight", "heartbeat", "complete"
 # sends them from a web player on another origin (bench.browser), with CORS configured.
 VARIANTS = ("plain", "browser")
 BROWSER_ONLY = ("preflight",)  # a plain client sends no CORS preflight
+# Read-only: measured again and again on the same data (measure_alternating). The heartbeat and
+# the completion change what they read (each run plays learners of its own).
+ROUNDED = ("catalog", "course", "verify", "preflight")
+ALTERNATED = ("lms", "raw-limit")  # the pair whose ratio has a target of 0.9
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/lms_bench_suite"
 PUBLIC_BASE_URL = "http://bench.lms.test"  # the same for every server: certificates name it
 READY_TIMEOUT = 120.0
@@ -148,6 +153,8 @@ class Plan:
     seed: int = 1
     events: bool = False  # issue 22: lms's enrollment and completion, event sinks on and off
     payments: bool = False  # issue 21: checkout and the Stripe webhook, against localstripe
+    # lms and raw-limit on a read-only scenario: this many runs each, in turn (measure_alternating)
+    rounds: int = 1
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -185,6 +192,7 @@ class Plan:
             note=os.environ.get("BENCH_NOTE", "").strip(),
             events=os.environ.get("BENCH_EVENTS", "1") != "0",
             payments=os.environ.get("BENCH_PAYMENTS", "1") != "0",
+            rounds=max(1, env_int("BENCH_ROUNDS", 1 if quick else 3)),
         )
 
     def public(self) -> dict[str, Any]:
@@ -192,6 +200,12 @@ class Plan:
             "quick": self.quick,
             "duration_s": self.duration,
             "warmup_s": self.warmup,
+            "rounds": {
+                "what": "lms and raw-limit on the read-only scenarios (ROUNDED): both servers "
+                "up, measured in turn this many times; each one's median round is reported",
+                "count": self.rounds,
+                "scenarios": list(ROUNDED),
+            },
             "connections": self.connections,
             "wrk_threads": self.threads,
             "wrk_timeout_s": self.timeout,
@@ -1008,8 +1022,9 @@ def measure_paths(
     script: Path,
     base: str,
     sampler: Measure,
+    warm: bool = True,
 ) -> Run:
-    if plan.warmup:
+    if plan.warmup and warm:
         harness.run_wrk(
             script,
             server.url + base,
@@ -1129,6 +1144,23 @@ def measure_learning(
     )
 
 
+def prepare_shared_on(
+    plan: Plan, name: str, server: Server, settings: Any, shared: Shared, scenarios: Sequence[str]
+) -> None:
+    """What the scenarios need from the first server that can give it: certificates (lms issues
+    them), the catalog's paths."""
+    if name == "lms" and not shared.serials and "verify" in scenarios:
+        shared.serials = issue_certificates(plan, server.url, settings, shared.slices[0])
+        print(f"lms issued {len(shared.serials):,} certificates for the verify scenario")
+    if shared.catalog_paths is None and "catalog" in scenarios:
+        print(f"collecting catalog paths from {name} ...", file=sys.stderr)
+        shared.catalog_paths = catalog.collect_paths(server.url, plan.seed)
+        # Walking the searches made lms keep the tops of the common ones (lms_0016), in the
+        # background: every implementation is measured once they are kept (the state of a
+        # catalog in use), not the first one while its searches fill them.
+        asyncio.run(wait_for_search_fills(plan.database_url))
+
+
 def measure_implementation(
     plan: Plan,
     name: str,
@@ -1142,91 +1174,155 @@ def measure_implementation(
 ) -> list[Run]:
     """`name` serving `variant`, measured on its scenarios (those in `only`, when given)."""
     runs: list[Run] = []
-    learners = shared.slices[IMPLEMENTATIONS.index(name) + 1]
     scenarios = [s for s in plan.scenarios_of(variant) if only is None or s in only]
     with serving(name, variant_environ(environ, variant), plan.workers, workdir) as server:
         sampler = Measure(database_name(plan.database_url), server.proc.pid)
-        if name == "lms" and not shared.serials and "verify" in scenarios:
-            shared.serials = issue_certificates(plan, server.url, settings, shared.slices[0])
-            print(f"lms issued {len(shared.serials):,} certificates for the verify scenario")
-        if shared.catalog_paths is None and "catalog" in scenarios:
-            print(f"collecting catalog paths from {name} ...", file=sys.stderr)
-            shared.catalog_paths = catalog.collect_paths(server.url, plan.seed)
-            # Walking the searches made lms keep the tops of the common ones (lms_0016), in the
-            # background: every implementation is measured once they are kept (the state of a
-            # catalog in use), not the first one while its searches fill them.
-            asyncio.run(wait_for_search_fills(plan.database_url))
+        prepare_shared_on(plan, name, server, settings, shared, scenarios)
         for scenario in RUN_ORDER:
-            if scenario not in scenarios:
-                continue
-            label = f"{name}-{variant}-{scenario}"
-            try:
-                probe = None
-                if scenario == "catalog" and shared.catalog_paths is not None:
-                    if variant == "browser":
-                        probe = cors_probe(server.url, shared.catalog_paths.first[0], "get")
-                    script = catalog.write_script(
-                        mkdir(workdir / label),
-                        shared.catalog_paths,
-                        catalog.MIX,
-                        plan.seed,
-                        **browser_request(variant),
-                    )
-                    run = measure_paths(plan, server, scenario, script, "/courses", sampler)
-                elif scenario == "course":
-                    paths = [f"/courses/{i}" for i in shared.course_ids]
-                    if variant == "browser":
-                        probe = cors_probe(server.url, paths[0], "get")
-                    script = path_script(workdir / label, paths, plan.seed, variant)
-                    run = measure_paths(plan, server, scenario, script, "/courses", sampler)
-                elif scenario == "verify":
-                    if not shared.serials:
-                        raise BenchError("no certificates to verify (lms issues them first)")
-                    paths = [f"/certificates/verify/{s}" for s in shared.serials]
-                    if variant == "browser":
-                        probe = cors_probe(server.url, paths[0], "get")
-                    script = path_script(workdir / label, paths, plan.seed, variant)
-                    run = measure_paths(plan, server, scenario, script, "/", sampler)
-                elif scenario == "preflight":
-                    # The OPTIONS a cross-origin player sends before its first heartbeat of a
-                    # lesson (then once per Access-Control-Max-Age: the heartbeat models that).
-                    paths = [f"/lessons/{i}/progress" for i in shared.lesson_ids]
-                    probe = cors_probe(server.url, paths[0], "preflight_progress")
-                    script = path_script(
-                        workdir / label, paths, plan.seed, variant, "preflight_progress"
-                    )
-                    run = measure_paths(plan, server, scenario, script, "/", sampler)
-                else:
-                    if variant == "browser":
-                        kind = (
-                            "preflight_progress"
-                            if scenario == "heartbeat"
-                            else ("preflight_complete")
-                        )
-                        suffix = "progress" if scenario == "heartbeat" else "complete"
-                        path = f"/lessons/{shared.lesson_ids[0]}/{suffix}"
-                        probe = cors_probe(server.url, path, kind)
-                    run = measure_learning(
-                        plan, server, scenario, settings, learners, workdir, sampler, variant
-                    )
-                if probe is not None:
-                    run.extra["cors"] = probe
-            except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
-                run = Run(
-                    scenario,
-                    name,
-                    plan.connections,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+            if scenario in scenarios:
+                run = measure_scenario(
+                    plan, server, scenario, variant, settings, shared, workdir, sampler
                 )
-            run.variant = variant
-            progress.line(run)
-            runs.append(run)
+                progress.line(run)
+                runs.append(run)
     return runs
+
+
+def measure_alternating(
+    plan: Plan,
+    names: Sequence[str],
+    environ: dict[str, str],
+    settings: Any,
+    shared: Shared,
+    workdir: Path,
+    progress: Progress,
+    variant: str,
+    scenario: str,
+) -> list[Run]:
+    """A read-only scenario for `names` (lms and its floor, whose ratio has a target), their
+    servers up together and measured in turn, plan.rounds times: the run kept for each is its
+    median round by requests/s (each round's figures are in `rounds`). This machine's speed
+    drifts by a tenth within minutes; one run each put the same code's browser verification at
+    0.73 of raw-limit in one suite and 0.87 in the one before."""
+    rounds: dict[str, list[Run]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[Server, Measure]] = {}
+        for name in names:
+            server = stack.enter_context(
+                serving(name, variant_environ(environ, variant), plan.workers, workdir)
+            )
+            prepare_shared_on(plan, name, server, settings, shared, (scenario,))
+            servers[name] = (server, Measure(database_name(plan.database_url), server.proc.pid))
+        for index in range(plan.rounds):
+            for name in names:
+                server, sampler = servers[name]
+                rounds[name].append(
+                    measure_scenario(
+                        plan,
+                        server,
+                        scenario,
+                        variant,
+                        settings,
+                        shared,
+                        workdir,
+                        sampler,
+                        warm=index == 0,
+                    )
+                )
+    runs = []
+    for name in names:
+        run = median_round(rounds[name])
+        progress.line(run)
+        runs.append(run)
+    return runs
+
+
+def median_round(rounds: list[Run]) -> Run:
+    """The round of median requests/s (the lower middle one of an even count; a failed round
+    counts as the slowest), with every round's requests/s and p99 in extra["rounds"]."""
+    ranked = sorted(rounds, key=lambda r: -1.0 if r.rps is None else r.rps)
+    kept = ranked[(len(ranked) - 1) // 2]
+    if len(rounds) > 1:
+        kept.extra["rounds"] = [{"rps": r.rps, "p99_ms": r.p99_ms} for r in rounds]
+    return kept
+
+
+def measure_scenario(
+    plan: Plan,
+    server: Server,
+    scenario: str,
+    variant: str,
+    settings: Any,
+    shared: Shared,
+    workdir: Path,
+    sampler: Measure,
+    *,
+    warm: bool = True,
+) -> Run:
+    """One run of `scenario` on `server` (serving `variant`); a failure is a run that says
+    so. `warm`: the run's warm-up first (a server already measured needs none)."""
+    name = server.name
+    learners = shared.slices[IMPLEMENTATIONS.index(name) + 1]
+    label = f"{name}-{variant}-{scenario}"
+    try:
+        probe = None
+        if scenario == "catalog" and shared.catalog_paths is not None:
+            if variant == "browser":
+                probe = cors_probe(server.url, shared.catalog_paths.first[0], "get")
+            script = catalog.write_script(
+                mkdir(workdir / label),
+                shared.catalog_paths,
+                catalog.MIX,
+                plan.seed,
+                **browser_request(variant),
+            )
+            run = measure_paths(plan, server, scenario, script, "/courses", sampler, warm)
+        elif scenario == "course":
+            paths = [f"/courses/{i}" for i in shared.course_ids]
+            if variant == "browser":
+                probe = cors_probe(server.url, paths[0], "get")
+            script = path_script(workdir / label, paths, plan.seed, variant)
+            run = measure_paths(plan, server, scenario, script, "/courses", sampler, warm)
+        elif scenario == "verify":
+            if not shared.serials:
+                raise BenchError("no certificates to verify (lms issues them first)")
+            paths = [f"/certificates/verify/{s}" for s in shared.serials]
+            if variant == "browser":
+                probe = cors_probe(server.url, paths[0], "get")
+            script = path_script(workdir / label, paths, plan.seed, variant)
+            run = measure_paths(plan, server, scenario, script, "/", sampler, warm)
+        elif scenario == "preflight":
+            # The OPTIONS a cross-origin player sends before its first heartbeat of a
+            # lesson (then once per Access-Control-Max-Age: the heartbeat models that).
+            paths = [f"/lessons/{i}/progress" for i in shared.lesson_ids]
+            probe = cors_probe(server.url, paths[0], "preflight_progress")
+            script = path_script(workdir / label, paths, plan.seed, variant, "preflight_progress")
+            run = measure_paths(plan, server, scenario, script, "/", sampler, warm)
+        else:
+            if variant == "browser":
+                kind = "preflight_progress" if scenario == "heartbeat" else ("preflight_complete")
+                suffix = "progress" if scenario == "heartbeat" else "complete"
+                path = f"/lessons/{shared.lesson_ids[0]}/{suffix}"
+                probe = cors_probe(server.url, path, kind)
+            run = measure_learning(
+                plan, server, scenario, settings, learners, workdir, sampler, variant
+            )
+        if probe is not None:
+            run.extra["cors"] = probe
+    except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+        run = Run(
+            scenario,
+            name,
+            plan.connections,
+            None,
+            None,
+            None,
+            None,
+            None,
+            {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+        )
+    run.variant = variant
+    return run
 
 
 EVENT_MODES = ("off", "on")
@@ -2338,7 +2434,30 @@ def run_suite(plan: Plan) -> int:
             for scenario in RUN_ORDER:
                 if scenario not in plan.scenarios_of(variant):
                     continue
-                for name in measured:
+                names = list(measured)
+                pair = [n for n in ALTERNATED if n in measured]
+                if plan.rounds > 1 and scenario in ROUNDED and len(pair) == len(ALTERNATED):
+                    print(
+                        f"{' and '.join(pair)} ({variant}, {scenario}), in turn {plan.rounds} "
+                        f"times: {plan.workers} processes, pool {plan.pool} each"
+                    )
+                    try:
+                        runs += measure_alternating(
+                            plan,
+                            pair,
+                            environ,
+                            settings,
+                            shared,
+                            workdir,
+                            progress,
+                            variant,
+                            scenario,
+                        )
+                    except BenchError as exc:
+                        failed.append(f"{' and '.join(pair)} ({variant}, {scenario}): {exc}")
+                        print(f"{' and '.join(pair)} ({variant}, {scenario}): FAILED: {exc}")
+                    names = [n for n in measured if n not in pair]
+                for name in names:
                     print(
                         f"{name} ({variant}, {scenario}): {plan.workers} processes, "
                         f"pool {plan.pool} each"
