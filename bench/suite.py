@@ -1202,8 +1202,8 @@ def measure_alternating(
     """A read-only scenario for `names` (lms and its floor, whose ratio has a target), their
     servers up together and measured in turn, plan.rounds times: the run kept for each is its
     median round by requests/s (each round's figures are in `rounds`). This machine's speed
-    drifts by a tenth within minutes; one run each put the same code's browser verification at
-    0.73 of raw-limit in one suite and 0.87 in the one before."""
+    drifts by a tenth within minutes; one run each put browser verification at 0.73 of
+    raw-limit in one suite and 0.87 in the one before, builds a microsecond apart."""
     rounds: dict[str, list[Run]] = {name: [] for name in names}
     with contextlib.ExitStack() as stack:
         servers: dict[str, tuple[Server, Measure]] = {}
