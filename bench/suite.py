@@ -1237,6 +1237,27 @@ def measure_alternating(
     return runs
 
 
+def failed_run(
+    scenario: str,
+    implementation: str,
+    plan: Plan,
+    exc: BaseException,
+    connections: int | None = None,
+) -> Run:
+    """A run that did not happen, saying why (`connections`: plan.connections unless given)."""
+    return Run(
+        scenario,
+        implementation,
+        plan.connections if connections is None else connections,
+        None,
+        None,
+        None,
+        None,
+        None,
+        {"failure": f"{type(exc).__name__}: {exc}"[:600]},
+    )
+
+
 def median_round(rounds: list[Run]) -> Run:
     """The round of median requests/s (the lower middle one of an even count; a failed round
     counts as the slowest), with every round's requests/s and p99 in extra["rounds"]."""
@@ -1310,17 +1331,7 @@ def measure_scenario(
         if probe is not None:
             run.extra["cors"] = probe
     except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
-        run = Run(
-            scenario,
-            name,
-            plan.connections,
-            None,
-            None,
-            None,
-            None,
-            None,
-            {"failure": f"{type(exc).__name__}: {exc}"[:600]},
-        )
+        run = failed_run(scenario, name, plan, exc)
     run.variant = variant
     return run
 
@@ -1468,17 +1479,7 @@ def measure_events(
                             plan, server, scenario, settings, learners, directory, sampler
                         )
                 except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
-                    run = Run(
-                        scenario,
-                        "lms",
-                        plan.connections,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        {"failure": f"{type(exc).__name__}: {exc}"[:600]},
-                    )
+                    run = failed_run(scenario, "lms", plan, exc)
                 run.variant = f"events {mode}"
                 run.extra["events"] = mode
                 progress.line(run)
@@ -1579,17 +1580,7 @@ def measure_payments(
                     raise BenchError(f"nothing to send for {scenario}")
                 run = measure_posts(plan, server, scenario, posts, directory, sampler)
             except (BenchError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
-                run = Run(
-                    scenario,
-                    "lms",
-                    plan.connections,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    {"failure": f"{type(exc).__name__}: {exc}"[:600]},
-                )
+                run = failed_run(scenario, "lms", plan, exc)
             run.variant = "payments"
             progress.line(run)
             runs.append(run)
@@ -1838,17 +1829,7 @@ def measure_postgresql(plan: Plan, shared: Shared, workdir: Path, progress: Prog
                 raise BenchError("no certificates to verify")
             run = run_pgbench(plan, scenario, scripts[scenario], workdir)
         except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
-            run = Run(
-                scenario,
-                "postgresql",
-                plan.workers * plan.pool,
-                None,
-                None,
-                None,
-                None,
-                None,
-                {"failure": f"{type(exc).__name__}: {exc}"[:600]},
-            )
+            run = failed_run(scenario, "postgresql", plan, exc, plan.workers * plan.pool)
         progress.line(run)
         runs.append(run)
     return runs
