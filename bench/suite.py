@@ -1298,20 +1298,17 @@ def measure_scenario(
                 **browser_request(variant),
             )
             run = measure_paths(plan, server, scenario, script, "/courses", sampler, warm)
-        elif scenario == "course":
-            paths = [f"/courses/{i}" for i in shared.course_ids]
-            if variant == "browser":
-                probe = cors_probe(server.url, paths[0], "get")
-            script = path_script(workdir / label, paths, plan.seed, variant)
-            run = measure_paths(plan, server, scenario, script, "/courses", sampler, warm)
-        elif scenario == "verify":
-            if not shared.serials:
+        elif scenario in ("course", "verify"):
+            if scenario == "course":
+                paths, base = [f"/courses/{i}" for i in shared.course_ids], "/courses"
+            elif shared.serials:
+                paths, base = [f"/certificates/verify/{s}" for s in shared.serials], "/"
+            else:
                 raise BenchError("no certificates to verify (lms issues them first)")
-            paths = [f"/certificates/verify/{s}" for s in shared.serials]
             if variant == "browser":
                 probe = cors_probe(server.url, paths[0], "get")
             script = path_script(workdir / label, paths, plan.seed, variant)
-            run = measure_paths(plan, server, scenario, script, "/", sampler, warm)
+            run = measure_paths(plan, server, scenario, script, base, sampler, warm)
         elif scenario == "preflight":
             # The OPTIONS a cross-origin player sends before its first heartbeat of a
             # lesson (then once per Access-Control-Max-Age: the heartbeat models that).
