@@ -99,3 +99,45 @@ def test_events_on_over_off_with_the_delivery_check() -> None:
     )
     assert lines[-1].endswith("lost 0")
     assert suite.events_table({}) == []
+
+
+def test_events_rounds_ratio_line_and_summed_delivery_checks() -> None:
+    report = {
+        "events": {
+            "runs": [
+                {"scenario": "complete", "events": m, "rps": r, "p50_ms": 1.0, "p99_ms": 2.0}
+                | {"errors": 0}
+                for m, r in (("off", 100.0), ("on", 89.0))
+            ],
+            "ratios": {
+                "complete": {
+                    "rps_on_over_off": 0.89,
+                    "p99_on_over_off": 1.1,
+                    "rounds": [0.87, 0.89, 0.93],
+                }
+            },
+        }
+    }
+    (line,) = [x for x in suite.events_table(report) if x.startswith("- complete:")]
+    assert line.endswith("(target >= 0.90: MISSED); round by round 0.87, 0.89, 0.93")
+
+    def check(events: int, drained: float | None) -> dict[str, object]:
+        return {
+            "events": events,
+            "delivered": 2 * events,
+            "received_per_endpoint": [events, events - 1],
+            "lost": 1,
+            "drained_s": drained,
+        }
+
+    total = suite.sum_delivery_checks([check(10, 3.5), check(20, 7.0)])
+    assert total == {
+        "events": 30,
+        "delivered": 60,
+        "received_per_endpoint": [30, 28],
+        "lost": 2,
+        "drained_s": 7.0,
+        "rounds": 2,
+    }
+    assert suite.sum_delivery_checks([check(10, 3.5), check(5, None)])["drained_s"] is None
+    assert suite.sum_delivery_checks([]) == {}
