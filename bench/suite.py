@@ -1406,10 +1406,12 @@ def lms_worker(environ: dict[str, str], logs: Path) -> Iterator[subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    # Its own session is its own scheduling group (Linux autogroup), among which nice counts
-    # for nothing: the group's priority is set instead.
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{proc.pid}/autogroup").write_text(str(events.DELIVERY_NICE))
+    # In the idle cgroup (bench.events.IDLE_CGROUP: all its threads, while it is still loading
+    # Python), or else: its own session is its own scheduling group (Linux autogroup), among
+    # which nice counts for nothing: the group's priority is set instead.
+    if not events.join_idle_cgroup(proc.pid, whole_process=True):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{proc.pid}/autogroup").write_text(str(events.DELIVERY_NICE))
     try:
         # Started, not starting: loading and warming the Whisper model takes seconds of CPU
         # that a deployment spends once per pod, and that must not fall in the "on" runs.
@@ -1483,10 +1485,10 @@ def measure_events(
         "receivers answering 204) and an LRS stand-in (answers like Ralph: 200 and the ids), "
         f"`lms worker` delivering (on), {plan.rounds} round(s), the modes in turn, each mode's "
         "median round reported; target: on within 10 % of off (issue 22). The worker "
-        "and the receivers run at nice "
-        f"{events.DELIVERY_NICE}: in a deployment they are other machines (README, "
-        "Integrations); here they get what the API leaves, and `deliveries.drained_s` says "
-        "how long after the runs the last event was delivered",
+        f"and the receivers run at nice {events.DELIVERY_NICE} and, where the bench can make "
+        "one, in a cgroup marked cpu.idle (`deliveries.idle_cgroup`): in a deployment they "
+        "are other machines (README, Integrations); here they get what the API leaves, and "
+        "`deliveries.drained_s` says how long after the runs the last event was delivered",
         "runs": records,
         "ratios": ratios_on_off,
         "deliveries": sum_delivery_checks(checks),
@@ -1549,6 +1551,11 @@ def measure_events_round(
                     plan.database_url, since, receivers, lrs, DELIVERY_WAIT_SECONDS
                 )
             )
+            # Whether the delivery side ran in the idle cgroup (else at nice 19 only).
+            check["idle_cgroup"] = worker is not None and (
+                events.in_idle_cgroup(worker.pid)
+                and all(sink.idle_cgroup for sink in [*receivers, lrs])
+            )
             print(
                 f"events on: {check['events']:,} events, {check['delivered']:,} webhook "
                 f"deliveries DELIVERED (2 endpoints), receivers got "
@@ -1569,6 +1576,8 @@ def sum_delivery_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
         values = [c.get(key) for c in checks]
         if key == "drained_s":
             total[key] = None if None in values else max(values)
+        elif key == "idle_cgroup":
+            total[key] = all(values)
         elif key == "received_per_endpoint":
             total[key] = [sum(column) for column in zip(*values, strict=True)]
         else:
@@ -2186,6 +2195,15 @@ def events_table(report: dict[str, Any]) -> list[str]:
             f"{fmt(d['xapi_queued'])} xAPI statements SENT (the LRS got {fmt(d['lrs_received'])}); "
             f"lost {fmt(d['lost'])}"
         )
+        if "idle_cgroup" in d:
+            lines.append(
+                "- the worker and the receivers ran "
+                + (
+                    "in a cpu.idle cgroup (they get a core only when nothing else wants it)"
+                    if d["idle_cgroup"]
+                    else f"at nice {events.DELIVERY_NICE} only (no cpu.idle cgroup here)"
+                )
+            )
     return lines
 
 
