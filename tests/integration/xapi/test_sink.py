@@ -187,6 +187,32 @@ async def test_nothing_waits_on_a_dead_lrs_but_the_log(
         await sender.stop()
 
 
+async def test_a_dead_lrss_backlog_is_not_counted_again_at_every_poll(
+    db: asyncpg.Pool, settings: Settings
+) -> None:
+    """The queue-depth gauge is a count of the backlog; once counting is dear, the next count
+    waits in proportion (lms.observability.paced), not a poll: an LRS down for days leaves
+    millions of statements, 2.6 s a count at 2.5 million."""
+    from lms.domain.events.xapi_sink import XAPI_QUEUE_DEPTH
+    from lms.netutil import free_port
+
+    client = LrsClient(f"http://127.0.0.1:{free_port()}/xAPI", "u", "p", timeout=2)
+    sender = XapiSender(db, client, BASE, poll_seconds=0.0, retry_base=30, retry_max=60)
+    # Here a count of a few events is quick: have any count weigh as a dear one.
+    sender._depth.dear_seconds = 0.0
+    sender._depth.cost_factor = 1e6
+    try:
+        await record(db, settings, enrollments(3))
+        await sender._refresh_depth()
+        assert XAPI_QUEUE_DEPTH._value.get() == 3
+        await record(db, settings, enrollments(2))
+        await sender._refresh_depth()
+        assert XAPI_QUEUE_DEPTH._value.get() == 3  # not counted again yet
+        assert await unsent(db) == 5
+    finally:
+        await sender.stop()
+
+
 async def test_a_sender_stopped_mid_turn_never_leaves_the_turn_taken(
     db: asyncpg.Pool, settings: Settings, ralph: Ralph, sender: XapiSender
 ) -> None:

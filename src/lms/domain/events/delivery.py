@@ -47,6 +47,7 @@ from lms.domain.events.webhooks import webhooks_subject
 from lms.integrations.fetch_policy import FetchPolicy, FetchRefused
 from lms.integrations.keepalive_post import KeepAlivePoster
 from lms.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LATENCY, WEBHOOK_QUEUE_DEPTH
+from lms.observability.paced import PacedRefresh
 from lms.observability.tally import TALLY
 from lms.settings import Settings
 
@@ -57,9 +58,9 @@ LEASE_SECONDS = 60.0  # renewed by every success; a dead worker's endpoint is fr
 PAGE = 100
 MAX_RESPONSE_BYTES = 64 * 1024
 SWEEP_SECONDS = 2.0
-# The queue-depth gauges (a count per endpoint, which steps over every delivery removed since the
-# queue was last vacuumed: 19 ms a sweep in a bench run) are refreshed this often; a scrape of
-# the API's /metrics counts afresh anyway (lms.domain.events.dispatcher.refresh_metrics).
+# The queue-depth gauges (a count per endpoint of its backlog) are refreshed this often, or
+# less often as the count gets dear (lms.observability.paced); a scrape of the API's /metrics
+# counts afresh too (lms.domain.events.dispatcher.refresh_metrics).
 DEPTH_SECONDS = 10.0
 # Deliveries answered 2xx are marked DELIVERED together, at least this often (and at the end of
 # a page, before a failure is recorded, when the drain stops): a statement per delivery was
@@ -162,7 +163,7 @@ class WebhookDeliverer:
         # Made once: loading the CA bundle takes tens of milliseconds of blocking work.
         self.ssl_context = httpcore.default_ssl_context()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._depths_due = 0.0
+        self._depths = PacedRefresh(DEPTH_SECONDS)
 
     def kick(self, endpoint_id: uuid.UUID) -> None:
         """Drain the endpoint in the background unless this process is on it already."""
@@ -186,9 +187,13 @@ class WebhookDeliverer:
         due = await sql.due_endpoints(self.pool)
         for endpoint_id in due:
             self.kick(endpoint_id)
-        if time.monotonic() >= self._depths_due:
-            self._depths_due = time.monotonic() + DEPTH_SECONDS
-            for endpoint_id, depth in (await sql.queue_depths(self.pool)).items():
+        if self._depths.due():
+            self._depths.started()
+            try:
+                depths = await sql.queue_depths(self.pool)
+            finally:
+                self._depths.finished()
+            for endpoint_id, depth in depths.items():
                 WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
         return len(due)
 

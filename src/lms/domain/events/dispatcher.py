@@ -29,6 +29,7 @@ from lms.domain.events import cursor
 from lms.domain.events.cursor import Place
 from lms.domain.events.log import Event
 from lms.observability.metrics import EVENTS_DISPATCHED
+from lms.observability.paced import PacedRefresh
 
 log = logging.getLogger("lms.events")
 
@@ -153,13 +154,25 @@ class EventDispatcher:
         return len(batch.events)
 
 
+# This process's scrapes' counts of the event queues (lms.observability.paced: a long backlog
+# is counted less often; between counts a scrape shows the last one).
+_SCRAPE_COUNTS = PacedRefresh(0.0)
+
+
 async def refresh_metrics(db: asyncpg.Pool) -> None:
-    """The event queues' gauges, read when Prometheus scrapes /metrics (two cheap queries)."""
+    """The event queues' gauges, read when Prometheus scrapes /metrics: counts of the backlogs
+    (cheap while the queues are short, paced when they are not)."""
     from lms.db.queries import webhooks as webhook_sql
     from lms.observability.metrics import EVENTS_UNDISPATCHED, WEBHOOK_QUEUE_DEPTH
 
-    with contextlib.suppress(Exception):  # a scrape must not fail because the database is slow
+    if not _SCRAPE_COUNTS.due():
+        return
+    _SCRAPE_COUNTS.started()
+    # A scrape must not fail because the database is slow (the timeout is counted as the
+    # count's cost: the next one waits a hundred times as long).
+    with contextlib.suppress(Exception):
         async with asyncio.timeout(1.0):
             EVENTS_UNDISPATCHED.set(await cursors.unread_count(db, READER))
             for endpoint_id, depth in (await webhook_sql.queue_depths(db)).items():
                 WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
+    _SCRAPE_COUNTS.finished()

@@ -47,6 +47,7 @@ from lms.db.queries import xapi as sql
 from lms.domain.events import cursor, xapi
 from lms.domain.events.cursor import Batch, Place
 from lms.domain.events.log import Event
+from lms.observability.paced import PacedRefresh
 from lms.settings import Settings
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class XapiSender:
         self._task = BackgroundTask("lms-xapi")
         self._others_turn = False  # the last send_due found another sender sending
         self._wait: float | None = None  # the reader's backoff, as the last send_due saw it
+        self._depth = PacedRefresh(poll_seconds)
 
     def wake(self, _payload: str = "") -> None:
         self._wake.set()
@@ -209,9 +211,7 @@ class XapiSender:
                 if self._others_turn:  # it sends what is due; look again after a poll
                     timeout = poll
                 else:
-                    XAPI_QUEUE_DEPTH.set(
-                        await cursors.unread_count(self.pool, READER, sorted(xapi.MAPPED_TYPES))
-                    )
+                    await self._refresh_depth()
                     wait = self._wait
                     timeout = poll if not wait else min(max(wait, 0.05), poll)
             except asyncio.CancelledError:
@@ -224,6 +224,18 @@ class XapiSender:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
+
+    async def _refresh_depth(self) -> None:
+        """The queue-depth gauge: a count of the backlog, so paced by what it costs (an LRS
+        down for days leaves millions of statements to count, every poll)."""
+        if not self._depth.due():
+            return
+        self._depth.started()
+        try:
+            depth = await cursors.unread_count(self.pool, READER, sorted(xapi.MAPPED_TYPES))
+        finally:
+            self._depth.finished()
+        XAPI_QUEUE_DEPTH.set(depth)
 
     async def send_due(self) -> int:
         """Send one batch of what is after the reader's place, if no other sender is sending
