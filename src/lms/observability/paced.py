@@ -11,8 +11,9 @@ its queue is that long. A short queue is counted as often as before (every scrap
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 COST_FACTOR = 100.0
 DEAR_SECONDS = 0.05
@@ -32,18 +33,19 @@ class PacedRefresh:
         self.dear_seconds = dear_seconds
         self.clock = clock
         self._next = 0.0  # due at once
-        self._started: float | None = None
 
     def due(self) -> bool:
         return self.clock() >= self._next
 
-    def started(self) -> None:
-        self._started = self.clock()
-
-    def finished(self) -> None:
-        """The refresh begun at `started` is over (done, failed or cancelled: each costs)."""
-        now = self.clock()
-        took = now - self._started if self._started is not None else 0.0
-        self._started = None
-        paced = took * self.cost_factor if took >= self.dear_seconds else 0.0
-        self._next = now + max(self.every_seconds, paced)
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Around a refresh: what it took (done, failed or cancelled: each costs) sets when the
+        next one is due."""
+        began = self.clock()
+        try:
+            yield
+        finally:
+            now = self.clock()
+            took = now - began
+            paced = took * self.cost_factor if took >= self.dear_seconds else 0.0
+            self._next = now + max(self.every_seconds, paced)

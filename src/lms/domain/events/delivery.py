@@ -188,11 +188,8 @@ class WebhookDeliverer:
         for endpoint_id in due:
             self.kick(endpoint_id)
         if self._depths.due():
-            self._depths.started()
-            try:
+            with self._depths.timed():
                 depths = await sql.queue_depths(self.pool)
-            finally:
-                self._depths.finished()
             for endpoint_id, depth in depths.items():
                 WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
         return len(due)

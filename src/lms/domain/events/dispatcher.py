@@ -167,12 +167,10 @@ async def refresh_metrics(db: asyncpg.Pool) -> None:
 
     if not _SCRAPE_COUNTS.due():
         return
-    _SCRAPE_COUNTS.started()
     # A scrape must not fail because the database is slow (the timeout is counted as the
     # count's cost: the next one waits a hundred times as long).
-    with contextlib.suppress(Exception):
+    with _SCRAPE_COUNTS.timed(), contextlib.suppress(Exception):
         async with asyncio.timeout(1.0):
             EVENTS_UNDISPATCHED.set(await cursors.unread_count(db, READER))
             for endpoint_id, depth in (await webhook_sql.queue_depths(db)).items():
                 WEBHOOK_QUEUE_DEPTH.labels(str(endpoint_id)).set(depth)
-    _SCRAPE_COUNTS.finished()

@@ -230,11 +230,8 @@ class XapiSender:
         down for days leaves millions of statements to count, every poll)."""
         if not self._depth.due():
             return
-        self._depth.started()
-        try:
+        with self._depth.timed():
             depth = await cursors.unread_count(self.pool, READER, sorted(xapi.MAPPED_TYPES))
-        finally:
-            self._depth.finished()
         XAPI_QUEUE_DEPTH.set(depth)
 
     async def send_due(self) -> int:
