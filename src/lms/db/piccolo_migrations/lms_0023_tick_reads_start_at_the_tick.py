@@ -21,13 +21,7 @@ ID = "2026-12-05T18:30:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "A tick's read starts its index scan at the tick"
 
-_FORWARD = """
-CREATE OR REPLACE FUNCTION lms_tick_events(p_tick bigint, p_xid xid8, p_seq bigint,
-                                           p_limit int, p_types text[])
-RETURNS TABLE (id uuid, seq bigint, xid xid8, type text, occurred_at timestamptz, data jsonb)
-LANGUAGE sql STABLE
-SET enable_bitmapscan = off SET enable_sort = off SET jit = off
-AS $$
+_FORWARD_BODY = """
     SELECT e.id, e.seq, e.xid, e.type, e.occurred_at, e.data FROM events e
     -- One lower bound, the scan's start: past the place, and no earlier than the first
     -- transaction the previous tick did not see (a seq is never below 1).
@@ -45,16 +39,9 @@ AS $$
       AND (p_types IS NULL OR e.type = ANY (p_types))
     ORDER BY e.xid, e.seq
     LIMIT p_limit
-$$
 """
 
-_BACKWARD = """
-CREATE OR REPLACE FUNCTION lms_tick_events(p_tick bigint, p_xid xid8, p_seq bigint,
-                                           p_limit int, p_types text[])
-RETURNS TABLE (id uuid, seq bigint, xid xid8, type text, occurred_at timestamptz, data jsonb)
-LANGUAGE sql STABLE
-SET enable_bitmapscan = off SET enable_sort = off SET jit = off
-AS $$
+_BACKWARD_BODY = """
     SELECT e.id, e.seq, e.xid, e.type, e.occurred_at, e.data FROM events e
     WHERE e.xid >= (SELECT pg_snapshot_xmin(t.snapshot) FROM event_ticks t
                     WHERE t.id = p_tick - 1)
@@ -68,7 +55,18 @@ AS $$
       AND (p_types IS NULL OR e.type = ANY (p_types))
     ORDER BY e.xid, e.seq
     LIMIT p_limit
-$$
+"""
+
+
+def _tick_events(body: str) -> str:
+    """lms_tick_events with `body` (one of this file's constants)."""
+    return f"""
+CREATE OR REPLACE FUNCTION lms_tick_events(p_tick bigint, p_xid xid8, p_seq bigint,
+                                           p_limit int, p_types text[])
+RETURNS TABLE (id uuid, seq bigint, xid xid8, type text, occurred_at timestamptz, data jsonb)
+LANGUAGE sql STABLE
+SET enable_bitmapscan = off SET enable_sort = off SET jit = off
+AS $$ {body} $$
 """
 
 
@@ -76,10 +74,10 @@ async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="lms", description=DESCRIPTION)
 
     async def run_forwards() -> None:
-        await Migration.raw(_FORWARD).run()
+        await Migration.raw(_tick_events(_FORWARD_BODY)).run()
 
     async def run_backwards() -> None:
-        await Migration.raw(_BACKWARD).run()
+        await Migration.raw(_tick_events(_BACKWARD_BODY)).run()
 
     manager.add_raw(run_forwards)
     manager.add_raw_backwards(run_backwards)
