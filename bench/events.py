@@ -59,6 +59,8 @@ def idle_cgroup() -> Path | None:
     """The delivery side's cpu.idle cgroup (made once, on cgroup v1's cpu hierarchy or v2's),
     or None where this machine offers none to this user."""
     for base in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+        if not (base / "cgroup.procs").exists():  # not a cgroup hierarchy (a hybrid's tmpfs)
+            continue
         group = base / IDLE_CGROUP
         try:
             group.mkdir(exist_ok=True)
