@@ -307,8 +307,8 @@ class Settings:
         "LMS_SEARCH_CONCURRENCY",
         integer(1, 1000),
         4,
-        doc="catalog searches one API process runs at once; one more waits up to a second in a "
-        "short line, then is refused with 503 and `Retry-After`. Keep it below "
+        doc="catalog searches one API process runs at once; one more waits up to a second in "
+        "line (at most 64 a slot), then is refused with 503 and `Retry-After`. Keep it below "
         "`LMS_DB_POOL_MAX`, so other requests always find a connection",
     )
     trusted_proxies: tuple[str, ...] = setting(

@@ -344,7 +344,7 @@ const PRIVATE_CACHE = "private, no-cache";
 // at once per process; one over the cap waits up to SEARCH_WAIT_MS for a slot, behind at most
 // SEARCH_LINE_PER_SLOT others per slot, and is refused (503) only when none frees in time.
 const SEARCH_WAIT_MS = 1000;
-const SEARCH_LINE_PER_SLOT = 8;
+const SEARCH_LINE_PER_SLOT = 64;
 let searchesRunning = 0;
 const searchLine = []; // { resolve, timer } in arrival order
 

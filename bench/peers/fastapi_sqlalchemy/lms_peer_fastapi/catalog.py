@@ -37,7 +37,7 @@ SEARCH_TIMEOUT_SECONDS = 5.0
 # As lms's search line (lms.domain.courses.search_slots): a search over the per-process cap
 # waits this long for a slot, behind at most this many others per slot, before a 503.
 SEARCH_WAIT_SECONDS = 1.0
-SEARCH_LINE_PER_SLOT = 8
+SEARCH_LINE_PER_SLOT = 64
 
 
 def search_busy() -> HTTPException:
