@@ -826,9 +826,9 @@ def run_wrk(
     *,
     before_again: Callable[[], None] | None = None,
 ) -> WrkRun:
-    """wrk with the script, once more if its report is not text; `before_again` is called
-    before that second run (a stand-in that checks what it was sent forgets the first)."""
-    for attempt in (1, 2):
+    """wrk with the script, up to twice more while its report is not text; `before_again` is
+    called before each further run (a stand-in that checks what it was sent forgets the last)."""
+    for attempt in (1, 2, 3):
         outcome = harness.run_wrk(
             script,
             f"{url.rstrip('/')}/",
@@ -847,7 +847,8 @@ def run_wrk(
             # Seen once under a loaded test run: bytes no script wrote in done()'s report, the
             # kind of memory fault that also makes wrk die of SIGSEGV now and then. What it
             # counted cannot be trusted: as for a crash (bench.harness.run_wrk), run again.
-            if attempt == 2:
+            # Twice in a row once (express-prisma's browser heartbeat, a quick run): a third try.
+            if attempt == 3:
                 raise BenchError(f"wrk wrote a {sent_path.name} that is not text: {exc}") from None
             print(f"wrk wrote a {sent_path.name} that is not text ({exc}); running wrk again")
             if before_again is not None:

@@ -1,6 +1,7 @@
 """bench.learning.run_wrk: a report from wrk's done() that is not text (a memory fault of wrk's,
-seen once under load) is not parsed: wrk runs again, as after a crash, and a second such report
-fails the run. wrk is replaced by a stand-in executable on PATH, an outside tool's stand-in."""
+seen under load, once twice in a row) is not parsed: wrk runs again, as after a crash, and a
+third such report fails the run. wrk is replaced by a stand-in executable on PATH, an outside
+tool's stand-in."""
 
 from __future__ import annotations
 
@@ -61,7 +62,14 @@ def test_a_text_report_is_read_the_first_time(
     assert run_with(tmp_path, monkeypatch, {"last": b"S\t204\t5\n"}) == 1
 
 
-def test_two_reports_that_are_not_text_fail_the_run(
+def test_two_reports_that_are_not_text_in_a_row_run_wrk_a_third_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad, good = b"S\t204\t\xaf\n", b"S\t204\t5\n"
+    assert run_with(tmp_path, monkeypatch, {"1": bad, "2": bad, "last": good}) == 3
+
+
+def test_three_reports_that_are_not_text_fail_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(BenchError, match="not text"):
