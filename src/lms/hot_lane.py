@@ -336,6 +336,12 @@ def lane_routes(app: Litestar) -> list[LaneRoute]:
 _CLEAN: set[bytes] = set()
 _CLEAN_MAX = 4096
 _CLEAN_LONGEST = 512
+# Headers whose value is new on every request: searched each time, never remembered (4096 request
+# ids would fill the memo, and every value a client sent first after that would be searched on
+# each of its requests).
+_PER_REQUEST = frozenset(
+    {b"x-request-id", b"if-none-match", b"content-length", b"traceparent", b"tracestate"}
+)
 
 
 def _check_controls(raw: Iterable[tuple[bytes, bytes]]) -> None:
@@ -345,7 +351,10 @@ def _check_controls(raw: Iterable[tuple[bytes, bytes]]) -> None:
         if name not in clean:
             _remember_clean(name)
         if value not in clean:
-            _remember_clean(value)
+            if name not in _PER_REQUEST:
+                _remember_clean(value)
+            elif _HEADER_CONTROLS.search(value):
+                raise HandOn
 
 
 def _remember_clean(text: bytes) -> None:
