@@ -76,13 +76,15 @@ async def verification(
     with it): JSON, or the printable page for a caller preferring text/html. Anyone may ask: no
     token is read (`_caller`)."""
     # Public: a read replica serves it when fresh enough (the primary otherwise).
-    answer, row = await services.verify(verification_reads(ctx), ctx, serial_hash)
-    status = HTTP_200_OK if answer is not None else HTTP_404_NOT_FOUND
+    found = services.find_by_serial(verification_reads(ctx), serial_hash)
+    row = None if found is None else await found
+    status = HTTP_200_OK if row is not None else HTTP_404_NOT_FOUND
     if preferred_media(incoming.header("accept"), (JSON, HTML)) == HTML:
         view = None if row is None else services.to_view(ctx, row)
         page = html_page.verification_page(view, serial_hash)
         return Answer(status, page.encode(), _PAGE_HEADERS, HTML)
-    return Answer(status, _ENCODER.encode(answer or UNKNOWN_SERIAL), _VERIFY_HEADERS)
+    answer = UNKNOWN_SERIAL if row is None else services.verification_of(ctx, row)
+    return Answer(status, _ENCODER.encode(answer), _VERIFY_HEADERS)
 
 
 # A status list as a VC-JWT (the default: it carries its own proof) or as JSON.

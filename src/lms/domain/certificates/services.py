@@ -8,7 +8,7 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,20 +246,21 @@ def _render_pdf(view: CertificateView) -> bytes:
     return pdf.render_pdf(view)
 
 
-async def verify(
-    reads: ReadConn, ctx: AppContext, serial_hash: str
-) -> tuple[Verification | None, asyncpg.Record | None]:
-    """The public verification of a serial: (JSON answer, its row for `to_view` when the page is
-    asked for), both None when unknown.
+def find_by_serial(reads: ReadConn, serial_hash: str) -> Awaitable[asyncpg.Record | None] | None:
+    """The row of a serial for public verification: the statement's own awaitable (no coroutine
+    of ours in between: every verification passes here, and each frame is one more that the
+    statement's resumption goes through), or None when the text cannot be a serial at all.
     `reads` may be the read replicas: a certificate issued or revoked a moment ago may take up
     to LMS_REPLICA_MAX_LAG seconds to show."""
     serial = serial_hash.strip().lower()
     if not SERIAL_PATTERN.match(serial):
-        return None, None
-    row = await sql.by_serial(reads, serial)
-    if row is None:
-        return None, None
-    answer = Verification(
+        return None
+    return sql.by_serial(reads, serial)
+
+
+def verification_of(ctx: AppContext, row: asyncpg.Record) -> Verification:
+    """The public verification answer of a certificate's row (find_by_serial)."""
+    return Verification(
         valid=row["status"] == "VALID",
         certificate=VerifiedCertificate(
             serial_hash=row["serial_hash"],
@@ -274,7 +275,6 @@ async def verify(
             jws=credential_of(row),
         ),
     )
-    return answer, row
 
 
 async def revoke(
