@@ -56,7 +56,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +66,8 @@ import httpx
 from bench import browser, catalog, events, harness, learning, payments
 from bench.harness import BenchError
 from bench.seed import BENCH_EMAIL_DOMAIN
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
@@ -1201,9 +1203,10 @@ def measure_alternating(
 ) -> list[Run]:
     """A read-only scenario for `names` (lms and its floor, whose ratio has a target), their
     servers up together and measured in turn, plan.rounds times: the run kept for each is its
-    median round by requests/s (each round's figures are in `rounds`). This machine's speed
-    drifts by a tenth within minutes; one run each put browser verification at 0.73 of
-    raw-limit in one suite and 0.87 in the one before, builds a microsecond apart."""
+    median round by requests/s (each round's figures are in `rounds`), lms first in odd rounds
+    and its floor first in even ones (in_turn). This machine's speed drifts by a tenth within
+    minutes; one run each put browser verification at 0.73 of raw-limit in one suite and 0.87
+    in the one before, builds a microsecond apart."""
     rounds: dict[str, list[Run]] = {name: [] for name in names}
     with contextlib.ExitStack() as stack:
         servers: dict[str, tuple[Server, Measure]] = {}
@@ -1214,7 +1217,7 @@ def measure_alternating(
             prepare_shared_on(plan, name, server, settings, shared, (scenario,))
             servers[name] = (server, Measure(database_name(plan.database_url), server.proc.pid))
         for index in range(plan.rounds):
-            for name in names:
+            for name in in_turn(names, index):
                 server, sampler = servers[name]
                 rounds[name].append(
                     measure_scenario(
@@ -1235,6 +1238,15 @@ def measure_alternating(
         progress.line(run)
         runs.append(run)
     return runs
+
+
+def in_turn(items: Sequence[T], index: int) -> Sequence[T]:
+    """Round `index`'s order: as given in even-indexed rounds (the first, third, ...), reversed
+    in the others. What goes first in a round meets what the scenario before it left (its
+    autovacuum, its dirty pages being written out): a full run once had lms's browser course
+    page at p99 76 and 80 ms in the rounds it went first and raw-limit at 47-59, and the
+    same pair measured alone at 38 and 40."""
+    return items if index % 2 == 0 else items[::-1]
 
 
 def failed_run(
@@ -1445,7 +1457,7 @@ def measure_events(
     rounds: dict[tuple[str, str], list[Run]] = {}
     checks: list[dict[str, Any]] = []
     for index in range(plan.rounds):
-        for mode in EVENT_MODES if index % 2 == 0 else EVENT_MODES[::-1]:
+        for mode in in_turn(EVENT_MODES, index):
             directory = mkdir(workdir / f"events-{mode}-{index + 1}")
             learners = events_learners(plan, shared, mode, index)
             runs, check = measure_events_round(plan, environ, mode, learners, directory)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib.metadata
 import logging
 from typing import Any
@@ -14,6 +13,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from lms import heap
 from lms.api.allow_header import AllowHeader
 from lms.api.cors import Cors
 from lms.api.errors import domain_error_handler, unhandled_exception_handler
@@ -150,11 +150,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             db_pool, None if stripe is None else (lambda: reconcile_once(db_pool, stripe))
         )
         await nats.start()
-        # What exists now (modules, the app, its routes and schemas: some 120,000 objects) lives
-        # as long as the process. Frozen, the collector stops walking it: an unfrozen full
-        # collection took tens of milliseconds, a pause every request in flight waited out (it
-        # showed in the bench's p99).
-        gc.freeze()
+        heap.settle()  # what exists now lives as long as the process (lms.heap)
 
     async def stop_services(app: Litestar) -> None:
         await nats.stop()

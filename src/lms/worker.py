@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import logging
 import signal
@@ -19,6 +18,7 @@ import asyncpg
 from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
+from lms import heap
 from lms.broker import BrokerConnection, JobsBroker, make_broker
 from lms.db.engine import close_pool, start_pool
 from lms.domain.events.delivery import WebhookDeliverer, run_deliverer
@@ -145,7 +145,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
     # process. Frozen, the collector stops walking it: the event senders build a dict or more
     # per statement and delivery, and each full collection walked the whole start-up heap
     # (6 % of a delivering worker's samples fell on one dict literal of the xAPI mapping).
-    gc.freeze()
+    heap.settle()
     log.info(
         "worker ready",
         extra={"concurrency": concurrency, "tasks": task_names, "stream": settings.jobs_stream},

@@ -141,3 +141,14 @@ def test_events_rounds_ratio_line_and_summed_delivery_checks() -> None:
     }
     assert suite.sum_delivery_checks([check(10, 3.5), check(5, None)])["drained_s"] is None
     assert suite.sum_delivery_checks([]) == {}
+
+
+def test_rounds_take_turns_at_going_first() -> None:
+    """What goes first in a round meets what the scenario before it left; over the rounds each
+    implementation (each events mode) goes first as often as the other, give or take one."""
+    pair = ("lms", "raw-limit")
+    firsts = [suite.in_turn(pair, index)[0] for index in range(4)]
+    assert firsts == ["lms", "raw-limit", "lms", "raw-limit"]
+    assert all(sorted(suite.in_turn(pair, index)) == sorted(pair) for index in range(4))
+    modes = suite.EVENT_MODES
+    assert [suite.in_turn(modes, index)[0] for index in range(3)] == ["off", "on", "off"]
