@@ -110,6 +110,24 @@ class NatsCluster:
             cluster.restart(node)
         return cluster
 
+    @classmethod
+    async def formed(cls, root: Path, *, attempts: int = 3, within: float = 30) -> NatsCluster:
+        """A started cluster whose nodes agree on a JetStream meta leader. Each node's ports are
+        picked free before it binds them: with the suite's other tests taking ports meanwhile,
+        a node can find one gone and exit (then the live nodes never agree with it). Such a
+        cluster is stopped and another started on fresh ports, `attempts` times at most; the
+        error names what each node logged."""
+        failures: list[str] = []
+        for attempt in range(1, attempts + 1):
+            cluster = cls.start(root / f"attempt-{attempt}")
+            try:
+                await cluster.meta_leader(within=within)
+                return cluster
+            except AssertionError as exc:
+                failures.append(f"attempt {attempt}: {exc}\n{cluster.logs()}")
+                cluster.stop()
+        raise AssertionError("no JetStream cluster formed:\n" + "\n".join(failures))
+
     def restart(self, node: ClusterNode) -> None:
         """(Re)start `node` on its ports and store: it rejoins and catches up."""
         node.start([f"nats-route://127.0.0.1:{peer.route_port}" for peer in self.nodes])

@@ -59,9 +59,8 @@ READY_WITHIN_SECONDS = 10.0
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
-    nodes = NatsCluster.start(tmp_path / "nats")
+    nodes = await NatsCluster.formed(tmp_path / "nats")
     try:
-        await nodes.meta_leader()
         yield nodes
     finally:
         nodes.stop()
