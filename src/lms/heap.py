@@ -11,7 +11,7 @@ import gc
 # collection. Measured on verifications served in process (lms's edge, 64 in flight, real
 # PostgreSQL): 64 collections per 4,000 requests, 1.4-2.3 us of collector per request, became 3
 # and 0.9-1.2 us. Cyclic garbage waits a little longer to be freed: 10,000 objects at
-# most, well under a megabyte.
+# most, a few megabytes.
 YOUNG_THRESHOLD = 10_000
 
 
