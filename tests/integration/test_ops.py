@@ -283,6 +283,47 @@ async def test_cors_allows_configured_origin(client: AsyncClient) -> None:
     assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
 
 
+async def test_an_answered_preflight_is_counted_and_logged_only_at_debug(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A preflight the edge answers 204 is browser protocol, not a request of the app's: it is
+    counted in the metrics and its line is at DEBUG; a refused one (400) is logged at INFO."""
+    caplog.set_level("INFO", logger="lms.request")
+
+    def preflights(text: str, status: int) -> float:
+        series = f'method="OPTIONS",route="unmatched",status="{status}"'
+        found = re.search(rf"lms_http_requests_total\{{{series}\}} (\S+)", text)
+        return float(found.group(1)) if found else 0.0
+
+    before = (await client.get("/metrics")).text
+    asked = {"Access-Control-Request-Method": "POST", "X-Request-ID": "preflight-ok-1"}
+    answered = await client.options(
+        "/courses", headers={"Origin": "https://app.example.test", **asked}
+    )
+    refused = await client.options(
+        "/courses",
+        headers={"Origin": "https://evil.example", **asked, "X-Request-ID": "preflight-bad-1"},
+    )
+    assert (answered.status_code, refused.status_code) == (204, 400)
+    after = (await client.get("/metrics")).text
+    assert preflights(after, 204) == preflights(before, 204) + 1
+    assert preflights(after, 400) == preflights(before, 400) + 1
+
+    def lines() -> list[str]:
+        return [
+            getattr(r, "request_id", "")
+            for r in caplog.records
+            if r.name == "lms.request" and r.levelno >= logging.INFO
+        ]
+
+    async def refused_logged() -> bool:
+        return "preflight-bad-1" in lines()
+
+    # Both ended before the scrape, so both were in a batch handed to logging by now.
+    await eventually(refused_logged, within=AccessLog.FLUSH_DELAY + 1, what="the refusal's line")
+    assert "preflight-ok-1" not in lines()
+
+
 async def test_cors_refuses_other_origins(client: AsyncClient) -> None:
     response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in response.headers

@@ -173,3 +173,31 @@ def test_a_filter_or_a_second_handler_gets_records() -> None:
         assert AccessLog(logger).direct_handler() is None
     finally:
         logger.removeHandler(handler)
+
+
+def test_quiet_lines_are_counted_always_and_written_only_at_debug() -> None:
+    """A record at DEBUG (the edge's answered preflights) reaches the metrics whatever the level,
+    and is written only where the logger shows DEBUG, then as a debug line."""
+    for level in (logging.INFO, logging.DEBUG):
+        stream = io.StringIO()
+        logger = logging.getLogger(f"test.access.quiet.{level}")
+        logger.propagate = False
+        logger.setLevel(level)
+        handler = handler_on(stream)
+        logger.addHandler(handler)
+        counted: list[int] = []
+        access = AccessLog(logger, lambda records, into=counted: into.extend(r[4] for r in records))
+        try:
+            access.add("OPTIONS", "/courses", "unmatched", 204, 0.001, None, "q1", logging.DEBUG)
+            access.add("GET", "/courses", "/courses", 200, 0.002, None, "l1")
+            access.add("OPTIONS", "/courses", "unmatched", 400, 0.001, None, "l2")
+            access.stop()
+        finally:
+            logger.removeHandler(handler)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert counted == [204, 200, 400]
+        written = [(line["request_id"], line["level"]) for line in lines]
+        if level == logging.INFO:
+            assert written == [("l1", "info"), ("l2", "info")]
+        else:
+            assert written == [("q1", "debug"), ("l1", "info"), ("l2", "info")]

@@ -74,7 +74,16 @@ class RequestRecorder:
         self._counted: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[tuple[str, str], Any] = {}
 
-    def add(self, scope: dict[str, Any], status: int, duration: float, request_id: str) -> None:
+    def add(
+        self,
+        scope: dict[str, Any],
+        status: int,
+        duration: float,
+        request_id: str,
+        level: int = logging.INFO,
+    ) -> None:
+        """One request that ended; its line is written at `level` (AccessLog), it is counted
+        whatever the level."""
         client = scope.get("client")
         self.access_log.add_record(
             (
@@ -87,6 +96,7 @@ class RequestRecorder:
                 duration,
                 client[0] if client else None,
                 request_id,
+                level,
             )
         )
 
@@ -97,7 +107,7 @@ class RequestRecorder:
         """The HTTP metrics of a batch of requests, into the tally."""
         counts: dict[tuple[str, str, int], int] = {}
         durations: dict[tuple[str, str], list[float]] = {}
-        for _, method, _, route, status, duration, _, _ in records:
+        for _, method, _, route, status, duration, _, _, _ in records:
             key = (method, route, status)
             counts[key] = counts.get(key, 0) + 1
             timed = durations.get((method, route))
@@ -145,8 +155,8 @@ def duration_ms(seconds: float) -> float:
 
 
 # What AccessLog keeps of a request: when it ended (time.time()), method, path, route, status,
-# duration in seconds, client address, request id.
-AccessRecord = tuple[float, str, str, str, int, float, "str | None", str]
+# duration in seconds, client address, request id, the level of its line.
+AccessRecord = tuple[float, str, str, str, int, float, "str | None", str, int]
 
 
 class AccessLog:
@@ -193,8 +203,11 @@ class AccessLog:
         duration: float,
         client: str | None,
         request_id: str,
+        level: int = logging.INFO,
     ) -> None:
-        self.add_record((time.time(), method, path, route, status, duration, client, request_id))
+        self.add_record(
+            (time.time(), method, path, route, status, duration, client, request_id, level)
+        )
 
     def add_record(self, record: AccessRecord) -> None:
         pending = self._pending
@@ -233,9 +246,13 @@ class AccessLog:
             return
         if self.also is not None:
             self.also(pending)
-        if not self.logger.isEnabledFor(logging.INFO):
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
             return
-        handler = self.direct_handler()
+        # Lines below INFO (an answered preflight's) are written where DEBUG is shown, and then
+        # each line goes through logging at its own level: a debugging set-up, not a fast one.
+        everything = logger.isEnabledFor(logging.DEBUG)
+        handler = None if everything else self.direct_handler()
         if handler is not None:
             formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
             name = self.logger.name
@@ -244,7 +261,9 @@ class AccessLog:
             # Each line's `ts` as formatter.time_text makes it: the seconds formatted once per
             # second of the batch (a batch spans ten milliseconds), the milliseconds looked up.
             second_of_prefix, prefix = -1, ""
-            for at, method, path, route, status, duration, client, request_id in pending:
+            for at, method, path, route, status, duration, client, request_id, level in pending:
+                if level < logging.INFO:
+                    continue
                 second = int(at)
                 if second != second_of_prefix:
                     second_of_prefix, prefix = second, formatter.second_text(second)
@@ -268,12 +287,14 @@ class AccessLog:
             terminator = handler.terminator
             if terminator != "\n":
                 text = text.replace("\n", terminator)  # JSON text holds no raw newline
-            handler.emit_formatted(text)
+            if text:
+                handler.emit_formatted(text)
             return
-        logger = self.logger
-        for at, method, path, route, status, duration, client, request_id in pending:
+        for at, method, path, route, status, duration, client, request_id, level in pending:
+            if not everything and level < logging.INFO:
+                continue
             record = logging.LogRecord(
-                logger.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None
+                logger.name, level, __file__, 0, "%s %s %s", (method, path, status), None
             )
             record.created = at
             record.msecs = int((at - int(at)) * 1000) + 0.0
