@@ -583,7 +583,8 @@ class Settings:
         choice("debug", "info", "warning", "error", upper=True),
         "INFO",
         shown="`info`",
-        doc="log verbosity: `debug`, `info`, `warning` or `error`",
+        doc="log verbosity: `debug`, `info`, `warning` or `error` (`debug` also writes a line "
+        "for each CORS preflight answered 204)",
     )
     log_format: LogFormat = setting(
         "LMS_LOG_FORMAT",
