@@ -158,39 +158,45 @@ _UNREAD = """
       AND (p_types IS NULL OR e.type = ANY (p_types))
 """
 
-EVENTS_UNREAD = f"""
+
+def _events_unread(candidates: str) -> str:
+    """lms_events_unread counting the unread events among `candidates` (a condition on e)."""
+    return f"""
 CREATE OR REPLACE FUNCTION lms_events_unread(p_name text, p_types text[]) RETURNS bigint
 LANGUAGE sql STABLE
 SET enable_seqscan = off SET jit = off
 AS $$
     {_READER.format(base=_BASE_OR_LATEST)}
     SELECT count(*) FROM events e
-    WHERE (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(base.s) FROM base))
-           OR e.xid >= (SELECT pg_snapshot_xmax(base.s) FROM base))
+    WHERE {candidates}
     {_UNREAD}
 $$
 """  # noqa: S608 - fixed text
 
-LMS_0022_EVENTS_UNREAD = f"""
-CREATE OR REPLACE FUNCTION lms_events_unread(p_name text, p_types text[]) RETURNS bigint
-LANGUAGE sql STABLE
-SET enable_seqscan = off SET jit = off
-AS $$
-    {_READER.format(base=_BASE_OR_LATEST)}
-    SELECT count(*) FROM events e
-    WHERE e.xid >= (SELECT pg_snapshot_xmin(base.s) FROM base)
-    {_UNREAD}
-$$
-"""  # noqa: S608 - fixed text
 
-# The newest first: the range from the base tick's xmax, then the transactions it saw running.
-UNREAD_EVENTS = f"""
+def _unread_events(body: str) -> str:
+    """lms_unread_events with `body` (the query after the reader's WITH)."""
+    return f"""
 CREATE OR REPLACE FUNCTION lms_unread_events(p_name text, p_types text[], p_limit int)
 RETURNS TABLE (id uuid, seq bigint, type text, occurred_at timestamptz)
 LANGUAGE sql STABLE
 SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off SET jit = off
 AS $$
     {_READER.format(base=_BASE)}
+    {body}
+$$
+"""
+
+
+EVENTS_UNREAD = _events_unread(
+    """(e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(base.s) FROM base))
+           OR e.xid >= (SELECT pg_snapshot_xmax(base.s) FROM base))"""
+)
+LMS_0022_EVENTS_UNREAD = _events_unread("e.xid >= (SELECT pg_snapshot_xmin(base.s) FROM base)")
+
+# The newest first: the range from the base tick's xmax, then the transactions it saw running.
+UNREAD_EVENTS = _unread_events(
+    f"""
     SELECT u.id, u.seq, u.type, u.occurred_at FROM (
         (SELECT e.id, e.seq, e.xid, e.type, e.occurred_at FROM events e
          WHERE e.xid >= (SELECT pg_snapshot_xmax(base.s) FROM base)
@@ -206,23 +212,17 @@ AS $$
     ) u
     ORDER BY u.xid DESC, u.seq DESC
     LIMIT p_limit
-$$
 """  # noqa: S608 - fixed text
-
-LMS_0022_UNREAD_EVENTS = f"""
-CREATE OR REPLACE FUNCTION lms_unread_events(p_name text, p_types text[], p_limit int)
-RETURNS TABLE (id uuid, seq bigint, type text, occurred_at timestamptz)
-LANGUAGE sql STABLE
-SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off SET jit = off
-AS $$
-    {_READER.format(base=_BASE)}
+)
+LMS_0022_UNREAD_EVENTS = _unread_events(
+    f"""
     SELECT e.id, e.seq, e.type, e.occurred_at FROM events e
     WHERE e.xid >= (SELECT pg_snapshot_xmin(base.s) FROM base)
     {_UNREAD}
     ORDER BY e.xid DESC, e.seq DESC
     LIMIT p_limit
-$$
 """  # noqa: S608 - fixed text
+)
 
 FORWARDS = [TICK_EVENTS, EVENTS_AFTER_TICK, EVENTS_UNREAD, UNREAD_EVENTS]
 # CREATE OR REPLACE may change a function's language: the SQL functions come back as they were.
